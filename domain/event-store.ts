@@ -1,0 +1,276 @@
+// The event store port: the system of record every side of Sentinel reads and appends through.
+import { z } from 'zod';
+
+/**
+ * An opaque, totally ordered global checkpoint. Adapters encode positions as fixed-width strings, so two
+ * positions from the same store compare with plain string comparison (see `comparePositions`).
+ */
+export type Position = string;
+
+/** The state a stream must be in for an append to go ahead. A number is the exact current revision. */
+export type ExpectedRevision = 'any' | 'no_stream' | 'stream_exists' | number;
+
+export type ActorKind = 'user' | 'service' | 'system';
+
+export interface EventMetadata {
+  correlationId?: string;
+  causationId?: string;
+  actor?: { id: string; kind: ActorKind };
+  traceparent?: string;
+  source?: string;
+  [key: string]: unknown;
+}
+
+export interface EventToAppend {
+  /** Client-assigned UUID; the idempotency key of the append within its stream. */
+  id: string;
+  type: string;
+  schemaVersion?: number;
+  data: Record<string, unknown>;
+  metadata?: EventMetadata;
+}
+
+export interface RecordedEvent {
+  id: string;
+  stream: string;
+  type: string;
+  schemaVersion: number;
+  /** 0-based, per stream. */
+  revision: number;
+  position: Position;
+  recordedAt: Date;
+  data: Record<string, unknown>;
+  metadata: EventMetadata;
+}
+
+export interface AppendResult {
+  /** Revision of the last event of the append. */
+  revision: number;
+  /** Position of the last event of the append. */
+  position: Position;
+  /** True when every event id was already stored and nothing was written. */
+  duplicate: boolean;
+}
+
+export interface ReadStreamOptions {
+  /** First revision to read (inclusive). Defaults to the start, or the end when reading backwards. */
+  from?: number;
+  /** Last revision to read (inclusive). */
+  to?: number;
+  direction?: 'forwards' | 'backwards';
+  limit?: number;
+}
+
+export interface EventFilter {
+  types?: string[];
+  streamPrefixes?: string[];
+}
+
+export interface ReadAllOptions {
+  /** Read events strictly after this position; from the beginning of the log when absent. */
+  after?: Position;
+  filter?: EventFilter;
+  limit?: number;
+}
+
+export interface ReadAllResult {
+  events: RecordedEvent[];
+  /**
+   * Where the next read continues from. With a filter this can lie past the last returned event: the
+   * store has looked at the events in between and none matched.
+   */
+  checkpoint: Position | undefined;
+}
+
+export interface SubscribeOptions {
+  after?: Position;
+  filter?: EventFilter;
+  /** Events fetched per read while catching up. */
+  batchSize?: number;
+}
+
+/** Catch-up, then live, in global order. Iterate with `for await`; `break` or `close()` ends it. */
+export interface Subscription extends AsyncIterable<RecordedEvent> {
+  close(): Promise<void>;
+}
+
+export interface StreamMetadata {
+  /** Events older than this many seconds are not returned by `readStream`. */
+  maxAge?: number;
+  /** Only the newest `maxCount` events are returned by `readStream`. */
+  maxCount?: number;
+  /** Events with a lower revision are not returned by `readStream` (soft delete). */
+  truncateBefore?: number;
+  custom?: Record<string, unknown>;
+}
+
+export interface EventStore {
+  append(stream: string, events: EventToAppend[], options?: { expected?: ExpectedRevision }): Promise<AppendResult>;
+  readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
+  subscribe(options?: SubscribeOptions): Subscription;
+  getStreamMetadata(stream: string): Promise<StreamMetadata>;
+  setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void>;
+  /** Soft delete: reads return nothing up to the current revision; a later append continues the revisions. */
+  deleteStream(stream: string, options?: { expected?: ExpectedRevision }): Promise<void>;
+  /** Resolves when the store is reachable and its schema is in place. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function comparePositions(a: Position, b: Position): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// ---- errors -------------------------------------------------------------------------------------------
+
+export class EventStoreError extends Error {
+  override name = 'EventStoreError';
+}
+
+/** The stream was not in the expected state; nothing was written. */
+export class ConcurrencyConflict extends EventStoreError {
+  override name = 'ConcurrencyConflict';
+  constructor(
+    readonly stream: string,
+    readonly expected: ExpectedRevision,
+    /** The stream's current revision, or 'no_stream'. */
+    readonly actual: number | 'no_stream',
+  ) {
+    super(`stream ${stream}: expected ${describeExpected(expected)}, but the stream is at ${describeActual(actual)}`);
+  }
+}
+
+/** An event id already stored in the stream came again with different content; nothing was written. */
+export class DuplicateEventConflict extends EventStoreError {
+  override name = 'DuplicateEventConflict';
+  constructor(
+    readonly stream: string,
+    readonly eventIds: string[],
+  ) {
+    super(
+      `stream ${stream}: event id(s) ${eventIds.join(', ')} already stored with different content, ` +
+        'or only part of the batch was stored before; use fresh ids for new events',
+    );
+  }
+}
+
+/** The request itself is malformed; nothing was read or written. */
+export class InvalidEventStoreRequest extends EventStoreError {
+  override name = 'InvalidEventStoreRequest';
+  constructor(
+    message: string,
+    readonly issues: { path: string; message: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** The stream was hard-deleted (tombstoned) and can never be written again. */
+export class StreamDeleted extends EventStoreError {
+  override name = 'StreamDeleted';
+  constructor(readonly stream: string) {
+    super(`stream ${stream} has been permanently deleted`);
+  }
+}
+
+function describeExpected(expected: ExpectedRevision): string {
+  return typeof expected === 'number' ? `revision ${expected}` : expected;
+}
+
+function describeActual(actual: number | 'no_stream'): string {
+  return actual === 'no_stream' ? 'no stream' : `revision ${actual}`;
+}
+
+// ---- request validation, shared by every adapter ------------------------------------------------------
+
+const MAX_EVENTS_PER_APPEND = 10_000;
+
+const streamName = z
+  .string()
+  .min(1, 'a stream name is required')
+  .max(512, 'a stream name is at most 512 characters')
+  .refine((s) => !s.startsWith('$'), 'stream names starting with $ are reserved for the store');
+
+const eventToAppend = z.object({
+  id: z.uuid('an event id must be a UUID'),
+  type: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9_.]{0,199}$/, 'an event type is a name of letters, digits, "_" and "." (PascalCase)'),
+  schemaVersion: z.number().int().min(1).optional(),
+  data: z.record(z.string(), z.unknown()),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+});
+
+const expectedRevision = z.union([
+  z.enum(['any', 'no_stream', 'stream_exists']),
+  z.number().int().min(0, 'an expected revision is 0 or more'),
+]);
+
+const appendRequest = z.object({
+  stream: streamName,
+  events: z
+    .array(eventToAppend)
+    .min(1, 'an append needs at least one event')
+    .max(MAX_EVENTS_PER_APPEND, `an append holds at most ${MAX_EVENTS_PER_APPEND} events`)
+    .refine((events) => new Set(events.map((e) => e.id)).size === events.length, 'event ids must be unique within an append'),
+  expected: expectedRevision,
+});
+
+const readStreamRequest = z.object({
+  stream: streamName,
+  from: z.number().int().min(0).optional(),
+  to: z.number().int().min(0).optional(),
+  direction: z.enum(['forwards', 'backwards']).optional(),
+  limit: z.number().int().min(1).optional(),
+});
+
+const filter = z
+  .object({
+    types: z.array(z.string().min(1)).optional(),
+    streamPrefixes: z.array(z.string().min(1)).optional(),
+  })
+  .strict();
+
+const metadataRequest = z
+  .object({
+    maxAge: z.number().int().min(1).optional(),
+    maxCount: z.number().int().min(1).optional(),
+    truncateBefore: z.number().int().min(0).optional(),
+    custom: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((i) => ({ path: i.path.join('.') || '(root)', message: i.message }));
+  throw new InvalidEventStoreRequest(
+    `invalid ${what}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+    issues,
+  );
+}
+
+export const validate = {
+  append(stream: string, events: EventToAppend[], expected: ExpectedRevision): void {
+    parse(appendRequest, { stream, events, expected }, 'append');
+  },
+  readStream(stream: string, options: ReadStreamOptions): void {
+    parse(readStreamRequest, { stream, ...options }, 'stream read');
+  },
+  filter(value: EventFilter | undefined): void {
+    if (value !== undefined) parse(filter, value, 'event filter');
+  },
+  limit(value: number | undefined): void {
+    if (value !== undefined) parse(z.number().int().min(1), value, 'limit');
+  },
+  stream(stream: string): void {
+    parse(streamName, stream, 'stream name');
+  },
+  metadata(metadata: StreamMetadata): void {
+    parse(metadataRequest, metadata, 'stream metadata');
+  },
+  expected(expected: ExpectedRevision): void {
+    parse(expectedRevision, expected, 'expected revision');
+  },
+};
