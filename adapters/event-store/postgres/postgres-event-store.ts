@@ -1,0 +1,406 @@
+// The event store on PostgreSQL or PGlite: one SQL function per append, gap-safe global reads.
+import pg from 'pg';
+import {
+  ConcurrencyConflict,
+  DuplicateEventConflict,
+  validate,
+  type AppendResult,
+  type EventFilter,
+  type EventStore,
+  type EventToAppend,
+  type ExpectedRevision,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type StreamMetadata,
+  type SubscribeOptions,
+  type Subscription,
+} from '../../../domain/event-store.js';
+import type { Database } from '../../postgres/database.js';
+import { ChangeSignal } from '../change-signal.js';
+import { pollingSubscription, type PollingOptions } from '../polling-subscription.js';
+import { decodePosition, encodePosition } from '../position.js';
+import { eventStoreMigrated, migrateEventStore } from './migrate.js';
+
+export const NOTIFY_CHANNEL = 'sentinel_events';
+
+export interface PostgresEventStoreOptions {
+  /** Events fetched per subscription read. */
+  batchSize?: number;
+  /** Rows a stream-prefix filtered read looks at before it returns a checkpoint. */
+  scanWindow?: number;
+  minWaitMs?: number;
+  maxWaitMs?: number;
+  /**
+   * Tell subscribers in other processes about appends with NOTIFY, sent outside the append's own
+   * transaction, at most one at a time (PostgreSQL only). Subscribers fall back to polling without it.
+   */
+  notifyOtherProcesses?: boolean;
+}
+
+type BigIntLike = string | number | bigint;
+
+interface EventRow {
+  id: string;
+  stream: string;
+  revision: BigIntLike;
+  type: string;
+  schema_version: number;
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  recorded_ms: number;
+  tx_id: BigIntLike;
+  seq: BigIntLike;
+}
+
+interface AppendRow {
+  status: 'ok' | 'duplicate' | 'duplicate_mismatch' | 'conflict';
+  revision: string | null;
+  tx_id: string | null;
+  seq: string | null;
+}
+
+function eventColumns(table = ''): string {
+  const t = table ? `${table}.` : '';
+  // Ordering columns keep their types (an alias of the same name would make ORDER BY sort text); the drivers
+  // hand bigint and xid8 over as strings or numbers, and the mapping accepts either.
+  return `${t}id, ${t}stream, ${t}revision, ${t}type, ${t}schema_version, ${t}data, ${t}metadata,
+    (extract(epoch from ${t}recorded_at) * 1000)::float8 as recorded_ms, ${t}tx_id, ${t}seq`;
+}
+const EVENT_COLUMNS = eventColumns();
+
+/** Events of transactions older than every running transaction: nothing can commit behind them any more. */
+const VISIBLE = `tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))`;
+
+const START: [bigint, bigint] = [0n, 0n];
+
+export class PostgresEventStore implements EventStore {
+  private readonly signal = new ChangeSignal();
+  private readonly polling: PollingOptions;
+  private readonly scanWindow: number;
+  private readonly notifyOthers: boolean;
+  private listener: CrossProcessListener | undefined;
+  private notifyInFlight = false;
+  private notifyAgain = false;
+
+  private constructor(
+    private readonly db: Database,
+    options: PostgresEventStoreOptions,
+  ) {
+    this.polling = {
+      batchSize: options.batchSize ?? 1000,
+      minWaitMs: options.minWaitMs ?? 5,
+      maxWaitMs: options.maxWaitMs ?? 1000,
+    };
+    this.scanWindow = options.scanWindow ?? 10_000;
+    this.notifyOthers = db.kind === 'postgres' && (options.notifyOtherProcesses ?? true);
+  }
+
+  /** Applies the event store's migrations, then returns the store. */
+  static async open(db: Database, options: PostgresEventStoreOptions = {}): Promise<PostgresEventStore> {
+    await migrateEventStore(db.knex);
+    return new PostgresEventStore(db, options);
+  }
+
+  async append(
+    stream: string,
+    events: EventToAppend[],
+    options: { expected?: ExpectedRevision } = {},
+  ): Promise<AppendResult> {
+    const expected = options.expected ?? 'any';
+    validate.append(stream, events, expected);
+    const [row] = await this.db.query<AppendRow>('select * from sentinel_append($1, $2, $3, $4::jsonb)', [
+      stream,
+      typeof expected === 'number' ? 'revision' : expected,
+      typeof expected === 'number' ? expected : null,
+      JSON.stringify(events),
+    ]);
+    switch (row?.status) {
+      case 'ok':
+        this.announce();
+        return this.result(row, false);
+      case 'duplicate':
+        return this.result(row, true);
+      case 'duplicate_mismatch':
+        throw new DuplicateEventConflict(
+          stream,
+          events.map((e) => e.id),
+        );
+      case 'conflict':
+        throw new ConcurrencyConflict(stream, expected, row.revision === null ? 'no_stream' : Number(row.revision));
+      default:
+        throw new Error(`sentinel_append returned an unexpected row: ${JSON.stringify(row)}`);
+    }
+  }
+
+  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    validate.readStream(stream, options);
+    const backwards = options.direction === 'backwards';
+    const [lowest, highest] = backwards ? [options.to, options.from] : [options.from, options.to];
+    const rows = await this.db.query<EventRow>(
+      `with s as (select revision, truncate_before, max_age, max_count from sentinel_streams where stream = $1)
+       select ${eventColumns('e')}
+         from sentinel_events e, s
+        where e.stream = $1
+          and e.revision >= greatest(coalesce($2::bigint, 0), coalesce(s.truncate_before, 0))
+          and ($3::bigint is null or e.revision <= $3::bigint)
+          and (s.max_count is null or e.revision > s.revision - s.max_count)
+          and (s.max_age is null or e.recorded_at >= now() - make_interval(secs => s.max_age))
+        order by e.revision ${backwards ? 'desc' : 'asc'}
+        limit $4`,
+      [stream, lowest ?? null, highest ?? null, options.limit ?? null],
+    );
+    return rows.map(toRecordedEvent);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
+    validate.filter(options.filter);
+    validate.limit(options.limit);
+    const after = options.after === undefined ? START : decodePosition(options.after);
+    return this.readAllAfter(after, options.filter, options.limit ?? this.polling.batchSize, options.after);
+  }
+
+  subscribe(options: SubscribeOptions = {}): Subscription {
+    validate.filter(options.filter);
+    validate.limit(options.batchSize);
+    if (options.after !== undefined) decodePosition(options.after);
+    if (this.notifyOthers && !this.listener) {
+      this.listener = new CrossProcessListener(this.db.connectionString!, this.signal);
+      this.listener.start();
+    }
+    return pollingSubscription(
+      (after, limit) => this.readAll({ after, filter: options.filter, limit }),
+      this.signal,
+      options,
+      this.polling,
+    );
+  }
+
+  async getStreamMetadata(stream: string): Promise<StreamMetadata> {
+    validate.stream(stream);
+    const [row] = await this.db.query<{
+      truncate_before: string | null;
+      max_age: string | null;
+      max_count: string | null;
+      custom: Record<string, unknown> | null;
+    }>(
+      `select truncate_before::text, max_age::text, max_count::text, custom from sentinel_streams where stream = $1`,
+      [stream],
+    );
+    const metadata: StreamMetadata = {};
+    if (row?.truncate_before != null) metadata.truncateBefore = Number(row.truncate_before);
+    if (row?.max_age != null) metadata.maxAge = Number(row.max_age);
+    if (row?.max_count != null) metadata.maxCount = Number(row.max_count);
+    if (row?.custom != null) metadata.custom = row.custom;
+    return metadata;
+  }
+
+  async setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void> {
+    validate.stream(stream);
+    validate.metadata(metadata);
+    await this.db.query(
+      `insert into sentinel_streams as s (stream, truncate_before, max_age, max_count, custom)
+       values ($1, $2, $3, $4, $5::jsonb)
+       on conflict (stream) do update set truncate_before = excluded.truncate_before, max_age = excluded.max_age,
+         max_count = excluded.max_count, custom = excluded.custom`,
+      [
+        stream,
+        metadata.truncateBefore ?? null,
+        metadata.maxAge ?? null,
+        metadata.maxCount ?? null,
+        metadata.custom === undefined ? null : JSON.stringify(metadata.custom),
+      ],
+    );
+  }
+
+  async deleteStream(stream: string, options: { expected?: ExpectedRevision } = {}): Promise<void> {
+    const expected = options.expected ?? 'any';
+    validate.stream(stream);
+    validate.expected(expected);
+    await this.db.knex.transaction(async (trx) => {
+      await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [stream]);
+      const { rows } = (await trx.raw(
+        'select revision::text as revision, deleted from sentinel_streams where stream = ?',
+        [stream],
+      )) as { rows: { revision: string; deleted: boolean }[] };
+      const current = rows[0] ? Number(rows[0].revision) : -1;
+      const live = current >= 0 && !rows[0]?.deleted;
+      const ok =
+        expected === 'any' ||
+        (expected === 'stream_exists' && live) ||
+        (expected === 'no_stream' && !live) ||
+        (typeof expected === 'number' && current >= 0 && current === expected);
+      if (!ok) throw new ConcurrencyConflict(stream, expected, live ? current : 'no_stream');
+      if (!live) return;
+      await trx.raw('update sentinel_streams set deleted = true, truncate_before = revision + 1 where stream = ?', [
+        stream,
+      ]);
+    });
+  }
+
+  async ping(): Promise<void> {
+    if (!(await eventStoreMigrated(this.db.knex))) throw new Error('event store migrations are not applied');
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.stop();
+  }
+
+  private async readAllAfter(
+    after: [bigint, bigint],
+    filter: EventFilter | undefined,
+    limit: number,
+    afterPosition: string | undefined,
+  ): Promise<ReadAllResult> {
+    const types = filter?.types?.length ? filter.types : null;
+    const prefixes = filter?.streamPrefixes?.length ? filter.streamPrefixes.map((p) => `${escapeLike(p)}%`) : null;
+    const params = [after[0].toString(), after[1].toString(), limit];
+
+    if (!types && !prefixes) {
+      const rows = await this.db.query<EventRow>(
+        `select ${EVENT_COLUMNS} from sentinel_events
+          where (tx_id, seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
+          order by tx_id, seq limit $3`,
+        params,
+      );
+      return page(rows, afterPosition);
+    }
+
+    if (types) {
+      // One ordered range scan of the (type, tx_id, seq) index per type, merged: cost follows what is read,
+      // not how long the log is.
+      const rows = await this.db.query<EventRow>(
+        `select ${EVENT_COLUMNS} from unnest($4::text[]) as t(name), lateral (
+           select * from sentinel_events e
+            where e.type = t.name and (e.tx_id, e.seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
+              and ($5::text[] is null or e.stream like any($5::text[]))
+            order by e.tx_id, e.seq limit $3) as x
+          order by x.tx_id, x.seq limit $3`,
+        [...params, types, prefixes],
+      );
+      return page(rows, afterPosition);
+    }
+
+    // Stream prefixes only: look at a bounded window of the log and report how far it got, so a read for a
+    // rare prefix still moves its checkpoint forward at a bounded cost per call.
+    const rows = await this.db.query<EventRow & { scan_end: boolean }>(
+      `with scanned as materialized (
+         select * from sentinel_events
+          where (tx_id, seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
+          order by tx_id, seq limit $4),
+       matched as (
+         select * from scanned where stream like any($5::text[]) order by tx_id, seq limit $3),
+       last_scanned as (
+         select * from scanned order by tx_id desc, seq desc limit 1)
+       select ${EVENT_COLUMNS}, false as scan_end from matched
+       union all
+       select ${EVENT_COLUMNS}, true as scan_end from last_scanned
+       order by scan_end, tx_id, seq`,
+      [...params, this.scanWindow, prefixes],
+    );
+    const events = rows.filter((r) => !r.scan_end);
+    const scanEnd = rows.find((r) => r.scan_end);
+    if (events.length === limit || !scanEnd) return page(events, afterPosition);
+    return { events: events.map(toRecordedEvent), checkpoint: encodePosition(BigInt(scanEnd.tx_id), BigInt(scanEnd.seq)) };
+  }
+
+  private result(row: AppendRow, duplicate: boolean): AppendResult {
+    return {
+      revision: Number(row.revision),
+      position: encodePosition(BigInt(row.tx_id!), BigInt(row.seq!)),
+      duplicate,
+    };
+  }
+
+  /** Wakes local subscribers at once, and subscribers elsewhere through a NOTIFY kept off the append path. */
+  private announce(): void {
+    this.signal.notify();
+    if (!this.notifyOthers) return;
+    if (this.notifyInFlight) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifyInFlight = true;
+    this.db
+      .query('select pg_notify($1, null)', [NOTIFY_CHANNEL])
+      .catch(() => undefined) // subscribers elsewhere still poll; a lost notification only delays them
+      .finally(() => {
+        this.notifyInFlight = false;
+        if (this.notifyAgain) {
+          this.notifyAgain = false;
+          this.announce();
+        }
+      });
+  }
+}
+
+function page(rows: EventRow[], afterPosition: string | undefined): ReadAllResult {
+  const events = rows.map(toRecordedEvent);
+  return { events, checkpoint: events.at(-1)?.position ?? afterPosition };
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    id: row.id,
+    stream: row.stream,
+    type: row.type,
+    schemaVersion: row.schema_version,
+    revision: Number(row.revision),
+    position: encodePosition(BigInt(row.tx_id), BigInt(row.seq)),
+    recordedAt: new Date(row.recorded_ms),
+    data: row.data,
+    metadata: row.metadata,
+  };
+}
+
+function escapeLike(prefix: string): string {
+  return prefix.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** A dedicated connection that LISTENs for appends made by other processes; reconnects with backoff. */
+class CrossProcessListener {
+  private client: pg.Client | undefined;
+  private stopped = false;
+  private retryMs = 100;
+
+  constructor(
+    private readonly connectionString: string,
+    private readonly signal: ChangeSignal,
+  ) {}
+
+  start(): void {
+    void this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.client?.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    const client = new pg.Client({ connectionString: this.connectionString, application_name: 'sentinel-listener' });
+    let lost = false;
+    const retry = () => {
+      if (lost || this.stopped) return;
+      lost = true;
+      this.client = undefined;
+      client.end().catch(() => undefined);
+      setTimeout(() => void this.connect(), this.retryMs).unref();
+      this.retryMs = Math.min(this.retryMs * 2, 5000);
+    };
+    client.on('notification', () => this.signal.notify());
+    client.on('error', retry);
+    client.on('end', retry);
+    try {
+      await client.connect();
+      await client.query(`listen ${NOTIFY_CHANNEL}`);
+      this.client = client;
+      this.retryMs = 100;
+      this.signal.notify(); // anything appended while we were not listening is readable now
+    } catch {
+      retry();
+    }
+  }
+}

@@ -1,0 +1,66 @@
+// One handle on Sentinel's SQL database: PostgreSQL through pg, or embedded PGlite, both behind knex.
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import knexFactory, { type Knex } from 'knex';
+import ClientPGLite from 'knex-pglite';
+
+export type DatabaseKind = 'postgres' | 'pglite';
+
+/**
+ * Raw SQL with `$1` placeholders on a pooled connection. knex owns the pool, so statements sent here and
+ * knex transactions never interleave on PGlite's single connection.
+ */
+export interface Database {
+  readonly kind: DatabaseKind;
+  readonly knex: Knex;
+  /** Connection string for clients that need a connection of their own (LISTEN); PostgreSQL only. */
+  readonly connectionString: string | undefined;
+  query<Row>(text: string, params?: unknown[]): Promise<Row[]>;
+  close(): Promise<void>;
+}
+
+interface RawConnection {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+export interface PostgresOptions {
+  poolMax?: number;
+}
+
+export function openPostgres(connectionString: string, options: PostgresOptions = {}): Database {
+  const knex = knexFactory({
+    client: 'pg',
+    connection: { connectionString, application_name: 'sentinel' },
+    pool: { min: 0, max: options.poolMax ?? 10 },
+  });
+  return wrap('postgres', knex, connectionString);
+}
+
+/** Embedded PostgreSQL. With `dataDir` the database persists there; without, it lives in memory. */
+export async function openPglite(dataDir?: string): Promise<Database> {
+  if (dataDir) await mkdir(dataDir, { recursive: true });
+  const pglite = new PGlite(dataDir);
+  await pglite.waitReady;
+  const knex = knexFactory({ client: ClientPGLite, connection: { pglite } as Knex.StaticConnectionConfig });
+  return wrap('pglite', knex, undefined);
+}
+
+function wrap(kind: DatabaseKind, knex: Knex, connectionString: string | undefined): Database {
+  return {
+    kind,
+    knex,
+    connectionString,
+    async query<Row>(text: string, params: unknown[] = []): Promise<Row[]> {
+      const connection = (await knex.client.acquireConnection()) as RawConnection;
+      try {
+        const result = await connection.query(text, params);
+        return result.rows as Row[];
+      } finally {
+        await knex.client.releaseConnection(connection);
+      }
+    },
+    async close() {
+      await knex.destroy();
+    },
+  };
+}

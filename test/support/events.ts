@@ -1,0 +1,36 @@
+// Builders for events in tests.
+import { randomUUID } from 'node:crypto';
+import type { EventToAppend, RecordedEvent } from '../../domain/event-store.js';
+
+export function anEvent(type = 'SomethingHappened', data: Record<string, unknown> = {}): EventToAppend {
+  return { id: randomUUID(), type, data, metadata: { correlationId: randomUUID(), actor: { id: 'test', kind: 'system' } } };
+}
+
+export function events(count: number, type = 'SomethingHappened'): EventToAppend[] {
+  return Array.from({ length: count }, (_, i) => anEvent(type, { i }));
+}
+
+export function uniqueStream(category = 'test'): string {
+  return `${category}-${randomUUID()}`;
+}
+
+/** Collects from a subscription until `count` events arrived or `timeoutMs` passed. */
+export async function collect(
+  subscription: AsyncIterable<RecordedEvent> & { close(): Promise<void> },
+  count: number,
+  timeoutMs = 20_000,
+): Promise<RecordedEvent[]> {
+  const received: RecordedEvent[] = [];
+  const timer = setTimeout(() => void subscription.close(), timeoutMs);
+  try {
+    if (count === 0) return received;
+    for await (const event of subscription) {
+      received.push(event);
+      if (received.length >= count) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    await subscription.close();
+  }
+  return received;
+}
