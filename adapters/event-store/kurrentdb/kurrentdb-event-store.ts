@@ -1,0 +1,594 @@
+// The event store port on KurrentDB / EventStoreDB, through the official gRPC client.
+import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import {
+  ANY,
+  BACKWARDS,
+  END,
+  FORWARDS,
+  KurrentDBClient,
+  NO_STREAM,
+  START,
+  STREAM_EXISTS,
+  StreamDeletedError,
+  StreamNotFoundError,
+  StreamTombstonedError,
+  WrongExpectedVersionError,
+  eventTypeFilter,
+  excludeSystemEvents,
+  jsonEvent,
+  streamNameFilter,
+  type AllStreamResolvedEvent,
+  type AllStreamSubscription,
+  type AppendResult as KurrentAppendResult,
+  type AppendStreamState,
+  type CurrentStreamState,
+  type Filter,
+  type Position as KurrentPosition,
+  type ReadPosition,
+  type ReadRevision,
+  type RecordedEvent as KurrentRecordedEvent,
+  type StreamMetadata as KurrentStreamMetadata,
+  type StreamState,
+} from '@kurrent/kurrentdb-client';
+import {
+  ConcurrencyConflict,
+  DuplicateEventConflict,
+  InvalidEventStoreRequest,
+  StreamDeleted,
+  validate,
+  type AppendResult,
+  type EventFilter,
+  type EventMetadata,
+  type EventStore,
+  type EventToAppend,
+  type ExpectedRevision,
+  type Position,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type StreamMetadata,
+  type SubscribeOptions,
+  type Subscription,
+} from '../../../domain/event-store.js';
+import { decodePosition, encodePosition } from '../position.js';
+
+/** The part of the KurrentDB client this adapter uses; tests hand in a fake with the same shape. */
+export type KurrentClientLike = Pick<
+  KurrentDBClient,
+  | 'appendToStream'
+  | 'readStream'
+  | 'readAll'
+  | 'subscribeToAll'
+  | 'getStreamMetadata'
+  | 'setStreamMetadata'
+  | 'deleteStream'
+  | 'dispose'
+>;
+
+export interface KurrentDbEventStoreOptions {
+  /** Events asked for per read of `$all` in `readAll`. */
+  pageSize?: number;
+}
+
+/**
+ * KurrentDB events have no schema version and no way to tell a written append from an idempotent replay, so
+ * both travel in the event metadata under keys of the store's own; they are removed again on read.
+ */
+export const SCHEMA_VERSION_KEY = '$schemaVersion';
+export const APPEND_ID_KEY = '$appendId';
+
+const DEFAULT_PAGE_SIZE = 500;
+/** How far back a rejected append with no exact expected revision looks for ids it already stored. */
+const DUPLICATE_SCAN = 1000;
+/** Attempts at a `stream_exists` delete while other writers keep moving the stream. */
+const DELETE_ATTEMPTS = 5;
+/** KurrentDB's own stream settings: not part of the port, kept as they are when the port writes metadata. */
+const SYSTEM_METADATA_KEYS = ['maxAge', 'maxCount', 'truncateBefore', 'cacheControl', 'acl'] as const;
+
+export class KurrentDbEventStore implements EventStore {
+  private readonly pageSize: number;
+
+  constructor(
+    private readonly client: KurrentClientLike,
+    options: KurrentDbEventStoreOptions = {},
+  ) {
+    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+  }
+
+  /** A store on a KurrentDB reached through a connection string such as `kurrentdb://localhost:2113?tls=false`. */
+  static connect(connectionString: string, options: KurrentDbEventStoreOptions = {}): KurrentDbEventStore {
+    return new KurrentDbEventStore(KurrentDBClient.connectionString(connectionString), options);
+  }
+
+  async append(
+    stream: string,
+    events: EventToAppend[],
+    options: { expected?: ExpectedRevision } = {},
+  ): Promise<AppendResult> {
+    const expected = options.expected ?? 'any';
+    validate.append(stream, events, expected);
+    const appendId = randomUUID();
+    const proposed = events.map((e) =>
+      jsonEvent({
+        id: e.id,
+        type: e.type,
+        data: e.data,
+        metadata: { ...e.metadata, [SCHEMA_VERSION_KEY]: e.schemaVersion ?? 1, [APPEND_ID_KEY]: appendId },
+      }),
+    );
+    let result: KurrentAppendResult;
+    try {
+      result = await this.client.appendToStream(stream, proposed, { streamState: toAppendState(expected) });
+    } catch (error) {
+      throw await this.appendFailure(stream, events, expected, error);
+    }
+    if (!result.success) {
+      // Only a client built with `throwOnAppendFailure: false` answers this way instead of throwing.
+      const actual = result.nextExpectedRevision < 0n ? 'no_stream' : Number(result.nextExpectedRevision);
+      throw new ConcurrencyConflict(stream, expected, actual);
+    }
+    return this.confirmAppend(stream, events, appendId, result);
+  }
+
+  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    validate.readStream(stream, options);
+    const backwards = options.direction === 'backwards';
+    const fromRevision: ReadRevision =
+      options.from !== undefined ? BigInt(options.from) : backwards ? END : START;
+    const events: RecordedEvent[] = [];
+    try {
+      for await (const resolved of this.client.readStream(stream, {
+        fromRevision,
+        direction: backwards ? BACKWARDS : FORWARDS,
+        ...(options.limit !== undefined ? { maxCount: options.limit } : {}),
+      })) {
+        if (resolved.event === undefined) continue;
+        const revision = Number(resolved.event.revision);
+        if (options.to !== undefined && (backwards ? revision < options.to : revision > options.to)) break;
+        const event = toRecordedEvent(resolved.event);
+        if (event !== undefined) events.push(event);
+      }
+    } catch (error) {
+      if (error instanceof StreamNotFoundError) return [];
+      throw mapStreamError(stream, error);
+    }
+    return events;
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
+    validate.filter(options.filter);
+    validate.limit(options.limit);
+    const after = options.after;
+    let fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const plan = filterPlan(options.filter);
+    // Taken before the scan: when the scan then reaches the end of the log, every event up to this position
+    // has been looked at, so the checkpoint may move past the last match without skipping anything.
+    const head = await this.headPosition();
+    const events: RecordedEvent[] = [];
+    let skipUpTo = after;
+    let seen = after;
+    while (true) {
+      const wanted = Math.min(limit - events.length, this.pageSize);
+      // A read from a position includes that position's event, which was already handled; ask for one more.
+      const maxCount = skipUpTo === undefined ? wanted : wanted + 1;
+      let received = 0;
+      let last: KurrentPosition | undefined;
+      for await (const resolved of this.client.readAll({ fromPosition, maxCount, filter: plan.server })) {
+        received += 1;
+        const raw = resolved.event;
+        if (raw === undefined) continue;
+        last = raw.position;
+        const position = encodePosition(raw.position.commit, raw.position.prepare);
+        if (skipUpTo !== undefined && position <= skipUpTo) continue;
+        seen = position;
+        const event = plan.accepts(raw) ? toRecordedEvent(raw) : undefined;
+        if (event === undefined) continue;
+        events.push(event);
+        if (events.length >= limit) return { events, checkpoint: event.position };
+      }
+      if (received < maxCount || last === undefined) break;
+      fromPosition = last;
+      skipUpTo = encodePosition(last.commit, last.prepare);
+    }
+    return { events, checkpoint: latest(seen, head) };
+  }
+
+  subscribe(options: SubscribeOptions = {}): Subscription {
+    validate.filter(options.filter);
+    if (options.batchSize !== undefined) validate.limit(options.batchSize);
+    const after = options.after;
+    const fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
+    const plan = filterPlan(options.filter);
+    const source = this.client.subscribeToAll(
+      { fromPosition, filter: plan.server },
+      options.batchSize !== undefined ? { highWaterMark: options.batchSize } : {},
+    );
+    return new KurrentDbSubscription(source, (resolved) => {
+      const raw = resolved.event;
+      if (raw === undefined || !plan.accepts(raw)) return undefined;
+      // Whether the server resends the event at the start position is not something to rely on.
+      if (after !== undefined && encodePosition(raw.position.commit, raw.position.prepare) <= after) return undefined;
+      return toRecordedEvent(raw);
+    });
+  }
+
+  async getStreamMetadata(stream: string): Promise<StreamMetadata> {
+    validate.stream(stream);
+    const stored = await this.readMetadata(stream);
+    const result: StreamMetadata = {};
+    if (typeof stored.maxAge === 'number') result.maxAge = stored.maxAge;
+    if (typeof stored.maxCount === 'number') result.maxCount = stored.maxCount;
+    if (typeof stored.truncateBefore === 'number') {
+      // A soft delete sets truncate-before to Int64.MaxValue, which JSON numbers cannot hold exactly.
+      result.truncateBefore = Math.min(stored.truncateBefore, Number.MAX_SAFE_INTEGER);
+    }
+    const custom = Object.fromEntries(
+      Object.entries(stored).filter(([key]) => !isSystemMetadataKey(key) && !key.startsWith('$')),
+    );
+    if (Object.keys(custom).length > 0) result.custom = custom;
+    return result;
+  }
+
+  async setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void> {
+    validate.stream(stream);
+    validate.metadata(metadata);
+    checkCustomMetadata(metadata.custom);
+    const stored = await this.readMetadata(stream);
+    const next: KurrentStreamMetadata = { ...metadata.custom };
+    if (stored.acl !== undefined) next.acl = stored.acl;
+    if (stored.cacheControl !== undefined) next.cacheControl = stored.cacheControl;
+    if (metadata.maxAge !== undefined) next.maxAge = metadata.maxAge;
+    if (metadata.maxCount !== undefined) next.maxCount = metadata.maxCount;
+    if (metadata.truncateBefore !== undefined) next.truncateBefore = metadata.truncateBefore;
+    try {
+      await this.client.setStreamMetadata(stream, next);
+    } catch (error) {
+      throw mapStreamError(stream, error);
+    }
+  }
+
+  async deleteStream(stream: string, options: { expected?: ExpectedRevision } = {}): Promise<void> {
+    const expected = options.expected ?? 'any';
+    validate.stream(stream);
+    validate.expected(expected);
+    if (expected !== 'stream_exists') {
+      try {
+        await this.client.deleteStream(stream, { expectedRevision: toDeleteState(expected) });
+        return;
+      } catch (error) {
+        throw mapWriteError(stream, expected, error);
+      }
+    }
+    // The client's delete has no "stream exists" expectation: delete at the revision the stream is at now,
+    // and try again when another writer moved it in between.
+    for (let attempt = 1; ; attempt += 1) {
+      const revision = await this.lastRevision(stream);
+      if (revision === undefined) throw new ConcurrencyConflict(stream, expected, 'no_stream');
+      try {
+        await this.client.deleteStream(stream, { expectedRevision: revision });
+        return;
+      } catch (error) {
+        if (error instanceof WrongExpectedVersionError && attempt < DELETE_ATTEMPTS) continue;
+        throw mapWriteError(stream, expected, error);
+      }
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.headPosition();
+  }
+
+  async close(): Promise<void> {
+    await this.client.dispose();
+  }
+
+  // ---- append outcome ---------------------------------------------------------------------------------
+
+  /**
+   * KurrentDB acknowledges a replayed append (same ids) as a success without writing, whatever the content.
+   * The last event of the append tells which happened: it carries this append's id only if this call wrote it.
+   */
+  private async confirmAppend(
+    stream: string,
+    events: EventToAppend[],
+    appendId: string,
+    result: KurrentAppendResult,
+  ): Promise<AppendResult> {
+    const revision = result.nextExpectedRevision;
+    const [last] = await this.readRange(stream, revision, 1);
+    if (last === undefined || metadataRecord(last.metadata)[APPEND_ID_KEY] === appendId) {
+      // Nothing to read back only when the stream's own settings hide the new event (a truncate-before set
+      // past it); then the append response is all there is.
+      const position = last?.position ?? result.position;
+      if (position === undefined) throw missingPosition();
+      return { revision: Number(revision), position: encodePosition(position.commit, position.prepare), duplicate: false };
+    }
+    const first = revision - BigInt(events.length - 1);
+    const stored = new Map(
+      (await this.readRange(stream, first < 0n ? 0n : first, events.length)).map((e) => [e.id, e]),
+    );
+    const differing = events.filter((e) => !sameContent(e, stored.get(e.id))).map((e) => e.id);
+    if (differing.length > 0) throw new DuplicateEventConflict(stream, differing);
+    if (last.position === undefined) throw missingPosition();
+    return {
+      revision: Number(revision),
+      position: encodePosition(last.position.commit, last.position.prepare),
+      duplicate: true,
+    };
+  }
+
+  /**
+   * A rejected append is either a real concurrency conflict or, as KurrentDB reports it the same way, a batch
+   * of which only some ids are already stored.
+   */
+  private async appendFailure(
+    stream: string,
+    events: EventToAppend[],
+    expected: ExpectedRevision,
+    error: unknown,
+  ): Promise<unknown> {
+    if (!(error instanceof WrongExpectedVersionError)) return mapStreamError(stream, error);
+    const actual = toActual(error.actualState);
+    if (actual === 'no_stream') return new ConcurrencyConflict(stream, expected, actual);
+    let from: number;
+    let count = events.length;
+    if (typeof expected === 'number') from = expected + 1;
+    else if (expected === 'no_stream') from = 0;
+    else {
+      count = events.length + DUPLICATE_SCAN;
+      from = Math.max(0, actual - count + 1);
+    }
+    const ids = new Set(events.map((e) => e.id));
+    let stored: string[];
+    try {
+      stored = (await this.readRange(stream, BigInt(from), count)).map((e) => e.id).filter((id) => ids.has(id));
+    } catch {
+      // The conflict itself is the answer the caller needs; failing to refine it must not hide it.
+      stored = [];
+    }
+    return stored.length > 0
+      ? new DuplicateEventConflict(stream, stored)
+      : new ConcurrencyConflict(stream, expected, actual);
+  }
+
+  // ---- reads ------------------------------------------------------------------------------------------
+
+  private async readRange(stream: string, from: bigint, count: number): Promise<KurrentRecordedEvent[]> {
+    const events: KurrentRecordedEvent[] = [];
+    try {
+      for await (const resolved of this.client.readStream(stream, { fromRevision: from, maxCount: count })) {
+        if (resolved.event !== undefined) events.push(resolved.event);
+      }
+    } catch (error) {
+      if (error instanceof StreamNotFoundError) return [];
+      throw error;
+    }
+    return events;
+  }
+
+  private async lastRevision(stream: string): Promise<bigint | undefined> {
+    try {
+      for await (const resolved of this.client.readStream(stream, {
+        fromRevision: END,
+        direction: BACKWARDS,
+        maxCount: 1,
+      })) {
+        if (resolved.event !== undefined) return resolved.event.revision;
+      }
+    } catch (error) {
+      if (error instanceof StreamNotFoundError) return undefined;
+      throw mapStreamError(stream, error);
+    }
+    return undefined;
+  }
+
+  /** The position of the newest record in `$all`, system records included. */
+  private async headPosition(): Promise<Position | undefined> {
+    for await (const resolved of this.client.readAll({ fromPosition: END, direction: BACKWARDS, maxCount: 1 })) {
+      const position = resolved.event?.position;
+      if (position !== undefined) return encodePosition(position.commit, position.prepare);
+    }
+    return undefined;
+  }
+
+  private async readMetadata(stream: string): Promise<KurrentStreamMetadata> {
+    try {
+      return (await this.client.getStreamMetadata(stream)).metadata ?? {};
+    } catch (error) {
+      throw mapStreamError(stream, error);
+    }
+  }
+}
+
+/** A catch-up subscription to `$all`; ending the iteration or `close()` cancels it on the server. */
+class KurrentDbSubscription implements Subscription {
+  private closed = false;
+
+  constructor(
+    private readonly source: AllStreamSubscription,
+    private readonly accept: (resolved: AllStreamResolvedEvent) => RecordedEvent | undefined,
+  ) {}
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<RecordedEvent, void, undefined> {
+    try {
+      for await (const resolved of this.source as AsyncIterable<AllStreamResolvedEvent>) {
+        if (this.closed) return;
+        const event = this.accept(resolved);
+        if (event !== undefined) yield event;
+      }
+    } catch (error) {
+      // Closing destroys the stream under a pending read, which then rejects: that is the end, not a failure.
+      if (!this.closed) throw error;
+    } finally {
+      await this.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.source.unsubscribe();
+    } finally {
+      this.source.destroy();
+    }
+  }
+}
+
+// ---- mapping --------------------------------------------------------------------------------------------
+
+function toAppendState(expected: ExpectedRevision): AppendStreamState {
+  switch (expected) {
+    case 'any':
+      return ANY;
+    case 'no_stream':
+      return NO_STREAM;
+    case 'stream_exists':
+      return STREAM_EXISTS;
+    default:
+      return BigInt(expected);
+  }
+}
+
+function toDeleteState(expected: Exclude<ExpectedRevision, 'stream_exists'>): StreamState {
+  switch (expected) {
+    case 'any':
+      return ANY;
+    case 'no_stream':
+      return NO_STREAM;
+    default:
+      return BigInt(expected);
+  }
+}
+
+function toActual(state: CurrentStreamState): number | 'no_stream' {
+  // Newer servers report a deleted or tombstoned stream with a negative revision.
+  return typeof state === 'bigint' && state >= 0n ? Number(state) : 'no_stream';
+}
+
+function toClientPosition(position: Position): KurrentPosition {
+  const [commit, prepare] = decodePosition(position);
+  return { commit, prepare };
+}
+
+function mapStreamError(stream: string, error: unknown): unknown {
+  if (error instanceof StreamDeletedError || error instanceof StreamTombstonedError) return new StreamDeleted(stream);
+  return error;
+}
+
+function mapWriteError(stream: string, expected: ExpectedRevision, error: unknown): unknown {
+  if (error instanceof WrongExpectedVersionError) {
+    return new ConcurrencyConflict(stream, expected, toActual(error.actualState));
+  }
+  return mapStreamError(stream, error);
+}
+
+/**
+ * Events that are not JSON objects (binary payloads, links) were not written through this port and have no
+ * place in its envelope, so every read leaves them out.
+ */
+function toRecordedEvent(event: KurrentRecordedEvent): RecordedEvent | undefined {
+  if (!event.isJson || !isRecord(event.data)) return undefined;
+  if (event.position === undefined) throw missingPosition();
+  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, ...metadata } = metadataRecord(
+    event.metadata,
+  );
+  return {
+    id: event.id,
+    stream: event.streamId,
+    type: event.type,
+    schemaVersion: typeof schemaVersion === 'number' && Number.isInteger(schemaVersion) && schemaVersion >= 1 ? schemaVersion : 1,
+    revision: Number(event.revision),
+    position: encodePosition(event.position.commit, event.position.prepare),
+    recordedAt: event.created,
+    data: event.data,
+    metadata: metadata as EventMetadata,
+  };
+}
+
+function sameContent(proposed: EventToAppend, stored: KurrentRecordedEvent | undefined): boolean {
+  if (stored === undefined || !stored.isJson || stored.type !== proposed.type) return false;
+  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, ...metadata } = metadataRecord(
+    stored.metadata,
+  );
+  return (
+    schemaVersion === (proposed.schemaVersion ?? 1) &&
+    isDeepStrictEqual(stored.data, asStored(proposed.data)) &&
+    isDeepStrictEqual(metadata, asStored(proposed.metadata ?? {}))
+  );
+}
+
+/** A value as it comes back from the store after its JSON round trip (undefined fields gone, dates as strings). */
+function asStored(value: Record<string, unknown>): unknown {
+  return JSON.parse(JSON.stringify(value));
+}
+
+function metadataRecord(metadata: unknown): Record<string, unknown> {
+  return isRecord(metadata) ? metadata : {};
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+function missingPosition(): Error {
+  return new Error('KurrentDB did not report an event position; the server must be EventStoreDB 22.6 or later');
+}
+
+function latest(a: Position | undefined, b: Position | undefined): Position | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a > b ? a : b;
+}
+
+// ---- filters --------------------------------------------------------------------------------------------
+
+interface FilterPlan {
+  /** What the server filters on: one dimension only, so the other is checked here. */
+  server: Filter;
+  accepts(event: KurrentRecordedEvent): boolean;
+}
+
+function filterPlan(filter: EventFilter | undefined): FilterPlan {
+  const types = filter?.types?.length ? new Set(filter.types) : undefined;
+  const prefixes = filter?.streamPrefixes?.length ? filter.streamPrefixes : undefined;
+  const server = types
+    ? eventTypeFilter({ regex: `^(?:${[...types].map(escapeRegex).join('|')})$` })
+    : prefixes
+      ? streamNameFilter({ prefixes })
+      : excludeSystemEvents();
+  return {
+    server,
+    accepts: (event) =>
+      !event.type.startsWith('$') &&
+      (types === undefined || types.has(event.type)) &&
+      (prefixes === undefined || prefixes.some((p) => event.streamId.startsWith(p))),
+  };
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+// ---- metadata -------------------------------------------------------------------------------------------
+
+function isSystemMetadataKey(key: string): boolean {
+  return (SYSTEM_METADATA_KEYS as readonly string[]).includes(key);
+}
+
+/** Custom keys sit beside KurrentDB's own settings, so they must not take their names. */
+function checkCustomMetadata(custom: Record<string, unknown> | undefined): void {
+  const clashing = Object.keys(custom ?? {}).filter((key) => isSystemMetadataKey(key) || key.startsWith('$'));
+  if (clashing.length === 0) return;
+  const issues = clashing.map((key) => ({
+    path: `custom.${key}`,
+    message: `"${key}" is reserved by the store; use a name that does not start with "$" and is not one of ${SYSTEM_METADATA_KEYS.join(', ')}`,
+  }));
+  throw new InvalidEventStoreRequest(
+    `invalid stream metadata: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+    issues,
+  );
+}
