@@ -2,6 +2,7 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
+import type pg from 'pg';
 import ClientPGLite from 'knex-pglite';
 
 export type DatabaseKind = 'postgres' | 'pglite';
@@ -15,12 +16,13 @@ export interface Database {
   readonly knex: Knex;
   /** Connection string for clients that need a connection of their own (LISTEN); PostgreSQL only. */
   readonly connectionString: string | undefined;
-  query<Row>(text: string, params?: unknown[]): Promise<Row[]>;
+  /** `prepareAs` names the statement so PostgreSQL plans it once per connection; hot paths use it. */
+  query<Row>(text: string, params?: unknown[], prepareAs?: string): Promise<Row[]>;
   close(): Promise<void>;
 }
 
 interface RawConnection {
-  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+  query(text: string | { name: string; text: string; values: unknown[] }, params?: unknown[]): Promise<{ rows: unknown[] }>;
 }
 
 export interface PostgresOptions {
@@ -31,7 +33,15 @@ export function openPostgres(connectionString: string, options: PostgresOptions 
   const knex = knexFactory({
     client: 'pg',
     connection: { connectionString, application_name: 'sentinel' },
-    pool: { min: 0, max: options.poolMax ?? 10 },
+    pool: {
+      min: 0,
+      max: options.poolMax ?? 10,
+      // Sentinel's statements are short and index-driven: planning them once per connection beats re-planning
+      // on every call, which PostgreSQL's default does for statements with many parameters.
+      afterCreate: (connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) => {
+        connection.query('set plan_cache_mode = force_generic_plan', (error) => done(error, connection));
+      },
+    },
   });
   return wrap('postgres', knex, connectionString);
 }
@@ -50,10 +60,13 @@ function wrap(kind: DatabaseKind, knex: Knex, connectionString: string | undefin
     kind,
     knex,
     connectionString,
-    async query<Row>(text: string, params: unknown[] = []): Promise<Row[]> {
+    async query<Row>(text: string, params: unknown[] = [], prepareAs?: string): Promise<Row[]> {
       const connection = (await knex.client.acquireConnection()) as RawConnection;
       try {
-        const result = await connection.query(text, params);
+        const result =
+          prepareAs && kind === 'postgres'
+            ? await connection.query({ name: prepareAs, text, values: params })
+            : await connection.query(text, params);
         return result.rows as Row[];
       } finally {
         await knex.client.releaseConnection(connection);

@@ -413,12 +413,23 @@ describe('KurrentDbEventStore', () => {
 
     it('given events already appended, when the same append comes again, then it is a duplicate with the original result', async () => {
       const { fake, store } = setup();
-      const batch = [event(), event()];
+      const batch = [event(), { ...event(), schemaVersion: 2, metadata: { correlationId: 'c-1', at: undefined } }];
       const original = await store.append('deployment-1', batch, { expected: 'no_stream' });
       await store.append('deployment-1', [event()]);
       const again = await store.append('deployment-1', batch, { expected: 'no_stream' });
       expect(again).to.deep.equal({ ...original, duplicate: true });
       expect(fake.streamEvents('deployment-1')).to.have.length(3);
+    });
+
+    it('given a replay of events that truncate-before now hides, then it is a duplicate at their position', async () => {
+      const { fake, store } = setup();
+      const batch = [event()];
+      const original = await store.append('deployment-1', batch);
+      await store.append('deployment-1', [event()]);
+      await store.setStreamMetadata('deployment-1', { truncateBefore: 1 });
+      const again = await store.append('deployment-1', batch);
+      expect(again).to.deep.equal({ ...original, duplicate: true });
+      expect(fake.streamEvents('deployment-1')).to.have.length(2);
     });
 
     it('given an event id already stored, when it comes with different content, then DuplicateEventConflict', async () => {
@@ -698,6 +709,15 @@ describe('KurrentDbEventStore', () => {
       const waiting = subscription[Symbol.asyncIterator]().next();
       fake.subscriptions[0]!.destroy(failure);
       expect(await rejection(waiting)).to.equal(failure);
+      expect(fake.subscriptions[0]!.unsubscribed).to.equal(true);
+    });
+
+    it('given the subscription fails before anyone iterates, then the first iteration gets the error', async () => {
+      const { fake, store } = setup();
+      const subscription = store.subscribe();
+      const failure = new Error('access denied');
+      fake.subscriptions[0]!.emit('error', failure);
+      expect(await rejection(subscription[Symbol.asyncIterator]().next())).to.equal(failure);
       expect(fake.subscriptions[0]!.unsubscribed).to.equal(true);
     });
 

@@ -79,12 +79,12 @@ export interface KurrentDbEventStoreOptions {
 export const SCHEMA_VERSION_KEY = '$schemaVersion';
 export const APPEND_ID_KEY = '$appendId';
 
-const DEFAULT_PAGE_SIZE = 500;
+const DEFAULT_PAGE_SIZE = 1000;
 /** How far back a rejected append with no exact expected revision looks for ids it already stored. */
 const DUPLICATE_SCAN = 1000;
 /** Attempts at a `stream_exists` delete while other writers keep moving the stream. */
 const DELETE_ATTEMPTS = 5;
-/** KurrentDB's own stream settings: not part of the port, kept as they are when the port writes metadata. */
+/** KurrentDB's own stream settings; `acl` and `cacheControl` are not the port's and survive its writes. */
 const SYSTEM_METADATA_KEYS = ['maxAge', 'maxCount', 'truncateBefore', 'cacheControl', 'acl'] as const;
 
 export class KurrentDbEventStore implements EventStore {
@@ -298,26 +298,30 @@ export class KurrentDbEventStore implements EventStore {
     result: KurrentAppendResult,
   ): Promise<AppendResult> {
     const revision = result.nextExpectedRevision;
-    const [last] = await this.readRange(stream, revision, 1);
-    if (last === undefined || metadataRecord(last.metadata)[APPEND_ID_KEY] === appendId) {
-      // Nothing to read back only when the stream's own settings hide the new event (a truncate-before set
-      // past it); then the append response is all there is.
-      const position = last?.position ?? result.position;
-      if (position === undefined) throw missingPosition();
-      return { revision: Number(revision), position: encodePosition(position.commit, position.prepare), duplicate: false };
+    // A read from a hidden revision starts at the next visible one, so the revision must be checked.
+    const last = (await this.readRange(stream, revision, 1)).find((e) => e.revision === revision);
+    if (last !== undefined && metadataRecord(last.metadata)[APPEND_ID_KEY] === appendId) {
+      return { revision: Number(revision), position: positionOf(last.position ?? result.position), duplicate: false };
+    }
+    if (last === undefined) {
+      // The stream's own settings (max count, max age, truncate-before) hide the event. A new event is the
+      // newest of its stream and stays visible, so this is a replay of events stored long enough ago to be
+      // hidden. Their content can no longer be compared, and the server's answer is the only position left.
+      return { revision: Number(revision), position: positionOf(result.position), duplicate: true };
     }
     const first = revision - BigInt(events.length - 1);
     const stored = new Map(
       (await this.readRange(stream, first < 0n ? 0n : first, events.length)).map((e) => [e.id, e]),
     );
-    const differing = events.filter((e) => !sameContent(e, stored.get(e.id))).map((e) => e.id);
+    // The server matched every id; only events still visible can be compared.
+    const differing = events
+      .filter((e) => {
+        const existing = stored.get(e.id);
+        return existing !== undefined && !sameContent(e, existing);
+      })
+      .map((e) => e.id);
     if (differing.length > 0) throw new DuplicateEventConflict(stream, differing);
-    if (last.position === undefined) throw missingPosition();
-    return {
-      revision: Number(revision),
-      position: encodePosition(last.position.commit, last.position.prepare),
-      duplicate: true,
-    };
+    return { revision: Number(revision), position: positionOf(last.position), duplicate: true };
   }
 
   /**
@@ -406,14 +410,23 @@ export class KurrentDbEventStore implements EventStore {
 /** A catch-up subscription to `$all`; ending the iteration or `close()` cancels it on the server. */
 class KurrentDbSubscription implements Subscription {
   private closed = false;
+  private failure: unknown;
 
   constructor(
     private readonly source: AllStreamSubscription,
     private readonly accept: (resolved: AllStreamResolvedEvent) => RecordedEvent | undefined,
-  ) {}
+  ) {
+    // The client reports a failed subscription as an 'error' event, which would bring the process down when
+    // it comes before anyone iterates; it is kept and thrown to the consumer instead.
+    source.on('error', (error) => {
+      this.failure ??= error;
+    });
+  }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<RecordedEvent, void, undefined> {
+    let failed = false;
     try {
+      if (this.failure !== undefined) throw this.failure;
       for await (const resolved of this.source as AsyncIterable<AllStreamResolvedEvent>) {
         if (this.closed) return;
         const event = this.accept(resolved);
@@ -421,9 +434,12 @@ class KurrentDbSubscription implements Subscription {
       }
     } catch (error) {
       // Closing destroys the stream under a pending read, which then rejects: that is the end, not a failure.
-      if (!this.closed) throw error;
+      if (this.closed) return;
+      failed = true;
+      throw error;
     } finally {
-      await this.close();
+      if (failed) await this.close().catch(() => undefined);
+      else await this.close();
     }
   }
 
@@ -432,6 +448,9 @@ class KurrentDbSubscription implements Subscription {
     this.closed = true;
     try {
       await this.source.unsubscribe();
+    } catch (error) {
+      // A subscription that already failed has nothing left to cancel; its own failure is the one to report.
+      if (this.failure === undefined) throw error;
     } finally {
       this.source.destroy();
     }
@@ -492,33 +511,38 @@ function mapWriteError(stream: string, expected: ExpectedRevision, error: unknow
  */
 function toRecordedEvent(event: KurrentRecordedEvent): RecordedEvent | undefined {
   if (!event.isJson || !isRecord(event.data)) return undefined;
-  if (event.position === undefined) throw missingPosition();
-  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, ...metadata } = metadataRecord(
-    event.metadata,
-  );
+  const { schemaVersion, caller } = splitMetadata(event.metadata);
   return {
     id: event.id,
     stream: event.streamId,
     type: event.type,
-    schemaVersion: typeof schemaVersion === 'number' && Number.isInteger(schemaVersion) && schemaVersion >= 1 ? schemaVersion : 1,
+    schemaVersion: isSchemaVersion(schemaVersion) ? schemaVersion : 1,
     revision: Number(event.revision),
-    position: encodePosition(event.position.commit, event.position.prepare),
+    position: positionOf(event.position),
     recordedAt: event.created,
     data: event.data,
-    metadata: metadata as EventMetadata,
+    metadata: caller as EventMetadata,
   };
 }
 
-function sameContent(proposed: EventToAppend, stored: KurrentRecordedEvent | undefined): boolean {
-  if (stored === undefined || !stored.isJson || stored.type !== proposed.type) return false;
-  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, ...metadata } = metadataRecord(
-    stored.metadata,
-  );
+function sameContent(proposed: EventToAppend, stored: KurrentRecordedEvent): boolean {
+  if (!stored.isJson || stored.type !== proposed.type) return false;
+  const { schemaVersion, caller } = splitMetadata(stored.metadata);
   return (
     schemaVersion === (proposed.schemaVersion ?? 1) &&
     isDeepStrictEqual(stored.data, asStored(proposed.data)) &&
-    isDeepStrictEqual(metadata, asStored(proposed.metadata ?? {}))
+    isDeepStrictEqual(caller, splitMetadata(asStored(proposed.metadata ?? {})).caller)
   );
+}
+
+/** Stored metadata taken apart into the store's own keys and what the caller wrote. */
+function splitMetadata(metadata: unknown): { schemaVersion: unknown; caller: Record<string, unknown> } {
+  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, ...caller } = metadataRecord(metadata);
+  return { schemaVersion, caller };
+}
+
+function isSchemaVersion(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1;
 }
 
 /** A value as it comes back from the store after its JSON round trip (undefined fields gone, dates as strings). */
@@ -534,8 +558,11 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 }
 
-function missingPosition(): Error {
-  return new Error('KurrentDB did not report an event position; the server must be EventStoreDB 22.6 or later');
+function positionOf(position: KurrentPosition | undefined): Position {
+  if (position === undefined) {
+    throw new Error('KurrentDB did not report an event position; the server must be EventStoreDB 22.6 or later');
+  }
+  return encodePosition(position.commit, position.prepare);
 }
 
 function latest(a: Position | undefined, b: Position | undefined): Position | undefined {

@@ -21,9 +21,13 @@ import type { Database } from '../../postgres/database.js';
 import { ChangeSignal } from '../change-signal.js';
 import { pollingSubscription, type PollingOptions } from '../polling-subscription.js';
 import { decodePosition, encodePosition } from '../position.js';
+import { APPEND_ONE_SQL, DUPLICATES_SQL, appendManySql } from './append.js';
 import { eventStoreMigrated, migrateEventStore } from './migrate.js';
 
 export const NOTIFY_CHANNEL = 'sentinel_events';
+
+/** Rounds of deciding again when concurrent appends to one stream keep winning the race. */
+const MAX_APPEND_ATTEMPTS = 100;
 
 export interface PostgresEventStoreOptions {
   /** Events fetched per subscription read. */
@@ -33,10 +37,12 @@ export interface PostgresEventStoreOptions {
   minWaitMs?: number;
   maxWaitMs?: number;
   /**
-   * Tell subscribers in other processes about appends with NOTIFY, sent outside the append's own
-   * transaction, at most one at a time (PostgreSQL only). Subscribers fall back to polling without it.
+   * Tell subscribers in other processes about appends with NOTIFY (PostgreSQL only); without it they find new
+   * events by polling, up to `maxWaitMs` late.
    */
   notifyOtherProcesses?: boolean;
+  /** At most one NOTIFY per this many milliseconds, however many appends happen. */
+  notifyIntervalMs?: number;
 }
 
 type BigIntLike = string | number | bigint;
@@ -55,10 +61,9 @@ interface EventRow {
 }
 
 interface AppendRow {
-  status: 'ok' | 'duplicate' | 'duplicate_mismatch' | 'conflict';
-  revision: string | null;
-  tx_id: string | null;
-  seq: string | null;
+  revision: BigIntLike;
+  tx_id: string;
+  seq: BigIntLike;
 }
 
 function eventColumns(table = ''): string {
@@ -81,8 +86,8 @@ export class PostgresEventStore implements EventStore {
   private readonly scanWindow: number;
   private readonly notifyOthers: boolean;
   private listener: CrossProcessListener | undefined;
-  private notifyInFlight = false;
-  private notifyAgain = false;
+  private readonly notifyIntervalMs: number;
+  private notifyPending = false;
 
   private constructor(
     private readonly db: Database,
@@ -95,6 +100,7 @@ export class PostgresEventStore implements EventStore {
     };
     this.scanWindow = options.scanWindow ?? 10_000;
     this.notifyOthers = db.kind === 'postgres' && (options.notifyOtherProcesses ?? true);
+    this.notifyIntervalMs = options.notifyIntervalMs ?? 10;
   }
 
   /** Applies the event store's migrations, then returns the store. */
@@ -110,28 +116,54 @@ export class PostgresEventStore implements EventStore {
   ): Promise<AppendResult> {
     const expected = options.expected ?? 'any';
     validate.append(stream, events, expected);
-    const [row] = await this.db.query<AppendRow>('select * from sentinel_append($1, $2, $3, $4::jsonb)', [
-      stream,
-      typeof expected === 'number' ? 'revision' : expected,
-      typeof expected === 'number' ? expected : null,
-      JSON.stringify(events),
-    ]);
-    switch (row?.status) {
-      case 'ok':
+    const statement = appendStatement(stream, events, expected);
+    for (let attempt = 1; ; attempt++) {
+      let rows: AppendRow[] | undefined;
+      try {
+        rows = await this.db.query<AppendRow>(statement.text, statement.params, statement.name);
+      } catch (error) {
+        if (!lostRace(error)) throw error;
+      }
+      if (rows?.length) {
+        const last = rows.reduce((a, b) => (Number(b.revision) > Number(a.revision) ? b : a));
         this.announce();
-        return this.result(row, false);
-      case 'duplicate':
-        return this.result(row, true);
-      case 'duplicate_mismatch':
-        throw new DuplicateEventConflict(
-          stream,
-          events.map((e) => e.id),
-        );
-      case 'conflict':
-        throw new ConcurrencyConflict(stream, expected, row.revision === null ? 'no_stream' : Number(row.revision));
-      default:
-        throw new Error(`sentinel_append returned an unexpected row: ${JSON.stringify(row)}`);
+        return this.result(last, false);
+      }
+      // A conflict, or a race lost to another append of this stream: either this append is a retry of one
+      // already stored, or the stream has moved on.
+      const stored = await this.storedEvents(stream, events);
+      if (stored.found > 0) {
+        if (stored.found < events.length || !stored.same) {
+          throw new DuplicateEventConflict(
+            stream,
+            events.map((e) => e.id),
+          );
+        }
+        return this.result(stored, true);
+      }
+      const stillHolds = expected === 'any' || (expected === 'stream_exists' && stored.current !== 'no_stream');
+      if (!rows && stillHolds && attempt < MAX_APPEND_ATTEMPTS) continue;
+      throw new ConcurrencyConflict(stream, expected, stored.current);
     }
+  }
+
+  private async storedEvents(stream: string, events: EventToAppend[]) {
+    const [row] = await this.db.query<{
+      found: BigIntLike;
+      same: boolean;
+      current: BigIntLike | null;
+      revision: BigIntLike | null;
+      tx_id: string | null;
+      seq: BigIntLike | null;
+    }>(DUPLICATES_SQL, [stream, JSON.stringify(events.map(({ id, type, data }) => ({ id, type, data })))]);
+    return {
+      found: Number(row!.found),
+      same: row!.same,
+      current: row!.current == null ? ('no_stream' as const) : Number(row!.current),
+      revision: row!.revision,
+      tx_id: row!.tx_id,
+      seq: row!.seq,
+    };
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -139,17 +171,22 @@ export class PostgresEventStore implements EventStore {
     const backwards = options.direction === 'backwards';
     const [lowest, highest] = backwards ? [options.to, options.from] : [options.from, options.to];
     const rows = await this.db.query<EventRow>(
-      `with s as (select revision, truncate_before, max_age, max_count from sentinel_streams where stream = $1)
+      `with m as (
+         select coalesce((select truncate_before from sentinel_stream_metadata where stream = $1), 0) as truncate_before,
+                (select max_age from sentinel_stream_metadata where stream = $1) as max_age,
+                (select max_count from sentinel_stream_metadata where stream = $1) as max_count,
+                (select revision from sentinel_events where stream = $1 order by revision desc limit 1) as current)
        select ${eventColumns('e')}
-         from sentinel_events e, s
+         from sentinel_events e, m
         where e.stream = $1
-          and e.revision >= greatest(coalesce($2::bigint, 0), coalesce(s.truncate_before, 0))
+          and e.revision >= greatest(coalesce($2::bigint, 0), m.truncate_before)
           and ($3::bigint is null or e.revision <= $3::bigint)
-          and (s.max_count is null or e.revision > s.revision - s.max_count)
-          and (s.max_age is null or e.recorded_at >= now() - make_interval(secs => s.max_age))
+          and (m.max_count is null or e.revision > m.current - m.max_count)
+          and (m.max_age is null or e.recorded_at >= now() - make_interval(secs => m.max_age))
         order by e.revision ${backwards ? 'desc' : 'asc'}
         limit $4`,
       [stream, lowest ?? null, highest ?? null, options.limit ?? null],
+      backwards ? 'sentinel_read_stream_backwards' : 'sentinel_read_stream',
     );
     return rows.map(toRecordedEvent);
   }
@@ -185,7 +222,7 @@ export class PostgresEventStore implements EventStore {
       max_count: string | null;
       custom: Record<string, unknown> | null;
     }>(
-      `select truncate_before::text, max_age::text, max_count::text, custom from sentinel_streams where stream = $1`,
+      `select truncate_before::text, max_age::text, max_count::text, custom from sentinel_stream_metadata where stream = $1`,
       [stream],
     );
     const metadata: StreamMetadata = {};
@@ -200,7 +237,7 @@ export class PostgresEventStore implements EventStore {
     validate.stream(stream);
     validate.metadata(metadata);
     await this.db.query(
-      `insert into sentinel_streams as s (stream, truncate_before, max_age, max_count, custom)
+      `insert into sentinel_stream_metadata as s (stream, truncate_before, max_age, max_count, custom)
        values ($1, $2, $3, $4, $5::jsonb)
        on conflict (stream) do update set truncate_before = excluded.truncate_before, max_age = excluded.max_age,
          max_count = excluded.max_count, custom = excluded.custom`,
@@ -218,25 +255,22 @@ export class PostgresEventStore implements EventStore {
     const expected = options.expected ?? 'any';
     validate.stream(stream);
     validate.expected(expected);
-    await this.db.knex.transaction(async (trx) => {
-      await trx.raw('select pg_advisory_xact_lock(hashtextextended(?, 0))', [stream]);
-      const { rows } = (await trx.raw(
-        'select revision::text as revision, deleted from sentinel_streams where stream = ?',
-        [stream],
-      )) as { rows: { revision: string; deleted: boolean }[] };
-      const current = rows[0] ? Number(rows[0].revision) : -1;
-      const live = current >= 0 && !rows[0]?.deleted;
-      const ok =
-        expected === 'any' ||
-        (expected === 'stream_exists' && live) ||
-        (expected === 'no_stream' && !live) ||
-        (typeof expected === 'number' && current >= 0 && current === expected);
-      if (!ok) throw new ConcurrencyConflict(stream, expected, live ? current : 'no_stream');
-      if (!live) return;
-      await trx.raw('update sentinel_streams set deleted = true, truncate_before = revision + 1 where stream = ?', [
-        stream,
-      ]);
-    });
+    const { current } = await this.storedEvents(stream, []);
+    const live = current !== 'no_stream';
+    const ok =
+      expected === 'any' ||
+      (expected === 'stream_exists' && live) ||
+      (expected === 'no_stream' && !live) ||
+      (typeof expected === 'number' && current === expected);
+    if (!ok) throw new ConcurrencyConflict(stream, expected, current);
+    if (!live) return;
+    // Hide everything up to the current revision; an append that lands meanwhile stays visible, as it came after.
+    await this.db.query(
+      `insert into sentinel_stream_metadata (stream, truncate_before) values ($1, $2 + 1)
+       on conflict (stream) do update set truncate_before = greatest(excluded.truncate_before,
+         coalesce(sentinel_stream_metadata.truncate_before, 0))`,
+      [stream, current],
+    );
   }
 
   async ping(): Promise<void> {
@@ -305,7 +339,7 @@ export class PostgresEventStore implements EventStore {
     return { events: events.map(toRecordedEvent), checkpoint: encodePosition(BigInt(scanEnd.tx_id), BigInt(scanEnd.seq)) };
   }
 
-  private result(row: AppendRow, duplicate: boolean): AppendResult {
+  private result(row: { revision: BigIntLike | null; tx_id: string | null; seq: BigIntLike | null }, duplicate: boolean): AppendResult {
     return {
       revision: Number(row.revision),
       position: encodePosition(BigInt(row.tx_id!), BigInt(row.seq!)),
@@ -313,26 +347,43 @@ export class PostgresEventStore implements EventStore {
     };
   }
 
-  /** Wakes local subscribers at once, and subscribers elsewhere through a NOTIFY kept off the append path. */
+  /**
+   * Wakes local subscribers at once, and subscribers in other processes with one NOTIFY per interval at most,
+   * sent on its own rather than inside appends: NOTIFY serializes the commits of the transactions that send it.
+   */
   private announce(): void {
     this.signal.notify();
-    if (!this.notifyOthers) return;
-    if (this.notifyInFlight) {
-      this.notifyAgain = true;
-      return;
-    }
-    this.notifyInFlight = true;
-    this.db
-      .query('select pg_notify($1, null)', [NOTIFY_CHANNEL])
-      .catch(() => undefined) // subscribers elsewhere still poll; a lost notification only delays them
-      .finally(() => {
-        this.notifyInFlight = false;
-        if (this.notifyAgain) {
-          this.notifyAgain = false;
-          this.announce();
-        }
-      });
+    if (!this.notifyOthers || this.notifyPending) return;
+    this.notifyPending = true;
+    setTimeout(() => {
+      this.notifyPending = false;
+      // Subscribers elsewhere also poll, so a lost notification only delays them.
+      this.db.query('select pg_notify($1, null)', [NOTIFY_CHANNEL]).catch(() => undefined);
+    }, this.notifyIntervalMs);
   }
+}
+
+/** Statements for appends of up to this many events are prepared once per size and connection. */
+const PREPARED_APPEND_SIZES = 64;
+const appendManyStatements = new Map<number, string>();
+
+function appendStatement(stream: string, events: EventToAppend[], expected: ExpectedRevision) {
+  const params: unknown[] = [
+    stream,
+    typeof expected === 'number' ? 'revision' : expected,
+    typeof expected === 'number' ? expected : null,
+  ];
+  for (const e of events) {
+    params.push(e.id, e.type, e.schemaVersion ?? 1, JSON.stringify(e.data), JSON.stringify(e.metadata ?? {}));
+  }
+  if (events.length === 1) return { name: 'sentinel_append_1', text: APPEND_ONE_SQL, params };
+  let text = appendManyStatements.get(events.length);
+  if (!text) {
+    text = appendManySql(events.length);
+    if (events.length <= PREPARED_APPEND_SIZES) appendManyStatements.set(events.length, text);
+  }
+  const name = events.length <= PREPARED_APPEND_SIZES ? `sentinel_append_${events.length}` : undefined;
+  return { name, text, params };
 }
 
 function page(rows: EventRow[], afterPosition: string | undefined): ReadAllResult {
@@ -352,6 +403,13 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
     data: row.data,
     metadata: row.metadata,
   };
+}
+
+/** True when an append ran into a unique index because a concurrent append to the same stream won. */
+function lostRace(error: unknown): boolean {
+  const { code, constraint, message } = (error ?? {}) as { code?: string; constraint?: string; message?: string };
+  const name = constraint ?? message ?? '';
+  return code === '23505' && /sentinel_events_stream_(revision|id)/.test(name);
 }
 
 function escapeLike(prefix: string): string {
