@@ -1,0 +1,138 @@
+// `npm start` as a newcomer runs it: the real entry point in a child process, probed over HTTP.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+
+const MAIN = path.resolve('app/main.ts');
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  return port;
+}
+
+function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return { child, output: () => output };
+}
+
+async function waitForHttp(url: string, timeoutMs = 60_000): Promise<Response> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fetch(url);
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+describe('npm start (the all role on embedded defaults)', function () {
+  this.timeout(90_000);
+  let dataDir: string;
+  let port: number;
+  let sentinel: ReturnType<typeof startSentinel>;
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-e2e-'));
+    port = await freePort();
+    sentinel = startSentinel({ PORT: String(port), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir });
+  });
+
+  after(async () => {
+    if (sentinel.child.exitCode === null) sentinel.child.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('answers /healthz', async () => {
+    const res = await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+    expect(res.status).to.equal(200);
+    expect(await res.json()).to.deep.equal({ status: 'ok' });
+  });
+
+  it('is ready once the store is reachable and migrated', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(res.status).to.equal(200);
+    expect(await res.json()).to.deep.equal({ status: 'ready' });
+  });
+
+  it('exports default and sentinel_ metrics', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(res.status).to.equal(200);
+    const body = await res.text();
+    expect(body).to.include('process_cpu_seconds_total');
+    expect(body).to.include('sentinel_event_store_append_duration_seconds');
+    expect(body).to.include('sentinel_event_store_appends_total');
+  });
+
+  it('answers unknown routes with problem+json', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/nowhere`);
+    expect(res.status).to.equal(404);
+    expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+    expect(await res.json()).to.include({ status: 404, title: 'Not Found' });
+  });
+
+  it('logs JSON and shuts down cleanly on SIGTERM', async () => {
+    const exited = once(sentinel.child, 'exit');
+    sentinel.child.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).to.equal(0);
+    const lines = sentinel
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'));
+    const messages = lines.map((line) => (JSON.parse(line) as { msg: string }).msg);
+    expect(messages).to.include.members(['sentinel is listening', 'shutting down', 'stopped']);
+  });
+});
+
+describe('npm start with bad configuration', function () {
+  this.timeout(30_000);
+
+  it('exits non-zero naming the variable and what it accepts', async () => {
+    const sentinel = startSentinel({ PORT: 'eighty', DATABASE_URL: 'mysql://nope' });
+    const [code] = await once(sentinel.child, 'exit');
+    expect(code).to.equal(2);
+    expect(sentinel.output()).to.include('PORT: an integer from 0 to 65535 (got "eighty")');
+    expect(sentinel.output()).to.include('DATABASE_URL: a PostgreSQL connection URL');
+  });
+});
+
+describe('npm start with DATABASE_URL (PostgreSQL)', function () {
+  this.timeout(90_000);
+
+  it('migrates the database, reports ready, and stops on SIGINT', async function () {
+    const { TEST_DATABASE_URL, SKIP_POSTGRES_REASON, createScratchDatabase } = await import('../support/postgres.js');
+    if (!TEST_DATABASE_URL) {
+      console.log(`      skipped: ${SKIP_POSTGRES_REASON}`);
+      return this.skip();
+    }
+    const scratch = await createScratchDatabase();
+    const port = await freePort();
+    const sentinel = startSentinel({ PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: scratch.url });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(ready.status).to.equal(200);
+      const exited = once(sentinel.child, 'exit');
+      sentinel.child.kill('SIGINT');
+      expect((await exited)[0]).to.equal(0);
+    } finally {
+      if (sentinel.child.exitCode === null) sentinel.child.kill('SIGKILL');
+      await scratch.drop();
+    }
+  });
+});

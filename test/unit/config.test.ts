@@ -1,0 +1,75 @@
+import { expect } from 'chai';
+import { ConfigError, loadConfig } from '../../app/config.js';
+
+function problemsOf(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).to.be.instanceOf(ConfigError);
+    return (error as ConfigError).problems.map((p) => `${p.variable}: ${p.message}`);
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+describe('configuration', () => {
+  it('given an empty environment, then the embedded defaults apply', () => {
+    expect(loadConfig({})).to.deep.include({
+      SENTINEL_ROLE: 'all',
+      HOST: '0.0.0.0',
+      PORT: 8080,
+      SENTINEL_DATA_DIR: './data',
+      DATABASE_POOL_MAX: 10,
+      LOG_LEVEL: 'info',
+      SHUTDOWN_TIMEOUT_MS: 10_000,
+    });
+    expect(loadConfig({}).DATABASE_URL).to.equal(undefined);
+    expect(loadConfig({}).KURRENTDB_URL).to.equal(undefined);
+  });
+
+  it('reads every variable it documents', () => {
+    const config = loadConfig({
+      PORT: '9090',
+      HOST: '127.0.0.1',
+      SENTINEL_DATA_DIR: '/var/lib/sentinel',
+      DATABASE_URL: 'postgres://sentinel@db:5432/sentinel',
+      DATABASE_POOL_MAX: '32',
+      KURRENTDB_URL: 'kurrentdb://localhost:2113?tls=false',
+      LOG_LEVEL: 'debug',
+      SHUTDOWN_TIMEOUT_MS: '500',
+    });
+    expect(config).to.deep.include({
+      PORT: 9090,
+      HOST: '127.0.0.1',
+      DATABASE_URL: 'postgres://sentinel@db:5432/sentinel',
+      DATABASE_POOL_MAX: 32,
+      KURRENTDB_URL: 'kurrentdb://localhost:2113?tls=false',
+      LOG_LEVEL: 'debug',
+      SHUTDOWN_TIMEOUT_MS: 500,
+    });
+  });
+
+  it('treats an empty DATABASE_URL as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).to.equal(undefined);
+  });
+
+  const bad: [string, NodeJS.ProcessEnv, RegExp][] = [
+    ['a port that is not a number', { PORT: 'eighty' }, /^PORT: an integer from 0 to 65535 \(got "eighty"\)$/],
+    ['a port out of range', { PORT: '70000' }, /^PORT: an integer from 0 to 65535/],
+    ['a database URL of another scheme', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL: a PostgreSQL connection URL/],
+    ['a KurrentDB URL of another scheme', { KURRENTDB_URL: 'http://x' }, /^KURRENTDB_URL: a KurrentDB connection string/],
+    ['an unknown log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: one of: fatal, error, warn, info, debug, trace, silent/],
+    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all/],
+    ['a pool of zero connections', { DATABASE_POOL_MAX: '0' }, /^DATABASE_POOL_MAX: an integer from 1 to 1000/],
+  ];
+  for (const [what, env, message] of bad) {
+    it(`refuses ${what}, naming the variable and what it accepts`, () => {
+      const problems = problemsOf(env);
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.match(message);
+    });
+  }
+
+  it('reports every bad variable at once', () => {
+    expect(problemsOf({ PORT: '-1', LOG_LEVEL: 'x' })).to.have.length(2);
+  });
+});
