@@ -9,20 +9,12 @@ import {
   type RecordedEvent,
 } from '../../domain/event-store.js';
 import { anEvent, collect, events, uniqueStream } from '../support/events.js';
+import { rejection } from '../support/rejection.js';
 
 export interface EventStoreFixture {
   store(): EventStore;
   /** Some guarantees are the adapter's own; a missing one is skipped with its reason. */
   lacks?: { contentMismatch?: string; maxAge?: string };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the promise to reject');
 }
 
 async function settleAll<T>(promises: Promise<T>[]): Promise<{ fulfilled: T[]; rejected: unknown[] }> {

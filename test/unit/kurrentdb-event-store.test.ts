@@ -30,6 +30,7 @@ import {
   type EventToAppend,
   type RecordedEvent,
 } from '../../domain/event-store.js';
+import { rejection } from '../support/rejection.js';
 
 // ---- an in-memory KurrentDB client ---------------------------------------------------------------------
 
@@ -273,15 +274,6 @@ function event(type = 'DeploymentRequested', data: Record<string, unknown> = { r
 
 function positionOf(stored: StoredEvent): string {
   return encodePosition(stored.position.commit, stored.position.prepare);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the promise to reject');
 }
 
 function setup(pageSize?: number) {

@@ -162,7 +162,7 @@ export class KurrentDbEventStore implements EventStore {
     validate.limit(options.limit);
     const after = options.after;
     let fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
-    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const limit = options.limit ?? DEFAULT_PAGE_SIZE;
     const plan = filterPlan(options.filter);
     // Taken before the scan: when the scan then reaches the end of the log, every event up to this position
     // has been looked at, so the checkpoint may move past the last match without skipping anything.
