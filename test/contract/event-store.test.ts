@@ -53,10 +53,5 @@ describe('EventStore contract: kurrentdb adapter', function () {
   after(async () => {
     await store?.close();
   });
-  eventStoreContract({
-    store: () => store,
-    lacks: {
-      contentMismatch: 'KurrentDB deduplicates by event id but does not compare the content of a repeated id',
-    },
-  });
+  eventStoreContract({ store: () => store });
 });
