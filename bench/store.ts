@@ -114,7 +114,7 @@ try {
     batch10: { total: BATCH_APPENDS, inFlight: 16, size: 10 },
   };
   const results: Record<string, { sentinel: Figures; bare: Figures; ratio: number }> = {};
-  const ROUNDS = 3;
+  const ROUNDS = 5;
   for (const [name, w] of Object.entries(workloads)) {
     const run = (append: typeof bareAppend | typeof sentinelAppend, prefix: string, total: number) =>
       measure(total, w.inFlight, w.size, (i) =>
