@@ -19,18 +19,18 @@
  * truncate_before past the end, so the stream counts as absent until the next append.
  */
 function appendSql(input: string): string {
+  // "offset 0" keeps the planner from folding the head into the outer query, which would probe the index once
+  // for every place the current revision is used.
   return `
-with input as (${input}),
-head as materialized (
-  select current,
-         current >= 0 and current >= (case when $2 in ('no_stream', 'stream_exists')
-           then coalesce((select truncate_before from sentinel_stream_metadata where stream = $1), 0) else 0 end) as live
-    from (select coalesce((select revision from sentinel_events where stream = $1 order by revision desc limit 1), -1)
-                 as current) as c
-)
 insert into sentinel_events (id, stream, revision, type, schema_version, data, metadata)
 select i.id, $1, h.current + i.ord, i.type, i.schema_version, i.data, i.metadata
-  from input i, head h
+  from (${input}) as i,
+       (select current,
+               current >= 0 and current >= (case when $2 in ('no_stream', 'stream_exists')
+                 then coalesce((select truncate_before from sentinel_stream_metadata where stream = $1), 0) else 0 end) as live
+          from (select coalesce((select revision from sentinel_events where stream = $1 order by revision desc limit 1), -1)
+                       as current) as c
+        offset 0) as h
  where case $2
          when 'any' then true
          when 'no_stream' then not h.live
