@@ -2,7 +2,7 @@
 
 /*
  * Parameters: $1 stream, $2 expected kind ('any' | 'no_stream' | 'stream_exists' | 'revision'),
- * $3 expected revision, then the events (see the two variants below).
+ * $3 expected revision, then five parameters per event (see appendManySql).
  *
  * One statement reads the stream's current revision (and, only when the expected kind needs it, its soft-delete
  * mark), decides, and inserts, returning the inserted rows; no row means the expected state did not hold, and
@@ -41,11 +41,6 @@ select i.id, $1, h.current + i.ord, i.type, i.schema_version, i.data, i.metadata
  order by i.ord
 returning revision, tx_id::text as tx_id, seq`;
 }
-
-/** One event, as $4 id, $5 type, $6 schema version, $7 data, $8 metadata: the common case. */
-export const APPEND_ONE_SQL = appendSql(`
-  select $4::uuid as id, $5::text as type, $6::integer as schema_version, $7::jsonb as data, $8::jsonb as metadata,
-         1::bigint as ord`);
 
 /**
  * `count` events as rows of parameters from $4 on, five to an event (id, type, schema version, data, metadata):

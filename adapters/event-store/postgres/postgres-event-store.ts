@@ -1,4 +1,4 @@
-// The event store on PostgreSQL or PGlite: one SQL function per append, gap-safe global reads.
+// The event store on PostgreSQL or PGlite: one prepared statement per append, gap-safe global reads.
 import pg from 'pg';
 import {
   ConcurrencyConflict,
@@ -21,7 +21,7 @@ import type { Database } from '../../postgres/database.js';
 import { ChangeSignal } from '../change-signal.js';
 import { pollingSubscription, type PollingOptions } from '../polling-subscription.js';
 import { decodePosition, encodePosition } from '../position.js';
-import { APPEND_ONE_SQL, DUPLICATES_SQL, appendManySql } from './append.js';
+import { DUPLICATES_SQL, appendManySql } from './append.js';
 import { eventStoreMigrated, migrateEventStore } from './migrate.js';
 
 export const NOTIFY_CHANNEL = 'sentinel_events';
@@ -376,7 +376,6 @@ function appendStatement(stream: string, events: EventToAppend[], expected: Expe
   for (const e of events) {
     params.push(e.id, e.type, e.schemaVersion ?? 1, JSON.stringify(e.data), JSON.stringify(e.metadata ?? {}));
   }
-  if (events.length === 1) return { name: 'sentinel_append_1', text: APPEND_ONE_SQL, params };
   let text = appendManyStatements.get(events.length);
   if (!text) {
     text = appendManySql(events.length);
