@@ -33,9 +33,23 @@ const schema = z.object({
   KURRENTDB_URL: z.preprocess(emptyAsUndefined, kurrentUrl.optional()),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `one of: ${LOG_LEVELS.join(', ')}` }).default('info'),
   SHUTDOWN_TIMEOUT_MS: integer(0, 600_000).default(10_000),
+  SENTINEL_JWT_SECRET: z.preprocess(
+    emptyAsUndefined,
+    z.string().min(32, 'a secret of at least 32 characters, e.g. from `openssl rand -base64 48`').optional(),
+  ),
+  SENTINEL_JWT_SECRET_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  SENTINEL_ADMIN_PASSWORD: z.preprocess(emptyAsUndefined, z.string().min(12, 'at least 12 characters').optional()),
+  SENTINEL_ACCESS_TOKEN_TTL_SECONDS: integer(30, 86_400).default(900),
+  SENTINEL_REFRESH_TOKEN_TTL_SECONDS: integer(60, 90 * 86_400).default(7 * 86_400),
+  SENTINEL_PLAN_TTL_SECONDS: integer(1, 604_800).default(3600),
 });
 
 export type Config = z.infer<typeof schema>;
+
+const refined = schema.refine((config) => !(config.SENTINEL_JWT_SECRET && config.SENTINEL_JWT_SECRET_FILE), {
+  path: ['SENTINEL_JWT_SECRET_FILE'],
+  message: 'set SENTINEL_JWT_SECRET or SENTINEL_JWT_SECRET_FILE, not both',
+});
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -45,12 +59,18 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const result = schema.safeParse(env);
+  const result = refined.safeParse(env);
   if (result.success) return result.data;
   throw new ConfigError(
     result.error.issues.map((issue) => ({
       variable: String(issue.path[0] ?? '(environment)'),
-      message: `${issue.message} (got ${JSON.stringify(env[String(issue.path[0])])})`,
+      message: `${issue.message} (got ${shown(String(issue.path[0]), env[String(issue.path[0])])})`,
     })),
   );
+}
+
+/** A value for an error message; secrets are described, never echoed. */
+function shown(variable: string, value: string | undefined): string {
+  if (value !== undefined && /SECRET|PASSWORD/.test(variable)) return `${value.length} characters`;
+  return JSON.stringify(value);
 }

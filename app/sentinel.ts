@@ -1,12 +1,26 @@
 // Composition root: builds the stores and servers a configuration asks for, and takes them down in order.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { JwtTokens } from '../adapters/auth/jwt-tokens.js';
+import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/passwords.js';
+import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
 import { KurrentDbEventStore } from '../adapters/event-store/kurrentdb/kurrentdb-event-store.js';
 import { InstrumentedEventStore } from '../adapters/event-store/instrumented-event-store.js';
 import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
 import { createHttpApp, listen } from '../adapters/http/server.js';
 import { openPglite, openPostgres, type Database } from '../adapters/postgres/database.js';
+import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store.js';
+import { migrateSentinel, sentinelMigrated } from '../adapters/postgres/schema.js';
+import { PostgresSecretStore } from '../adapters/postgres/secret-store.js';
+import { prometheusCommandMetrics } from '../adapters/prometheus/command-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
+import { AccessService } from '../commands/access.js';
+import { systemClock } from '../commands/clock.js';
+import { CommandHandler } from '../commands/command-handler.js';
+import { commandApi } from '../commands/http/api.js';
+import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
 import type { Config } from './config.js';
 
@@ -23,14 +37,47 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
   try {
     eventStore = new InstrumentedEventStore(await openEventStore(config, db, logger), metrics);
     const store = eventStore;
+    await migrateSentinel(db.knex);
+
+    const secrets = new PostgresSecretStore(db.knex);
+    const idempotency = new PostgresIdempotencyStore(db.knex);
+    const access = new AccessService(
+      new PostgresPrincipalStore(db.knex),
+      new JwtTokens({
+        secret: await signingSecret(config, secrets),
+        accessTtlSeconds: config.SENTINEL_ACCESS_TOKEN_TTL_SECONDS,
+        refreshTtlSeconds: config.SENTINEL_REFRESH_TOKEN_TTL_SECONDS,
+      }),
+      { hash: hashPassword, verify: verifyPassword, verifyDecoy },
+      store,
+    );
+    await bootstrapAdmin(access, config, logger);
+
+    const api = commandApi({
+      handler: new CommandHandler(store, { metrics: prometheusCommandMetrics(metrics) }),
+      access,
+      secrets,
+      idempotency,
+      clock: systemClock,
+      logger,
+      planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
+      version: SENTINEL_VERSION,
+    });
     const app = createHttpApp({
       logger,
       metrics,
       readiness: async () => {
         await db.query('select 1');
         await store.ping();
+        if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
       },
+      routers: [{ path: '/api/v1', router: api }],
     });
+    const purge = setInterval(() => {
+      idempotency.purge(new Date(Date.now() - IDEMPOTENCY_RETENTION_MS)).catch((error: unknown) => {
+        logger.warn({ err: error }, 'purging old idempotency keys failed');
+      });
+    }, 3_600_000).unref();
     const server = await listen(app, config.HOST, config.PORT);
     logger.info({ host: config.HOST, port: server.port }, 'sentinel is listening');
 
@@ -38,6 +85,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       port: server.port,
       eventStore: store,
       async stop() {
+        clearInterval(purge);
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
         await store.close();
         await db.close();
@@ -48,6 +96,38 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
     await db.close().catch(() => undefined);
     throw error;
   }
+}
+
+const SENTINEL_VERSION = '0.1.0';
+/** How long an Idempotency-Key is remembered. */
+const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
+
+/**
+ * The key that signs tokens: from the environment or a file when given; otherwise one generated once and
+ * kept in the database, so every process on that database (and every restart) signs with the same key.
+ */
+async function signingSecret(config: Config, secrets: SecretStore): Promise<Uint8Array> {
+  if (config.SENTINEL_JWT_SECRET) return new TextEncoder().encode(config.SENTINEL_JWT_SECRET);
+  if (config.SENTINEL_JWT_SECRET_FILE) {
+    const text = (await readFile(config.SENTINEL_JWT_SECRET_FILE, 'utf8')).trim();
+    if (text.length < 32) throw new Error(`SENTINEL_JWT_SECRET_FILE: ${config.SENTINEL_JWT_SECRET_FILE} must hold at least 32 characters`);
+    return new TextEncoder().encode(text);
+  }
+  return Buffer.from(await secrets.getOrCreate('jwt-signing-key', () => randomBytes(48).toString('base64')), 'base64');
+}
+
+async function bootstrapAdmin(access: AccessService, config: Config, logger: Logger): Promise<void> {
+  const context = { actor: { id: 'sentinel', kind: 'system' as const }, correlationId: randomUUID(), causationId: randomUUID(), source: 'bootstrap' };
+  const admin = await access.bootstrapAdmin(config.SENTINEL_ADMIN_PASSWORD, context);
+  if (!admin) return;
+  if (admin.generatedPassword) {
+    // Shown once, on the terminal only: it is not in the log stream, the database keeps only its hash.
+    process.stderr.write(
+      `\nsentinel: created user "${admin.username}" with the one-time password\n\n    ${admin.generatedPassword}\n\n` +
+        'Log in with POST /api/v1/auth/login and change it with PATCH /api/v1/users/:id; it will not be shown again.\n\n',
+    );
+  }
+  logger.info({ username: admin.username, passwordFrom: admin.generatedPassword ? 'generated' : 'SENTINEL_ADMIN_PASSWORD' }, 'created the first admin');
 }
 
 async function openDatabase(config: Config, logger: Logger): Promise<Database> {

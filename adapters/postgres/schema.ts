@@ -1,0 +1,16 @@
+// Sentinel's own tables beside the event log (see migrations/).
+import type { Knex } from 'knex';
+import { compiledMigrations } from './compiled-migrations.js';
+import * as access001 from './migrations/001-access-and-idempotency.js';
+
+export const SENTINEL_MIGRATIONS_TABLE = 'sentinel_migrations';
+
+const migrations = compiledMigrations(SENTINEL_MIGRATIONS_TABLE, { '001-access-and-idempotency': access001 });
+
+export async function migrateSentinel(knex: Knex): Promise<void> {
+  await migrations.latest(knex);
+}
+
+export async function sentinelMigrated(knex: Knex): Promise<boolean> {
+  return migrations.isCurrent(knex);
+}

@@ -1,0 +1,34 @@
+// Prometheus series for the write side: commands by type and outcome, their latency, and conflict retries.
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { CommandMetrics } from '../../commands/command-handler.js';
+
+export function prometheusCommandMetrics(registry: Registry): CommandMetrics {
+  const commands = new Counter({
+    name: 'sentinel_commands_total',
+    help: 'Commands by type and outcome: ok, unchanged (nothing to do), replayed (idempotent retry), rejected (domain rule), conflict (retries exhausted), error',
+    labelNames: ['command', 'outcome'],
+    registers: [registry],
+  });
+  const seconds = new Histogram({
+    name: 'sentinel_command_duration_seconds',
+    help: 'Time from loading the aggregate to the append, retries included',
+    labelNames: ['command'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'sentinel_command_conflict_retries_total',
+    help: 'Commands decided again because their stream moved between load and append',
+    labelNames: ['command'],
+    registers: [registry],
+  });
+  return {
+    observe(command, outcome, elapsed) {
+      commands.inc({ command, outcome });
+      seconds.observe({ command }, elapsed);
+    },
+    conflictRetried(command) {
+      retries.inc({ command });
+    },
+  };
+}

@@ -1,0 +1,36 @@
+// The aggregates the write side runs commands against, each with its stream category and event catalogue.
+import { actionPlanDecider, actionPlanEvents, type ActionPlan, type ActionPlanCommand, type ActionPlanEvent } from '../domain/action-plan.js';
+import { clusterDecider, clusterEvents, type Cluster, type ClusterCommand, type ClusterEvent } from '../domain/cluster.js';
+import {
+  deploymentDecider,
+  deploymentEvents,
+  type Deployment,
+  type DeploymentCommand,
+  type DeploymentEvent,
+} from '../domain/deployment.js';
+import { workloadDecider, workloadEvents, type Workload, type WorkloadCommand, type WorkloadEvent } from '../domain/workload.js';
+import type { Aggregate } from './command-handler.js';
+
+export const clusters: Aggregate<ClusterCommand, ClusterEvent, Cluster> = {
+  category: 'cluster',
+  decider: clusterDecider,
+  events: clusterEvents,
+};
+
+export const workloads: Aggregate<WorkloadCommand, WorkloadEvent, Workload> = {
+  category: 'workload',
+  decider: workloadDecider,
+  events: workloadEvents,
+};
+
+export const deployments: Aggregate<DeploymentCommand, DeploymentEvent, Deployment> = {
+  category: 'deployment',
+  decider: deploymentDecider,
+  events: deploymentEvents,
+};
+
+export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPlan> = {
+  category: 'plan',
+  decider: actionPlanDecider,
+  events: actionPlanEvents,
+};

@@ -1,0 +1,53 @@
+// The command API: every route row, the router built from them, and the OpenAPI document they describe.
+import express, { type Router } from 'express';
+import type { Logger } from 'pino';
+import type { AccessService } from '../access.js';
+import { ActionPlanCommands } from '../action-plan-commands.js';
+import type { Clock } from '../clock.js';
+import { ClusterCommands } from '../cluster-commands.js';
+import type { CommandHandler } from '../command-handler.js';
+import { DeploymentCommands } from '../deployment-commands.js';
+import type { IdempotencyStore } from '../idempotency.js';
+import type { SecretStore } from '../secrets.js';
+import { WorkloadCommands } from '../workload-commands.js';
+import { accessRoutes } from './access-routes.js';
+import { actionPlanRoutes } from './action-plan-routes.js';
+import { clusterRoutes } from './cluster-routes.js';
+import { deploymentRoutes } from './deployment-routes.js';
+import { openApiDocument } from './openapi.js';
+import type { Route } from './route.js';
+import { createCommandRouter } from './router.js';
+import { workloadRoutes } from './workload-routes.js';
+
+export interface CommandApiOptions {
+  handler: CommandHandler;
+  access: AccessService;
+  secrets: SecretStore;
+  idempotency: IdempotencyStore;
+  clock: Clock;
+  logger: Logger;
+  planTtlSeconds: number;
+  version: string;
+}
+
+export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idempotency' | 'version'>): Route[] {
+  return [
+    ...accessRoutes(options.access),
+    ...clusterRoutes(new ClusterCommands(options.handler, options.secrets)),
+    ...workloadRoutes(new WorkloadCommands(options.handler)),
+    ...deploymentRoutes(new DeploymentCommands(options.handler, options.clock)),
+    ...actionPlanRoutes(new ActionPlanCommands(options.handler, options.clock, { defaultTtlSeconds: options.planTtlSeconds })),
+  ];
+}
+
+/** The router to mount at /api/v1. */
+export function commandApi(options: CommandApiOptions): Router {
+  const routes = commandRoutes(options);
+  const document = openApiDocument(routes, { version: options.version });
+  const router = express.Router();
+  router.get('/openapi.json', (_req, res) => {
+    res.json(document);
+  });
+  router.use(createCommandRouter({ routes, access: options.access, idempotency: options.idempotency, logger: options.logger }));
+  return router;
+}

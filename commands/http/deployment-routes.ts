@@ -1,0 +1,113 @@
+// Routes for deployments (operator and up). Each answers 202: the reactor carries the change to the cluster.
+import { rolesFrom } from '../../domain/access.js';
+import {
+  deleteBody,
+  deploymentBody,
+  deploymentPatchBody,
+  pauseBody,
+  restartBody,
+  resumeBody,
+  rollbackBody,
+  scaleBody,
+} from '../../domain/deployment.js';
+import type { DeploymentCommands } from '../deployment-commands.js';
+import { accepted, pathId } from './replies.js';
+import { route, writeResult, type Route } from './route.js';
+
+export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
+  const common = { tag: 'deployments', access: rolesFrom('operator'), idempotent: true } as const;
+  const recorded = { status: 202, schema: writeResult, description: 'recorded; the reactor carries it to the cluster' };
+  const id = (params: Record<string, string>) => pathId(params, 'deployment');
+  const withReason = { body: restartBody, bodyOptional: true } as const;
+  return [
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments',
+      operationId: 'createDeployment',
+      summary: 'Create a deployment',
+      body: deploymentBody,
+      success: { status: 202, schema: writeResult, description: 'the deployment is created (Pending); the reactor rolls it out' },
+      handle: async ({ body, context, newId }) => {
+        const result = await deployments.create(newId(), body, context);
+        return { ...accepted(result), location: `/deployments/${result.id}` };
+      },
+    }),
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments/:id/scale',
+      operationId: 'scaleDeployment',
+      summary: 'Scale a deployment',
+      body: scaleBody,
+      success: recorded,
+      handle: async ({ body, params, context }) => accepted(await deployments.scale(id(params), body.replicas, context)),
+    }),
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments/:id/rollback',
+      operationId: 'rollbackDeployment',
+      summary: 'Roll a deployment back to an earlier revision',
+      body: rollbackBody,
+      bodyOptional: true,
+      success: recorded,
+      handle: async ({ body, params, context }) =>
+        accepted(await deployments.rollback(id(params), body.toRevision, body.reason, context)),
+    }),
+    route({
+      ...common,
+      ...withReason,
+      method: 'post',
+      path: '/deployments/:id/restart',
+      operationId: 'restartDeployment',
+      summary: 'Restart a deployment',
+      success: recorded,
+      handle: async ({ body, params, context }) => accepted(await deployments.restart(id(params), body.reason, context)),
+    }),
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments/:id/pause',
+      operationId: 'pauseDeployment',
+      summary: 'Pause a deployment',
+      body: pauseBody,
+      bodyOptional: true,
+      success: recorded,
+      handle: async ({ body, params, context }) => accepted(await deployments.pause(id(params), body.reason, context)),
+    }),
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments/:id/resume',
+      operationId: 'resumeDeployment',
+      summary: 'Resume a deployment',
+      body: resumeBody,
+      bodyOptional: true,
+      success: recorded,
+      handle: async ({ body, params, context }) => accepted(await deployments.resume(id(params), body.reason, context)),
+    }),
+    route({
+      ...common,
+      method: 'patch',
+      path: '/deployments/:id',
+      operationId: 'updateDeployment',
+      summary: 'Update a deployment to a workload spec revision (default: the latest)',
+      body: deploymentPatchBody,
+      bodyOptional: true,
+      success: recorded,
+      handle: async ({ body, params, context }) => accepted(await deployments.update(id(params), body, context)),
+    }),
+    route({
+      ...common,
+      method: 'delete',
+      path: '/deployments/:id',
+      operationId: 'deleteDeployment',
+      summary: 'Delete a deployment',
+      body: deleteBody,
+      bodyOptional: true,
+      success: recorded,
+      handle: async ({ body, params, context }) => accepted(await deployments.delete(id(params), body.reason, context)),
+    }),
+  ];
+}

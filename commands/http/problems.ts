@@ -1,0 +1,105 @@
+// Every error a command route can meet, mapped in one place to an RFC 9457 problem.
+import type { z } from 'zod';
+import type { Problem } from '../../adapters/http/problem.js';
+import { DomainError, NotFound, RuleViolation } from '../../domain/decider.js';
+import { InvalidEventStoreRequest } from '../../domain/event-store.js';
+import { NameTaken, Unauthenticated } from '../access.js';
+import { ConflictAfterRetries } from '../command-handler.js';
+import { IdempotencyKeyInFlight, IdempotencyKeyReused } from '../idempotency.js';
+
+const TYPE = 'urn:sentinel:problem:';
+
+export interface HttpProblem extends Problem {
+  headers?: Record<string, string>;
+  currentRevision?: number | null;
+}
+
+export class Forbidden extends Error {
+  override name = 'Forbidden';
+}
+
+/** A problem with the request itself (body, headers, path), found before any command runs. */
+export class BadRequest extends Error {
+  override name = 'BadRequest';
+  constructor(
+    readonly status: 400 | 404 | 413 | 415,
+    message: string,
+    readonly errors?: { path: string; message: string }[],
+  ) {
+    super(message);
+  }
+}
+
+export function validationProblem(error: z.ZodError, where = 'body'): BadRequest {
+  return new BadRequest(400, `the request ${where} is not valid`, error.issues.flatMap(fieldErrors));
+}
+
+/** One entry per field: an unknown key is named by its own path, a missing one says it is required. */
+function fieldErrors(issue: z.core.$ZodIssue): { path: string; message: string }[] {
+  const path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    const message = issue.message.startsWith('Unrecognized key') ? 'unknown field' : issue.message;
+    return issue.keys.map((key) => ({ path: [...path, key].join('.'), message }));
+  }
+  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
+    return [{ path: path.join('.'), message: `required: ${issue.expected}` }];
+  }
+  return [{ path: path.join('.'), message: issue.message }];
+}
+
+/** The problem for an error, or undefined when it is a fault of Sentinel's (a 500, logged by the caller). */
+export function toProblem(error: unknown): HttpProblem | undefined {
+  if (error instanceof BadRequest) {
+    const titles = { 400: 'Bad Request', 404: 'Not Found', 413: 'Content Too Large', 415: 'Unsupported Media Type' } as const;
+    const slugs = { 400: 'validation-failed', 404: 'not-found', 413: 'body-too-large', 415: 'unsupported-media-type' } as const;
+    return { type: TYPE + slugs[error.status], title: titles[error.status], status: error.status, detail: error.message, errors: error.errors };
+  }
+  if (error instanceof Unauthenticated) {
+    return {
+      type: `${TYPE}unauthenticated`,
+      title: 'Unauthorized',
+      status: 401,
+      detail: error.message,
+      headers: { 'WWW-Authenticate': 'Bearer realm="sentinel"' },
+    };
+  }
+  if (error instanceof Forbidden) return { type: `${TYPE}forbidden`, title: 'Forbidden', status: 403, detail: error.message };
+  if (error instanceof NotFound) return { type: `${TYPE}not-found`, title: 'Not Found', status: 404, detail: error.message };
+  if (error instanceof ConflictAfterRetries) {
+    return {
+      type: `${TYPE}concurrency-conflict`,
+      title: 'Conflict',
+      status: 409,
+      detail: `${error.message}; read it again and retry`,
+      currentRevision: error.currentRevision === 'no_stream' ? null : error.currentRevision,
+    };
+  }
+  if (error instanceof NameTaken) {
+    return { type: `${TYPE}name-taken`, title: 'Conflict', status: 409, detail: error.message, errors: [{ path: error.field, message: error.message }] };
+  }
+  if (error instanceof IdempotencyKeyInFlight) {
+    return {
+      type: `${TYPE}idempotency-key-in-flight`,
+      title: 'Conflict',
+      status: 409,
+      detail: error.message,
+      headers: { 'Retry-After': String(error.retryAfterSeconds) },
+    };
+  }
+  if (error instanceof IdempotencyKeyReused) {
+    return { type: `${TYPE}idempotency-key-reused`, title: 'Unprocessable Content', status: 422, detail: error.message };
+  }
+  if (error instanceof DomainError) {
+    return {
+      type: `${TYPE}${error.code.replaceAll('_', '-')}`,
+      title: 'Unprocessable Content',
+      status: 422,
+      detail: error.message,
+      errors: error instanceof RuleViolation && error.errors.length > 0 ? error.errors : undefined,
+    };
+  }
+  if (error instanceof InvalidEventStoreRequest) {
+    return { type: `${TYPE}validation-failed`, title: 'Bad Request', status: 400, detail: error.message, errors: error.issues };
+  }
+  return undefined;
+}

@@ -1,0 +1,67 @@
+// One table row per command route: what it accepts, who may call it, and what it does. The router, the
+// OpenAPI document and the RBAC test are all built from the same rows.
+import { z } from 'zod';
+import type { Principal, Role } from '../../domain/access.js';
+import type { CommandContext } from '../command-handler.js';
+
+export type Method = 'get' | 'post' | 'patch' | 'delete';
+
+export interface RouteRequest<Body> {
+  body: Body;
+  params: Record<string, string>;
+  /** Absent only on public routes. */
+  principal: Principal | undefined;
+  context: CommandContext;
+  /** The id for a resource this request creates; derived from the Idempotency-Key when there is one. */
+  newId: () => string;
+}
+
+export interface RouteReply {
+  status: number;
+  body: unknown;
+  /** Path of the resource, relative to /api/v1, for a Location header. */
+  location?: string;
+}
+
+export interface Route<Body = unknown> {
+  method: Method;
+  /** Express path under /api/v1, e.g. `/deployments/:id/scale`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  /** `public` routes need no token; otherwise the roles that may call it. */
+  access: 'public' | readonly Role[];
+  /** The JSON body, checked strictly; a route without one refuses a body. */
+  body?: z.ZodType<Body>;
+  /** The body may be left out entirely (it is then `{}`). */
+  bodyOptional?: boolean;
+  /** Writes take an Idempotency-Key. */
+  idempotent: boolean;
+  /** The success status and the schema of its body, for the OpenAPI document. */
+  success: { status: number; schema: z.ZodType; description: string };
+  handle(request: RouteRequest<Body>): Promise<RouteReply>;
+}
+
+/** Keeps each row's body type tied to its handler while the table holds rows of many body types. */
+export function route<Body>(definition: Route<Body>): Route {
+  return definition as unknown as Route;
+}
+
+export const writeResult = z
+  .object({
+    id: z.string(),
+    revision: z.number().int().describe('revision of the stream after the write'),
+    position: z.string().nullable().describe('global position of the last event; pass as ?after= to read your write'),
+  })
+  .meta({ id: 'WriteResult' });
+
+export const problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .meta({ id: 'Problem' });

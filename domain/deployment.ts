@@ -1,0 +1,556 @@
+// The Deployment aggregate: a workload placed on a cluster, with every revision of what it ran kept forever.
+import { z } from 'zod';
+import type { ClusterStatus } from './cluster.js';
+import { changedFields, defineEvents, InvalidTransition, NotFound, RuleViolation, type Decider, type EventOf, type FieldError } from './decider.js';
+import { id, reason } from './schemas.js';
+
+// ---- bodies -------------------------------------------------------------------------------------------
+
+const INT_OR_PERCENT = 'a whole number of pods (0 or more) or a percentage such as "25%"';
+
+/** A pod count or a share of the replicas, as Kubernetes writes maxSurge and maxUnavailable. */
+const intOrPercent = z.union([
+  z.int({ error: INT_OR_PERCENT }).min(0, INT_OR_PERCENT),
+  z.string({ error: INT_OR_PERCENT }).regex(/^(100|[1-9]?\d)%$/, INT_OR_PERCENT),
+]);
+
+function isZero(amount: number | string): boolean {
+  return amount === 0 || amount === '0%';
+}
+
+const rollingStrategy = z
+  .strictObject({
+    type: z.literal('rolling'),
+    maxSurge: intOrPercent.default('25%'),
+    maxUnavailable: intOrPercent.default('25%'),
+  })
+  // With no pod to add and none to take away, a rolling update could never replace anything.
+  .refine((rolling) => !(isZero(rolling.maxSurge) && isZero(rolling.maxUnavailable)), {
+    error: 'maxSurge and maxUnavailable cannot both be zero: at least one must let the rollout move',
+    path: ['maxUnavailable'],
+  });
+
+const canaryStep = z.strictObject({
+  weight: z.int({ error: 'a whole percentage of traffic from 1 to 100' }).min(1, 'at least 1').max(100, 'at most 100'),
+  pauseSeconds: z.int({ error: 'a whole number of seconds, 0 or more' }).min(0, 'at least 0').optional(),
+});
+
+const canaryStrategy = z.strictObject({
+  type: z.literal('canary'),
+  steps: z
+    .array(canaryStep, { error: 'a list of steps such as [{"weight": 10}, {"weight": 50}, {"weight": 100}]' })
+    .min(1, 'at least one step')
+    .max(20, 'at most 20 steps')
+    .refine(
+      (steps) => steps.every((step, i) => i === 0 || step.weight > steps[i - 1]!.weight),
+      'step weights strictly increasing, such as 10, 50, 100',
+    ),
+});
+
+const blueGreenStrategy = z.strictObject({
+  type: z.literal('blue_green'),
+  previewReplicas: z.int({ error: 'a whole number of replicas, 0 or more' }).min(0, 'at least 0').optional(),
+  autoPromote: z.boolean({ error: 'true or false' }).default(false),
+  scaleDownDelaySeconds: z.int({ error: 'a whole number of seconds, 0 or more' }).min(0, 'at least 0').default(30),
+});
+
+/** How a new revision replaces the old one. */
+export const strategy = z.discriminatedUnion('type', [rollingStrategy, canaryStrategy, blueGreenStrategy], {
+  error: 'strategy.type: one of rolling, canary, blue_green',
+});
+export type Strategy = z.infer<typeof strategy>;
+
+/** What to do when the cluster's objects drift from the recorded revision: put them back, or accept them. */
+export const driftPolicy = z.enum(['revert', 'adopt'], { error: 'one of revert, adopt' });
+export type DriftPolicy = z.infer<typeof driftPolicy>;
+
+const replicas = z
+  .int({ error: 'a whole number of replicas from 0 to 1000' })
+  .min(0, 'at least 0 replicas')
+  .max(1000, 'at most 1000 replicas');
+
+const revisionNumber = z.int({ error: 'a revision number, 1 or more' }).min(1, 'a revision number, 1 or more');
+
+/** `POST /deployments` */
+export const deploymentBody = z.strictObject({
+  workloadId: id,
+  clusterId: id,
+  replicas,
+  strategy: strategy.prefault({ type: 'rolling' }),
+  driftPolicy: driftPolicy.default('revert'),
+});
+export type DeploymentBody = z.infer<typeof deploymentBody>;
+
+/** `PATCH /deployments/:id`: an empty body moves the deployment to its workload's latest spec revision. */
+export const deploymentPatchBody = z.strictObject({
+  workloadRevision: revisionNumber.optional(),
+  strategy: strategy.optional(),
+  driftPolicy: driftPolicy.optional(),
+});
+export type DeploymentPatchBody = z.infer<typeof deploymentPatchBody>;
+
+/** `POST /deployments/:id/scale` */
+export const scaleBody = z.strictObject({ replicas });
+export type ScaleBody = z.infer<typeof scaleBody>;
+
+/** `POST /deployments/:id/rollback`: without `toRevision`, the latest earlier revision that became available. */
+export const rollbackBody = z.strictObject({ toRevision: revisionNumber.optional(), reason: reason.optional() });
+export type RollbackBody = z.infer<typeof rollbackBody>;
+
+const reasonBody = z.strictObject({ reason: reason.optional() });
+/** `POST /deployments/:id/restart` */
+export const restartBody = reasonBody;
+/** `POST /deployments/:id/pause` */
+export const pauseBody = reasonBody;
+/** `POST /deployments/:id/resume` */
+export const resumeBody = reasonBody;
+/** `DELETE /deployments/:id` */
+export const deleteBody = reasonBody;
+export type ReasonBody = z.infer<typeof reasonBody>;
+
+// ---- events -------------------------------------------------------------------------------------------
+
+/** The workload spec a revision runs, snapshotted so that history never depends on the workload's stream. */
+const specSnapshot = z.record(z.string(), z.unknown());
+const revision = z.int().min(1);
+
+export const deploymentEvents = defineEvents({
+  DeploymentCreated: {
+    version: 1,
+    schema: z.object({
+      deploymentId: z.string(),
+      workloadId: z.string(),
+      clusterId: z.string(),
+      replicas: z.int().min(0),
+      strategy,
+      driftPolicy,
+      revision: z.literal(1),
+      workloadRevision: revision,
+      spec: specSnapshot,
+    }),
+  },
+  DeploymentScaled: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), replicas: z.int().min(0), previousReplicas: z.int().min(0) }),
+  },
+  DeploymentUpdated: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), revision, workloadRevision: revision, spec: specSnapshot, strategy }),
+  },
+  DeploymentDriftPolicyChanged: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), driftPolicy, previousDriftPolicy: driftPolicy }),
+  },
+  DeploymentRollbackRequested: {
+    version: 1,
+    schema: z.object({
+      deploymentId: z.string(),
+      revision,
+      toRevision: revision,
+      workloadRevision: revision,
+      spec: specSnapshot,
+      strategy,
+      reason: z.string().optional(),
+    }),
+  },
+  DeploymentRestartRequested: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), restartedAt: z.string(), reason: z.string().optional() }),
+  },
+  DeploymentPaused: { version: 1, schema: z.object({ deploymentId: z.string(), reason: z.string().optional() }) },
+  DeploymentResumed: { version: 1, schema: z.object({ deploymentId: z.string(), reason: z.string().optional() }) },
+  DeploymentDeleted: { version: 1, schema: z.object({ deploymentId: z.string(), reason: z.string().optional() }) },
+  DeploymentApplying: { version: 1, schema: z.object({ deploymentId: z.string(), revision }) },
+  DeploymentApplied: { version: 1, schema: z.object({ deploymentId: z.string(), revision }) },
+  DeploymentRolloutProgressed: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), revision, readyReplicas: z.int().min(0), updatedReplicas: z.int().min(0) }),
+  },
+  DeploymentAvailable: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), revision, readyReplicas: z.int().min(0) }),
+  },
+  DeploymentDegraded: { version: 1, schema: z.object({ deploymentId: z.string(), revision, cause: z.string() }) },
+  DeploymentRolloutFailed: { version: 1, schema: z.object({ deploymentId: z.string(), revision, cause: z.string() }) },
+  /**
+   * The cluster rolled `revision` back to `toRevision` by itself. What now runs is recorded as a new revision,
+   * `newRevision`, copying `toRevision`, so the event alone says what is current.
+   */
+  DeploymentRolledBack: {
+    version: 1,
+    schema: z.object({
+      deploymentId: z.string(),
+      revision,
+      toRevision: revision,
+      newRevision: revision,
+      workloadRevision: revision,
+      spec: specSnapshot,
+      strategy,
+      cause: z.string(),
+    }),
+  },
+});
+export type DeploymentEvent = EventOf<typeof deploymentEvents>;
+
+// ---- state --------------------------------------------------------------------------------------------
+
+export type DeploymentStatus = 'Pending' | 'Applying' | 'Progressing' | 'Available' | 'Degraded' | 'Failed' | 'RolledBack' | 'Deleted';
+
+/** One version of what the deployment runs. A rollback is a new revision with `rollbackOf` naming the one it copies. */
+export interface DeploymentRevision {
+  revision: number;
+  workloadRevision: number;
+  spec: Record<string, unknown>;
+  strategy: Strategy;
+  rollbackOf?: number;
+}
+
+export interface PlacedDeployment {
+  status: DeploymentStatus;
+  id: string;
+  workloadId: string;
+  clusterId: string;
+  replicas: number;
+  strategy: Strategy;
+  driftPolicy: DriftPolicy;
+  paused: boolean;
+  currentRevision: number;
+  revisions: Record<number, DeploymentRevision>;
+  /** Revisions that ever became available, in the order they did: the candidates for a rollback. */
+  availableRevisions: number[];
+  restartedAt?: string;
+  /** Why it last went wrong; kept after it recovers. */
+  lastCause?: string;
+}
+
+export type Deployment = { status: 'absent' } | PlacedDeployment;
+
+// ---- commands -----------------------------------------------------------------------------------------
+
+/** What the command handler read from the workload's stream. */
+export interface WorkloadFacts {
+  id: string;
+  status: 'active' | 'retired';
+  specRevision: number;
+  spec: Record<string, unknown>;
+  gpu?: { count: number; sku: string };
+}
+
+/** What the command handler read from the cluster's stream. */
+export interface ClusterFacts {
+  id: string;
+  status: ClusterStatus;
+  gpuSkus: string[];
+}
+
+export type DeploymentCommand =
+  // from people, through the API
+  | {
+      type: 'CreateDeployment';
+      deploymentId: string;
+      workload: WorkloadFacts | undefined;
+      cluster: ClusterFacts | undefined;
+      replicas: number;
+      strategy: Strategy;
+      driftPolicy: DriftPolicy;
+    }
+  | { type: 'ScaleDeployment'; deploymentId: string; replicas: number; cluster: Pick<ClusterFacts, 'status'> }
+  | {
+      type: 'UpdateDeployment';
+      deploymentId: string;
+      /** The workload, with `spec` the spec of the target revision (`workloadRevision`, or else the latest). */
+      workload: Pick<WorkloadFacts, 'status' | 'specRevision' | 'spec'>;
+      workloadRevision?: number;
+      strategy?: Strategy;
+      driftPolicy?: DriftPolicy;
+    }
+  | { type: 'RollbackDeployment'; deploymentId: string; toRevision?: number; reason?: string }
+  | { type: 'RestartDeployment'; deploymentId: string; at: string; reason?: string }
+  | { type: 'PauseDeployment'; deploymentId: string; reason?: string }
+  | { type: 'ResumeDeployment'; deploymentId: string; reason?: string }
+  | { type: 'DeleteDeployment'; deploymentId: string; reason?: string }
+  // outcomes the Kubernetes reactor observed, each about one revision
+  | { type: 'RecordApplying'; deploymentId: string; revision: number }
+  | { type: 'RecordApplied'; deploymentId: string; revision: number }
+  | { type: 'RecordRolloutProgress'; deploymentId: string; revision: number; readyReplicas: number; updatedReplicas: number }
+  | { type: 'RecordAvailable'; deploymentId: string; revision: number; readyReplicas: number }
+  | { type: 'RecordDegraded'; deploymentId: string; revision: number; cause: string }
+  | { type: 'RecordRolloutFailed'; deploymentId: string; revision: number; cause: string }
+  | { type: 'RecordRolledBack'; deploymentId: string; revision: number; toRevision: number; cause: string };
+
+// ---- decider ------------------------------------------------------------------------------------------
+
+export const initialState: Deployment = { status: 'absent' };
+
+export function evolve(state: Deployment, event: DeploymentEvent): Deployment {
+  if (event.type === 'DeploymentCreated') {
+    const { deploymentId, workloadId, clusterId, replicas, strategy, driftPolicy, workloadRevision, spec } = event.data;
+    return {
+      status: 'Pending',
+      id: deploymentId,
+      workloadId,
+      clusterId,
+      replicas,
+      strategy,
+      driftPolicy,
+      paused: false,
+      currentRevision: 1,
+      revisions: { 1: { revision: 1, workloadRevision, spec, strategy } },
+      availableRevisions: [],
+    };
+  }
+  if (state.status === 'absent') return state;
+
+  switch (event.type) {
+    case 'DeploymentScaled':
+      return { ...state, status: 'Pending', replicas: event.data.replicas };
+    case 'DeploymentUpdated': {
+      const { revision, workloadRevision, spec, strategy } = event.data;
+      return withRevision(state, { revision, workloadRevision, spec, strategy }, 'Pending');
+    }
+    case 'DeploymentDriftPolicyChanged':
+      return { ...state, driftPolicy: event.data.driftPolicy };
+    case 'DeploymentRollbackRequested': {
+      const { revision, toRevision, workloadRevision, spec, strategy } = event.data;
+      return withRevision(state, { revision, workloadRevision, spec, strategy, rollbackOf: toRevision }, 'Pending');
+    }
+    case 'DeploymentRestartRequested':
+      return { ...state, status: 'Pending', restartedAt: event.data.restartedAt };
+    case 'DeploymentPaused':
+      return { ...state, paused: true };
+    case 'DeploymentResumed':
+      return { ...state, paused: false };
+    case 'DeploymentDeleted':
+      return { ...state, status: 'Deleted' };
+    case 'DeploymentApplying':
+      return { ...state, status: 'Applying' };
+    case 'DeploymentApplied':
+    case 'DeploymentRolloutProgressed':
+      return { ...state, status: 'Progressing' };
+    case 'DeploymentAvailable': {
+      const { revision } = event.data;
+      const availableRevisions = state.availableRevisions.includes(revision) ? state.availableRevisions : [...state.availableRevisions, revision];
+      return { ...state, status: 'Available', availableRevisions };
+    }
+    case 'DeploymentDegraded':
+      return { ...state, status: 'Degraded', lastCause: event.data.cause };
+    case 'DeploymentRolloutFailed':
+      return { ...state, status: 'Failed', lastCause: event.data.cause };
+    case 'DeploymentRolledBack': {
+      const { newRevision, toRevision, workloadRevision, spec, strategy, cause } = event.data;
+      const rolledBack = withRevision(state, { revision: newRevision, workloadRevision, spec, strategy, rollbackOf: toRevision }, 'RolledBack');
+      return { ...rolledBack, lastCause: cause };
+    }
+  }
+}
+
+export function decide(command: DeploymentCommand, state: Deployment): DeploymentEvent[] {
+  const { deploymentId } = command;
+  if (command.type === 'CreateDeployment') {
+    if (state.status !== 'absent') throw new InvalidTransition('deployment', deploymentId, state.status, 'create', 'it already exists');
+    return create(command);
+  }
+  if (state.status === 'absent') throw new NotFound('deployment', deploymentId);
+  if (state.status === 'Deleted') throw new InvalidTransition('deployment', deploymentId, state.status, verb(command));
+
+  switch (command.type) {
+    case 'ScaleDeployment': {
+      if (command.replicas === state.replicas) return [];
+      const { status } = command.cluster;
+      if (command.replicas > state.replicas && status !== 'active') {
+        throw violation(`cluster ${state.clusterId} is ${status}: it takes no new replicas`, 'replicas', `the cluster is ${status}: scaling down is allowed, scaling up is not`);
+      }
+      return [{ type: 'DeploymentScaled', data: { deploymentId, replicas: command.replicas, previousReplicas: state.replicas } }];
+    }
+    case 'UpdateDeployment':
+      return update(command, state);
+    case 'RollbackDeployment': {
+      const target = rollbackTarget(state, command.toRevision);
+      const { workloadRevision, spec, strategy } = target;
+      const revision = latestRevision(state) + 1;
+      return [
+        {
+          type: 'DeploymentRollbackRequested',
+          data: { deploymentId, revision, toRevision: target.revision, workloadRevision, spec, strategy, reason: command.reason },
+        },
+      ];
+    }
+    case 'RestartDeployment':
+      return [{ type: 'DeploymentRestartRequested', data: { deploymentId, restartedAt: command.at, reason: command.reason } }];
+    case 'PauseDeployment':
+      return state.paused ? [] : [{ type: 'DeploymentPaused', data: { deploymentId, reason: command.reason } }];
+    case 'ResumeDeployment':
+      return state.paused ? [{ type: 'DeploymentResumed', data: { deploymentId, reason: command.reason } }] : [];
+    case 'DeleteDeployment':
+      return [{ type: 'DeploymentDeleted', data: { deploymentId, reason: command.reason } }];
+
+    // The reactor reports what it saw; a report about a revision that has since been replaced changes nothing.
+    case 'RecordApplying':
+      if (isStale(state, command.revision) || state.status === 'Applying') return [];
+      return [{ type: 'DeploymentApplying', data: { deploymentId, revision: command.revision } }];
+    case 'RecordApplied':
+      if (isStale(state, command.revision) || state.status === 'Progressing') return [];
+      return [{ type: 'DeploymentApplied', data: { deploymentId, revision: command.revision } }];
+    case 'RecordRolloutProgress': {
+      if (isStale(state, command.revision)) return [];
+      const { revision, readyReplicas, updatedReplicas } = command;
+      return [{ type: 'DeploymentRolloutProgressed', data: { deploymentId, revision, readyReplicas, updatedReplicas } }];
+    }
+    case 'RecordAvailable':
+      if (isStale(state, command.revision) || state.status === 'Available') return [];
+      return [{ type: 'DeploymentAvailable', data: { deploymentId, revision: command.revision, readyReplicas: command.readyReplicas } }];
+    case 'RecordDegraded':
+      if (isStale(state, command.revision) || (state.status === 'Degraded' && state.lastCause === command.cause)) return [];
+      return [{ type: 'DeploymentDegraded', data: { deploymentId, revision: command.revision, cause: command.cause } }];
+    case 'RecordRolloutFailed':
+      if (isStale(state, command.revision) || (state.status === 'Failed' && state.lastCause === command.cause)) return [];
+      return [{ type: 'DeploymentRolloutFailed', data: { deploymentId, revision: command.revision, cause: command.cause } }];
+    case 'RecordRolledBack': {
+      if (isStale(state, command.revision)) return [];
+      const target = rollbackTarget(state, command.toRevision);
+      const { workloadRevision, spec, strategy } = target;
+      const { revision, toRevision, cause } = command;
+      const newRevision = latestRevision(state) + 1;
+      return [
+        {
+          type: 'DeploymentRolledBack',
+          data: { deploymentId, revision, toRevision, newRevision, workloadRevision, spec, strategy, cause },
+        },
+      ];
+    }
+  }
+}
+
+export const deploymentDecider: Decider<DeploymentCommand, DeploymentEvent, Deployment> = { initialState, evolve, decide };
+
+// ---- helpers ------------------------------------------------------------------------------------------
+
+/** Revision `n` of the deployment, if there is one. */
+export function revisionAt(state: Deployment, n: number): DeploymentRevision | undefined {
+  return state.status === 'absent' || !Object.hasOwn(state.revisions, n) ? undefined : state.revisions[n];
+}
+
+/** The newest revision that ever became available, leaving out `excluding` (usually the current one). */
+export function lastAvailableRevision(state: Deployment, excluding?: number): DeploymentRevision | undefined {
+  if (state.status === 'absent') return undefined;
+  const candidates = state.availableRevisions.filter((n) => n !== excluding);
+  return candidates.length === 0 ? undefined : revisionAt(state, Math.max(...candidates));
+}
+
+function create(command: Extract<DeploymentCommand, { type: 'CreateDeployment' }>): DeploymentEvent[] {
+  const { deploymentId, workload, cluster, replicas, strategy, driftPolicy } = command;
+  const errors: FieldError[] = [];
+  if (!workload) errors.push({ path: 'workloadId', message: 'no such workload' });
+  else if (workload.status === 'retired') errors.push({ path: 'workloadId', message: 'retired: it takes no new deployments' });
+  if (!cluster) errors.push({ path: 'clusterId', message: 'no such cluster' });
+  else if (cluster.status === 'deregistered') errors.push({ path: 'clusterId', message: 'deregistered: no new placements' });
+  else if (cluster.status === 'cordoned') errors.push({ path: 'clusterId', message: 'cordoned: no new placements' });
+  const gpu = workload?.gpu;
+  if (gpu && gpu.count > 0 && cluster && !cluster.gpuSkus.includes(gpu.sku)) {
+    const offered = cluster.gpuSkus.length === 0 ? 'none' : cluster.gpuSkus.join(', ');
+    errors.push({ path: 'clusterId', message: `the workload needs ${gpu.sku} GPUs; this cluster offers: ${offered}` });
+  }
+  if (errors.length > 0 || !workload || !cluster) {
+    throw new RuleViolation(`cannot place the deployment: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, errors);
+  }
+  return [
+    {
+      type: 'DeploymentCreated',
+      data: {
+        deploymentId,
+        workloadId: workload.id,
+        clusterId: cluster.id,
+        replicas,
+        strategy,
+        driftPolicy,
+        revision: 1,
+        workloadRevision: workload.specRevision,
+        spec: workload.spec,
+      },
+    },
+  ];
+}
+
+function update(command: Extract<DeploymentCommand, { type: 'UpdateDeployment' }>, state: PlacedDeployment): DeploymentEvent[] {
+  const { deploymentId, workload } = command;
+  if (workload.status === 'retired') {
+    throw violation(`workload ${state.workloadId} is retired: it takes no new revisions`, 'workloadId', 'retired: no new revisions');
+  }
+  const workloadRevision = command.workloadRevision ?? workload.specRevision;
+  if (workloadRevision < 1 || workloadRevision > workload.specRevision) {
+    throw violation(
+      `workload ${state.workloadId} has no spec revision ${workloadRevision}`,
+      'workloadRevision',
+      `no such spec revision: the workload has revisions 1 to ${workload.specRevision}`,
+    );
+  }
+  const current = revisionAt(state, state.currentRevision)!;
+  const changes = changedFields(
+    { workloadRevision: current.workloadRevision, strategy: state.strategy, driftPolicy: state.driftPolicy },
+    { workloadRevision, strategy: command.strategy, driftPolicy: command.driftPolicy },
+  );
+  const events: DeploymentEvent[] = [];
+  if (changes.workloadRevision !== undefined || changes.strategy !== undefined) {
+    events.push({
+      type: 'DeploymentUpdated',
+      data: { deploymentId, revision: latestRevision(state) + 1, workloadRevision, spec: workload.spec, strategy: command.strategy ?? state.strategy },
+    });
+  }
+  if (changes.driftPolicy !== undefined) {
+    events.push({ type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: changes.driftPolicy, previousDriftPolicy: state.driftPolicy } });
+  }
+  return events;
+}
+
+/** The revision to go back to: the one named, or else the newest other than the current that became available. */
+function rollbackTarget(state: PlacedDeployment, toRevision: number | undefined): DeploymentRevision {
+  if (toRevision === undefined) {
+    const target = lastAvailableRevision(state, state.currentRevision);
+    if (!target) {
+      throw violation(`deployment ${state.id} has no earlier revision that became available`, 'toRevision', 'no earlier revision ever became available: name one');
+    }
+    return target;
+  }
+  const target = revisionAt(state, toRevision);
+  if (!target) {
+    throw violation(`deployment ${state.id} has no revision ${toRevision}`, 'toRevision', `no such revision: the deployment has revisions 1 to ${latestRevision(state)}`);
+  }
+  if (toRevision === state.currentRevision) {
+    throw violation(`revision ${toRevision} of deployment ${state.id} is the current one`, 'toRevision', 'the current revision: name an earlier one');
+  }
+  return target;
+}
+
+/** Whether a report about `revision` is out of date; a revision that never existed is a mistake, not news. */
+function isStale(state: PlacedDeployment, revision: number): boolean {
+  if (!revisionAt(state, revision)) {
+    throw violation(`deployment ${state.id} has no revision ${revision}`, 'revision', `no such revision: the current one is ${state.currentRevision}`);
+  }
+  return revision !== state.currentRevision;
+}
+
+function withRevision(state: PlacedDeployment, revision: DeploymentRevision, status: DeploymentStatus): PlacedDeployment {
+  return {
+    ...state,
+    status,
+    strategy: revision.strategy,
+    currentRevision: revision.revision,
+    revisions: { ...state.revisions, [revision.revision]: revision },
+  };
+}
+
+function latestRevision(state: PlacedDeployment): number {
+  return Math.max(...Object.keys(state.revisions).map(Number));
+}
+
+function violation(message: string, path: string, fieldMessage: string): RuleViolation {
+  return new RuleViolation(message, [{ path, message: fieldMessage }]);
+}
+
+/** `ScaleDeployment` → "scale", `RecordRolloutProgress` → "record rollout progress". */
+function verb(command: DeploymentCommand): string {
+  return command.type
+    .replace(/Deployment$/, '')
+    .replace(/(?<=[a-z])(?=[A-Z])/g, ' ')
+    .toLowerCase();
+}
