@@ -30,21 +30,30 @@ export class BadRequest extends Error {
   }
 }
 
-export function validationProblem(error: z.ZodError, where = 'body'): BadRequest {
-  return new BadRequest(400, `the request ${where} is not valid`, error.issues.flatMap(fieldErrors));
+export function validationProblem(error: z.ZodError, input: unknown): BadRequest {
+  return new BadRequest(400, 'the request body is not valid', error.issues.flatMap((issue) => fieldErrors(issue, input)));
 }
 
 /** One entry per field: an unknown key is named by its own path, a missing one says it is required. */
-function fieldErrors(issue: z.core.$ZodIssue): { path: string; message: string }[] {
+function fieldErrors(issue: z.core.$ZodIssue, input: unknown): { path: string; message: string }[] {
   const path = issue.path.map(String);
+  if (issue.code === 'invalid_type' && isMissing(input, issue.path)) {
+    return [{ path: path.join('.'), message: `required: ${issue.message.startsWith('Invalid input') ? issue.expected : issue.message}` }];
+  }
   if (issue.code === 'unrecognized_keys') {
     const message = issue.message.startsWith('Unrecognized key') ? 'unknown field' : issue.message;
     return issue.keys.map((key) => ({ path: [...path, key].join('.'), message }));
   }
-  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined')) {
-    return [{ path: path.join('.'), message: `required: ${issue.expected}` }];
-  }
   return [{ path: path.join('.'), message: issue.message }];
+}
+
+function isMissing(input: unknown, path: PropertyKey[]): boolean {
+  let value = input;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return false;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value === undefined;
 }
 
 /** The problem for an error, or undefined when it is a fault of Sentinel's (a 500, logged by the caller). */

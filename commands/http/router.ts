@@ -153,7 +153,7 @@ function parseBody(req: Request, route: Route): unknown {
   const raw: unknown = hasBody ? req.body : route.bodyOptional ? {} : undefined;
   if (raw === undefined) throw new BadRequest(400, 'this route needs a JSON body', [{ path: '', message: 'a JSON object' }]);
   const parsed = route.body.safeParse(raw);
-  if (!parsed.success) throw validationProblem(parsed.error);
+  if (!parsed.success) throw validationProblem(parsed.error, raw);
   return parsed.data;
 }
 

@@ -1,0 +1,139 @@
+// A real Sentinel process for HTTP tests: the composition root in-process, on PGlite or a scratch PostgreSQL
+// database, with a signed-in principal for every role.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { loadConfig } from '../../app/config.js';
+import { startSentinel, type RunningSentinel } from '../../app/sentinel.js';
+import type { Role } from '../../domain/access.js';
+import type { EventStore, RecordedEvent } from '../../domain/event-store.js';
+import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from './postgres.js';
+
+export const ADMIN_PASSWORD = 'admin-password-for-tests';
+export const JWT_SECRET = 'a-test-signing-secret-of-more-than-32-chars';
+
+export type Caller = Role | 'anonymous';
+
+export interface Reply<Body = Record<string, unknown>> {
+  status: number;
+  headers: Headers;
+  body: Body;
+}
+
+export interface RequestOptions {
+  as?: Caller;
+  /** Sent as JSON unless `raw` is given. */
+  body?: unknown;
+  raw?: string;
+  headers?: Record<string, string>;
+}
+
+export interface TestApi {
+  url: string;
+  eventStore: EventStore;
+  /** Bearer tokens by role; `system` is a service account's. */
+  tokens: Record<Role, string>;
+  principalIds: Record<Role, string>;
+  request<Body = Record<string, unknown>>(method: string, path: string, options?: RequestOptions): Promise<Reply<Body>>;
+  /** Every event of a stream, or [] when it does not exist. */
+  stream(name: string): Promise<RecordedEvent[]>;
+  /** The log's last position, to check that a rejected request appended nothing. */
+  head(): Promise<string | undefined>;
+  stop(): Promise<void>;
+}
+
+export interface Backend {
+  name: string;
+  skipReason?: string;
+  start(extraEnv?: Record<string, string>): Promise<TestApi>;
+}
+
+export const backends: Backend[] = [
+  { name: 'PGlite', start: (env) => startTestApi(undefined, env) },
+  {
+    name: 'PostgreSQL',
+    skipReason: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
+    start: async (env) => {
+      const scratch = await createScratchDatabase();
+      const api = await startTestApi(scratch.url, env);
+      return { ...api, stop: async () => (await api.stop(), await scratch.drop()) };
+    },
+  },
+];
+
+export async function startTestApi(databaseUrl?: string, extraEnv: Record<string, string> = {}): Promise<TestApi> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-api-'));
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SENTINEL_DATA_DIR: dataDir,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    SENTINEL_JWT_SECRET: JWT_SECRET,
+    LOG_LEVEL: 'silent',
+    ...extraEnv,
+  });
+  let sentinel: RunningSentinel;
+  try {
+    sentinel = await startSentinel(config, pino({ level: 'silent' }));
+  } catch (error) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  const url = `http://127.0.0.1:${sentinel.port}/api/v1`;
+  let lastSeen: string | undefined;
+  const tokens = {} as Record<Role, string>;
+  const principalIds = {} as Record<Role, string>;
+
+  const request = async <Body>(method: string, route: string, options: RequestOptions = {}): Promise<Reply<Body>> => {
+    const caller = options.as ?? 'admin';
+    const headers: Record<string, string> = { ...options.headers };
+    if (caller !== 'anonymous' && tokens[caller]) headers['authorization'] ??= `Bearer ${tokens[caller]}`;
+    let body: string | undefined = options.raw;
+    if (body === undefined && options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const response = await fetch(url + route, { method: method.toUpperCase(), headers, body });
+    const text = await response.text();
+    return { status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as Body };
+  };
+
+  const login = async (username: string, password: string) => {
+    const reply = await request<{ accessToken: string }>('post', '/auth/login', { as: 'anonymous', body: { username, password } });
+    if (reply.status !== 200) throw new Error(`login as ${username} failed: ${JSON.stringify(reply.body)}`);
+    return reply.body.accessToken;
+  };
+
+  tokens.admin = await login('admin', ADMIN_PASSWORD);
+  principalIds.admin = (await request<{ id: string }>('get', '/auth/me')).body.id;
+  for (const role of ['viewer', 'operator'] as const) {
+    const created = await request<{ id: string }>('post', '/users', { body: { username: role, password: `${role}-password-for-tests`, role } });
+    principalIds[role] = created.body.id;
+    tokens[role] = await login(role, `${role}-password-for-tests`);
+  }
+  const account = await request<{ id: string; token: string }>('post', '/service-accounts', { body: { name: 'inframind' } });
+  principalIds.system = account.body.id;
+  tokens.system = account.body.token;
+
+  return {
+    url,
+    eventStore: sentinel.eventStore,
+    tokens,
+    principalIds,
+    request,
+    stream: (name) => sentinel.eventStore.readStream(name),
+    async head() {
+      for (;;) {
+        const page = await sentinel.eventStore.readAll({ after: lastSeen, limit: 1000 });
+        if (page.events.length === 0) return lastSeen;
+        lastSeen = page.checkpoint;
+      }
+    },
+    async stop() {
+      await sentinel.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
