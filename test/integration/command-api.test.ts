@@ -222,7 +222,7 @@ for (const backend of backends) {
         // Nothing has become available yet, so there is no revision to roll back to by default.
         const noTarget = await post('/rollback');
         expect(noTarget.status).to.equal(422);
-        expect(noTarget.body['errors']).to.be.an('array').that.is.not.empty;
+        expect(noTarget.body['errors']).to.have.length.greaterThan(0);
         expect((await post('/rollback', { toRevision: 1 })).status).to.equal(202);
 
         expect((await api.request('delete', `/deployments/${deploymentId}`, { body: { reason: 'done' } })).status).to.equal(202);
