@@ -99,6 +99,58 @@ describe('npm start (the all role on embedded defaults)', function () {
   });
 });
 
+describe('npm start, first run and restart', function () {
+  this.timeout(120_000);
+
+  it('prints a one-time admin password once; it, the data and the signing key survive a restart', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-e2e-'));
+    const port = await freePort();
+    const env = { PORT: String(port), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: '' };
+    const api = `http://127.0.0.1:${port}/api/v1`;
+    const stop = async (child: ChildProcess) => {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      expect((await exited)[0]).to.equal(0);
+    };
+    try {
+      const first = startSentinel(env);
+      await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      const password = /one-time password\n\n\s+(\S+)\n/.exec(first.output())?.[1];
+      expect(password, first.output()).to.be.a('string');
+      const login = await fetch(`${api}/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'admin', password }),
+      });
+      expect(login.status).to.equal(200);
+      const { accessToken } = (await login.json()) as { accessToken: string };
+      const workload = await fetch(`${api}/workloads`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${accessToken}` },
+        body: JSON.stringify({ name: 'w', namespace: 'ml', type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' } }),
+      });
+      expect(workload.status).to.equal(201);
+      const { id } = (await workload.json()) as { id: string };
+      await stop(first.child);
+
+      const second = startSentinel(env);
+      await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      expect(second.output()).not.to.include('one-time password');
+      // The token issued before the restart is still good, and the workload is still there to change.
+      const patch = await fetch(`${api}/workloads/${id}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${accessToken}` },
+        body: JSON.stringify({ image: 'busybox:1.36' }),
+      });
+      expect(patch.status).to.equal(202);
+      expect(await patch.json()).to.include({ revision: 1 });
+      await stop(second.child);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('npm start with bad configuration', function () {
   this.timeout(30_000);
 
