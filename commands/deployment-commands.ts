@@ -1,11 +1,11 @@
 // Deployment commands from people: create, scale, update, roll back, restart, pause, resume, delete. Facts
 // about the workload and cluster are read fresh on every attempt and handed to the decider on the command.
+import { NotFound } from '../domain/decider.js';
 import type { ClusterFacts, DeploymentBody, DeploymentPatchBody, PlacedDeployment, WorkloadFacts } from '../domain/deployment.js';
-import { gpuRequest, specAt } from '../domain/workload.js';
+import { gpuRequest, type WorkloadSpec } from '../domain/workload.js';
 import { clusters, deployments, workloads } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, WriteResult } from './command-handler.js';
-import { NotFound } from '../domain/decider.js';
 
 export class DeploymentCommands {
   constructor(
@@ -56,7 +56,7 @@ export class DeploymentCommands {
         return {
           type: 'UpdateDeployment' as const,
           deploymentId,
-          workload: { ...workload, spec: (workload.revisions[target] ?? workload.spec) as Record<string, unknown> },
+          workload: { ...workload, spec: workload.revisions[target] ?? workload.spec },
           workloadRevision: patch.workloadRevision,
           strategy: patch.strategy,
           driftPolicy: patch.driftPolicy,
@@ -87,14 +87,14 @@ export class DeploymentCommands {
     return this.handler.execute(deployments, deploymentId, { type: 'DeleteDeployment', deploymentId, reason }, context);
   }
 
-  private async workloadFacts(workloadId: string): Promise<(WorkloadFacts & { revisions: Record<number, unknown> }) | undefined> {
+  private async workloadFacts(workloadId: string): Promise<(WorkloadFacts & { revisions: Record<number, WorkloadSpec> }) | undefined> {
     const { state } = await this.handler.load(workloads, workloadId);
     if (state.status === 'absent') return undefined;
     return {
       id: workloadId,
       status: state.status,
       specRevision: state.specRevision,
-      spec: specAt(state, state.specRevision) as Record<string, unknown>,
+      spec: state.spec,
       gpu: gpuRequest(state.spec),
       revisions: state.revisions,
     };
