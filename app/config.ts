@@ -69,8 +69,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   );
 }
 
-/** A value for an error message; secrets are described, never echoed. */
+/** A value for an error message; secrets are described, never echoed, and URLs lose their password. */
 function shown(variable: string, value: string | undefined): string {
-  if (value !== undefined && /SECRET|PASSWORD/.test(variable)) return `${value.length} characters`;
-  return JSON.stringify(value);
+  if (value === undefined) return 'nothing';
+  if (/SECRET|PASSWORD/.test(variable)) return `${value.length} characters`;
+  return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/i, '$1***@'));
 }

@@ -116,7 +116,7 @@ export class CommandHandler {
     type Event = A extends Aggregate<unknown, infer E, unknown> ? E : never;
     const started = performance.now();
     const stream = streamOf(aggregate, id);
-    let commandType = aggregate.category;
+    let commandType = typeof command === 'function' ? aggregate.category : command.type;
     const outcome = (result: Parameters<CommandMetrics['observe']>[1]) =>
       this.options.metrics?.observe(commandType, result, (performance.now() - started) / 1000);
 

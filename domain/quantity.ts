@@ -33,11 +33,12 @@ export function parseQuantity(text: string): number | undefined {
 /** CPU in millicores, rounded up as Kubernetes does. */
 export function cpuMillicores(text: string): number | undefined {
   const cores = parseQuantity(text);
-  return cores === undefined ? undefined : Math.ceil(Math.round(cores * 1e9) / 1e6);
+  const millicores = cores === undefined ? undefined : Math.ceil(Math.round(cores * 1e9) / 1e6);
+  return millicores !== undefined && Number.isSafeInteger(millicores) ? millicores : undefined;
 }
 
 /** Memory in bytes, rounded up. */
 export function memoryBytes(text: string): number | undefined {
   const bytes = parseQuantity(text);
-  return bytes === undefined ? undefined : Math.ceil(bytes);
+  return bytes !== undefined && Number.isSafeInteger(Math.ceil(bytes)) ? Math.ceil(bytes) : undefined;
 }

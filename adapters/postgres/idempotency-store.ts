@@ -50,6 +50,7 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   }
 
   async purge(before: Date): Promise<number> {
-    return this.knex(TABLE).where('started_at', '<', before).delete();
+    const purged = await this.knex(TABLE).where('started_at', '<', before).delete().returning('key');
+    return purged.length;
   }
 }

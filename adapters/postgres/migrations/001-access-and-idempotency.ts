@@ -31,7 +31,8 @@ const UP = [
      principal_id    text not null,
      key             text not null,
      request_hash    text not null,
-     started_at      timestamptz not null default now(),
+     -- Millisecond precision, as a JavaScript Date holds it: a takeover matches the value it read.
+     started_at      timestamptz(3) not null default now(),
      response_status integer,
      response_body   jsonb,
      primary key (principal_id, key)
