@@ -28,11 +28,14 @@ export interface PrincipalStore {
   countUsers(): Promise<number>;
   /** Throws `NameTaken` when the username exists. */
   createUser(user: UserRecord): Promise<void>;
+  /** Undoes a creation whose audit event could not be recorded. */
+  deleteUser(id: string): Promise<void>;
   findUser(id: string): Promise<UserRecord | undefined>;
   findUserByUsername(username: string): Promise<UserRecord | undefined>;
   updateUser(id: string, changes: Partial<Pick<UserRecord, 'role' | 'disabled' | 'passwordHash'>>): Promise<UserRecord | undefined>;
   /** Throws `NameTaken` when the name exists. */
   createServiceAccount(account: Omit<ServiceAccountRecord, 'revoked'>): Promise<void>;
+  deleteServiceAccount(id: string): Promise<void>;
   findServiceAccount(id: string): Promise<ServiceAccountRecord | undefined>;
   /** False when there was no such account or it was already revoked. */
   revokeServiceAccount(id: string): Promise<boolean>;
@@ -143,7 +146,10 @@ export class AccessService {
       role: body.role,
       disabled: false,
     });
-    return this.record(`user-${id}`, id, { type: 'UserCreated', data: { userId: id, username: body.username, role: body.role } }, context);
+    return this.recordOrUndo(
+      () => this.record(`user-${id}`, id, { type: 'UserCreated', data: { userId: id, username: body.username, role: body.role } }, context),
+      () => this.principals.deleteUser(id),
+    );
   }
 
   async updateUser(id: string, patch: z.infer<typeof userPatchBody>, context: CommandContext): Promise<WriteResult> {
@@ -172,11 +178,15 @@ export class AccessService {
   ): Promise<WriteResult & { token: string }> {
     const id = randomUUID();
     await this.principals.createServiceAccount({ id, name: body.name, description: body.description });
-    const written = await this.record(
-      `serviceaccount-${id}`,
-      id,
-      { type: 'ServiceAccountCreated', data: { serviceAccountId: id, name: body.name, description: body.description } },
-      context,
+    const written = await this.recordOrUndo(
+      () =>
+        this.record(
+          `serviceaccount-${id}`,
+          id,
+          { type: 'ServiceAccountCreated', data: { serviceAccountId: id, name: body.name, description: body.description } },
+          context,
+        ),
+      () => this.principals.deleteServiceAccount(id),
     );
     return { ...written, token: await this.tokens.issue('service', id, randomUUID()) };
   }
@@ -219,6 +229,16 @@ export class AccessService {
       refreshToken: await this.tokens.issue('refresh', userId, refreshId),
       expiresIn: this.tokens.accessTtlSeconds,
     };
+  }
+
+  /** A principal that exists without its audit event would be a change nobody can trace: undo the row. */
+  private async recordOrUndo(record: () => Promise<WriteResult>, undo: () => Promise<void>): Promise<WriteResult> {
+    try {
+      return await record();
+    } catch (error) {
+      await undo();
+      throw error;
+    }
   }
 
   /** Principals live in tables; the log keeps an audit record of every change to them, without secrets. */

@@ -40,6 +40,10 @@ export class PostgresPrincipalStore implements PrincipalStore {
     );
   }
 
+  async deleteUser(id: string): Promise<void> {
+    await this.knex('sentinel_users').where({ id }).delete();
+  }
+
   async findUser(id: string): Promise<UserRecord | undefined> {
     return toUser(await this.knex<UserRow>('sentinel_users').where({ id }).first());
   }
@@ -68,6 +72,10 @@ export class PostgresPrincipalStore implements PrincipalStore {
     await this.insert('name', account.name, () =>
       this.knex('sentinel_service_accounts').insert({ id: account.id, name: account.name, description: account.description ?? null }),
     );
+  }
+
+  async deleteServiceAccount(id: string): Promise<void> {
+    await this.knex('sentinel_service_accounts').where({ id }).delete();
   }
 
   async findServiceAccount(id: string): Promise<ServiceAccountRecord | undefined> {

@@ -152,9 +152,30 @@ function parseBody(req: Request, route: Route): unknown {
   }
   const raw: unknown = hasBody ? req.body : route.bodyOptional ? {} : undefined;
   if (raw === undefined) throw new BadRequest(400, 'this route needs a JSON body', [{ path: '', message: 'a JSON object' }]);
+  const unstorable = unstorableText(raw, []);
+  if (unstorable) {
+    throw new BadRequest(400, 'the request body is not valid', [
+      { path: unstorable.join('.'), message: 'text may not contain NUL characters or unpaired UTF-16 surrogates' },
+    ]);
+  }
   const parsed = route.body.safeParse(raw);
   if (!parsed.success) throw validationProblem(parsed.error, raw);
   return parsed.data;
+}
+
+// NUL and unpaired surrogates are valid in a JSON string but not in PostgreSQL text or jsonb.
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** The path of the first string (key or value) that no store could keep, if any. */
+function unstorableText(value: unknown, path: string[]): string[] | undefined {
+  if (typeof value === 'string') return UNSTORABLE.test(value) ? path : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, inner] of Object.entries(value)) {
+    if (UNSTORABLE.test(key)) return [...path, key];
+    const found = unstorableText(inner, [...path, key]);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function idempotencyKey(req: Request): string | undefined {
@@ -184,6 +205,9 @@ function bodyParserProblem(error: { type?: string; status?: number; message: str
     case 'charset.unsupported':
       return toProblem(new BadRequest(415, error.message));
     default:
-      return undefined;
+      // Anything else the body parser refuses (a corrupt compressed body, a wrong length) is the client's.
+      return error.status !== undefined && error.status >= 400 && error.status < 500
+        ? toProblem(new BadRequest(400, `the body could not be read: ${error.message}`))
+        : undefined;
   }
 }

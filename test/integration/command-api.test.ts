@@ -399,6 +399,28 @@ for (const backend of backends) {
         for (const reply of [broken, text, huge]) expect(reply.headers.get('content-type')).to.match(/application\/problem\+json/);
       });
 
+      it('refuses text no store can keep (NUL, unpaired surrogates) with 400 naming the field', async () => {
+        const head = await api.head();
+        for (const bad of ['a\u0000b', 'x\ud800', '\udfffy']) {
+          const reply = await api.request('post', '/workloads', { body: { ...workload, env: { NOTE: bad } } });
+          expect(reply.status).to.equal(400);
+          expect(reply.body['errors']).to.deep.equal([
+            { path: 'env.NOTE', message: 'text may not contain NUL characters or unpaired UTF-16 surrogates' },
+          ]);
+        }
+        const login = await api.request('post', '/auth/login', { as: 'anonymous', body: { username: '\u0000', password: 'x' } });
+        expect(login.status).to.equal(400);
+        expect(await api.head()).to.equal(head);
+      });
+
+      it('answers 400 for a compressed body that does not decompress', async () => {
+        const reply = await api.request('post', '/workloads', {
+          raw: '\u0000not gzip',
+          headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        });
+        expect(reply.status).to.equal(400);
+      });
+
       it('refuses a body on a route that takes none', async () => {
         const id = await created('/clusters', cluster);
         const reply = await api.request('post', `/clusters/${id}/uncordon`, { body: { now: true } });

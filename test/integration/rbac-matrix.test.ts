@@ -1,0 +1,158 @@
+// Who may call what: every route of the API against every kind of caller, checked through the real server
+// against a table written out by hand, so that a change to a route's `access` cannot pass unnoticed.
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { commandRoutes } from '../../commands/http/api.js';
+import { startTestApi, type Caller, type TestApi } from '../support/sentinel-api.js';
+
+type Verdict = 'allow' | 'deny';
+const CALLERS = ['anonymous', 'viewer', 'operator', 'admin', 'system'] as const satisfies readonly Caller[];
+
+/**
+ * The intended policy. Deny means 401 for anonymous and 403 for a signed-in principal of another role; allow
+ * means neither of those and never a 5xx. Do not build this from the routes' `access` fields.
+ */
+// prettier-ignore
+const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, operator: Verdict, admin: Verdict, system: Verdict]> = {
+  //                                   anonymous viewer   operator admin    system
+  'POST /auth/login':                 ['allow', 'allow', 'allow', 'allow', 'allow'],
+  'POST /auth/refresh':               ['allow', 'allow', 'allow', 'allow', 'allow'],
+  'GET /auth/me':                     ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'POST /users':                      ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'PATCH /users/:id':                 ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /service-accounts':           ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'DELETE /service-accounts/:id':     ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /clusters':                   ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'PATCH /clusters/:id':              ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /clusters/:id/cordon':        ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /clusters/:id/uncordon':      ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'DELETE /clusters/:id':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /workloads':                  ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'PATCH /workloads/:id':             ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'DELETE /workloads/:id':            ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /deployments':                ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /deployments/:id/scale':      ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /deployments/:id/rollback':   ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /deployments/:id/restart':    ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /deployments/:id/pause':      ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /deployments/:id/resume':     ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'PATCH /deployments/:id':           ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'DELETE /deployments/:id':          ['deny',  'deny',  'allow', 'allow', 'deny' ],
+  'POST /action-plans':               ['deny',  'deny',  'allow', 'allow', 'allow'],
+  'POST /action-plans/:id/cancel':    ['deny',  'deny',  'allow', 'allow', 'allow'],
+  'GET /openapi.json':                ['allow', 'allow', 'allow', 'allow', 'allow'],
+};
+
+/** A plausible body per route; only the access verdict matters, so a 400, 404 or 422 is as good as a 2xx. */
+const BODIES: Record<string, (api: TestApi, caller: Caller) => unknown> = {
+  'POST /auth/login': () => ({ username: 'viewer', password: 'viewer-password-for-tests' }),
+  // A refresh token is used up by one call, so each call logs in for a fresh one.
+  'POST /auth/refresh': async (api) => {
+    const login = await api.request<{ refreshToken: string }>('post', '/auth/login', {
+      as: 'anonymous',
+      body: { username: 'viewer', password: 'viewer-password-for-tests' },
+    });
+    expect(login.status, 'logging in for a refresh token').to.equal(200);
+    return { refreshToken: login.body.refreshToken };
+  },
+  'POST /users': (_api, caller) => ({ username: `rbac-${caller}-${unique()}`, password: 'rbac-password-1234', role: 'viewer' }),
+  'PATCH /users/:id': () => ({ role: 'viewer' }),
+  'POST /service-accounts': (_api, caller) => ({ name: `rbac-${caller}-${unique()}` }),
+  'POST /clusters': (_api, caller) => ({
+    name: `rbac-${caller}-${unique()}`,
+    apiServer: 'https://10.0.0.1:6443',
+    credentials: { source: 'in-cluster' },
+    region: 'us-east-1',
+  }),
+  'PATCH /clusters/:id': () => ({ region: 'us-west-2' }),
+  'POST /clusters/:id/cordon': () => ({ reason: 'rbac matrix' }),
+  'DELETE /clusters/:id': () => ({ reason: 'rbac matrix' }),
+  'POST /workloads': (_api, caller) => ({
+    name: `rbac-${caller}-${unique()}`,
+    namespace: 'ml',
+    type: 'batch',
+    image: 'registry.local/job:1.0',
+    resources: { cpu: '1', memory: '1Gi' },
+  }),
+  'PATCH /workloads/:id': () => ({ image: 'registry.local/job:1.1' }),
+  'DELETE /workloads/:id': () => ({ reason: 'rbac matrix' }),
+  'POST /deployments': () => ({ workloadId: randomUUID(), clusterId: randomUUID(), replicas: 1 }),
+  'POST /deployments/:id/scale': () => ({ replicas: 2 }),
+  'POST /deployments/:id/rollback': () => ({ toRevision: 1 }),
+  'POST /deployments/:id/restart': () => ({ reason: 'rbac matrix' }),
+  'POST /deployments/:id/pause': () => ({ reason: 'rbac matrix' }),
+  'POST /deployments/:id/resume': () => ({ reason: 'rbac matrix' }),
+  'PATCH /deployments/:id': () => ({ workloadRevision: 1 }),
+  'DELETE /deployments/:id': () => ({ reason: 'rbac matrix' }),
+  'POST /action-plans': () => ({ reason: 'rbac matrix', actions: [{ kind: 'restart', deploymentId: randomUUID() }], ttlSeconds: 600 }),
+  'POST /action-plans/:id/cancel': () => ({ reason: 'rbac matrix' }),
+};
+
+let counter = 0;
+const unique = () => `${process.pid}-${++counter}`;
+
+/** `GET /openapi.json` is mounted beside the command routes, not among them. */
+const OUTSIDE_THE_ROUTE_TABLE = ['GET /openapi.json'];
+
+/** The rows `commandApi` mounts; their handlers never run here, so the services behind them can be stand-ins. */
+function routeRows() {
+  return commandRoutes({ handler: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 });
+}
+const keyOf = (route: { method: string; path: string }) => `${route.method.toUpperCase()} ${route.path}`;
+
+describe('RBAC matrix: every route × every caller', function () {
+  this.timeout(60_000);
+  let api: TestApi;
+
+  before(async () => {
+    api = await startTestApi();
+  });
+  after(async () => api?.stop());
+
+  it('has exactly one row for every route the API serves', async () => {
+    const served = [...routeRows().map(keyOf), ...OUTSIDE_THE_ROUTE_TABLE];
+    expect(new Set(served).size, 'a route served twice').to.equal(served.length);
+    expect(Object.keys(MATRIX).sort()).to.deep.equal([...served].sort());
+
+    // The published document lists the same command routes, so a client sees no route the table misses.
+    const document = await api.request<{ paths: Record<string, Record<string, unknown>> }>('get', '/openapi.json', { as: 'anonymous' });
+    expect(document.status).to.equal(200);
+    const documented = Object.entries(document.body.paths).flatMap(([path, operations]) =>
+      Object.keys(operations).map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
+    expect(documented.sort()).to.deep.equal(routeRows().map(keyOf).sort());
+  });
+
+  it('has a body for every route that takes one', () => {
+    const needed = routeRows().filter((route) => route.body).map(keyOf);
+    expect(needed.filter((key) => !(key in BODIES))).to.deep.equal([]);
+  });
+
+  for (const [key, verdicts] of Object.entries(MATRIX)) {
+    const [method, path] = key.split(' ') as [string, string];
+    CALLERS.forEach((caller, column) => {
+      const verdict = verdicts[column]!;
+      const expected = verdict === 'allow' ? 'allowed' : caller === 'anonymous' ? 'denied with 401' : 'denied with 403';
+
+      it(`${key} as ${caller}: ${expected}`, async () => {
+        const body = await BODIES[key]?.(api, caller);
+        const head = await api.head();
+        const reply = await api.request(method.toLowerCase(), path.replaceAll(':id', randomUUID()), { as: caller, body });
+        const said = `${reply.status} ${JSON.stringify(reply.body)?.slice(0, 300)}`;
+
+        if (verdict === 'allow') {
+          expect(reply.status, said).not.to.be.oneOf([401, 403]);
+          expect(reply.status, said).to.be.below(500);
+          // The fallback 404 of an unknown path would look allowed; make sure the route itself answered.
+          expect(String(reply.body?.['detail'] ?? ''), said).not.to.match(/^no route for/);
+          return;
+        }
+        expect(reply.status, said).to.equal(caller === 'anonymous' ? 401 : 403);
+        expect(reply.headers.get('content-type'), said).to.match(/^application\/problem\+json/);
+        if (caller === 'anonymous') expect(reply.headers.get('www-authenticate'), said).to.match(/^Bearer /);
+        else expect(reply.body['type'], said).to.equal('urn:sentinel:problem:forbidden');
+        expect(await api.head(), 'a refused request appended events').to.equal(head);
+      });
+    });
+  }
+});
