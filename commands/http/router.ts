@@ -164,6 +164,7 @@ function parseBody(req: Request, route: Route): unknown {
 }
 
 // NUL and unpaired surrogates are valid in a JSON string but not in PostgreSQL text or jsonb.
+// eslint-disable-next-line no-control-regex -- matching NUL is the point
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** The path of the first string (key or value) that no store could keep, if any. */
