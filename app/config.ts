@@ -42,6 +42,8 @@ const schema = z.object({
   SENTINEL_ACCESS_TOKEN_TTL_SECONDS: integer(30, 86_400).default(900),
   SENTINEL_REFRESH_TOKEN_TTL_SECONDS: integer(60, 90 * 86_400).default(7 * 86_400),
   SENTINEL_PLAN_TTL_SECONDS: integer(1, 604_800).default(3600),
+  SENTINEL_PRICES_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  SENTINEL_HEALTH_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
 });
 
 export type Config = z.infer<typeof schema>;

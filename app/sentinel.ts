@@ -3,6 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { JwtTokens } from '../adapters/auth/jwt-tokens.js';
 import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
@@ -20,6 +21,9 @@ import { AccessService } from '../commands/access.js';
 import { systemClock } from '../commands/clock.js';
 import { CommandHandler } from '../commands/command-handler.js';
 import { commandApi } from '../commands/http/api.js';
+import { PolicyEngine } from '../commands/policy-engine.js';
+import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
+import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
 import type { Config } from './config.js';
@@ -55,6 +59,10 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
 
     const api = commandApi({
       handler: new CommandHandler(store, { metrics: prometheusCommandMetrics(metrics) }),
+      policy: new PolicyEngine(store, {
+        prices: await prices(config),
+        health: config.SENTINEL_HEALTH_FILE ? new FileHealthSource(config.SENTINEL_HEALTH_FILE) : noHealth,
+      }),
       access,
       secrets,
       idempotency,
@@ -114,6 +122,13 @@ async function signingSecret(config: Config, secrets: SecretStore): Promise<Uint
     return new TextEncoder().encode(text);
   }
   return Buffer.from(await secrets.getOrCreate('jwt-signing-key', () => randomBytes(48).toString('base64')), 'base64');
+}
+
+async function prices(config: Config): Promise<PriceTable> {
+  if (!config.SENTINEL_PRICES_FILE) return DEFAULT_PRICES;
+  const parsed = priceOverrides.safeParse(JSON.parse(await readFile(config.SENTINEL_PRICES_FILE, 'utf8')));
+  if (!parsed.success) throw new Error(`SENTINEL_PRICES_FILE ${config.SENTINEL_PRICES_FILE}: ${z.prettifyError(parsed.error)}`);
+  return withOverrides(DEFAULT_PRICES, parsed.data);
 }
 
 async function bootstrapAdmin(access: AccessService, config: Config, logger: Logger): Promise<void> {

@@ -1,11 +1,21 @@
-// Action plan commands from people and InfraMind: submit and cancel. Validation and execution are driven
-// by the policy engine and the reactors through the same decider.
+// Action plan commands from people and InfraMind: submit (validated against policy in the same append) and
+// cancel. Execution is driven by the reactors through the same decider.
 import type { Principal } from '../domain/access.js';
-import type { ActionPlanBody } from '../domain/action-plan.js';
-import { RuleViolation } from '../domain/decider.js';
+import {
+  actionPlanDecider,
+  type ActionPlan,
+  type ActionPlanBody,
+  type ActionPlanCommand,
+  type ActionPlanEvent,
+  type Violation,
+} from '../domain/action-plan.js';
+import { fold, PolicyViolation, RuleViolation } from '../domain/decider.js';
 import { actionPlans } from './aggregates.js';
 import type { Clock } from './clock.js';
-import type { CommandContext, CommandHandler, WriteResult } from './command-handler.js';
+import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
+import type { FleetFacts } from './fleet-facts.js';
+import { PolicyEngine, type Judged } from './policy-engine.js';
+import { simulate } from './simulated-changes.js';
 
 export interface ActionPlanOptions {
   /** Time to live of a plan whose body names neither expiresAt nor ttlSeconds. */
@@ -16,9 +26,16 @@ export class ActionPlanCommands {
   constructor(
     private readonly handler: CommandHandler,
     private readonly clock: Clock,
+    private readonly policy: PolicyEngine,
+    private readonly facts: FleetFacts,
     private readonly options: ActionPlanOptions,
   ) {}
 
+  /**
+   * Records the plan and validates it in the same append: every action is worked out against the current
+   * state of its target and judged by policy. A rejected plan is recorded and answered with 422, unless it
+   * is a shadow plan, whose verdict is only recorded.
+   */
   submit(planId: string, body: ActionPlanBody, submitter: Principal, context: CommandContext): Promise<WriteResult> {
     // Only a service account may speak for InfraMind; a person's plan is always the person's.
     if (body.source === 'inframind' && submitter.kind !== 'service') {
@@ -43,10 +60,52 @@ export class ActionPlanCommands {
         shadow: body.shadow,
       },
       context,
+      this.validated(planId, context, now),
     );
   }
 
   cancel(planId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
     return this.handler.execute(actionPlans, planId, { type: 'CancelPlan', planId, actor: context.actor, reason }, context);
+  }
+
+  private validated(planId: string, context: CommandContext, now: Date): Gate<ActionPlanCommand, ActionPlanEvent, ActionPlan> {
+    return async ({ command, state, events }) => {
+      if (command.type !== 'SubmitActionPlan') return { events };
+      const refused: Violation[] = [];
+      const judged: Judged[] = [];
+      for (const [index, action] of command.actions.entries()) {
+        const simulated = await simulate(action, this.facts, context, now);
+        if ('refused' in simulated) refused.push({ path: `actions.${index}`, message: simulated.refused });
+        else judged.push({ ...simulated.judged, index });
+      }
+      const judgement = await this.policy.judge(command.type, judged, context);
+      const violations = [
+        ...refused,
+        ...(judgement.verdict === 'deny' ? PolicyEngine.refusal(judgement, `plan ${planId}`).errors : []),
+      ];
+
+      let plan = fold(actionPlanDecider, events, state);
+      const next = (step: ActionPlanCommand): ActionPlanEvent[] => {
+        const decided = actionPlanDecider.decide(step, plan);
+        plan = fold(actionPlanDecider, decided, plan);
+        return decided;
+      };
+      const validation = [
+        ...next({ type: 'StartPlanValidation', planId }),
+        ...next(violations.length === 0 ? { type: 'ApprovePlan', planId } : { type: 'RejectPlan', planId, violations }),
+      ];
+      const [submitted] = events;
+      return {
+        events: [submitted!, validation[0]!, { type: 'PolicyEvaluated', data: judgement.decision }, ...validation.slice(1)],
+        ...(violations.length > 0 && !command.shadow
+          ? {
+              refusal: new PolicyViolation(
+                `plan ${planId} was rejected: ${violations.map((v) => v.message).join('; ')}`,
+                violations.map((v) => ({ path: v.path ?? '', message: v.message })),
+              ),
+            }
+          : {}),
+      };
+    };
   }
 }

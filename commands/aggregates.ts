@@ -9,6 +9,8 @@ import {
   type DeploymentEvent,
 } from '../domain/deployment.js';
 import { workloadDecider, workloadEvents, type Workload, type WorkloadCommand, type WorkloadEvent } from '../domain/workload.js';
+import { policyEvents } from '../domain/policy-evaluation.js';
+import { policySetDecider, policySetEvents, type PolicySet, type PolicySetCommand, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Aggregate } from './command-handler.js';
 
 export const clusters: Aggregate<ClusterCommand, ClusterEvent, Cluster> = {
@@ -27,10 +29,19 @@ export const deployments: Aggregate<DeploymentCommand, DeploymentEvent, Deployme
   category: 'deployment',
   decider: deploymentDecider,
   events: deploymentEvents,
+  records: policyEvents,
 };
 
 export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPlan> = {
   category: 'plan',
   decider: actionPlanDecider,
   events: actionPlanEvents,
+  records: policyEvents,
+};
+
+/** One policy set for now, in stream `policyset-global`. */
+export const policySets: Aggregate<PolicySetCommand, PolicySetEvent, PolicySet> = {
+  category: 'policyset',
+  decider: policySetDecider,
+  events: policySetEvents,
 };

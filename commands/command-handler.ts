@@ -1,7 +1,7 @@
 // Runs a command against an aggregate: load its stream, decide, append at the revision it was decided on.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fold, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
+import { fold, PolicyViolation, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
 import {
   ConcurrencyConflict,
   type ActorKind,
@@ -18,12 +18,32 @@ export interface Aggregate<Command, Event extends DomainEvent, State> {
   category: string;
   decider: Decider<Command, Event, State>;
   events: EventCatalog<Event>;
+  /** Other events its stream holds that do not change its state, such as policy decisions. */
+  records?: EventCatalog<DomainEvent>;
 }
+
+/** What a gate (the policy engine) makes of a decision before anything is appended. */
+export interface GateVerdict {
+  /** Everything to append, in order: typically the judgement, then the events the command decided. */
+  events: DomainEvent[];
+  /** Runs just before the append; a `ConcurrencyConflict` from it runs the whole command again. */
+  admit?: () => Promise<void>;
+  /** When set, the events are appended and then this is thrown: the command was judged and refused. */
+  refusal?: Error;
+}
+
+export type Gate<Command, Event, State> = (decision: {
+  command: Command;
+  state: State;
+  revision: number;
+  events: Event[];
+}) => Promise<GateVerdict>;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the handler is generic over every aggregate
 type AnyAggregate = Aggregate<any, any, any>;
 type CommandOf<A> = A extends { decider: Decider<infer Command, DomainEvent, unknown> } ? Command & { type: string } : never;
 type StateOf<A> = A extends { decider: { initialState: infer State } } ? State : never;
+type EventOf<A> = A extends Aggregate<unknown, infer Event, unknown> ? Event : never;
 
 /** Who asked, and how this command relates to others; copied into every event's metadata. */
 export interface CommandContext {
@@ -32,6 +52,8 @@ export interface CommandContext {
   causationId: string;
   traceparent?: string;
   source?: string;
+  /** An admin's break-glass marking (`X-Sentinel-Emergency`), which a change freeze lets through and records. */
+  emergency?: { justification: string };
   /**
    * Event ids for this command's events. A retried request (same Idempotency-Key) derives the same ids, so
    * a command that already landed is recognised in the stream and answered from it, never applied twice.
@@ -94,9 +116,12 @@ export class CommandHandler {
     id: string,
   ): Promise<Loaded<State>> {
     const recorded = await this.store.readStream(streamOf(aggregate, id));
+    const records = aggregate.records?.types ?? [];
     const state = fold(
       aggregate.decider,
-      recorded.map((event) => aggregate.events.parse(event.type, event.schemaVersion, event.data)),
+      recorded
+        .filter((event) => !records.includes(event.type))
+        .map((event) => aggregate.events.parse(event.type, event.schemaVersion, event.data)),
     );
     const last = recorded.at(-1);
     return { state, revision: last?.revision ?? -1, position: last?.position ?? null, recorded };
@@ -112,8 +137,9 @@ export class CommandHandler {
     id: string,
     command: CommandOf<A> | ((state: StateOf<A>) => Promise<CommandOf<A>>),
     context: CommandContext,
+    gate?: Gate<CommandOf<A>, EventOf<A>, StateOf<A>>,
   ): Promise<WriteResult> {
-    type Event = A extends Aggregate<unknown, infer E, unknown> ? E : never;
+    type Event = EventOf<A>;
     const started = performance.now();
     const stream = streamOf(aggregate, id);
     let commandType = typeof command === 'function' ? aggregate.category : command.type;
@@ -128,12 +154,17 @@ export class CommandHandler {
         return { id, revision: replayed.revision, position: replayed.position, appended: 0 };
       }
 
-      let events: Event[];
+      let events: DomainEvent[];
+      let verdict: GateVerdict | undefined;
       try {
         const decided: CommandOf<A> =
           typeof command === 'function' ? await (command as (state: StateOf<A>) => Promise<CommandOf<A>>)(loaded.state) : command;
         commandType = decided.type;
         events = aggregate.decider.decide(decided, loaded.state) as Event[];
+        if (events.length > 0 && gate) {
+          verdict = await gate({ command: decided, state: loaded.state, revision: loaded.revision, events: events as EventOf<A>[] });
+          events = verdict.events;
+        }
       } catch (error) {
         outcome('rejected');
         throw error;
@@ -144,19 +175,26 @@ export class CommandHandler {
       }
 
       try {
+        await verdict?.admit?.();
         const result = await this.store.append(stream, events.map((event, index) => envelope(aggregate, event, index, context)), {
           expected: loaded.revision === -1 ? 'no_stream' : loaded.revision,
         });
+        if (verdict?.refusal) {
+          outcome('rejected');
+          if (verdict.refusal instanceof PolicyViolation) verdict.refusal.recordedIn = { id, revision: result.revision, position: result.position };
+          throw verdict.refusal;
+        }
         outcome('ok');
         return { id, revision: result.revision, position: result.position, appended: result.duplicate ? 0 : events.length };
       } catch (error) {
+        if (error === verdict?.refusal) throw error;
         if (!(error instanceof ConcurrencyConflict)) {
           outcome('error');
           throw error;
         }
         if (attempt >= this.maxAttempts) {
           outcome('conflict');
-          throw new ConflictAfterRetries(stream, attempt, error.actual);
+          throw new ConflictAfterRetries(error.stream, attempt, error.actual);
         }
         this.options.metrics?.conflictRetried(commandType);
         // Jittered backoff keeps a crowd of writers to one stream from colliding in lockstep.
@@ -170,16 +208,12 @@ export function streamOf(aggregate: { category: string }, id: string): string {
   return `${aggregate.category}-${id}`;
 }
 
-function envelope<Event extends DomainEvent>(
-  aggregate: Aggregate<unknown, Event, unknown>,
-  event: Event,
-  index: number,
-  context: CommandContext,
-): EventToAppend {
+function envelope(aggregate: AnyAggregate, event: DomainEvent, index: number, context: CommandContext): EventToAppend {
+  const catalog = aggregate.records?.types.includes(event.type) ? aggregate.records : aggregate.events;
   return {
     id: context.eventIds?.(index) ?? randomUUID(),
     type: event.type,
-    schemaVersion: aggregate.events.version(event.type),
+    schemaVersion: catalog.version(event.type),
     data: event.data as Record<string, unknown>,
     metadata: metadataOf(context),
   };

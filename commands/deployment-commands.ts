@@ -1,17 +1,34 @@
 // Deployment commands from people: create, scale, update, roll back, restart, pause, resume, delete. Facts
-// about the workload and cluster are read fresh on every attempt and handed to the decider on the command.
-import { NotFound } from '../domain/decider.js';
-import type { ClusterFacts, DeploymentBody, DeploymentPatchBody, PlacedDeployment, WorkloadFacts } from '../domain/deployment.js';
-import { gpuRequest, type WorkloadSpec } from '../domain/workload.js';
-import { clusters, deployments, workloads } from './aggregates.js';
+// about the workload and cluster are read fresh on every attempt and handed to the decider on the command;
+// every change that moves the fleet is judged by policy and recorded with its decision.
+import { fold, NotFound } from '../domain/decider.js';
+import {
+  deploymentDecider,
+  type Deployment,
+  type DeploymentBody,
+  type DeploymentCommand,
+  type DeploymentEvent,
+  type DeploymentPatchBody,
+  type PlacedDeployment,
+} from '../domain/deployment.js';
+import { footprintOf, NO_FOOTPRINT, type ActionKind, type Change, type Footprint } from '../domain/policy.js';
+import type { WorkloadSpec } from '../domain/workload.js';
+import { deployments } from './aggregates.js';
 import type { Clock } from './clock.js';
-import type { CommandContext, CommandHandler, WriteResult } from './command-handler.js';
+import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
+import { FleetFacts } from './fleet-facts.js';
+import { PolicyEngine } from './policy-engine.js';
 
 export class DeploymentCommands {
+  private readonly facts: FleetFacts;
+
   constructor(
     private readonly handler: CommandHandler,
     private readonly clock: Clock,
-  ) {}
+    private readonly policy: PolicyEngine,
+  ) {
+    this.facts = new FleetFacts(handler);
+  }
 
   create(deploymentId: string, body: DeploymentBody, context: CommandContext): Promise<WriteResult> {
     return this.handler.execute(
@@ -20,13 +37,14 @@ export class DeploymentCommands {
       async () => ({
         type: 'CreateDeployment' as const,
         deploymentId,
-        workload: await this.workloadFacts(body.workloadId),
-        cluster: await this.clusterFacts(body.clusterId),
+        workload: await this.facts.workload(body.workloadId),
+        cluster: await this.facts.cluster(body.clusterId),
         replicas: body.replicas,
         strategy: body.strategy,
         driftPolicy: body.driftPolicy,
       }),
       context,
+      this.judged('create', deploymentId, context),
     );
   }
 
@@ -38,9 +56,10 @@ export class DeploymentCommands {
         type: 'ScaleDeployment' as const,
         deploymentId,
         replicas,
-        cluster: { status: (await this.clusterFacts(placed(state, deploymentId).clusterId))?.status ?? 'deregistered' },
+        cluster: { status: (await this.facts.cluster(placed(state, deploymentId).clusterId))?.status ?? 'deregistered' },
       }),
       context,
+      this.judged('scale', deploymentId, context),
     );
   }
 
@@ -50,7 +69,7 @@ export class DeploymentCommands {
       deploymentId,
       async (state) => {
         const workloadId = placed(state, deploymentId).workloadId;
-        const workload = await this.workloadFacts(workloadId);
+        const workload = await this.facts.workload(workloadId);
         if (!workload) throw new NotFound('workload', workloadId);
         const target = patch.workloadRevision ?? workload.specRevision;
         return {
@@ -63,16 +82,29 @@ export class DeploymentCommands {
         };
       },
       context,
+      this.judged('update', deploymentId, context),
     );
   }
 
   rollback(deploymentId: string, toRevision: number | undefined, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
-    return this.handler.execute(deployments, deploymentId, { type: 'RollbackDeployment', deploymentId, toRevision, reason }, context);
+    return this.handler.execute(
+      deployments,
+      deploymentId,
+      { type: 'RollbackDeployment', deploymentId, toRevision, reason },
+      context,
+      this.judged('rollback', deploymentId, context),
+    );
   }
 
   restart(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
     const at = this.clock.now().toISOString();
-    return this.handler.execute(deployments, deploymentId, { type: 'RestartDeployment', deploymentId, at, reason }, context);
+    return this.handler.execute(
+      deployments,
+      deploymentId,
+      { type: 'RestartDeployment', deploymentId, at, reason },
+      context,
+      this.judged('restart', deploymentId, context),
+    );
   }
 
   pause(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
@@ -84,25 +116,61 @@ export class DeploymentCommands {
   }
 
   delete(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
-    return this.handler.execute(deployments, deploymentId, { type: 'DeleteDeployment', deploymentId, reason }, context);
+    return this.handler.execute(
+      deployments,
+      deploymentId,
+      { type: 'DeleteDeployment', deploymentId, reason },
+      context,
+      this.judged('delete', deploymentId, context),
+    );
   }
 
-  private async workloadFacts(workloadId: string): Promise<(WorkloadFacts & { revisions: Record<number, WorkloadSpec> }) | undefined> {
-    const { state } = await this.handler.load(workloads, workloadId);
-    if (state.status === 'absent') return undefined;
-    return {
-      id: workloadId,
-      status: state.status,
-      specRevision: state.specRevision,
-      spec: state.spec,
-      gpu: gpuRequest(state.spec),
-      revisions: state.revisions,
+  /**
+   * The policy gate of a deployment command: judge the change the decided events make, then either record
+   * the refusal alone, or admit the change to the ledger and record the decision with the events.
+   */
+  private judged(action: ActionKind, deploymentId: string, context: CommandContext): Gate<DeploymentCommand, DeploymentEvent, Deployment> {
+    return async ({ command, state, revision, events }) => {
+      const after = fold(deploymentDecider, events, state) as PlacedDeployment;
+      const change = deploymentChange(action, state.status === 'absent' ? undefined : state, after, context, this.clock.now());
+      const judgement = await this.policy.judge(command.type, [{ change, slo: specOf(after).slo }], context);
+      const decision = { type: 'PolicyEvaluated', data: judgement.decision };
+      if (judgement.verdict === 'deny') {
+        return { events: [decision], refusal: PolicyEngine.refusal(judgement, `${action} of deployment ${deploymentId}`) };
+      }
+      const footprint = after.status === 'Deleted' ? undefined : (change.after ?? change.before);
+      return {
+        events: [decision, ...events],
+        admit: () =>
+          this.policy.admit(
+            {
+              at: change.at,
+              action,
+              targetId: deploymentId,
+              actorId: context.actor.id,
+              ...(change.before && change.after && change.after.replicas !== change.before.replicas
+                ? { direction: change.after.replicas > change.before.replicas ? ('up' as const) : ('down' as const) }
+                : {}),
+              targetRevision: revision + 1 + events.length,
+              ...(change.after || after.status === 'Deleted'
+                ? {
+                    placement: footprint
+                      ? {
+                          clusterId: change.clusterId,
+                          namespace: change.namespace ?? '',
+                          ...(change.labels['team'] ? { team: change.labels['team'] } : {}),
+                          footprint,
+                          hourlyUsd: this.policy.price(footprint, change.clusterId),
+                        }
+                      : null,
+                  }
+                : {}),
+            },
+            judgement.ledger,
+            context,
+          ),
+      };
     };
-  }
-
-  private async clusterFacts(clusterId: string): Promise<ClusterFacts | undefined> {
-    const { state } = await this.handler.load(clusters, clusterId);
-    return state.status === 'absent' ? undefined : { id: clusterId, status: state.status, gpuSkus: state.spec.gpuSkus };
   }
 }
 
@@ -110,4 +178,38 @@ export class DeploymentCommands {
 function placed(state: { status: string }, deploymentId: string): PlacedDeployment {
   if (state.status === 'absent') throw new NotFound('deployment', deploymentId);
   return state as PlacedDeployment;
+}
+
+export function specOf(deployment: PlacedDeployment): Partial<WorkloadSpec> {
+  return (deployment.revisions[deployment.currentRevision]?.spec ?? {}) as Partial<WorkloadSpec>;
+}
+
+export function footprint(deployment: PlacedDeployment): Footprint {
+  const spec = specOf(deployment);
+  if (deployment.status === 'Deleted' || !spec.resources) return NO_FOOTPRINT;
+  return footprintOf(spec.resources, deployment.replicas);
+}
+
+/** The change a deployment command makes, as policy sees it. A restart moves no resources. */
+export function deploymentChange(
+  action: ActionKind,
+  before: PlacedDeployment | undefined,
+  after: PlacedDeployment,
+  context: CommandContext,
+  now: Date,
+): Change {
+  const spec = specOf(after);
+  const moves = action !== 'restart';
+  return {
+    action,
+    at: now.toISOString(),
+    actor: context.actor,
+    target: { kind: 'deployment', id: after.id },
+    clusterId: after.clusterId,
+    ...(spec.namespace ? { namespace: spec.namespace } : {}),
+    ...(spec.type ? { workloadType: spec.type } : {}),
+    labels: spec.labels ?? {},
+    ...(moves ? { before: before ? footprint(before) : NO_FOOTPRINT, after: footprint(after) } : {}),
+    ...(context.emergency ? { emergency: context.emergency } : {}),
+  };
 }

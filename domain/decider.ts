@@ -26,7 +26,7 @@ export interface FieldError {
 }
 
 export abstract class DomainError extends Error {
-  abstract readonly code: 'not_found' | 'invalid_transition' | 'rule_violation';
+  abstract readonly code: 'not_found' | 'invalid_transition' | 'rule_violation' | 'policy_violation';
 }
 
 /** The aggregate the command names does not exist. */
@@ -63,6 +63,20 @@ export class RuleViolation extends DomainError {
   constructor(
     message: string,
     readonly errors: FieldError[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** Policy refused the change; the decision is recorded. `errors` name each enforce policy that failed. */
+export class PolicyViolation extends DomainError {
+  override name = 'PolicyViolation';
+  readonly code = 'policy_violation';
+  constructor(
+    message: string,
+    readonly errors: FieldError[],
+    /** Where the decision was recorded: the id of the judged thing, and the revision and position of the record. */
+    public recordedIn?: { id: string; revision: number; position: string | null },
   ) {
     super(message);
   }
@@ -131,9 +145,13 @@ export function defineEvents<const Defs extends Record<string, EventDefinition<u
   };
 }
 
-/** Folds events into state: what loading an aggregate is, without the I/O. */
-export function fold<Event, State>(decider: Pick<Decider<unknown, Event, State>, 'initialState' | 'evolve'>, events: Iterable<Event>): State {
-  let state = decider.initialState;
+/** Folds events into state (from the initial state, or from `from`): what loading an aggregate is, without the I/O. */
+export function fold<Event, State>(
+  decider: Pick<Decider<unknown, Event, State>, 'initialState' | 'evolve'>,
+  events: Iterable<Event>,
+  from: State = decider.initialState,
+): State {
+  let state = from;
   for (const event of events) state = decider.evolve(state, event);
   return state;
 }

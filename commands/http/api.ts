@@ -7,6 +7,9 @@ import type { Clock } from '../clock.js';
 import { ClusterCommands } from '../cluster-commands.js';
 import type { CommandHandler } from '../command-handler.js';
 import { DeploymentCommands } from '../deployment-commands.js';
+import { FleetFacts } from '../fleet-facts.js';
+import { PolicyCommands } from '../policy-commands.js';
+import type { PolicyEngine } from '../policy-engine.js';
 import type { IdempotencyStore } from '../idempotency.js';
 import type { SecretStore } from '../secrets.js';
 import { WorkloadCommands } from '../workload-commands.js';
@@ -15,12 +18,14 @@ import { actionPlanRoutes } from './action-plan-routes.js';
 import { clusterRoutes } from './cluster-routes.js';
 import { deploymentRoutes } from './deployment-routes.js';
 import { openApiDocument } from './openapi.js';
+import { policyRoutes } from './policy-routes.js';
 import type { Route } from './route.js';
 import { createCommandRouter } from './router.js';
 import { workloadRoutes } from './workload-routes.js';
 
 export interface CommandApiOptions {
   handler: CommandHandler;
+  policy: PolicyEngine;
   access: AccessService;
   secrets: SecretStore;
   idempotency: IdempotencyStore;
@@ -31,12 +36,15 @@ export interface CommandApiOptions {
 }
 
 export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idempotency' | 'version'>): Route[] {
+  const { handler, policy, clock } = options;
+  const facts = new FleetFacts(handler);
   return [
     ...accessRoutes(options.access),
-    ...clusterRoutes(new ClusterCommands(options.handler, options.secrets)),
-    ...workloadRoutes(new WorkloadCommands(options.handler)),
-    ...deploymentRoutes(new DeploymentCommands(options.handler, options.clock)),
-    ...actionPlanRoutes(new ActionPlanCommands(options.handler, options.clock, { defaultTtlSeconds: options.planTtlSeconds })),
+    ...clusterRoutes(new ClusterCommands(handler, options.secrets)),
+    ...workloadRoutes(new WorkloadCommands(handler)),
+    ...deploymentRoutes(new DeploymentCommands(handler, clock, policy)),
+    ...actionPlanRoutes(new ActionPlanCommands(handler, clock, policy, facts, { defaultTtlSeconds: options.planTtlSeconds })),
+    ...policyRoutes(new PolicyCommands(handler, handler.store, policy, facts, clock)),
   ];
 }
 

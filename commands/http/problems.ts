@@ -1,7 +1,7 @@
 // Every error a command route can meet, mapped in one place to an RFC 9457 problem.
 import type { z } from 'zod';
 import type { Problem } from '../../adapters/http/problem.js';
-import { DomainError, NotFound, RuleViolation } from '../../domain/decider.js';
+import { DomainError, NotFound, PolicyViolation, RuleViolation } from '../../domain/decider.js';
 import { InvalidEventStoreRequest } from '../../domain/event-store.js';
 import { NameTaken, Unauthenticated } from '../access.js';
 import { ConflictAfterRetries } from '../command-handler.js';
@@ -12,6 +12,7 @@ const TYPE = 'urn:sentinel:problem:';
 export interface HttpProblem extends Problem {
   headers?: Record<string, string>;
   currentRevision?: number | null;
+  recordedIn?: { id: string; revision: number; position: string | null };
 }
 
 export class Forbidden extends Error {
@@ -104,7 +105,8 @@ export function toProblem(error: unknown): HttpProblem | undefined {
       title: 'Unprocessable Content',
       status: 422,
       detail: error.message,
-      errors: error instanceof RuleViolation && error.errors.length > 0 ? error.errors : undefined,
+      errors: (error instanceof RuleViolation || error instanceof PolicyViolation) && error.errors.length > 0 ? error.errors : undefined,
+      ...(error instanceof PolicyViolation && error.recordedIn ? { recordedIn: error.recordedIn } : {}),
     };
   }
   if (error instanceof InvalidEventStoreRequest) {

@@ -121,15 +121,8 @@ function send(res: Response, reply: RouteReply | StoredResponse): void {
   res.status(reply.status).json(reply.body);
 }
 
-function sendHttpProblem(res: Response, { headers, currentRevision, ...problem }: HttpProblem): void {
+function sendHttpProblem(res: Response, { headers, ...problem }: HttpProblem): void {
   for (const [name, value] of Object.entries(headers ?? {})) res.setHeader(name, value);
-  if (currentRevision !== undefined) {
-    res
-      .status(problem.status)
-      .type('application/problem+json')
-      .json({ type: problem.type ?? 'about:blank', ...problem, currentRevision });
-    return;
-  }
   sendProblem(res, problem);
 }
 

@@ -214,7 +214,8 @@ for (const backend of backends) {
 
         expect((await post('/scale', { replicas: 4 })).status).to.equal(202);
         expect((await api.request('patch', `/workloads/${workloadId}`, { body: { image: 'registry.local/llama:1.1' } })).status).to.equal(202);
-        expect((await api.request('patch', `/deployments/${deploymentId}`)).body).to.include({ revision: 2 });
+        // Create, scale and update each append the policy decision and the change: revisions 0–5.
+        expect((await api.request('patch', `/deployments/${deploymentId}`)).body).to.include({ revision: 5 });
         expect((await post('/restart', { reason: 'pick up new config' })).status).to.equal(202);
         expect((await post('/pause')).status).to.equal(202);
         expect((await post('/resume')).status).to.equal(202);
@@ -230,18 +231,31 @@ for (const backend of backends) {
         expect(afterDelete.status).to.equal(422);
 
         const events = await api.stream(`deployment-${deploymentId}`);
+        // Every change that moves the fleet carries its policy decision in the same append; pause and resume do not.
         expect(events.map((e) => e.type)).to.deep.equal([
+          'PolicyEvaluated',
           'DeploymentCreated',
+          'PolicyEvaluated',
           'DeploymentScaled',
+          'PolicyEvaluated',
           'DeploymentUpdated',
+          'PolicyEvaluated',
           'DeploymentRestartRequested',
           'DeploymentPaused',
           'DeploymentResumed',
+          'PolicyEvaluated',
           'DeploymentRollbackRequested',
+          'PolicyEvaluated',
           'DeploymentDeleted',
         ]);
-        expect(events[2]!.data).to.deep.include({ revision: 2, workloadRevision: 2 });
-        expect(events[6]!.data).to.deep.include({ toRevision: 1, workloadRevision: 1 });
+        const changes = events.filter((e) => e.type !== 'PolicyEvaluated');
+        expect(changes[2]!.data).to.deep.include({ revision: 2, workloadRevision: 2 });
+        expect(changes[6]!.data).to.deep.include({ toRevision: 1, workloadRevision: 1 });
+        for (const [index, event] of events.entries()) {
+          if (event.type !== 'PolicyEvaluated') continue;
+          expect(event.data).to.deep.include({ verdict: 'allow', policySet: { stream: 'policyset-global', revision: -1 } });
+          expect(events[index + 1]!.metadata.causationId).to.equal(event.metadata.causationId);
+        }
       });
 
       it('refuses a placement on a cordoned cluster or one without the GPU SKU, naming the field', async () => {

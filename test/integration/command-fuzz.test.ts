@@ -11,7 +11,7 @@ import { startTestApi, type TestApi } from '../support/sentinel-api.js';
 // ---- the routes and a valid body for each ---------------------------------------------------------------
 
 /** The rows `commandApi` mounts; their handlers never run here, so the services behind them can be stand-ins. */
-const WRITE_ROUTES = commandRoutes({ handler: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 })
+const WRITE_ROUTES = commandRoutes({ handler: {} as never, policy: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 })
   .filter((route) => route.method !== 'get');
 const keyOf = (route: Pick<Route, 'method' | 'path'>) => `${route.method.toUpperCase()} ${route.path}`;
 const ROUTE = new Map(WRITE_ROUTES.map((route) => [keyOf(route), route]));

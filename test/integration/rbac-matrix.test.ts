@@ -96,7 +96,7 @@ const OUTSIDE_THE_ROUTE_TABLE = ['GET /openapi.json'];
 
 /** The rows `commandApi` mounts; their handlers never run here, so the services behind them can be stand-ins. */
 function routeRows() {
-  return commandRoutes({ handler: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 });
+  return commandRoutes({ handler: {} as never, policy: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 });
 }
 const keyOf = (route: { method: string; path: string }) => `${route.method.toUpperCase()} ${route.path}`;
 

@@ -1,0 +1,108 @@
+// Policy commands (admin): create, update, enable or disable, delete a policy in the global set; and the
+// read-only uses of the engine: what-if evaluation and replay of a recorded decision.
+import { NotFound } from '../domain/decider.js';
+import type { EventStore } from '../domain/event-store.js';
+import { evaluate, policyEvents, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
+import { GLOBAL_POLICY_SET } from '../domain/policy-set.js';
+import type { Change, PolicyBody, PolicyInputs, PolicyPatchBody } from '../domain/policy.js';
+import { policySets } from './aggregates.js';
+import type { Clock } from './clock.js';
+import type { CommandContext, CommandHandler, WriteResult } from './command-handler.js';
+import type { FleetFacts } from './fleet-facts.js';
+import type { PolicyEngine } from './policy-engine.js';
+import { simulate, type ProposedChange } from './simulated-changes.js';
+
+export interface WhatIf {
+  verdict: 'allow' | 'deny' | 'refused';
+  /** Why the change could not be carried out at all, whatever policy says. */
+  refused?: string;
+  policySetRevision: number;
+  change?: Change;
+  inputs?: PolicyInputs;
+  results: Evaluation['results'];
+}
+
+export interface Replay {
+  eventId: string;
+  stream: string;
+  policySetRevision: number;
+  recorded: { verdict: string; evaluations: { verdict: string; results: unknown[] }[] };
+  replayed: { verdict: string; evaluations: Evaluation[] };
+  matches: boolean;
+}
+
+export class PolicyCommands {
+  constructor(
+    private readonly handler: CommandHandler,
+    private readonly store: EventStore,
+    private readonly engine: PolicyEngine,
+    private readonly facts: FleetFacts,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(policyId: string, policy: PolicyBody, context: CommandContext): Promise<WriteResult> {
+    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'CreatePolicy', policyId, policy }, context);
+    return { ...result, id: policyId };
+  }
+
+  async update(policyId: string, patch: PolicyPatchBody, context: CommandContext): Promise<WriteResult> {
+    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'UpdatePolicy', policyId, patch }, context);
+    return { ...result, id: policyId };
+  }
+
+  async delete(policyId: string, context: CommandContext): Promise<WriteResult> {
+    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'DeletePolicy', policyId }, context);
+    return { ...result, id: policyId };
+  }
+
+  /** The verdict a change would get now; appends nothing. */
+  async whatIf(proposal: ProposedChange, context: CommandContext): Promise<WhatIf> {
+    const simulated = await simulate(proposal, this.facts, context, this.clock.now());
+    if ('refused' in simulated) {
+      const { revision } = await this.engine.policySet();
+      return { verdict: 'refused', refused: simulated.refused, policySetRevision: revision, results: [] };
+    }
+    const judgement = await this.engine.judge('WhatIf', [simulated.judged], context);
+    const [recorded] = judgement.decision.evaluations;
+    return {
+      verdict: judgement.verdict,
+      policySetRevision: judgement.decision.policySet.revision,
+      change: simulated.judged.change,
+      inputs: recorded!.inputs as unknown as PolicyInputs,
+      results: judgement.evaluations[0]!.results,
+    };
+  }
+
+  /** Re-runs a recorded decision with the policy set at its recorded revision and its recorded inputs. */
+  async replay(eventId: string): Promise<Replay> {
+    const found = await this.findDecision(eventId);
+    if (!found) throw new NotFound('policy decision', eventId);
+    const { decision, stream } = found;
+    const set = await this.engine.policySetAt(decision.policySet.revision);
+    const evaluations = decision.evaluations.map((judged) =>
+      evaluate(set, judged.change as unknown as Change, judged.inputs as unknown as PolicyInputs),
+    );
+    const verdict = evaluations.some((e) => e.verdict === 'deny') ? 'deny' : 'allow';
+    const recorded = { verdict: decision.verdict, evaluations: decision.evaluations.map(({ verdict, results }) => ({ verdict, results })) };
+    return {
+      eventId,
+      stream,
+      policySetRevision: decision.policySet.revision,
+      recorded,
+      replayed: { verdict, evaluations },
+      matches: JSON.stringify(recorded.evaluations) === JSON.stringify(evaluations.map(({ verdict, results }) => ({ verdict, results }))) && verdict === decision.verdict,
+    };
+  }
+
+  /** Until the read side indexes decisions, a decision is found by scanning the log's PolicyEvaluated events. */
+  private async findDecision(eventId: string): Promise<{ decision: PolicyDecision; stream: string } | undefined> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.readAll({ after, filter: { types: ['PolicyEvaluated'] }, limit: 1000 });
+      const event = page.events.find((e) => e.id === eventId);
+      if (event) return { decision: policyEvents.parse(event.type, event.schemaVersion, event.data).data, stream: event.stream };
+      if (page.events.length === 0 || !page.checkpoint || page.checkpoint === after) return undefined;
+      after = page.checkpoint;
+    }
+  }
+}

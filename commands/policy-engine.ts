@@ -1,0 +1,230 @@
+// The policy engine on the write side: the current policy set, the admission ledger, the inputs a decision
+// reads, and the `PolicyEvaluated` event that records it.
+import { randomUUID } from 'node:crypto';
+import { fold, PolicyViolation } from '../domain/decider.js';
+import type { EventStore, RecordedEvent } from '../domain/event-store.js';
+import {
+  accrue,
+  hoursLeftInMonth,
+  ledgerDecider,
+  ledgerEvents,
+  usageWhere,
+  type Admission,
+  type Ledger,
+  type LedgerEvent,
+} from '../domain/ledger.js';
+import { compilePolicies, evaluate, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
+import { policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
+import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
+import { hourlyCost, type PriceTable } from '../domain/pricing.js';
+import { metadataOf, type CommandContext } from './command-handler.js';
+
+export const POLICY_SET_STREAM = 'policyset-global';
+export const LEDGER_STREAM = 'quota-global';
+/** A snapshot of the ledger every this many events keeps loading it short. */
+const SNAPSHOT_EVERY = 200;
+
+/** Observed health of a deployment, from telemetry once it exists; a configurable source until then. */
+export interface HealthSource {
+  health(deploymentId: string): Promise<PolicyInputs['health']>;
+}
+
+export interface PolicyEngineOptions {
+  prices: PriceTable;
+  health: HealthSource;
+}
+
+/** A change to judge, with what the handler knows beyond the change itself. */
+export interface Judged {
+  change: Change;
+  slo?: PolicyInputs['slo'];
+  index?: number;
+}
+
+export interface Judgement {
+  verdict: 'allow' | 'deny';
+  decision: PolicyDecision;
+  evaluations: Evaluation[];
+  ledger: Folded<Ledger>;
+}
+
+interface Folded<State> {
+  state: State;
+  revision: number;
+}
+
+export class PolicyEngine {
+  private policySetCache: Folded<PolicySet> & { compiled: CompiledPolicySet } = {
+    state: policySetDecider.initialState,
+    revision: -1,
+    compiled: compilePolicies([], -1),
+  };
+  private ledgerCache: Folded<Ledger> = { state: ledgerDecider.initialState, revision: -1 };
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly options: PolicyEngineOptions,
+  ) {}
+
+  /** The current policy set, read forward from where this process last saw it. */
+  async policySet(): Promise<Folded<PolicySet> & { compiled: CompiledPolicySet }> {
+    const cached = this.policySetCache;
+    const newer = await this.store.readStream(POLICY_SET_STREAM, { from: cached.revision + 1 });
+    if (newer.length === 0) return cached;
+    const state = fold(policySetDecider, newer.map(parsePolicySetEvent), cached.state);
+    const revision = newer.at(-1)!.revision;
+    this.policySetCache = { state, revision, compiled: compilePolicies(Object.values(state.policies), revision) };
+    return this.policySetCache;
+  }
+
+  /** The policy set as it stood at `revision` (-1: before any policy existed). */
+  async policySetAt(revision: number): Promise<CompiledPolicySet> {
+    const events = revision < 0 ? [] : await this.store.readStream(POLICY_SET_STREAM, { to: revision });
+    const state = fold(policySetDecider, events.map(parsePolicySetEvent));
+    return compilePolicies(Object.values(state.policies), revision);
+  }
+
+  /** The ledger, read forward from this process's copy, or back to its last snapshot on first use. */
+  async ledger(): Promise<Folded<Ledger>> {
+    const cached = this.ledgerCache;
+    let newer: RecordedEvent[];
+    let base: Folded<Ledger> = cached;
+    if (cached.revision === -1) {
+      newer = await this.sinceSnapshot();
+    } else {
+      newer = await this.store.readStream(LEDGER_STREAM, { from: cached.revision + 1 });
+    }
+    if (newer.length === 0) return cached;
+    if (newer[0]!.type === 'LedgerSnapshotted') base = { state: ledgerDecider.initialState, revision: -1 };
+    const state = fold(ledgerDecider, newer.map(parseLedgerEvent), base.state);
+    this.ledgerCache = { state, revision: newer.at(-1)!.revision };
+    return this.ledgerCache;
+  }
+
+  /** What a rule may read about a change, from the ledger, the price table and the health source. */
+  async inputsFor(judged: Judged, ledger: Ledger): Promise<PolicyInputs> {
+    const { change } = judged;
+    const targetId = change.target.id;
+    const team = change.labels['team'];
+    const others = Object.entries(ledger.placements).filter(([id]) => id !== targetId);
+    const sum = (filter: (team: string | undefined) => boolean) =>
+      others.reduce((total, [, placed]) => (filter(placed.team) ? total + placed.hourlyUsd : total), 0);
+    const spend = accrue(ledger, change.at);
+    const horizon = Date.parse(change.at) - 86_400_000;
+    return {
+      usage: {
+        namespace: usageWhere(ledger, targetId, (p) => p.namespace === change.namespace && p.clusterId === change.clusterId),
+        team: usageWhere(ledger, targetId, (p) => team !== undefined && p.team === team),
+        cluster: usageWhere(ledger, targetId, (p) => p.clusterId === change.clusterId),
+      },
+      cost: {
+        fleetHourlyUsd: sum(() => true),
+        teamHourlyUsd: team === undefined ? 0 : sum((t) => t === team),
+        targetHourlyUsdBefore: hourlyCost(change.before, change.clusterId, this.options.prices),
+        targetHourlyUsdAfter: hourlyCost(change.after ?? change.before, change.clusterId, this.options.prices),
+        teamMonthToDateUsd: team === undefined ? 0 : (spend[team]?.usd ?? 0),
+        hoursLeftInMonth: hoursLeftInMonth(change.at),
+      },
+      history: ledger.history
+        .filter((past) => Date.parse(past.at) > horizon && (past.targetId === targetId || past.actorId === change.actor.id))
+        .map(({ targetRevision: _revision, ...past }) => past),
+      ...(change.target.kind === 'deployment' ? optional('health', await this.options.health.health(targetId)) : {}),
+      ...optional('slo', judged.slo),
+    };
+  }
+
+  /** Judges each change against the current policy set and ledger; the decision records everything it read. */
+  async judge(command: string, judged: Judged[], context: CommandContext & { emergency?: { justification: string } }): Promise<Judgement> {
+    const [{ compiled, revision }, ledger] = await Promise.all([this.policySet(), this.ledger()]);
+    const evaluations: Evaluation[] = [];
+    const recorded: PolicyDecision['evaluations'] = [];
+    for (const item of judged) {
+      const inputs = await this.inputsFor(item, ledger.state);
+      const evaluation = evaluate(compiled, item.change, inputs);
+      evaluations.push(evaluation);
+      recorded.push({
+        ...(item.index !== undefined ? { index: item.index } : {}),
+        change: item.change as unknown as PolicyDecision['evaluations'][number]['change'],
+        inputs: inputs as unknown as PolicyDecision['evaluations'][number]['inputs'],
+        verdict: evaluation.verdict,
+        results: evaluation.results,
+      });
+    }
+    const verdict = evaluations.some((e) => e.verdict === 'deny') ? 'deny' : 'allow';
+    const decision: PolicyDecision = JSON.parse(
+      JSON.stringify({
+        command,
+        verdict,
+        policySet: { stream: POLICY_SET_STREAM, revision },
+        evaluations: recorded,
+        ...(context.emergency ? { breakGlass: { justification: context.emergency.justification, actorId: context.actor.id } } : {}),
+      }),
+    ) as PolicyDecision;
+    return { verdict, decision, evaluations, ledger };
+  }
+
+  /** Records an admitted change in the ledger at the revision it was judged against. */
+  async admit(admission: Admission, ledger: Folded<Ledger>, context: CommandContext): Promise<void> {
+    const event: LedgerEvent = { type: 'ChangeAdmitted', data: admission };
+    const events: LedgerEvent[] = [event];
+    if ((ledger.revision + 2) % SNAPSHOT_EVERY === 0) {
+      events.push({ type: 'LedgerSnapshotted', data: ledgerDecider.evolve(ledger.state, event) });
+    }
+    const metadata = metadataOf(context);
+    await this.store.append(
+      LEDGER_STREAM,
+      events.map((e) => ({
+        id: randomUUID(),
+        type: e.type,
+        schemaVersion: ledgerEvents.version(e.type),
+        data: JSON.parse(JSON.stringify(e.data)) as Record<string, unknown>,
+        metadata,
+      })),
+      { expected: ledger.revision === -1 ? 'no_stream' : ledger.revision },
+    );
+  }
+
+  /** $/hour of a footprint on a cluster, by the configured price table. */
+  price(footprint: Footprint, clusterId: string): number {
+    return hourlyCost(footprint, clusterId, this.options.prices);
+  }
+
+  /** The refusal a denied judgement answers with. */
+  static refusal(judgement: Judgement, subject: string): PolicyViolation {
+    const failed = judgement.evaluations.flatMap((evaluation, index) =>
+      violations(evaluation).map((result) => ({
+        path: judgement.evaluations.length > 1 ? `actions.${judgement.decision.evaluations[index]?.index ?? index}` : `policies.${result.name}`,
+        message: `${result.name} (${result.type}): ${result.message}`,
+      })),
+    );
+    return new PolicyViolation(`policy refused ${subject}: ${failed.map((f) => f.message).join('; ')}`, failed);
+  }
+
+  /** Events back to (and including) the last snapshot, oldest first. */
+  private async sinceSnapshot(): Promise<RecordedEvent[]> {
+    const collected: RecordedEvent[] = [];
+    let from: number | undefined;
+    for (;;) {
+      const page = await this.store.readStream(LEDGER_STREAM, { direction: 'backwards', from, limit: 256 });
+      for (const event of page) {
+        collected.push(event);
+        if (event.type === 'LedgerSnapshotted') return collected.reverse();
+      }
+      const last = page.at(-1);
+      if (page.length < 256 || !last || last.revision === 0) return collected.reverse();
+      from = last.revision - 1;
+    }
+  }
+}
+
+function parsePolicySetEvent(event: RecordedEvent): PolicySetEvent {
+  return policySetEvents.parse(event.type, event.schemaVersion, event.data);
+}
+
+function parseLedgerEvent(event: RecordedEvent): LedgerEvent {
+  return ledgerEvents.parse(event.type, event.schemaVersion, event.data);
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}

@@ -1,0 +1,156 @@
+// The admission ledger (stream `quota-global`): every change policy let through, in one stream, so that
+// quotas, budgets and rate limits are judged against everything admitted before and hold under concurrency.
+import { z } from 'zod';
+import { defineEvents, type Decider, type EventOf } from './decider.js';
+import { ACTION_KINDS, NO_USAGE, type Footprint, type PastAction, type Usage } from './policy.js';
+
+/** How long admitted changes are remembered for rate limits: the longest window a policy may ask for. */
+export const HISTORY_RETENTION_MS = 86_400_000;
+
+export interface Placement {
+  clusterId: string;
+  namespace: string;
+  team?: string;
+  footprint: Footprint;
+  hourlyUsd: number;
+}
+
+export interface Ledger {
+  /** What each deployment holds, as last admitted. */
+  placements: Record<string, Placement>;
+  /** Spend per team in the current calendar month (UTC), accrued up to `accruedTo`. */
+  spend: Record<string, { month: string; usd: number }>;
+  accruedTo?: string;
+  /** Admitted changes within the retention, oldest first; each carries the target revision it leads to. */
+  history: (PastAction & { targetRevision?: number })[];
+}
+
+export const initialState: Ledger = { placements: {}, spend: {}, history: [] };
+
+const footprint = z.object({
+  replicas: z.number(),
+  cpuMillicores: z.number(),
+  memoryBytes: z.number(),
+  gpus: z.number(),
+  gpuSku: z.string().optional(),
+});
+
+const placement = z.object({
+  clusterId: z.string(),
+  namespace: z.string(),
+  team: z.string().optional(),
+  footprint,
+  hourlyUsd: z.number(),
+});
+
+const admitted = z.object({
+  at: z.string(),
+  action: z.enum(ACTION_KINDS),
+  targetId: z.string(),
+  actorId: z.string(),
+  direction: z.enum(['up', 'down']).optional(),
+  /** The revision of the target's stream this change leads to; a later admission for the same revision replaces it. */
+  targetRevision: z.number().int().optional(),
+  /** The target's placement after the change: null when it releases everything, absent when unchanged. */
+  placement: placement.nullable().optional(),
+});
+export type Admission = z.infer<typeof admitted>;
+
+export const ledgerEvents = defineEvents({
+  ChangeAdmitted: { version: 1, schema: admitted },
+  /** The whole state, so loading reads back only to the last snapshot. */
+  LedgerSnapshotted: {
+    version: 1,
+    schema: z.object({
+      placements: z.record(z.string(), placement),
+      spend: z.record(z.string(), z.object({ month: z.string(), usd: z.number() })),
+      accruedTo: z.string().optional(),
+      history: z.array(admitted.omit({ placement: true })),
+    }),
+  },
+});
+export type LedgerEvent = EventOf<typeof ledgerEvents>;
+
+export type LedgerCommand = { type: 'AdmitChange'; admission: Admission } | { type: 'SnapshotLedger' };
+
+export function evolve(state: Ledger, event: LedgerEvent): Ledger {
+  if (event.type === 'LedgerSnapshotted') return structuredClone(event.data) as Ledger;
+  const admission = event.data;
+  const spend = accrue(state, admission.at);
+  const placements = { ...state.placements };
+  if (admission.placement === null) delete placements[admission.targetId];
+  else if (admission.placement) placements[admission.targetId] = admission.placement;
+
+  const horizon = Date.parse(admission.at) - HISTORY_RETENTION_MS;
+  const history = state.history.filter(
+    (past) =>
+      Date.parse(past.at) > horizon &&
+      // An admission whose outcome never landed (the target moved on first) is replaced by its retry.
+      !(past.targetId === admission.targetId && past.targetRevision !== undefined && past.targetRevision === admission.targetRevision),
+  );
+  const { placement: _placement, ...past } = admission;
+  history.push(past);
+  return { placements, spend, accruedTo: latest(state.accruedTo, admission.at), history };
+}
+
+export function decide(command: LedgerCommand, state: Ledger): LedgerEvent[] {
+  if (command.type === 'SnapshotLedger') return [{ type: 'LedgerSnapshotted', data: state }];
+  return [{ type: 'ChangeAdmitted', data: command.admission }];
+}
+
+export const ledgerDecider: Decider<LedgerCommand, LedgerEvent, Ledger> = { initialState, evolve, decide };
+
+// ---- reading the ledger -------------------------------------------------------------------------------
+
+/** Month key (UTC) of an instant: "2026-11". */
+export function monthOf(at: string | number): string {
+  return new Date(at).toISOString().slice(0, 7);
+}
+
+/** Hours from `at` to the start of the next calendar month (UTC). */
+export function hoursLeftInMonth(at: string): number {
+  const now = new Date(at);
+  const next = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+  return (next - now.getTime()) / 3_600_000;
+}
+
+/** Each team's spend this month, accrued up to `at` at the rates the ledger holds. */
+export function accrue(state: Ledger, at: string): Ledger['spend'] {
+  const month = monthOf(at);
+  const from = state.accruedTo ? Math.max(Date.parse(state.accruedTo), Date.parse(`${month}-01T00:00:00Z`)) : Date.parse(at);
+  const hours = Math.max(0, (Date.parse(at) - from) / 3_600_000);
+  const rates = teamRates(state);
+  const spend: Ledger['spend'] = {};
+  for (const team of new Set([...Object.keys(state.spend), ...Object.keys(rates)])) {
+    const carried = state.spend[team]?.month === month ? state.spend[team].usd : 0;
+    spend[team] = { month, usd: carried + (rates[team] ?? 0) * hours };
+  }
+  return spend;
+}
+
+export function teamRates(state: Ledger): Record<string, number> {
+  const rates: Record<string, number> = {};
+  for (const placed of Object.values(state.placements)) {
+    if (placed.team !== undefined) rates[placed.team] = (rates[placed.team] ?? 0) + placed.hourlyUsd;
+  }
+  return rates;
+}
+
+/** Usage of every placement but `excluding` that `matches`. */
+export function usageWhere(state: Ledger, excluding: string, matches: (placed: Placement) => boolean): Usage {
+  const usage: Usage = { ...NO_USAGE, gpusBySku: {} };
+  for (const [id, placed] of Object.entries(state.placements)) {
+    if (id === excluding || !matches(placed)) continue;
+    const f = placed.footprint;
+    usage.replicas += f.replicas;
+    usage.cpuMillicores += f.cpuMillicores;
+    usage.memoryBytes += f.memoryBytes;
+    usage.gpus += f.gpus;
+    if (f.gpuSku && f.gpus > 0) usage.gpusBySku[f.gpuSku] = (usage.gpusBySku[f.gpuSku] ?? 0) + f.gpus;
+  }
+  return usage;
+}
+
+function latest(a: string | undefined, b: string): string {
+  return a && Date.parse(a) > Date.parse(b) ? a : b;
+}

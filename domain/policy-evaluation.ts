@@ -1,0 +1,155 @@
+// Judging a change against the policy set: which policies apply, what each rule says, and the verdict.
+// Deterministic: the same policies, change and inputs always give the same verdict, which is what replay relies on.
+import { z } from 'zod';
+import { defineEvents, type EventOf } from './decider.js';
+import type { Change, Policy, PolicyInputs, PolicyMode, PolicyType, RuleResult, Rule } from './policy.js';
+import { RULES } from './rules/index.js';
+
+export interface PolicyResult {
+  policyId: string;
+  name: string;
+  type: PolicyType;
+  mode: PolicyMode;
+  priority: number;
+  outcome: RuleResult['outcome'];
+  message: string;
+  breakGlass?: boolean;
+}
+
+export interface Evaluation {
+  verdict: 'allow' | 'deny';
+  /** Every policy that applied, in evaluation order. */
+  results: PolicyResult[];
+}
+
+/** A policy with its selector turned into sets and its validity into numbers, built once per policy-set revision. */
+interface CompiledPolicy {
+  policy: Policy;
+  rule: Rule<PolicyType>;
+  validFrom: number;
+  validUntil: number;
+  clusters?: ReadonlySet<string>;
+  namespaces?: ReadonlySet<string>;
+  labels?: readonly [string, string][];
+  workloadTypes?: ReadonlySet<string>;
+  actorKinds?: ReadonlySet<string>;
+  actorIds?: ReadonlySet<string>;
+  actions?: ReadonlySet<string>;
+}
+
+export interface CompiledPolicySet {
+  revision: number;
+  policies: readonly CompiledPolicy[];
+}
+
+const set = (values: readonly string[] | undefined) => (values ? new Set(values) : undefined);
+
+/** Enabled policies in evaluation order: priority descending, then id, so ties never depend on insertion. */
+export function compilePolicies(policies: Iterable<Policy>, revision: number): CompiledPolicySet {
+  const compiled = [...policies]
+    .filter((policy) => policy.enabled)
+    .sort((a, b) => b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map(
+      (policy): CompiledPolicy => ({
+        policy,
+        rule: RULES[policy.type] as Rule<PolicyType>,
+        validFrom: policy.validFrom ? Date.parse(policy.validFrom) : -Infinity,
+        validUntil: policy.validUntil ? Date.parse(policy.validUntil) : Infinity,
+        clusters: set(policy.selector.clusters),
+        namespaces: set(policy.selector.namespaces),
+        labels: policy.selector.labels ? Object.entries(policy.selector.labels) : undefined,
+        workloadTypes: set(policy.selector.workloadTypes),
+        actorKinds: set(policy.selector.actors?.kinds),
+        actorIds: set(policy.selector.actors?.ids),
+        actions: set(policy.selector.actions),
+      }),
+    );
+  return { revision, policies: compiled };
+}
+
+function applies(p: CompiledPolicy, change: Change, at: number): boolean {
+  if (at < p.validFrom || at >= p.validUntil) return false;
+  if (p.actions && !p.actions.has(change.action)) return false;
+  if (p.clusters && !p.clusters.has(change.clusterId)) return false;
+  if (p.namespaces && (change.namespace === undefined || !p.namespaces.has(change.namespace))) return false;
+  if (p.workloadTypes && (change.workloadType === undefined || !p.workloadTypes.has(change.workloadType))) return false;
+  if (p.actorKinds && !p.actorKinds.has(change.actor.kind)) return false;
+  if (p.actorIds && !p.actorIds.has(change.actor.id)) return false;
+  if (p.labels) {
+    for (const [key, value] of p.labels) if (change.labels[key] !== value) return false;
+  }
+  return true;
+}
+
+/**
+ * Runs every applicable policy in order. An enforce policy that fails denies the change, whatever the others
+ * say; a dry_run or audit policy that fails is recorded and changes nothing.
+ */
+export function evaluate(set: CompiledPolicySet, change: Change, inputs: PolicyInputs): Evaluation {
+  const at = Date.parse(change.at);
+  const results: PolicyResult[] = [];
+  let verdict: Evaluation['verdict'] = 'allow';
+  for (const compiled of set.policies) {
+    if (!applies(compiled, change, at)) continue;
+    const { policy } = compiled;
+    const result = compiled.rule(policy.parameters, change, inputs);
+    if (result.outcome === 'fail' && policy.mode === 'enforce') verdict = 'deny';
+    results.push({
+      policyId: policy.id,
+      name: policy.name,
+      type: policy.type,
+      mode: policy.mode,
+      priority: policy.priority,
+      outcome: result.outcome,
+      message: result.message,
+      ...(result.breakGlass ? { breakGlass: true } : {}),
+    });
+  }
+  return { verdict, results };
+}
+
+/** The enforce failures of an evaluation: what a refusal reports. */
+export function violations(evaluation: Evaluation): PolicyResult[] {
+  return evaluation.results.filter((result) => result.outcome === 'fail' && result.mode === 'enforce');
+}
+
+// ---- the recorded decision ------------------------------------------------------------------------------
+
+const policyResult = z.object({
+  policyId: z.string(),
+  name: z.string(),
+  type: z.string(),
+  mode: z.string(),
+  priority: z.number(),
+  outcome: z.enum(['pass', 'fail', 'not_applicable']),
+  message: z.string(),
+  breakGlass: z.boolean().optional(),
+});
+
+const judged = z.object({
+  /** Which part of the command this is: the action index for plans. */
+  index: z.number().int().optional(),
+  change: z.looseObject({ action: z.string(), at: z.string(), target: z.object({ kind: z.string(), id: z.string() }) }),
+  inputs: z.looseObject({ usage: z.unknown(), cost: z.unknown(), history: z.array(z.unknown()) }),
+  verdict: z.enum(['allow', 'deny']),
+  results: z.array(policyResult),
+});
+
+export const policyEvents = defineEvents({
+  /**
+   * A policy decision, in the stream of the thing judged and in the same append as the outcome. It holds the
+   * policy-set revision and every input the rules read, so it can be replayed and explained later.
+   */
+  PolicyEvaluated: {
+    version: 1,
+    schema: z.object({
+      command: z.string(),
+      verdict: z.enum(['allow', 'deny']),
+      policySet: z.object({ stream: z.string(), revision: z.number().int() }),
+      evaluations: z.array(judged),
+      breakGlass: z.object({ justification: z.string(), actorId: z.string() }).optional(),
+    }),
+  },
+});
+export type PolicyEvent = EventOf<typeof policyEvents>;
+export type PolicyDecision = PolicyEvent['data'];

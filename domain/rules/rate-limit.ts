@@ -1,0 +1,118 @@
+// The rate_limit rule: at most N allowed changes per sliding window, and no quick scale reversals (anti-flap).
+import type { Change, ParametersOf, PastAction, Rule } from '../policy.js';
+
+/** An ISO time without the `.000` a whole second would carry. */
+const iso = (ms: number): string => {
+  const text = new Date(ms).toISOString();
+  return text.endsWith('.000Z') ? `${text.slice(0, -5)}Z` : text;
+};
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+type Per = ParametersOf<'rate_limit'>['per'];
+
+const inScope = (entry: PastAction, per: Per, change: Change) =>
+  (per === 'actor' || entry.targetId === change.target.id) && (per === 'target' || entry.actorId === change.actor.id);
+
+function scope(per: Per, change: Change): string {
+  const target = `to ${change.target.kind} ${change.target.id}`;
+  const actor = `by ${change.actor.kind} ${change.actor.id}`;
+  return per === 'target' ? target : per === 'actor' ? actor : `${target} ${actor}`;
+}
+
+function scaleDirection(change: Change): 'up' | 'down' | undefined {
+  if (change.action !== 'scale' || !change.before || !change.after) return undefined;
+  const delta = change.after.replicas - change.before.replicas;
+  return delta > 0 ? 'up' : delta < 0 ? 'down' : undefined;
+}
+
+/**
+ * When the change would be allowed: once enough of the counted entries have left the window for the count to
+ * drop below the limit (the oldest one, unless the history already holds more than the limit). NaN when the
+ * counted times cannot say.
+ */
+function nextAllowed(counted: number[], maxActions: number, windowMs: number): number {
+  counted.sort((a, b) => a - b);
+  return (counted[counted.length - maxActions] ?? Number.NaN) + windowMs;
+}
+
+/** toISOString's own form (2026-03-10T12:00:00.000Z): times written this way sort as text in time order. */
+const isCanonical = (at: string) => at.length === 24 && at.charCodeAt(23) === 90 /* Z */ && at.charCodeAt(19) === 46; /* . */
+
+/**
+ * Whether `at` lies in (from, to], given both bounds also as toISOString text. The ledger writes canonical times,
+ * so most entries are compared as text, several times cheaper than parsing them; any other form (an offset, no
+ * milliseconds, a year past 9999) is parsed, and an unparseable one (NaN) is outside.
+ */
+function within(at: string, from: number, fromText: string, to: number, toText: string): boolean {
+  if (isCanonical(at) && fromText.length === 24 && toText.length === 24) return at > fromText && at <= toText;
+  const ms = Date.parse(at);
+  return ms > from && ms <= to;
+}
+
+export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
+  const now = Date.parse(change.at);
+  if (Number.isNaN(now)) return { outcome: 'fail', message: `the change's time "${change.at}" is not an ISO date-time` };
+  const { maxActions, windowSeconds, per, stabilizationSeconds } = parameters;
+  const history = inputs.history;
+  const windowMs = windowSeconds * 1000;
+  const windowStart = now - windowMs;
+  const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
+  const stabilizationStart = now - (stabilizationSeconds ?? 0) * 1000;
+  const nowText = history.length > 0 ? new Date(now).toISOString() : '';
+  const windowStartText = history.length > 0 ? new Date(windowStart).toISOString() : '';
+  const stabilizationStartText = direction && history.length > 0 ? new Date(stabilizationStart).toISOString() : '';
+  const targetId = change.target.id;
+
+  // The most recent scale of this target within the stabilization window; on a tie the opposite direction wins,
+  // so the answer does not depend on the order of the history.
+  let lastScaleAt = -Infinity;
+  let lastScaleDirection: 'up' | 'down' | undefined;
+  let count = 0;
+  for (let i = 0; i < history.length; i++) {
+    const entry = history[i]!;
+    // Entries after the change are ignored, so that a replayed decision sees what the original one saw.
+    if (inScope(entry, per, change) && within(entry.at, windowStart, windowStartText, now, nowText)) count++;
+    if (
+      direction !== undefined &&
+      entry.direction !== undefined &&
+      entry.action === 'scale' &&
+      entry.targetId === targetId &&
+      within(entry.at, stabilizationStart, stabilizationStartText, now, nowText)
+    ) {
+      const at = Date.parse(entry.at);
+      if (at > lastScaleAt || (at === lastScaleAt && entry.direction !== direction)) {
+        lastScaleAt = at;
+        lastScaleDirection = entry.direction;
+      }
+    }
+  }
+
+  const counted = `${plural(count, 'change')} ${scope(per, change)} in the last ${windowSeconds} s; at most ${maxActions} allowed`;
+  let overLimit: string | undefined;
+  if (count >= maxActions) {
+    const next = nextAllowed(countedTimes(history, change, per, windowStart, now), maxActions, windowMs);
+    overLimit = Number.isFinite(next) ? `${counted}; next allowed at ${iso(next)}` : counted;
+  }
+  const flapping =
+    lastScaleDirection !== undefined && lastScaleDirection !== direction
+      ? `${change.target.kind} ${targetId} was scaled ${lastScaleDirection} at ${iso(lastScaleAt)}; a scale ${direction} is refused until ` +
+        `${iso(lastScaleAt + stabilizationSeconds! * 1000)} (${stabilizationSeconds} s stabilization)`
+      : undefined;
+  if (overLimit && flapping) return { outcome: 'fail', message: `${overLimit}. Also, ${flapping}` };
+  if (overLimit ?? flapping) return { outcome: 'fail', message: (overLimit ?? flapping)! };
+  return { outcome: 'pass', message: counted };
+};
+
+/** The times of the entries the window counted; only gathered on the failing path. */
+function countedTimes(history: PastAction[], change: Change, per: Per, windowStart: number, now: number): number[] {
+  const windowStartText = new Date(windowStart).toISOString();
+  const nowText = new Date(now).toISOString();
+  const times: number[] = [];
+  for (const entry of history) {
+    if (!inScope(entry, per, change) || !within(entry.at, windowStart, windowStartText, now, nowText)) continue;
+    const at = Date.parse(entry.at);
+    if (!Number.isNaN(at)) times.push(at);
+  }
+  return times;
+}
