@@ -191,12 +191,14 @@ export class PolicyEngine {
 
   /** The refusal a denied judgement answers with. */
   static refusal(judgement: Judgement, subject: string): PolicyViolation {
-    const failed = judgement.evaluations.flatMap((evaluation, index) =>
-      violations(evaluation).map((result) => ({
-        path: judgement.evaluations.length > 1 ? `actions.${judgement.decision.evaluations[index]?.index ?? index}` : `policies.${result.name}`,
+    // A plan's action is named by its index; a single change by the policy that refused it.
+    const failed = judgement.evaluations.flatMap((evaluation, i) => {
+      const action = judgement.decision.evaluations[i]?.index;
+      return violations(evaluation).map((result) => ({
+        path: action === undefined ? `policies.${result.name}` : `actions.${action}`,
         message: `${result.name} (${result.type}): ${result.message}`,
-      })),
-    );
+      }));
+    });
     return new PolicyViolation(`policy refused ${subject}: ${failed.map((f) => f.message).join('; ')}`, failed);
   }
 

@@ -40,6 +40,11 @@ interface CompiledPolicy {
 export interface CompiledPolicySet {
   revision: number;
   policies: readonly CompiledPolicy[];
+  /**
+   * The policies whose action and namespace selectors admit an (action, namespace) pair, in evaluation order,
+   * filled in as pairs are first met: most of a large set is aimed elsewhere and is never looked at again.
+   */
+  candidates: Map<string, readonly CompiledPolicy[]>;
 }
 
 const set = (values: readonly string[] | undefined) => (values ? new Set(values) : undefined);
@@ -64,7 +69,22 @@ export function compilePolicies(policies: Iterable<Policy>, revision: number): C
         actions: set(policy.selector.actions),
       }),
     );
-  return { revision, policies: compiled };
+  return { revision, policies: compiled, candidates: new Map() };
+}
+
+function candidates(set: CompiledPolicySet, change: Change): readonly CompiledPolicy[] {
+  const key = `${change.action}\u0000${change.namespace ?? ''}`;
+  let found = set.candidates.get(key);
+  if (!found) {
+    found = set.policies.filter(
+      (p) =>
+        (!p.actions || p.actions.has(change.action)) &&
+        (!p.namespaces || (change.namespace !== undefined && p.namespaces.has(change.namespace))),
+    );
+    if (set.candidates.size > 10_000) set.candidates.clear();
+    set.candidates.set(key, found);
+  }
+  return found;
 }
 
 function applies(p: CompiledPolicy, change: Change, at: number): boolean {
@@ -89,7 +109,7 @@ export function evaluate(set: CompiledPolicySet, change: Change, inputs: PolicyI
   const at = Date.parse(change.at);
   const results: PolicyResult[] = [];
   let verdict: Evaluation['verdict'] = 'allow';
-  for (const compiled of set.policies) {
+  for (const compiled of candidates(set, change)) {
     if (!applies(compiled, change, at)) continue;
     const { policy } = compiled;
     const result = compiled.rule(policy.parameters, change, inputs);

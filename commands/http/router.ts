@@ -40,6 +40,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
           throw new Forbidden(`role ${principal.role} may not ${route.summary.toLowerCase()}; it needs one of: ${route.access.join(', ')}`);
         }
         res.locals['principal'] = principal;
+        res.locals['emergency'] = emergency(req, principal);
         next();
       } catch (error) {
         fail(req, res, error);
@@ -57,6 +58,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
           causationId: requestId,
           traceparent: headerMatching(req, 'traceparent', TRACEPARENT),
           source: 'api',
+          ...(res.locals['emergency'] ? { emergency: res.locals['emergency'] as { justification: string } } : {}),
         };
         const params = req.params as Record<string, string>;
         const key = route.idempotent && principal ? idempotencyKey(req) : undefined;
@@ -170,6 +172,22 @@ function unstorableText(value: unknown, path: string[]): string[] | undefined {
     if (found) return found;
   }
   return undefined;
+}
+
+/**
+ * Break glass: `X-Sentinel-Emergency: <justification>` lets an admin's change through a change freeze, and the
+ * decision records who declared the emergency and why. Anyone else sending it is refused.
+ */
+function emergency(req: Request, principal: Principal | undefined): { justification: string } | undefined {
+  const justification = req.get('x-sentinel-emergency')?.trim();
+  if (justification === undefined) return undefined;
+  if (principal?.role !== 'admin') throw new Forbidden('only an admin may declare an emergency (X-Sentinel-Emergency)');
+  if (justification.length < 10 || justification.length > 500) {
+    throw new BadRequest(400, 'X-Sentinel-Emergency must give a justification of 10 to 500 characters', [
+      { path: 'X-Sentinel-Emergency', message: 'a justification of 10 to 500 characters' },
+    ]);
+  }
+  return { justification };
 }
 
 function idempotencyKey(req: Request): string | undefined {

@@ -7,28 +7,36 @@ const DAY_NAMES: readonly Day[] = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'su
 /** Intl's en-US short weekday → index into DAY_NAMES. */
 const WEEKDAY: Readonly<Record<string, number>> = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
 
-// Building a DateTimeFormat costs far more than using one, and rules run up to a thousand times per decision.
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let formatter = formatters.get(timeZone);
-  if (!formatter) {
-    formatter = new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-    formatters.set(timeZone, formatter);
-  }
-  return formatter;
+interface Zone {
+  formatter: Intl.DateTimeFormat;
+  /** The last instant asked about and its local day and minute: every policy in a decision asks about the same one. */
+  ms: number;
+  day: number;
+  minute: number;
 }
 
-/** Wall-clock day and minute of the day at `ms` in `timeZone`. */
-function localTime(ms: number, timeZone: string): { day: number; minute: number } {
-  let day = 0;
-  let minute = 0;
-  for (const part of formatterFor(timeZone).formatToParts(ms)) {
-    if (part.type === 'weekday') day = WEEKDAY[part.value]!;
-    else if (part.type === 'hour') minute += Number(part.value) * 60;
-    else if (part.type === 'minute') minute += Number(part.value);
+// Building a DateTimeFormat costs far more than using one, and rules run up to a thousand times per decision.
+const zones = new Map<string, Zone>();
+
+/** Wall-clock day (0 = Monday) and minute of the day at `ms` in `timeZone`. */
+function localTime(ms: number, timeZone: string): Zone {
+  let zone = zones.get(timeZone);
+  if (!zone) {
+    const formatter = new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    zone = { formatter, ms: Number.NaN, day: 0, minute: 0 };
+    zones.set(timeZone, zone);
   }
-  return { day, minute };
+  if (zone.ms !== ms) {
+    let minute = 0;
+    for (const part of zone.formatter.formatToParts(ms)) {
+      if (part.type === 'weekday') zone.day = WEEKDAY[part.value]!;
+      else if (part.type === 'hour') minute += Number(part.value) * 60;
+      else if (part.type === 'minute') minute += Number(part.value);
+    }
+    zone.minute = minute;
+    zone.ms = ms;
+  }
+  return zone;
 }
 
 /** "HH:MM" (validated by the schema, up to "24:00") → minutes after midnight. */
@@ -50,14 +58,8 @@ function activeAt(parameters: FreezeParameters, ms: number): string | undefined 
   for (const window of parameters.windows ?? []) {
     if (ms >= Date.parse(window.start) && ms < Date.parse(window.end)) return `the freeze from ${window.start} to ${window.end}`;
   }
-  // Several recurring windows usually share a zone; ask Intl once per zone.
-  let zone: string | undefined;
-  let local = { day: 0, minute: 0 };
   for (const window of parameters.recurring ?? []) {
-    if (window.timeZone !== zone) {
-      zone = window.timeZone;
-      local = localTime(ms, zone);
-    }
+    const local = localTime(ms, window.timeZone);
     if (insideRecurring(window, local.day, local.minute)) {
       const now = `${DAY_NAMES[local.day]} ${pad(Math.floor(local.minute / 60))}:${pad(local.minute % 60)}`;
       return `the weekly freeze ${window.days.join(', ')} ${window.start}–${window.end} ${window.timeZone} (now ${now} there)`;

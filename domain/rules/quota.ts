@@ -4,6 +4,16 @@ import { NO_FOOTPRINT, type Rule, type Usage } from '../policy.js';
 import { cores, count, gib } from './format.js';
 
 type Print = (n: number) => string;
+
+// Limits are quantity strings; a large policy set repeats a handful of them, so each is parsed once.
+const parsed = new Map<string, number | undefined>();
+function limitOf(key: string, parse: () => number | undefined): number | undefined {
+  if (!parsed.has(key)) {
+    if (parsed.size > 10_000) parsed.clear();
+    parsed.set(key, parse());
+  }
+  return parsed.get(key);
+}
 const gpus: Print = (n) => `${count(n)} ${n === 1 ? 'GPU' : 'GPUs'}`;
 const replicas: Print = (n) => `${count(n)} ${n === 1 ? 'replica' : 'replicas'}`;
 
@@ -43,11 +53,11 @@ export const quota: Rule<'quota'> = ({ per, limits }, change, inputs) => {
 
   if (limits.replicas !== undefined) check('', limits.replicas, usage.replicas, after.replicas, before.replicas, replicas);
   if (limits.cpu !== undefined) {
-    const limit = cpuMillicores(limits.cpu);
+    const limit = limitOf(`cpu:${limits.cpu}`, () => cpuMillicores(limits.cpu!));
     if (limit !== undefined) check('cpu ', limit, usage.cpuMillicores, after.cpuMillicores, before.cpuMillicores, cores);
   }
   if (limits.memory !== undefined) {
-    const limit = memoryBytes(limits.memory);
+    const limit = limitOf(`memory:${limits.memory}`, () => memoryBytes(limits.memory!));
     if (limit !== undefined) check('memory ', limit, usage.memoryBytes, after.memoryBytes, before.memoryBytes, gib);
   }
   if (limits.gpus !== undefined) check('', limits.gpus, usage.gpus, after.gpus, before.gpus, gpus);

@@ -36,18 +36,18 @@ function nextAllowed(counted: number[], maxActions: number, windowMs: number): n
   return (counted[counted.length - maxActions] ?? Number.NaN) + windowMs;
 }
 
-/** toISOString's own form (2026-03-10T12:00:00.000Z): times written this way sort as text in time order. */
-const isCanonical = (at: string) => at.length === 24 && at.charCodeAt(23) === 90 /* Z */ && at.charCodeAt(19) === 46; /* . */
-
 /**
- * Whether `at` lies in (from, to], given both bounds also as toISOString text. The ledger writes canonical times,
- * so most entries are compared as text, several times cheaper than parsing them; any other form (an offset, no
- * milliseconds, a year past 9999) is parsed, and an unparseable one (NaN) is outside.
+ * The history's times as numbers, parsed once per history: every rate-limit policy in a decision reads the same
+ * history, so a large set parses it once rather than once per policy. An unparseable time is NaN and never counts.
  */
-function within(at: string, from: number, fromText: string, to: number, toText: string): boolean {
-  if (isCanonical(at) && fromText.length === 24 && toText.length === 24) return at > fromText && at <= toText;
-  const ms = Date.parse(at);
-  return ms > from && ms <= to;
+const parsedTimes = new WeakMap<readonly PastAction[], Float64Array>();
+function timesOf(history: readonly PastAction[]): Float64Array {
+  let times = parsedTimes.get(history);
+  if (!times) {
+    times = Float64Array.from(history, (entry) => Date.parse(entry.at));
+    parsedTimes.set(history, times);
+  }
+  return times;
 }
 
 export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
@@ -59,9 +59,7 @@ export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
   const windowStart = now - windowMs;
   const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
   const stabilizationStart = now - (stabilizationSeconds ?? 0) * 1000;
-  const nowText = history.length > 0 ? new Date(now).toISOString() : '';
-  const windowStartText = history.length > 0 ? new Date(windowStart).toISOString() : '';
-  const stabilizationStartText = direction && history.length > 0 ? new Date(stabilizationStart).toISOString() : '';
+  const times = timesOf(history);
   const targetId = change.target.id;
 
   // The most recent scale of this target within the stabilization window; on a tie the opposite direction wins,
@@ -72,15 +70,16 @@ export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
   for (let i = 0; i < history.length; i++) {
     const entry = history[i]!;
     // Entries after the change are ignored, so that a replayed decision sees what the original one saw.
-    if (inScope(entry, per, change) && within(entry.at, windowStart, windowStartText, now, nowText)) count++;
+    const at = times[i]!;
+    if (at > windowStart && at <= now && inScope(entry, per, change)) count++;
     if (
       direction !== undefined &&
       entry.direction !== undefined &&
       entry.action === 'scale' &&
       entry.targetId === targetId &&
-      within(entry.at, stabilizationStart, stabilizationStartText, now, nowText)
+      at > stabilizationStart &&
+      at <= now
     ) {
-      const at = Date.parse(entry.at);
       if (at > lastScaleAt || (at === lastScaleAt && entry.direction !== direction)) {
         lastScaleAt = at;
         lastScaleDirection = entry.direction;
@@ -91,7 +90,7 @@ export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
   const counted = `${plural(count, 'change')} ${scope(per, change)} in the last ${windowSeconds} s; at most ${maxActions} allowed`;
   let overLimit: string | undefined;
   if (count >= maxActions) {
-    const next = nextAllowed(countedTimes(history, change, per, windowStart, now), maxActions, windowMs);
+    const next = nextAllowed(countedTimes(history, times, change, per, windowStart, now), maxActions, windowMs);
     overLimit = Number.isFinite(next) ? `${counted}; next allowed at ${iso(next)}` : counted;
   }
   const flapping =
@@ -105,14 +104,11 @@ export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
 };
 
 /** The times of the entries the window counted; only gathered on the failing path. */
-function countedTimes(history: PastAction[], change: Change, per: Per, windowStart: number, now: number): number[] {
-  const windowStartText = new Date(windowStart).toISOString();
-  const nowText = new Date(now).toISOString();
-  const times: number[] = [];
-  for (const entry of history) {
-    if (!inScope(entry, per, change) || !within(entry.at, windowStart, windowStartText, now, nowText)) continue;
-    const at = Date.parse(entry.at);
-    if (!Number.isNaN(at)) times.push(at);
+function countedTimes(history: readonly PastAction[], times: Float64Array, change: Change, per: Per, windowStart: number, now: number): number[] {
+  const counted: number[] = [];
+  for (let i = 0; i < history.length; i++) {
+    const at = times[i]!;
+    if (at > windowStart && at <= now && inScope(history[i]!, per, change)) counted.push(at);
   }
-  return times;
+  return counted;
 }

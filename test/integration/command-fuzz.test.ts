@@ -25,6 +25,7 @@ interface Fleet {
   /** At revision 2, so that a rollback to revision 1 has somewhere to go. */
   deploymentId: string;
   planId: string;
+  policyId: string;
   userId: string;
   serviceAccountId: string;
 }
@@ -118,6 +119,19 @@ const VALID: Record<string, (seed: Seed) => unknown> = {
     shadow: true,
   }),
   'POST /action-plans/:id/cancel': () => ({ reason: 'not needed' }),
+  // Aimed at a namespace nothing runs in, so the policies the fuzzing creates judge nothing else.
+  'POST /policies': ({ n }) => ({
+    name: `fuzz-${n}`,
+    description: 'made by the fuzz test',
+    type: 'quota',
+    mode: 'audit',
+    priority: 10,
+    selector: { namespaces: ['fuzz-nowhere'], actions: ['scale'] },
+    parameters: { per: 'namespace', limits: { replicas: 10, gpusBySku: { 'nvidia-a100-80gb': 2 } } },
+  }),
+  'PATCH /policies/:id': () => ({ priority: 20, enabled: false }),
+  'DELETE /policies/:id': () => undefined,
+  'POST /policies/evaluate': ({ fleet }) => ({ change: { kind: 'scale', deploymentId: fleet.deploymentId, replicas: 3 } }),
 };
 
 const ID_OF: Record<string, keyof Fleet> = {
@@ -127,6 +141,7 @@ const ID_OF: Record<string, keyof Fleet> = {
   workloads: 'workloadId',
   deployments: 'deploymentId',
   'action-plans': 'planId',
+  policies: 'policyId',
 };
 
 /** The first path segment: which part of the fleet a route acts on. */
@@ -146,7 +161,7 @@ function keysIn(value: unknown, into = new Set<string>()): Set<string> {
 }
 
 const SAMPLE_SEED: Seed = {
-  fleet: { clusterId: randomUUID(), workloadId: randomUUID(), deploymentId: randomUUID(), planId: randomUUID(), userId: randomUUID(), serviceAccountId: randomUUID() },
+  fleet: { clusterId: randomUUID(), workloadId: randomUUID(), deploymentId: randomUUID(), planId: randomUUID(), policyId: randomUUID(), userId: randomUUID(), serviceAccountId: randomUUID() },
   n: 'sample',
   refreshToken: 'sample-refresh-token',
 };
@@ -318,6 +333,12 @@ type HeaderMap = Record<string, string>;
 const JSON_TYPE: HeaderMap = { 'content-type': 'application/json' };
 const contentTypeHeader = (type: string | undefined): HeaderMap => (type === undefined ? {} : { 'content-type': type });
 
+const RECORDED_WITH_A_REFUSAL = ['PolicyEvaluated', 'ActionPlanSubmitted', 'ActionPlanValidationStarted', 'ActionPlanRejected'];
+
+function isPolicyRefusal(answer: Answer): boolean {
+  return answer.status === 422 && answer.text.includes('"urn:sentinel:problem:policy-violation"');
+}
+
 interface Answer {
   status: number;
   contentType: string;
@@ -401,6 +422,7 @@ describe('command API under fuzzing', function () {
       expect((await api.request('patch', `/deployments/${deploymentId}`)).status).to.equal(202);
       fleet = { ...fleet, clusterId, workloadId, deploymentId };
     }
+    if (segment === 'policies') fleet = { ...fleet, policyId: await create('/policies', VALID['POST /policies']!(s)) };
     if (segment === 'action-plans') {
       const planId = await create('/action-plans', { reason: 'fuzz', actions: [{ kind: 'restart', deploymentId: fleet.deploymentId }] });
       fleet = { ...fleet, planId };
@@ -416,7 +438,15 @@ describe('command API under fuzzing', function () {
     expect(answer.status, `a 5xx: ${said}`).to.be.below(500);
     if (answer.status >= 400) {
       expect(answer.contentType, `not a problem: ${said}`).to.match(/^application\/problem\+json/);
-      expect(await api.head(), `refused, yet events were appended: ${said}`).to.equal(head);
+      if (isPolicyRefusal(answer)) {
+        // A refusal by policy is a decision, and decisions are recorded: only the decision (and, for a plan, its rejection) may be appended.
+        const appended = (await api.eventStore.readAll({ after: head })).events.map((event) => event.type);
+        expect(appended, `a policy refusal appended more than its decision: ${said}`).to.satisfy((types: string[]) =>
+          types.every((type) => RECORDED_WITH_A_REFUSAL.includes(type)),
+        );
+      } else {
+        expect(await api.head(), `refused, yet events were appended: ${said}`).to.equal(head);
+      }
     } else if (route.path.includes(':id')) {
       await replace(segmentOf(route));
     }
@@ -426,7 +456,7 @@ describe('command API under fuzzing', function () {
   before(async () => {
     api = await startTestApi();
     fleet = { ...SAMPLE_SEED.fleet };
-    for (const segment of ['users', 'service-accounts', 'clusters', 'action-plans']) await replace(segment);
+    for (const segment of ['users', 'service-accounts', 'clusters', 'action-plans', 'policies']) await replace(segment);
   });
   after(async () => api?.stop());
 

@@ -40,6 +40,11 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'DELETE /deployments/:id':          ['deny',  'deny',  'allow', 'allow', 'deny' ],
   'POST /action-plans':               ['deny',  'deny',  'allow', 'allow', 'allow'],
   'POST /action-plans/:id/cancel':    ['deny',  'deny',  'allow', 'allow', 'allow'],
+  'POST /policies':                   ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'PATCH /policies/:id':              ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'DELETE /policies/:id':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /policies/evaluate':          ['deny',  'deny',  'allow', 'allow', 'allow'],
+  'GET /policy-decisions/:id/replay': ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /openapi.json':                ['allow', 'allow', 'allow', 'allow', 'allow'],
 };
 
@@ -86,6 +91,15 @@ const BODIES: Record<string, (api: TestApi, caller: Caller) => unknown> = {
   'DELETE /deployments/:id': () => ({ reason: 'rbac matrix' }),
   'POST /action-plans': () => ({ reason: 'rbac matrix', actions: [{ kind: 'restart', deploymentId: randomUUID() }], ttlSeconds: 600 }),
   'POST /action-plans/:id/cancel': () => ({ reason: 'rbac matrix' }),
+  'POST /policies': (_api, caller) => ({
+    name: `rbac-${caller}-${unique()}`,
+    type: 'quota',
+    mode: 'audit',
+    selector: { namespaces: ['rbac-nowhere'] },
+    parameters: { limits: { replicas: 10 } },
+  }),
+  'PATCH /policies/:id': () => ({ priority: 5 }),
+  'POST /policies/evaluate': () => ({ change: { kind: 'restart', deploymentId: randomUUID() } }),
 };
 
 let counter = 0;
