@@ -11,11 +11,11 @@ import {
   type DeploymentPatchBody,
   type PlacedDeployment,
 } from '../domain/deployment.js';
-import { footprintOf, NO_FOOTPRINT, type ActionKind, type Change, type Footprint } from '../domain/policy.js';
-import type { WorkloadSpec } from '../domain/workload.js';
+import type { ActionKind } from '../domain/policy.js';
 import { deployments } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
+import { deploymentChange, specOf } from './deployment-change.js';
 import { FleetFacts } from './fleet-facts.js';
 import { PolicyEngine } from './policy-engine.js';
 
@@ -178,38 +178,4 @@ export class DeploymentCommands {
 function placed(state: { status: string }, deploymentId: string): PlacedDeployment {
   if (state.status === 'absent') throw new NotFound('deployment', deploymentId);
   return state as PlacedDeployment;
-}
-
-export function specOf(deployment: PlacedDeployment): Partial<WorkloadSpec> {
-  return (deployment.revisions[deployment.currentRevision]?.spec ?? {}) as Partial<WorkloadSpec>;
-}
-
-export function footprint(deployment: PlacedDeployment): Footprint {
-  const spec = specOf(deployment);
-  if (deployment.status === 'Deleted' || !spec.resources) return NO_FOOTPRINT;
-  return footprintOf(spec.resources, deployment.replicas);
-}
-
-/** The change a deployment command makes, as policy sees it. A restart moves no resources. */
-export function deploymentChange(
-  action: ActionKind,
-  before: PlacedDeployment | undefined,
-  after: PlacedDeployment,
-  context: CommandContext,
-  now: Date,
-): Change {
-  const spec = specOf(after);
-  const moves = action !== 'restart';
-  return {
-    action,
-    at: now.toISOString(),
-    actor: context.actor,
-    target: { kind: 'deployment', id: after.id },
-    clusterId: after.clusterId,
-    ...(spec.namespace ? { namespace: spec.namespace } : {}),
-    ...(spec.type ? { workloadType: spec.type } : {}),
-    labels: spec.labels ?? {},
-    ...(moves ? { before: before ? footprint(before) : NO_FOOTPRINT, after: footprint(after) } : {}),
-    ...(context.emergency ? { emergency: context.emergency } : {}),
-  };
 }

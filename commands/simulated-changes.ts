@@ -7,7 +7,7 @@ import { deploymentDecider, type DeploymentCommand, type PlacedDeployment } from
 import type { Change } from '../domain/policy.js';
 import { id } from '../domain/schemas.js';
 import type { CommandContext } from './command-handler.js';
-import { deploymentChange, footprint, specOf } from './deployment-commands.js';
+import { deploymentChange, footprint, specOf } from './deployment-change.js';
 import type { FleetFacts } from './fleet-facts.js';
 import type { Judged } from './policy-engine.js';
 
