@@ -81,7 +81,7 @@ export function evolve(state: Ledger, event: LedgerEvent): Ledger {
   if (admission.placement === null) delete placements[admission.targetId];
   else if (admission.placement) placements[admission.targetId] = admission.placement;
 
-  const horizon = Date.parse(admission.at) - HISTORY_RETENTION_MS;
+  const horizon = Date.parse(latest(state.accruedTo, admission.at)) - HISTORY_RETENTION_MS;
   const history = state.history.filter(
     (past) =>
       Date.parse(past.at) > horizon &&
@@ -116,9 +116,11 @@ export function hoursLeftInMonth(at: string): number {
 
 /** Each team's spend this month, accrued up to `at` at the rates the ledger holds. */
 export function accrue(state: Ledger, at: string): Ledger['spend'] {
-  const month = monthOf(at);
-  const from = state.accruedTo ? Math.max(Date.parse(state.accruedTo), Date.parse(`${month}-01T00:00:00Z`)) : Date.parse(at);
-  const hours = Math.max(0, (Date.parse(at) - from) / 3_600_000);
+  // A writer whose clock is behind accrues nothing and must not take the month back either.
+  const until = latest(state.accruedTo, at);
+  const month = monthOf(until);
+  const from = state.accruedTo ? Math.max(Date.parse(state.accruedTo), Date.parse(`${month}-01T00:00:00Z`)) : Date.parse(until);
+  const hours = Math.max(0, (Date.parse(until) - from) / 3_600_000);
   const rates = teamRates(state);
   const spend: Ledger['spend'] = {};
   for (const team of new Set([...Object.keys(state.spend), ...Object.keys(rates)])) {

@@ -101,20 +101,26 @@ export const parametersByType = {
 } as const;
 export type ParametersOf<T extends PolicyType> = z.infer<(typeof parametersByType)[T]>;
 
+/** An empty list would select nothing at all, which is never what was meant. */
+const NONEMPTY = 'at least one; leave the field out to select everything';
+
 // ---- policies -----------------------------------------------------------------------------------------
 
 export const selector = z
   .strictObject({
-    clusters: z.array(id).optional(),
-    namespaces: z.array(name).optional(),
+    clusters: z.array(id).min(1, NONEMPTY).optional(),
+    namespaces: z.array(name).min(1, NONEMPTY).optional(),
     /** Workload labels that must all be present with these values. */
     labels: labels.optional(),
-    workloadTypes: z.array(oneOf(WORKLOAD_TYPES)).optional(),
+    workloadTypes: z.array(oneOf(WORKLOAD_TYPES)).min(1, NONEMPTY).optional(),
     actors: z
-      .strictObject({ kinds: z.array(oneOf(['user', 'service', 'system'])).optional(), ids: z.array(z.string().min(1)).optional() })
+      .strictObject({
+        kinds: z.array(oneOf(['user', 'service', 'system'])).min(1, NONEMPTY).optional(),
+        ids: z.array(z.string().min(1)).min(1, NONEMPTY).optional(),
+      })
       .refine(atLeastOne('kinds, ids'))
       .optional(),
-    actions: z.array(oneOf(ACTION_KINDS)).optional(),
+    actions: z.array(oneOf(ACTION_KINDS)).min(1, NONEMPTY).optional(),
   })
   .default({});
 export type Selector = z.infer<typeof selector>;
