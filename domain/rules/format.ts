@@ -4,10 +4,10 @@
 
 /** `n` with at most `max` and at least `min` fraction digits, and thousands separated by commas. */
 function fixed(n: number, max: number, min = 0): string {
-  // Most numbers in messages are whole and small: replicas, GPUs, cores.
-  if (min === 0 && Number.isInteger(n) && n > -1000 && n < 1000) return String(n);
-  let text = Math.abs(n).toFixed(max);
-  if (max > min) {
+  // Most numbers in messages are whole: replicas, GPUs, cores, GiB.
+  let text = min === 0 && Number.isSafeInteger(n) ? String(Math.abs(n)) : Math.abs(n).toFixed(max);
+  if (text.length <= 3 && n >= 0 && min === 0 && Number.isInteger(n)) return text;
+  if (max > min && text.includes('.')) {
     let end = text.length;
     while (end > text.length - (max - min) && text.charCodeAt(end - 1) === 48 /* 0 */) end--;
     if (text.charCodeAt(end - 1) === 46 /* . */) end--;

@@ -3,24 +3,27 @@ import { cpuMillicores, memoryBytes } from '../quantity.js';
 import { NO_FOOTPRINT, type Rule, type Usage } from '../policy.js';
 import { cores, count, gib } from './format.js';
 
-type Print = (n: number) => string;
-
-// Limits are quantity strings; a large policy set repeats a handful of them, so each is parsed once.
-const parsed = new Map<string, number | undefined>();
-function limitOf(key: string, parse: () => number | undefined): number | undefined {
-  if (!parsed.has(key)) {
-    if (parsed.size > 10_000) parsed.clear();
-    parsed.set(key, parse());
-  }
-  return parsed.get(key);
-}
+type Print = (n: number, unit?: string) => string;
 const gpus: Print = (n) => `${count(n)} ${n === 1 ? 'GPU' : 'GPUs'}`;
 const replicas: Print = (n) => `${count(n)} ${n === 1 ? 'replica' : 'replicas'}`;
+const skuGpus: Print = (n, sku) => `${count(n)} ${sku} ${n === 1 ? 'GPU' : 'GPUs'}`;
+
+// Limits are quantity strings; a large policy set repeats a handful of them, so each is parsed once.
+const CPU = { parse: cpuMillicores, parsed: new Map<string, number | undefined>() };
+const MEMORY = { parse: memoryBytes, parsed: new Map<string, number | undefined>() };
+function limitOf(kind: typeof CPU, text: string): number | undefined {
+  let value = kind.parsed.get(text);
+  if (value === undefined && !kind.parsed.has(text)) {
+    if (kind.parsed.size > 10_000) kind.parsed.clear();
+    value = kind.parse(text);
+    kind.parsed.set(text, value);
+  }
+  return value;
+}
 
 export const quota: Rule<'quota'> = ({ per, limits }, change, inputs) => {
   const after = change.after;
   if (!after) return { outcome: 'not_applicable', message: `${change.action} moves no resources, so no quota applies` };
-  // The schema types `per` as a plain string, so each scope is picked out by name.
   let scope: string;
   let usage: Usage;
   if (per === 'namespace') {
@@ -40,35 +43,33 @@ export const quota: Rule<'quota'> = ({ per, limits }, change, inputs) => {
   const before = change.before ?? NO_FOOTPRINT;
 
   // Each limit that is set lands in one of three lists; only an exceeded limit the change adds to fails.
-  let exceeded = '';
-  let alreadyOver = '';
-  let within = '';
-  /** `what` names the dimension where the printed number does not. */
-  const check = (what: string, limit: number, used: number, targetAfter: number, targetBefore: number, print: Print): void => {
+  // Numbers are printed only once the verdict says which list they belong in.
+  const lists: [exceeded: string, alreadyOver: string, within: string] = ['', '', ''];
+  const limitsTo = (what: string, limit: number, used: number, targetAfter: number, targetBefore: number, print: Print, unit?: string): void => {
     const total = used + targetAfter;
-    if (total <= limit) within += `${within ? ', ' : ''}${what}${print(total)} of ${print(limit)}`;
-    else if (targetAfter > targetBefore) exceeded += `${exceeded ? ', ' : ''}${what}${print(total)} over the limit of ${print(limit)}`;
-    else alreadyOver += `${alreadyOver ? ', ' : ''}${what}${print(total)} over the limit of ${print(limit)}`;
+    const list = total <= limit ? 2 : targetAfter > targetBefore ? 0 : 1;
+    const text = `${what}${print(total, unit)}${list === 2 ? ' of ' : ' over the limit of '}${print(limit, unit)}`;
+    lists[list] = lists[list] ? `${lists[list]}, ${text}` : text;
   };
 
-  if (limits.replicas !== undefined) check('', limits.replicas, usage.replicas, after.replicas, before.replicas, replicas);
+  if (limits.replicas !== undefined) limitsTo('', limits.replicas, usage.replicas, after.replicas, before.replicas, replicas);
   if (limits.cpu !== undefined) {
-    const limit = limitOf(`cpu:${limits.cpu}`, () => cpuMillicores(limits.cpu!));
-    if (limit !== undefined) check('cpu ', limit, usage.cpuMillicores, after.cpuMillicores, before.cpuMillicores, cores);
+    const limit = limitOf(CPU, limits.cpu);
+    if (limit !== undefined) limitsTo('cpu ', limit, usage.cpuMillicores, after.cpuMillicores, before.cpuMillicores, cores);
   }
   if (limits.memory !== undefined) {
-    const limit = limitOf(`memory:${limits.memory}`, () => memoryBytes(limits.memory!));
-    if (limit !== undefined) check('memory ', limit, usage.memoryBytes, after.memoryBytes, before.memoryBytes, gib);
+    const limit = limitOf(MEMORY, limits.memory);
+    if (limit !== undefined) limitsTo('memory ', limit, usage.memoryBytes, after.memoryBytes, before.memoryBytes, gib);
   }
-  if (limits.gpus !== undefined) check('', limits.gpus, usage.gpus, after.gpus, before.gpus, gpus);
+  if (limits.gpus !== undefined) limitsTo('', limits.gpus, usage.gpus, after.gpus, before.gpus, gpus);
   // Only the SKU the target runs on after the change can grow, so it is the only one worth counting.
   const sku = after.gpuSku;
   const skuLimit = sku === undefined ? undefined : limits.gpusBySku?.[sku];
   if (sku !== undefined && skuLimit !== undefined) {
     const skuBefore = before.gpuSku === sku ? before.gpus : 0;
-    const skuGpus: Print = (n) => `${count(n)} ${sku} ${n === 1 ? 'GPU' : 'GPUs'}`;
-    check('', skuLimit, usage.gpusBySku[sku] ?? 0, after.gpus, skuBefore, skuGpus);
+    limitsTo('', skuLimit, usage.gpusBySku[sku] ?? 0, after.gpus, skuBefore, skuGpus, sku);
   }
+  const [exceeded, alreadyOver, within] = lists;
 
   if (exceeded) return { outcome: 'fail', message: `${scope} would exceed its quota: ${exceeded}` };
   if (!alreadyOver) {
