@@ -1,0 +1,254 @@
+// Runs projectors: catch-up then live, each batch applied in one transaction with its checkpoint, one active
+// instance per projector, lag exported as metrics.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import { comparePositions, type EventStore, type Position, type RecordedEvent, type Subscription } from '../domain/event-store.js';
+import { tableNames, type Projector, type TableNames } from './projector.js';
+
+/** One active instance per projector across processes: whoever holds the lease projects, the others wait. */
+export interface ProjectionLease {
+  /** True when this process now holds (or already held) the lease for `name`. */
+  tryAcquire(name: string): Promise<boolean>;
+  /** False once the lease was lost (the connection holding it died). */
+  stillHeld(name: string): Promise<boolean>;
+  release(name: string): Promise<void>;
+}
+
+export interface ProjectionMetrics {
+  applied(projector: string, events: number, seconds: number): void;
+  lag(projector: string, events: number, seconds: number): void;
+}
+
+export interface ProjectionStatus {
+  name: string;
+  version: number;
+  generation: number;
+  position: Position | null;
+  eventsApplied: number;
+  /** Events after the position that this projector reads (counted up to 10,000). */
+  lagEvents: number;
+  /** Age of the oldest event it has not applied yet; 0 when caught up. */
+  lagSeconds: number;
+  /** Whether this process is the one projecting it. */
+  active: boolean;
+  updatedAt: string;
+}
+
+export interface RuntimeOptions {
+  logger: Logger;
+  metrics?: ProjectionMetrics;
+  lease: ProjectionLease;
+  batchSize?: number;
+  /** How often a standby instance tries for the lease. */
+  standbyRetryMs?: number;
+}
+
+interface Registered {
+  generation: number;
+  position: Position | null;
+}
+
+/** Thrown inside a batch's transaction when the checkpoint moved under it: someone else is projecting. */
+class CheckpointMoved extends Error {}
+
+const REGISTRY = 'sentinel_projections';
+const LAG_COUNT_LIMIT = 10_000;
+
+export class ProjectionRuntime {
+  private readonly abort = new AbortController();
+  private readonly running: Promise<void>[] = [];
+  private readonly active = new Set<string>();
+  private readonly subscriptions = new Set<Subscription>();
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly store: EventStore,
+    readonly projectors: readonly Projector[],
+    private readonly options: RuntimeOptions,
+  ) {}
+
+  /** Registers every projector (creating its first generation's tables) and starts projecting. */
+  async start(): Promise<void> {
+    for (const projector of this.projectors) await this.register(projector);
+    for (const projector of this.projectors) this.running.push(this.loop(projector));
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
+    await Promise.allSettled(this.running);
+    // A projector whose loop is between retries still holds its lease: release every one.
+    for (const projector of this.projectors) await this.options.lease.release(projector.name).catch(() => undefined);
+    this.active.clear();
+  }
+
+  /** The tables queries read for a projector: its serving generation's. */
+  async tables<Base extends string>(projector: Projector<Base>): Promise<TableNames<Base>> {
+    const row = (await this.knex(REGISTRY).where({ name: projector.name }).first('generation')) as { generation: number } | undefined;
+    return tableNames(projector, row?.generation ?? 1);
+  }
+
+  async status(): Promise<ProjectionStatus[]> {
+    const rows = (await this.knex(REGISTRY).select('*').orderBy('name')) as {
+      name: string;
+      version: number;
+      generation: number;
+      position: string | null;
+      events: string | number;
+      updated_at: Date;
+    }[];
+    return Promise.all(
+      rows.map(async (row) => {
+        const projector = this.projectors.find((p) => p.name === row.name);
+        const lag = await this.lag(projector, row.position);
+        this.options.metrics?.lag(row.name, lag.events, lag.seconds);
+        return {
+          name: row.name,
+          version: row.version,
+          generation: row.generation,
+          position: row.position,
+          eventsApplied: Number(row.events),
+          lagEvents: lag.events,
+          lagSeconds: lag.seconds,
+          active: this.active.has(row.name),
+          updatedAt: new Date(row.updated_at).toISOString(),
+        };
+      }),
+    );
+  }
+
+  /**
+   * Read-your-writes: resolves true once every named projector has applied everything it reads up to
+   * `position`, false when `timeoutMs` passes first.
+   */
+  async waitFor(position: Position, names: readonly string[], timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 2; ; wait = Math.min(wait * 2, 25)) {
+      const rows = (await this.knex(REGISTRY).whereIn('name', names).select('name', 'position')) as { name: string; position: string | null }[];
+      const behind = await Promise.all(
+        names.map(async (name) => {
+          const checkpoint = rows.find((row) => row.name === name)?.position ?? undefined;
+          if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return false;
+          // Not past it by position; but if nothing it reads lies between, it has nothing left to do.
+          const projector = this.projectors.find((p) => p.name === name);
+          const next = await this.store.readAll({ after: checkpoint, filter: filterOf(projector), limit: 1 });
+          const first = next.events[0];
+          return first !== undefined && comparePositions(first.position, position) <= 0;
+        }),
+      );
+      if (!behind.some(Boolean)) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(Math.min(wait, Math.max(1, deadline - Date.now())));
+    }
+  }
+
+  private async register(projector: Projector): Promise<Registered> {
+    return this.knex.transaction(async (trx) => {
+      // Serialises registration across processes starting together.
+      await trx.raw('lock table sentinel_projections in share row exclusive mode');
+      const row = (await trx(REGISTRY).where({ name: projector.name }).first('generation', 'position', 'version')) as
+        | { generation: number; position: string | null; version: number }
+        | undefined;
+      if (row && row.version === projector.version) return { generation: row.generation, position: row.position };
+      if (row && row.version > projector.version) {
+        throw new Error(`projection ${projector.name} is at version ${row.version}, newer than this build's ${projector.version}`);
+      }
+      // New, or a newer version: build a fresh generation from the start of the log.
+      const generation = (row?.generation ?? 0) + 1;
+      await projector.createTables(trx, tableNames(projector, generation));
+      const values = { version: projector.version, generation, position: null, events: 0, updated_at: trx.fn.now() };
+      if (row) await trx(REGISTRY).where({ name: projector.name }).update(values);
+      else await trx(REGISTRY).insert({ name: projector.name, ...values });
+      return { generation, position: null };
+    });
+  }
+
+  private async loop(projector: Projector): Promise<void> {
+    const { lease, logger } = this.options;
+    while (!this.abort.signal.aborted) {
+      try {
+        if (!(await lease.tryAcquire(projector.name))) {
+          await sleep(this.options.standbyRetryMs ?? 1000, undefined, { signal: this.abort.signal });
+          continue;
+        }
+        this.active.add(projector.name);
+        logger.info({ projector: projector.name }, 'projecting');
+        await this.project(projector);
+      } catch (error) {
+        if (this.abort.signal.aborted) return;
+        this.active.delete(projector.name);
+        logger.error({ err: error, projector: projector.name }, 'projector stopped; retrying');
+        await sleep(1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  private async project(projector: Projector): Promise<void> {
+    const registered = await this.register(projector);
+    const tables = tableNames(projector, registered.generation);
+    let position = registered.position;
+    const subscription = this.store.subscribe({
+      after: position ?? undefined,
+      filter: filterOf(projector),
+      batchSize: this.options.batchSize ?? 500,
+    });
+    this.subscriptions.add(subscription);
+    try {
+      for await (const batch of batches(subscription, this.options.batchSize ?? 500)) {
+        if (this.abort.signal.aborted) return;
+        const started = performance.now();
+        const last = batch.at(-1)!.position;
+        await this.knex.transaction(async (trx) => {
+          await projector.apply(batch, trx, tables);
+          // The checkpoint moves only from where this instance read it: a second writer rolls back instead.
+          const moved = await trx(REGISTRY)
+            .where({ name: projector.name, generation: registered.generation })
+            .andWhere((where) => (position === null ? where.whereNull('position') : where.where('position', position)))
+            .update({ position: last, events: trx.raw('events + ?', [batch.length]), updated_at: trx.fn.now() });
+          if (moved !== 1) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
+        });
+        position = last;
+        this.options.metrics?.applied(projector.name, batch.length, (performance.now() - started) / 1000);
+        if (!(await this.options.lease.stillHeld(projector.name))) throw new Error(`lost the lease on ${projector.name}`);
+      }
+    } finally {
+      this.subscriptions.delete(subscription);
+      await subscription.close();
+    }
+  }
+
+  private async lag(projector: Projector | undefined, position: string | null): Promise<{ events: number; seconds: number }> {
+    const page = await this.store.readAll({ after: position ?? undefined, filter: filterOf(projector), limit: LAG_COUNT_LIMIT });
+    const oldest = page.events[0];
+    return { events: page.events.length, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
+  }
+}
+
+function filterOf(projector: Projector | undefined) {
+  return projector?.eventTypes ? { types: [...projector.eventTypes] } : undefined;
+}
+
+/** Groups a subscription's events: whatever has arrived together, up to `max`, goes in one batch. */
+async function* batches(subscription: Subscription, max: number): AsyncGenerator<RecordedEvent[]> {
+  const iterator = subscription[Symbol.asyncIterator]();
+  const idle = Symbol('idle');
+  let pending = iterator.next();
+  for (;;) {
+    const first = await pending;
+    if (first.done) return;
+    const batch = [first.value];
+    pending = iterator.next();
+    while (batch.length < max) {
+      const next = await Promise.race([pending, new Promise<typeof idle>((resolve) => setImmediate(() => resolve(idle)))]);
+      if (next === idle) break;
+      if (next.done) {
+        yield batch;
+        return;
+      }
+      batch.push(next.value);
+      pending = iterator.next();
+    }
+    yield batch;
+  }
+}

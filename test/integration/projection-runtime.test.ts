@@ -1,0 +1,200 @@
+// The projector runtime: batches applied with their checkpoint in one transaction, catch-up then live,
+// read-your-writes, lag, and one active instance per projector.
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { pino } from 'pino';
+import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
+import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import { migrateSentinel } from '../../adapters/postgres/schema.js';
+import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
+import type { RecordedEvent } from '../../domain/event-store.js';
+import type { Projector, TableNames } from '../../projections/projector.js';
+import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
+import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+import { events, uniqueStream } from '../support/events.js';
+
+const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
+
+/** Counts events per stream; fails on demand, to show a failed batch leaves nothing behind. */
+function counter(name: string, options: { failOn?: (event: RecordedEvent) => boolean } = {}): Projector<'counts'> {
+  // Table base names are global; each test's projector gets its own.
+  const base = `counts_${name.replaceAll('-', '_')}`;
+  const own = (tables: TableNames<'counts'>) => ({ counts: (tables as unknown as Record<string, string>)[base]! });
+  return {
+    name,
+    version: 1,
+    eventTypes: ['Counted'],
+    tables: [base as 'counts'],
+    async createTables(trx, named) {
+      const tables = own(named);
+      await trx.schema.createTable(tables.counts, (table) => {
+        table.text('stream').primary();
+        table.integer('count').notNullable();
+        table.text('last_position').notNullable();
+      });
+    },
+    async apply(batch, trx, named) {
+      const tables = own(named);
+      for (const event of batch) {
+        if (options.failOn?.(event)) throw new Error('projector failed on purpose');
+        await trx(tables.counts)
+          .insert({ stream: event.stream, count: 1, last_position: event.position })
+          .onConflict('stream')
+          .merge({ count: trx.raw('?? + 1', [`${tables.counts}.count`]), last_position: event.position });
+      }
+    },
+  };
+}
+
+async function counts(knex: Knex, tables: TableNames<'counts'>): Promise<Record<string, number>> {
+  const [table] = Object.values(tables) as string[];
+  const rows = (await knex(table!).select('stream', 'count')) as { stream: string; count: number }[];
+  return Object.fromEntries(rows.map((row) => [row.stream, Number(row.count)]));
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+interface Backend {
+  name: string;
+  skip?: string;
+  open(): Promise<{ db: Database; lease: () => ProjectionLease; close(): Promise<void> }>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'PGlite',
+    open: async () => {
+      const db = await openPglite();
+      return { db, lease: () => inProcessLease, close: () => db.close() };
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    skip: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
+    open: async () => {
+      const scratch: ScratchDatabase = await createScratchDatabase();
+      const db = openPostgres(scratch.url);
+      return {
+        db,
+        lease: () => new AdvisoryLease(scratch.url),
+        close: async () => {
+          await db.close();
+          await scratch.drop();
+        },
+      };
+    },
+  },
+];
+
+for (const backend of backends) {
+  describe(`projection runtime on ${backend.name}`, function () {
+    this.timeout(60_000);
+    let opened: Awaited<ReturnType<Backend['open']>>;
+    let store: PostgresEventStore;
+
+    before(async function () {
+      if (backend.skip) {
+        console.log(`      skipped: ${backend.skip}`);
+        this.skip();
+      }
+      opened = await backend.open();
+      store = await PostgresEventStore.open(opened.db);
+      await migrateSentinel(opened.db.knex);
+    });
+    after(async () => {
+      await store?.close();
+      await opened?.close();
+    });
+
+    it('catches up, then follows live appends, checkpointing with every batch', async () => {
+      const projector = counter('catch-up');
+      const a = uniqueStream('counted');
+      await store.append(a, events(120, 'Counted'));
+      await store.append(uniqueStream('other'), events(5, 'Ignored'));
+      const runtime = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease(), batchSize: 50 });
+      await runtime.start();
+      try {
+        const tables = await runtime.tables(projector);
+        await eventually(async () => (await counts(opened.db.knex, tables))[a] === 120);
+        const b = uniqueStream('counted');
+        const written = await store.append(b, events(7, 'Counted'));
+        expect(await runtime.waitFor(written.position, ['catch-up'], 10_000)).to.equal(true);
+        expect((await counts(opened.db.knex, tables))[b]).to.equal(7);
+        const [status] = (await runtime.status()).filter((s) => s.name === 'catch-up');
+        expect(status).to.deep.include({ eventsApplied: 127, position: written.position, lagEvents: 0, lagSeconds: 0, active: true });
+      } finally {
+        await runtime.stop();
+      }
+    });
+
+    it('never applies an event twice or loses one across restarts, and a failed batch leaves nothing behind', async () => {
+      let failing = true;
+      const stream = uniqueStream('counted');
+      const projector = counter('restarts', { failOn: (event) => failing && event.stream === stream && (event.data as { i: number }).i === 30 });
+      await store.append(stream, events(60, 'Counted'));
+      const first = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease(), batchSize: 25 });
+      await first.start();
+      const tables = await first.tables(projector);
+      // The batch holding event 30 fails again and again: what is applied is exactly what the checkpoint says.
+      await eventually(async () => ((await counts(opened.db.knex, tables))[stream] ?? 0) > 0);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const applied = await counts(opened.db.knex, tables);
+      const [status] = (await first.status()).filter((s) => s.name === 'restarts');
+      expect(applied[stream]).to.be.below(31);
+      expect(status!.eventsApplied).to.equal(Object.values(applied).reduce((a, b) => a + b, 0));
+      await first.stop();
+
+      failing = false;
+      const second = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease(), batchSize: 25 });
+      await second.start();
+      try {
+        await eventually(async () => (await counts(opened.db.knex, tables))[stream] === 60);
+        await store.append(stream, events(3, 'Counted'));
+        await eventually(async () => (await counts(opened.db.knex, tables))[stream] === 63);
+      } finally {
+        await second.stop();
+      }
+    });
+
+    it('answers read-your-writes for a position the projector does not read, and times out when it is stopped', async () => {
+      const projector = counter('ryw');
+      const runtime = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease() });
+      await runtime.start();
+      const unrelated = await store.append(uniqueStream('other'), events(1, 'Ignored'));
+      expect(await runtime.waitFor(unrelated.position, ['ryw'], 5_000)).to.equal(true);
+      await runtime.stop();
+      const pending = await store.append(uniqueStream('counted'), events(1, 'Counted'));
+      expect(await runtime.waitFor(pending.position, ['ryw'], 100)).to.equal(false);
+    });
+
+    it('runs one active instance per projector; a standby takes over when the active one goes', async function () {
+      if (backend.name === 'PGlite') return this.skip(); // one process by construction
+      const projector = counter('leased');
+      const stream = uniqueStream('counted');
+      const one = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease(), standbyRetryMs: 50 });
+      const two = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease(), standbyRetryMs: 50 });
+      await one.start();
+      await two.start();
+      try {
+        await store.append(stream, events(10, 'Counted'));
+        const tables = await one.tables(projector);
+        await eventually(async () => (await counts(opened.db.knex, tables))[stream] === 10);
+        const active = async () => [(await one.status()).find((s) => s.name === 'leased')!.active, (await two.status()).find((s) => s.name === 'leased')!.active];
+        const before = await active();
+        expect(before.filter(Boolean)).to.have.length(1);
+        await (before[0] ? one : two).stop();
+        await store.append(stream, events(5, 'Counted'));
+        await eventually(async () => (await counts(opened.db.knex, tables))[stream] === 15);
+      } finally {
+        await one.stop();
+        await two.stop();
+      }
+    });
+  });
+}
