@@ -22,6 +22,12 @@ import { systemClock } from '../commands/clock.js';
 import { CommandHandler } from '../commands/command-handler.js';
 import { commandApi } from '../commands/http/api.js';
 import { PolicyEngine } from '../commands/policy-engine.js';
+import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
+import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-metrics.js';
+import { auditProjector } from '../projections/audit-trail.js';
+import { queryRoutes } from '../projections/http/query-routes.js';
+import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
+import { ProjectionRuntime } from '../projections/runtime.js';
 import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
 import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
@@ -38,6 +44,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
   const metrics = createMetricsRegistry();
   const db = await openDatabase(config, logger);
   let eventStore: EventStore | undefined;
+  let runtime: ProjectionRuntime | undefined;
   try {
     eventStore = new InstrumentedEventStore(await openEventStore(config, db, logger), metrics);
     const store = eventStore;
@@ -57,6 +64,14 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
     );
     await bootstrapAdmin(access, config, logger);
 
+    const projections = new ProjectionRuntime(db.knex, store, [...READ_MODEL_PROJECTORS, auditProjector], {
+      logger,
+      lease: db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease,
+      metrics: prometheusProjectionMetrics(metrics),
+    });
+    await projections.start();
+    runtime = projections;
+
     const api = commandApi({
       handler: new CommandHandler(store, { metrics: prometheusCommandMetrics(metrics) }),
       policy: new PolicyEngine(store, {
@@ -70,6 +85,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       logger,
       planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
       version: SENTINEL_VERSION,
+      queryRoutes: queryRoutes({ knex: db.knex, runtime: projections }),
     });
     const app = createHttpApp({
       logger,
@@ -95,11 +111,13 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       async stop() {
         clearInterval(purge);
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
+        await projections.stop();
         await store.close();
         await db.close();
       },
     };
   } catch (error) {
+    await runtime?.stop().catch(() => undefined);
     await eventStore?.close().catch(() => undefined);
     await db.close().catch(() => undefined);
     throw error;

@@ -42,6 +42,8 @@ export interface RuntimeOptions {
   batchSize?: number;
   /** How often a standby instance tries for the lease. */
   standbyRetryMs?: number;
+  /** How often lag is sampled for the metrics. */
+  lagSampleMs?: number;
 }
 
 interface Registered {
@@ -60,6 +62,7 @@ export class ProjectionRuntime {
   private readonly running: Promise<void>[] = [];
   private readonly active = new Set<string>();
   private readonly subscriptions = new Set<Subscription>();
+  private lagTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly knex: Knex,
@@ -72,9 +75,14 @@ export class ProjectionRuntime {
   async start(): Promise<void> {
     for (const projector of this.projectors) await this.register(projector);
     for (const projector of this.projectors) this.running.push(this.loop(projector));
+    // Lag is measured against the log, so it is sampled rather than kept up on every batch.
+    if (this.options.metrics) {
+      this.lagTimer = setInterval(() => void this.status().catch(() => undefined), this.options.lagSampleMs ?? 10_000).unref();
+    }
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.lagTimer);
     this.abort.abort();
     await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
     await Promise.allSettled(this.running);

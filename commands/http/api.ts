@@ -33,6 +33,8 @@ export interface CommandApiOptions {
   logger: Logger;
   planTtlSeconds: number;
   version: string;
+  /** Routes of the read side, served under the same auth and described in the same document. */
+  queryRoutes?: readonly Route[];
 }
 
 export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idempotency' | 'version'>): Route[] {
@@ -50,7 +52,7 @@ export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idemp
 
 /** The router to mount at /api/v1. */
 export function commandApi(options: CommandApiOptions): Router {
-  const routes = commandRoutes(options);
+  const routes = [...commandRoutes(options), ...(options.queryRoutes ?? [])];
   const document = openApiDocument(routes, { version: options.version });
   const router = express.Router();
   router.get('/openapi.json', (_req, res) => {

@@ -19,6 +19,11 @@ export class Forbidden extends Error {
   override name = 'Forbidden';
 }
 
+/** Read-your-writes: the read side has not reached the position asked for within the wait. */
+export class NotYetVisible extends Error {
+  override name = 'NotYetVisible';
+}
+
 /** A problem with the request itself (body, headers, path), found before any command runs. */
 export class BadRequest extends Error {
   override name = 'BadRequest';
@@ -72,6 +77,9 @@ export function toProblem(error: unknown): HttpProblem | undefined {
       detail: error.message,
       headers: { 'WWW-Authenticate': 'Bearer realm="sentinel"' },
     };
+  }
+  if (error instanceof NotYetVisible) {
+    return { type: `${TYPE}not-yet-visible`, title: 'Service Unavailable', status: 503, detail: error.message, headers: { 'Retry-After': '1' } };
   }
   if (error instanceof Forbidden) return { type: `${TYPE}forbidden`, title: 'Forbidden', status: 403, detail: error.message };
   if (error instanceof NotFound) return { type: `${TYPE}not-found`, title: 'Not Found', status: 404, detail: error.message };

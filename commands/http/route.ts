@@ -9,6 +9,8 @@ export type Method = 'get' | 'post' | 'patch' | 'delete';
 export interface RouteRequest<Body> {
   body: Body;
   params: Record<string, string>;
+  /** Query parameters; a parameter given more than once keeps its first value. */
+  query: Record<string, string>;
   /** Absent only on public routes. */
   principal: Principal | undefined;
   context: CommandContext;

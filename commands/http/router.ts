@@ -61,16 +61,17 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
           ...(res.locals['emergency'] ? { emergency: res.locals['emergency'] as { justification: string } } : {}),
         };
         const params = req.params as Record<string, string>;
+        const query = firstValues(req.query);
         const key = route.idempotent && principal ? idempotencyKey(req) : undefined;
 
         if (!key) {
-          send(res, await run(route, { body, params, principal, context, newId: randomUUID }));
+          send(res, await run(route, { body, params, query, principal, context, newId: randomUUID }));
           return;
         }
         const idempotent = { principalId: principal!.id, key, requestHash: requestHash(req.method, req.path, req.body) };
         const ids = derivedIds(idempotent);
         const reply = await once(options.idempotency, idempotent, async () =>
-          run(route, { body, params, principal, context: { ...context, eventIds: ids.eventIds }, newId: () => ids.resourceId }),
+          run(route, { body, params, query, principal, context: { ...context, eventIds: ids.eventIds }, newId: () => ids.resourceId }),
         );
         if (reply.replayed) res.setHeader('Idempotent-Replayed', 'true');
         send(res, reply);
@@ -199,6 +200,15 @@ function idempotencyKey(req: Request): string | undefined {
     ]);
   }
   return key;
+}
+
+function firstValues(query: Request['query']): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const [key, value] of Object.entries(query)) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (typeof first === 'string') values[key] = first;
+  }
+  return values;
 }
 
 function headerMatching(req: Request, name: string, pattern: RegExp): string | undefined {

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { commandRoutes } from '../../commands/http/api.js';
+import { queryRoutes } from '../../projections/http/query-routes.js';
 import { startTestApi, type Caller, type TestApi } from '../support/sentinel-api.js';
 
 type Verdict = 'allow' | 'deny';
@@ -45,6 +46,21 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'DELETE /policies/:id':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'POST /policies/evaluate':          ['deny',  'deny',  'allow', 'allow', 'allow'],
   'GET /policy-decisions/:id/replay': ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /clusters':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /clusters/:id':                ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /workloads':                   ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /workloads/:id':               ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /deployments':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /deployments/:id':             ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /deployments/:id/history':     ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /action-plans':                ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /action-plans/:id':            ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /policies':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /policies/:id':                ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /policy-decisions':            ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /audit':                       ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /audit/verify':                ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /projections':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /openapi.json':                ['allow', 'allow', 'allow', 'allow', 'allow'],
 };
 
@@ -110,7 +126,10 @@ const OUTSIDE_THE_ROUTE_TABLE = ['GET /openapi.json'];
 
 /** The rows `commandApi` mounts; their handlers never run here, so the services behind them can be stand-ins. */
 function routeRows() {
-  return commandRoutes({ handler: {} as never, policy: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 });
+  return [
+    ...commandRoutes({ handler: {} as never, policy: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 }),
+    ...queryRoutes({ knex: {} as never, runtime: {} as never }),
+  ];
 }
 const keyOf = (route: { method: string; path: string }) => `${route.method.toUpperCase()} ${route.path}`;
 

@@ -1,0 +1,532 @@
+// The audit trail: one row per event in log order, each chained to the one before by a SHA-256 hash, so an
+// edited, deleted or reordered row shows up when the chain is verified.
+import { createHash } from 'node:crypto';
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import type { RecordedEvent } from '../domain/event-store.js';
+import { timestamp } from '../domain/schemas.js';
+import type { Projector, TableNames } from './projector.js';
+
+/** The `prev_hash` of the first row. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+const MAX_SUMMARY = 200;
+const MAX_DETAIL = 80;
+/** Rows per INSERT: far below PostgreSQL's 65,535 parameters, and above any batch the runtime sends. */
+const INSERT_CHUNK = 2000;
+
+// ---- the projector --------------------------------------------------------------------------------------
+
+export const auditProjector: Projector<'audit'> = {
+  name: 'audit',
+  version: 1,
+  tables: ['audit'],
+
+  async createTables(trx, tables) {
+    const table = tables.audit;
+    await trx.schema.createTable(table, (t) => {
+      // Byte order, not the database locale's: positions compare as plain strings.
+      t.specificType('position', 'text collate "C"').primary();
+      t.uuid('event_id').notNullable();
+      t.text('stream').notNullable();
+      t.text('type').notNullable();
+      t.bigInteger('revision').notNullable();
+      t.timestamp('recorded_at', { useTz: true }).notNullable();
+      t.text('actor_id').nullable();
+      t.text('actor_kind').nullable();
+      t.text('action').notNullable();
+      t.text('correlation_id').nullable();
+      t.text('causation_id').nullable();
+      t.text('summary').notNullable();
+      t.jsonb('content').notNullable();
+      t.text('prev_hash').notNullable();
+      t.text('hash').notNullable();
+      // Each filter of `queryAudit` pages by position, so the filtered column leads and position follows.
+      t.index(['actor_id', 'position'], `${table}_actor_idx`);
+      t.index(['stream', 'position'], `${table}_stream_idx`);
+      t.index(['type', 'position'], `${table}_type_idx`);
+      t.index(['correlation_id', 'position'], `${table}_correlation_idx`);
+      t.index(['recorded_at'], `${table}_recorded_at_idx`);
+    });
+  },
+
+  async apply(events, trx, tables) {
+    if (events.length === 0) return;
+    const last = (await trx(tables.audit).orderBy('position', 'desc').first('position', 'hash')) as
+      | { position: string; hash: string }
+      | undefined;
+    let prevHash = last?.hash ?? GENESIS_HASH;
+    let prevPosition: string | undefined;
+    const rows: Record<string, unknown>[] = [];
+    for (const event of events) {
+      // Already recorded (a replayed batch): skipped, since chaining it again would fork the chain.
+      if (last && event.position <= last.position) continue;
+      if (prevPosition !== undefined && event.position <= prevPosition) {
+        throw new Error(`audit trail: events out of log order (${event.position} after ${prevPosition})`);
+      }
+      const record = recordOf(event);
+      const hash = chainHash(prevHash, record);
+      rows.push({
+        position: record.position,
+        event_id: record.eventId,
+        stream: record.stream,
+        type: record.type,
+        revision: record.revision,
+        recorded_at: event.recordedAt,
+        actor_id: record.actorId,
+        actor_kind: record.actorKind,
+        action: record.action,
+        correlation_id: record.correlationId,
+        causation_id: record.causationId,
+        summary: record.summary,
+        // Sent as canonical text, so the stored document is exactly the one hashed.
+        content: canonicalJson(record.content),
+        prev_hash: prevHash,
+        hash,
+      });
+      prevHash = hash;
+      prevPosition = record.position;
+    }
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) await trx(tables.audit).insert(rows.slice(i, i + INSERT_CHUNK));
+  },
+};
+
+export type AuditTables = TableNames<'audit'>;
+
+// ---- the hash chain -------------------------------------------------------------------------------------
+
+/** What a row's hash covers: every column but the two hashes. */
+interface AuditRecord {
+  position: string;
+  eventId: string;
+  stream: string;
+  type: string;
+  revision: number | string;
+  recordedAt: string;
+  actorId: string | null;
+  actorKind: string | null;
+  action: string;
+  correlationId: string | null;
+  causationId: string | null;
+  summary: string;
+  content: unknown;
+}
+
+function recordOf(event: RecordedEvent): AuditRecord {
+  const eventId = event.id.toLowerCase();
+  const recordedAt = event.recordedAt.toISOString();
+  const actor = event.metadata.actor;
+  const action = actionOf(event.type);
+  return {
+    position: event.position,
+    eventId,
+    stream: event.stream,
+    type: event.type,
+    revision: event.revision,
+    recordedAt,
+    actorId: typeof actor?.id === 'string' ? actor.id : null,
+    actorKind: typeof actor?.kind === 'string' ? actor.kind : null,
+    action,
+    correlationId: textOrNull(event.metadata.correlationId),
+    causationId: textOrNull(event.metadata.causationId),
+    summary: summarize(event, action),
+    content: {
+      id: eventId,
+      stream: event.stream,
+      type: event.type,
+      schemaVersion: event.schemaVersion,
+      revision: event.revision,
+      position: event.position,
+      recordedAt,
+      data: event.data,
+      metadata: event.metadata,
+    },
+  };
+}
+
+function chainHash(prevHash: string, record: AuditRecord): string {
+  return createHash('sha256').update(`${prevHash}\n${canonicalJson(record)}`).digest('hex');
+}
+
+/** JSON with every object's keys sorted (recursively) and undefined members dropped: one text per value. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, member: unknown) => {
+    if (member === null || typeof member !== 'object' || Array.isArray(member)) return member;
+    // No prototype, so a "__proto__" key stays an ordinary member.
+    const sorted = Object.create(null) as Record<string, unknown>;
+    for (const key of Object.keys(member).sort()) sorted[key] = (member as Record<string, unknown>)[key];
+    return sorted;
+  });
+}
+
+// ---- verification ---------------------------------------------------------------------------------------
+
+export type AuditVerification =
+  | { ok: true; rows: number }
+  | { ok: false; rows: number; brokenAt: { id: string; position: string }; reason: string };
+
+interface StoredRow {
+  position: string;
+  event_id: string;
+  stream: string;
+  type: string;
+  revision: string;
+  recorded_us: string;
+  actor_id: string | null;
+  actor_kind: string | null;
+  action: string;
+  correlation_id: string | null;
+  causation_id: string | null;
+  summary: string;
+  content: unknown;
+  prev_hash: string;
+  hash: string;
+}
+
+/**
+ * Walks the table in log order, a page at a time, recomputing every row's hash from its columns and checking
+ * that it links to the row before. Reports the first row that does not hold up.
+ */
+export async function verifyAuditTrail(knex: Knex, table: string, options: { batchSize?: number } = {}): Promise<AuditVerification> {
+  const batchSize = options.batchSize ?? 1000;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, not ${batchSize}`);
+  let expectedPrev = GENESIS_HASH;
+  let after: string | undefined;
+  let rows = 0;
+  for (;;) {
+    const page = (await knex(table)
+      .select(
+        'position',
+        'event_id',
+        'stream',
+        'type',
+        knex.raw('revision::text as revision'),
+        // Microseconds, so an edit below the millisecond is caught too.
+        knex.raw('(extract(epoch from recorded_at) * 1000000)::bigint::text as recorded_us'),
+        'actor_id',
+        'actor_kind',
+        'action',
+        'correlation_id',
+        'causation_id',
+        'summary',
+        'content',
+        'prev_hash',
+        'hash',
+      )
+      .modify((query) => {
+        if (after !== undefined) query.where('position', '>', after);
+      })
+      .orderBy('position')
+      .limit(batchSize)) as StoredRow[];
+    for (const row of page) {
+      rows++;
+      const brokenAt = { id: row.event_id, position: row.position };
+      if (row.prev_hash !== expectedPrev) {
+        return { ok: false, rows, brokenAt, reason: "prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)" };
+      }
+      if (chainHash(row.prev_hash, storedRecord(row)) !== row.hash) {
+        return { ok: false, rows, brokenAt, reason: "hash does not match the row's contents (the row or its hash was changed)" };
+      }
+      expectedPrev = row.hash;
+    }
+    if (page.length < batchSize) return { ok: true, rows };
+    after = page.at(-1)!.position;
+  }
+}
+
+function storedRecord(row: StoredRow): AuditRecord {
+  const revision = Number(row.revision);
+  return {
+    position: row.position,
+    eventId: row.event_id,
+    stream: row.stream,
+    type: row.type,
+    revision: Number.isSafeInteger(revision) ? revision : row.revision,
+    recordedAt: isoFromMicros(BigInt(row.recorded_us)),
+    actorId: row.actor_id,
+    actorKind: row.actor_kind,
+    action: row.action,
+    correlationId: row.correlation_id,
+    causationId: row.causation_id,
+    summary: row.summary,
+    content: row.content,
+  };
+}
+
+/** Millisecond ISO text, as the hash was taken over; a time off the millisecond gives text that cannot match. */
+function isoFromMicros(micros: bigint): string {
+  const millis = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
+  const iso = new Date(Number(millis)).toISOString();
+  const rest = ((micros % 1000n) + 1000n) % 1000n;
+  return rest === 0n ? iso : iso.replace('Z', `${rest.toString().padStart(3, '0')}Z`);
+}
+
+// ---- queries --------------------------------------------------------------------------------------------
+
+export interface AuditQuery {
+  /** Actor id. */
+  actor?: string;
+  stream?: string;
+  type?: string;
+  correlationId?: string;
+  /** ISO time; entries recorded at or after it. */
+  from?: string;
+  /** ISO time; entries recorded before it. */
+  to?: string;
+  /** 1 to 1000. */
+  limit: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+export interface AuditEntry {
+  id: string;
+  position: string;
+  time: string;
+  actor: { id: string; kind: string } | null;
+  action: string;
+  stream: string;
+  type: string;
+  correlationId: string | null;
+  causationId: string | null;
+  summary: string;
+  hash: string;
+}
+
+export interface AuditPage {
+  items: AuditEntry[];
+  /** Pass it as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
+}
+
+/** A query the audit trail cannot answer as asked; `errors` name each field. */
+export class InvalidAuditQuery extends Error {
+  override name = 'InvalidAuditQuery';
+  constructor(
+    message: string,
+    readonly errors: { path: string; message: string }[],
+  ) {
+    super(message);
+  }
+}
+
+const filterText = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
+
+const auditQuery = z.object({
+  actor: filterText.optional(),
+  stream: filterText.optional(),
+  type: filterText.optional(),
+  correlationId: filterText.optional(),
+  from: timestamp.optional(),
+  to: timestamp.optional(),
+  limit: z.int({ error: 'a whole number from 1 to 1000' }).min(1, 'at least 1').max(1000, 'at most 1000'),
+  cursor: z.string().optional(),
+});
+
+interface EntryRow {
+  event_id: string;
+  position: string;
+  recorded_at: Date | string;
+  actor_id: string | null;
+  actor_kind: string | null;
+  action: string;
+  stream: string;
+  type: string;
+  correlation_id: string | null;
+  causation_id: string | null;
+  summary: string;
+  hash: string;
+}
+
+/** One page of the trail in log order, filtered; the cursor continues exactly after the page's last entry. */
+export async function queryAudit(knex: Knex, table: string, query: AuditQuery): Promise<AuditPage> {
+  const parsed = auditQuery.safeParse(query);
+  if (!parsed.success) {
+    const errors = parsed.error.issues.map((issue) => ({ path: issue.path.join('.') || '(root)', message: issue.message }));
+    throw new InvalidAuditQuery(`invalid audit query: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, errors);
+  }
+  const q = parsed.data;
+  const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+  const rows = (await knex(table)
+    .select('event_id', 'position', 'recorded_at', 'actor_id', 'actor_kind', 'action', 'stream', 'type', 'correlation_id', 'causation_id', 'summary', 'hash')
+    .modify((select) => {
+      if (q.actor !== undefined) select.where('actor_id', q.actor);
+      if (q.stream !== undefined) select.where('stream', q.stream);
+      if (q.type !== undefined) select.where('type', q.type);
+      if (q.correlationId !== undefined) select.where('correlation_id', q.correlationId);
+      if (q.from !== undefined) select.where('recorded_at', '>=', new Date(q.from));
+      if (q.to !== undefined) select.where('recorded_at', '<', new Date(q.to));
+      if (after !== undefined) select.where('position', '>', after);
+    })
+    .orderBy('position')
+    .limit(q.limit + 1)) as EntryRow[];
+  const page = rows.slice(0, q.limit);
+  return {
+    items: page.map(entryOf),
+    nextCursor: rows.length > q.limit ? encodeCursor(page.at(-1)!.position) : null,
+  };
+}
+
+function entryOf(row: EntryRow): AuditEntry {
+  return {
+    id: row.event_id,
+    position: row.position,
+    time: new Date(row.recorded_at).toISOString(),
+    actor: row.actor_id === null ? null : { id: row.actor_id, kind: row.actor_kind ?? 'unknown' },
+    action: row.action,
+    stream: row.stream,
+    type: row.type,
+    correlationId: row.correlation_id,
+    causationId: row.causation_id,
+    summary: row.summary,
+    hash: row.hash,
+  };
+}
+
+function encodeCursor(position: string): string {
+  return Buffer.from(position, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const position = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (position.length === 0 || encodeCursor(position) !== cursor) {
+    throw new InvalidAuditQuery('invalid audit query: cursor: not a cursor returned by this API', [
+      { path: 'cursor', message: 'not a cursor returned by this API; pass nextCursor of the previous page' },
+    ]);
+  }
+  return position;
+}
+
+// ---- actions and summaries ------------------------------------------------------------------------------
+
+/** `DeploymentScaled` → `deployment scaled`. */
+export function actionOf(type: string): string {
+  return type
+    .replace(/[_.]+/g, ' ')
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .trim()
+    .toLowerCase();
+}
+
+type Data = Record<string, unknown>;
+
+/** Short phrases for the events whose data says more than their type; the rest get `genericSummary`. */
+const SUMMARIES: Record<string, (d: Data, subject: string) => string | false> = {
+  DeploymentCreated: (d, s) =>
+    all(d.clusterId, d.replicas) && `deployment ${s} created on cluster ${text(d.clusterId)} with ${text(d.replicas)} replicas`,
+  DeploymentScaled: (d, s) =>
+    all(d.previousReplicas, d.replicas) && `deployment ${s} scaled from ${text(d.previousReplicas)} to ${text(d.replicas)} replicas`,
+  DeploymentUpdated: (d, s) => all(d.revision) && `deployment ${s} updated to revision ${text(d.revision)}`,
+  DeploymentDriftPolicyChanged: (d, s) =>
+    all(d.previousDriftPolicy, d.driftPolicy) &&
+    `deployment ${s} drift policy changed from ${text(d.previousDriftPolicy)} to ${text(d.driftPolicy)}`,
+  DeploymentRollbackRequested: (d, s) =>
+    all(d.revision, d.toRevision) && `deployment ${s} rollback from revision ${text(d.revision)} to ${text(d.toRevision)} requested`,
+  DeploymentApplying: (d, s) => all(d.revision) && `deployment ${s} applying revision ${text(d.revision)}`,
+  DeploymentApplied: (d, s) => all(d.revision) && `deployment ${s} applied revision ${text(d.revision)}`,
+  DeploymentRolloutProgressed: (d, s) =>
+    all(d.revision, d.readyReplicas, d.updatedReplicas) &&
+    `deployment ${s} rollout of revision ${text(d.revision)}: ${text(d.readyReplicas)} ready, ${text(d.updatedReplicas)} updated`,
+  DeploymentAvailable: (d, s) =>
+    all(d.revision, d.readyReplicas) && `deployment ${s} available at revision ${text(d.revision)} with ${text(d.readyReplicas)} ready`,
+  DeploymentRolledBack: (d, s) =>
+    all(d.revision, d.toRevision) && `deployment ${s} rolled back from revision ${text(d.revision)} to ${text(d.toRevision)}`,
+  UserCreated: (d) => all(d.username, d.role) && `user ${text(d.username)} created with role ${text(d.role)}`,
+  UserUpdated: (d, s) => {
+    const changes = [
+      d.role !== undefined ? `role ${text(d.role)}` : undefined,
+      d.disabled === true ? 'disabled' : d.disabled === false ? 'enabled' : undefined,
+      d.passwordChanged === true ? 'password changed' : undefined,
+    ].filter(Boolean);
+    return `user ${s} updated${changes.length ? ` (${changes.join(', ')})` : ''}`;
+  },
+  ServiceAccountCreated: (d) => all(d.name) && `service account ${text(d.name)} created`,
+  ActionPlanSubmitted: (d, s) =>
+    Array.isArray(d.actions) &&
+    `action plan ${s} submitted with ${d.actions.length} action${d.actions.length === 1 ? '' : 's'}${d.shadow === true ? ' (shadow)' : ''}`,
+  ActionPlanRejected: (d, s) =>
+    Array.isArray(d.violations) && `action plan ${s} rejected with ${d.violations.length} violation${d.violations.length === 1 ? '' : 's'}`,
+  PlanActionStarted: (d, s) => all(d.index) && `action ${text(d.index)} of plan ${s} started`,
+  PlanActionSucceeded: (d, s) => all(d.index) && `action ${text(d.index)} of plan ${s} succeeded`,
+  PlanActionFailed: (d, s) => all(d.index) && `action ${text(d.index)} of plan ${s} failed`,
+  PlanActionRolledBack: (d, s) => all(d.index) && `action ${text(d.index)} of plan ${s} rolled back`,
+  ChangeAdmitted: (d) =>
+    all(d.action, d.targetId) && `change admitted: ${text(d.action)} of ${text(d.targetId)}${d.direction ? ` (${text(d.direction)})` : ''}`,
+  PolicyEvaluated: (d) =>
+    all(d.verdict, d.command) &&
+    `policy ${d.verdict === 'allow' ? 'allowed' : d.verdict === 'deny' ? 'denied' : text(d.verdict)} ${text(d.command)}` +
+      (d.breakGlass ? ' (break-glass)' : ''),
+};
+
+function summarize(event: RecordedEvent, action: string): string {
+  const data = event.data ?? {};
+  const subject = subjectOf(data, action);
+  const describe = Object.hasOwn(SUMMARIES, event.type) ? SUMMARIES[event.type] : undefined;
+  const specific = describe?.(data, subject?.id ?? streamId(event.stream)) || undefined;
+  const base = specific ?? genericSummary(event, action, subject);
+  const detail = textOrNull(data.reason) ?? textOrNull(data.cause);
+  return clip(oneLine(detail ? `${base}: ${clip(oneLine(detail), MAX_DETAIL)}` : base), MAX_SUMMARY);
+}
+
+/** `deployment 1234 paused`: the entity's id after the words that name it, or the stream when none does. */
+function genericSummary(event: RecordedEvent, action: string, subject: Subject | undefined): string {
+  if (!subject) return `${action} in ${event.stream}`;
+  const words = action.split(' ');
+  return [...words.slice(0, subject.after), subject.id, ...words.slice(subject.after)].join(' ');
+}
+
+interface Subject {
+  id: string;
+  /** How many words of the action name the entity: the id goes after them. */
+  after: number;
+}
+
+/**
+ * The entity the event is about: the `<noun>Id` field whose noun the action names first (`deploymentId` for
+ * "deployment created", `serviceAccountId` for "service account revoked"). Key order plays no part, since
+ * jsonb does not keep it.
+ */
+function subjectOf(data: Data, action: string): Subject | undefined {
+  const words = action.split(' ');
+  let best: (Subject & { at: number }) | undefined;
+  for (const key of Object.keys(data).sort()) {
+    const match = /^([a-z][A-Za-z0-9]*)Id$/.exec(key);
+    const value = data[key];
+    if (!match || (typeof value !== 'string' && typeof value !== 'number')) continue;
+    const noun = actionOf(match[1]!).split(' ');
+    for (let at = 0; at + noun.length <= words.length && (!best || at < best.at); at++) {
+      if (noun.every((word, k) => words[at + k] === word)) {
+        best = { id: text(value), after: at + noun.length, at };
+        break;
+      }
+    }
+  }
+  return best && { id: best.id, after: best.after };
+}
+
+function streamId(stream: string): string {
+  const dash = stream.indexOf('-');
+  return dash === -1 ? stream : stream.slice(dash + 1);
+}
+
+function all(...values: unknown[]): boolean {
+  return values.every((value) => typeof value === 'string' || typeof value === 'number');
+}
+
+function text(value: unknown): string {
+  return clip(oneLine(String(value)), MAX_DETAIL);
+}
+
+function textOrNull(value: unknown): string | null {
+  return typeof value === 'string' && value.length > 0 ? value : null;
+}
+
+function oneLine(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+}
+
+function clip(value: string, max: number): string {
+  return value.length <= max ? value : `${value.slice(0, max - 1)}…`;
+}

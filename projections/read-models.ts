@@ -1,0 +1,1330 @@
+// The read models the query API serves: clusters, workloads, deployments, action plans, policies and policy
+// decisions, each a projector (events → tables) with the queries that read its tables.
+import type { Knex } from 'knex';
+import { actionPlanEvents, actionTarget, type ActionStatus, type PlanStatus } from '../domain/action-plan.js';
+import { clusterEvents, type ClusterStatus, type Credentials } from '../domain/cluster.js';
+import type { EventCatalog, DomainEvent } from '../domain/decider.js';
+import { deploymentEvents, type DeploymentStatus } from '../domain/deployment.js';
+import type { RecordedEvent } from '../domain/event-store.js';
+import { policyEvents } from '../domain/policy-evaluation.js';
+import { GLOBAL_POLICY_SET, policySetEvents } from '../domain/policy-set.js';
+import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
+import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
+import type { Projector, TableNames } from './projector.js';
+
+// ---- the shape every read model takes ---------------------------------------------------------------------
+
+export interface Page {
+  /** 1 to 500. */
+  limit: number;
+  /** `nextCursor` of the previous page; absent (or empty) for the first. */
+  cursor?: string;
+  /** Equality filters by name; each read model says which it accepts. */
+  filters: Record<string, string>;
+}
+
+export interface PageOf<Item = unknown> {
+  items: Item[];
+  /** Null on the last page. */
+  nextCursor: string | null;
+}
+
+export interface ReadModel<Base extends string = string> {
+  projector: Projector<Base>;
+  /** The filters `list` accepts, by name. */
+  filters: readonly string[];
+  list(knex: Knex, tables: TableNames<Base>, page: Page): Promise<PageOf>;
+  get?(knex: Knex, tables: TableNames<Base>, id: string): Promise<unknown | undefined>;
+}
+
+export const MAX_PAGE_SIZE = 500;
+
+/** A query the read side cannot answer as asked: a bad limit, cursor or filter. `errors` name the parameter. */
+export class InvalidQuery extends Error {
+  override name = 'InvalidQuery';
+  constructor(
+    message: string,
+    readonly errors: { path: string; message: string }[],
+  ) {
+    super(message);
+  }
+}
+
+// ---- paging and filtering ---------------------------------------------------------------------------------
+
+/** Opaque to clients: the sort key of the last row of a page. */
+export function encodeCursor(key: readonly string[]): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, length: number): string[] {
+  let key: unknown;
+  try {
+    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    key = undefined;
+  }
+  if (!Array.isArray(key) || key.length !== length || !key.every((part) => typeof part === 'string')) {
+    throw new InvalidQuery('the cursor is not one this list handed out', [{ path: 'cursor', message: "a previous page's nextCursor" }]);
+  }
+  return key as string[];
+}
+
+type Filter = (query: Knex.QueryBuilder, value: string) => void;
+type Filters = Record<string, Filter>;
+
+const equals =
+  (column: string): Filter =>
+  (query, value) =>
+    void query.where(column, value);
+
+const oneOf =
+  (column: string, values: readonly string[]): Filter =>
+  (query, value) => {
+    if (!values.includes(value)) throw invalidFilter(column, value, `one of ${values.join(', ')}`);
+    query.where(column, value);
+  };
+
+const flag =
+  (column: string): Filter =>
+  (query, value) => {
+    if (value !== 'true' && value !== 'false') throw invalidFilter(column, value, 'true or false');
+    query.where(column, value === 'true');
+  };
+
+/** Rows whose jsonb array column holds an element containing `element`; GIN-indexed, and the same on PGlite. */
+const contains =
+  (column: string, element: (value: string) => unknown): Filter =>
+  (query, value) =>
+    void query.whereRaw('?? @> ?::jsonb', [column, JSON.stringify([element(value)])]);
+
+function instantFilter(column: string, operator: '>=' | '<'): Filter {
+  return (query, value) => {
+    const ms = Date.parse(value);
+    if (Number.isNaN(ms)) throw invalidFilter(column, value, 'an ISO 8601 date-time such as 2026-01-31T12:00:00Z');
+    query.where(column, operator, new Date(ms));
+  };
+}
+
+function invalidFilter(column: string, value: string, accepted: string): InvalidQuery {
+  return new InvalidQuery(`cannot filter ${column} by ${JSON.stringify(value)}`, [{ path: column, message: accepted }]);
+}
+
+/**
+ * One page of `query` in the order of `sort` (columns that together are unique, compared in byte order),
+ * after the cursor, with the given filters.
+ */
+async function listPage<Row>(
+  query: Knex.QueryBuilder,
+  sort: readonly string[],
+  filters: Filters,
+  page: Page,
+  item: (row: Row) => unknown,
+): Promise<PageOf> {
+  const { limit } = page;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
+    throw new InvalidQuery(`limit ${limit} is out of range`, [{ path: 'limit', message: `a whole number from 1 to ${MAX_PAGE_SIZE}` }]);
+  }
+  for (const [name, value] of Object.entries(page.filters)) {
+    const filter = Object.hasOwn(filters, name) ? filters[name] : undefined;
+    if (!filter) {
+      const accepted = Object.keys(filters);
+      throw new InvalidQuery(`unknown filter ${name}`, [
+        { path: name, message: accepted.length === 0 ? 'this list takes no filters' : `not a filter here; accepted are ${accepted.join(', ')}` },
+      ]);
+    }
+    filter(query, value);
+  }
+  if (page.cursor) {
+    const after = decodeCursor(page.cursor, sort.length);
+    const marks = sort.map(() => '??').join(', ');
+    const values = sort.map(() => '?').join(', ');
+    query.whereRaw(`(${marks}) > (${values})`, [...sort, ...after]);
+  }
+  const rows = (await query.orderBy(sort.map((column) => ({ column, order: 'asc' as const }))).limit(limit + 1)) as Record<string, unknown>[];
+  const shown = rows.slice(0, limit);
+  const last = shown.at(-1);
+  return {
+    items: shown.map((row) => item(row as Row)),
+    nextCursor: rows.length > limit && last ? encodeCursor(sort.map((column) => String(last[column]))) : null,
+  };
+}
+
+// ---- small helpers ------------------------------------------------------------------------------------------
+
+/** jsonb parameters go as JSON text: pg would send a JS array as a PostgreSQL array. */
+function json(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}
+
+function iso(value: unknown): string | null {
+  return value === null || value === undefined ? null : new Date(value as string | Date).toISOString();
+}
+
+function parse<Event extends DomainEvent>(catalog: EventCatalog<Event>, event: RecordedEvent): Event {
+  return catalog.parse(event.type, event.schemaVersion, event.data);
+}
+
+/** Byte order, not the database locale's: positions and ids sort the same everywhere. */
+function sortable(table: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+  return table.specificType(column, 'text collate "C"').notNullable();
+}
+
+/** The columns every aggregate's row has: its place in the log and its stream revision. */
+function lifecycleColumns(table: Knex.CreateTableBuilder): void {
+  sortable(table, 'created_position');
+  table.integer('revision').notNullable();
+  table.timestamp('created_at', { useTz: true }).notNullable();
+  table.timestamp('updated_at', { useTz: true }).notNullable();
+}
+
+function created(event: RecordedEvent) {
+  return { created_position: event.position, revision: event.revision, created_at: event.recordedAt, updated_at: event.recordedAt };
+}
+
+function touched(event: RecordedEvent) {
+  return { revision: event.revision, updated_at: event.recordedAt };
+}
+
+interface Lifecycle {
+  revision: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function lifecycle(row: Lifecycle) {
+  return { revision: row.revision, createdAt: iso(row.created_at), updatedAt: iso(row.updated_at) };
+}
+
+const ORDER = ['created_position', 'id'] as const;
+
+// ---- clusters -----------------------------------------------------------------------------------------------
+
+/** Credentials as the read side shows them: the source, and a kubeconfig file's path; never a secret reference. */
+function visibleCredentials(credentials: Credentials): { source: Credentials['source']; path?: string } {
+  return credentials.source === 'kubeconfig-file' ? { source: credentials.source, path: credentials.path } : { source: credentials.source };
+}
+
+const CLUSTER_STATUSES: readonly ClusterStatus[] = ['active', 'cordoned', 'deregistered'];
+
+interface ClusterRow extends Lifecycle {
+  id: string;
+  name: string;
+  api_server: string;
+  region: string;
+  labels: Record<string, string>;
+  gpu_skus: string[];
+  credentials: { source: string; path?: string };
+  status: ClusterStatus;
+  cordon_reason: string | null;
+}
+
+const clusterItem = (row: ClusterRow) => ({
+  id: row.id,
+  name: row.name,
+  apiServer: row.api_server,
+  region: row.region,
+  labels: row.labels,
+  gpuSkus: row.gpu_skus,
+  credentials: row.credentials,
+  status: row.status,
+  cordonReason: row.cordon_reason,
+  ...lifecycle(row),
+});
+
+const clusterFilters: Filters = { status: oneOf('status', CLUSTER_STATUSES), region: equals('region') };
+
+export const clusters: ReadModel<'clusters'> = {
+  projector: {
+    name: 'clusters',
+    version: 1,
+    eventTypes: clusterEvents.types,
+    tables: ['clusters'],
+    async createTables(trx, tables) {
+      await trx.schema.createTable(tables.clusters, (t) => {
+        sortable(t, 'id').primary();
+        t.text('name').notNullable();
+        t.text('api_server').notNullable();
+        t.text('region').notNullable();
+        t.jsonb('labels').notNullable();
+        t.jsonb('gpu_skus').notNullable();
+        t.jsonb('credentials').notNullable();
+        t.text('status').notNullable();
+        t.text('cordon_reason');
+        lifecycleColumns(t);
+        t.unique(['created_position', 'id'], { indexName: `${tables.clusters}_order_idx` });
+      });
+    },
+    async apply(events, trx, tables) {
+      const table = () => trx(tables.clusters);
+      for (const event of events) {
+        const e = parse(clusterEvents, event);
+        const id = e.data.clusterId;
+        switch (e.type) {
+          case 'ClusterRegistered': {
+            const { spec } = e.data;
+            await table().insert({
+              id,
+              name: spec.name,
+              api_server: spec.apiServer,
+              region: spec.region,
+              labels: json(spec.labels),
+              gpu_skus: json(spec.gpuSkus),
+              credentials: json(visibleCredentials(spec.credentials)),
+              status: 'active',
+              cordon_reason: null,
+              ...created(event),
+            });
+            break;
+          }
+          case 'ClusterUpdated': {
+            const { name, apiServer, region, labels, gpuSkus, credentials } = e.data.changes;
+            await table()
+              .where({ id })
+              .update({
+                ...(name !== undefined ? { name } : {}),
+                ...(apiServer !== undefined ? { api_server: apiServer } : {}),
+                ...(region !== undefined ? { region } : {}),
+                ...(labels !== undefined ? { labels: json(labels) } : {}),
+                ...(gpuSkus !== undefined ? { gpu_skus: json(gpuSkus) } : {}),
+                ...(credentials !== undefined ? { credentials: json(visibleCredentials(credentials)) } : {}),
+                ...touched(event),
+              });
+            break;
+          }
+          case 'ClusterCordoned':
+            await table().where({ id }).update({ status: 'cordoned', cordon_reason: e.data.reason ?? null, ...touched(event) });
+            break;
+          case 'ClusterUncordoned':
+            await table().where({ id }).update({ status: 'active', cordon_reason: null, ...touched(event) });
+            break;
+          case 'ClusterDeregistered':
+            await table().where({ id }).update({ status: 'deregistered', ...touched(event) });
+            break;
+        }
+      }
+    },
+  },
+  filters: Object.keys(clusterFilters),
+  list: (knex, tables, page) => listPage(knex(tables.clusters).select('*'), ORDER, clusterFilters, page, clusterItem),
+  async get(knex, tables, id) {
+    const row = (await knex(tables.clusters).where({ id }).first()) as ClusterRow | undefined;
+    return row && clusterItem(row);
+  },
+};
+
+// ---- workloads ----------------------------------------------------------------------------------------------
+
+const WORKLOAD_STATUSES: readonly WorkloadStatus[] = ['active', 'retired'];
+
+interface WorkloadRow extends Lifecycle {
+  id: string;
+  name: string;
+  namespace: string;
+  type: string;
+  status: WorkloadStatus;
+  labels: Record<string, string>;
+  spec_revision: number;
+  spec: Record<string, unknown>;
+  retired_reason: string | null;
+}
+
+interface WorkloadRevisionRow {
+  spec_revision: number;
+  spec: Record<string, unknown>;
+  changes: Record<string, unknown> | null;
+  recorded_at: Date;
+}
+
+const workloadItem = (row: WorkloadRow) => ({
+  id: row.id,
+  name: row.name,
+  namespace: row.namespace,
+  type: row.type,
+  status: row.status,
+  labels: row.labels,
+  specRevision: row.spec_revision,
+  spec: row.spec,
+  retiredReason: row.retired_reason,
+  ...lifecycle(row),
+});
+
+const workloadFilters: Filters = {
+  namespace: equals('namespace'),
+  type: oneOf('type', ['inference', 'training', 'batch']),
+  status: oneOf('status', WORKLOAD_STATUSES),
+  team: (query, value) => void query.whereRaw("labels ->> 'team' = ?", [value]),
+};
+
+export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
+  projector: {
+    name: 'workloads',
+    version: 1,
+    eventTypes: workloadEvents.types,
+    tables: ['workloads', 'workload_revisions'],
+    async createTables(trx, tables) {
+      await trx.schema.createTable(tables.workloads, (t) => {
+        sortable(t, 'id').primary();
+        t.text('name').notNullable();
+        t.text('namespace').notNullable();
+        t.text('type').notNullable();
+        t.text('status').notNullable();
+        t.jsonb('labels').notNullable();
+        t.integer('spec_revision').notNullable();
+        t.jsonb('spec').notNullable();
+        t.text('retired_reason');
+        lifecycleColumns(t);
+        t.unique(['created_position', 'id'], { indexName: `${tables.workloads}_order_idx` });
+        t.index(['namespace'], `${tables.workloads}_namespace_idx`);
+      });
+      await trx.schema.createTable(tables.workload_revisions, (t) => {
+        t.text('workload_id').notNullable();
+        t.integer('spec_revision').notNullable();
+        t.jsonb('spec').notNullable();
+        t.jsonb('changes');
+        t.timestamp('recorded_at', { useTz: true }).notNullable();
+        t.primary(['workload_id', 'spec_revision']);
+      });
+    },
+    async apply(events, trx, tables) {
+      for (const event of events) {
+        const e = parse(workloadEvents, event);
+        const id = e.data.workloadId;
+        switch (e.type) {
+          case 'WorkloadRegistered': {
+            const { spec, specRevision } = e.data;
+            await trx(tables.workloads).insert({
+              id,
+              name: spec.name,
+              namespace: spec.namespace,
+              type: spec.type,
+              status: 'active',
+              labels: json(spec.labels),
+              spec_revision: specRevision,
+              spec: json(spec),
+              retired_reason: null,
+              ...created(event),
+            });
+            await trx(tables.workload_revisions).insert({ workload_id: id, spec_revision: specRevision, spec: json(spec), changes: null, recorded_at: event.recordedAt });
+            break;
+          }
+          case 'WorkloadSpecUpdated': {
+            const { spec, specRevision, changes } = e.data;
+            await trx(tables.workloads)
+              .where({ id })
+              .update({ spec_revision: specRevision, spec: json(spec), labels: json(spec.labels), ...touched(event) });
+            await trx(tables.workload_revisions).insert({
+              workload_id: id,
+              spec_revision: specRevision,
+              spec: json(spec),
+              changes: json(changes),
+              recorded_at: event.recordedAt,
+            });
+            break;
+          }
+          case 'WorkloadRetired':
+            await trx(tables.workloads).where({ id }).update({ status: 'retired', retired_reason: e.data.reason ?? null, ...touched(event) });
+            break;
+        }
+      }
+    },
+  },
+  filters: Object.keys(workloadFilters),
+  list: (knex, tables, page) => listPage(knex(tables.workloads).select('*'), ORDER, workloadFilters, page, workloadItem),
+  async get(knex, tables, id) {
+    const row = (await knex(tables.workloads).where({ id }).first()) as WorkloadRow | undefined;
+    if (!row) return undefined;
+    const revisions = (await knex(tables.workload_revisions).where({ workload_id: id }).orderBy('spec_revision')) as WorkloadRevisionRow[];
+    return {
+      ...workloadItem(row),
+      revisions: revisions.map((revision) => ({
+        specRevision: revision.spec_revision,
+        spec: revision.spec,
+        changes: revision.changes,
+        recordedAt: iso(revision.recorded_at),
+      })),
+    };
+  },
+};
+
+// ---- deployments --------------------------------------------------------------------------------------------
+
+export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = [
+  'Pending',
+  'Applying',
+  'Progressing',
+  'Available',
+  'Degraded',
+  'Failed',
+  'RolledBack',
+  'Deleted',
+];
+
+interface DeploymentRow extends Lifecycle {
+  id: string;
+  workload_id: string;
+  cluster_id: string;
+  status: DeploymentStatus;
+  paused: boolean;
+  replicas: number;
+  ready_replicas: number | null;
+  updated_replicas: number | null;
+  strategy: Record<string, unknown>;
+  drift_policy: string;
+  current_revision: number;
+  workload_revision: number;
+  rollout_event: string | null;
+  rollout_revision: number | null;
+  rollout_cause: string | null;
+  rollout_at: Date | null;
+  last_cause: string | null;
+  restarted_at: string | null;
+}
+
+interface DeploymentRevisionRow {
+  revision: number;
+  workload_revision: number;
+  strategy: Record<string, unknown>;
+  spec: Record<string, unknown>;
+  rollback_of: number | null;
+  origin: string;
+  reason: string | null;
+  recorded_at: Date;
+  became_available: boolean;
+  available_at: Date | null;
+}
+
+interface DeploymentEventRow {
+  stream_revision: number;
+  position: string;
+  type: string;
+  status: DeploymentStatus;
+  revision: number;
+  at: Date;
+  detail: Record<string, unknown>;
+}
+
+const deploymentItem = (row: DeploymentRow) => ({
+  id: row.id,
+  workloadId: row.workload_id,
+  clusterId: row.cluster_id,
+  status: row.status,
+  paused: row.paused,
+  replicas: row.replicas,
+  readyReplicas: row.ready_replicas,
+  updatedReplicas: row.updated_replicas,
+  strategy: row.strategy,
+  driftPolicy: row.drift_policy,
+  currentRevision: row.current_revision,
+  workloadRevision: row.workload_revision,
+  rollout: row.rollout_event
+    ? { event: row.rollout_event, revision: row.rollout_revision, cause: row.rollout_cause, at: iso(row.rollout_at) }
+    : null,
+  lastCause: row.last_cause,
+  restartedAt: row.restarted_at,
+  ...lifecycle(row),
+});
+
+const revisionItem = (row: DeploymentRevisionRow) => ({
+  revision: row.revision,
+  workloadRevision: row.workload_revision,
+  strategy: row.strategy,
+  rollbackOf: row.rollback_of,
+  origin: row.origin,
+  reason: row.reason,
+  recordedAt: iso(row.recorded_at),
+  becameAvailable: row.became_available,
+  availableAt: iso(row.available_at),
+});
+
+const deploymentFilters: Filters = {
+  status: oneOf('status', DEPLOYMENT_STATUSES),
+  clusterId: equals('cluster_id'),
+  workloadId: equals('workload_id'),
+};
+
+type DeploymentTables = 'deployments' | 'deployment_revisions' | 'deployment_events';
+
+export const deployments: ReadModel<DeploymentTables> = {
+  projector: {
+    name: 'deployments',
+    version: 1,
+    eventTypes: deploymentEvents.types,
+    tables: ['deployments', 'deployment_revisions', 'deployment_events'],
+    async createTables(trx, tables) {
+      await trx.schema.createTable(tables.deployments, (t) => {
+        sortable(t, 'id').primary();
+        t.text('workload_id').notNullable();
+        t.text('cluster_id').notNullable();
+        t.text('status').notNullable();
+        t.boolean('paused').notNullable();
+        t.integer('replicas').notNullable();
+        t.integer('ready_replicas');
+        t.integer('updated_replicas');
+        t.jsonb('strategy').notNullable();
+        t.text('drift_policy').notNullable();
+        t.integer('current_revision').notNullable();
+        t.integer('workload_revision').notNullable();
+        t.text('rollout_event');
+        t.integer('rollout_revision');
+        t.text('rollout_cause');
+        t.timestamp('rollout_at', { useTz: true });
+        t.text('last_cause');
+        t.text('restarted_at');
+        lifecycleColumns(t);
+        t.unique(['created_position', 'id'], { indexName: `${tables.deployments}_order_idx` });
+        t.index(['cluster_id'], `${tables.deployments}_cluster_idx`);
+        t.index(['workload_id'], `${tables.deployments}_workload_idx`);
+      });
+      await trx.schema.createTable(tables.deployment_revisions, (t) => {
+        t.text('deployment_id').notNullable();
+        t.integer('revision').notNullable();
+        t.integer('workload_revision').notNullable();
+        t.jsonb('strategy').notNullable();
+        t.jsonb('spec').notNullable();
+        t.integer('rollback_of');
+        t.text('origin').notNullable();
+        t.text('reason');
+        t.timestamp('recorded_at', { useTz: true }).notNullable();
+        t.boolean('became_available').notNullable();
+        t.timestamp('available_at', { useTz: true });
+        t.primary(['deployment_id', 'revision']);
+      });
+      await trx.schema.createTable(tables.deployment_events, (t) => {
+        t.text('deployment_id').notNullable();
+        t.integer('stream_revision').notNullable();
+        t.text('position').notNullable();
+        t.text('type').notNullable();
+        t.text('status').notNullable();
+        t.integer('revision').notNullable();
+        t.timestamp('at', { useTz: true }).notNullable();
+        t.jsonb('detail').notNullable();
+        t.primary(['deployment_id', 'stream_revision']);
+      });
+    },
+    async apply(events, trx, tables) {
+      for (const event of events) {
+        const e = parse(deploymentEvents, event);
+        const id = e.data.deploymentId;
+        const update = (changes: Record<string, unknown>) =>
+          trx(tables.deployments)
+            .where({ id })
+            .update({ ...changes, ...touched(event) })
+            .returning(['status', 'current_revision']) as Promise<{ status: DeploymentStatus; current_revision: number }[]>;
+        const addRevision = (revision: {
+          revision: number;
+          workloadRevision: number;
+          strategy: unknown;
+          spec: unknown;
+          rollbackOf?: number;
+          reason?: string;
+        }) =>
+          trx(tables.deployment_revisions).insert({
+            deployment_id: id,
+            revision: revision.revision,
+            workload_revision: revision.workloadRevision,
+            strategy: json(revision.strategy),
+            spec: json(revision.spec),
+            rollback_of: revision.rollbackOf ?? null,
+            origin: e.type,
+            reason: revision.reason ?? null,
+            recorded_at: event.recordedAt,
+            became_available: false,
+            available_at: null,
+          });
+        const rollout = (revision: number, cause?: string) => ({
+          rollout_event: e.type,
+          rollout_revision: revision,
+          rollout_cause: cause ?? null,
+          rollout_at: event.recordedAt,
+        });
+
+        let after: { status: DeploymentStatus; current_revision: number }[];
+        let detail: Record<string, unknown> = {};
+        switch (e.type) {
+          case 'DeploymentCreated': {
+            const { workloadId, clusterId, replicas, strategy, driftPolicy, revision, workloadRevision, spec } = e.data;
+            after = (await trx(tables.deployments)
+              .insert({
+                id,
+                workload_id: workloadId,
+                cluster_id: clusterId,
+                status: 'Pending',
+                paused: false,
+                replicas,
+                ready_replicas: null,
+                updated_replicas: null,
+                strategy: json(strategy),
+                drift_policy: driftPolicy,
+                current_revision: revision,
+                workload_revision: workloadRevision,
+                ...created(event),
+              })
+              .returning(['status', 'current_revision'])) as typeof after;
+            await addRevision({ revision, workloadRevision, strategy, spec });
+            detail = { replicas, workloadRevision };
+            break;
+          }
+          case 'DeploymentScaled':
+            after = await update({ status: 'Pending', replicas: e.data.replicas });
+            detail = { replicas: e.data.replicas, previousReplicas: e.data.previousReplicas };
+            break;
+          case 'DeploymentUpdated': {
+            const { revision, workloadRevision, strategy, spec } = e.data;
+            after = await update({ status: 'Pending', current_revision: revision, workload_revision: workloadRevision, strategy: json(strategy) });
+            await addRevision({ revision, workloadRevision, strategy, spec });
+            detail = { workloadRevision };
+            break;
+          }
+          case 'DeploymentDriftPolicyChanged':
+            after = await update({ drift_policy: e.data.driftPolicy });
+            detail = { driftPolicy: e.data.driftPolicy, previousDriftPolicy: e.data.previousDriftPolicy };
+            break;
+          case 'DeploymentRollbackRequested': {
+            const { revision, toRevision, workloadRevision, strategy, spec, reason } = e.data;
+            after = await update({ status: 'Pending', current_revision: revision, workload_revision: workloadRevision, strategy: json(strategy) });
+            await addRevision({ revision, workloadRevision, strategy, spec, rollbackOf: toRevision, reason });
+            detail = { toRevision, ...(reason !== undefined ? { reason } : {}) };
+            break;
+          }
+          case 'DeploymentRestartRequested':
+            after = await update({ status: 'Pending', restarted_at: e.data.restartedAt });
+            detail = { restartedAt: e.data.restartedAt, ...(e.data.reason !== undefined ? { reason: e.data.reason } : {}) };
+            break;
+          case 'DeploymentPaused':
+          case 'DeploymentResumed':
+          case 'DeploymentDeleted':
+            after = await update(e.type === 'DeploymentDeleted' ? { status: 'Deleted' } : { paused: e.type === 'DeploymentPaused' });
+            detail = e.data.reason !== undefined ? { reason: e.data.reason } : {};
+            break;
+          case 'DeploymentApplying':
+            after = await update({ status: 'Applying', ...rollout(e.data.revision) });
+            break;
+          case 'DeploymentApplied':
+            after = await update({ status: 'Progressing', ...rollout(e.data.revision) });
+            break;
+          case 'DeploymentRolloutProgressed': {
+            const { revision, readyReplicas, updatedReplicas } = e.data;
+            after = await update({ status: 'Progressing', ready_replicas: readyReplicas, updated_replicas: updatedReplicas, ...rollout(revision) });
+            detail = { readyReplicas, updatedReplicas };
+            break;
+          }
+          case 'DeploymentAvailable': {
+            const { revision, readyReplicas } = e.data;
+            after = await update({ status: 'Available', ready_replicas: readyReplicas, ...rollout(revision) });
+            await trx(tables.deployment_revisions)
+              .where({ deployment_id: id, revision, became_available: false })
+              .update({ became_available: true, available_at: event.recordedAt });
+            detail = { readyReplicas };
+            break;
+          }
+          case 'DeploymentDegraded':
+          case 'DeploymentRolloutFailed': {
+            const { revision, cause } = e.data;
+            const status = e.type === 'DeploymentDegraded' ? 'Degraded' : 'Failed';
+            after = await update({ status, last_cause: cause, ...rollout(revision, cause) });
+            detail = { cause };
+            break;
+          }
+          case 'DeploymentRolledBack': {
+            const { revision, toRevision, newRevision, workloadRevision, strategy, spec, cause } = e.data;
+            after = await update({
+              status: 'RolledBack',
+              current_revision: newRevision,
+              workload_revision: workloadRevision,
+              strategy: json(strategy),
+              last_cause: cause,
+              ...rollout(revision, cause),
+            });
+            await addRevision({ revision: newRevision, workloadRevision, strategy, spec, rollbackOf: toRevision, reason: cause });
+            detail = { toRevision, newRevision, cause };
+            break;
+          }
+        }
+        const [row] = after;
+        // An event for a deployment this projection never saw created changes nothing, and so has no place in a timeline.
+        if (!row) continue;
+        await trx(tables.deployment_events).insert({
+          deployment_id: id,
+          stream_revision: event.revision,
+          position: event.position,
+          type: e.type,
+          status: row.status,
+          revision: 'revision' in e.data ? e.data.revision : row.current_revision,
+          at: event.recordedAt,
+          detail: json(detail),
+        });
+      }
+    },
+  },
+  filters: Object.keys(deploymentFilters),
+  list: (knex, tables, page) => listPage(knex(tables.deployments).select('*'), ORDER, deploymentFilters, page, deploymentItem),
+  async get(knex, tables, id) {
+    const row = (await knex(tables.deployments).where({ id }).first()) as DeploymentRow | undefined;
+    if (!row) return undefined;
+    const revisions = (await knex(tables.deployment_revisions).where({ deployment_id: id }).orderBy('revision')) as DeploymentRevisionRow[];
+    return { ...deploymentItem(row), revisions: revisions.map(revisionItem) };
+  },
+};
+
+/**
+ * `GET /deployments/:id/history`: every revision (with the workload spec it ran) and the timeline of what
+ * happened to the deployment, each entry with the status it left the deployment in.
+ */
+export async function deploymentHistory(knex: Knex, tables: TableNames<DeploymentTables>, id: string) {
+  const row = (await knex(tables.deployments).where({ id }).first('id', 'status', 'current_revision')) as
+    | Pick<DeploymentRow, 'id' | 'status' | 'current_revision'>
+    | undefined;
+  if (!row) return undefined;
+  const [revisions, timeline] = await Promise.all([
+    knex(tables.deployment_revisions).where({ deployment_id: id }).orderBy('revision') as Promise<DeploymentRevisionRow[]>,
+    knex(tables.deployment_events).where({ deployment_id: id }).orderBy('stream_revision') as Promise<DeploymentEventRow[]>,
+  ]);
+  return {
+    id: row.id,
+    status: row.status,
+    currentRevision: row.current_revision,
+    revisions: revisions.map((revision) => ({ ...revisionItem(revision), spec: revision.spec })),
+    timeline: timeline.map((entry) => ({
+      type: entry.type,
+      status: entry.status,
+      revision: entry.revision,
+      at: iso(entry.at),
+      streamRevision: entry.stream_revision,
+      position: entry.position,
+      detail: entry.detail,
+    })),
+  };
+}
+
+// ---- action plans -------------------------------------------------------------------------------------------
+
+export const PLAN_STATUSES: readonly PlanStatus[] = [
+  'Pending',
+  'Validating',
+  'Approved',
+  'Rejected',
+  'Executing',
+  'Completed',
+  'Failed',
+  'RollingBack',
+  'RolledBack',
+  'Expired',
+  'Cancelled',
+];
+
+interface PlanRow extends Lifecycle {
+  id: string;
+  source: string;
+  actor: { id: string; kind: string };
+  reason: string;
+  status: PlanStatus;
+  shadow: boolean;
+  submitted_at: string;
+  expires_at: string;
+  violations: { path?: string; message: string }[] | null;
+  cause: string | null;
+  cancelled_by: { id: string; kind: string } | null;
+}
+
+interface PlanActionRow {
+  plan_id: string;
+  index: number;
+  kind: string;
+  action: Record<string, unknown>;
+  target: { kind: string; id: string };
+  status: ActionStatus;
+  detail: string | null;
+  error: string | null;
+}
+
+interface PlanActionEventRow {
+  plan_id: string;
+  index: number;
+  stream_revision: number;
+  status: ActionStatus;
+  at: Date;
+  detail: string | null;
+  error: string | null;
+}
+
+const planItem = (row: PlanRow, actions: PlanActionRow[]) => ({
+  id: row.id,
+  source: row.source,
+  actor: row.actor,
+  reason: row.reason,
+  status: row.status,
+  shadow: row.shadow,
+  submittedAt: row.submitted_at,
+  expiresAt: row.expires_at,
+  violations: row.violations,
+  cause: row.cause,
+  cancelledBy: row.cancelled_by,
+  actions: actions.map((action) => ({
+    index: action.index,
+    kind: action.kind,
+    target: action.target,
+    action: action.action,
+    status: action.status,
+    detail: action.detail,
+    error: action.error,
+  })),
+  ...lifecycle(row),
+});
+
+const planFilters: Filters = { status: oneOf('status', PLAN_STATUSES), source: oneOf('source', ['user', 'inframind']) };
+
+type PlanTables = 'action_plans' | 'plan_actions' | 'plan_action_events';
+
+export const actionPlans: ReadModel<PlanTables> = {
+  projector: {
+    name: 'action-plans',
+    version: 1,
+    eventTypes: actionPlanEvents.types,
+    tables: ['action_plans', 'plan_actions', 'plan_action_events'],
+    async createTables(trx, tables) {
+      await trx.schema.createTable(tables.action_plans, (t) => {
+        sortable(t, 'id').primary();
+        t.text('source').notNullable();
+        t.jsonb('actor').notNullable();
+        t.text('reason').notNullable();
+        t.text('status').notNullable();
+        t.boolean('shadow').notNullable();
+        t.text('submitted_at').notNullable();
+        t.text('expires_at').notNullable();
+        t.jsonb('violations');
+        t.text('cause');
+        t.jsonb('cancelled_by');
+        lifecycleColumns(t);
+        t.unique(['created_position', 'id'], { indexName: `${tables.action_plans}_order_idx` });
+      });
+      await trx.schema.createTable(tables.plan_actions, (t) => {
+        t.text('plan_id').notNullable();
+        t.integer('index').notNullable();
+        t.text('kind').notNullable();
+        t.jsonb('action').notNullable();
+        t.jsonb('target').notNullable();
+        t.text('status').notNullable();
+        t.text('detail');
+        t.text('error');
+        t.primary(['plan_id', 'index']);
+      });
+      await trx.schema.createTable(tables.plan_action_events, (t) => {
+        t.text('plan_id').notNullable();
+        t.integer('index').notNullable();
+        t.integer('stream_revision').notNullable();
+        t.text('status').notNullable();
+        t.timestamp('at', { useTz: true }).notNullable();
+        t.text('detail');
+        t.text('error');
+        t.primary(['plan_id', 'index', 'stream_revision']);
+      });
+    },
+    async apply(events, trx, tables) {
+      for (const event of events) {
+        const e = parse(actionPlanEvents, event);
+        const id = e.data.planId;
+        const plan = (changes: Record<string, unknown>) =>
+          trx(tables.action_plans)
+            .where({ id })
+            .update({ ...changes, ...touched(event) });
+        const step = (index: number, status: ActionStatus, outcome: { detail?: string; error?: string } = {}) => ({
+          plan_id: id,
+          index,
+          stream_revision: event.revision,
+          status,
+          at: event.recordedAt,
+          detail: outcome.detail ?? null,
+          error: outcome.error ?? null,
+        });
+        const action = async (index: number, status: ActionStatus, outcome: { detail?: string; error?: string } = {}) => {
+          const moved = await trx(tables.plan_actions)
+            .where({ plan_id: id, index })
+            .update({ status, ...('detail' in outcome ? { detail: outcome.detail ?? null } : {}), ...(outcome.error ? { error: outcome.error } : {}) });
+          if (moved > 0) await trx(tables.plan_action_events).insert(step(index, status, outcome));
+          await plan({});
+        };
+        /** Actions that never started will not start once the plan has failed or is rolling back. */
+        const skipPending = async () => {
+          const skipped = (await trx(tables.plan_actions)
+            .where({ plan_id: id, status: 'Pending' })
+            .update({ status: 'Skipped' })
+            .returning('index')) as { index: number }[];
+          const indexes = skipped.map((row) => row.index).sort((a, b) => a - b);
+          if (indexes.length > 0) await trx(tables.plan_action_events).insert(indexes.map((index) => step(index, 'Skipped')));
+        };
+
+        switch (e.type) {
+          case 'ActionPlanSubmitted': {
+            const { source, actor, reason, actions, submittedAt, expiresAt, shadow } = e.data;
+            await trx(tables.action_plans).insert({
+              id,
+              source,
+              actor: json(actor),
+              reason,
+              status: 'Pending',
+              shadow,
+              submitted_at: submittedAt,
+              expires_at: expiresAt,
+              violations: null,
+              cause: null,
+              cancelled_by: null,
+              ...created(event),
+            });
+            await trx(tables.plan_actions).insert(
+              actions.map((planned, index) => ({
+                plan_id: id,
+                index,
+                kind: planned.kind,
+                action: json(planned),
+                target: json(actionTarget(planned)),
+                status: 'Pending',
+                detail: null,
+                error: null,
+              })),
+            );
+            await trx(tables.plan_action_events).insert(actions.map((_, index) => step(index, 'Pending')));
+            break;
+          }
+          case 'ActionPlanValidationStarted':
+            await plan({ status: 'Validating' });
+            break;
+          case 'ActionPlanApproved':
+            await plan({ status: 'Approved' });
+            break;
+          case 'ActionPlanRejected':
+            await plan({ status: 'Rejected', violations: json(e.data.violations) });
+            break;
+          case 'ActionPlanExecutionStarted':
+            await plan({ status: 'Executing' });
+            break;
+          case 'ActionPlanExpired':
+            await plan({ status: 'Expired' });
+            break;
+          case 'ActionPlanCompleted':
+            await plan({ status: 'Completed' });
+            break;
+          case 'ActionPlanFailed':
+            await plan({ status: 'Failed', cause: e.data.cause });
+            await skipPending();
+            break;
+          case 'ActionPlanRollbackStarted':
+            await plan({ status: 'RollingBack', cause: e.data.cause });
+            await skipPending();
+            break;
+          case 'ActionPlanRolledBack':
+            await plan({ status: 'RolledBack' });
+            break;
+          case 'ActionPlanCancelled':
+            await plan({ status: 'Cancelled', cause: e.data.reason ?? null, cancelled_by: json(e.data.actor) });
+            break;
+          case 'PlanActionStarted':
+            await action(e.data.index, 'Executing');
+            break;
+          case 'PlanActionSucceeded':
+            await action(e.data.index, 'Succeeded', e.data.detail !== undefined ? { detail: e.data.detail } : {});
+            break;
+          case 'PlanActionFailed':
+            await action(e.data.index, 'Failed', { error: e.data.error });
+            break;
+          case 'PlanActionRolledBack':
+            await action(e.data.index, 'RolledBack');
+            break;
+        }
+      }
+    },
+  },
+  filters: Object.keys(planFilters),
+  async list(knex, tables, page) {
+    const result = await listPage(knex(tables.action_plans).select('*'), ORDER, planFilters, page, (row: PlanRow) => row);
+    const rows = result.items as PlanRow[];
+    const actions =
+      rows.length === 0
+        ? []
+        : ((await knex(tables.plan_actions)
+            .whereIn(
+              'plan_id',
+              rows.map((row) => row.id),
+            )
+            .orderBy(['plan_id', 'index'])) as PlanActionRow[]);
+    return { items: rows.map((row) => planItem(row, actions.filter((action) => action.plan_id === row.id))), nextCursor: result.nextCursor };
+  },
+  async get(knex, tables, id) {
+    const row = (await knex(tables.action_plans).where({ id }).first()) as PlanRow | undefined;
+    if (!row) return undefined;
+    const [actions, steps] = await Promise.all([
+      knex(tables.plan_actions).where({ plan_id: id }).orderBy('index') as Promise<PlanActionRow[]>,
+      knex(tables.plan_action_events).where({ plan_id: id }).orderBy(['stream_revision', 'index']) as Promise<PlanActionEventRow[]>,
+    ]);
+    const item = planItem(row, actions);
+    return {
+      ...item,
+      actions: item.actions.map((action) => ({
+        ...action,
+        timeline: steps
+          .filter((entry) => entry.index === action.index)
+          .map((entry) => ({ status: entry.status, at: iso(entry.at), detail: entry.detail, error: entry.error })),
+      })),
+    };
+  },
+};
+
+// ---- policies -----------------------------------------------------------------------------------------------
+
+const POLICY_SET_STREAM = `policyset-${GLOBAL_POLICY_SET}`;
+
+interface PolicyRow extends Lifecycle {
+  id: string;
+  name: string;
+  description: string | null;
+  type: string;
+  mode: string;
+  priority: number;
+  selector: Record<string, unknown>;
+  parameters: Record<string, unknown>;
+  valid_from: string | null;
+  valid_until: string | null;
+  enabled: boolean;
+  deleted: boolean;
+}
+
+const policyItem = (row: PolicyRow) => ({
+  id: row.id,
+  name: row.name,
+  description: row.description,
+  type: row.type,
+  mode: row.mode,
+  priority: row.priority,
+  selector: row.selector,
+  parameters: row.parameters,
+  validFrom: row.valid_from,
+  validUntil: row.valid_until,
+  enabled: row.enabled,
+  /** The revision of the policy-set stream at this policy's last change. */
+  setRevision: row.revision,
+  createdAt: iso(row.created_at),
+  updatedAt: iso(row.updated_at),
+});
+
+const policyFilters: Filters = { type: oneOf('type', POLICY_TYPES), mode: oneOf('mode', POLICY_MODES), enabled: flag('enabled') };
+
+export const policies: ReadModel<'policies'> = {
+  projector: {
+    name: 'policies',
+    version: 1,
+    eventTypes: policySetEvents.types,
+    tables: ['policies'],
+    async createTables(trx, tables) {
+      await trx.schema.createTable(tables.policies, (t) => {
+        sortable(t, 'id').primary();
+        t.text('name').notNullable();
+        t.text('description');
+        t.text('type').notNullable();
+        t.text('mode').notNullable();
+        t.integer('priority').notNullable();
+        t.jsonb('selector').notNullable();
+        t.jsonb('parameters').notNullable();
+        t.text('valid_from');
+        t.text('valid_until');
+        t.boolean('enabled').notNullable();
+        // Deleted policies stay, hidden, so that the set's history keeps naming each id once.
+        t.boolean('deleted').notNullable();
+        lifecycleColumns(t);
+        t.unique(['created_position', 'id'], { indexName: `${tables.policies}_order_idx` });
+      });
+    },
+    async apply(events, trx, tables) {
+      for (const event of events) {
+        // Only the global set exists for now; another scope's policies would need a scope column.
+        if (event.stream !== POLICY_SET_STREAM) continue;
+        const e = parse(policySetEvents, event);
+        const id = e.data.policyId;
+        const update = (changes: Record<string, unknown>) =>
+          trx(tables.policies)
+            .where({ id })
+            .update({ ...changes, ...touched(event) });
+        switch (e.type) {
+          case 'PolicyCreated': {
+            const { policy } = e.data;
+            await trx(tables.policies).insert({
+              id,
+              name: policy.name,
+              description: policy.description ?? null,
+              type: policy.type,
+              mode: policy.mode,
+              priority: policy.priority,
+              selector: json(policy.selector),
+              parameters: json(policy.parameters),
+              valid_from: policy.validFrom ?? null,
+              valid_until: policy.validUntil ?? null,
+              enabled: policy.enabled,
+              deleted: false,
+              ...created(event),
+            });
+            break;
+          }
+          case 'PolicyUpdated': {
+            const { name, description, mode, priority, selector, parameters, validFrom, validUntil } = e.data.changes;
+            await update({
+              ...(name !== undefined ? { name } : {}),
+              ...(description !== undefined ? { description } : {}),
+              ...(mode !== undefined ? { mode } : {}),
+              ...(priority !== undefined ? { priority } : {}),
+              ...(selector !== undefined ? { selector: json(selector) } : {}),
+              ...(parameters !== undefined ? { parameters: json(parameters) } : {}),
+              // null clears a bound; a missing key leaves it.
+              ...(validFrom !== undefined ? { valid_from: validFrom } : {}),
+              ...(validUntil !== undefined ? { valid_until: validUntil } : {}),
+            });
+            break;
+          }
+          case 'PolicyEnabled':
+          case 'PolicyDisabled':
+            await update({ enabled: e.type === 'PolicyEnabled' });
+            break;
+          case 'PolicyDeleted':
+            await update({ deleted: true });
+            break;
+        }
+      }
+    },
+  },
+  filters: Object.keys(policyFilters),
+  list: (knex, tables, page) => listPage(knex(tables.policies).select('*').where({ deleted: false }), ORDER, policyFilters, page, policyItem),
+  async get(knex, tables, id) {
+    const row = (await knex(tables.policies).where({ id, deleted: false }).first()) as PolicyRow | undefined;
+    return row && policyItem(row);
+  },
+};
+
+// ---- policy decisions ---------------------------------------------------------------------------------------
+
+interface DecisionRow {
+  event_id: string;
+  stream: string;
+  position: string;
+  recorded_at: Date;
+  command: string;
+  verdict: 'allow' | 'deny';
+  policy_set_revision: number;
+  actor_id: string | null;
+  actor_kind: string | null;
+  correlation_id: string | null;
+  targets: { kind: string; id: string }[];
+  actions: string[];
+  policy_ids: string[];
+  evaluations: unknown[];
+  break_glass: { justification: string; actorId: string } | null;
+}
+
+const decisionItem = (row: DecisionRow) => ({
+  eventId: row.event_id,
+  stream: row.stream,
+  position: row.position,
+  recordedAt: iso(row.recorded_at),
+  command: row.command,
+  verdict: row.verdict,
+  policySetRevision: row.policy_set_revision,
+  actor: row.actor_id === null ? null : { id: row.actor_id, kind: row.actor_kind },
+  correlationId: row.correlation_id,
+  targets: row.targets,
+  actions: row.actions,
+  policyIds: row.policy_ids,
+  evaluations: row.evaluations,
+  breakGlass: row.break_glass,
+});
+
+const decisionFilters: Filters = {
+  target: contains('targets', (id) => ({ id })),
+  policy: contains('policy_ids', (id) => id),
+  verdict: oneOf('verdict', ['allow', 'deny']),
+  actor: equals('actor_id'),
+  stream: equals('stream'),
+  command: equals('command'),
+  from: instantFilter('recorded_at', '>='),
+  to: instantFilter('recorded_at', '<'),
+};
+
+const distinct = <T>(values: T[], key: (value: T) => string): T[] => [...new Map(values.map((value) => [key(value), value])).values()];
+
+export const policyDecisions: ReadModel<'policy_decisions'> = {
+  projector: {
+    name: 'policy-decisions',
+    version: 1,
+    eventTypes: policyEvents.types,
+    tables: ['policy_decisions'],
+    async createTables(trx, tables) {
+      const table = tables.policy_decisions;
+      await trx.schema.createTable(table, (t) => {
+        sortable(t, 'position').primary();
+        // Event ids are unique within a stream, not across streams: looked up, never a key.
+        t.text('event_id').notNullable().index(`${table}_event_idx`);
+        t.text('stream').notNullable();
+        t.timestamp('recorded_at', { useTz: true }).notNullable();
+        t.text('command').notNullable();
+        t.text('verdict').notNullable();
+        t.integer('policy_set_revision').notNullable();
+        t.text('actor_id');
+        t.text('actor_kind');
+        t.text('correlation_id');
+        t.jsonb('targets').notNullable();
+        t.jsonb('actions').notNullable();
+        t.jsonb('policy_ids').notNullable();
+        t.jsonb('evaluations').notNullable();
+        t.jsonb('break_glass');
+        t.index(['stream', 'position'], `${table}_stream_idx`);
+        t.index(['actor_id', 'position'], `${table}_actor_idx`);
+        t.index(['recorded_at'], `${table}_recorded_at_idx`);
+      });
+      for (const column of ['targets', 'policy_ids']) {
+        await trx.raw('create index ?? on ?? using gin (?? jsonb_path_ops)', [`${table}_${column}_idx`, table, column]);
+      }
+    },
+    async apply(events, trx, tables) {
+      const rows = events.map((event) => {
+        const { data } = parse(policyEvents, event);
+        const actor = event.metadata.actor;
+        const evaluations = data.evaluations.map(({ index, change, verdict, results }) => ({
+          ...(index !== undefined ? { index } : {}),
+          action: change.action,
+          target: { kind: change.target.kind, id: change.target.id },
+          verdict,
+          results,
+        }));
+        return {
+          event_id: event.id,
+          stream: event.stream,
+          position: event.position,
+          recorded_at: event.recordedAt,
+          command: data.command,
+          verdict: data.verdict,
+          policy_set_revision: data.policySet.revision,
+          actor_id: typeof actor?.id === 'string' ? actor.id : null,
+          actor_kind: typeof actor?.kind === 'string' ? actor.kind : null,
+          correlation_id: typeof event.metadata.correlationId === 'string' ? event.metadata.correlationId : null,
+          targets: json(distinct(evaluations.map((evaluation) => evaluation.target), (target) => `${target.kind}/${target.id}`)),
+          actions: json([...new Set(evaluations.map((evaluation) => evaluation.action))]),
+          policy_ids: json([...new Set(evaluations.flatMap((evaluation) => evaluation.results.map((result) => result.policyId)))]),
+          evaluations: json(evaluations),
+          break_glass: json(data.breakGlass),
+        };
+      });
+      // Well below PostgreSQL's parameter limit at 15 columns a row.
+      for (let i = 0; i < rows.length; i += 1000) await trx(tables.policy_decisions).insert(rows.slice(i, i + 1000));
+    },
+  },
+  filters: Object.keys(decisionFilters),
+  list: (knex, tables, page) =>
+    listPage(knex(tables.policy_decisions).select('*'), ['position'], decisionFilters, page, decisionItem),
+  async get(knex, tables, id) {
+    const row = (await knex(tables.policy_decisions).where({ event_id: id }).orderBy('position').first()) as DecisionRow | undefined;
+    return row && decisionItem(row);
+  },
+};
+
+// ---- all of them ----------------------------------------------------------------------------------------------
+
+export const READ_MODELS = { clusters, workloads, deployments, actionPlans, policies, policyDecisions } satisfies Record<string, ReadModel>;
+
+/** Every read model's projector, for the projection runtime. */
+export const READ_MODEL_PROJECTORS: readonly Projector[] = Object.values(READ_MODELS).map((model) => model.projector as Projector);
