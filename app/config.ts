@@ -2,6 +2,8 @@
 import { z } from 'zod';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** all: everything in one process; api: the HTTP API only; projector: the read-side projectors only. */
+const ROLES = ['all', 'api', 'projector'] as const;
 
 const postgresUrl = z
   .string()
@@ -24,7 +26,7 @@ const integer = (min: number, max: number) =>
 const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
 
 const schema = z.object({
-  SENTINEL_ROLE: z.enum(['all'], { error: 'one of: all' }).default('all'),
+  SENTINEL_ROLE: z.enum(ROLES, { error: `one of: ${ROLES.join(', ')}` }).default('all'),
   HOST: z.string().min(1, 'a host name or address to listen on').default('0.0.0.0'),
   PORT: integer(0, 65535).default(8080),
   SENTINEL_DATA_DIR: z.string().min(1, 'a directory path').default('./data'),

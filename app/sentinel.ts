@@ -62,14 +62,16 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       { hash: hashPassword, verify: verifyPassword, verifyDecoy },
       store,
     );
-    await bootstrapAdmin(access, config, logger);
+    if (config.SENTINEL_ROLE !== 'projector') await bootstrapAdmin(access, config, logger);
 
     const projections = new ProjectionRuntime(db.knex, store, [...READ_MODEL_PROJECTORS, auditProjector], {
       logger,
       lease: db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease,
       metrics: prometheusProjectionMetrics(metrics),
     });
-    await projections.start();
+    // The api role serves queries from tables a projector process keeps; it only makes sure they exist.
+    if (config.SENTINEL_ROLE === 'api') await projections.prepare();
+    else await projections.start();
     runtime = projections;
 
     const api = commandApi({
@@ -95,7 +97,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
         await store.ping();
         if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
       },
-      routers: [{ path: '/api/v1', router: api }],
+      routers: config.SENTINEL_ROLE === 'projector' ? [] : [{ path: '/api/v1', router: api }],
     });
     const purge = setInterval(() => {
       idempotency.purge(new Date(Date.now() - IDEMPOTENCY_RETENTION_MS)).catch((error: unknown) => {

@@ -71,9 +71,14 @@ export class ProjectionRuntime {
     private readonly options: RuntimeOptions,
   ) {}
 
-  /** Registers every projector (creating its first generation's tables) and starts projecting. */
-  async start(): Promise<void> {
+  /** Registers every projector, creating its first generation's tables; queries can be served from then on. */
+  async prepare(): Promise<void> {
     for (const projector of this.projectors) await this.register(projector);
+  }
+
+  /** Prepares, then starts projecting. */
+  async start(): Promise<void> {
+    await this.prepare();
     for (const projector of this.projectors) this.running.push(this.loop(projector));
     // Lag is measured against the log, so it is sampled rather than kept up on every batch.
     if (this.options.metrics) {
