@@ -1,0 +1,203 @@
+// Read-side benchmark on PostgreSQL: catch-up of every read model and the audit trail over a log of realistic
+// events, and how soon a write accepted by the HTTP API is visible through the query API.
+//   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:projections
+// Works in scratch databases it creates on that server and drops afterwards.
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
+import { inProcessLease } from '../adapters/postgres/advisory-lease.js';
+import { openPostgres } from '../adapters/postgres/database.js';
+import { migrateSentinel } from '../adapters/postgres/schema.js';
+import { loadConfig } from '../app/config.js';
+import { startSentinel } from '../app/sentinel.js';
+import { clusterDecider, clusterEvents, type ClusterEvent } from '../domain/cluster.js';
+import type { DomainEvent, EventCatalog } from '../domain/decider.js';
+import { fold } from '../domain/decider.js';
+import { deploymentDecider, deploymentEvents, type Deployment, type DeploymentCommand } from '../domain/deployment.js';
+import type { EventToAppend } from '../domain/event-store.js';
+import { workloadDecider, workloadEvents, type WorkloadSpec } from '../domain/workload.js';
+import { auditProjector } from '../projections/audit-trail.js';
+import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
+import { ProjectionRuntime } from '../projections/runtime.js';
+import { createScratchDatabase } from '../test/support/postgres.js';
+
+const serverUrl = process.env['DATABASE_URL'];
+if (!serverUrl) {
+  process.stderr.write('bench:projections needs DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres\n');
+  process.exit(2);
+}
+const CATCHUP_EVENTS = Number(process.env['BENCH_PROJECTION_EVENTS'] ?? 200_000);
+const VISIBILITY_SAMPLES = Number(process.env['BENCH_VISIBILITY_SAMPLES'] ?? 300);
+const metadata = { correlationId: randomUUID(), causationId: randomUUID(), actor: { id: 'bench', kind: 'system' as const } };
+
+function envelopes<E extends DomainEvent>(catalog: EventCatalog<E>, events: E[]): EventToAppend[] {
+  return events.map((event) => ({
+    id: randomUUID(),
+    type: event.type,
+    schemaVersion: catalog.version(event.type),
+    data: JSON.parse(JSON.stringify(event.data)) as Record<string, unknown>,
+    metadata,
+  }));
+}
+
+/** One workload and its deployment, walked through a realistic life by the real deciders: 13 events. */
+function unit(clusterId: string, n: number): { stream: string; events: EventToAppend[] }[] {
+  const workloadId = randomUUID();
+  const deploymentId = randomUUID();
+  const spec: WorkloadSpec = {
+    name: `model-${n}`,
+    namespace: `team-${n % 40}`,
+    type: 'inference',
+    image: `registry.local/model:${n}`,
+    resources: { cpu: '4', memory: '16Gi', gpu: { count: 1, sku: 'nvidia-a100-80gb' } },
+    labels: { team: `team-${n % 12}` },
+    slo: { latencyP99Ms: 300 },
+  };
+  const registered = workloadDecider.decide({ type: 'RegisterWorkload', workloadId, spec }, workloadDecider.initialState);
+  let workload = fold(workloadDecider, registered);
+  const updated = workloadDecider.decide({ type: 'UpdateWorkloadSpec', workloadId, changes: { image: `registry.local/model:${n}.1` } }, workload);
+  workload = fold(workloadDecider, updated, workload);
+
+  let deployment: Deployment = deploymentDecider.initialState;
+  const deploymentLog: DomainEvent[] = [];
+  const run = (command: DeploymentCommand) => {
+    const events = deploymentDecider.decide(command, deployment);
+    deployment = fold(deploymentDecider, events, deployment);
+    deploymentLog.push(...events);
+  };
+  run({
+    type: 'CreateDeployment',
+    deploymentId,
+    workload: { id: workloadId, status: 'active', specRevision: 2, spec: workload.status === 'absent' ? {} : workload.spec, gpu: { count: 1, sku: 'nvidia-a100-80gb' } },
+    cluster: { id: clusterId, status: 'active', gpuSkus: ['nvidia-a100-80gb'] },
+    replicas: 2,
+    strategy: { type: 'rolling', maxSurge: '25%', maxUnavailable: '25%' },
+    driftPolicy: 'revert',
+  });
+  for (const replicas of [2, 4]) {
+    if (replicas === 4) run({ type: 'ScaleDeployment', deploymentId, replicas, cluster: { status: 'active' } });
+    run({ type: 'RecordApplying', deploymentId, revision: 1 });
+    run({ type: 'RecordApplied', deploymentId, revision: 1 });
+    run({ type: 'RecordRolloutProgress', deploymentId, revision: 1, readyReplicas: replicas - 1, updatedReplicas: replicas });
+    run({ type: 'RecordAvailable', deploymentId, revision: 1, readyReplicas: replicas });
+  }
+  return [
+    { stream: `workload-${workloadId}`, events: envelopes(workloadEvents, [...registered, ...updated]) },
+    { stream: `deployment-${deploymentId}`, events: envelopes(deploymentEvents, deploymentLog as never) },
+  ];
+}
+
+async function fill(store: PostgresEventStore, total: number): Promise<number> {
+  const clusterIds = Array.from({ length: 20 }, () => randomUUID());
+  let appended = 0;
+  for (const [i, clusterId] of clusterIds.entries()) {
+    const events: ClusterEvent[] = clusterDecider.decide(
+      {
+        type: 'RegisterCluster',
+        clusterId,
+        spec: { name: `cluster-${i}`, apiServer: 'https://10.0.0.1:6443', credentials: { source: 'in-cluster' }, region: 'r', labels: {}, gpuSkus: ['nvidia-a100-80gb'] },
+      },
+      clusterDecider.initialState,
+    );
+    appended += (await store.append(`cluster-${clusterId}`, envelopes(clusterEvents, events))).revision + 1;
+  }
+  let n = 0;
+  const worker = async () => {
+    while (appended < total) {
+      const streams = unit(clusterIds[n % clusterIds.length]!, n++);
+      for (const { stream, events } of streams) {
+        await store.append(stream, events, { expected: 'no_stream' });
+        appended += events.length;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return appended;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! * 100) / 100;
+}
+
+// ---- catch-up -------------------------------------------------------------------------------------------
+
+const catchupDb = await createScratchDatabase(serverUrl);
+let catchupEps = 0;
+let events = 0;
+try {
+  const db = openPostgres(catchupDb.url, { poolMax: 16 });
+  const store = await PostgresEventStore.open(db);
+  await migrateSentinel(db.knex);
+  const filled = performance.now();
+  events = await fill(store, CATCHUP_EVENTS);
+  console.log(`log      ${events} events written in ${((performance.now() - filled) / 1000).toFixed(1)} s`);
+
+  let head: string | undefined;
+  for (;;) {
+    const page = await store.readAll({ after: head, limit: 5000 });
+    if (page.events.length === 0) break;
+    head = page.checkpoint;
+  }
+  const projectors = [...READ_MODEL_PROJECTORS, auditProjector];
+  const runtime = new ProjectionRuntime(db.knex, store, projectors, { logger: pino({ level: 'warn' }), lease: inProcessLease, batchSize: 1000 });
+  const started = performance.now();
+  await runtime.start();
+  const caughtUp = await runtime.waitFor(head!, projectors.map((p) => p.name), 900_000);
+  const seconds = (performance.now() - started) / 1000;
+  await runtime.stop();
+  if (!caughtUp) throw new Error('the projectors did not catch up within 15 minutes');
+  catchupEps = Math.round(events / seconds);
+  console.log(`catch-up ${events} events into ${projectors.length} projections in ${seconds.toFixed(1)} s: ${catchupEps} events/s`);
+  await store.close();
+  await db.close();
+} finally {
+  await catchupDb.drop();
+}
+
+// ---- write accepted → visible in a query, through HTTP ---------------------------------------------------
+
+const visibleDb = await createScratchDatabase(serverUrl);
+const visible: number[] = [];
+try {
+  const sentinel = await startSentinel(
+    loadConfig({ DATABASE_URL: visibleDb.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', SENTINEL_ADMIN_PASSWORD: 'bench-admin-password', SENTINEL_JWT_SECRET: 'x'.repeat(48) }),
+    pino({ level: 'warn' }),
+  );
+  const api = `http://127.0.0.1:${sentinel.port}/api/v1`;
+  try {
+    const login = await fetch(`${api}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'bench-admin-password' }),
+    });
+    const { accessToken } = (await login.json()) as { accessToken: string };
+    const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
+    for (let i = 0; i < VISIBILITY_SAMPLES; i += 1) {
+      const response = await fetch(`${api}/workloads`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ name: `w-${i}`, namespace: 'bench', type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' } }),
+      });
+      const accepted = performance.now();
+      const { id } = (await response.json()) as { id: string };
+      // Poll the query API (no ?after=) until the new workload is there: what a dashboard would see.
+      for (;;) {
+        const read = await fetch(`${api}/workloads/${id}`, { headers });
+        await read.arrayBuffer();
+        if (read.status === 200) break;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      visible.push(performance.now() - accepted);
+    }
+  } finally {
+    await sentinel.stop();
+  }
+} finally {
+  await visibleDb.drop();
+}
+visible.sort((a, b) => a - b);
+const p50 = percentile(visible, 0.5);
+const p99 = percentile(visible, 0.99);
+console.log(`visible  ${visible.length} writes: p50 ${p50} ms, p99 ${p99} ms, max ${percentile(visible, 1)} ms`);
+console.log(JSON.stringify({ bench: 'projections', events, catchup_eps: catchupEps, visible_p50_ms: p50, visible_p99_ms: p99, samples: visible.length }));
