@@ -10,6 +10,7 @@ import { policyEvents } from '../domain/policy-evaluation.js';
 import { GLOBAL_POLICY_SET, policySetEvents } from '../domain/policy-set.js';
 import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
 import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
+import { fleetCostProjector } from './fleet-cost.js';
 import type { Projector, TableNames } from './projector.js';
 
 // ---- the shape every read model takes ---------------------------------------------------------------------
@@ -1327,4 +1328,7 @@ export const policyDecisions: ReadModel<'policy_decisions'> = {
 export const READ_MODELS = { clusters, workloads, deployments, actionPlans, policies, policyDecisions } satisfies Record<string, ReadModel>;
 
 /** Every read model's projector, for the projection runtime. */
-export const READ_MODEL_PROJECTORS: readonly Projector[] = Object.values(READ_MODELS).map((model) => model.projector as Projector);
+export const READ_MODEL_PROJECTORS: readonly Projector[] = [
+  ...Object.values(READ_MODELS).map((model) => model.projector as Projector),
+  fleetCostProjector as Projector,
+];

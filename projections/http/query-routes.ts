@@ -7,6 +7,7 @@ import { rolesFrom } from '../../domain/access.js';
 import { NotFound } from '../../domain/decider.js';
 import type { Knex } from 'knex';
 import { auditProjector, InvalidAuditQuery, queryAudit, verifyAuditTrail } from '../audit-trail.js';
+import { fleetCost, fleetCostProjector } from '../fleet-cost.js';
 import { deploymentHistory, InvalidQuery, READ_MODELS, type ReadModel } from '../read-models.js';
 import type { ProjectionRuntime } from '../runtime.js';
 
@@ -109,6 +110,30 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
     ...collection('/action-plans', 'action plan', READ_MODELS.actionPlans),
     ...collection('/policies', 'policy', READ_MODELS.policies),
     ...collection('/policy-decisions', 'policy decision', { ...READ_MODELS.policyDecisions, get: undefined }),
+    route({
+      ...readers,
+      method: 'get',
+      path: '/fleet/cost',
+      operationId: 'fleetCost',
+      summary: 'Show what the fleet costs per hour now',
+      success: {
+        status: 200,
+        schema: z
+          .object({
+            hourlyUsd: z.number(),
+            byTeam: z.array(z.object({ team: z.string(), hourlyUsd: z.number(), gpus: z.number() })),
+            byCluster: z.array(z.object({ clusterId: z.string(), hourlyUsd: z.number(), gpus: z.number() })),
+            byGpuSku: z.array(z.object({ sku: z.string(), gpus: z.number(), hourlyUsd: z.number() })),
+            deployments: z.number().int(),
+          })
+          .meta({ id: 'FleetCost' }),
+        description: '$/hour of every placed deployment, by team, cluster and GPU SKU, most expensive first',
+      },
+      handle: async ({ query }) => {
+        await caughtUp(query, [fleetCostProjector.name]);
+        return { status: 200, body: await fleetCost(knex, await runtime.tables(fleetCostProjector)) };
+      },
+    }),
     route({
       ...readers,
       method: 'get',

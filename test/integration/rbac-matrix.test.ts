@@ -58,6 +58,7 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'GET /policies':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /policies/:id':                ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /policy-decisions':            ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /fleet/cost':                  ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /audit':                       ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /audit/verify':                ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /projections':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
