@@ -123,8 +123,8 @@ function percentile(sorted: number[], p: number): number {
 // ---- catch-up -------------------------------------------------------------------------------------------
 
 const catchupDb = await createScratchDatabase(serverUrl);
-let catchupEps = 0;
-let events = 0;
+let catchupEps: number;
+let events: number;
 try {
   const db = openPostgres(catchupDb.url, { poolMax: 16 });
   const store = await PostgresEventStore.open(db);
