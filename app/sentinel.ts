@@ -165,17 +165,22 @@ async function bootstrapAdmin(access: AccessService, config: Config, logger: Log
   logger.info({ username: admin.username, passwordFrom: admin.generatedPassword ? 'generated' : 'SENTINEL_ADMIN_PASSWORD' }, 'created the first admin');
 }
 
-async function openDatabase(config: Config, logger: Logger): Promise<Database> {
+/** Where embedded PGlite keeps its files when no DATABASE_URL is set. */
+export function pgliteDataDir(config: Config): string {
+  return path.resolve(config.SENTINEL_DATA_DIR, 'pglite');
+}
+
+export async function openDatabase(config: Config, logger: Logger): Promise<Database> {
   if (config.DATABASE_URL) {
     logger.info({ database: redact(config.DATABASE_URL) }, 'using PostgreSQL');
     return openPostgres(config.DATABASE_URL, { poolMax: config.DATABASE_POOL_MAX });
   }
-  const dataDir = path.resolve(config.SENTINEL_DATA_DIR, 'pglite');
+  const dataDir = pgliteDataDir(config);
   logger.info({ dataDir }, 'using embedded PGlite (for trying Sentinel and single-node development; not durable)');
   return openPglite(dataDir);
 }
 
-async function openEventStore(config: Config, db: Database, logger: Logger): Promise<EventStore> {
+export async function openEventStore(config: Config, db: Database, logger: Logger): Promise<EventStore> {
   if (config.KURRENTDB_URL) {
     logger.info({ eventStore: redact(config.KURRENTDB_URL) }, 'event store on KurrentDB');
     return KurrentDbEventStore.connect(config.KURRENTDB_URL);
@@ -184,7 +189,7 @@ async function openEventStore(config: Config, db: Database, logger: Logger): Pro
 }
 
 /** A connection string without its password, for logs. */
-function redact(url: string): string {
+export function redact(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

@@ -51,11 +51,19 @@ interface Registered {
   position: Position | null;
 }
 
-/** Thrown inside a batch's transaction when the checkpoint moved under it: someone else is projecting. */
-class CheckpointMoved extends Error {}
+/**
+ * Thrown inside a batch's transaction when the checkpoint moved under it: a rebuild swapped in a new generation,
+ * or someone else is projecting. The runtime then starts again from what the registry says.
+ */
+export class CheckpointMoved extends Error {
+  override name = 'CheckpointMoved';
+}
 
-const REGISTRY = 'sentinel_projections';
-const LAG_COUNT_LIMIT = 10_000;
+/** The registry table (migration 002-projections). */
+export const PROJECTION_REGISTRY = 'sentinel_projections';
+const REGISTRY = PROJECTION_REGISTRY;
+/** `lagEvents` counts up to this many. */
+export const LAG_COUNT_LIMIT = 10_000;
 
 export class ProjectionRuntime {
   private readonly abort = new AbortController();
@@ -190,6 +198,11 @@ export class ProjectionRuntime {
         await this.project(projector);
       } catch (error) {
         if (this.abort.signal.aborted) return;
+        if (error instanceof CheckpointMoved) {
+          // Most often a rebuild that swapped in a new generation: follow it at once, from its checkpoint.
+          logger.info({ projector: projector.name }, 'checkpoint moved; continuing from the registry');
+          continue;
+        }
         this.active.delete(projector.name);
         logger.error({ err: error, projector: projector.name }, 'projector stopped; retrying');
         await sleep(1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
@@ -213,13 +226,15 @@ export class ProjectionRuntime {
         const started = performance.now();
         const last = batch.at(-1)!.position;
         await this.knex.transaction(async (trx) => {
-          await projector.apply(batch, trx, tables);
-          // The checkpoint moves only from where this instance read it: a second writer rolls back instead.
+          // The checkpoint moves only from where this instance read it: a second writer rolls back instead. It
+          // moves first, so the row stays locked while the batch applies (a rebuild's swap waits for it), and a
+          // batch begun after a swap stops here, before it touches the old generation's tables.
           const moved = await trx(REGISTRY)
             .where({ name: projector.name, generation: registered.generation })
             .andWhere((where) => (position === null ? where.whereNull('position') : where.where('position', position)))
             .update({ position: last, events: trx.raw('events + ?', [batch.length]), updated_at: trx.fn.now() });
           if (moved !== 1) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
+          await projector.apply(batch, trx, tables);
         });
         position = last;
         this.options.metrics?.applied(projector.name, batch.length, (performance.now() - started) / 1000);
@@ -238,7 +253,8 @@ export class ProjectionRuntime {
   }
 }
 
-function filterOf(projector: Projector | undefined) {
+/** The event-store filter for the events a projector reads. */
+export function filterOf(projector: Projector | undefined) {
   return projector?.eventTypes ? { types: [...projector.eventTypes] } : undefined;
 }
 

@@ -38,8 +38,10 @@ export interface TestApi {
   request<Body = Record<string, unknown>>(method: string, path: string, options?: RequestOptions): Promise<Reply<Body>>;
   /** Every event of a stream, or [] when it does not exist. */
   stream(name: string): Promise<RecordedEvent[]>;
-  /** The log's last position, to check that a rejected request appended nothing. */
+  /** The log's last position, once it holds still, to check that a rejected request appended nothing. */
   head(): Promise<string | undefined>;
+  /** The events after a position, once the log holds still. */
+  eventsSince(after: string | undefined): Promise<RecordedEvent[]>;
   stop(): Promise<void>;
 }
 
@@ -83,6 +85,13 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
   }
   const url = `http://127.0.0.1:${sentinel.port}/api/v1`;
   let lastSeen: string | undefined;
+  const readHead = async () => {
+    for (;;) {
+      const page = await sentinel.eventStore.readAll({ after: lastSeen, limit: 1000 });
+      if (page.events.length === 0) return lastSeen;
+      lastSeen = page.checkpoint;
+    }
+  };
   const tokens = {} as Record<Role, string>;
   const principalIds = {} as Record<Role, string>;
 
@@ -125,11 +134,18 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
     request,
     stream: (name) => sentinel.eventStore.readStream(name),
     async head() {
-      for (;;) {
-        const page = await sentinel.eventStore.readAll({ after: lastSeen, limit: 1000 });
-        if (page.events.length === 0) return lastSeen;
-        lastSeen = page.checkpoint;
+      // A reader sees an event only once every older transaction has ended (projectors write all the time), so
+      // the head is read until it holds still.
+      for (let previous: string | undefined = await readHead(), attempts = 0; ; attempts += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        const current = await readHead();
+        if (current === previous || attempts > 40) return current;
+        previous = current;
       }
+    },
+    async eventsSince(after) {
+      await this.head();
+      return (await sentinel.eventStore.readAll({ after, limit: 10_000 })).events;
     },
     async stop() {
       await sentinel.stop();

@@ -1,0 +1,284 @@
+#!/usr/bin/env tsx
+// `sentinel`: operator commands against the database `npm start` uses — projection status and rebuilds.
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { pino, type Logger } from 'pino';
+import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
+import type { Database } from '../adapters/postgres/database.js';
+import { sentinelMigrated } from '../adapters/postgres/schema.js';
+import type { EventStore } from '../domain/event-store.js';
+import { auditProjector } from '../projections/audit-trail.js';
+import type { Projector } from '../projections/projector.js';
+import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
+import { DEFAULT_DROP_AFTER_MS, DEFAULT_REBUILD_BATCH_SIZE, rebuildProjection, RebuildError, type RebuildProgress } from '../projections/rebuild.js';
+import { LAG_COUNT_LIMIT, ProjectionRuntime, type ProjectionStatus } from '../projections/runtime.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { openDatabase, openEventStore, pgliteDataDir, redact } from './sentinel.js';
+
+/** The projectors Sentinel runs, as `app/sentinel.ts` wires them. */
+const PROJECTORS: readonly Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+/** Ends the command with a message on stderr and an exit code. */
+class Exit extends Error {
+  constructor(
+    message: string,
+    readonly code: number,
+  ) {
+    super(message);
+  }
+}
+
+// ---- opening what `npm start` opens ----------------------------------------------------------------------
+
+interface Opened {
+  config: Config;
+  db: Database;
+  store: EventStore;
+}
+
+async function withSentinel<T>(run: (opened: Opened) => Promise<T>): Promise<T> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) throw new Exit(error.message, EXIT_USAGE);
+    throw error;
+  }
+  // Quiet: only warnings and errors, on stderr, so stdout holds the command's answer alone.
+  const logger = pino({ level: 'warn', base: { service: 'sentinel-cli' } }, pino.destination(2));
+  const db = await open(config, logger);
+  let store: EventStore | undefined;
+  try {
+    if (!(await sentinelMigrated(db.knex))) {
+      throw new Exit('the database schema is not at this build\'s version: start Sentinel (npm start) once, so that it migrates it', EXIT_FAILURE);
+    }
+    store = await openEventStore(config, db, logger);
+    return await run({ config, db, store });
+  } finally {
+    await store?.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+  }
+}
+
+async function open(config: Config, logger: Logger): Promise<Database> {
+  if (config.DATABASE_URL) {
+    const db = await openDatabase(config, logger);
+    try {
+      await db.query('select 1');
+      return db;
+    } catch (error) {
+      await db.close().catch(() => undefined);
+      throw new Exit(`cannot reach PostgreSQL at ${redact(config.DATABASE_URL)}: ${messageOf(error)}`, EXIT_FAILURE);
+    }
+  }
+  // Embedded PGlite is one process's alone, and it takes no lock that would stop a second one: check first.
+  const dataDir = pgliteDataDir(config);
+  const stopFirst =
+    `Sentinel uses the embedded PGlite database at ${dataDir}, which only one process can open at a time: ` +
+    'stop Sentinel first, then run this command again (or point DATABASE_URL at PostgreSQL)';
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    throw new Exit(`no Sentinel database at ${dataDir}: start Sentinel once (npm start), or set DATABASE_URL or SENTINEL_DATA_DIR`, EXIT_FAILURE);
+  }
+  const listening = await answering(config.HOST, config.PORT);
+  if (listening) throw new Exit(`Sentinel looks to be running (${listening} answers). ${stopFirst}`, EXIT_FAILURE);
+  try {
+    const db = await openDatabase(config, logger);
+    await db.query('select 1');
+    return db;
+  } catch (error) {
+    throw new Exit(`cannot open the embedded PGlite database: ${messageOf(error)}. ${stopFirst}`, EXIT_FAILURE);
+  }
+}
+
+/** `host:port` when something listens where Sentinel would; undefined when nothing does. */
+async function answering(host: string, port: number): Promise<string | undefined> {
+  if (port === 0) return undefined;
+  const target = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const connected = await new Promise<boolean>((resolve) => {
+    const socket = net.connect({ host: target, port });
+    const done = (result: boolean) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+  return connected ? `${target}:${port}` : undefined;
+}
+
+// ---- projections status ------------------------------------------------------------------------------------
+
+async function status(options: { json?: boolean }): Promise<void> {
+  await withSentinel(async ({ db, store }) => {
+    const runtime = new ProjectionRuntime(db.knex, store, PROJECTORS, { logger: pino({ level: 'silent' }), lease: inProcessLease });
+    const rows = await runtime.status();
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(rows.map(({ active: _active, ...row }) => row), null, 2)}\n`);
+      return;
+    }
+    if (rows.length === 0) {
+      process.stdout.write('no projections registered yet: start Sentinel once, so that it creates them\n');
+      return;
+    }
+    process.stdout.write(table(rows));
+  });
+}
+
+function table(rows: ProjectionStatus[]): string {
+  const header = ['NAME', 'VERSION', 'GENERATION', 'POSITION', 'APPLIED', 'LAG EVENTS', 'LAG SECONDS', 'UPDATED'];
+  const numeric = [false, true, true, false, true, true, true, false];
+  const cells = rows.map((row) => [
+    row.name,
+    String(row.version),
+    String(row.generation),
+    row.position ?? '-',
+    count(row.eventsApplied),
+    row.lagEvents >= LAG_COUNT_LIMIT ? `${count(LAG_COUNT_LIMIT)}+` : count(row.lagEvents),
+    row.lagSeconds.toFixed(1),
+    row.updatedAt,
+  ]);
+  const widths = header.map((title, i) => Math.max(title.length, ...cells.map((line) => line[i]!.length)));
+  const line = (values: string[]) => `${values.map((value, i) => (numeric[i] ? value.padStart(widths[i]!) : value.padEnd(widths[i]!))).join('  ').trimEnd()}\n`;
+  return [header, ...cells].map(line).join('');
+}
+
+// ---- projections rebuild -------------------------------------------------------------------------------------
+
+async function rebuild(name: string, options: { batchSize: number; dropAfter: number }): Promise<void> {
+  const projector = PROJECTORS.find((p) => p.name === name);
+  if (!projector) {
+    throw new Exit(`unknown projection "${name}"; known projections: ${PROJECTORS.map((p) => p.name).join(', ')}`, EXIT_USAGE);
+  }
+  await withSentinel(async ({ db, store }) => {
+    const abort = new AbortController();
+    const interrupt = () => {
+      process.stderr.write('\nstopping after the batch in hand: the new tables are dropped, the current generation keeps serving\n');
+      abort.abort(new Exit(`rebuild of ${name} interrupted; nothing was swapped`, EXIT_FAILURE));
+    };
+    process.once('SIGINT', interrupt);
+    process.once('SIGTERM', interrupt);
+    const bar = progressBar(process.stderr);
+    try {
+      const result = await rebuildProjection(db.knex, store, projector, {
+        batchSize: options.batchSize,
+        dropAfterMs: options.dropAfter,
+        lease: db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease,
+        signal: abort.signal,
+        onProgress: bar.update,
+      });
+      bar.done();
+      process.stdout.write(
+        `rebuilt ${result.name} (version ${result.version}): generation ${result.previousGeneration} → ${result.generation}, ` +
+          `${count(result.events)} events up to position ${result.position ?? '(none)'}, ` +
+          `in ${result.seconds.toFixed(1)} s (${count(Math.round(result.eventsPerSecond))} ev/s` +
+          `${result.swapAttempts > 1 ? `; swapped on try ${result.swapAttempts}, the live projector having got ahead` : ''})\n`,
+      );
+      if (result.previousDropped) process.stdout.write(`dropped the tables of generation ${result.previousGeneration}\n`);
+      else process.stderr.write(`warning: the tables of generation ${result.previousGeneration} are still there (${result.dropError}); drop them by hand\n`);
+    } catch (error) {
+      bar.done();
+      if (abort.signal.aborted && abort.signal.reason instanceof Exit) throw abort.signal.reason;
+      throw error;
+    } finally {
+      process.off('SIGINT', interrupt);
+      process.off('SIGTERM', interrupt);
+    }
+  });
+}
+
+/** `[#####-----] 45% 12,345/27,000 ev 8,120 ev/s ETA 2s`, redrawn in place on a terminal, a line every few seconds elsewhere. */
+function progressBar(stream: NodeJS.WriteStream): { update(progress: RebuildProgress): void; done(): void } {
+  const interactive = stream.isTTY === true;
+  const every = interactive ? 100 : 2000;
+  let last: RebuildProgress | undefined;
+  let drawnAt = 0;
+  let drawn = false;
+  const render = (p: RebuildProgress) => {
+    const ratio = p.total > 0 ? p.applied / p.total : 1;
+    const filled = Math.round(ratio * 20);
+    const eta = Number.isFinite(p.etaSeconds) ? `${Math.ceil(p.etaSeconds)}s` : '--';
+    return `[${'#'.repeat(filled)}${'-'.repeat(20 - filled)}] ${Math.floor(ratio * 100)}% ${count(p.applied)}/${count(p.total)} ev ${count(Math.round(p.eventsPerSecond))} ev/s ETA ${eta}`;
+  };
+  const draw = (p: RebuildProgress) => {
+    stream.write(interactive ? `\r${render(p)}\x1b[K` : `${render(p)}\n`);
+    drawn = true;
+    drawnAt = Date.now();
+  };
+  return {
+    update(progress) {
+      last = progress;
+      if (Date.now() - drawnAt >= every) draw(progress);
+    },
+    done() {
+      if (last) draw(last);
+      if (drawn && interactive) stream.write('\n');
+      last = undefined;
+    },
+  };
+}
+
+// ---- the program -----------------------------------------------------------------------------------------
+
+function integer(min: number) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isSafeInteger(parsed) || parsed < min) throw new InvalidArgumentError(`a whole number from ${min} up`);
+    return parsed;
+  };
+}
+
+function count(value: number): string {
+  return value.toLocaleString('en-US');
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+const program = new Command('sentinel')
+  .description('Operate Sentinel from the command line. Reads the same environment as `npm start` (DATABASE_URL or SENTINEL_DATA_DIR, KURRENTDB_URL).')
+  .exitOverride()
+  .showHelpAfterError();
+
+const projections = program.command('projections').description('the read side: status and rebuilds').exitOverride();
+
+projections
+  .command('status')
+  .description('each projection: version, serving generation, checkpoint, events applied and lag')
+  .option('--json', 'print JSON instead of a table')
+  .exitOverride()
+  .action(status);
+
+projections
+  .command('rebuild')
+  .description('rebuild a projection from the start of the log into new tables while the current ones keep serving, then swap')
+  .argument('<name>', `one of: ${PROJECTORS.map((p) => p.name).join(', ')}`)
+  .option('--batch-size <events>', 'events per transaction', integer(1), DEFAULT_REBUILD_BATCH_SIZE)
+  .option('--drop-after <ms>', "how long the old generation's tables stay after the swap", integer(0), DEFAULT_DROP_AFTER_MS)
+  .exitOverride()
+  .action(rebuild);
+
+try {
+  await program.parseAsync(process.argv);
+  process.exitCode = EXIT_OK;
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and --version end with 0; anything else commander refused is a usage error, already explained.
+    process.exitCode = error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+  } else if (error instanceof Exit || error instanceof RebuildError) {
+    process.stderr.write(`sentinel: ${error.message}\n`);
+    process.exitCode = error instanceof Exit ? error.code : EXIT_FAILURE;
+  } else {
+    process.stderr.write(`sentinel: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = EXIT_FAILURE;
+  }
+}
+// The command is done: whatever a driver left open must not keep the process alive.
+setTimeout(() => process.exit(), 1000).unref();
