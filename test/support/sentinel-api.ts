@@ -85,6 +85,16 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
   }
   const url = `http://127.0.0.1:${sentinel.port}/api/v1`;
   let lastSeen: string | undefined;
+  // A reader sees an event only once every older transaction has ended (projectors write all the time), so
+  // the head is read until it holds still.
+  const settledHead = async (): Promise<string | undefined> => {
+    for (let previous = await readHead(), attempts = 0; ; attempts += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      const current = await readHead();
+      if (current === previous || attempts > 40) return current;
+      previous = current;
+    }
+  };
   const readHead = async () => {
     for (;;) {
       const page = await sentinel.eventStore.readAll({ after: lastSeen, limit: 1000 });
@@ -133,18 +143,9 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
     principalIds,
     request,
     stream: (name) => sentinel.eventStore.readStream(name),
-    async head() {
-      // A reader sees an event only once every older transaction has ended (projectors write all the time), so
-      // the head is read until it holds still.
-      for (let previous: string | undefined = await readHead(), attempts = 0; ; attempts += 1) {
-        await new Promise((resolve) => setTimeout(resolve, 25));
-        const current = await readHead();
-        if (current === previous || attempts > 40) return current;
-        previous = current;
-      }
-    },
+    head: settledHead,
     async eventsSince(after) {
-      await this.head();
+      await settledHead();
       return (await sentinel.eventStore.readAll({ after, limit: 10_000 })).events;
     },
     async stop() {
