@@ -11,6 +11,7 @@ import { GLOBAL_POLICY_SET, policySetEvents } from '../domain/policy-set.js';
 import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
 import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
 import { fleetCostProjector } from './fleet-cost.js';
+import { insertRows, RowBatch, type Row } from './row-batch.js';
 import type { Projector, TableNames } from './projector.js';
 
 // ---- the shape every read model takes ---------------------------------------------------------------------
@@ -388,46 +389,43 @@ export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
       });
     },
     async apply(events, trx, tables) {
-      for (const event of events) {
-        const e = parse(workloadEvents, event);
+      const parsed = events.map((event) => ({ event, e: parse(workloadEvents, event) }));
+      const workloads = new RowBatch(trx, tables.workloads, ['id'], new Set(['labels', 'spec']));
+      await workloads.load(parsed.map(({ e }) => [e.data.workloadId]));
+      const revisions: Row[] = [];
+      for (const { event, e } of parsed) {
         const id = e.data.workloadId;
         switch (e.type) {
           case 'WorkloadRegistered': {
             const { spec, specRevision } = e.data;
-            await trx(tables.workloads).insert({
+            workloads.insert({
               id,
               name: spec.name,
               namespace: spec.namespace,
               type: spec.type,
               status: 'active',
-              labels: json(spec.labels),
+              labels: spec.labels,
               spec_revision: specRevision,
-              spec: json(spec),
+              spec,
               retired_reason: null,
               ...created(event),
             });
-            await trx(tables.workload_revisions).insert({ workload_id: id, spec_revision: specRevision, spec: json(spec), changes: null, recorded_at: event.recordedAt });
+            revisions.push({ workload_id: id, spec_revision: specRevision, spec: json(spec), changes: null, recorded_at: event.recordedAt });
             break;
           }
           case 'WorkloadSpecUpdated': {
             const { spec, specRevision, changes } = e.data;
-            await trx(tables.workloads)
-              .where({ id })
-              .update({ spec_revision: specRevision, spec: json(spec), labels: json(spec.labels), ...touched(event) });
-            await trx(tables.workload_revisions).insert({
-              workload_id: id,
-              spec_revision: specRevision,
-              spec: json(spec),
-              changes: json(changes),
-              recorded_at: event.recordedAt,
-            });
+            workloads.update([id], { spec_revision: specRevision, spec, labels: spec.labels, ...touched(event) });
+            revisions.push({ workload_id: id, spec_revision: specRevision, spec: json(spec), changes: json(changes), recorded_at: event.recordedAt });
             break;
           }
           case 'WorkloadRetired':
-            await trx(tables.workloads).where({ id }).update({ status: 'retired', retired_reason: e.data.reason ?? null, ...touched(event) });
+            workloads.update([id], { status: 'retired', retired_reason: e.data.reason ?? null, ...touched(event) });
             break;
         }
       }
+      await workloads.flush();
+      await insertRows(trx, tables.workload_revisions, revisions);
     },
   },
   filters: Object.keys(workloadFilters),
@@ -604,14 +602,16 @@ export const deployments: ReadModel<DeploymentTables> = {
       });
     },
     async apply(events, trx, tables) {
-      for (const event of events) {
-        const e = parse(deploymentEvents, event);
+      const parsed = events.map((event) => ({ event, e: parse(deploymentEvents, event) }));
+      const deployments = new RowBatch(trx, tables.deployments, ['id'], new Set(['strategy']));
+      const revisions = new RowBatch(trx, tables.deployment_revisions, ['deployment_id', 'revision'], new Set(['strategy', 'spec']));
+      await deployments.load(parsed.map(({ e }) => [e.data.deploymentId]));
+      await revisions.load(parsed.flatMap(({ e }) => (e.type === 'DeploymentAvailable' ? [[e.data.deploymentId, e.data.revision]] : [])));
+      const timeline: Row[] = [];
+
+      for (const { event, e } of parsed) {
         const id = e.data.deploymentId;
-        const update = (changes: Record<string, unknown>) =>
-          trx(tables.deployments)
-            .where({ id })
-            .update({ ...changes, ...touched(event) })
-            .returning(['status', 'current_revision']) as Promise<{ status: DeploymentStatus; current_revision: number }[]>;
+        const update = (changes: Row) => deployments.update([id], { ...changes, ...touched(event) });
         const addRevision = (revision: {
           revision: number;
           workloadRevision: number;
@@ -620,12 +620,12 @@ export const deployments: ReadModel<DeploymentTables> = {
           rollbackOf?: number;
           reason?: string;
         }) =>
-          trx(tables.deployment_revisions).insert({
+          revisions.insert({
             deployment_id: id,
             revision: revision.revision,
             workload_revision: revision.workloadRevision,
-            strategy: json(revision.strategy),
-            spec: json(revision.spec),
+            strategy: revision.strategy,
+            spec: revision.spec,
             rollback_of: revision.rollbackOf ?? null,
             origin: e.type,
             reason: revision.reason ?? null,
@@ -640,82 +640,88 @@ export const deployments: ReadModel<DeploymentTables> = {
           rollout_at: event.recordedAt,
         });
 
-        let after: { status: DeploymentStatus; current_revision: number }[];
+        let row: Row | undefined;
         let detail: Record<string, unknown> = {};
         switch (e.type) {
           case 'DeploymentCreated': {
             const { workloadId, clusterId, replicas, strategy, driftPolicy, revision, workloadRevision, spec } = e.data;
-            after = (await trx(tables.deployments)
-              .insert({
-                id,
-                workload_id: workloadId,
-                cluster_id: clusterId,
-                status: 'Pending',
-                paused: false,
-                replicas,
-                ready_replicas: null,
-                updated_replicas: null,
-                strategy: json(strategy),
-                drift_policy: driftPolicy,
-                current_revision: revision,
-                workload_revision: workloadRevision,
-                ...created(event),
-              })
-              .returning(['status', 'current_revision'])) as typeof after;
-            await addRevision({ revision, workloadRevision, strategy, spec });
+            row = {
+              id,
+              workload_id: workloadId,
+              cluster_id: clusterId,
+              status: 'Pending',
+              paused: false,
+              replicas,
+              ready_replicas: null,
+              updated_replicas: null,
+              strategy,
+              drift_policy: driftPolicy,
+              current_revision: revision,
+              workload_revision: workloadRevision,
+              rollout_event: null,
+              rollout_revision: null,
+              rollout_cause: null,
+              rollout_at: null,
+              last_cause: null,
+              restarted_at: null,
+              ...created(event),
+            };
+            deployments.insert(row);
+            addRevision({ revision, workloadRevision, strategy, spec });
             detail = { replicas, workloadRevision };
             break;
           }
           case 'DeploymentScaled':
-            after = await update({ status: 'Pending', replicas: e.data.replicas });
+            row = update({ status: 'Pending', replicas: e.data.replicas });
             detail = { replicas: e.data.replicas, previousReplicas: e.data.previousReplicas };
             break;
           case 'DeploymentUpdated': {
             const { revision, workloadRevision, strategy, spec } = e.data;
-            after = await update({ status: 'Pending', current_revision: revision, workload_revision: workloadRevision, strategy: json(strategy) });
-            await addRevision({ revision, workloadRevision, strategy, spec });
+            row = update({ status: 'Pending', current_revision: revision, workload_revision: workloadRevision, strategy });
+            if (row) addRevision({ revision, workloadRevision, strategy, spec });
             detail = { workloadRevision };
             break;
           }
           case 'DeploymentDriftPolicyChanged':
-            after = await update({ drift_policy: e.data.driftPolicy });
+            row = update({ drift_policy: e.data.driftPolicy });
             detail = { driftPolicy: e.data.driftPolicy, previousDriftPolicy: e.data.previousDriftPolicy };
             break;
           case 'DeploymentRollbackRequested': {
             const { revision, toRevision, workloadRevision, strategy, spec, reason } = e.data;
-            after = await update({ status: 'Pending', current_revision: revision, workload_revision: workloadRevision, strategy: json(strategy) });
-            await addRevision({ revision, workloadRevision, strategy, spec, rollbackOf: toRevision, reason });
+            row = update({ status: 'Pending', current_revision: revision, workload_revision: workloadRevision, strategy });
+            if (row) addRevision({ revision, workloadRevision, strategy, spec, rollbackOf: toRevision, reason });
             detail = { toRevision, ...(reason !== undefined ? { reason } : {}) };
             break;
           }
           case 'DeploymentRestartRequested':
-            after = await update({ status: 'Pending', restarted_at: e.data.restartedAt });
+            row = update({ status: 'Pending', restarted_at: e.data.restartedAt });
             detail = { restartedAt: e.data.restartedAt, ...(e.data.reason !== undefined ? { reason: e.data.reason } : {}) };
             break;
           case 'DeploymentPaused':
           case 'DeploymentResumed':
           case 'DeploymentDeleted':
-            after = await update(e.type === 'DeploymentDeleted' ? { status: 'Deleted' } : { paused: e.type === 'DeploymentPaused' });
+            row = update(e.type === 'DeploymentDeleted' ? { status: 'Deleted' } : { paused: e.type === 'DeploymentPaused' });
             detail = e.data.reason !== undefined ? { reason: e.data.reason } : {};
             break;
           case 'DeploymentApplying':
-            after = await update({ status: 'Applying', ...rollout(e.data.revision) });
+            row = update({ status: 'Applying', ...rollout(e.data.revision) });
             break;
           case 'DeploymentApplied':
-            after = await update({ status: 'Progressing', ...rollout(e.data.revision) });
+            row = update({ status: 'Progressing', ...rollout(e.data.revision) });
             break;
           case 'DeploymentRolloutProgressed': {
             const { revision, readyReplicas, updatedReplicas } = e.data;
-            after = await update({ status: 'Progressing', ready_replicas: readyReplicas, updated_replicas: updatedReplicas, ...rollout(revision) });
+            row = update({ status: 'Progressing', ready_replicas: readyReplicas, updated_replicas: updatedReplicas, ...rollout(revision) });
             detail = { readyReplicas, updatedReplicas };
             break;
           }
           case 'DeploymentAvailable': {
             const { revision, readyReplicas } = e.data;
-            after = await update({ status: 'Available', ready_replicas: readyReplicas, ...rollout(revision) });
-            await trx(tables.deployment_revisions)
-              .where({ deployment_id: id, revision, became_available: false })
-              .update({ became_available: true, available_at: event.recordedAt });
+            row = update({ status: 'Available', ready_replicas: readyReplicas, ...rollout(revision) });
+            // The first time a revision becomes available is the one that counts.
+            if (revisions.get([id, revision])?.['became_available'] === false) {
+              revisions.update([id, revision], { became_available: true, available_at: event.recordedAt });
+            }
             detail = { readyReplicas };
             break;
           }
@@ -723,39 +729,41 @@ export const deployments: ReadModel<DeploymentTables> = {
           case 'DeploymentRolloutFailed': {
             const { revision, cause } = e.data;
             const status = e.type === 'DeploymentDegraded' ? 'Degraded' : 'Failed';
-            after = await update({ status, last_cause: cause, ...rollout(revision, cause) });
+            row = update({ status, last_cause: cause, ...rollout(revision, cause) });
             detail = { cause };
             break;
           }
           case 'DeploymentRolledBack': {
             const { revision, toRevision, newRevision, workloadRevision, strategy, spec, cause } = e.data;
-            after = await update({
+            row = update({
               status: 'RolledBack',
               current_revision: newRevision,
               workload_revision: workloadRevision,
-              strategy: json(strategy),
+              strategy,
               last_cause: cause,
               ...rollout(revision, cause),
             });
-            await addRevision({ revision: newRevision, workloadRevision, strategy, spec, rollbackOf: toRevision, reason: cause });
+            if (row) addRevision({ revision: newRevision, workloadRevision, strategy, spec, rollbackOf: toRevision, reason: cause });
             detail = { toRevision, newRevision, cause };
             break;
           }
         }
-        const [row] = after;
         // An event for a deployment this projection never saw created changes nothing, and so has no place in a timeline.
         if (!row) continue;
-        await trx(tables.deployment_events).insert({
+        timeline.push({
           deployment_id: id,
           stream_revision: event.revision,
           position: event.position,
           type: e.type,
-          status: row.status,
-          revision: 'revision' in e.data ? e.data.revision : row.current_revision,
+          status: row['status'],
+          revision: 'revision' in e.data ? e.data.revision : row['current_revision'],
           at: event.recordedAt,
           detail: json(detail),
         });
       }
+      await deployments.flush();
+      await revisions.flush();
+      await insertRows(trx, tables.deployment_events, timeline);
     },
   },
   filters: Object.keys(deploymentFilters),
