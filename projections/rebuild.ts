@@ -214,7 +214,9 @@ async function swap(
         `projection ${projector.name} moved from generation ${from.generation} to ${row?.generation ?? 'none'} while it was being rebuilt; nothing was swapped`,
       );
     }
-    if (row.position !== null && (to.position === undefined || comparePositions(row.position, to.position) > 0)) return false;
+    // Only the same version's checkpoint says what the rebuild lacks; an older version's generation is frozen.
+    const overtaken = row.version === projector.version && row.position !== null && (to.position === undefined || comparePositions(row.position, to.position) > 0);
+    if (overtaken) return false;
     await trx(PROJECTION_REGISTRY)
       .where({ name: projector.name })
       .update({ version: projector.version, generation: to.generation, position: to.position ?? null, events: to.events, updated_at: trx.fn.now() });

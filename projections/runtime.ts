@@ -5,6 +5,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { comparePositions, type EventStore, type Position, type RecordedEvent, type Subscription } from '../domain/event-store.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
+import { rebuildProjection } from './rebuild.js';
 
 /** One active instance per projector across processes: whoever holds the lease projects, the others wait. */
 export interface ProjectionLease {
@@ -79,9 +80,13 @@ export class ProjectionRuntime {
     private readonly options: RuntimeOptions,
   ) {}
 
-  /** Registers every projector, creating its first generation's tables; queries can be served from then on. */
+  /**
+   * Registers every projector, creating its first generation's tables; queries can be served from then on. A
+   * projector registered at an older version keeps serving that version's tables: the instance that holds its
+   * lease builds the new version and swaps it in (see `upgrade`).
+   */
   async prepare(): Promise<void> {
-    for (const projector of this.projectors) await this.register(projector);
+    for (const projector of this.projectors) await this.register(projector, { upgrade: false });
   }
 
   /** Prepares, then starts projecting. */
@@ -164,25 +169,49 @@ export class ProjectionRuntime {
     }
   }
 
-  private async register(projector: Projector): Promise<Registered> {
-    return this.knex.transaction(async (trx) => {
-      // Serialises registration across processes starting together.
-      await trx.raw('lock table sentinel_projections in share row exclusive mode');
-      const row = (await trx(REGISTRY).where({ name: projector.name }).first('generation', 'position', 'version')) as
-        | { generation: number; position: string | null; version: number }
-        | undefined;
-      if (row && row.version === projector.version) return { generation: row.generation, position: row.position };
-      if (row && row.version > projector.version) {
-        throw new Error(`projection ${projector.name} is at version ${row.version}, newer than this build's ${projector.version}`);
-      }
-      // New, or a newer version: build a fresh generation from the start of the log.
-      const generation = (row?.generation ?? 0) + 1;
-      await projector.createTables(trx, tableNames(projector, generation));
-      const values = { version: projector.version, generation, position: null, events: 0, updated_at: trx.fn.now() };
-      if (row) await trx(REGISTRY).where({ name: projector.name }).update(values);
-      else await trx(REGISTRY).insert({ name: projector.name, ...values });
-      return { generation, position: null };
+  private async register(projector: Projector, options: { upgrade: boolean }): Promise<Registered> {
+    for (;;) {
+      const registered = await this.knex.transaction(async (trx): Promise<Registered | 'outdated'> => {
+        // Serialises registration across processes starting together.
+        await trx.raw('lock table sentinel_projections in share row exclusive mode');
+        const row = (await trx(REGISTRY).where({ name: projector.name }).first('generation', 'position', 'version')) as
+          | { generation: number; position: string | null; version: number }
+          | undefined;
+        if (row && row.version === projector.version) return { generation: row.generation, position: row.position };
+        if (row && row.version > projector.version) {
+          throw new Error(`projection ${projector.name} is at version ${row.version}, newer than this build's ${projector.version}`);
+        }
+        if (row) return options.upgrade ? 'outdated' : { generation: row.generation, position: row.position };
+        // New: its first generation, projected from the start of the log.
+        await projector.createTables(trx, tableNames(projector, 1));
+        await trx(REGISTRY).insert({ name: projector.name, version: projector.version, generation: 1, position: null, events: 0, updated_at: trx.fn.now() });
+        return { generation: 1, position: null };
+      });
+      if (registered !== 'outdated') return registered;
+      await this.upgrade(projector);
+    }
+  }
+
+  /**
+   * A newer version of a registered projector: build it into the next generation while queries go on reading
+   * the old one (frozen, since this build cannot apply the old version), then swap. Until the swap finishes,
+   * readers see the old version's last state rather than an empty table.
+   */
+  private async upgrade(projector: Projector): Promise<void> {
+    const { logger } = this.options;
+    logger.info({ projector: projector.name, version: projector.version }, 'new projector version; rebuilding before it serves');
+    let loggedAt = 0;
+    const result = await rebuildProjection(this.knex, this.store, projector, {
+      lease: this.options.lease,
+      signal: this.abort.signal,
+      batchSize: this.options.batchSize,
+      onProgress: ({ applied, total, eventsPerSecond }) => {
+        if (Date.now() - loggedAt < 10_000) return;
+        loggedAt = Date.now();
+        logger.info({ projector: projector.name, applied, total, eventsPerSecond: Math.round(eventsPerSecond) }, 'rebuilding');
+      },
     });
+    logger.info({ projector: projector.name, generation: result.generation, events: result.events }, 'rebuilt and swapped in');
   }
 
   private async loop(projector: Projector): Promise<void> {
@@ -211,7 +240,7 @@ export class ProjectionRuntime {
   }
 
   private async project(projector: Projector): Promise<void> {
-    const registered = await this.register(projector);
+    const registered = await this.register(projector, { upgrade: true });
     const tables = tableNames(projector, registered.generation);
     let position = registered.position;
     const subscription = this.store.subscribe({

@@ -173,6 +173,47 @@ for (const backend of backends) {
       expect(await runtime.waitFor(pending.position, ['ryw'], 100)).to.equal(false);
     });
 
+    it('builds a new projector version beside the old generation, which serves until the new one is swapped in', async () => {
+      const stream = uniqueStream('counted');
+      await store.append(stream, events(40, 'Counted'));
+      const v1 = counter('upgrade');
+      const old = new ProjectionRuntime(opened.db.knex, store, [v1], { logger, lease: opened.lease() });
+      await old.start();
+      const oldTables = await old.tables(v1);
+      await eventually(async () => (await counts(opened.db.knex, oldTables))[stream] === 40);
+      await old.stop();
+
+      // Version 2 counts every event twice, and slowly, so the rebuild is still going when it is looked at.
+      const base = counter('upgrade');
+      const v2: typeof base = {
+        ...base,
+        version: 2,
+        async apply(batch, trx, tables) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          await base.apply([...batch, ...batch], trx, tables);
+        },
+      };
+      const upgraded = new ProjectionRuntime(opened.db.knex, store, [v2], { logger, lease: opened.lease(), batchSize: 5 });
+      await upgraded.start();
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        // Mid-rebuild, readers are still on the old generation with everything it had, not on an empty table.
+        expect(await upgraded.tables(v2)).to.deep.equal(oldTables);
+        expect((await counts(opened.db.knex, oldTables))[stream]).to.equal(40);
+
+        await eventually(async () => JSON.stringify(await upgraded.tables(v2)) !== JSON.stringify(oldTables));
+        const newTables = await upgraded.tables(v2);
+        expect((await counts(opened.db.knex, newTables))[stream]).to.equal(80);
+        const written = await store.append(stream, events(2, 'Counted'));
+        expect(await upgraded.waitFor(written.position, ['upgrade'], 10_000)).to.equal(true);
+        expect((await counts(opened.db.knex, newTables))[stream]).to.equal(84);
+        const [status] = (await upgraded.status()).filter((s) => s.name === 'upgrade');
+        expect(status).to.deep.include({ version: 2, generation: 2 });
+      } finally {
+        await upgraded.stop();
+      }
+    });
+
     it('runs one active instance per projector; a standby takes over when the active one goes', async function () {
       if (backend.name === 'PGlite') return this.skip(); // one process by construction
       const projector = counter('leased');
