@@ -1,0 +1,510 @@
+// The ClusterDriver on a real Kubernetes API server, through @kubernetes/client-node 1.4.
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  ApiException,
+  AppsV1Api,
+  AutoscalingV2Api,
+  BatchV1Api,
+  CoreV1Api,
+  ListWatch,
+  PatchStrategy,
+  ServerConfiguration,
+  Watch,
+  createConfiguration,
+  setHeaderOptions,
+  type Configuration,
+  type KubeConfig,
+  type KubernetesListObject,
+  type V1Deployment,
+  type V1Pod,
+  type V1StatefulSet,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Credentials } from '../../domain/cluster.js';
+import {
+  ClusterError,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  RESTARTED_AT_ANNOTATION,
+  type ClusterDriver,
+  type DesiredWorkload,
+  type DrainOptions,
+  type DrainReport,
+  type LiveWorkload,
+  type ManagedChange,
+  type ManagedWatch,
+  type ObjectRef,
+  type ScaleResult,
+  type WorkloadKind,
+} from '../../reactors/cluster-driver.js';
+import { CredentialsError, kubeConfigFor, type KubeConfigOptions, type SecretLookup } from './kubeconfig.js';
+import { refFor, renderManifest, toLiveWorkload, type WorkloadObject } from './manifests.js';
+import {
+  DEFAULT_RETRY_POLICY,
+  KubeApiError,
+  backoffDelay,
+  describeFailure,
+  requestTimeout,
+  toClusterError,
+  withRetry,
+  type RetryOptions,
+  type RetryPolicy,
+} from './retry.js';
+
+/** The field manager of every write Sentinel makes, so server-side apply can tell its fields from everyone else's. */
+export const FIELD_MANAGER = 'sentinel';
+/** Holds `spec.replicas` while Sentinel hands it to a HorizontalPodAutoscaler. */
+export const HANDOVER_FIELD_MANAGER = 'sentinel-handover-to-hpa';
+
+export interface KubeDriverOptions {
+  logger: Logger;
+  retry?: Partial<RetryPolicy>;
+  /**
+   * How long the API server keeps one watch open before ending it (the informer then resumes from the last
+   * resourceVersion). Random between 5 and 10 minutes by default, as client-go does, so watches do not all
+   * reconnect at once.
+   */
+  watchTimeoutSeconds?: number;
+}
+
+const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`;
+const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
+
+export class KubeClusterDriver implements ClusterDriver {
+  private readonly policy: RetryPolicy;
+  private readonly apps: AppsV1Api;
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+  private readonly autoscaling: AutoscalingV2Api;
+
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    private readonly options: KubeDriverOptions,
+  ) {
+    this.policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    const configuration = apiConfiguration(kubeConfig, this.policy.requestTimeoutMs);
+    this.apps = new AppsV1Api(configuration);
+    this.batch = new BatchV1Api(configuration);
+    this.core = new CoreV1Api(configuration);
+    this.autoscaling = new AutoscalingV2Api(configuration);
+  }
+
+  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec'>): ObjectRef {
+    return refFor(desired);
+  }
+
+  async apply(desired: DesiredWorkload): Promise<LiveWorkload> {
+    const ref = refFor(desired);
+    const autoscaler = ref.kind === 'Job' ? undefined : await this.autoscalerOf(ref);
+    if (autoscaler !== undefined) await this.handReplicasOver(ref, autoscaler);
+    const body = renderManifest(desired, { omitReplicas: autoscaler !== undefined });
+    const request = { name: ref.name, namespace: ref.namespace, body, fieldManager: FIELD_MANAGER, force: true };
+    const applyPatch = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+    // The answer to an apply is the object as stored, so it is the live object without another read.
+    const live = await this.call(`apply ${describe(ref)}`, (): Promise<WorkloadObject> => {
+      switch (ref.kind) {
+        case 'Deployment':
+          return this.apps.patchNamespacedDeployment(request, applyPatch);
+        case 'StatefulSet':
+          return this.apps.patchNamespacedStatefulSet(request, applyPatch);
+        case 'Job':
+          return this.batch.patchNamespacedJob(request, applyPatch);
+      }
+    });
+    return toLiveWorkload(ref.kind, live);
+  }
+
+  async scale(ref: ObjectRef, replicas: number): Promise<ScaleResult> {
+    const autoscaler = await this.autoscalerOf(ref);
+    if (autoscaler !== undefined) return { scaled: false, detail: `replicas are owned by HorizontalPodAutoscaler ${autoscaler}` };
+    const { name, namespace } = ref;
+    const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    await this.call(`scale ${describe(ref)} to ${replicas}`, (): Promise<unknown> => {
+      switch (ref.kind) {
+        case 'Deployment':
+          return this.apps.patchNamespacedDeploymentScale({ name, namespace, body: { spec: { replicas } }, fieldManager: FIELD_MANAGER }, merge);
+        case 'StatefulSet':
+          return this.apps.patchNamespacedStatefulSetScale({ name, namespace, body: { spec: { replicas } }, fieldManager: FIELD_MANAGER }, merge);
+        case 'Job':
+          // A Job has no scale subresource; how many pods run at once is its parallelism.
+          return this.batch.patchNamespacedJob({ name, namespace, body: { spec: { parallelism: replicas } }, fieldManager: FIELD_MANAGER }, merge);
+      }
+    });
+    return { scaled: true };
+  }
+
+  async restart(ref: ObjectRef, at: string): Promise<void> {
+    if (ref.kind === 'Job') {
+      throw new ClusterError(`restart ${describe(ref)}: a Job's pod template cannot change once it exists; delete the Job and apply it again`, undefined, false);
+    }
+    const { name, namespace } = ref;
+    const body = { spec: { template: { metadata: { annotations: { [RESTARTED_AT_ANNOTATION]: at } } } } };
+    const strategic = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+    await this.call(`restart ${describe(ref)}`, (): Promise<unknown> =>
+      ref.kind === 'Deployment'
+        ? this.apps.patchNamespacedDeployment({ name, namespace, body, fieldManager: FIELD_MANAGER }, strategic)
+        : this.apps.patchNamespacedStatefulSet({ name, namespace, body, fieldManager: FIELD_MANAGER }, strategic),
+    );
+  }
+
+  async delete(ref: ObjectRef): Promise<void> {
+    // Background: the object goes at once and the garbage collector removes its pods; for a Job the API's own
+    // default would orphan them.
+    const request = { name: ref.name, namespace: ref.namespace, propagationPolicy: 'Background' };
+    try {
+      await this.call(`delete ${describe(ref)}`, (): Promise<unknown> => {
+        switch (ref.kind) {
+          case 'Deployment':
+            return this.apps.deleteNamespacedDeployment(request);
+          case 'StatefulSet':
+            return this.apps.deleteNamespacedStatefulSet(request);
+          case 'Job':
+            return this.batch.deleteNamespacedJob(request);
+        }
+      });
+    } catch (error) {
+      if (isStatus(error, 404)) return;
+      throw error;
+    }
+  }
+
+  async read(ref: ObjectRef): Promise<LiveWorkload | undefined> {
+    const request = { name: ref.name, namespace: ref.namespace };
+    try {
+      const object = await this.call(`read ${describe(ref)}`, (): Promise<WorkloadObject> => {
+        switch (ref.kind) {
+          case 'Deployment':
+            return this.apps.readNamespacedDeployment(request);
+          case 'StatefulSet':
+            return this.apps.readNamespacedStatefulSet(request);
+          case 'Job':
+            return this.batch.readNamespacedJob(request);
+        }
+      });
+      return toLiveWorkload(ref.kind, object);
+    } catch (error) {
+      if (isStatus(error, 404)) return undefined;
+      throw error;
+    }
+  }
+
+  cordon(node: string): Promise<void> {
+    return this.setUnschedulable(node, true);
+  }
+
+  uncordon(node: string): Promise<void> {
+    return this.setUnschedulable(node, false);
+  }
+
+  async drain(node: string, options: DrainOptions): Promise<DrainReport> {
+    await this.cordon(node);
+    const pods = await this.call(`list pods on node ${node}`, () =>
+      this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` }),
+    );
+    // Mirror pods belong to the kubelet and DaemonSet pods would be recreated on the same node at once.
+    const evictable = pods.items.filter((pod) => !isMirrorPod(pod) && !ownedByDaemonSet(pod));
+    // Every pod gets its own eviction deadline, so they are evicted side by side, as kubectl drain does.
+    const outcomes = await Promise.allSettled(evictable.map((pod) => this.evict(pod, options.evictionTimeoutMs)));
+    const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed) throw failed.reason;
+    // Pods are named `namespace/name`: a node runs pods of many namespaces.
+    const report: DrainReport = { node, evicted: [], stuck: [] };
+    for (const outcome of outcomes) {
+      if (outcome.status !== 'fulfilled') continue;
+      if (outcome.value.stuck === undefined) report.evicted.push(outcome.value.pod);
+      else report.stuck.push({ pod: outcome.value.pod, reason: outcome.value.stuck });
+    }
+    report.evicted.sort();
+    report.stuck.sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0));
+    return report;
+  }
+
+  async watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch> {
+    const watch = new ManagedObjectsWatch(this.kubeConfig, this.options, this.policy, onChange, [
+      {
+        kind: 'Deployment',
+        path: '/apis/apps/v1/deployments',
+        list: () => this.call('list managed Deployments', () => this.apps.listDeploymentForAllNamespaces({ labelSelector: MANAGED_SELECTOR })),
+      },
+      {
+        kind: 'StatefulSet',
+        path: '/apis/apps/v1/statefulsets',
+        list: () => this.call('list managed StatefulSets', () => this.apps.listStatefulSetForAllNamespaces({ labelSelector: MANAGED_SELECTOR })),
+      },
+      {
+        kind: 'Job',
+        path: '/apis/batch/v1/jobs',
+        list: () => this.call('list managed Jobs', () => this.batch.listJobForAllNamespaces({ labelSelector: MANAGED_SELECTOR })),
+      },
+    ]);
+    await watch.start();
+    return watch;
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------------------
+
+  private call<T>(what: string, request: () => Promise<T>, options: Omit<RetryOptions, 'policy'> = {}): Promise<T> {
+    return withRetry(what, request, { policy: this.policy, ...options });
+  }
+
+  /** The HorizontalPodAutoscaler that sets the object's replicas, if one does. */
+  private async autoscalerOf(ref: ObjectRef): Promise<string | undefined> {
+    const autoscalers = await this.call(`list HorizontalPodAutoscalers in ${ref.namespace}`, () =>
+      this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: ref.namespace }),
+    );
+    const owner = autoscalers.items.find(
+      (hpa) => hpa.spec?.scaleTargetRef.kind === ref.kind && hpa.spec.scaleTargetRef.name === ref.name,
+    );
+    return owner?.metadata?.name;
+  }
+
+  /**
+   * Server-side apply deletes a field its manager stops applying when no other manager owns it, so the first apply
+   * without replicas would reset them to 1. As the Kubernetes guide to handing replicas to an HPA does, a second
+   * manager first applies the current count, and keeps the field when Sentinel lets go. The resourceVersion makes
+   * it a read-modify-write: if the HPA writes in between, the API answers 409 and the count is read again.
+   */
+  private async handReplicasOver(ref: ObjectRef, autoscaler: string): Promise<void> {
+    const { name, namespace } = ref;
+    const applyPatch = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+    await this.call(
+      `hand the replicas of ${describe(ref)} to HorizontalPodAutoscaler ${autoscaler}`,
+      async () => {
+        let live: V1Deployment | V1StatefulSet;
+        try {
+          live =
+            ref.kind === 'Deployment'
+              ? await this.apps.readNamespacedDeployment({ name, namespace })
+              : await this.apps.readNamespacedStatefulSet({ name, namespace });
+        } catch (error) {
+          // Not created yet: there is nothing to hand over, and the apply creates it without replicas.
+          if (error instanceof ApiException && error.code === 404) return;
+          throw error;
+        }
+        const replicas = live.spec?.replicas;
+        if (replicas === undefined) return;
+        const body = {
+          apiVersion: 'apps/v1',
+          kind: ref.kind,
+          metadata: { name, namespace, resourceVersion: live.metadata?.resourceVersion },
+          spec: { replicas },
+        };
+        const request = { name, namespace, body, fieldManager: HANDOVER_FIELD_MANAGER };
+        if (ref.kind === 'Deployment') await this.apps.patchNamespacedDeployment(request, applyPatch);
+        else await this.apps.patchNamespacedStatefulSet(request, applyPatch);
+      },
+      { conflicts: 'retry' },
+    );
+  }
+
+  private async setUnschedulable(node: string, unschedulable: boolean): Promise<void> {
+    await this.call(`${unschedulable ? 'cordon' : 'uncordon'} node ${node}`, () =>
+      this.core.patchNode(
+        { name: node, body: { spec: { unschedulable } }, fieldManager: FIELD_MANAGER },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      ),
+    );
+  }
+
+  /**
+   * Evicts one pod through the Eviction API. A 429 is the API saying a PodDisruptionBudget forbids it for now:
+   * back off (100 ms, doubling, at most 1 s) and ask again until the deadline, then report the pod as stuck.
+   */
+  private async evict(pod: V1Pod, timeoutMs: number): Promise<{ pod: string; stuck?: string }> {
+    const name = pod.metadata?.name ?? '';
+    const namespace = pod.metadata?.namespace ?? '';
+    const id = `${namespace}/${name}`;
+    const deadline = Date.now() + timeoutMs;
+    const body = { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } };
+    for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
+      try {
+        await this.call(`evict pod ${id}`, () => this.core.createNamespacedPodEviction({ name, namespace, body }), {
+          tooManyRequests: 'fail',
+        });
+        return { pod: id };
+      } catch (error) {
+        // Already gone is what an eviction is for.
+        if (isStatus(error, 404)) return { pod: id };
+        if (!(error instanceof KubeApiError) || error.transient) throw error;
+        const reason = `${error.reason ?? `HTTP ${error.status}`}: ${error.detail}`;
+        if (error.status !== 429) return { pod: id, stuck: reason };
+        const left = deadline - Date.now();
+        if (left <= 0) return { pod: id, stuck: reason };
+        await sleep(Math.min(delay, left));
+      }
+    }
+  }
+}
+
+/** Builds the driver for a registered cluster from its recorded credentials. */
+export async function createKubeClusterDriver(
+  credentials: Credentials,
+  lookupSecret: SecretLookup,
+  options: KubeDriverOptions & KubeConfigOptions,
+): Promise<KubeClusterDriver> {
+  return new KubeClusterDriver(await kubeConfigFor(credentials, lookupSecret, options), options);
+}
+
+/** API objects built on this configuration bound every request with the timeout. */
+function apiConfiguration(kubeConfig: KubeConfig, requestTimeoutMs: number): Configuration {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster) throw new CredentialsError('the kubeconfig has no current cluster to talk to');
+  return createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kubeConfig },
+    promiseMiddleware: [requestTimeout(requestTimeoutMs)],
+  });
+}
+
+function asClusterError(what: string, error: unknown): ClusterError {
+  if (error instanceof ClusterError) return error;
+  const failure = describeFailure(error);
+  return toClusterError(what, failure, failure.transient, error);
+}
+
+function describe(ref: ObjectRef): string {
+  return `${ref.kind} ${ref.namespace}/${ref.name}`;
+}
+
+function isStatus(error: unknown, status: number): boolean {
+  return error instanceof ClusterError && error.status === status;
+}
+
+function isMirrorPod(pod: V1Pod): boolean {
+  return pod.metadata?.annotations?.[MIRROR_POD_ANNOTATION] !== undefined;
+}
+
+function ownedByDaemonSet(pod: V1Pod): boolean {
+  return (pod.metadata?.ownerReferences ?? []).some((owner) => owner.kind === 'DaemonSet' && owner.controller !== false);
+}
+
+// ---- watch --------------------------------------------------------------------------------------------
+
+interface WatchSource {
+  kind: WorkloadKind;
+  path: string;
+  list: () => Promise<KubernetesListObject<WorkloadObject>>;
+}
+
+/**
+ * Follows the managed objects of every kind with one client-node informer (ListWatch) each. The informer re-lists
+ * after 410 Gone and resumes after a watch that ended cleanly; on any other error it stops, so this restarts it,
+ * with backoff, from where it was.
+ */
+class ManagedObjectsWatch implements ManagedWatch {
+  private stopped = false;
+  private starting = true;
+  private startError: ClusterError | undefined;
+  private readonly informers: { kind: WorkloadKind; informer: ListWatch<WorkloadObject>; failures: number; timer?: NodeJS.Timeout }[];
+
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly options: KubeDriverOptions,
+    private readonly policy: RetryPolicy,
+    private readonly onChange: (change: ManagedChange) => void,
+    sources: WatchSource[],
+  ) {
+    const timeoutSeconds = options.watchTimeoutSeconds ?? Math.round(300 * (1 + Math.random()));
+    const watch = new BoundedWatch(kubeConfig, timeoutSeconds, () => this.stopped);
+    this.informers = sources.map(({ kind, path, list }) => {
+      const entry = { kind, informer: new ListWatch<WorkloadObject>(path, watch, list, false, MANAGED_SELECTOR), failures: 0 };
+      entry.informer.on('add', (object) => this.deliver(entry, 'ADDED', object));
+      entry.informer.on('update', (object) => this.deliver(entry, 'MODIFIED', object));
+      entry.informer.on('delete', (object) => this.deliver(entry, 'DELETED', object));
+      entry.informer.on('error', (error: unknown) => this.failed(entry, error));
+      return entry;
+    });
+  }
+
+  /** Lists and starts watching every kind; fails, leaving nothing running, when a first list cannot be had. */
+  async start(): Promise<void> {
+    const started = await Promise.allSettled(this.informers.map(({ informer }) => informer.start()));
+    this.starting = false;
+    for (const outcome of started) {
+      if (outcome.status === 'rejected') this.startError ??= asClusterError('watch managed objects', outcome.reason);
+    }
+    if (this.startError) {
+      await this.stop();
+      throw this.startError;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const entry of this.informers) clearTimeout(entry.timer);
+    await Promise.all(this.informers.map(({ informer }) => informer.stop()));
+  }
+
+  private deliver(entry: (typeof this.informers)[number], type: ManagedChange['type'], object: WorkloadObject): void {
+    if (this.stopped) return;
+    entry.failures = 0;
+    try {
+      this.onChange({ type, workload: toLiveWorkload(entry.kind, object) });
+    } catch (error) {
+      // client-node calls this from code that drops exceptions; say so here instead of losing it.
+      this.options.logger.error({ err: error, kind: entry.kind, name: object.metadata?.name }, 'managed object change handler failed');
+    }
+  }
+
+  private failed(entry: (typeof this.informers)[number], error: unknown): void {
+    // Stopping aborts the open watch, which the informer reports as an error.
+    if (this.stopped) return;
+    const clusterError = asClusterError(`watch ${entry.kind}s`, error);
+    if (this.starting) {
+      this.startError ??= clusterError;
+      return;
+    }
+    entry.failures += 1;
+    const delay = backoffDelay(entry.failures, this.policy);
+    this.options.logger.warn({ err: clusterError, kind: entry.kind, retryInMs: delay }, 'watch of managed objects failed; resuming');
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (this.stopped) return;
+      entry.informer.start().catch((startError: unknown) => this.failed(entry, startError));
+    }, delay);
+  }
+}
+
+/**
+ * client-node's Watch with the bounds an informer's watch needs: the server is asked to end it after
+ * `timeoutSeconds` (and to send bookmarks, so resuming is cheap), a timer ends it a little later should the server
+ * not, and nothing is opened once the owner has stopped.
+ */
+class BoundedWatch extends Watch {
+  constructor(
+    config: KubeConfig,
+    private readonly timeoutSeconds: number,
+    private readonly stopped: () => boolean,
+  ) {
+    super(config);
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    if (this.stopped()) return new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    let expired = false;
+    const finish = (err: unknown) => {
+      clearTimeout(timer);
+      // Ending a watch that ran its time is a clean end: the informer resumes from its last resourceVersion.
+      done(expired ? null : err);
+    };
+    const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.timeoutSeconds };
+    const controller = await super.watch(path, params, callback, finish);
+    if (this.stopped()) {
+      controller.abort();
+    } else if (!controller.signal.aborted) {
+      timer = setTimeout(() => {
+        expired = true;
+        controller.abort();
+      }, (this.timeoutSeconds + 30) * 1000);
+      timer.unref();
+    }
+    return controller;
+  }
+}

@@ -1,0 +1,148 @@
+import { expect } from 'chai';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CredentialsError, SERVICE_ACCOUNT_DIR, kubeConfigFor, type SecretLookup } from '../../adapters/kubernetes/kubeconfig.js';
+import { ClusterError } from '../../reactors/cluster-driver.js';
+
+const KUBECONFIG = `apiVersion: v1
+kind: Config
+clusters:
+- name: east
+  cluster:
+    server: https://10.0.0.1:6443
+    certificate-authority: certs/ca.crt
+users:
+- name: sentinel
+  user:
+    token: abc
+contexts:
+- name: east
+  context: { cluster: east, user: sentinel }
+current-context: east
+`;
+
+const noSecrets: SecretLookup = async () => undefined;
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('Kubeconfig from cluster credentials', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sentinel-kubeconfig-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('kubeconfig-file', () => {
+    it('given a kubeconfig file, then its current cluster, with file paths relative to the file', async () => {
+      const path = join(dir, 'config');
+      await writeFile(path, KUBECONFIG);
+      const config = await kubeConfigFor({ source: 'kubeconfig-file', path }, noSecrets);
+      expect(config.getCurrentCluster()).to.deep.include({ name: 'east', server: 'https://10.0.0.1:6443', caFile: join(dir, 'certs/ca.crt') });
+      expect(config.getCurrentUser()).to.deep.include({ token: 'abc' });
+    });
+    it('given a path with no file, then a CredentialsError naming the path', async () => {
+      const path = join(dir, 'missing');
+      const error = await rejection(kubeConfigFor({ source: 'kubeconfig-file', path }, noSecrets));
+      expect(error).to.be.instanceOf(CredentialsError).and.instanceOf(ClusterError);
+      expect(error).to.include({ transient: false });
+      expect(error.message).to.equal(`kubeconfig file ${path} does not exist`);
+    });
+    it('given a file that is not YAML, then a CredentialsError saying so', async () => {
+      const path = join(dir, 'broken');
+      await writeFile(path, 'clusters: [\n');
+      const error = await rejection(kubeConfigFor({ source: 'kubeconfig-file', path }, noSecrets));
+      expect(error.message).to.match(new RegExp(`^kubeconfig file ${path} is not a valid kubeconfig: `));
+    });
+    it('given a kubeconfig with no current-context, then a CredentialsError saying so', async () => {
+      const path = join(dir, 'no-context');
+      await writeFile(path, KUBECONFIG.replace('current-context: east\n', ''));
+      const error = await rejection(kubeConfigFor({ source: 'kubeconfig-file', path }, noSecrets));
+      expect(error.message).to.equal(`kubeconfig file ${path} names no current-context`);
+    });
+    it('given a current-context whose cluster is not defined, then a CredentialsError saying so', async () => {
+      const path = join(dir, 'dangling');
+      await writeFile(path, KUBECONFIG.replace('cluster: east, user', 'cluster: west, user'));
+      const error = await rejection(kubeConfigFor({ source: 'kubeconfig-file', path }, noSecrets));
+      expect(error.message).to.match(/current-context east names no cluster/);
+    });
+  });
+
+  describe('kubeconfig-base64', () => {
+    const secrets: Record<string, string> = {
+      good: Buffer.from(KUBECONFIG).toString('base64'),
+      'not-base64': 'this is *not* base64!',
+      'not-yaml': Buffer.from('clusters: [').toString('base64'),
+      'not-kubeconfig': Buffer.from('hello').toString('base64'),
+    };
+    const lookup: SecretLookup = async (ref) => secrets[ref];
+
+    it('given the reference of a stored base64 kubeconfig, then its current cluster', async () => {
+      const config = await kubeConfigFor({ source: 'kubeconfig-base64', secretRef: 'good' }, lookup);
+      expect(config.getCurrentCluster()?.server).to.equal('https://10.0.0.1:6443');
+    });
+    it('given a reference the secret store does not hold, then a CredentialsError naming it', async () => {
+      const error = await rejection(kubeConfigFor({ source: 'kubeconfig-base64', secretRef: 'sha256:abc' }, lookup));
+      expect(error).to.be.instanceOf(CredentialsError);
+      expect(error.message).to.equal('kubeconfig secret sha256:abc was not found in the secret store');
+    });
+    it('given a secret that is not base64, then a CredentialsError saying so', async () => {
+      const error = await rejection(kubeConfigFor({ source: 'kubeconfig-base64', secretRef: 'not-base64' }, lookup));
+      expect(error.message).to.equal('kubeconfig secret not-base64 is not valid base64');
+    });
+    it('given base64 of something that is not a kubeconfig, then a CredentialsError saying so', async () => {
+      expect((await rejection(kubeConfigFor({ source: 'kubeconfig-base64', secretRef: 'not-yaml' }, lookup))).message).to.match(
+        /^kubeconfig secret not-yaml is not a valid kubeconfig: /,
+      );
+      expect((await rejection(kubeConfigFor({ source: 'kubeconfig-base64', secretRef: 'not-kubeconfig' }, lookup))).message).to.equal(
+        'kubeconfig secret not-kubeconfig names no current-context',
+      );
+    });
+  });
+
+  describe('in-cluster', () => {
+    const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+    afterEach(() => {
+      for (const [name, value] of [
+        ['KUBERNETES_SERVICE_HOST', saved.host],
+        ['KUBERNETES_SERVICE_PORT', saved.port],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    });
+
+    it('given no service environment, then a CredentialsError saying what is missing', async () => {
+      delete process.env.KUBERNETES_SERVICE_HOST;
+      delete process.env.KUBERNETES_SERVICE_PORT;
+      const error = await rejection(kubeConfigFor({ source: 'in-cluster' }, noSecrets));
+      expect(error.message).to.match(/need KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT in the environment/);
+    });
+    it('given the environment but no service account token, then a CredentialsError naming the file', async () => {
+      process.env.KUBERNETES_SERVICE_HOST = '10.96.0.1';
+      process.env.KUBERNETES_SERVICE_PORT = '443';
+      const prefix = join(dir, 'empty-pod');
+      const error = await rejection(kubeConfigFor({ source: 'in-cluster' }, noSecrets, { inClusterPathPrefix: prefix }));
+      expect(error.message).to.equal(`in-cluster credentials need the service account token at ${prefix}${SERVICE_ACCOUNT_DIR}/token, which is missing or unreadable`);
+    });
+    it('given the environment and the service account files, then the API server of the pod', async () => {
+      process.env.KUBERNETES_SERVICE_HOST = '10.96.0.1';
+      process.env.KUBERNETES_SERVICE_PORT = '443';
+      const prefix = join(dir, 'pod');
+      await mkdir(`${prefix}${SERVICE_ACCOUNT_DIR}`, { recursive: true });
+      await writeFile(`${prefix}${SERVICE_ACCOUNT_DIR}/token`, 'token');
+      await writeFile(`${prefix}${SERVICE_ACCOUNT_DIR}/ca.crt`, 'ca');
+      const config = await kubeConfigFor({ source: 'in-cluster' }, noSecrets, { inClusterPathPrefix: prefix });
+      expect(config.getCurrentCluster()).to.deep.include({ server: 'https://10.96.0.1:443', caFile: `${prefix}${SERVICE_ACCOUNT_DIR}/ca.crt` });
+    });
+  });
+});
