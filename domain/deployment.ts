@@ -189,8 +189,31 @@ export const deploymentEvents = defineEvents({
       cause: z.string(),
     }),
   },
+  /**
+   * The cluster's object differs from the recorded revision because someone changed it out of band. With
+   * `resolution: "revert"` Sentinel puts the recorded revision back; with `"adopt"` it accepts what it found
+   * (a replica count becomes the deployment's own).
+   */
+  DriftDetected: {
+    version: 1,
+    schema: z.object({
+      deploymentId: z.string(),
+      revision,
+      differences: z.array(z.object({ field: z.string(), expected: z.unknown(), actual: z.unknown() })).min(1),
+      resolution: driftPolicy,
+      /** The cluster object's resourceVersion when the drift was seen. */
+      observedVersion: z.string(),
+    }),
+  },
 });
 export type DeploymentEvent = EventOf<typeof deploymentEvents>;
+
+/** One field where the cluster's object differs from what Sentinel recorded. */
+export interface DriftDifference {
+  field: string;
+  expected: unknown;
+  actual: unknown;
+}
 
 // ---- state --------------------------------------------------------------------------------------------
 
@@ -276,7 +299,8 @@ export type DeploymentCommand =
   | { type: 'RecordAvailable'; deploymentId: string; revision: number; readyReplicas: number }
   | { type: 'RecordDegraded'; deploymentId: string; revision: number; cause: string }
   | { type: 'RecordRolloutFailed'; deploymentId: string; revision: number; cause: string }
-  | { type: 'RecordRolledBack'; deploymentId: string; revision: number; toRevision: number; cause: string };
+  | { type: 'RecordRolledBack'; deploymentId: string; revision: number; toRevision: number; cause: string }
+  | { type: 'RecordDrift'; deploymentId: string; revision: number; differences: DriftDifference[]; observedVersion: string };
 
 // ---- decider ------------------------------------------------------------------------------------------
 
@@ -340,6 +364,10 @@ export function evolve(state: Deployment, event: DeploymentEvent): Deployment {
       const { newRevision, toRevision, workloadRevision, spec, strategy, cause } = event.data;
       const rolledBack = withRevision(state, { revision: newRevision, workloadRevision, spec, strategy, rollbackOf: toRevision }, 'RolledBack');
       return { ...rolledBack, lastCause: cause };
+    }
+    case 'DriftDetected': {
+      const replicas = event.data.differences.find((difference) => difference.field === 'replicas');
+      return event.data.resolution === 'adopt' && typeof replicas?.actual === 'number' ? { ...state, replicas: replicas.actual } : state;
     }
   }
 }
@@ -417,6 +445,11 @@ export function decide(command: DeploymentCommand, state: Deployment): Deploymen
           data: { deploymentId, revision, toRevision, newRevision, workloadRevision, spec, strategy, cause },
         },
       ];
+    }
+    case 'RecordDrift': {
+      if (isStale(state, command.revision) || command.differences.length === 0) return [];
+      const { revision, differences, observedVersion } = command;
+      return [{ type: 'DriftDetected', data: { deploymentId, revision, differences, resolution: state.driftPolicy, observedVersion } }];
     }
   }
 }

@@ -747,6 +747,13 @@ export const deployments: ReadModel<DeploymentTables> = {
             detail = { toRevision, newRevision, cause };
             break;
           }
+          case 'DriftDetected': {
+            const { differences, resolution } = e.data;
+            const replicas = differences.find((difference) => difference.field === 'replicas');
+            row = update(resolution === 'adopt' && typeof replicas?.actual === 'number' ? { replicas: replicas.actual } : {});
+            detail = { differences, resolution };
+            break;
+          }
         }
         // An event for a deployment this projection never saw created changes nothing, and so has no place in a timeline.
         if (!row) continue;
