@@ -346,11 +346,12 @@ function transition(command: LifecycleCommand, plan: SubmittedPlan): ActionPlanE
  * For each outcome: the plan status it may be recorded in, the action statuses it moves on from, and the action
  * statuses in which it has already been recorded (a repeat, from an at-least-once reactor, changes nothing).
  */
-const outcomes: Record<OutcomeCommand['type'], { during: PlanStatus; from: ActionStatus[]; recorded: ActionStatus[] }> = {
-  RecordActionStarted: { during: 'Executing', from: ['Pending'], recorded: ['Executing', 'Succeeded', 'Failed', 'RolledBack'] },
-  RecordActionSucceeded: { during: 'Executing', from: ['Pending', 'Executing'], recorded: ['Succeeded', 'RolledBack'] },
-  RecordActionFailed: { during: 'Executing', from: ['Pending', 'Executing'], recorded: ['Failed'] },
-  RecordActionRolledBack: { during: 'RollingBack', from: ['Succeeded'], recorded: ['RolledBack'] },
+const outcomes: Record<OutcomeCommand['type'], { during: PlanStatus[]; from: ActionStatus[]; recorded: ActionStatus[] }> = {
+  RecordActionStarted: { during: ['Executing'], from: ['Pending'], recorded: ['Executing', 'Succeeded', 'Failed', 'RolledBack'] },
+  RecordActionSucceeded: { during: ['Executing'], from: ['Pending', 'Executing'], recorded: ['Succeeded', 'RolledBack'] },
+  // During a rollback: the action whose failure started it (its change was already undone on the cluster).
+  RecordActionFailed: { during: ['Executing', 'RollingBack'], from: ['Pending', 'Executing'], recorded: ['Failed'] },
+  RecordActionRolledBack: { during: ['RollingBack'], from: ['Succeeded'], recorded: ['RolledBack'] },
 };
 
 function recordOutcome(command: OutcomeCommand, plan: SubmittedPlan): ActionPlanEvent[] {
@@ -358,7 +359,7 @@ function recordOutcome(command: OutcomeCommand, plan: SubmittedPlan): ActionPlan
   const rule = outcomes[command.type];
   const slot = Number.isInteger(index) ? plan.actions[index] : undefined;
   if (slot && rule.recorded.includes(slot.status)) return [];
-  if (plan.status !== rule.during) throw new InvalidTransition('action plan', planId, plan.status, verbs[command.type]);
+  if (!rule.during.includes(plan.status)) throw new InvalidTransition('action plan', planId, plan.status, verbs[command.type]);
   if (!slot) {
     throw new RuleViolation(`action plan ${planId} has no action ${index}`, [
       { path: 'index', message: `an action index from 0 to ${plan.actions.length - 1}` },
@@ -380,6 +381,7 @@ function recordOutcome(command: OutcomeCommand, plan: SubmittedPlan): ActionPlan
       return events;
     }
     case 'RecordActionFailed':
+      if (plan.status === 'RollingBack') return [{ type: 'PlanActionFailed', data: { planId, index, error: command.error } }];
       return [
         { type: 'PlanActionFailed', data: { planId, index, error: command.error } },
         { type: 'ActionPlanFailed', data: { planId, cause: `action ${index} (${slot.action.kind}) failed: ${command.error}` } },

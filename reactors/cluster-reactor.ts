@@ -1,0 +1,298 @@
+// Drives one cluster: applies each deployment change, follows the rollout through a watch, rolls a failed rollout
+// back to the last revision that became available, and puts right (or adopts) what others change by hand.
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import { deployments } from '../commands/aggregates.js';
+import type { CommandContext, CommandHandler } from '../commands/command-handler.js';
+import {
+  lastAvailableRevision,
+  type DeploymentCommand,
+  type DriftDifference,
+  type PlacedDeployment,
+} from '../domain/deployment.js';
+import type { RecordedEvent } from '../domain/event-store.js';
+import { cpuMillicores, memoryBytes } from '../domain/quantity.js';
+import type { WorkloadSpec } from '../domain/workload.js';
+import {
+  ClusterError,
+  desiredTemplate,
+  type ClusterDriver,
+  type DesiredWorkload,
+  type LiveWorkload,
+  type ManagedChange,
+  type ManagedWatch,
+  type RolloutStatus,
+} from './cluster-driver.js';
+import { reactionTo, reactionToObservation } from './reaction-context.js';
+import type { Reactor } from './reactor-runtime.js';
+
+/** Deployment events that change what should run; each is answered by applying the deployment's current state. */
+export const DEPLOYMENT_CHANGES = [
+  'DeploymentCreated',
+  'DeploymentScaled',
+  'DeploymentUpdated',
+  'DeploymentRollbackRequested',
+  'DeploymentRestartRequested',
+  'DeploymentResumed',
+  'DeploymentDeleted',
+  'DeploymentRolledBack',
+] as const;
+const CHANGES: ReadonlySet<string> = new Set(DEPLOYMENT_CHANGES);
+
+export interface ClusterReactorOptions {
+  logger: Logger;
+  /** How long a rollout may make no progress before the cluster reports it failed (progressDeadlineSeconds). */
+  progressDeadlineSeconds: number;
+  /** Attempts at recording what the watch showed before giving up on that observation (the next one retries). */
+  observeAttempts?: number;
+}
+
+export class ClusterReactor implements Reactor {
+  readonly name: string;
+  readonly eventTypes = DEPLOYMENT_CHANGES;
+  private watch: ManagedWatch | undefined;
+  /** Observations are handled one at a time per deployment, in the order the watch delivered them. */
+  private readonly queues = new Map<string, Promise<void>>();
+  /** Differences already adopted, so that an adopted change is recorded once rather than on every status update. */
+  private readonly adopted = new Map<string, string>();
+
+  constructor(
+    readonly clusterId: string,
+    private readonly driver: ClusterDriver,
+    private readonly handler: CommandHandler,
+    private readonly options: ClusterReactorOptions,
+  ) {
+    this.name = `cluster-${clusterId}`;
+  }
+
+  async start(): Promise<void> {
+    // The watch lists every managed object first: rollouts that were in flight when a previous instance stopped
+    // are picked up from there.
+    this.watch = await this.driver.watch((change) => this.enqueue(change));
+  }
+
+  async stop(): Promise<void> {
+    await this.watch?.stop();
+    this.watch = undefined;
+    await Promise.allSettled([...this.queues.values()]);
+  }
+
+  async handle(event: RecordedEvent): Promise<void> {
+    const { deploymentId } = event.data as { deploymentId: string };
+    const loaded = await this.handler.load(deployments, deploymentId);
+    const state = loaded.state;
+    if (state.status === 'absent' || state.clusterId !== this.clusterId) return;
+    // Each change applies the whole current state, so only the latest one needs handling; an earlier one
+    // (a replay, or a backlog) would only apply the same thing again.
+    const latest = loaded.recorded.filter((recorded) => CHANGES.has(recorded.type)).at(-1);
+    if (latest && latest.id !== event.id) return;
+
+    const desired = desiredOf(state, this.options.progressDeadlineSeconds);
+    const ref = this.driver.refFor(desired);
+    if (state.status === 'Deleted') {
+      await this.driver.delete(ref);
+      return;
+    }
+    if (state.paused) return;
+
+    const { revision } = desired;
+    await this.record({ type: 'RecordApplying', deploymentId, revision }, reactionTo(this.name, event, 'applying'));
+    try {
+      await this.driver.apply(desired);
+    } catch (error) {
+      if (!(error instanceof ClusterError) || error.transient) throw error;
+      await this.record(
+        { type: 'RecordRolloutFailed', deploymentId, revision, cause: `the cluster refused revision ${revision}: ${error.message}` },
+        reactionTo(this.name, event, 'refused'),
+      );
+      return;
+    }
+    await this.record({ type: 'RecordApplied', deploymentId, revision }, reactionTo(this.name, event, 'applied'));
+    // Watch events that came while the change was being recorded were set aside; look once more.
+    const live = await this.driver.read(ref);
+    if (live) this.enqueue({ type: 'MODIFIED', workload: live });
+  }
+
+  private enqueue(change: ManagedChange): void {
+    const id = change.workload.deploymentId;
+    const previous = this.queues.get(id) ?? Promise.resolve();
+    const next = previous.then(() => this.observeWithRetries(change));
+    this.queues.set(id, next);
+    void next.finally(() => {
+      if (this.queues.get(id) === next) this.queues.delete(id);
+    });
+  }
+
+  private async observeWithRetries(change: ManagedChange): Promise<void> {
+    const attempts = this.options.observeAttempts ?? 5;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.observe(change);
+        return;
+      } catch (error) {
+        const { deploymentId, resourceVersion } = change.workload;
+        if (attempt >= attempts || !this.watch) {
+          this.options.logger.error({ err: error, reactor: this.name, deploymentId, resourceVersion }, 'could not record what the cluster showed');
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
+    }
+  }
+
+  private async observe(change: ManagedChange): Promise<void> {
+    const live = change.workload;
+    const { state } = await this.handler.load(deployments, live.deploymentId);
+    if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted' || state.paused) return;
+    const desired = desiredOf(state, this.options.progressDeadlineSeconds);
+    // Another revision on the cluster: an older one still visible, or a newer one is being applied right now.
+    if (live.revision !== desired.revision && change.type !== 'DELETED') return;
+
+    switch (state.status) {
+      case 'Pending':
+      case 'Applying':
+      case 'Failed':
+      case 'RolledBack':
+        // A change is on its way to the cluster, or the rollout is over and being undone: nothing to judge yet.
+        return;
+      case 'Progressing':
+        if (change.type !== 'DELETED') await this.followRollout(state, desired, live);
+        return;
+      case 'Available':
+      case 'Degraded': {
+        const differences = change.type === 'DELETED' ? [{ field: 'object', expected: 'present', actual: 'absent' }] : driftBetween(desired, live);
+        if (differences.length > 0) await this.drifted(state, desired, live, differences);
+        else await this.followHealth(state, live);
+        return;
+      }
+    }
+  }
+
+  /** A rollout in progress: record how far it got, that it became available, or that it failed (and roll back). */
+  private async followRollout(state: PlacedDeployment, desired: DesiredWorkload, live: LiveWorkload): Promise<void> {
+    const { id: deploymentId } = state;
+    const { revision } = desired;
+    const key = `${deploymentId}/${revision}`;
+    const failure = rolloutFailure(live.rollout);
+    if (failure) {
+      await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause: failure }, reactionToObservation(this.name, `${key}/failed`));
+      const target = lastAvailableRevision(state, revision);
+      if (!target) {
+        this.options.logger.warn({ deploymentId, revision, cause: failure }, 'rollout failed and no earlier revision ever became available; left as it is');
+        return;
+      }
+      await this.record(
+        { type: 'RecordRolledBack', deploymentId, revision, toRevision: target.revision, cause: failure },
+        reactionToObservation(this.name, `${key}/rolled-back`),
+      );
+      return;
+    }
+    const { readyReplicas, updatedReplicas } = live.rollout;
+    if (isComplete(live, desired.replicas)) {
+      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, reactionToObservation(this.name, `${key}/available`));
+      return;
+    }
+    await this.record(
+      { type: 'RecordRolloutProgress', deploymentId, revision, readyReplicas, updatedReplicas },
+      reactionToObservation(this.name, `${key}/progress/${readyReplicas}/${updatedReplicas}`),
+    );
+  }
+
+  /** After the rollout: an available deployment that loses pods is degraded, and available again once it has them back. */
+  private async followHealth(state: PlacedDeployment, live: LiveWorkload): Promise<void> {
+    if (live.ref.kind === 'Job') return;
+    const { id: deploymentId, currentRevision: revision } = state;
+    const available = condition(live.rollout, 'Available');
+    if (state.status === 'Available' && available?.status === 'False') {
+      const cause = `${available.reason ?? 'Unavailable'}: ${available.message ?? 'fewer pods are ready than the deployment needs'}`;
+      await this.record({ type: 'RecordDegraded', deploymentId, revision, cause }, reactionToObservation(this.name, `${deploymentId}/degraded/${live.resourceVersion}`));
+    } else if (state.status === 'Degraded' && isComplete(live, state.replicas)) {
+      const { readyReplicas } = live.rollout;
+      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, reactionToObservation(this.name, `${deploymentId}/recovered/${live.resourceVersion}`));
+    }
+  }
+
+  /** Someone changed the object by hand: record it, then put the recorded revision back or accept the change. */
+  private async drifted(state: PlacedDeployment, desired: DesiredWorkload, live: LiveWorkload, differences: DriftDifference[]): Promise<void> {
+    const { id: deploymentId, currentRevision: revision } = state;
+    const fingerprint = JSON.stringify(differences);
+    if (state.driftPolicy === 'adopt' && this.adopted.get(deploymentId) === fingerprint) return;
+    await this.record(
+      { type: 'RecordDrift', deploymentId, revision, differences, observedVersion: live.resourceVersion },
+      reactionToObservation(this.name, `${deploymentId}/drift/${live.resourceVersion}`),
+    );
+    if (state.driftPolicy === 'adopt') {
+      this.adopted.set(deploymentId, fingerprint);
+      return;
+    }
+    this.adopted.delete(deploymentId);
+    await this.driver.apply(desired);
+  }
+
+  private async record(command: DeploymentCommand, context: CommandContext): Promise<void> {
+    await this.handler.execute(deployments, command.deploymentId, command, context);
+  }
+}
+
+/** What the deployment's current revision asks the cluster to run. */
+export function desiredOf(state: PlacedDeployment, progressDeadlineSeconds: number): DesiredWorkload {
+  const current = state.revisions[state.currentRevision]!;
+  return {
+    deploymentId: state.id,
+    revision: state.currentRevision,
+    // Snapshotted from the workload when the revision was made, where it was validated.
+    spec: current.spec as unknown as WorkloadSpec,
+    replicas: state.replicas,
+    strategy: current.strategy,
+    ...(state.restartedAt ? { restartedAt: state.restartedAt } : {}),
+    progressDeadlineSeconds,
+  };
+}
+
+/** Why the rollout cannot succeed as it stands, in the cluster's words; undefined while it may still. */
+export function rolloutFailure(rollout: RolloutStatus): string | undefined {
+  const progressing = condition(rollout, 'Progressing');
+  if (progressing?.status === 'False' && progressing.reason === 'ProgressDeadlineExceeded') {
+    return `ProgressDeadlineExceeded: ${progressing.message ?? 'the rollout made no progress within its deadline'}`;
+  }
+  const replicaFailure = condition(rollout, 'ReplicaFailure');
+  if (replicaFailure?.status === 'True') {
+    return `${replicaFailure.reason ?? 'ReplicaFailure'}: ${replicaFailure.message ?? 'pods could not be created'}`;
+  }
+  return undefined;
+}
+
+function condition(rollout: RolloutStatus, type: string) {
+  return rollout.conditions.find((c) => c.type === type);
+}
+
+/** The controller has seen this generation and every replica runs it and is ready. */
+function isComplete(live: LiveWorkload, replicas: number): boolean {
+  const { rollout } = live;
+  return (
+    rollout.observedGeneration >= live.generation &&
+    rollout.updatedReplicas >= replicas &&
+    rollout.readyReplicas >= replicas &&
+    rollout.replicas <= Math.max(replicas, rollout.updatedReplicas)
+  );
+}
+
+/** The fields where the cluster's object differs from the recorded revision; quantities compare by value. */
+export function driftBetween(desired: DesiredWorkload, live: LiveWorkload): DriftDifference[] {
+  const expected = desiredTemplate(desired);
+  const actual = live.template;
+  const differences: DriftDifference[] = [];
+  const compare = (field: string, want: unknown, have: unknown, same = isDeepStrictEqual(want, have)) => {
+    if (!same) differences.push({ field, expected: want ?? null, actual: have ?? null });
+  };
+  if (live.replicas !== undefined) compare('replicas', desired.replicas, live.replicas);
+  compare('image', expected.image, actual.image);
+  compare('command', expected.command, actual.command);
+  compare('args', expected.args, actual.args);
+  compare('env', expected.env, actual.env);
+  compare('cpu', expected.cpu, actual.cpu, cpuMillicores(expected.cpu) === cpuMillicores(actual.cpu));
+  compare('memory', expected.memory, actual.memory, memoryBytes(expected.memory) === memoryBytes(actual.memory));
+  compare('gpus', expected.gpus, actual.gpus);
+  compare('nodeSelector', expected.nodeSelector, actual.nodeSelector);
+  return differences;
+}

@@ -1,0 +1,35 @@
+// Who a reactor's commands come from, and event ids derived from what caused them, so a replay appends nothing.
+import { v5 as uuidv5 } from 'uuid';
+import type { CommandContext } from '../commands/command-handler.js';
+import type { RecordedEvent } from '../domain/event-store.js';
+
+/** Namespace of every id a reactor derives (uuid v5). */
+const REACTOR_NAMESPACE = '6f1f4e3c-8a0b-5d2e-9c47-2b1e0d9a7f35';
+
+export const REACTOR_ACTOR = { id: 'sentinel-reactor', kind: 'system' as const };
+
+/** The context for a command a reactor sends because of `cause`, the `step`th thing it does about it. */
+export function reactionTo(reactor: string, cause: RecordedEvent, step: string): CommandContext {
+  return {
+    actor: REACTOR_ACTOR,
+    correlationId: cause.metadata.correlationId ?? cause.id,
+    causationId: cause.id,
+    source: `reactor:${reactor}`,
+    eventIds: (index) => uuidv5(`${reactor}\u0000${cause.id}\u0000${step}\u0000${index}`, REACTOR_NAMESPACE),
+  };
+}
+
+/**
+ * The context for a command a reactor sends because of something it observed on a cluster, named by `key`
+ * (such as the object and the state it reached): two instances observing the same thing derive the same ids.
+ */
+export function reactionToObservation(reactor: string, key: string, correlationId?: string): CommandContext {
+  const causationId = uuidv5(`${reactor}\u0000observed\u0000${key}`, REACTOR_NAMESPACE);
+  return {
+    actor: REACTOR_ACTOR,
+    correlationId: correlationId ?? causationId,
+    causationId,
+    source: `reactor:${reactor}`,
+    eventIds: (index) => uuidv5(`${reactor}\u0000${key}\u0000${index}`, REACTOR_NAMESPACE),
+  };
+}

@@ -1,0 +1,137 @@
+// Runs reactors: each follows the log from its checkpoint under a lease, handles every event at least once, and
+// moves its checkpoint after the event's effects. Handlers are idempotent, so a replay after a crash changes nothing.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Knex } from 'knex';
+import type { Logger } from 'pino';
+import type { EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
+import type { ProjectionLease } from '../projections/runtime.js';
+
+export interface Reactor {
+  /** Names its checkpoint and its lease: one active instance per name across every process. */
+  readonly name: string;
+  readonly eventTypes: readonly string[];
+  /** Once the lease is held, before the first event: start watches and resume work in flight. */
+  start?(signal: AbortSignal): Promise<void>;
+  /**
+   * Handles one event. Failures that will not heal are recorded as events by the handler; what it throws is
+   * taken as transient and the same event is tried again, with backoff.
+   */
+  handle(event: RecordedEvent, signal: AbortSignal): Promise<void>;
+  /** When the lease is lost or the runtime stops. */
+  stop?(): Promise<void>;
+}
+
+export interface ReactorRuntimeOptions {
+  logger: Logger;
+  lease: ProjectionLease;
+  /** How often a standby tries for the lease. */
+  standbyRetryMs?: number;
+  /** Backoff between attempts at an event that failed: doubling from `retryBaseMs` to `retryMaxMs`. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+const CHECKPOINTS = 'sentinel_reactor_checkpoints';
+
+export class ReactorRuntime {
+  private readonly abort = new AbortController();
+  private readonly running: Promise<void>[] = [];
+  private readonly active = new Set<string>();
+  private readonly subscriptions = new Set<Subscription>();
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly store: EventStore,
+    private readonly options: ReactorRuntimeOptions,
+  ) {}
+
+  /** Starts following the log with this reactor; it may be added while others run. */
+  add(reactor: Reactor): void {
+    this.running.push(this.loop(reactor));
+  }
+
+  /** Whether this process holds the reactor's lease and is acting on it. */
+  isActive(name: string): boolean {
+    return this.active.has(name);
+  }
+
+  async checkpoint(name: string): Promise<Position | undefined> {
+    const row = (await this.knex(CHECKPOINTS).where({ name }).first('position')) as { position: string } | undefined;
+    return row?.position;
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
+    await Promise.allSettled(this.running);
+  }
+
+  private async loop(reactor: Reactor): Promise<void> {
+    const { lease, logger } = this.options;
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      let acquired = false;
+      try {
+        acquired = await lease.tryAcquire(`reactor:${reactor.name}`);
+        if (!acquired) {
+          await sleep(this.options.standbyRetryMs ?? 1000, undefined, { signal });
+          continue;
+        }
+        this.active.add(reactor.name);
+        logger.info({ reactor: reactor.name }, 'reacting');
+        await reactor.start?.(signal);
+        await this.follow(reactor);
+      } catch (error) {
+        if (signal.aborted) break;
+        logger.error({ err: error, reactor: reactor.name }, 'reactor stopped; starting again');
+        await sleep(1000, undefined, { signal }).catch(() => undefined);
+      } finally {
+        if (acquired) {
+          this.active.delete(reactor.name);
+          await reactor.stop?.().catch((error: unknown) => logger.error({ err: error, reactor: reactor.name }, 'reactor did not stop cleanly'));
+          await lease.release(`reactor:${reactor.name}`).catch(() => undefined);
+        }
+      }
+    }
+  }
+
+  private async follow(reactor: Reactor): Promise<void> {
+    const signal = this.abort.signal;
+    const subscription = this.store.subscribe({ after: await this.checkpoint(reactor.name), filter: { types: [...reactor.eventTypes] } });
+    this.subscriptions.add(subscription);
+    try {
+      for await (const event of subscription) {
+        await this.handleWithRetries(reactor, event);
+        if (signal.aborted) return;
+        await this.knex(CHECKPOINTS)
+          .insert({ name: reactor.name, position: event.position, updated_at: this.knex.fn.now() })
+          .onConflict('name')
+          .merge();
+        if (!(await this.options.lease.stillHeld(`reactor:${reactor.name}`))) throw new Error(`lost the lease on reactor ${reactor.name}`);
+      }
+    } finally {
+      this.subscriptions.delete(subscription);
+      await subscription.close();
+    }
+  }
+
+  private async handleWithRetries(reactor: Reactor, event: RecordedEvent): Promise<void> {
+    const signal = this.abort.signal;
+    const base = this.options.retryBaseMs ?? 200;
+    const max = this.options.retryMaxMs ?? 30_000;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await reactor.handle(event, signal);
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        this.options.logger.warn(
+          { err: error, reactor: reactor.name, event: event.id, type: event.type, attempt, retryInMs: Math.round(delay) },
+          'reaction failed; trying again',
+        );
+        await sleep(delay, undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+}
