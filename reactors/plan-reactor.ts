@@ -1,0 +1,226 @@
+// Carries out approved action plans, one action at a time: each change goes through the same deployment commands
+// (and policy) as a person's request, and the plan follows the deployment until it is available, failed or rolled back.
+import type { Logger } from 'pino';
+import { actionPlans, deployments } from '../commands/aggregates.js';
+import type { Clock } from '../commands/clock.js';
+import type { CommandContext, CommandHandler, WriteResult } from '../commands/command-handler.js';
+import type { DeploymentCommands } from '../commands/deployment-commands.js';
+import { isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } from '../domain/action-plan.js';
+import { comparePositions, type RecordedEvent } from '../domain/event-store.js';
+import type { ClusterDriver } from './cluster-driver.js';
+import { reactionTo } from './reaction-context.js';
+import type { Reactor } from './reactor-runtime.js';
+
+/** Deployment events that can settle an action waiting on that deployment. */
+const SETTLING = ['DeploymentAvailable', 'DeploymentRolloutFailed', 'DeploymentRolledBack', 'DeploymentDeleted'] as const;
+
+export interface PlanReactorOptions {
+  logger: Logger;
+  /** How long one action may take to settle (its deployment available, failed or rolled back). */
+  actionTimeoutMs: number;
+  /** How long a drain waits on a pod whose eviction a disruption budget keeps refusing. */
+  evictionTimeoutMs: number;
+  /** How often a waiting action looks at its deployment even when no event woke it. */
+  settlePollMs?: number;
+}
+
+export interface PlanReactorDeps {
+  handler: CommandHandler;
+  deployments: DeploymentCommands;
+  clock: Clock;
+  /** The driver for a registered cluster (for drains). */
+  driverFor(clusterId: string): Promise<ClusterDriver>;
+}
+
+/** How long a failed rollout is given to be undone by the cluster reactor before the action counts as failed. */
+const UNDO_GRACE_MS = 5000;
+
+type Outcome = { ok: true; detail: string } | { ok: false; error: string; rolledBack?: boolean };
+
+export class PlanReactor implements Reactor {
+  readonly name = 'plans';
+  readonly eventTypes = ['ActionPlanApproved', ...SETTLING];
+  /** Plans being carried out in this process: one drive per plan. */
+  private readonly drives = new Map<string, Promise<void>>();
+  /** Actions waiting on a deployment, woken when it settles. */
+  private readonly waiting = new Map<string, Set<() => void>>();
+  private signal: AbortSignal | undefined;
+
+  constructor(
+    private readonly deps: PlanReactorDeps,
+    private readonly options: PlanReactorOptions,
+  ) {}
+
+  /** Resumes every plan approved earlier that has not finished: a previous instance may have stopped mid-way. */
+  async start(signal: AbortSignal): Promise<void> {
+    this.signal = signal;
+    const store = this.deps.handler.store;
+    for (let after: string | undefined; ; ) {
+      const page = await store.readAll({ after, filter: { types: ['ActionPlanApproved'] }, limit: 1000 });
+      for (const event of page.events) this.drive((event.data as { planId: string }).planId, event);
+      if (page.checkpoint === undefined || page.checkpoint === after) break;
+      after = page.checkpoint;
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const wakers of this.waiting.values()) for (const wake of wakers) wake();
+    await Promise.allSettled([...this.drives.values()]);
+  }
+
+  async handle(event: RecordedEvent, signal: AbortSignal): Promise<void> {
+    this.signal = signal;
+    const data = event.data as { planId?: string; deploymentId?: string };
+    if (event.type === 'ActionPlanApproved' && data.planId) this.drive(data.planId, event);
+    else if (data.deploymentId) for (const wake of this.waiting.get(data.deploymentId) ?? []) wake();
+  }
+
+  /** Plans this process is carrying out now. */
+  inFlight(): number {
+    return this.drives.size;
+  }
+
+  private drive(planId: string, approved: RecordedEvent): void {
+    if (this.drives.has(planId)) return;
+    const drive = this.carryOut(planId, approved)
+      .catch((error: unknown) => this.options.logger.error({ err: error, planId }, 'plan execution stopped; it resumes when the plan reactor starts again'))
+      .finally(() => this.drives.delete(planId));
+    this.drives.set(planId, drive);
+  }
+
+  /** Moves the plan on, step by step, until it is finished; each step is recorded before the next is taken. */
+  private async carryOut(planId: string, approved: RecordedEvent): Promise<void> {
+    const send = (command: ActionPlanCommand, step: string) =>
+      this.deps.handler.execute(actionPlans, planId, command, reactionTo(this.name, approved, step));
+    for (;;) {
+      if (this.signal?.aborted) return;
+      const { state: plan } = await this.deps.handler.load(actionPlans, planId);
+      if (plan.status === 'absent' || plan.shadow || isTerminal(plan.status) || plan.status === 'Failed') return;
+      switch (plan.status) {
+        case 'Pending':
+        case 'Validating':
+          return;
+        case 'Approved':
+          await send({ type: 'StartPlanExecution', planId, at: this.deps.clock.now().toISOString() }, 'start');
+          continue;
+        case 'RollingBack': {
+          // The action whose change was undone on the cluster is recorded as failed; then the rollback is complete.
+          const index = plan.actions.findIndex((slot) => slot.status === 'Executing');
+          if (index >= 0) await send({ type: 'RecordActionFailed', planId, index, error: plan.cause ?? 'rolled back' }, `rolled-back/${index}`);
+          await send({ type: 'CompletePlanRollback', planId }, 'rollback-complete');
+          return;
+        }
+        case 'Executing': {
+          const index = plan.actions.findIndex((slot) => slot.status === 'Pending' || slot.status === 'Executing');
+          if (index < 0) return;
+          await send({ type: 'RecordActionStarted', planId, index }, `started/${index}`);
+          const outcome = await this.perform(plan, index, approved);
+          if (this.signal?.aborted) return;
+          if (outcome.ok) await send({ type: 'RecordActionSucceeded', planId, index, detail: outcome.detail }, `succeeded/${index}`);
+          else if (outcome.rolledBack) await send({ type: 'StartPlanRollback', planId, cause: `action ${index}: ${outcome.error}` }, `rollback/${index}`);
+          else await send({ type: 'RecordActionFailed', planId, index, error: outcome.error }, `failed/${index}`);
+          continue;
+        }
+      }
+    }
+  }
+
+  private async perform(plan: Exclude<ActionPlan, { status: 'absent' }>, index: number, approved: RecordedEvent): Promise<Outcome> {
+    const action = plan.actions[index]!.action;
+    const context: CommandContext = { ...reactionTo(this.name, approved, `action/${index}`), actor: plan.actor, source: `plan:${plan.id}` };
+    try {
+      if (action.kind === 'drain') return await this.drain(action);
+      if (action.kind === 'reschedule') {
+        return { ok: false, error: 'reschedule is not carried out by this version of Sentinel: change the deployment instead' };
+      }
+      const written = await this.change(action, plan.reason, context);
+      return await this.settled(action.deploymentId, written);
+    } catch (error) {
+      // Refused by policy or by the deployment's rules, or a cluster error that will not heal: the action failed.
+      if (error instanceof Error && error.name !== 'ConflictAfterRetries' && !isTransient(error)) return { ok: false, error: error.message };
+      throw error;
+    }
+  }
+
+  private change(action: Exclude<PlanAction, { kind: 'drain' | 'reschedule' }>, reason: string, context: CommandContext): Promise<WriteResult> {
+    const { deployments: commands } = this.deps;
+    switch (action.kind) {
+      case 'scale':
+        return commands.scale(action.deploymentId, action.replicas, context);
+      case 'rollback':
+        return commands.rollback(action.deploymentId, action.toRevision, reason, context);
+      case 'restart':
+        return commands.restart(action.deploymentId, reason, context);
+      case 'update':
+        return commands.update(action.deploymentId, action.workloadRevision === undefined ? {} : { workloadRevision: action.workloadRevision }, context);
+    }
+  }
+
+  /**
+   * Waits until the deployment runs the change (available at the revision it made), or the rollout failed, in
+   * which case the cluster reactor undoes it when it can (a rollback, or a scale back) and the action counts as
+   * rolled back.
+   */
+  private async settled(deploymentId: string, written: WriteResult): Promise<Outcome> {
+    const deadline = Date.now() + this.options.actionTimeoutMs;
+    let target: number | undefined;
+    let failedSeenAt: number | undefined;
+    for (;;) {
+      const loaded = await this.deps.handler.load(deployments, deploymentId);
+      const state = loaded.state;
+      if (state.status === 'absent') return { ok: false, error: `deployment ${deploymentId} does not exist` };
+      target ??= state.currentRevision;
+      const since = loaded.recorded.filter((event) => written.position === null || comparePositions(event.position, written.position) > 0);
+      const failed = since.find((event) => event.type === 'DeploymentRolloutFailed' && (event.data as { revision: number }).revision === target);
+      if (failed) {
+        const cause = (failed.data as { cause: string }).cause;
+        const undone = since.some((event) => event.position > failed.position && event.metadata.source?.startsWith('reactor:cluster-'));
+        if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
+        // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
+        failedSeenAt ??= Date.now();
+        if (Date.now() - failedSeenAt > UNDO_GRACE_MS) return { ok: false, error: `deployment ${deploymentId} failed: ${cause}` };
+      } else if (state.status === 'Deleted') {
+        return { ok: false, error: `deployment ${deploymentId} was deleted` };
+      } else if (state.status === 'Available') {
+        return state.currentRevision === target
+          ? { ok: true, detail: `deployment ${deploymentId} available at revision ${target} with ${state.replicas} replicas` }
+          : { ok: false, error: `deployment ${deploymentId} was changed again (revision ${state.currentRevision}) before revision ${target} settled` };
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return { ok: false, error: `deployment ${deploymentId} did not settle within ${Math.round(this.options.actionTimeoutMs / 1000)} s` };
+      await this.wake(deploymentId, Math.min(left, this.options.settlePollMs ?? 1000));
+      if (this.signal?.aborted) return { ok: false, error: 'stopped' };
+    }
+  }
+
+  private async drain(action: Extract<PlanAction, { kind: 'drain' }>): Promise<Outcome> {
+    const driver = await this.deps.driverFor(action.clusterId);
+    const report = await driver.drain(action.node, { evictionTimeoutMs: this.options.evictionTimeoutMs });
+    if (report.stuck.length > 0) {
+      const stuck = report.stuck.map((pod) => `${pod.pod} (${pod.reason})`).join(', ');
+      return { ok: false, error: `node ${action.node} is cordoned but ${report.stuck.length} pod(s) could not be evicted: ${stuck}` };
+    }
+    return { ok: true, detail: `node ${action.node} drained: ${report.evicted.length} pod(s) evicted` };
+  }
+
+  /** Resolves when the deployment settles something, or after `ms`. */
+  private wake(deploymentId: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wakers = this.waiting.get(deploymentId) ?? new Set<() => void>();
+      this.waiting.set(deploymentId, wakers);
+      const done = () => {
+        clearTimeout(timer);
+        wakers.delete(done);
+        if (wakers.size === 0 && this.waiting.get(deploymentId) === wakers) this.waiting.delete(deploymentId);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      wakers.add(done);
+    });
+  }
+}
+
+function isTransient(error: Error): boolean {
+  return 'transient' in error && (error as { transient: unknown }).transient === true;
+}
+
