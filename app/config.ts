@@ -2,8 +2,25 @@
 import { z } from 'zod';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-/** all: everything in one process; api: the HTTP API only; projector: the read-side projectors only. */
-const ROLES = ['all', 'api', 'projector'] as const;
+/** api: the HTTP API; projector: the read-side projectors; reactor: the reactors that drive clusters and plans. */
+export const ROLES = ['api', 'projector', 'reactor'] as const;
+export type Role = (typeof ROLES)[number];
+const ROLE_RULE = `one of: all, ${ROLES.join(', ')}, or a comma-separated list of them such as "api,projector"`;
+
+/** `all`, one role, or several separated by commas: the set of roles this process runs. */
+const roles = z
+  .string()
+  .default('all')
+  .transform((text, context): Role[] => {
+    const named = text.split(',').map((part) => part.trim());
+    if (named.includes('all') && named.length === 1) return [...ROLES];
+    const unknown = named.filter((part) => !(ROLES as readonly string[]).includes(part));
+    if (unknown.length > 0 || named.length === 0) {
+      context.addIssue({ code: 'custom', message: ROLE_RULE, input: text });
+      return z.NEVER;
+    }
+    return ROLES.filter((role) => named.includes(role));
+  });
 
 const postgresUrl = z
   .string()
@@ -26,7 +43,7 @@ const integer = (min: number, max: number) =>
 const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
 
 const schema = z.object({
-  SENTINEL_ROLE: z.enum(ROLES, { error: `one of: ${ROLES.join(', ')}` }).default('all'),
+  SENTINEL_ROLE: roles,
   HOST: z.string().min(1, 'a host name or address to listen on').default('0.0.0.0'),
   PORT: integer(0, 65535).default(8080),
   SENTINEL_DATA_DIR: z.string().min(1, 'a directory path').default('./data'),
@@ -46,6 +63,10 @@ const schema = z.object({
   SENTINEL_PLAN_TTL_SECONDS: integer(1, 604_800).default(3600),
   SENTINEL_PRICES_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
   SENTINEL_HEALTH_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  SENTINEL_CLUSTER_SIMULATOR: z.enum(['auto', 'on', 'off'], { error: 'one of: auto, on, off' }).default('auto'),
+  SENTINEL_PROGRESS_DEADLINE_SECONDS: integer(1, 86_400).default(600),
+  SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS: integer(1, 86_400).default(1800),
+  SENTINEL_EVICTION_TIMEOUT_SECONDS: integer(1, 3600).default(120),
 });
 
 export type Config = z.infer<typeof schema>;

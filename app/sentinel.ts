@@ -28,6 +28,7 @@ import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
+import { startReactors, type RunningReactors } from './reactors.js';
 import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
 import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
@@ -37,6 +38,8 @@ import type { Config } from './config.js';
 export interface RunningSentinel {
   port: number;
   eventStore: EventStore;
+  /** The reactors, when this process runs the reactor role. */
+  reactors?: RunningReactors;
   stop(): Promise<void>;
 }
 
@@ -45,6 +48,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
   const db = await openDatabase(config, logger);
   let eventStore: EventStore | undefined;
   let runtime: ProjectionRuntime | undefined;
+  let reactors: RunningReactors | undefined;
   try {
     eventStore = new InstrumentedEventStore(await openEventStore(config, db, logger), metrics);
     const store = eventStore;
@@ -62,24 +66,33 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       { hash: hashPassword, verify: verifyPassword, verifyDecoy },
       store,
     );
-    if (config.SENTINEL_ROLE !== 'projector') await bootstrapAdmin(access, config, logger);
+    const roles = new Set(config.SENTINEL_ROLE);
+    const servesApi = roles.has('api');
+    if (servesApi) await bootstrapAdmin(access, config, logger);
 
+    const lease = db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease;
     const projections = new ProjectionRuntime(db.knex, store, [...READ_MODEL_PROJECTORS, auditProjector], {
       logger,
-      lease: db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease,
+      lease,
       metrics: prometheusProjectionMetrics(metrics),
     });
-    // The api role serves queries from tables a projector process keeps; it only makes sure they exist.
-    if (config.SENTINEL_ROLE === 'api') await projections.prepare();
-    else await projections.start();
+    // Other roles read (or serve queries from) tables a projector process keeps; they only make sure they exist.
+    if (roles.has('projector')) await projections.start();
+    else await projections.prepare();
     runtime = projections;
 
+    const handler = new CommandHandler(store, { metrics: prometheusCommandMetrics(metrics) });
+    const policy = new PolicyEngine(store, {
+      prices: await prices(config),
+      health: config.SENTINEL_HEALTH_FILE ? new FileHealthSource(config.SENTINEL_HEALTH_FILE) : noHealth,
+    });
+    if (roles.has('reactor')) {
+      reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger });
+    }
+
     const api = commandApi({
-      handler: new CommandHandler(store, { metrics: prometheusCommandMetrics(metrics) }),
-      policy: new PolicyEngine(store, {
-        prices: await prices(config),
-        health: config.SENTINEL_HEALTH_FILE ? new FileHealthSource(config.SENTINEL_HEALTH_FILE) : noHealth,
-      }),
+      handler,
+      policy,
       access,
       secrets,
       idempotency,
@@ -97,7 +110,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
         await store.ping();
         if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
       },
-      routers: config.SENTINEL_ROLE === 'projector' ? [] : [{ path: '/api/v1', router: api }],
+      routers: servesApi ? [{ path: '/api/v1', router: api }] : [],
     });
     const purge = setInterval(() => {
       idempotency.purge(new Date(Date.now() - IDEMPOTENCY_RETENTION_MS)).catch((error: unknown) => {
@@ -110,15 +123,18 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
     return {
       port: server.port,
       eventStore: store,
+      ...(reactors ? { reactors } : {}),
       async stop() {
         clearInterval(purge);
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
+        await reactors?.stop();
         await projections.stop();
         await store.close();
         await db.close();
       },
     };
   } catch (error) {
+    await reactors?.stop().catch(() => undefined);
     await runtime?.stop().catch(() => undefined);
     await eventStore?.close().catch(() => undefined);
     await db.close().catch(() => undefined);

@@ -70,6 +70,8 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
     HOST: '127.0.0.1',
     PORT: '0',
     SENTINEL_DATA_DIR: dataDir,
+    // The API and the read side; tests of the reactors start those themselves, against a cluster simulator.
+    SENTINEL_ROLE: 'api,projector',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
     SENTINEL_JWT_SECRET: JWT_SECRET,

@@ -14,7 +14,8 @@ function problemsOf(env: NodeJS.ProcessEnv): string[] {
 describe('configuration', () => {
   it('given an empty environment, then the embedded defaults apply', () => {
     expect(loadConfig({})).to.deep.include({
-      SENTINEL_ROLE: 'all',
+      SENTINEL_ROLE: ['api', 'projector', 'reactor'],
+      SENTINEL_CLUSTER_SIMULATOR: 'auto',
       HOST: '0.0.0.0',
       PORT: 8080,
       SENTINEL_DATA_DIR: './data',
@@ -58,9 +59,16 @@ describe('configuration', () => {
     ['a database URL of another scheme', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL: a PostgreSQL connection URL/],
     ['a KurrentDB URL of another scheme', { KURRENTDB_URL: 'http://x' }, /^KURRENTDB_URL: a KurrentDB connection string/],
     ['an unknown log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: one of: fatal, error, warn, info, debug, trace, silent/],
-    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all/],
+    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all, api, projector, reactor, or a comma-separated list/],
+    ['a list with an unknown role', { SENTINEL_ROLE: 'api,indexer' }, /^SENTINEL_ROLE: one of: all/],
+    ['an unknown simulator setting', { SENTINEL_CLUSTER_SIMULATOR: 'yes' }, /^SENTINEL_CLUSTER_SIMULATOR: one of: auto, on, off/],
     ['a pool of zero connections', { DATABASE_POOL_MAX: '0' }, /^DATABASE_POOL_MAX: an integer from 1 to 1000/],
   ];
+  it('given a list of roles, then it runs those, in a fixed order', () => {
+    expect(loadConfig({ SENTINEL_ROLE: 'projector, api' }).SENTINEL_ROLE).to.deep.equal(['api', 'projector']);
+    expect(loadConfig({ SENTINEL_ROLE: 'reactor' }).SENTINEL_ROLE).to.deep.equal(['reactor']);
+  });
+
   for (const [what, env, message] of bad) {
     it(`refuses ${what}, naming the variable and what it accepts`, () => {
       const problems = problemsOf(env);

@@ -1,0 +1,138 @@
+// Wiring of the reactors: a simulated cluster on the embedded default, a cluster reactor per registered cluster,
+// and the plan reactor, all under one reactor runtime.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { v5 as uuidv5 } from 'uuid';
+import { createKubeClusterDriver } from '../adapters/kubernetes/kube-driver.js';
+import { startClusterSimulator, type ClusterSimulator } from '../adapters/kubernetes/simulator/index.js';
+import type { Database } from '../adapters/postgres/database.js';
+import { clusters } from '../commands/aggregates.js';
+import { ClusterCommands } from '../commands/cluster-commands.js';
+import type { Clock } from '../commands/clock.js';
+import type { CommandContext, CommandHandler } from '../commands/command-handler.js';
+import { DeploymentCommands } from '../commands/deployment-commands.js';
+import type { PolicyEngine } from '../commands/policy-engine.js';
+import type { SecretStore } from '../commands/secrets.js';
+import type { EventStore } from '../domain/event-store.js';
+import type { ClusterDriver } from '../reactors/cluster-driver.js';
+import { ClusterReactor } from '../reactors/cluster-reactor.js';
+import { FleetReactor } from '../reactors/fleet-reactor.js';
+import { PlanReactor } from '../reactors/plan-reactor.js';
+import { REACTOR_ACTOR } from '../reactors/reaction-context.js';
+import { ReactorRuntime } from '../reactors/reactor-runtime.js';
+import type { ProjectionLease } from '../projections/runtime.js';
+import type { Config } from './config.js';
+
+export interface ReactorDeps {
+  config: Config;
+  db: Database;
+  store: EventStore;
+  handler: CommandHandler;
+  policy: PolicyEngine;
+  secrets: SecretStore;
+  clock: Clock;
+  lease: ProjectionLease;
+  logger: Logger;
+}
+
+export interface RunningReactors {
+  runtime: ReactorRuntime;
+  /** The simulated cluster, when this process started one. */
+  simulator?: ClusterSimulator;
+  stop(): Promise<void>;
+}
+
+/** The simulated cluster's id: the same on every start, so restarts find it registered. */
+export const SIMULATED_CLUSTER_ID = uuidv5('sentinel/simulated-cluster', '0b9c1a1e-5f0e-5c39-9d8f-6f1e2a3b4c5d');
+
+export async function startReactors(deps: ReactorDeps): Promise<RunningReactors> {
+  const { config, handler, logger } = deps;
+  const simulator = useSimulator(config) ? await startSimulatedCluster(deps) : undefined;
+  const runtime = new ReactorRuntime(deps.db.knex, deps.store, { logger, lease: deps.lease });
+  const drivers = new Map<string, ClusterDriver>();
+
+  runtime.add(
+    new FleetReactor({
+      handler,
+      logger,
+      connect: (clusterId, credentials) =>
+        createKubeClusterDriver(credentials, (ref) => deps.secrets.get(ref), { logger: logger.child({ clusterId }) }),
+      follow(clusterId, driver) {
+        drivers.set(clusterId, driver);
+        runtime.add(new ClusterReactor(clusterId, driver, handler, { logger, progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS }));
+      },
+    }),
+  );
+  runtime.add(
+    new PlanReactor(
+      {
+        handler,
+        deployments: new DeploymentCommands(handler, deps.clock, deps.policy),
+        clock: deps.clock,
+        async driverFor(clusterId) {
+          const driver = drivers.get(clusterId);
+          if (!driver) throw new Error(`cluster ${clusterId} is not connected in this process`);
+          return driver;
+        },
+      },
+      {
+        logger,
+        actionTimeoutMs: config.SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS * 1000,
+        evictionTimeoutMs: config.SENTINEL_EVICTION_TIMEOUT_SECONDS * 1000,
+      },
+    ),
+  );
+
+  return {
+    runtime,
+    ...(simulator ? { simulator } : {}),
+    async stop() {
+      await runtime.stop();
+      await simulator?.close();
+    },
+  };
+}
+
+function useSimulator(config: Config): boolean {
+  const setting = config.SENTINEL_CLUSTER_SIMULATOR;
+  return setting === 'on' || (setting === 'auto' && !config.DATABASE_URL && !config.KURRENTDB_URL);
+}
+
+/**
+ * Starts the built-in cluster simulator, writes its kubeconfig under the data directory and registers it as the
+ * cluster "simulated" (once; later starts only point it at the new address).
+ */
+async function startSimulatedCluster(deps: ReactorDeps): Promise<ClusterSimulator> {
+  const simulator = await startClusterSimulator();
+  try {
+    const dir = resolve(deps.config.SENTINEL_DATA_DIR, 'simulator');
+    await mkdir(dir, { recursive: true });
+    const path = resolve(dir, 'kubeconfig');
+    await writeFile(path, simulator.kubeconfig(), { mode: 0o600 });
+
+    const context: CommandContext = { actor: REACTOR_ACTOR, correlationId: SIMULATED_CLUSTER_ID, causationId: SIMULATED_CLUSTER_ID, source: 'simulator' };
+    const { state } = await deps.handler.load(clusters, SIMULATED_CLUSTER_ID);
+    if (state.status === 'absent') {
+      await new ClusterCommands(deps.handler, deps.secrets).register(
+        SIMULATED_CLUSTER_ID,
+        {
+          name: 'simulated',
+          apiServer: simulator.url,
+          credentials: { source: 'kubeconfig-file', path },
+          region: 'local',
+          labels: { 'sentinel.io/simulated': 'true' },
+          gpuSkus: ['nvidia-a100-80gb'],
+        },
+        context,
+      );
+    } else if (state.spec.apiServer !== simulator.url) {
+      await deps.handler.execute(clusters, SIMULATED_CLUSTER_ID, { type: 'UpdateCluster', clusterId: SIMULATED_CLUSTER_ID, changes: { apiServer: simulator.url } }, context);
+    }
+    deps.logger.info({ clusterId: SIMULATED_CLUSTER_ID, apiServer: simulator.url, kubeconfig: path }, 'simulated cluster is up');
+    return simulator;
+  } catch (error) {
+    await simulator.close();
+    throw error;
+  }
+}
