@@ -49,7 +49,7 @@ describe('npm start (the all role on embedded defaults)', function () {
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-e2e-'));
     port = await freePort();
-    sentinel = startSentinel({ PORT: String(port), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir });
+    sentinel = startSentinel({ PORT: String(port), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: 'e2e-admin-password' });
   });
 
   after(async () => {
@@ -83,6 +83,38 @@ describe('npm start (the all role on embedded defaults)', function () {
     expect(res.status).to.equal(404);
     expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
     expect(await res.json()).to.include({ status: 404, title: 'Not Found' });
+  });
+
+  it('registers the simulated cluster, and a deployment on it rolls out to Available', async () => {
+    const api = `http://127.0.0.1:${port}/api/v1`;
+    const login = await fetch(`${api}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'e2e-admin-password' }),
+    });
+    const { accessToken } = (await login.json()) as { accessToken: string };
+    const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
+    const get = async (url: string) => (await fetch(`${api}${url}`, { headers })).json() as Promise<Record<string, unknown>>;
+    const post = async (url: string, body: unknown) => {
+      const res = await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
+      expect(res.status, JSON.stringify(await res.clone().json())).to.be.oneOf([201, 202]);
+      return (await res.json()) as { id: string; position: string };
+    };
+
+    let cluster: { id: string; name: string } | undefined;
+    for (const deadline = Date.now() + 30_000; !cluster && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      const { items } = (await get('/clusters')) as { items: { id: string; name: string }[] };
+      cluster = items.find((item) => item.name === 'simulated');
+    }
+    expect(cluster, 'the simulated cluster is registered').to.not.equal(undefined);
+
+    const workload = await post('/workloads', { name: 'hello', namespace: 'default', type: 'inference', image: 'registry.local/hello:1', resources: { cpu: '1', memory: '1Gi' } });
+    const deployment = await post('/deployments', { workloadId: workload.id, clusterId: cluster!.id, replicas: 2 });
+    let status: unknown;
+    for (const deadline = Date.now() + 30_000; status !== 'Available' && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      status = (await get(`/deployments/${deployment.id}`))['status'];
+    }
+    expect(status).to.equal('Available');
   });
 
   it('logs JSON and shuts down cleanly on SIGTERM', async () => {
