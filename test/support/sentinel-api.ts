@@ -42,6 +42,8 @@ export interface TestApi {
   head(): Promise<string | undefined>;
   /** The events after a position, once the log holds still. */
   eventsSince(after: string | undefined): Promise<RecordedEvent[]>;
+  /** The running process, for tests that reach past the API (its reactors and simulated cluster). */
+  sentinel: RunningSentinel;
   stop(): Promise<void>;
 }
 
@@ -150,6 +152,7 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
       await settledHead();
       return (await sentinel.eventStore.readAll({ after, limit: 10_000 })).events;
     },
+    sentinel,
     async stop() {
       await sentinel.stop();
       await rm(dataDir, { recursive: true, force: true });
