@@ -447,7 +447,9 @@ export function decide(command: DeploymentCommand, state: Deployment): Deploymen
       ];
     }
     case 'RecordDrift': {
+      // While a change is on its way (or a rollout is under way) the cluster is expected to differ: that is no drift.
       if (isStale(state, command.revision) || command.differences.length === 0) return [];
+      if (state.status !== 'Available' && state.status !== 'Degraded') return [];
       const { revision, differences, observedVersion } = command;
       return [{ type: 'DriftDetected', data: { deploymentId, revision, differences, resolution: state.driftPolicy, observedVersion } }];
     }

@@ -38,6 +38,8 @@ export const DEPLOYMENT_CHANGES = [
   'DeploymentRolledBack',
 ] as const;
 const CHANGES: ReadonlySet<string> = new Set(DEPLOYMENT_CHANGES);
+/** The drift of an object that was deleted by hand. */
+const ABSENT: DriftDifference[] = [{ field: 'object', expected: 'present', actual: 'absent' }];
 
 export interface ClusterReactorOptions {
   logger: Logger;
@@ -84,7 +86,7 @@ export class ClusterReactor implements Reactor {
     if (state.status === 'absent' || state.clusterId !== this.clusterId) return;
     // Each change applies the whole current state, so only the latest one needs handling; an earlier one
     // (a replay, or a backlog) would only apply the same thing again.
-    const latest = loaded.recorded.filter((recorded) => CHANGES.has(recorded.type)).at(-1);
+    const latest = latestChange(loaded.recorded);
     if (latest && latest.id !== event.id) return;
 
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
@@ -142,7 +144,7 @@ export class ClusterReactor implements Reactor {
 
   private async observe(change: ManagedChange): Promise<void> {
     const live = change.workload;
-    const { state } = await this.handler.load(deployments, live.deploymentId);
+    const { state, recorded } = await this.handler.load(deployments, live.deploymentId);
     if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted' || state.paused) return;
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
     // Another revision on the cluster: an older one still visible, or a newer one is being applied right now.
@@ -155,27 +157,40 @@ export class ClusterReactor implements Reactor {
       case 'RolledBack':
         // A change is on its way to the cluster, or the rollout is over and being undone: nothing to judge yet.
         return;
-      case 'Progressing':
-        if (change.type !== 'DELETED') await this.followRollout(state, desired, live);
+      case 'Progressing': {
+        if (change.type === 'DELETED') return;
+        const rollout = latestChange(recorded);
+        if (!rollout) throw new Error(`deployment ${state.id} is progressing but its stream holds no change that started it`);
+        await this.followRollout(state, desired, live, rollout);
         return;
+      }
       case 'Available':
       case 'Degraded': {
-        const differences = change.type === 'DELETED' ? [{ field: 'object', expected: 'present', actual: 'absent' }] : driftBetween(desired, live);
-        if (differences.length > 0) await this.drifted(state, desired, live, differences);
+        const differences = change.type === 'DELETED' ? ABSENT : driftBetween(desired, live);
+        if (differences.length > 0) await this.drifted(state, desired, live);
         else await this.followHealth(state, live);
         return;
       }
     }
   }
 
-  /** A rollout in progress: record how far it got, that it became available, or that it failed (and roll back). */
-  private async followRollout(state: PlacedDeployment, desired: DesiredWorkload, live: LiveWorkload): Promise<void> {
+  /**
+   * A rollout in progress, started by the change `rollout`: record how far it got, that it became available, or
+   * that it failed (and roll back).
+   */
+  private async followRollout(state: PlacedDeployment, desired: DesiredWorkload, live: LiveWorkload, rollout: RecordedEvent): Promise<void> {
+    // Until the controller has seen this generation, the status (a failed condition included) is about the spec
+    // before it: a rolled-back revision would otherwise fail on the condition that made it roll back.
+    if (live.rollout.observedGeneration < live.generation) return;
     const { id: deploymentId } = state;
     const { revision } = desired;
-    const key = `${deploymentId}/${revision}`;
+    // A scale or a restart rolls out again at the same revision: the change that started the rollout tells one
+    // rollout's outcomes from another's, so the ids they are recorded under do not collide.
+    const key = `${deploymentId}/${revision}/${rollout.id}`;
+    const observed = (step: string) => reactionToObservation(this.name, `${key}/${step}`, rollout.metadata.correlationId);
     const failure = rolloutFailure(live.rollout);
     if (failure) {
-      await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause: failure }, reactionToObservation(this.name, `${key}/failed`));
+      await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause: failure }, observed('failed'));
       const target = lastAvailableRevision(state, revision);
       if (!target) {
         this.options.logger.warn({ deploymentId, revision, cause: failure }, 'rollout failed and no earlier revision ever became available; left as it is');
@@ -183,18 +198,18 @@ export class ClusterReactor implements Reactor {
       }
       await this.record(
         { type: 'RecordRolledBack', deploymentId, revision, toRevision: target.revision, cause: failure },
-        reactionToObservation(this.name, `${key}/rolled-back`),
+        observed('rolled-back'),
       );
       return;
     }
     const { readyReplicas, updatedReplicas } = live.rollout;
     if (isComplete(live, desired.replicas)) {
-      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, reactionToObservation(this.name, `${key}/available`));
+      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, observed('available'));
       return;
     }
     await this.record(
       { type: 'RecordRolloutProgress', deploymentId, revision, readyReplicas, updatedReplicas },
-      reactionToObservation(this.name, `${key}/progress/${readyReplicas}/${updatedReplicas}`),
+      observed(`progress/${readyReplicas}/${updatedReplicas}`),
     );
   }
 
@@ -213,13 +228,21 @@ export class ClusterReactor implements Reactor {
   }
 
   /** Someone changed the object by hand: record it, then put the recorded revision back or accept the change. */
-  private async drifted(state: PlacedDeployment, desired: DesiredWorkload, live: LiveWorkload, differences: DriftDifference[]): Promise<void> {
+  private async drifted(state: PlacedDeployment, desired: DesiredWorkload, seen: LiveWorkload): Promise<void> {
+    // The watch events queued behind the one that showed the drift still show it after it has been put right:
+    // judged on the object as it is now, one change by hand is recorded, and reverted, once.
+    const live = await this.driver.read(seen.ref);
+    // A newer revision is being applied; the rollout that follows judges it.
+    if (live && live.revision !== desired.revision) return;
+    const differences = live ? driftBetween(desired, live) : ABSENT;
+    if (differences.length === 0) return;
+    const observedVersion = live?.resourceVersion ?? seen.resourceVersion;
     const { id: deploymentId, currentRevision: revision } = state;
     const fingerprint = JSON.stringify(differences);
     if (state.driftPolicy === 'adopt' && this.adopted.get(deploymentId) === fingerprint) return;
     await this.record(
-      { type: 'RecordDrift', deploymentId, revision, differences, observedVersion: live.resourceVersion },
-      reactionToObservation(this.name, `${deploymentId}/drift/${live.resourceVersion}`),
+      { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
+      reactionToObservation(this.name, `${deploymentId}/drift/${observedVersion}`),
     );
     if (state.driftPolicy === 'adopt') {
       this.adopted.set(deploymentId, fingerprint);
@@ -260,6 +283,11 @@ export function rolloutFailure(rollout: RolloutStatus): string | undefined {
     return `${replicaFailure.reason ?? 'ReplicaFailure'}: ${replicaFailure.message ?? 'pods could not be created'}`;
   }
   return undefined;
+}
+
+/** The latest event that changed what should run: the one whose rollout the cluster is carrying out. */
+function latestChange(recorded: RecordedEvent[]): RecordedEvent | undefined {
+  return recorded.filter((event) => CHANGES.has(event.type)).at(-1);
 }
 
 function condition(rollout: RolloutStatus, type: string) {

@@ -1,0 +1,616 @@
+// The cluster reactor end to end: deployment commands through the event store, the real Kubernetes client on the
+// cluster simulator, and what the reactor records as the rollouts, failures, drift and faults play out.
+import { expect } from 'chai';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiException, AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Deployment, type V1Pod } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
+import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import { migrateSentinel } from '../../adapters/postgres/schema.js';
+import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
+import { KubeClusterDriver } from '../../adapters/kubernetes/kube-driver.js';
+import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
+import { deployments } from '../../commands/aggregates.js';
+import { CommandHandler, type CommandContext, type WriteResult } from '../../commands/command-handler.js';
+import type { DeploymentCommand, DriftPolicy, PlacedDeployment } from '../../domain/deployment.js';
+import type { RecordedEvent } from '../../domain/event-store.js';
+import type { WorkloadSpec } from '../../domain/workload.js';
+import { ClusterReactor } from '../../reactors/cluster-reactor.js';
+import {
+  DEPLOYMENT_ID_LABEL,
+  MANAGED_BY_LABEL,
+  RESTARTED_AT_ANNOTATION,
+  REVISION_ANNOTATION,
+  type DesiredWorkload,
+  type LiveWorkload,
+} from '../../reactors/cluster-driver.js';
+import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
+import type { ProjectionLease } from '../../projections/runtime.js';
+import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+
+const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
+const RUN = randomBytes(3).toString('hex');
+const GPU_SKU = 'nvidia-a100-80gb';
+const IMAGE = 'registry.example/acme/server:1';
+const IMAGE_2 = 'registry.example/acme/server:2';
+/** Only bounds a broken run: the simulator readies pods in 100 ms, and a rollout fails on its deadline after 2 s. */
+const PATIENCE_MS = 15_000;
+const CHECKPOINTS = 'sentinel_reactor_checkpoints';
+
+/** Polls `probe` until `done` holds; a probe that throws counts as "not yet", and the last error is reported. */
+async function eventually<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = PATIENCE_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: { value: T } | { error: unknown } | undefined;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (done(value)) return value;
+      last = { value };
+    } catch (error) {
+      last = { error };
+    }
+    await sleep(50);
+  }
+  const seen = last === undefined ? 'nothing' : 'error' in last ? String(last.error) : JSON.stringify(last.value);
+  throw new Error(`${what} did not happen within ${timeoutMs} ms; last seen: ${seen}`);
+}
+
+function byOperator(): CommandContext {
+  const id = randomUUID();
+  return { actor: { id: 'test-operator', kind: 'user' }, correlationId: id, causationId: id };
+}
+
+function workloadSpec(namespace: string, name: string, changes: Partial<WorkloadSpec> = {}): WorkloadSpec {
+  return {
+    name,
+    namespace,
+    type: 'inference',
+    image: IMAGE,
+    env: { MODEL: 'small' },
+    resources: { cpu: '100m', memory: '128Mi' },
+    labels: { team: 'reactor-tests' },
+    ...changes,
+  };
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof ApiException && error.code === 404;
+}
+
+/** The Kubernetes driver, counting its applies: which reactor instance acted on the cluster, and how often. */
+class CountingDriver extends KubeClusterDriver {
+  applies = 0;
+
+  override apply(desired: DesiredWorkload): Promise<LiveWorkload> {
+    this.applies += 1;
+    return super.apply(desired);
+  }
+}
+
+/** One cluster as the tests see it: the simulator, a raw client for out-of-band changes, and a driver for the reactor. */
+interface Cluster {
+  sim: ClusterSimulator;
+  apps: AppsV1Api;
+  core: CoreV1Api;
+  driver(): CountingDriver;
+}
+
+async function startCluster(): Promise<Cluster> {
+  const sim = await startClusterSimulator({ podReadyAfterMs: 100, controllerIntervalMs: 25 });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromString(sim.kubeconfig());
+  return {
+    sim,
+    apps: kubeConfig.makeApiClient(AppsV1Api),
+    core: kubeConfig.makeApiClient(CoreV1Api),
+    driver: () => new CountingDriver(kubeConfig, { logger, retry: { baseDelayMs: 10, maxDelayMs: 100, requestTimeoutMs: 5_000 } }),
+  };
+}
+
+/** Deployment commands and reads against one event store, as an operator and the tests' own eyes. */
+class Deployments {
+  /** Every deployment the tests made, to check the whole lot at once. */
+  readonly ids: string[] = [];
+
+  constructor(
+    readonly handler: CommandHandler,
+    readonly clusterId: string,
+  ) {}
+
+  async create(spec: WorkloadSpec, options: { replicas?: number; driftPolicy?: DriftPolicy } = {}): Promise<string> {
+    const deploymentId = randomUUID();
+    await this.execute({
+      type: 'CreateDeployment',
+      deploymentId,
+      workload: { id: randomUUID(), status: 'active', specRevision: 1, spec, ...(spec.resources.gpu ? { gpu: spec.resources.gpu } : {}) },
+      cluster: { id: this.clusterId, status: 'active', gpuSkus: [GPU_SKU] },
+      replicas: options.replicas ?? 2,
+      strategy: { type: 'rolling', maxSurge: 1, maxUnavailable: 0 },
+      driftPolicy: options.driftPolicy ?? 'revert',
+    });
+    this.ids.push(deploymentId);
+    return deploymentId;
+  }
+
+  /** Moves the deployment to a new spec, as the workload's revision `workloadRevision`. */
+  update(deploymentId: string, spec: WorkloadSpec, workloadRevision: number, driftPolicy?: DriftPolicy): Promise<WriteResult> {
+    return this.execute({
+      type: 'UpdateDeployment',
+      deploymentId,
+      workload: { status: 'active', specRevision: workloadRevision, spec },
+      workloadRevision,
+      ...(driftPolicy ? { driftPolicy } : {}),
+    });
+  }
+
+  execute(command: DeploymentCommand): Promise<WriteResult> {
+    return this.handler.execute(deployments, command.deploymentId, command, byOperator());
+  }
+
+  async state(deploymentId: string): Promise<PlacedDeployment> {
+    const { state } = await this.handler.load(deployments, deploymentId);
+    if (state.status === 'absent') throw new Error(`deployment ${deploymentId} does not exist`);
+    return state;
+  }
+
+  async events(deploymentId: string): Promise<RecordedEvent[]> {
+    return (await this.handler.load(deployments, deploymentId)).recorded;
+  }
+
+  /** Waits until the deployment is Available at `revision` with its replicas. */
+  available(deploymentId: string, revision: number): Promise<PlacedDeployment> {
+    return eventually(`deployment ${deploymentId} Available at revision ${revision}`, () => this.state(deploymentId), (state) =>
+      state.status === 'Available' && state.currentRevision === revision,
+    );
+  }
+
+  /** Creates a deployment and waits for it to become Available. */
+  async deployed(spec: WorkloadSpec, options: { replicas?: number; driftPolicy?: DriftPolicy } = {}): Promise<string> {
+    const id = await this.create(spec, options);
+    await this.available(id, 1);
+    return id;
+  }
+
+  /** Waits for an event of `type` in the deployment's stream that passes `test`. */
+  event(deploymentId: string, type: string, test: (data: Record<string, unknown>) => boolean = () => true): Promise<RecordedEvent> {
+    return eventually(`${type} in deployment-${deploymentId}`, () => this.events(deploymentId), (events) =>
+      events.some((event) => event.type === type && test(event.data)),
+    ).then((events) => events.find((event) => event.type === type && test(event.data))!);
+  }
+}
+
+/** A ReactorRuntime driving one ClusterReactor through its own driver. */
+interface Reacting {
+  runtime: ReactorRuntime;
+  reactor: ClusterReactor;
+  driver: CountingDriver;
+}
+
+function react(db: Database, store: PostgresEventStore, handler: CommandHandler, cluster: Cluster, clusterId: string, lease: ProjectionLease): Reacting {
+  const driver = cluster.driver();
+  const reactor = new ClusterReactor(clusterId, driver, handler, { logger, progressDeadlineSeconds: 2 });
+  const runtime = new ReactorRuntime(db.knex, store, { logger, lease, standbyRetryMs: 100, retryBaseMs: 50, retryMaxMs: 1_000 });
+  runtime.add(reactor);
+  return { runtime, reactor, driver };
+}
+
+describe('cluster reactor on the cluster simulator', function () {
+  this.timeout(60_000);
+  let cluster: Cluster;
+
+  before(async () => {
+    cluster = await startCluster();
+  });
+  after(async () => {
+    await cluster?.sim.close();
+  });
+
+  /** The Deployment object as the cluster has it, or undefined when there is none. */
+  async function liveObject(namespace: string, name: string): Promise<V1Deployment | undefined> {
+    try {
+      return await cluster.apps.readNamespacedDeployment({ name, namespace });
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async function podsOf(namespace: string, deploymentId: string): Promise<V1Pod[]> {
+    const pods = await cluster.core.listNamespacedPod({ namespace, labelSelector: `${DEPLOYMENT_ID_LABEL}=${deploymentId}` });
+    return pods.items;
+  }
+
+  function mainImage(object: V1Deployment | V1Pod | undefined): string | undefined {
+    const spec = object && 'template' in (object.spec ?? {}) ? (object as V1Deployment).spec?.template.spec : (object as V1Pod | undefined)?.spec;
+    return spec?.containers.find((container) => container.name === 'main')?.image;
+  }
+
+  /** Every pod of the deployment runs `image` and is ready, and there are `replicas` of them. */
+  function podsSettle(namespace: string, deploymentId: string, replicas: number, image: string): Promise<V1Pod[]> {
+    return eventually(`${replicas} ready pods of ${deploymentId} on ${image}`, () => podsOf(namespace, deploymentId), (pods) =>
+      pods.length === replicas &&
+      pods.every((pod) => mainImage(pod) === image && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')),
+    );
+  }
+
+  /** Another client changes the Deployment under its own field manager, as `kubectl scale` would. */
+  function scaleOutOfBand(namespace: string, name: string, replicas: number): Promise<unknown> {
+    return cluster.apps.patchNamespacedDeploymentScale(
+      { name, namespace, body: { spec: { replicas } }, fieldManager: 'kubectl' },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  describe('one reactor, event store on PGlite', () => {
+    let db: Database;
+    let store: PostgresEventStore;
+    let d: Deployments;
+    let reacting: Reacting;
+    const clusterId = randomUUID();
+    let slugs = 0;
+
+    /** A namespace of its own for each test, so no test sees another's objects. */
+    function namespace(slug: string): string {
+      slugs += 1;
+      return `cr-${RUN}-${slugs}-${slug}`;
+    }
+
+    before(async () => {
+      db = await openPglite();
+      store = await PostgresEventStore.open(db);
+      await migrateSentinel(db.knex);
+      d = new Deployments(new CommandHandler(store), clusterId);
+      reacting = react(db, store, d.handler, cluster, clusterId, inProcessLease);
+    });
+    afterEach(() => cluster?.sim.faults.clear());
+    after(async () => {
+      await reacting?.runtime.stop();
+      await store?.close();
+      await db?.close();
+    });
+
+    it('creates: Applying, then Progressing, then Available, with the labels, annotation and revision on the cluster', async () => {
+      const ns = namespace('create');
+      const id = await d.create(workloadSpec(ns, 'server'));
+      await d.available(id, 1);
+
+      const types = (await d.events(id)).map((event) => event.type);
+      const at = (type: string) => types.indexOf(type);
+      expect(at('DeploymentApplying')).to.be.greaterThan(at('DeploymentCreated'));
+      expect(at('DeploymentApplied')).to.be.greaterThan(at('DeploymentApplying'));
+      expect(at('DeploymentAvailable')).to.be.greaterThan(at('DeploymentApplied'));
+
+      const live = await liveObject(ns, 'server');
+      expect(live?.metadata?.labels).to.deep.include({ [MANAGED_BY_LABEL]: 'sentinel', [DEPLOYMENT_ID_LABEL]: id, team: 'reactor-tests' });
+      expect(live?.metadata?.annotations?.[REVISION_ANNOTATION]).to.equal('1');
+      expect(live?.spec?.replicas).to.equal(2);
+      expect(live?.spec?.progressDeadlineSeconds).to.equal(2);
+      expect(mainImage(live)).to.equal(IMAGE);
+      await podsSettle(ns, id, 2, IMAGE);
+    });
+
+    it('scales 2 → 4: the cluster runs 4 replicas and the deployment is Available again at the same revision', async () => {
+      const ns = namespace('scale');
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+      await d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 4, cluster: { status: 'active' } });
+
+      const state = await d.available(id, 1);
+      expect(state.replicas).to.equal(4);
+      expect((await liveObject(ns, 'server'))?.spec?.replicas).to.equal(4);
+      await podsSettle(ns, id, 4, IMAGE);
+      const types = (await d.events(id)).map((event) => event.type);
+      expect(types.lastIndexOf('DeploymentAvailable')).to.be.greaterThan(types.indexOf('DeploymentScaled'));
+    });
+
+    it('updates to a new workload spec: revision 2 becomes Available and the cluster runs the new image', async () => {
+      const ns = namespace('update');
+      const spec = workloadSpec(ns, 'server');
+      const id = await d.deployed(spec);
+      await d.update(id, { ...spec, image: IMAGE_2 }, 2);
+
+      await d.available(id, 2);
+      const live = await liveObject(ns, 'server');
+      expect(live?.metadata?.annotations?.[REVISION_ANNOTATION]).to.equal('2');
+      expect(mainImage(live)).to.equal(IMAGE_2);
+      await podsSettle(ns, id, 2, IMAGE_2);
+    });
+
+    it('rolls back: a new revision copying revision 1 is applied and becomes Available', async () => {
+      const ns = namespace('rollback');
+      const spec = workloadSpec(ns, 'server');
+      const id = await d.deployed(spec);
+      await d.update(id, { ...spec, image: IMAGE_2 }, 2);
+      await d.available(id, 2);
+
+      await d.execute({ type: 'RollbackDeployment', deploymentId: id, reason: 'the new model answers worse' });
+      const state = await d.available(id, 3);
+      expect(state.revisions[3]).to.deep.include({ rollbackOf: 1, workloadRevision: 1 });
+      const live = await liveObject(ns, 'server');
+      expect(live?.metadata?.annotations?.[REVISION_ANNOTATION]).to.equal('3');
+      expect(mainImage(live)).to.equal(IMAGE);
+      await podsSettle(ns, id, 2, IMAGE);
+    });
+
+    it('restarts: the pod template is stamped, every pod is replaced, and the deployment is Available again', async () => {
+      const ns = namespace('restart');
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+      const before = new Set((await podsSettle(ns, id, 2, IMAGE)).map((pod) => pod.metadata!.name));
+
+      const at = new Date().toISOString();
+      await d.execute({ type: 'RestartDeployment', deploymentId: id, at, reason: 'stuck CUDA context' });
+      await d.available(id, 1);
+      const live = await liveObject(ns, 'server');
+      expect(live?.spec?.template.metadata?.annotations?.[RESTARTED_AT_ANNOTATION]).to.equal(at);
+      const after = await podsSettle(ns, id, 2, IMAGE);
+      expect(after.filter((pod) => before.has(pod.metadata!.name))).to.deep.equal([]);
+    });
+
+    it('deletes: the object is gone from the cluster', async () => {
+      const ns = namespace('delete');
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+      await d.execute({ type: 'DeleteDeployment', deploymentId: id, reason: 'retired model' });
+
+      await eventually('the Deployment gone', () => liveObject(ns, 'server'), (live) => live === undefined);
+      await eventually('its pods gone', () => podsOf(ns, id), (pods) => pods.length === 0);
+      expect((await d.state(id)).status).to.equal('Deleted');
+    });
+
+    it('given a paused deployment, a scale waits until it is resumed, and is then applied', async () => {
+      const ns = namespace('pause');
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+      await d.execute({ type: 'PauseDeployment', deploymentId: id, reason: 'maintenance window' });
+      const scaled = await d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 3, cluster: { status: 'active' } });
+      const { runtime, reactor } = reacting;
+      await eventually('the reactor past the scale', () => runtime.checkpoint(reactor.name), (position) => position === scaled.position);
+      expect((await liveObject(ns, 'server'))?.spec?.replicas, 'nothing applied while paused').to.equal(2);
+      expect((await d.state(id)).status).to.equal('Pending');
+
+      await d.execute({ type: 'ResumeDeployment', deploymentId: id });
+      await eventually('the deployment Available with 3 replicas', () => d.state(id), (state) => state.status === 'Available' && state.replicas === 3);
+      await podsSettle(ns, id, 3, IMAGE);
+    });
+
+    it('given a rollout that never becomes ready, then it fails on the progress deadline and is rolled back to revision 1', async () => {
+      const ns = namespace('deadline');
+      const spec = workloadSpec(ns, 'server');
+      const id = await d.deployed(spec);
+      cluster.sim.faults.neverReady(/\/broken:/);
+      await d.update(id, { ...spec, image: 'registry.example/acme/broken:1' }, 2);
+
+      const failed = await d.event(id, 'DeploymentRolloutFailed');
+      expect(failed.data).to.deep.include({ revision: 2 });
+      expect(failed.data['cause']).to.match(/^ProgressDeadlineExceeded/);
+      const rolledBack = await d.event(id, 'DeploymentRolledBack');
+      expect(rolledBack.data).to.deep.include({ revision: 2, toRevision: 1, newRevision: 3 });
+
+      await d.available(id, 3);
+      expect(mainImage(await liveObject(ns, 'server'))).to.equal(IMAGE);
+      await podsSettle(ns, id, 2, IMAGE);
+      const failures = (await d.events(id)).filter((event) => event.type === 'DeploymentRolloutFailed');
+      expect(failures.map((event) => event.data['revision']), 'only the broken revision failed').to.deep.equal([2]);
+    });
+
+    it('given pods that cannot be scheduled (more GPUs than a node has), then FailedCreate fails the rollout and it is rolled back', async () => {
+      const ns = namespace('gpu');
+      const spec = workloadSpec(ns, 'llm', { resources: { cpu: '1', memory: '1Gi', gpu: { count: 1, sku: GPU_SKU } } });
+      const id = await d.deployed(spec, { replicas: 1 });
+      await d.update(id, { ...spec, resources: { cpu: '1', memory: '1Gi', gpu: { count: 16, sku: GPU_SKU } } }, 2);
+
+      const failed = await d.event(id, 'DeploymentRolloutFailed');
+      expect(failed.data).to.deep.include({ revision: 2 });
+      expect(failed.data['cause']).to.match(/^FailedCreate: .*Insufficient nvidia\.com\/gpu/);
+      const rolledBack = await d.event(id, 'DeploymentRolledBack');
+      expect(rolledBack.data).to.deep.include({ revision: 2, toRevision: 1, newRevision: 3 });
+
+      await d.available(id, 3);
+      const live = await liveObject(ns, 'llm');
+      expect(live?.spec?.template.spec?.containers[0]?.resources?.limits?.['nvidia.com/gpu']).to.equal('1');
+      await eventually('only the one-GPU pod left', () => podsOf(ns, id), (pods) =>
+        pods.length === 1 && pods[0]!.spec?.containers[0]?.resources?.limits?.['nvidia.com/gpu'] === '1',
+      );
+      const failures = (await d.events(id)).filter((event) => event.type === 'DeploymentRolloutFailed');
+      expect(failures.map((event) => event.data['revision']), 'only the unschedulable revision failed').to.deep.equal([2]);
+    });
+
+    describe('drift', () => {
+      async function driftsOf(id: string): Promise<RecordedEvent[]> {
+        return (await d.events(id)).filter((event) => event.type === 'DriftDetected');
+      }
+
+      it('given the default policy (revert), when someone scales by hand, then DriftDetected is recorded and the replicas go back', async () => {
+        const ns = namespace('drift-revert');
+        const id = await d.deployed(workloadSpec(ns, 'server'));
+        await scaleOutOfBand(ns, 'server', 5);
+
+        const drift = await d.event(id, 'DriftDetected');
+        expect(drift.data).to.deep.include({ revision: 1, resolution: 'revert' });
+        expect(drift.data['differences']).to.deep.include({ field: 'replicas', expected: 2, actual: 5 });
+        await eventually('replicas back to 2', () => liveObject(ns, 'server'), (live) => live?.spec?.replicas === 2);
+        await podsSettle(ns, id, 2, IMAGE);
+        const state = await d.state(id);
+        expect(state).to.deep.include({ status: 'Available', replicas: 2 });
+        expect(await driftsOf(id), 'one change by hand, recorded once').to.have.length(1);
+      });
+
+      it('given the adopt policy (set by an update), when someone scales by hand, then the live replica count becomes the deployment\'s own', async () => {
+        const ns = namespace('drift-adopt');
+        const spec = workloadSpec(ns, 'server');
+        const id = await d.deployed(spec);
+        await d.update(id, spec, 1, 'adopt');
+        expect((await d.state(id)).driftPolicy).to.equal('adopt');
+        await scaleOutOfBand(ns, 'server', 3);
+
+        const drift = await d.event(id, 'DriftDetected');
+        expect(drift.data).to.deep.include({ revision: 1, resolution: 'adopt' });
+        expect(drift.data['differences']).to.deep.include({ field: 'replicas', expected: 2, actual: 3 });
+        await eventually('the deployment adopts 3 replicas', () => d.state(id), (state) => state.replicas === 3);
+        await podsSettle(ns, id, 3, IMAGE);
+        expect((await liveObject(ns, 'server'))?.spec?.replicas).to.equal(3);
+        expect(await driftsOf(id), 'one adoption recorded once').to.have.length(1);
+      });
+
+      it('given an image changed by hand, then it is reverted to the recorded revision', async () => {
+        const ns = namespace('drift-image');
+        const id = await d.deployed(workloadSpec(ns, 'server'));
+        await cluster.apps.patchNamespacedDeployment(
+          {
+            name: 'server',
+            namespace: ns,
+            body: { spec: { template: { spec: { containers: [{ name: 'main', image: 'registry.example/rogue/server:6' }] } } } },
+            fieldManager: 'kubectl',
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+        );
+
+        const drift = await d.event(id, 'DriftDetected', (data) =>
+          (data['differences'] as { field: string }[]).some((difference) => difference.field === 'image'),
+        );
+        expect(drift.data).to.deep.include({ resolution: 'revert' });
+        expect(drift.data['differences']).to.deep.include({ field: 'image', expected: IMAGE, actual: 'registry.example/rogue/server:6' });
+        await eventually('the image reverted', () => liveObject(ns, 'server'), (live) => mainImage(live) === IMAGE);
+        await podsSettle(ns, id, 2, IMAGE);
+        expect((await d.state(id)).status).to.equal('Available');
+        expect(await driftsOf(id), 'one change by hand, recorded once').to.have.length(1);
+      });
+    });
+
+    describe('faults', () => {
+      it('given three 500s from the API server during a change, then the change is still applied', async () => {
+        const ns = namespace('fail-next');
+        const id = await d.deployed(workloadSpec(ns, 'server'));
+        cluster.sim.faults.failNext(3, 500, { path: new RegExp(`/namespaces/${ns}/`) });
+        await d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 3, cluster: { status: 'active' } });
+
+        await eventually('the deployment Available with 3 replicas', () => d.state(id), (state) => state.status === 'Available' && state.replicas === 3);
+        await podsSettle(ns, id, 3, IMAGE);
+        // The failures went to the reactor's requests: the next request in the namespace is served.
+        expect((await liveObject(ns, 'server'))?.spec?.replicas).to.equal(3);
+        const types = (await d.events(id)).map((event) => event.type);
+        expect(types).not.to.include('DeploymentRolloutFailed');
+      });
+
+      it('given the watches dropped mid-rollout, then the rollout is still followed to Available', async () => {
+        const ns = namespace('drop-watch');
+        const spec = workloadSpec(ns, 'server');
+        const id = await d.deployed(spec, { replicas: 3 });
+        await d.update(id, { ...spec, image: IMAGE_2 }, 2);
+        await eventually('the new revision on its way', () => d.state(id), (state) => state.status === 'Applying' || state.status === 'Progressing');
+        cluster.sim.faults.dropWatches();
+
+        await d.available(id, 2);
+        await podsSettle(ns, id, 3, IMAGE_2);
+      });
+    });
+
+    describe('replay', () => {
+      it('given its checkpoint deleted, when the reactor starts again, then it handles every change again and records and changes nothing', async () => {
+        const ns = namespace('replay');
+        await d.deployed(workloadSpec(ns, 'server'));
+        // Everything the earlier tests did has come to rest before the picture is taken.
+        const settled = (status: string) => !['Pending', 'Applying', 'Progressing'].includes(status);
+        await eventually('every deployment at rest', () => Promise.all(d.ids.map((id) => d.state(id))), (states) => states.every((s) => settled(s.status)));
+        const lengths = () => Promise.all(d.ids.map(async (id) => (await d.events(id)).length));
+        const managed = async () => {
+          const list = await cluster.apps.listDeploymentForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=sentinel` });
+          return Object.fromEntries(list.items.map((item) => [`${item.metadata!.namespace}/${item.metadata!.name}`, item.metadata!.resourceVersion]));
+        };
+        const quiet = async () => JSON.stringify([await lengths(), await managed()]);
+        let previous = '';
+        await eventually('the log and the cluster holding still', async () => {
+          const now = await quiet();
+          const still = now === previous;
+          previous = now;
+          return still;
+        }, Boolean);
+        const lengthsBefore = await lengths();
+        const objectsBefore = await managed();
+
+        const { runtime, reactor } = reacting;
+        const checkpoint = await runtime.checkpoint(reactor.name);
+        expect(checkpoint).to.be.a('string');
+        await runtime.stop();
+        await db.knex(CHECKPOINTS).where({ name: reactor.name }).delete();
+
+        reacting = react(db, store, d.handler, cluster, clusterId, inProcessLease);
+        await eventually('the replay back at the old checkpoint', () => reacting.runtime.checkpoint(reactor.name), (position) => position === checkpoint);
+        // What the restarted watch lists is judged in the background; give it the time a rollout step takes.
+        await sleep(500);
+        expect(await lengths()).to.deep.equal(lengthsBefore);
+        expect(await managed()).to.deep.equal(objectsBefore);
+        expect(reacting.driver.applies, 'each deployment still on the cluster applied again').to.equal(Object.keys(objectsBefore).length);
+      });
+    });
+  });
+
+  describe('two reactor instances, event store on PostgreSQL', () => {
+    let scratch: ScratchDatabase;
+    const processes: { db: Database; store: PostgresEventStore; d: Deployments; reacting: Reacting }[] = [];
+    const clusterId = randomUUID();
+
+    before(async function () {
+      if (!TEST_DATABASE_URL) {
+        console.log(`      skipped: ${SKIP_POSTGRES_REASON}`);
+        return this.skip();
+      }
+      scratch = await createScratchDatabase();
+      for (let i = 0; i < 2; i++) {
+        // Each as a process of its own: its own pool, store, driver, lease connection and reactor.
+        const db = openPostgres(scratch.url, { poolMax: 4 });
+        const store = await PostgresEventStore.open(db);
+        if (i === 0) await migrateSentinel(db.knex);
+        const d = new Deployments(new CommandHandler(store), clusterId);
+        processes.push({ db, store, d, reacting: react(db, store, d.handler, cluster, clusterId, new AdvisoryLease(scratch.url)) });
+      }
+    });
+    after(async () => {
+      for (const { reacting } of processes) await reacting.runtime.stop();
+      for (const { store, db } of processes) {
+        await store.close();
+        await db.close();
+      }
+      await scratch?.drop();
+    });
+
+    /** Which of the two is acting, once exactly one is. */
+    async function theActiveOne(among = processes): Promise<(typeof processes)[number]> {
+      const name = processes[0]!.reacting.reactor.name;
+      const active = await eventually('exactly one active instance', async () => among.filter((p) => p.reacting.runtime.isActive(name)), (found) => found.length === 1);
+      return active[0]!;
+    }
+
+    /** Each source event (a change) was answered with one DeploymentApplying, by whichever instance was active. */
+    async function appliedOncePerChange(d: Deployments, id: string): Promise<void> {
+      const applying = (await d.events(id)).filter((event) => event.type === 'DeploymentApplying');
+      const causes = applying.map((event) => event.metadata.causationId);
+      expect(new Set(causes).size, `DeploymentApplying caused by ${JSON.stringify(causes)}`).to.equal(causes.length);
+    }
+
+    it('runs one active instance; each change is applied once; when the active one stops the other takes over', async () => {
+      const first = await theActiveOne();
+      const name = first.reacting.reactor.name;
+      // The standby keeps trying for the lease and must keep failing while the active one holds it.
+      await sleep(300);
+      expect(processes.map((p) => p.reacting.runtime.isActive(name)).filter(Boolean)).to.have.length(1);
+
+      const { d } = processes[0]!;
+      const ns = `cr-${RUN}-pg-leased`;
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+      await appliedOncePerChange(d, id);
+      const standby = processes.find((p) => p !== first)!;
+      expect([first.reacting.driver.applies, standby.reacting.driver.applies], 'applies by the active and the standby').to.deep.equal([1, 0]);
+
+      await first.reacting.runtime.stop();
+      const second = await theActiveOne([standby]);
+      expect(first.reacting.runtime.isActive(name)).to.equal(false);
+
+      await second.d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 3, cluster: { status: 'active' } });
+      await eventually('the deployment Available with 3 replicas', () => second.d.state(id), (state) => state.status === 'Available' && state.replicas === 3);
+      expect((await cluster.apps.readNamespacedDeployment({ name: 'server', namespace: ns })).spec?.replicas).to.equal(3);
+      await appliedOncePerChange(second.d, id);
+      const applying = (await second.d.events(id)).filter((event) => event.type === 'DeploymentApplying');
+      expect(applying, 'the create and the scale, each applied once').to.have.length(2);
+      expect([first.reacting.driver.applies, second.reacting.driver.applies], 'applies by the stopped and the new active one').to.deep.equal([1, 1]);
+    });
+  });
+});
