@@ -110,15 +110,24 @@ export class ClusterReactor implements Reactor {
       return;
     }
     await this.record({ type: 'RecordApplied', deploymentId, revision }, reactionTo(this.name, event, 'applied'));
-    // Watch events that came while the change was being recorded were set aside; look once more.
-    const live = await this.driver.read(ref);
-    if (live) this.enqueue({ type: 'MODIFIED', workload: live });
+    // Watch events that came while the change was being recorded were set aside: look once more, in turn with
+    // the watch's, while this reactor goes on to the next change.
+    this.after(deploymentId, async () => {
+      const live = await this.driver.read(ref).catch((error: unknown) => {
+        this.options.logger.warn({ err: error, reactor: this.name, deploymentId }, 'could not read the object back; the watch will report it');
+      });
+      if (live) await this.observeWithRetries({ type: 'MODIFIED', workload: live });
+    });
   }
 
   private enqueue(change: ManagedChange): void {
-    const id = change.workload.deploymentId;
+    this.after(change.workload.deploymentId, () => this.observeWithRetries(change));
+  }
+
+  /** Runs `work` after everything already queued for the deployment. */
+  private after(id: string, work: () => Promise<void>): void {
     const previous = this.queues.get(id) ?? Promise.resolve();
-    const next = previous.then(() => this.observeWithRetries(change));
+    const next = previous.then(work);
     this.queues.set(id, next);
     void next.finally(() => {
       if (this.queues.get(id) === next) this.queues.delete(id);

@@ -1,0 +1,160 @@
+// Reactor benchmark: action plans submitted through the HTTP API, carried out by the plan and cluster reactors on
+// the built-in cluster simulator. Measures plan submitted → change applied on the cluster, and → plan completed.
+//   npm run bench:reactor                      (embedded PGlite)
+//   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:reactor   (a scratch database there)
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { loadConfig } from '../app/config.js';
+import { SIMULATED_CLUSTER_ID } from '../app/reactors.js';
+import { startSentinel } from '../app/sentinel.js';
+import type { RecordedEvent } from '../domain/event-store.js';
+import { createScratchDatabase, type ScratchDatabase } from '../test/support/postgres.js';
+
+const PLANS = Number(process.env['BENCH_REACTOR_PLANS'] ?? 1000);
+const DEPLOYMENTS = Number(process.env['BENCH_REACTOR_DEPLOYMENTS'] ?? 50);
+const CONCURRENCY = Number(process.env['BENCH_REACTOR_CONCURRENCY'] ?? 8);
+const PASSWORD = 'bench-admin-password';
+
+function percentile(sorted: number[], p: number): number {
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! * 10) / 10;
+}
+
+const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-bench-reactor-'));
+const scratch: ScratchDatabase | undefined = process.env['DATABASE_URL'] ? await createScratchDatabase(process.env['DATABASE_URL']) : undefined;
+const sentinel = await startSentinel(
+  loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SENTINEL_DATA_DIR: dataDir,
+    ...(scratch ? { DATABASE_URL: scratch.url } : {}),
+    SENTINEL_CLUSTER_SIMULATOR: 'on',
+    SENTINEL_ADMIN_PASSWORD: PASSWORD,
+    SENTINEL_JWT_SECRET: 'b'.repeat(48),
+    LOG_LEVEL: 'warn',
+  }),
+  pino({ level: 'warn' }),
+);
+
+const applied: number[] = [];
+const completed: number[] = [];
+try {
+  const api = `http://127.0.0.1:${sentinel.port}/api/v1`;
+  const login = await fetch(`${api}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: PASSWORD }),
+  });
+  const { accessToken } = (await login.json()) as { accessToken: string };
+  const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
+  const post = async (url: string, body: unknown): Promise<{ id: string }> => {
+    const res = await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
+    if (res.status !== 201 && res.status !== 202) throw new Error(`POST ${url} answered ${res.status}: ${await res.text()}`);
+    return (await res.json()) as { id: string };
+  };
+
+  // ---- what the plans change: deployments on the simulated cluster, all available first ----------------
+  const deploymentIds: string[] = [];
+  for (let i = 0; i < DEPLOYMENTS; i += 1) {
+    const workload = await post('/workloads', { name: `bench-${i}`, namespace: 'bench', type: 'inference', image: `registry.local/model:${i}`, resources: { cpu: '1', memory: '1Gi' } });
+    deploymentIds.push((await post('/deployments', { workloadId: workload.id, clusterId: SIMULATED_CLUSTER_ID, replicas: 1 })).id);
+  }
+  const available = async (id: string) => {
+    const res = await fetch(`${api}/deployments/${id}`, { headers });
+    return res.status === 200 && ((await res.json()) as { status: string }).status === 'Available';
+  };
+  for (const deadline = Date.now() + 120_000; ; ) {
+    const ready = await Promise.all(deploymentIds.map(available));
+    if (ready.every(Boolean)) break;
+    if (Date.now() > deadline) throw new Error('the deployments did not all become available within 2 minutes');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  console.log(`setup    ${DEPLOYMENTS} deployments available on the simulated cluster`);
+
+  // ---- follow the log: a plan's scale → the reactor's DeploymentApplied for it → the plan completed ---------
+  const submittedAt = new Map<string, number>();
+  const scaleOf = new Map<string, string>();
+  const waiting = new Map<string, () => void>();
+  let head: string | undefined;
+  for (;;) {
+    const page = await sentinel.eventStore.readAll({ after: head, limit: 5000 });
+    if (page.events.length === 0) break;
+    head = page.checkpoint;
+  }
+  const subscription = sentinel.eventStore.subscribe({
+    after: head,
+    filter: { types: ['DeploymentScaled', 'DeploymentApplied', 'ActionPlanCompleted', 'ActionPlanFailed', 'ActionPlanRolledBack'] },
+  });
+  const following = (async () => {
+    for await (const event of subscription as AsyncIterable<RecordedEvent>) {
+      const now = performance.now();
+      const source = event.metadata.source ?? '';
+      if (event.type === 'DeploymentScaled' && source.startsWith('plan:')) scaleOf.set(event.id, source.slice('plan:'.length));
+      else if (event.type === 'DeploymentApplied') {
+        const planId = scaleOf.get(event.metadata.causationId ?? '');
+        const at = planId ? submittedAt.get(planId) : undefined;
+        if (planId && at !== undefined) {
+          applied.push(now - at);
+          scaleOf.delete(event.metadata.causationId!);
+        }
+      } else {
+        const { planId } = event.data as { planId: string };
+        const at = submittedAt.get(planId);
+        if (at === undefined) continue;
+        if (event.type !== 'ActionPlanCompleted') console.warn(`plan ${planId}: ${event.type} ${JSON.stringify(event.data)}`);
+        else completed.push(now - at);
+        submittedAt.delete(planId);
+        waiting.get(planId)?.();
+      }
+    }
+  })();
+
+  // ---- the plans: each scales one deployment; a deployment gets its next plan when its last one is done ----
+  const replicas = new Map(deploymentIds.map((id) => [id, 1]));
+  let next = 0;
+  const started = performance.now();
+  const worker = async (lane: number) => {
+    for (;;) {
+      const n = next++;
+      if (n >= PLANS) return;
+      const deploymentId = deploymentIds[(n * CONCURRENCY + lane) % deploymentIds.length]!;
+      const target = replicas.get(deploymentId) === 1 ? 2 : 1;
+      replicas.set(deploymentId, target);
+      const at = performance.now();
+      const plan = await post('/action-plans', { reason: `bench ${n}`, actions: [{ kind: 'scale', deploymentId, replicas: target }] });
+      submittedAt.set(plan.id, at);
+      const done = new Promise<void>((resolve) => waiting.set(plan.id, resolve));
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 60_000))]);
+      waiting.delete(plan.id);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, (_, lane) => worker(lane)));
+  const seconds = (performance.now() - started) / 1000;
+  await subscription.close();
+  await following.catch(() => undefined);
+  console.log(`plans    ${PLANS} submitted, ${CONCURRENCY} at a time, in ${seconds.toFixed(1)} s (${(PLANS / seconds).toFixed(1)} plans/s)`);
+} finally {
+  await sentinel.stop();
+  await rm(dataDir, { recursive: true, force: true });
+  await scratch?.drop();
+}
+
+applied.sort((a, b) => a - b);
+completed.sort((a, b) => a - b);
+const result = {
+  bench: 'reactor',
+  plans: PLANS,
+  store: scratch ? 'postgresql' : 'pglite',
+  concurrency: CONCURRENCY,
+  applied: applied.length,
+  applied_p50_ms: percentile(applied, 0.5),
+  applied_p99_ms: percentile(applied, 0.99),
+  completed: completed.length,
+  completed_p50_ms: percentile(completed, 0.5),
+  completed_p99_ms: percentile(completed, 0.99),
+};
+console.log(`applied  ${applied.length} plans: p50 ${result.applied_p50_ms} ms, p99 ${result.applied_p99_ms} ms (target p99 < 1000 ms)`);
+console.log(`complete ${completed.length} plans: p50 ${result.completed_p50_ms} ms, p99 ${result.completed_p99_ms} ms`);
+console.log(JSON.stringify(result));
