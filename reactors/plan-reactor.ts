@@ -1,12 +1,14 @@
 // Carries out approved action plans, one action at a time: each change goes through the same deployment commands
 // (and policy) as a person's request, and the plan follows the deployment until it is available, failed or rolled back.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { actionPlans, deployments } from '../commands/aggregates.js';
 import type { Clock } from '../commands/clock.js';
 import type { CommandContext, CommandHandler, WriteResult } from '../commands/command-handler.js';
 import type { DeploymentCommands } from '../commands/deployment-commands.js';
 import { isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } from '../domain/action-plan.js';
-import { comparePositions, type RecordedEvent } from '../domain/event-store.js';
+import { fold } from '../domain/decider.js';
+import { comparePositions, type Position, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
 import { reactionTo } from './reaction-context.js';
 import type { Reactor } from './reactor-runtime.js';
@@ -22,6 +24,9 @@ export interface PlanReactorOptions {
   evictionTimeoutMs: number;
   /** How often a waiting action looks at its deployment even when no event woke it. */
   settlePollMs?: number;
+  /** Backoff between attempts at a plan whose step failed in a way that may heal: doubling from base to max. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
 }
 
 export interface PlanReactorDeps {
@@ -45,6 +50,8 @@ export class PlanReactor implements Reactor {
   /** Actions waiting on a deployment, woken when it settles. */
   private readonly waiting = new Map<string, Set<() => void>>();
   private signal: AbortSignal | undefined;
+  /** Ends this instance's drives on `stop()`, also when the runtime's signal stays live (a lost lease). */
+  private lifetime = new AbortController();
 
   constructor(
     private readonly deps: PlanReactorDeps,
@@ -53,7 +60,8 @@ export class PlanReactor implements Reactor {
 
   /** Resumes every plan approved earlier that has not finished: a previous instance may have stopped mid-way. */
   async start(signal: AbortSignal): Promise<void> {
-    this.signal = signal;
+    this.lifetime = new AbortController();
+    this.signal = AbortSignal.any([signal, this.lifetime.signal]);
     const store = this.deps.handler.store;
     for (let after: string | undefined; ; ) {
       const page = await store.readAll({ after, filter: { types: ['ActionPlanApproved'] }, limit: 1000 });
@@ -64,12 +72,15 @@ export class PlanReactor implements Reactor {
   }
 
   async stop(): Promise<void> {
+    // The runtime stops a reactor whose lease is gone without aborting its signal; another instance may take the
+    // plans over, so this one lets go of them now rather than when each action settles.
+    this.lifetime.abort();
     for (const wakers of this.waiting.values()) for (const wake of wakers) wake();
     await Promise.allSettled([...this.drives.values()]);
   }
 
   async handle(event: RecordedEvent, signal: AbortSignal): Promise<void> {
-    this.signal = signal;
+    this.signal ??= signal;
     const data = event.data as { planId?: string; deploymentId?: string };
     if (event.type === 'ActionPlanApproved' && data.planId) this.drive(data.planId, event);
     else if (data.deploymentId) for (const wake of this.waiting.get(data.deploymentId) ?? []) wake();
@@ -82,10 +93,31 @@ export class PlanReactor implements Reactor {
 
   private drive(planId: string, approved: RecordedEvent): void {
     if (this.drives.has(planId)) return;
-    const drive = this.carryOut(planId, approved)
+    const drive = this.carryOutWithRetries(planId, approved)
       .catch((error: unknown) => this.options.logger.error({ err: error, planId }, 'plan execution stopped; it resumes when the plan reactor starts again'))
       .finally(() => this.drives.delete(planId));
     this.drives.set(planId, drive);
+  }
+
+  /**
+   * A step that threw may heal (a cluster or store that is briefly away, a stream that kept moving): the plan is
+   * taken up again from what it recorded, with backoff, until it is finished or this instance stops. Failures that
+   * will not heal never get here: they are recorded on the plan as the action's failure.
+   */
+  private async carryOutWithRetries(planId: string, approved: RecordedEvent): Promise<void> {
+    const base = this.options.retryBaseMs ?? 200;
+    const max = this.options.retryMaxMs ?? 30_000;
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.carryOut(planId, approved);
+        return;
+      } catch (error) {
+        if (this.signal?.aborted) throw error;
+        const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        this.options.logger.warn({ err: error, planId, attempt, retryInMs: Math.round(delay) }, 'plan step failed; trying again');
+        await sleep(delay, undefined, this.signal ? { signal: this.signal } : {}).catch(() => undefined);
+      }
+    }
   }
 
   /** Moves the plan on, step by step, until it is finished; each step is recorded before the next is taken. */
@@ -163,13 +195,14 @@ export class PlanReactor implements Reactor {
    */
   private async settled(deploymentId: string, written: WriteResult): Promise<Outcome> {
     const deadline = Date.now() + this.options.actionTimeoutMs;
+    // The revision the change made (or found): later revisions are the cluster's undoing or someone else's change.
     let target: number | undefined;
     let failedSeenAt: number | undefined;
     for (;;) {
       const loaded = await this.deps.handler.load(deployments, deploymentId);
       const state = loaded.state;
       if (state.status === 'absent') return { ok: false, error: `deployment ${deploymentId} does not exist` };
-      target ??= state.currentRevision;
+      target ??= revisionWhenWritten(loaded.recorded, written.position) ?? state.currentRevision;
       const since = loaded.recorded.filter((event) => written.position === null || comparePositions(event.position, written.position) > 0);
       const failed = since.find((event) => event.type === 'DeploymentRolloutFailed' && (event.data as { revision: number }).revision === target);
       if (failed) {
@@ -218,6 +251,21 @@ export class PlanReactor implements Reactor {
       wakers.add(done);
     });
   }
+}
+
+/**
+ * The deployment's current revision as of `position`. Read later, the deployment may already have moved on: a
+ * rollout that failed fast, or one that failed while no plan reactor ran, has been rolled back to a newer revision.
+ */
+function revisionWhenWritten(recorded: RecordedEvent[], position: Position | null): number | undefined {
+  if (position === null) return undefined;
+  const records = deployments.records?.types ?? [];
+  const upTo = recorded.filter((event) => comparePositions(event.position, position) <= 0 && !records.includes(event.type));
+  const state = fold(
+    deployments.decider,
+    upTo.map((event) => deployments.events.parse(event.type, event.schemaVersion, event.data)),
+  );
+  return state.status === 'absent' ? undefined : state.currentRevision;
 }
 
 function isTransient(error: Error): boolean {

@@ -1,4 +1,5 @@
 // The ClusterDriver on a real Kubernetes API server, through @kubernetes/client-node 1.4.
+import { Agent as HttpsAgent } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ApiException,
@@ -15,6 +16,8 @@ import {
   type Configuration,
   type KubeConfig,
   type KubernetesListObject,
+  type RequestContext,
+  type SecurityAuthentication,
   type V1Deployment,
   type V1Pod,
   type V1StatefulSet,
@@ -351,9 +354,29 @@ function apiConfiguration(kubeConfig: KubeConfig, requestTimeoutMs: number): Con
   if (!cluster) throw new CredentialsError('the kubeconfig has no current cluster to talk to');
   return createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: kubeConfig },
+    authMethods: { default: pooledConnections(kubeConfig) },
     promiseMiddleware: [requestTimeout(requestTimeoutMs)],
   });
+}
+
+/**
+ * The kubeconfig's authentication, over one keep-alive connection pool per driver: client-node builds a new agent,
+ * and so a new TLS handshake, for every request. The pool keeps the TLS options (CA, client certificate) of the
+ * first request; tokens, which rotate, still go on every request's headers. Proxy and plain-HTTP agents are left
+ * as client-node makes them.
+ */
+function pooledConnections(kubeConfig: KubeConfig): SecurityAuthentication {
+  let pool: HttpsAgent | undefined;
+  return {
+    getName: () => 'kubeconfig authentication over pooled connections',
+    async applySecurityAuthentication(context: RequestContext) {
+      await kubeConfig.applySecurityAuthentication(context);
+      const made = context.getAgent();
+      if (!made || made.constructor !== HttpsAgent) return;
+      pool ??= new HttpsAgent({ ...(made as HttpsAgent).options, keepAlive: true });
+      context.setAgent(pool);
+    },
+  };
 }
 
 function asClusterError(what: string, error: unknown): ClusterError {
