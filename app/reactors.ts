@@ -15,7 +15,7 @@ import { DeploymentCommands } from '../commands/deployment-commands.js';
 import type { PolicyEngine } from '../commands/policy-engine.js';
 import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
-import type { ClusterDriver } from '../reactors/cluster-driver.js';
+import { ClusterError, type ClusterDriver } from '../reactors/cluster-driver.js';
 import { ClusterReactor } from '../reactors/cluster-reactor.js';
 import { FleetReactor } from '../reactors/fleet-reactor.js';
 import { PlanReactor } from '../reactors/plan-reactor.js';
@@ -72,7 +72,8 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
         clock: deps.clock,
         async driverFor(clusterId) {
           const driver = drivers.get(clusterId);
-          if (!driver) throw new Error(`cluster ${clusterId} is not connected in this process`);
+          // Right after a start the fleet reactor may not have connected it yet: transient, so the plan waits.
+          if (!driver) throw new ClusterError(`cluster ${clusterId} is not connected in this process (yet)`, undefined, true);
           return driver;
         },
       },

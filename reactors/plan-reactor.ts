@@ -202,6 +202,12 @@ export class PlanReactor implements Reactor {
       const loaded = await this.deps.handler.load(deployments, deploymentId);
       const state = loaded.state;
       if (state.status === 'absent') return { ok: false, error: `deployment ${deploymentId} does not exist` };
+      // A change refused by policy left only its judgement; answered again from it after a restart, the
+      // command reports that event, which is no change at all.
+      const own = written.appended === 0 ? loaded.recorded.find((event) => event.position === written.position) : undefined;
+      if (own?.type === 'PolicyEvaluated' && (own.data as { verdict?: string }).verdict === 'deny') {
+        return { ok: false, error: `the change to deployment ${deploymentId} was refused by policy (decision ${own.id})` };
+      }
       target ??= revisionWhenWritten(loaded.recorded, written.position) ?? state.currentRevision;
       const since = loaded.recorded.filter((event) => written.position === null || comparePositions(event.position, written.position) > 0);
       const failed = since.find((event) => event.type === 'DeploymentRolloutFailed' && (event.data as { revision: number }).revision === target);
