@@ -207,6 +207,12 @@ describe('ActionPlan decider', () => {
       expect(actionStatuses(done)).to.deep.equal(['RolledBack', 'Failed', 'Skipped']);
       expect(plan(...done).state).to.deep.include({ cause: 'action 1 failed' });
     });
+    it('given a plan rolling back because its running action was undone, when that action fails, then only PlanActionFailed (the plan is already rolling back)', () => {
+      const undoing = [...executing, { type: 'ActionPlanRollbackStarted', data: { planId, cause: 'rollout failed' } } as const];
+      plan(...undoing).when({ type: 'RecordActionFailed', planId, index: 0, error: 'rolled back' }).then([actionFailed(0, 'rolled back')]);
+      plan(...undoing, actionFailed(0, 'rolled back')).when({ type: 'CompletePlanRollback', planId }).then([planRolledBack]);
+      expect(actionStatuses([...undoing, actionFailed(0, 'rolled back'), planRolledBack])).to.deep.equal(['Failed', 'Skipped', 'Skipped']);
+    });
     it('given an executing plan, when a rollback starts, then ActionPlanRollbackStarted and the actions not yet started are Skipped', () => {
       plan(...executing).when({ type: 'StartPlanRollback', planId, cause: 'SLO breach' }).then([
         { type: 'ActionPlanRollbackStarted', data: { planId, cause: 'SLO breach' } },

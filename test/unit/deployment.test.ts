@@ -515,6 +515,30 @@ describe('Deployment decider', () => {
     });
   });
 
+  describe('drift', () => {
+    const replicasDrift = [{ field: 'replicas', expected: 2, actual: 5 }];
+    const drift = (differences = replicasDrift): DeploymentCommand => ({ type: 'RecordDrift', deploymentId, revision: 1, differences, observedVersion: '42' });
+    it('given an available deployment that reverts drift, when the cluster differs, then DriftDetected with resolution revert and nothing adopted', () => {
+      const outcome = given(deploymentDecider, live).when(drift());
+      outcome.then([{ type: 'DriftDetected', data: { deploymentId, revision: 1, differences: replicasDrift, resolution: 'revert', observedVersion: '42' } }]);
+    });
+    it('given a deployment that adopts drift, when its replicas were changed by hand, then the live count becomes its own', () => {
+      const adopting: DeploymentEvent = { type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: 'adopt', previousDriftPolicy: 'revert' } };
+      const detected: DeploymentEvent = { type: 'DriftDetected', data: { deploymentId, revision: 1, differences: replicasDrift, resolution: 'adopt', observedVersion: '42' } };
+      given(deploymentDecider, [...live, adopting]).when(drift()).then([detected]);
+      const state = given(deploymentDecider, [...live, adopting, detected]).state;
+      expect(state.status !== 'absent' && state.replicas).to.equal(5);
+    });
+    it('given a change on its way to the cluster or a rollout under way, when the cluster differs, then nothing: that is no drift', () => {
+      given(deploymentDecider, [created]).when(drift()).then([]);
+      given(deploymentDecider, [created, applying(1)]).when(drift()).then([]);
+      given(deploymentDecider, [created, applying(1), applied(1)]).when(drift()).then([]);
+    });
+    it('given a newer revision, when drift of an older one is reported, then nothing', () => {
+      given(deploymentDecider, rollingOut).when(drift()).then([]);
+    });
+  });
+
   describe('helpers', () => {
     it('revisionAt gives a revision, or undefined for none and for an absent deployment', () => {
       const state = given(deploymentDecider, rollingOut).state;
@@ -638,6 +662,10 @@ describe('Deployment decider', () => {
       {
         type: 'DeploymentRolledBack',
         data: { deploymentId, revision: 3, toRevision: 2, newRevision: 4, workloadRevision: 2, spec: specAt(2), strategy: rolling, cause: 'crash loop' },
+      },
+      {
+        type: 'DriftDetected',
+        data: { deploymentId, revision: 1, differences: [{ field: 'image', expected: 'a:1', actual: 'a:2' }], resolution: 'revert', observedVersion: '7' },
       },
     ];
 
