@@ -79,6 +79,11 @@ export class ClusterReactor implements Reactor {
     await Promise.allSettled([...this.queues.values()]);
   }
 
+  /** Changes to different deployments do not depend on each other: they are applied side by side. */
+  keyOf(event: RecordedEvent): string {
+    return (event.data as { deploymentId: string }).deploymentId;
+  }
+
   async handle(event: RecordedEvent): Promise<void> {
     const { deploymentId } = event.data as { deploymentId: string };
     const loaded = await this.handler.load(deployments, deploymentId);

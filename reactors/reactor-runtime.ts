@@ -19,6 +19,12 @@ export interface Reactor {
   handle(event: RecordedEvent, signal: AbortSignal): Promise<void>;
   /** When the lease is lost or the runtime stops. */
   stop?(): Promise<void>;
+  /**
+   * When given, events with different keys are handled side by side (up to `maxInFlight`), and events with the
+   * same key in log order: for a reactor whose events about different things do not depend on each other.
+   */
+  keyOf?(event: RecordedEvent): string;
+  maxInFlight?: number;
 }
 
 export interface ReactorRuntimeOptions {
@@ -99,20 +105,32 @@ export class ReactorRuntime {
     const signal = this.abort.signal;
     const subscription = this.store.subscribe({ after: await this.checkpoint(reactor.name), filter: { types: [...reactor.eventTypes] } });
     this.subscriptions.add(subscription);
+    const lanes = new Lanes(reactor.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     try {
       for await (const event of subscription) {
-        await this.handleWithRetries(reactor, event);
+        if (!reactor.keyOf) {
+          await this.handleWithRetries(reactor, event);
+          if (signal.aborted) return;
+          await this.saveCheckpoint(reactor, event.position);
+          continue;
+        }
+        // Events of one key in log order, different keys side by side; the checkpoint only passes an event
+        // once it and every event before it are handled, so a restart never skips one.
+        await lanes.run(reactor.keyOf(event), event.position, () => this.handleWithRetries(reactor, event), async (handled) => {
+          if (!signal.aborted) await this.saveCheckpoint(reactor, handled);
+        });
         if (signal.aborted) return;
-        await this.knex(CHECKPOINTS)
-          .insert({ name: reactor.name, position: event.position, updated_at: this.knex.fn.now() })
-          .onConflict('name')
-          .merge();
-        if (!(await this.options.lease.stillHeld(`reactor:${reactor.name}`))) throw new Error(`lost the lease on reactor ${reactor.name}`);
       }
     } finally {
       this.subscriptions.delete(subscription);
       await subscription.close();
+      await lanes.settled();
     }
+  }
+
+  private async saveCheckpoint(reactor: Reactor, position: Position): Promise<void> {
+    await this.knex(CHECKPOINTS).insert({ name: reactor.name, position, updated_at: this.knex.fn.now() }).onConflict('name').merge();
+    if (!(await this.options.lease.stillHeld(`reactor:${reactor.name}`))) throw new Error(`lost the lease on reactor ${reactor.name}`);
   }
 
   private async handleWithRetries(reactor: Reactor, event: RecordedEvent): Promise<void> {
@@ -133,5 +151,57 @@ export class ReactorRuntime {
         await sleep(delay, undefined, { signal }).catch(() => undefined);
       }
     }
+  }
+}
+
+const DEFAULT_MAX_IN_FLIGHT = 16;
+
+/**
+ * Work in lanes: one lane per key, in order within it, up to `max` pieces at once. `done` is told the position
+ * below which every piece has finished, in order, one call at a time.
+ */
+class Lanes {
+  private readonly lanes = new Map<string, Promise<void>>();
+  private readonly pending: { position: Position; finished: boolean }[] = [];
+  private running = 0;
+  private freed: (() => void) | undefined;
+  private reporting: Promise<void> = Promise.resolve();
+  private failure: unknown;
+
+  constructor(private readonly max: number) {}
+
+  /** Starts `work` in its lane once a place is free; resolves when it has started. Throws a reporting failure. */
+  async run(key: string, position: Position, work: () => Promise<void>, done: (position: Position) => Promise<void>): Promise<void> {
+    while (this.running >= this.max) await new Promise<void>((resolve) => (this.freed = resolve));
+    if (this.failure) throw this.failure;
+    const entry = { position, finished: false };
+    this.pending.push(entry);
+    this.running += 1;
+    const lane = (this.lanes.get(key) ?? Promise.resolve()).then(work).then(() => {
+      entry.finished = true;
+      this.running -= 1;
+      this.freed?.();
+      this.report(done);
+    });
+    this.lanes.set(key, lane);
+    void lane.finally(() => {
+      if (this.lanes.get(key) === lane) this.lanes.delete(key);
+    });
+  }
+
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.lanes.values()]);
+    await this.reporting.catch(() => undefined);
+  }
+
+  private report(done: (position: Position) => Promise<void>): void {
+    let last: Position | undefined;
+    while (this.pending[0]?.finished) last = this.pending.shift()!.position;
+    if (last === undefined) return;
+    const position = last;
+    this.reporting = this.reporting.then(() => done(position)).catch((error: unknown) => {
+      this.failure ??= error;
+      this.freed?.();
+    });
   }
 }
