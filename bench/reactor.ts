@@ -2,10 +2,13 @@
 // the built-in cluster simulator. Measures plan submitted → change applied on the cluster, and → plan completed.
 //   npm run bench:reactor                      (embedded PGlite)
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:reactor   (a scratch database there)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { pino } from 'pino';
 import { loadConfig } from '../app/config.js';
 import { SIMULATED_CLUSTER_ID } from '../app/reactors.js';
@@ -22,7 +25,20 @@ function percentile(sorted: number[], p: number): number {
   return Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! * 10) / 10;
 }
 
+/** `process`: the simulator runs as a separate process, as a cluster would; `in-process`: inside Sentinel, as `npm start` runs it. */
+const SIMULATOR = process.env['BENCH_REACTOR_SIMULATOR'] ?? 'process';
+if (SIMULATOR !== 'process' && SIMULATOR !== 'in-process') throw new Error('BENCH_REACTOR_SIMULATOR: process or in-process');
+
 const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-bench-reactor-'));
+let simulatorProcess: ChildProcess | undefined;
+let external: { url: string; kubeconfig: string } | undefined;
+if (SIMULATOR === 'process') {
+  simulatorProcess = spawn(process.execPath, ['--import', 'tsx', 'adapters/kubernetes/simulator/main.ts', '--kubeconfig', path.join(dataDir, 'cluster.kubeconfig')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(createInterface({ input: simulatorProcess.stdout! }), 'line')) as [string];
+  external = JSON.parse(line) as { url: string; kubeconfig: string };
+}
 const scratch: ScratchDatabase | undefined = process.env['DATABASE_URL'] ? await createScratchDatabase(process.env['DATABASE_URL']) : undefined;
 const sentinel = await startSentinel(
   loadConfig({
@@ -30,7 +46,7 @@ const sentinel = await startSentinel(
     PORT: '0',
     SENTINEL_DATA_DIR: dataDir,
     ...(scratch ? { DATABASE_URL: scratch.url } : {}),
-    SENTINEL_CLUSTER_SIMULATOR: 'on',
+    SENTINEL_CLUSTER_SIMULATOR: SIMULATOR === 'in-process' ? 'on' : 'off',
     SENTINEL_ADMIN_PASSWORD: PASSWORD,
     SENTINEL_JWT_SECRET: 'b'.repeat(48),
     LOG_LEVEL: 'warn',
@@ -56,10 +72,21 @@ try {
   };
 
   // ---- what the plans change: deployments on the simulated cluster, all available first ----------------
+  const clusterId = external
+    ? (
+        await post('/clusters', {
+          name: 'bench',
+          apiServer: external.url,
+          credentials: { source: 'kubeconfig-file', path: external.kubeconfig },
+          region: 'local',
+          gpuSkus: ['nvidia-a100-80gb'],
+        })
+      ).id
+    : SIMULATED_CLUSTER_ID;
   const deploymentIds: string[] = [];
   for (let i = 0; i < DEPLOYMENTS; i += 1) {
     const workload = await post('/workloads', { name: `bench-${i}`, namespace: 'bench', type: 'inference', image: `registry.local/model:${i}`, resources: { cpu: '1', memory: '1Gi' } });
-    deploymentIds.push((await post('/deployments', { workloadId: workload.id, clusterId: SIMULATED_CLUSTER_ID, replicas: 1 })).id);
+    deploymentIds.push((await post('/deployments', { workloadId: workload.id, clusterId, replicas: 1 })).id);
   }
   const available = async (id: string) => {
     const res = await fetch(`${api}/deployments/${id}`, { headers });
@@ -137,6 +164,7 @@ try {
   console.log(`plans    ${PLANS} submitted, ${CONCURRENCY} at a time, in ${seconds.toFixed(1)} s (${(PLANS / seconds).toFixed(1)} plans/s)`);
 } finally {
   await sentinel.stop();
+  simulatorProcess?.kill('SIGTERM');
   await rm(dataDir, { recursive: true, force: true });
   await scratch?.drop();
 }
@@ -147,6 +175,7 @@ const result = {
   bench: 'reactor',
   plans: PLANS,
   store: scratch ? 'postgresql' : 'pglite',
+  simulator: SIMULATOR,
   concurrency: CONCURRENCY,
   applied: applied.length,
   applied_p50_ms: percentile(applied, 0.5),
