@@ -107,6 +107,17 @@ export class DeploymentCommands {
     );
   }
 
+  /** Moves the deployment's pods to the nodes of its cluster that carry these labels. */
+  reschedule(deploymentId: string, nodeSelector: Record<string, string>, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
+    return this.handler.execute(
+      deployments,
+      deploymentId,
+      { type: 'RescheduleDeployment', deploymentId, nodeSelector, reason },
+      context,
+      this.judged('reschedule', deploymentId, context),
+    );
+  }
+
   pause(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
     return this.handler.execute(deployments, deploymentId, { type: 'PauseDeployment', deploymentId, reason }, context);
   }

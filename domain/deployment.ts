@@ -1,4 +1,5 @@
 // The Deployment aggregate: a workload placed on a cluster, with every revision of what it ran kept forever.
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ClusterStatus } from './cluster.js';
 import { changedFields, defineEvents, InvalidTransition, NotFound, RuleViolation, type Decider, type EventOf, type FieldError } from './decider.js';
@@ -157,6 +158,16 @@ export const deploymentEvents = defineEvents({
     version: 1,
     schema: z.object({ deploymentId: z.string(), restartedAt: z.string(), reason: z.string().optional() }),
   },
+  /** Placed on other nodes of its cluster: the node selector its pods must match (besides the GPU SKU's). */
+  DeploymentRescheduled: {
+    version: 1,
+    schema: z.object({
+      deploymentId: z.string(),
+      nodeSelector: z.record(z.string(), z.string()),
+      previousNodeSelector: z.record(z.string(), z.string()),
+      reason: z.string().optional(),
+    }),
+  },
   DeploymentPaused: { version: 1, schema: z.object({ deploymentId: z.string(), reason: z.string().optional() }) },
   DeploymentResumed: { version: 1, schema: z.object({ deploymentId: z.string(), reason: z.string().optional() }) },
   DeploymentDeleted: { version: 1, schema: z.object({ deploymentId: z.string(), reason: z.string().optional() }) },
@@ -242,6 +253,8 @@ export interface PlacedDeployment {
   /** Revisions that ever became available, in the order they did: the candidates for a rollback. */
   availableRevisions: number[];
   restartedAt?: string;
+  /** Node labels its pods must match, from a reschedule; none until one. */
+  nodeSelector?: Record<string, string>;
   /** Why it last went wrong; kept after it recovers. */
   lastCause?: string;
 }
@@ -289,6 +302,7 @@ export type DeploymentCommand =
     }
   | { type: 'RollbackDeployment'; deploymentId: string; toRevision?: number; reason?: string }
   | { type: 'RestartDeployment'; deploymentId: string; at: string; reason?: string }
+  | { type: 'RescheduleDeployment'; deploymentId: string; nodeSelector: Record<string, string>; reason?: string }
   | { type: 'PauseDeployment'; deploymentId: string; reason?: string }
   | { type: 'ResumeDeployment'; deploymentId: string; reason?: string }
   | { type: 'DeleteDeployment'; deploymentId: string; reason?: string }
@@ -340,6 +354,8 @@ export function evolve(state: Deployment, event: DeploymentEvent): Deployment {
     }
     case 'DeploymentRestartRequested':
       return { ...state, status: 'Pending', restartedAt: event.data.restartedAt };
+    case 'DeploymentRescheduled':
+      return { ...state, status: 'Pending', nodeSelector: event.data.nodeSelector };
     case 'DeploymentPaused':
       return { ...state, paused: true };
     case 'DeploymentResumed':
@@ -405,6 +421,11 @@ export function decide(command: DeploymentCommand, state: Deployment): Deploymen
     }
     case 'RestartDeployment':
       return [{ type: 'DeploymentRestartRequested', data: { deploymentId, restartedAt: command.at, reason: command.reason } }];
+    case 'RescheduleDeployment': {
+      const previousNodeSelector = state.nodeSelector ?? {};
+      if (isDeepStrictEqual(previousNodeSelector, command.nodeSelector)) return [];
+      return [{ type: 'DeploymentRescheduled', data: { deploymentId, nodeSelector: command.nodeSelector, previousNodeSelector, reason: command.reason } }];
+    }
     case 'PauseDeployment':
       return state.paused ? [] : [{ type: 'DeploymentPaused', data: { deploymentId, reason: command.reason } }];
     case 'ResumeDeployment':

@@ -693,6 +693,10 @@ export const deployments: ReadModel<DeploymentTables> = {
             detail = { toRevision, ...(reason !== undefined ? { reason } : {}) };
             break;
           }
+          case 'DeploymentRescheduled':
+            row = update({ status: 'Pending' });
+            detail = { nodeSelector: e.data.nodeSelector, previousNodeSelector: e.data.previousNodeSelector, ...(e.data.reason !== undefined ? { reason: e.data.reason } : {}) };
+            break;
           case 'DeploymentRestartRequested':
             row = update({ status: 'Pending', restarted_at: e.data.restartedAt });
             detail = { restartedAt: e.data.restartedAt, ...(e.data.reason !== undefined ? { reason: e.data.reason } : {}) };

@@ -33,6 +33,7 @@ export const DEPLOYMENT_CHANGES = [
   'DeploymentUpdated',
   'DeploymentRollbackRequested',
   'DeploymentRestartRequested',
+  'DeploymentRescheduled',
   'DeploymentResumed',
   'DeploymentDeleted',
   'DeploymentRolledBack',
@@ -282,6 +283,7 @@ export function desiredOf(state: PlacedDeployment, progressDeadlineSeconds: numb
     replicas: state.replicas,
     strategy: current.strategy,
     ...(state.restartedAt ? { restartedAt: state.restartedAt } : {}),
+    ...(state.nodeSelector && Object.keys(state.nodeSelector).length > 0 ? { nodeSelector: state.nodeSelector } : {}),
     progressDeadlineSeconds,
   };
 }

@@ -162,8 +162,14 @@ export class PlanReactor implements Reactor {
     const context: CommandContext = { ...reactionTo(this.name, approved, `action/${index}`), actor: plan.actor, source: `plan:${plan.id}` };
     try {
       if (action.kind === 'drain') return await this.drain(action);
-      if (action.kind === 'reschedule') {
-        return { ok: false, error: 'reschedule is not carried out by this version of Sentinel: change the deployment instead' };
+      if (action.kind === 'reschedule' && action.clusterId !== undefined) {
+        const { state } = await this.deps.handler.load(deployments, action.deploymentId);
+        if (state.status !== 'absent' && state.clusterId !== action.clusterId) {
+          return { ok: false, error: `moving deployment ${action.deploymentId} to another cluster is not carried out yet: reschedule within its cluster with a nodeSelector` };
+        }
+      }
+      if (action.kind === 'reschedule' && action.nodeSelector === undefined) {
+        return { ok: true, detail: `deployment ${action.deploymentId} is already on cluster ${action.clusterId}` };
       }
       const written = await this.change(action, plan.reason, context);
       return await this.settled(action.deploymentId, written);
@@ -174,9 +180,11 @@ export class PlanReactor implements Reactor {
     }
   }
 
-  private change(action: Exclude<PlanAction, { kind: 'drain' | 'reschedule' }>, reason: string, context: CommandContext): Promise<WriteResult> {
+  private change(action: Exclude<PlanAction, { kind: 'drain' }>, reason: string, context: CommandContext): Promise<WriteResult> {
     const { deployments: commands } = this.deps;
     switch (action.kind) {
+      case 'reschedule':
+        return commands.reschedule(action.deploymentId, action.nodeSelector ?? {}, reason, context);
       case 'scale':
         return commands.scale(action.deploymentId, action.replicas, context);
       case 'rollback':

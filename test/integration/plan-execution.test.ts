@@ -185,6 +185,20 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
     expect(scaled?.metadata.actor).to.deep.equal({ id: api.principalIds.operator, kind: 'user' });
   });
 
+  it('reschedules a deployment onto the nodes a selector names: its pods move there and the plan completes', async () => {
+    const { namespace, name, deploymentId } = await fleet({ replicas: 2 });
+    const planId = await submit([{ kind: 'reschedule', deploymentId, nodeSelector: { 'kubernetes.io/hostname': 'sim-cpu-2' } }]);
+
+    const done = await planSettled(planId, 'Completed');
+    expect(done.actions[0]).to.include({ kind: 'reschedule', status: 'Succeeded' });
+    const onCluster = await apps.readNamespacedDeployment({ name, namespace });
+    expect(onCluster.spec?.template.spec?.nodeSelector).to.deep.include({ 'kubernetes.io/hostname': 'sim-cpu-2' });
+    const pods = await eventually('pods on sim-cpu-2 only', () => podsOf(namespace), (all) => all.length === 2 && all.every((pod) => pod.spec?.nodeName === 'sim-cpu-2'));
+    expect(pods).to.have.length(2);
+    const rescheduled = (await deploymentEvents(deploymentId)).find((event) => event.type === 'DeploymentRescheduled');
+    expect(rescheduled?.data).to.deep.include({ nodeSelector: { 'kubernetes.io/hostname': 'sim-cpu-2' }, previousNodeSelector: {} });
+  });
+
   it('carries out two actions in order: a restart, then a scale once the restart has rolled out', async () => {
     const { namespace, name, deploymentId } = await fleet();
     const before = new Set((await podsOf(namespace)).map((pod) => pod.metadata!.name));

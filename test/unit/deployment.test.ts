@@ -515,6 +515,20 @@ describe('Deployment decider', () => {
     });
   });
 
+  describe('reschedule', () => {
+    const selector = { 'kubernetes.io/hostname': 'gpu-7' };
+    const reschedule = (nodeSelector = selector): DeploymentCommand => ({ type: 'RescheduleDeployment', deploymentId, nodeSelector, reason: 'hot node' });
+    const rescheduled: DeploymentEvent = { type: 'DeploymentRescheduled', data: { deploymentId, nodeSelector: selector, previousNodeSelector: {}, reason: 'hot node' } };
+    it('given an available deployment, when rescheduled onto other nodes, then DeploymentRescheduled and it is Pending with the new selector', () => {
+      given(deploymentDecider, live).when(reschedule()).then([rescheduled]);
+      const state = given(deploymentDecider, [...live, rescheduled]).state;
+      expect(state.status !== 'absent' && [state.status, state.nodeSelector, state.currentRevision]).to.deep.equal(['Pending', selector, 1]);
+    });
+    it('given a deployment already on those nodes, when rescheduled there again, then nothing', () => {
+      given(deploymentDecider, [...live, rescheduled]).when(reschedule()).then([]);
+    });
+  });
+
   describe('drift', () => {
     const replicasDrift = [{ field: 'replicas', expected: 2, actual: 5 }];
     const drift = (differences = replicasDrift): DeploymentCommand => ({ type: 'RecordDrift', deploymentId, revision: 1, differences, observedVersion: '42' });
@@ -663,6 +677,7 @@ describe('Deployment decider', () => {
         type: 'DeploymentRolledBack',
         data: { deploymentId, revision: 3, toRevision: 2, newRevision: 4, workloadRevision: 2, spec: specAt(2), strategy: rolling, cause: 'crash loop' },
       },
+      { type: 'DeploymentRescheduled', data: { deploymentId, nodeSelector: { zone: 'b' }, previousNodeSelector: {}, reason: 'hot node' } },
       {
         type: 'DriftDetected',
         data: { deploymentId, revision: 1, differences: [{ field: 'image', expected: 'a:1', actual: 'a:2' }], resolution: 'revert', observedVersion: '7' },
