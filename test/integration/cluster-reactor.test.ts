@@ -28,6 +28,7 @@ import {
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
 import type { ProjectionLease } from '../../projections/runtime.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+import { eventually as waitFor } from '../support/eventually.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const RUN = randomBytes(3).toString('hex');
@@ -38,23 +39,8 @@ const IMAGE_2 = 'registry.example/acme/server:2';
 const PATIENCE_MS = 15_000;
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
 
-/** Polls `probe` until `done` holds; a probe that throws counts as "not yet", and the last error is reported. */
-async function eventually<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = PATIENCE_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: { value: T } | { error: unknown } | undefined;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (done(value)) return value;
-      last = { value };
-    } catch (error) {
-      last = { error };
-    }
-    await sleep(50);
-  }
-  const seen = last === undefined ? 'nothing' : 'error' in last ? String(last.error) : JSON.stringify(last.value);
-  throw new Error(`${what} did not happen within ${timeoutMs} ms; last seen: ${seen}`);
-}
+const eventually = <T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = PATIENCE_MS) =>
+  waitFor(what, probe, done, timeoutMs);
 
 function byOperator(): CommandContext {
   const id = randomUUID();

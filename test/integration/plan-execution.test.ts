@@ -1,7 +1,6 @@
 // Plan execution end to end: plans submitted over the HTTP API, carried out by the plan reactor through the cluster
 // reactor on the simulated cluster, and the outcome read back from the API, the event log and the cluster itself.
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, PolicyV1Api, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { pino } from 'pino';
@@ -18,6 +17,7 @@ import type { RecordedEvent } from '../../domain/event-store.js';
 import { ClusterReactor } from '../../reactors/cluster-reactor.js';
 import { PlanReactor } from '../../reactors/plan-reactor.js';
 import { startTestApi, type TestApi } from '../support/sentinel-api.js';
+import { eventually as waitFor } from '../support/eventually.js';
 
 const RUN = randomBytes(3).toString('hex');
 const IMAGE = 'registry.example/plans/server:1';
@@ -44,23 +44,8 @@ interface DeploymentView {
   currentRevision: number;
 }
 
-/** Polls `probe` until `done` holds; a probe that throws counts as "not yet", and the last thing seen is reported. */
-async function eventually<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = PATIENCE_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: { value: T } | { error: unknown } | undefined;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (done(value)) return value;
-      last = { value };
-    } catch (error) {
-      last = { error };
-    }
-    await sleep(50);
-  }
-  const seen = last === undefined ? 'nothing' : 'error' in last ? String(last.error) : JSON.stringify(last.value);
-  throw new Error(`${what} did not happen within ${timeoutMs} ms; last seen: ${seen}`);
-}
+const eventually = <T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = PATIENCE_MS) =>
+  waitFor(what, probe, done, timeoutMs);
 
 const types = (events: RecordedEvent[]) => events.map((event) => event.type);
 
