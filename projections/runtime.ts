@@ -249,6 +249,8 @@ export class ProjectionRuntime {
       batchSize: this.options.batchSize ?? 500,
     });
     this.subscriptions.add(subscription);
+    // stop() may have run while this was registering, after it closed the subscriptions it knew of.
+    if (this.abort.signal.aborted) await subscription.close();
     try {
       for await (const batch of batches(subscription, this.options.batchSize ?? 500)) {
         if (this.abort.signal.aborted) return;

@@ -86,6 +86,7 @@ export class ReactorRuntime {
         this.active.add(reactor.name);
         logger.info({ reactor: reactor.name }, 'reacting');
         await reactor.start?.(signal);
+        if (signal.aborted) break;
         await this.follow(reactor);
       } catch (error) {
         if (signal.aborted) break;
@@ -105,6 +106,8 @@ export class ReactorRuntime {
     const signal = this.abort.signal;
     const subscription = this.store.subscribe({ after: await this.checkpoint(reactor.name), filter: { types: [...reactor.eventTypes] } });
     this.subscriptions.add(subscription);
+    // stop() may have run while this was subscribing, after it closed the subscriptions it knew of.
+    if (signal.aborted) await subscription.close();
     const lanes = new Lanes(reactor.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     try {
       for await (const event of subscription) {

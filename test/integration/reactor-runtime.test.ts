@@ -59,6 +59,30 @@ describe('reactor runtime', function () {
     }
   });
 
+  it('given a reactor still starting, when the runtime stops, then it stops (it does not go on to follow the log)', async () => {
+    let handled = 0;
+    let started!: () => void;
+    const starting = new Promise<void>((resolve) => (started = resolve));
+    const reactor: Reactor = {
+      name: `slow-start-${uniqueStream('x')}`,
+      eventTypes: ['Anything'],
+      async start() {
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      },
+      async handle() {
+        handled += 1;
+      },
+    };
+    const runtime = new ReactorRuntime(db.knex, store, { logger, lease: inProcessLease });
+    runtime.add(reactor);
+    await starting;
+    await runtime.stop(); // hung before: the loop subscribed after stop() had closed every subscription
+    await store.append(uniqueStream('anything'), events(1, 'Anything'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(handled).to.equal(0);
+  });
+
   it('given lanes, when a later event of another key finishes first, then the checkpoint stays before the unfinished one, and a restart handles it', async () => {
     const stream = uniqueStream('laned');
     const release: Record<string, () => void> = {};
