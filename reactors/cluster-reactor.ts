@@ -24,7 +24,7 @@ import {
   type RolloutStatus,
 } from './cluster-driver.js';
 import { reactionTo, reactionToObservation } from './reaction-context.js';
-import type { Reactor } from './reactor-runtime.js';
+import { backoffMs, type Reactor } from './reactor-runtime.js';
 
 /** Deployment events that change what should run; each is answered by applying the deployment's current state. */
 export const DEPLOYMENT_CHANGES = [
@@ -152,7 +152,7 @@ export class ClusterReactor implements Reactor {
           this.options.logger.error({ err: error, reactor: this.name, deploymentId, resourceVersion }, 'could not record what the cluster showed');
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, 200, 5000)));
       }
     }
   }

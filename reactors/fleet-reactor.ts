@@ -5,7 +5,7 @@ import type { CommandHandler } from '../commands/command-handler.js';
 import type { Credentials } from '../domain/cluster.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
-import type { Reactor } from './reactor-runtime.js';
+import { everyEventOf, type Reactor } from './reactor-runtime.js';
 
 export interface FleetReactorDeps {
   handler: CommandHandler;
@@ -26,12 +26,7 @@ export class FleetReactor implements Reactor {
   /** Clusters registered before this instance started: a handful, read from the start of the log. */
   async start(): Promise<void> {
     const store = this.deps.handler.store;
-    for (let after: string | undefined; ; ) {
-      const page = await store.readAll({ after, filter: { types: ['ClusterRegistered'] }, limit: 1000 });
-      for (const event of page.events) await this.handle(event);
-      if (page.checkpoint === undefined || page.checkpoint === after) return;
-      after = page.checkpoint;
-    }
+    for await (const event of everyEventOf(store, ['ClusterRegistered'])) await this.handle(event);
   }
 
   async handle(event: RecordedEvent): Promise<void> {

@@ -11,7 +11,7 @@ import { fold } from '../domain/decider.js';
 import { comparePositions, type Position, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
 import { reactionTo } from './reaction-context.js';
-import type { Reactor } from './reactor-runtime.js';
+import { backoffMs, everyEventOf, type Reactor } from './reactor-runtime.js';
 
 /** Deployment events that can settle an action waiting on that deployment. */
 const SETTLING = ['DeploymentAvailable', 'DeploymentRolloutFailed', 'DeploymentRolledBack', 'DeploymentDeleted'] as const;
@@ -63,12 +63,7 @@ export class PlanReactor implements Reactor {
     this.lifetime = new AbortController();
     this.signal = AbortSignal.any([signal, this.lifetime.signal]);
     const store = this.deps.handler.store;
-    for (let after: string | undefined; ; ) {
-      const page = await store.readAll({ after, filter: { types: ['ActionPlanApproved'] }, limit: 1000 });
-      for (const event of page.events) this.drive((event.data as { planId: string }).planId, event);
-      if (page.checkpoint === undefined || page.checkpoint === after) break;
-      after = page.checkpoint;
-    }
+    for await (const event of everyEventOf(store, ['ActionPlanApproved'])) this.drive((event.data as { planId: string }).planId, event);
   }
 
   async stop(): Promise<void> {
@@ -113,7 +108,7 @@ export class PlanReactor implements Reactor {
         return;
       } catch (error) {
         if (this.signal?.aborted) throw error;
-        const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        const delay = backoffMs(attempt, base, max);
         this.options.logger.warn({ err: error, planId, attempt, retryInMs: Math.round(delay) }, 'plan step failed; trying again');
         await sleep(delay, undefined, this.signal ? { signal: this.signal } : {}).catch(() => undefined);
       }
@@ -221,7 +216,7 @@ export class PlanReactor implements Reactor {
       const failed = since.find((event) => event.type === 'DeploymentRolloutFailed' && (event.data as { revision: number }).revision === target);
       if (failed) {
         const cause = (failed.data as { cause: string }).cause;
-        const undone = since.some((event) => event.position > failed.position && event.metadata.source?.startsWith('reactor:cluster-'));
+        const undone = since.some((event) => comparePositions(event.position, failed.position) > 0 && event.metadata.source?.startsWith('reactor:cluster-'));
         if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
         // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
         failedSeenAt ??= Date.now();

@@ -146,7 +146,7 @@ export class ReactorRuntime {
         return;
       } catch (error) {
         if (signal.aborted) return;
-        const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+        const delay = backoffMs(attempt, base, max);
         this.options.logger.warn(
           { err: error, reactor: reactor.name, event: event.id, type: event.type, attempt, retryInMs: Math.round(delay) },
           'reaction failed; trying again',
@@ -154,6 +154,21 @@ export class ReactorRuntime {
         await sleep(delay, undefined, { signal }).catch(() => undefined);
       }
     }
+  }
+}
+
+/** The wait before attempt `attempt + 1`: doubling from `base` up to `max`, with jitter so retries spread out. */
+export function backoffMs(attempt: number, base: number, max: number): number {
+  return Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+}
+
+/** Every event of these types from the start of the log, page by page: for reactors that resume what the log left open. */
+export async function* everyEventOf(store: EventStore, types: string[]): AsyncGenerator<RecordedEvent> {
+  for (let after: Position | undefined; ; ) {
+    const page = await store.readAll({ after, filter: { types }, limit: 1000 });
+    yield* page.events;
+    if (page.checkpoint === undefined || page.checkpoint === after) return;
+    after = page.checkpoint;
   }
 }
 
