@@ -42,9 +42,23 @@ const integer = (min: number, max: number) =>
 
 const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
 
+const flag = z
+  .enum(['true', 'false', '1', '0'], { error: 'true or false' })
+  .default('false')
+  .transform((value) => value === 'true' || value === '1');
+
+/** A comma-separated list; blanks are dropped, so an empty value is an empty list. */
+const list = (item: z.ZodString, rule: string) =>
+  z
+    .string()
+    .default('')
+    .transform((text) => text.split(',').map((part) => part.trim()).filter((part) => part.length > 0))
+    .pipe(z.array(item.regex(/^[^\s]+$/, rule)));
+
 const schema = z.object({
   SENTINEL_ROLE: roles,
-  HOST: z.string().min(1, 'a host name or address to listen on').default('0.0.0.0'),
+  // Loopback unless told otherwise: a fresh `npm start` is reachable from this machine only.
+  HOST: z.string().min(1, 'a host name or address to listen on').default('127.0.0.1'),
   PORT: integer(0, 65535).default(8080),
   SENTINEL_DATA_DIR: z.string().min(1, 'a directory path').default('./data'),
   DATABASE_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
@@ -67,6 +81,18 @@ const schema = z.object({
   SENTINEL_PROGRESS_DEADLINE_SECONDS: integer(1, 86_400).default(600),
   SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS: integer(1, 86_400).default(1800),
   SENTINEL_EVICTION_TIMEOUT_SECONDS: integer(1, 3600).default(120),
+  // Cluster credentials are data, not code: what a kubeconfig may make this process run, read or trust.
+  SENTINEL_KUBECONFIG_EXEC_ALLOW: list(z.string(), 'command names or absolute paths, comma-separated, e.g. aws,kubelogin'),
+  SENTINEL_KUBECONFIG_DIR: z.preprocess(emptyAsUndefined, z.string().min(1, 'a directory path').optional()),
+  SENTINEL_ALLOW_INSECURE_CLUSTERS: flag,
+  // Login abuse: failures per user name and per client address before a temporary lock.
+  SENTINEL_LOGIN_MAX_FAILURES: integer(1, 1000).default(5),
+  SENTINEL_LOGIN_ADDRESS_MAX_FAILURES: integer(1, 100_000).default(50),
+  SENTINEL_LOGIN_LOCK_SECONDS: integer(1, 86_400).default(900),
+  SENTINEL_METRICS_TOKEN: z.preprocess(
+    emptyAsUndefined,
+    z.string().min(16, 'a token of at least 16 characters').regex(/^[\x21-\x7e]+$/, 'visible ASCII characters only').optional(),
+  ),
 });
 
 export type Config = z.infer<typeof schema>;
@@ -97,6 +123,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** A value for an error message; secrets are described, never echoed, and URLs lose their password. */
 function shown(variable: string, value: string | undefined): string {
   if (value === undefined) return 'nothing';
-  if (/SECRET|PASSWORD/.test(variable)) return `${value.length} characters`;
+  if (/SECRET|PASSWORD|TOKEN$/.test(variable)) return `${value.length} characters`;
   return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/i, '$1***@'));
 }

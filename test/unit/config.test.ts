@@ -16,7 +16,7 @@ describe('configuration', () => {
     expect(loadConfig({})).to.deep.include({
       SENTINEL_ROLE: ['api', 'projector', 'reactor'],
       SENTINEL_CLUSTER_SIMULATOR: 'auto',
-      HOST: '0.0.0.0',
+      HOST: '127.0.0.1',
       PORT: 8080,
       SENTINEL_DATA_DIR: './data',
       DATABASE_POOL_MAX: 10,
@@ -49,6 +49,36 @@ describe('configuration', () => {
     });
   });
 
+  it('reads the security settings, with safe defaults', () => {
+    expect(loadConfig({})).to.deep.include({
+      SENTINEL_KUBECONFIG_EXEC_ALLOW: [],
+      SENTINEL_ALLOW_INSECURE_CLUSTERS: false,
+      SENTINEL_LOGIN_MAX_FAILURES: 5,
+      SENTINEL_LOGIN_ADDRESS_MAX_FAILURES: 50,
+      SENTINEL_LOGIN_LOCK_SECONDS: 900,
+    });
+    expect(loadConfig({}).SENTINEL_METRICS_TOKEN).to.equal(undefined);
+    expect(
+      loadConfig({
+        SENTINEL_KUBECONFIG_EXEC_ALLOW: 'aws, /usr/local/bin/kubelogin,',
+        SENTINEL_KUBECONFIG_DIR: '/etc/sentinel/kubeconfigs',
+        SENTINEL_ALLOW_INSECURE_CLUSTERS: 'true',
+        SENTINEL_METRICS_TOKEN: 'scrape-token-0123456789',
+      }),
+    ).to.deep.include({
+      SENTINEL_KUBECONFIG_EXEC_ALLOW: ['aws', '/usr/local/bin/kubelogin'],
+      SENTINEL_KUBECONFIG_DIR: '/etc/sentinel/kubeconfigs',
+      SENTINEL_ALLOW_INSECURE_CLUSTERS: true,
+      SENTINEL_METRICS_TOKEN: 'scrape-token-0123456789',
+    });
+  });
+
+  it('never echoes the metrics token in an error', () => {
+    expect(problemsOf({ SENTINEL_METRICS_TOKEN: 'shorttoken' })).to.deep.equal([
+      'SENTINEL_METRICS_TOKEN: a token of at least 16 characters (got 10 characters)',
+    ]);
+  });
+
   it('treats an empty DATABASE_URL as unset', () => {
     expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).to.equal(undefined);
   });
@@ -62,6 +92,7 @@ describe('configuration', () => {
     ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all, api, projector, reactor, or a comma-separated list/],
     ['a list with an unknown role', { SENTINEL_ROLE: 'api,indexer' }, /^SENTINEL_ROLE: one of: all/],
     ['an unknown simulator setting', { SENTINEL_CLUSTER_SIMULATOR: 'yes' }, /^SENTINEL_CLUSTER_SIMULATOR: one of: auto, on, off/],
+    ['an insecure-clusters flag that is not a boolean', { SENTINEL_ALLOW_INSECURE_CLUSTERS: 'yes' }, /^SENTINEL_ALLOW_INSECURE_CLUSTERS: true or false/],
     ['a pool of zero connections', { DATABASE_POOL_MAX: '0' }, /^DATABASE_POOL_MAX: an integer from 1 to 1000/],
   ];
   it('given a list of roles, then it runs those, in a fixed order', () => {
