@@ -108,6 +108,13 @@ export interface EventStore {
   append(stream: string, events: EventToAppend[], options?: { expected?: ExpectedRevision }): Promise<AppendResult>;
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
+  /**
+   * True once every event the store will ever order at or before `position` can be read. Until then a
+   * `readAll` that finds nothing up to `position` proves nothing: a write ordered before it may still commit.
+   * The same holds for `subscribe`: start one from a checkpoint a read or a subscription returned, never from
+   * the position of an append, which may lie ahead of events that become visible after it was returned.
+   */
+  isSettled(position: Position): Promise<boolean>;
   subscribe(options?: SubscribeOptions): Subscription;
   getStreamMetadata(stream: string): Promise<StreamMetadata>;
   setStreamMetadata(stream: string, metadata: StreamMetadata): Promise<void>;

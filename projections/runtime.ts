@@ -152,11 +152,15 @@ export class ProjectionRuntime {
     const deadline = Date.now() + timeoutMs;
     for (let wait = 2; ; wait = Math.min(wait * 2, 25)) {
       const rows = (await this.knex(REGISTRY).whereIn('name', names).select('name', 'position')) as { name: string; position: string | null }[];
+      let settled: Promise<boolean> | undefined;
       const behind = await Promise.all(
         names.map(async (name) => {
           const checkpoint = rows.find((row) => row.name === name)?.position ?? undefined;
           if (checkpoint !== undefined && comparePositions(checkpoint, position) >= 0) return false;
-          // Not past it by position; but if nothing it reads lies between, it has nothing left to do.
+          // Not past it by position; but if nothing it reads lies between, it has nothing left to do. A read
+          // proves that only once no write ordered before the position can still commit.
+          settled ??= this.store.isSettled(position);
+          if (!(await settled)) return true;
           const projector = this.projectors.find((p) => p.name === name);
           const next = await this.store.readAll({ after: checkpoint, filter: filterOf(projector), limit: 1 });
           const first = next.events[0];

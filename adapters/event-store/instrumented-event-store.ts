@@ -8,6 +8,7 @@ import {
   type EventStore,
   type EventToAppend,
   type ExpectedRevision,
+  type Position,
   type ReadAllOptions,
   type ReadAllResult,
   type ReadStreamOptions,
@@ -86,6 +87,10 @@ export class InstrumentedEventStore implements EventStore {
 
   readAll(options?: ReadAllOptions): Promise<ReadAllResult> {
     return this.timedRead('all', () => this.inner.readAll(options));
+  }
+
+  isSettled(position: Position): Promise<boolean> {
+    return this.inner.isSettled(position);
   }
 
   subscribe(options?: SubscribeOptions): Subscription {

@@ -9,6 +9,7 @@ import {
   type RecordedEvent,
 } from '../../domain/event-store.js';
 import { anEvent, collect, events, uniqueStream } from '../support/events.js';
+import { eventually } from '../support/eventually.js';
 import { rejection } from '../support/rejection.js';
 
 export interface EventStoreFixture {
@@ -245,6 +246,13 @@ export function eventStoreContract(fixture: EventStoreFixture): void {
 
       const none = await store().readAll({ after: start, filter: { types: ['NoSuchEventType'] } });
       expect(none.events).to.deep.equal([]);
+    });
+
+    it('a position is settled once nothing ordered before it can still commit; a bad position is refused', async () => {
+      const written = await store().append(uniqueStream('settled'), events(1));
+      // Eventually: a transaction elsewhere on a shared server may hold the horizon back for a moment.
+      await eventually('the append to settle', () => store().isSettled(written.position), (settled) => settled, 10_000);
+      expect(await rejection(store().isSettled('nowhere'))).to.be.instanceOf(InvalidEventStoreRequest);
     });
 
     it('a filtered read reports a checkpoint past what it looked at', async () => {

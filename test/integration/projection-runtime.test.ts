@@ -2,6 +2,7 @@
 // read-your-writes, lag, and one active instance per projector.
 import { expect } from 'chai';
 import type { Knex } from 'knex';
+import pg from 'pg';
 import { pino } from 'pino';
 import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
@@ -171,6 +172,35 @@ for (const backend of backends) {
       await runtime.stop();
       const pending = await store.append(uniqueStream('counted'), events(1, 'Counted'));
       expect(await runtime.waitFor(pending.position, ['ryw'], 100)).to.equal(false);
+    });
+
+    it('read-your-writes waits while a transaction anywhere on the server holds the visible horizon back', async function () {
+      if (backend.name !== 'PostgreSQL') return this.skip();
+      const projector = counter('horizon');
+      const runtime = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease() });
+      await runtime.start();
+      // Another database on the same server, as another application would be: its open transaction holds an id.
+      const elsewhere = await createScratchDatabase();
+      const other = new pg.Client({ connectionString: elsewhere.url });
+      await other.connect();
+      try {
+        await other.query('begin');
+        await other.query('select pg_current_xact_id()');
+        const stream = uniqueStream('counted');
+        const written = await store.append(stream, events(1, 'Counted'));
+
+        expect(await store.isSettled(written.position)).to.equal(false);
+        expect(await runtime.waitFor(written.position, ['horizon'], 300)).to.equal(false);
+        expect((await counts(opened.db.knex, await runtime.tables(projector)))[stream]).to.equal(undefined);
+
+        await other.query('commit');
+        expect(await runtime.waitFor(written.position, ['horizon'], 10_000)).to.equal(true);
+        expect((await counts(opened.db.knex, await runtime.tables(projector)))[stream]).to.equal(1);
+      } finally {
+        await other.end();
+        await elsewhere.drop();
+        await runtime.stop();
+      }
     });
 
     it('builds a new projector version beside the old generation, which serves until the new one is swapped in', async () => {

@@ -81,6 +81,9 @@ class InterceptedStore implements EventStore {
   readAll(...args: Parameters<EventStore['readAll']>) {
     return this.inner.readAll(...args);
   }
+  isSettled(...args: Parameters<EventStore['isSettled']>) {
+    return this.inner.isSettled(...args);
+  }
   subscribe(...args: Parameters<EventStore['subscribe']>) {
     return this.inner.subscribe(...args);
   }

@@ -196,6 +196,12 @@ export class KurrentDbEventStore implements EventStore {
     return { events, checkpoint: latest(seen, head) };
   }
 
+  /** An append is acknowledged once it has its place in the log's total order, so every position is settled. */
+  async isSettled(position: Position): Promise<boolean> {
+    toClientPosition(position);
+    return true;
+  }
+
   subscribe(options: SubscribeOptions = {}): Subscription {
     validate.filter(options.filter);
     if (options.batchSize !== undefined) validate.limit(options.batchSize);

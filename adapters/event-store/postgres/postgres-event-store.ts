@@ -9,6 +9,7 @@ import {
   type EventStore,
   type EventToAppend,
   type ExpectedRevision,
+  type Position,
   type ReadAllOptions,
   type ReadAllResult,
   type ReadStreamOptions,
@@ -196,6 +197,17 @@ export class PostgresEventStore implements EventStore {
     validate.limit(options.limit);
     const after = options.after === undefined ? START : decodePosition(options.after);
     return this.readAllAfter(after, options.filter, options.limit ?? this.polling.batchSize, options.after);
+  }
+
+  async isSettled(position: Position): Promise<boolean> {
+    const [txId] = decodePosition(position);
+    // The same horizon as VISIBLE: no transaction older than it is still running.
+    const [row] = await this.db.query<{ settled: boolean }>(
+      'select $1::xid8 < pg_snapshot_xmin(pg_current_snapshot()) as settled',
+      [txId.toString()],
+      'sentinel_is_settled',
+    );
+    return row!.settled;
   }
 
   subscribe(options: SubscribeOptions = {}): Subscription {
