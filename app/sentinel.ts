@@ -9,7 +9,7 @@ import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/pass
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
 import { KurrentDbEventStore } from '../adapters/event-store/kurrentdb/kurrentdb-event-store.js';
 import { InstrumentedEventStore } from '../adapters/event-store/instrumented-event-store.js';
-import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
+import { PostgresEventStore, registerHorizonMetrics } from '../adapters/event-store/postgres/postgres-event-store.js';
 import { createHttpApp, listen } from '../adapters/http/server.js';
 import { openPglite, openPostgres, type Database } from '../adapters/postgres/database.js';
 import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store.js';
@@ -50,7 +50,9 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
   let runtime: ProjectionRuntime | undefined;
   let reactors: RunningReactors | undefined;
   try {
-    eventStore = new InstrumentedEventStore(await openEventStore(config, db, logger), metrics);
+    const opened = await openEventStore(config, db, logger);
+    if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
+    eventStore = new InstrumentedEventStore(opened, metrics);
     const store = eventStore;
     await migrateSentinel(db.knex);
 

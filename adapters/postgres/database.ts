@@ -29,6 +29,9 @@ export interface PostgresOptions {
   poolMax?: number;
 }
 
+/** How long a transaction of Sentinel's may sit idle before the server ends it. */
+export const IDLE_IN_TRANSACTION_TIMEOUT = '60s';
+
 export function openPostgres(connectionString: string, options: PostgresOptions = {}): Database {
   const knex = knexFactory({
     client: 'pg',
@@ -37,9 +40,14 @@ export function openPostgres(connectionString: string, options: PostgresOptions 
       min: 0,
       max: options.poolMax ?? 10,
       // Sentinel's statements are short and index-driven: planning them once per connection beats re-planning
-      // on every call, which PostgreSQL's default does for statements with many parameters.
+      // on every call, which PostgreSQL's default does for statements with many parameters. A transaction of
+      // Sentinel's left idle (a bug, a hung await) would hold back what every subscriber on the server can
+      // read, so the server ends it.
       afterCreate: (connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) => {
-        connection.query('set plan_cache_mode = force_generic_plan', (error) => done(error, connection));
+        connection.query(
+          `set plan_cache_mode = force_generic_plan; set idle_in_transaction_session_timeout = '${IDLE_IN_TRANSACTION_TIMEOUT}'`,
+          (error) => done(error, connection),
+        );
       },
     },
   });

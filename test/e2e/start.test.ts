@@ -76,6 +76,8 @@ describe('npm start (the all role on embedded defaults)', function () {
     expect(body).to.include('process_cpu_seconds_total');
     expect(body).to.include('sentinel_event_store_append_duration_seconds');
     expect(body).to.include('sentinel_event_store_appends_total');
+    expect(body).to.match(/^sentinel_event_store_visibility_lag_seconds \d/m);
+    expect(body).to.match(/^sentinel_event_store_unsettled_events \d/m);
   });
 
   it('answers unknown routes with problem+json', async () => {

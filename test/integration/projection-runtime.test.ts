@@ -190,12 +190,14 @@ for (const backend of backends) {
         const written = await store.append(stream, events(1, 'Counted'));
 
         expect(await store.isSettled(written.position)).to.equal(false);
+        expect((await store.unsettled()).events).to.be.at.least(1);
         expect(await runtime.waitFor(written.position, ['horizon'], 300)).to.equal(false);
         expect((await counts(opened.db.knex, await runtime.tables(projector)))[stream]).to.equal(undefined);
 
         await other.query('commit');
         expect(await runtime.waitFor(written.position, ['horizon'], 10_000)).to.equal(true);
         expect((await counts(opened.db.knex, await runtime.tables(projector)))[stream]).to.equal(1);
+        expect(await store.isSettled(written.position)).to.equal(true);
       } finally {
         await other.end();
         await elsewhere.drop();

@@ -1,5 +1,6 @@
 // The event store on PostgreSQL or PGlite: one prepared statement per append, gap-safe global reads.
 import pg from 'pg';
+import { Gauge, type Registry } from 'prom-client';
 import {
   ConcurrencyConflict,
   DuplicateEventConflict,
@@ -80,6 +81,36 @@ const EVENT_COLUMNS = eventColumns();
 const VISIBLE = `tx_id < (select pg_snapshot_xmin(pg_current_snapshot()))`;
 
 const START: [bigint, bigint] = [0n, 0n];
+
+/** Reports `unsettled()` on each scrape: how far the visible horizon trails the newest appends. */
+export function registerHorizonMetrics(store: PostgresEventStore, registry: Registry): void {
+  const read = once(() => store.unsettled());
+  new Gauge({
+    name: 'sentinel_event_store_unsettled_events',
+    help: 'Committed events not yet visible to readers because an older transaction on the server is still open',
+    registers: [registry],
+    async collect() {
+      this.set((await read()).events);
+    },
+  });
+  new Gauge({
+    name: 'sentinel_event_store_visibility_lag_seconds',
+    help: 'Age of the oldest committed event not yet visible to readers (0 when every event is visible)',
+    registers: [registry],
+    async collect() {
+      this.set((await read()).oldestSeconds);
+    },
+  });
+}
+
+/** One read shared by the gauges of one scrape. */
+function once<T>(read: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    pending ??= read().finally(() => setTimeout(() => (pending = undefined), 100));
+    return pending;
+  };
+}
 
 export class PostgresEventStore implements EventStore {
   private readonly signal = new ChangeSignal();
@@ -208,6 +239,18 @@ export class PostgresEventStore implements EventStore {
       'sentinel_is_settled',
     );
     return row!.settled;
+  }
+
+  /**
+   * Committed events that readers cannot see yet because an older transaction, anywhere on the server, is still
+   * running: how many, and how long ago the oldest was written. A long transaction delays every subscription.
+   */
+  async unsettled(): Promise<{ events: number; oldestSeconds: number }> {
+    const [row] = await this.db.query<{ events: BigIntLike; oldest_seconds: number | null }>(
+      `select count(*) as events, extract(epoch from now() - min(recorded_at))::float8 as oldest_seconds
+         from sentinel_events where tx_id >= pg_snapshot_xmin(pg_current_snapshot())`,
+    );
+    return { events: Number(row!.events), oldestSeconds: Math.max(0, row!.oldest_seconds ?? 0) };
   }
 
   subscribe(options: SubscribeOptions = {}): Subscription {
