@@ -97,10 +97,21 @@ const schema = z.object({
 
 export type Config = z.infer<typeof schema>;
 
-const refined = schema.refine((config) => !(config.SENTINEL_JWT_SECRET && config.SENTINEL_JWT_SECRET_FILE), {
-  path: ['SENTINEL_JWT_SECRET_FILE'],
-  message: 'set SENTINEL_JWT_SECRET or SENTINEL_JWT_SECRET_FILE, not both',
-});
+const refined = schema
+  .refine((config) => !(config.SENTINEL_JWT_SECRET && config.SENTINEL_JWT_SECRET_FILE), {
+    path: ['SENTINEL_JWT_SECRET_FILE'],
+    message: 'set SENTINEL_JWT_SECRET or SENTINEL_JWT_SECRET_FILE, not both',
+  })
+  // The embedded database is one process's alone: no other process could keep this one's read side moving.
+  .refine((config) => !embedded(config) || !config.SENTINEL_ROLE.includes('api') || config.SENTINEL_ROLE.includes('projector'), {
+    path: ['SENTINEL_ROLE'],
+    message: 'on the embedded database (no DATABASE_URL) a process serving the api must also run the projector: use all, or set DATABASE_URL to split roles across processes',
+  });
+
+/** No database server: PGlite under SENTINEL_DATA_DIR, which one process opens at a time. */
+export function embedded(config: Pick<Config, 'DATABASE_URL'>): boolean {
+  return !config.DATABASE_URL;
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

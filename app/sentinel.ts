@@ -70,7 +70,6 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
     );
     const roles = new Set(config.SENTINEL_ROLE);
     const servesApi = roles.has('api');
-    if (servesApi) await bootstrapAdmin(access, config, logger);
 
     const lease = db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease;
     const projections = new ProjectionRuntime(db.knex, store, [...READ_MODEL_PROJECTORS, auditProjector], {
@@ -120,6 +119,16 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       });
     }, 3_600_000).unref();
     const server = await listen(app, config.HOST, config.PORT);
+    // Only now that start-up has succeeded: a first start that failed earlier (port in use, a bad file) must
+    // not have used up the one-time password that only this start prints.
+    if (servesApi) {
+      try {
+        await bootstrapAdmin(access, config, logger);
+      } catch (error) {
+        await server.close(0);
+        throw error;
+      }
+    }
     logger.info({ host: config.HOST, port: server.port }, 'sentinel is listening');
 
     return {

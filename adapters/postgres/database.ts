@@ -4,6 +4,7 @@ import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 import type pg from 'pg';
 import ClientPGLite from 'knex-pglite';
+import { lockDataDir } from './data-dir-lock.js';
 
 export type DatabaseKind = 'postgres' | 'pglite';
 
@@ -54,12 +55,35 @@ export function openPostgres(connectionString: string, options: PostgresOptions 
   return wrap('postgres', knex, connectionString);
 }
 
-/** Embedded PostgreSQL. With `dataDir` the database persists there; without, it lives in memory. */
+/**
+ * Embedded PostgreSQL. With `dataDir` the database persists there, and this process holds the directory until
+ * it closes the database (`DataDirInUse` when another process does); without, it lives in memory.
+ */
 export async function openPglite(dataDir?: string): Promise<Database> {
-  if (dataDir) await mkdir(dataDir, { recursive: true });
-  const pglite = new PGlite(dataDir);
-  await pglite.waitReady;
-  const knex = knexFactory({ client: ClientPGLite, connection: { pglite } as Knex.StaticConnectionConfig });
+  if (!dataDir) return pglite(new PGlite());
+  await mkdir(dataDir, { recursive: true });
+  const lock = await lockDataDir(dataDir);
+  try {
+    const db = await pglite(new PGlite(dataDir));
+    return {
+      ...db,
+      async close() {
+        try {
+          await db.close();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function pglite(instance: PGlite): Promise<Database> {
+  await instance.waitReady;
+  const knex = knexFactory({ client: ClientPGLite, connection: { pglite: instance } as Knex.StaticConnectionConfig });
   return wrap('pglite', knex, undefined);
 }
 

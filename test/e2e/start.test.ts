@@ -28,6 +28,22 @@ function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: (
   return { child, output: () => output };
 }
 
+/** Resolves once the process has logged that start-up is complete (the first admin is created just before). */
+async function listening(sentinel: { child: ChildProcess; output: () => string }, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!sentinel.output().includes('sentinel is listening')) {
+    if (sentinel.child.exitCode !== null) throw new Error(`sentinel exited with ${sentinel.child.exitCode}:\n${sentinel.output()}`);
+    if (Date.now() > deadline) throw new Error(`sentinel did not finish starting:\n${sentinel.output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return code;
+}
+
 async function waitForHttp(url: string, timeoutMs = 60_000): Promise<Response> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -148,7 +164,7 @@ describe('npm start, first run and restart', function () {
     };
     try {
       const first = startSentinel(env);
-      await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      await listening(first);
       const password = /one-time password\n\n\s+(\S+)\n/.exec(first.output())?.[1];
       expect(password, first.output()).to.be.a('string');
       const login = await fetch(`${api}/auth/login`, {
@@ -181,6 +197,69 @@ describe('npm start, first run and restart', function () {
       await stop(second.child);
     } finally {
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('npm start, when start-up fails or the data directory is taken', function () {
+  this.timeout(120_000);
+  let dataDir: string;
+  beforeEach(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-e2e-'));
+  });
+  afterEach(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('a first start that fails (port in use) uses up no one-time password: the next start prints it', async () => {
+    const blocker = createServer().listen(0, '127.0.0.1');
+    await once(blocker, 'listening');
+    const port = (blocker.address() as { port: number }).port;
+    const env = { PORT: String(port), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: '' };
+    try {
+      const failed = startSentinel(env);
+      expect(await exitOf(failed.child)).to.equal(1);
+      expect(failed.output()).to.include('EADDRINUSE');
+      expect(failed.output()).not.to.include('one-time password');
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+    const next = startSentinel(env);
+    try {
+      await listening(next);
+      const password = /one-time password\n\n\s+(\S+)\n/.exec(next.output())?.[1];
+      expect(password, next.output()).to.be.a('string');
+      const login = await fetch(`http://127.0.0.1:${port}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'admin', password }),
+      });
+      expect(login.status).to.equal(200);
+    } finally {
+      next.child.kill('SIGKILL');
+    }
+  });
+
+  it('a second npm start on the same data directory refuses, naming the process that holds it', async () => {
+    const first = startSentinel({ PORT: String(await freePort()), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: 'e2e-admin-password' });
+    try {
+      await listening(first);
+      const second = startSentinel({ PORT: String(await freePort()), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: 'e2e-admin-password' });
+      expect(await exitOf(second.child)).to.equal(1);
+      expect(second.output()).to.include(`in use by process ${first.child.pid}`);
+      // The first is unharmed.
+      expect(first.child.exitCode).to.equal(null);
+    } finally {
+      const exited = once(first.child, 'exit');
+      first.child.kill('SIGTERM');
+      expect((await exited)[0]).to.equal(0);
+    }
+    // Released on a clean stop: the directory can be opened again.
+    const again = startSentinel({ PORT: String(await freePort()), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: 'e2e-admin-password' });
+    try {
+      await listening(again);
+    } finally {
+      again.child.kill('SIGKILL');
     }
   });
 });

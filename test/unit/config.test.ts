@@ -93,8 +93,13 @@ describe('configuration', () => {
     ['a list with an unknown role', { SENTINEL_ROLE: 'api,indexer' }, /^SENTINEL_ROLE: one of: all/],
     ['an unknown simulator setting', { SENTINEL_CLUSTER_SIMULATOR: 'yes' }, /^SENTINEL_CLUSTER_SIMULATOR: one of: auto, on, off/],
     ['an insecure-clusters flag that is not a boolean', { SENTINEL_ALLOW_INSECURE_CLUSTERS: 'yes' }, /^SENTINEL_ALLOW_INSECURE_CLUSTERS: true or false/],
+    ['an api without its projector on the embedded database', { SENTINEL_ROLE: 'api' }, /^SENTINEL_ROLE: on the embedded database \(no DATABASE_URL\) a process serving the api must also run the projector/],
     ['a pool of zero connections', { DATABASE_POOL_MAX: '0' }, /^DATABASE_POOL_MAX: an integer from 1 to 1000/],
   ];
+  it('given a database server, then the api may run without a projector', () => {
+    expect(loadConfig({ SENTINEL_ROLE: 'api', DATABASE_URL: 'postgres://sentinel@db:5432/sentinel' }).SENTINEL_ROLE).to.deep.equal(['api']);
+  });
+
   it('given a list of roles, then it runs those, in a fixed order', () => {
     expect(loadConfig({ SENTINEL_ROLE: 'projector, api' }).SENTINEL_ROLE).to.deep.equal(['api', 'projector']);
     expect(loadConfig({ SENTINEL_ROLE: 'reactor' }).SENTINEL_ROLE).to.deep.equal(['reactor']);
