@@ -237,6 +237,8 @@ export interface DeploymentRevision {
   spec: Record<string, unknown>;
   strategy: Strategy;
   rollbackOf?: number;
+  /** Made by Sentinel itself when the revision before it failed; such a revision is never rolled back by itself again. */
+  automaticRollback?: true;
 }
 
 export interface PlacedDeployment {
@@ -378,7 +380,11 @@ export function evolve(state: Deployment, event: DeploymentEvent): Deployment {
       return { ...state, status: 'Failed', lastCause: event.data.cause };
     case 'DeploymentRolledBack': {
       const { newRevision, toRevision, workloadRevision, spec, strategy, cause } = event.data;
-      const rolledBack = withRevision(state, { revision: newRevision, workloadRevision, spec, strategy, rollbackOf: toRevision }, 'RolledBack');
+      const rolledBack = withRevision(
+        state,
+        { revision: newRevision, workloadRevision, spec, strategy, rollbackOf: toRevision, automaticRollback: true },
+        'RolledBack',
+      );
       return { ...rolledBack, lastCause: cause };
     }
     case 'DriftDetected': {
@@ -451,11 +457,23 @@ export function decide(command: DeploymentCommand, state: Deployment): Deploymen
     case 'RecordDegraded':
       if (isStale(state, command.revision) || (state.status === 'Degraded' && state.lastCause === command.cause)) return [];
       return [{ type: 'DeploymentDegraded', data: { deploymentId, revision: command.revision, cause: command.cause } }];
-    case 'RecordRolloutFailed':
-      if (isStale(state, command.revision) || (state.status === 'Failed' && state.lastCause === command.cause)) return [];
-      return [{ type: 'DeploymentRolloutFailed', data: { deploymentId, revision: command.revision, cause: command.cause } }];
+    case 'RecordRolloutFailed': {
+      if (isStale(state, command.revision)) return [];
+      const { revision, cause } = command;
+      // A revision that already became available is not what failed: a scale, restart or reschedule of it could not
+      // be carried out (pods that fit on no node). It runs what the cluster lets it run, degraded; a rollback would
+      // not undo the change, and the deployment recovers once the cluster can place it or the change is undone.
+      if (state.availableRevisions.includes(revision)) {
+        if (state.status === 'Degraded' && state.lastCause === cause) return [];
+        return [{ type: 'DeploymentDegraded', data: { deploymentId, revision, cause } }];
+      }
+      if (state.status === 'Failed' && state.lastCause === cause) return [];
+      return [{ type: 'DeploymentRolloutFailed', data: { deploymentId, revision, cause } }];
+    }
     case 'RecordRolledBack': {
       if (isStale(state, command.revision)) return [];
+      const refusal = noAutomaticRollback(state);
+      if (refusal) throw new InvalidTransition('deployment', deploymentId, state.status, 'roll back by itself', refusal);
       const target = rollbackTarget(state, command.toRevision);
       const { workloadRevision, spec, strategy } = target;
       const { revision, toRevision, cause } = command;
@@ -491,6 +509,24 @@ export function lastAvailableRevision(state: Deployment, excluding?: number): De
   if (state.status === 'absent') return undefined;
   const candidates = state.availableRevisions.filter((n) => n !== excluding);
   return candidates.length === 0 ? undefined : revisionAt(state, Math.max(...candidates));
+}
+
+/**
+ * Where a failed rollout of the current revision goes back to by itself: the newest other revision that became
+ * available. None when the current revision is not what failed (it became available before), when it is itself an
+ * automatic rollback (one that fails too is left Failed for someone to look at), or when nothing ever became available.
+ */
+export function automaticRollbackTarget(state: Deployment): DeploymentRevision | undefined {
+  if (state.status === 'absent' || noAutomaticRollback(state)) return undefined;
+  return lastAvailableRevision(state, state.currentRevision);
+}
+
+/** Why the current revision is never rolled back by itself, if it is not. */
+function noAutomaticRollback(state: PlacedDeployment): string | undefined {
+  const current = state.currentRevision;
+  if (state.revisions[current]?.automaticRollback) return `revision ${current} is itself an automatic rollback: it is not rolled back again`;
+  if (state.availableRevisions.includes(current)) return `revision ${current} became available before: going back would not undo what failed`;
+  return undefined;
 }
 
 function create(command: Extract<DeploymentCommand, { type: 'CreateDeployment' }>): DeploymentEvent[] {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { deployments } from '../commands/aggregates.js';
 import type { CommandContext, CommandHandler } from '../commands/command-handler.js';
 import {
-  lastAvailableRevision,
+  automaticRollbackTarget,
   type DeploymentCommand,
   type DriftDifference,
   type PlacedDeployment,
@@ -205,10 +205,12 @@ export class ClusterReactor implements Reactor {
     const observed = (step: string) => reactionToObservation(this.name, `${key}/${step}`, rollout.metadata.correlationId);
     const failure = rolloutFailure(live.rollout);
     if (failure) {
+      // A revision that became available before is recorded Degraded, not Failed: a scale it cannot place is no
+      // reason to go back. An automatic rollback that fails too stays Failed: going back again would only loop.
       await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause: failure }, observed('failed'));
-      const target = lastAvailableRevision(state, revision);
+      const target = automaticRollbackTarget(state);
       if (!target) {
-        this.options.logger.warn({ deploymentId, revision, cause: failure }, 'rollout failed and no earlier revision ever became available; left as it is');
+        this.options.logger.warn({ deploymentId, revision, cause: failure }, 'rollout did not complete and is not rolled back automatically; left as it is');
         return;
       }
       await this.record(

@@ -6,6 +6,7 @@ import {
   deploymentDecider,
   deploymentEvents,
   deploymentPatchBody,
+  automaticRollbackTarget,
   lastAvailableRevision,
   pauseBody,
   restartBody,
@@ -461,7 +462,7 @@ describe('Deployment decider', () => {
       given(deploymentDecider, rollingOut).when(record.rolledBack(3, 2)).then([rolledBack]);
       const state = placed(given(deploymentDecider, [...rollingOut, rolledBack]).state);
       expect(state).to.deep.include({ status: 'RolledBack', currentRevision: 4, lastCause: 'ProgressDeadlineExceeded' });
-      expect(revisionAt(state, 4)).to.deep.equal({ revision: 4, workloadRevision: 2, spec: specAt(2), strategy: rolling, rollbackOf: 2 });
+      expect(revisionAt(state, 4)).to.deep.equal({ revision: 4, workloadRevision: 2, spec: specAt(2), strategy: rolling, rollbackOf: 2, automaticRollback: true });
       expect(walk([...rollingOut, rolledBack], [record.applied(4), record.available(4)])).to.deep.equal(['RolledBack', 'Progressing', 'Available']);
     });
     it('given revision 3 rolling out, when rolled back to a revision that does not exist, then RuleViolation on toRevision', () => {
@@ -470,6 +471,69 @@ describe('Deployment decider', () => {
     });
     it('given revision 3 rolling out, when rolled back to itself, then RuleViolation on toRevision', () => {
       given(deploymentDecider, rollingOut).when(record.rolledBack(3, 3)).thenThrows(RuleViolation, /current/);
+    });
+    describe('failures that are not rolled back', () => {
+      const scaled = (replicas: number, previousReplicas: number): DeploymentEvent => ({ type: 'DeploymentScaled', data: { deploymentId, replicas, previousReplicas } });
+      const unschedulable = 'FailedCreate: 4 of 20 pods cannot be scheduled: 0/4 nodes are available: 2 Insufficient nvidia.com/gpu.';
+      /** Revisions 1 and 2 became available; revision 2 was then scaled to 20 replicas and is rolling out again. */
+      const scalingUp = [...live, updated(2, 2), applying(2), applied(2), available(2), scaled(20, 2), applying(2), applied(2)];
+      const rolledBack = (revision: number, toRevision: number, newRevision: number, cause = unschedulable): DeploymentEvent => ({
+        type: 'DeploymentRolledBack',
+        data: { deploymentId, revision, toRevision, newRevision, workloadRevision: toRevision, spec: specAt(toRevision), strategy: rolling, cause },
+      });
+      /** Revision 3 (workload revision 3) never became available; its automatic rollback, revision 4 copying 2, is rolling out. */
+      const rollingBack = [...rollingOut, applied(3), failed(3, unschedulable), rolledBack(3, 2, 4), applying(4), applied(4)];
+
+      it('given a scale of a revision that became available, when its rollout fails, then DeploymentDegraded with the cause and no rollback', () => {
+        given(deploymentDecider, scalingUp).when(record.failed(2, unschedulable)).then([degraded(2, unschedulable)]);
+        const state = given(deploymentDecider, [...scalingUp, degraded(2, unschedulable)]).state;
+        expect(state).to.deep.include({ status: 'Degraded', currentRevision: 2, replicas: 20, lastCause: unschedulable });
+        expect(automaticRollbackTarget(state)).to.equal(undefined);
+        given(deploymentDecider, [...scalingUp, degraded(2, unschedulable)])
+          .when(record.rolledBack(2, 1, unschedulable))
+          .thenThrows(InvalidTransition, /became available before/);
+      });
+      it('given a scale recorded Degraded, when it fails again for the same cause, then nothing', () => {
+        given(deploymentDecider, [...scalingUp, degraded(2, unschedulable)]).when(record.failed(2, unschedulable)).then([]);
+      });
+      it('given a scale recorded Degraded, when the cluster finds room, then Available again at the same revision', () => {
+        expect(walk([...scalingUp, degraded(2, unschedulable)], [record.available(2, 20)])).to.deep.equal(['Degraded', 'Available']);
+      });
+      it('given a scale recorded Degraded, when scaled back down, then the rollout starts again and ends Available', () => {
+        const scaleDown: DeploymentCommand = { type: 'ScaleDeployment', deploymentId, replicas: 2, cluster: { status: 'active' } };
+        given(deploymentDecider, [...scalingUp, degraded(2, unschedulable)]).when(scaleDown).then([scaled(2, 20)]);
+        const past = [...scalingUp, degraded(2, unschedulable), scaled(2, 20)];
+        expect(walk(past, [record.applying(2), record.applied(2), record.available(2)])).to.deep.equal(['Pending', 'Applying', 'Progressing', 'Available']);
+        expect(placed(given(deploymentDecider, past).state).currentRevision).to.equal(2);
+      });
+      it('given a new revision that never became available, when its rollout fails, then Failed and rolled back to the last available one', () => {
+        const past = [...rollingOut, applied(3)];
+        given(deploymentDecider, past).when(record.failed(3, unschedulable)).then([failed(3, unschedulable)]);
+        const state = given(deploymentDecider, [...past, failed(3, unschedulable)]).state;
+        expect(state).to.deep.include({ status: 'Failed' });
+        expect(automaticRollbackTarget(state)?.revision).to.equal(2);
+        given(deploymentDecider, [...past, failed(3, unschedulable)]).when(record.rolledBack(3, 2, unschedulable)).then([rolledBack(3, 2, 4)]);
+      });
+      it('given an automatic rollback rolling out, when it fails too, then Failed with the cause and no further rollback', () => {
+        given(deploymentDecider, rollingBack).when(record.failed(4, unschedulable)).then([failed(4, unschedulable)]);
+        const state = given(deploymentDecider, [...rollingBack, failed(4, unschedulable)]).state;
+        expect(state).to.deep.include({ status: 'Failed', currentRevision: 4, lastCause: unschedulable });
+        expect(automaticRollbackTarget(state)).to.equal(undefined);
+        given(deploymentDecider, [...rollingBack, failed(4, unschedulable)])
+          .when(record.rolledBack(4, 3, unschedulable))
+          .thenThrows(InvalidTransition, /itself an automatic rollback/);
+      });
+      it('given a failed automatic rollback, when the same failure is seen again, then nothing: it stays Failed', () => {
+        given(deploymentDecider, [...rollingBack, failed(4, unschedulable)]).when(record.failed(4, unschedulable)).then([]);
+      });
+      it('given a rollback someone asked for, when it fails, then it is still rolled back by itself', () => {
+        const requested: DeploymentEvent = {
+          type: 'DeploymentRollbackRequested',
+          data: { deploymentId, revision: 4, toRevision: 1, workloadRevision: 1, spec: specAt(1), strategy: rolling, reason: undefined },
+        };
+        const state = given(deploymentDecider, [...rollingOut, applied(3), available(3), requested, applying(4), applied(4), failed(4)]).state;
+        expect(automaticRollbackTarget(state)?.revision).to.equal(3);
+      });
     });
     it('given a paused deployment, then outcomes are still recorded', () => {
       given(deploymentDecider, [created, paused]).when(record.applying(1)).then([applying(1)]);

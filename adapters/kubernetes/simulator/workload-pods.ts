@@ -60,17 +60,19 @@ export function removalOrder(pods: Pod[]): Pod[] {
 }
 
 /**
- * Why the workload's pods cannot all run, if they cannot. A pod the scheduler cannot place is reported as
- * FailedCreate with the scheduler's message (e.g. "Insufficient nvidia.com/gpu"): a simplification, since on a real
- * cluster the pod is created and only its FailedScheduling event says why it stays Pending.
+ * Why the workload's pods cannot all run, if they cannot: how many the scheduler cannot place, and its message for
+ * the first (e.g. "0/4 nodes are available: 2 Insufficient nvidia.com/gpu, ..."). Reported as FailedCreate: a
+ * simplification, since on a real cluster the pods stay Pending, only their FailedScheduling events say why, and the
+ * Deployment reports ProgressDeadlineExceeded once its progress deadline has passed.
  */
 export function unschedulableMessage(pods: Pod[]): string | undefined {
-  for (const pod of pods) {
-    if (isTerminal(pod) || pod.spec.nodeName) continue;
+  const live = pods.filter((pod) => !isTerminal(pod));
+  const unschedulable = live.filter((pod) => {
     const scheduled = condition(pod, 'PodScheduled');
-    if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable') {
-      return `pod "${pod.metadata.name}" cannot be scheduled: ${scheduled.message ?? 'no node fits'}`;
-    }
-  }
-  return undefined;
+    return !pod.spec.nodeName && scheduled?.status === 'False' && scheduled.reason === 'Unschedulable';
+  });
+  const first = unschedulable[0];
+  if (!first) return undefined;
+  const message = condition(first, 'PodScheduled')?.message ?? 'no node fits';
+  return `${unschedulable.length} of ${live.length} pods cannot be scheduled: ${message}`;
 }
