@@ -1,13 +1,21 @@
 #!/usr/bin/env tsx
-// `sentinel`: operator commands against the database `npm start` uses — projection status and rebuilds.
+// `sentinel`: operator commands against the database `npm start` uses — projection status and rebuilds, and
+// the way back in when no admin can log in.
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { randomUUID } from 'node:crypto';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
+import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/passwords.js';
+import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
+import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
 import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
 import type { Database } from '../adapters/postgres/database.js';
 import { sentinelMigrated } from '../adapters/postgres/schema.js';
+import { AccessService, type TokenService } from '../commands/access.js';
+import { USER_ROLES, type UserRole } from '../domain/access.js';
+import { DomainError, RuleViolation } from '../domain/decider.js';
 import type { EventStore } from '../domain/event-store.js';
 import { auditProjector } from '../projections/audit-trail.js';
 import type { Projector } from '../projections/projector.js';
@@ -15,7 +23,7 @@ import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { DEFAULT_DROP_AFTER_MS, DEFAULT_REBUILD_BATCH_SIZE, rebuildProjection, RebuildError, type RebuildProgress } from '../projections/rebuild.js';
 import { LAG_COUNT_LIMIT, ProjectionRuntime, type ProjectionStatus } from '../projections/runtime.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { openDatabase, openEventStore, pgliteDataDir, redact } from './sentinel.js';
+import { loginSettings, openDatabase, openEventStore, pgliteDataDir, redact } from './sentinel.js';
 
 /** The projectors Sentinel runs, as `app/sentinel.ts` wires them. */
 const PROJECTORS: readonly Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
@@ -224,6 +232,41 @@ function progressBar(stream: NodeJS.WriteStream): { update(progress: RebuildProg
   };
 }
 
+// ---- users reset-password ---------------------------------------------------------------------------------
+
+/** Resetting a password issues no token; a service that would is not needed here. */
+const NO_TOKENS: TokenService = {
+  accessTtlSeconds: 0,
+  refreshTtlSeconds: 0,
+  issue: () => Promise.reject(new Error('the sentinel CLI issues no tokens')),
+  verify: () => Promise.reject(new Error('the sentinel CLI verifies no tokens')),
+};
+
+async function resetPassword(username: string, options: { role?: UserRole }): Promise<void> {
+  await withSentinel(async ({ config, db, store }) => {
+    const passwords = { hash: hashPassword, verify: verifyPassword, verifyDecoy };
+    const access = new AccessService(new PostgresPrincipalStore(db.knex), NO_TOKENS, passwords, store, {
+      throttle: new PostgresLoginThrottle(db.knex),
+      login: loginSettings(config),
+    });
+    const context = { actor: { id: 'sentinel', kind: 'system' as const }, correlationId: randomUUID(), causationId: randomUUID(), source: 'cli' };
+    try {
+      const reset = await access.resetPassword(username, options, context);
+      process.stderr.write(
+        `reset the password of "${username}"${options.role ? ` and made it ${options.role}` : ''}; the user is enabled and every token it had is ended. ` +
+          'The new password is on stdout, shown this once; change it with PATCH /api/v1/users/:id\n',
+      );
+      process.stdout.write(`${reset.password}\n`);
+    } catch (error) {
+      if (error instanceof RuleViolation) {
+        throw new Exit(`${error.message}: ${error.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, EXIT_FAILURE);
+      }
+      if (error instanceof DomainError) throw new Exit(error.message, EXIT_FAILURE);
+      throw error;
+    }
+  });
+}
+
 // ---- the program -----------------------------------------------------------------------------------------
 
 function integer(min: number) {
@@ -264,6 +307,16 @@ projections
   .option('--drop-after <ms>', "how long the old generation's tables stay after the swap", integer(0), DEFAULT_DROP_AFTER_MS)
   .exitOverride()
   .action(rebuild);
+
+const users = program.command('users').description('user accounts: recovery when nobody can log in').exitOverride();
+
+users
+  .command('reset-password')
+  .description('give a user a new generated password (printed once on stdout), enable it, and end every token it had')
+  .argument('<name>', 'the user name')
+  .addOption(new Option('--role <role>', 'also give the user this role, e.g. admin when no admin is left').choices(USER_ROLES))
+  .exitOverride()
+  .action(resetPassword);
 
 try {
   await program.parseAsync(process.argv);

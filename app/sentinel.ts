@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { JwtTokens } from '../adapters/auth/jwt-tokens.js';
 import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
+import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
 import { KurrentDbEventStore } from '../adapters/event-store/kurrentdb/kurrentdb-event-store.js';
 import { InstrumentedEventStore } from '../adapters/event-store/instrumented-event-store.js';
 import { PostgresEventStore, registerHorizonMetrics } from '../adapters/event-store/postgres/postgres-event-store.js';
@@ -16,8 +17,9 @@ import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store
 import { migrateSentinel, sentinelMigrated } from '../adapters/postgres/schema.js';
 import { PostgresSecretStore } from '../adapters/postgres/secret-store.js';
 import { prometheusCommandMetrics } from '../adapters/prometheus/command-metrics.js';
+import { prometheusLoginMetrics } from '../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
-import { AccessService } from '../commands/access.js';
+import { AccessService, type LoginSettings } from '../commands/access.js';
 import { systemClock } from '../commands/clock.js';
 import { CommandHandler } from '../commands/command-handler.js';
 import { commandApi } from '../commands/http/api.js';
@@ -28,7 +30,7 @@ import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
-import { startReactors, type RunningReactors } from './reactors.js';
+import { kubeconfigPolicy, startReactors, type RunningReactors } from './reactors.js';
 import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
 import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
@@ -67,6 +69,12 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       }),
       { hash: hashPassword, verify: verifyPassword, verifyDecoy },
       store,
+      {
+        throttle: new PostgresLoginThrottle(db.knex),
+        login: loginSettings(config),
+        metrics: prometheusLoginMetrics(metrics),
+        logger,
+      },
     );
     const roles = new Set(config.SENTINEL_ROLE);
     const servesApi = roles.has('api');
@@ -96,6 +104,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       policy,
       access,
       secrets,
+      clusterAccess: kubeconfigPolicy(config),
       idempotency,
       clock: systemClock,
       logger,
@@ -112,6 +121,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
         if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
       },
       routers: servesApi ? [{ path: '/api/v1', router: api }] : [],
+      metricsToken: config.SENTINEL_METRICS_TOKEN,
     });
     const purge = setInterval(() => {
       idempotency.purge(new Date(Date.now() - IDEMPOTENCY_RETENTION_MS)).catch((error: unknown) => {
@@ -169,6 +179,15 @@ async function signingSecret(config: Config, secrets: SecretStore): Promise<Uint
     return new TextEncoder().encode(text);
   }
   return Buffer.from(await secrets.getOrCreate('jwt-signing-key', () => randomBytes(48).toString('base64')), 'base64');
+}
+
+/** Failed logins allowed per user name and per client address, and the lock length, as configured. */
+export function loginSettings(config: Config): LoginSettings {
+  return {
+    maxFailures: config.SENTINEL_LOGIN_MAX_FAILURES,
+    addressMaxFailures: config.SENTINEL_LOGIN_ADDRESS_MAX_FAILURES,
+    lockSeconds: config.SENTINEL_LOGIN_LOCK_SECONDS,
+  };
 }
 
 async function prices(config: Config): Promise<PriceTable> {

@@ -1,10 +1,13 @@
 // Users, service accounts and tokens: who a request comes from, and the admin commands that manage them.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { AccessEvent, Principal, UserRole } from '../domain/access.js';
+import type { AccessEvent, LoginLimit, Principal, UserRole } from '../domain/access.js';
 import { accessEvents, type serviceAccountBody, type userBody, type userPatchBody } from '../domain/access.js';
-import { NotFound } from '../domain/decider.js';
+import { NotFound, RuleViolation } from '../domain/decider.js';
 import type { EventStore } from '../domain/event-store.js';
+import { systemClock, type Clock } from './clock.js';
 import { metadataOf, type CommandContext, type WriteResult } from './command-handler.js';
 
 // ---- ports --------------------------------------------------------------------------------------------
@@ -15,7 +18,20 @@ export interface UserRecord {
   passwordHash: string;
   role: UserRole;
   disabled: boolean;
+  /** Every token carries the epoch it was issued under; raising the epoch ends every token issued before. */
+  tokenEpoch: number;
 }
+
+export interface UserChanges {
+  role?: UserRole;
+  disabled?: boolean;
+  passwordHash?: string;
+  /** End every token issued so far: raise the epoch and revoke every session. */
+  endTokens?: boolean;
+}
+
+/** Runs inside the change's transaction with the user's row and every active admin's row locked; throws to refuse. */
+export type UserChangeCheck = (current: UserRecord, activeAdmins: number) => void;
 
 export interface ServiceAccountRecord {
   id: string;
@@ -23,6 +39,14 @@ export interface ServiceAccountRecord {
   description?: string;
   revoked: boolean;
 }
+
+/** What presenting a refresh token came to. */
+export type RefreshTokenUse =
+  | { outcome: 'used'; userId: string; familyId: string }
+  /** Presented before: its family is revoked; `revokedNow` when this presentation is what revoked it. */
+  | { outcome: 'reused'; userId: string; familyId: string; revokedNow: boolean }
+  /** Unknown, expired, or of a session that was ended. */
+  | { outcome: 'refused' };
 
 export interface PrincipalStore {
   countUsers(): Promise<number>;
@@ -32,17 +56,52 @@ export interface PrincipalStore {
   deleteUser(id: string): Promise<void>;
   findUser(id: string): Promise<UserRecord | undefined>;
   findUserByUsername(username: string): Promise<UserRecord | undefined>;
-  updateUser(id: string, changes: Partial<Pick<UserRecord, 'role' | 'disabled' | 'passwordHash'>>): Promise<UserRecord | undefined>;
+  /** Applies the changes in one transaction, after `check` let them through; undefined when there is no such user. */
+  updateUser(id: string, changes: UserChanges, check?: UserChangeCheck): Promise<UserRecord | undefined>;
+  /** The user, and whether the session (the token family of one login) is still live, in one read. */
+  findSession(userId: string, familyId: string): Promise<{ user: UserRecord; sessionLive: boolean } | undefined>;
   /** Throws `NameTaken` when the name exists. */
   createServiceAccount(account: Omit<ServiceAccountRecord, 'revoked'>): Promise<void>;
   deleteServiceAccount(id: string): Promise<void>;
   findServiceAccount(id: string): Promise<ServiceAccountRecord | undefined>;
   /** False when there was no such account or it was already revoked. */
   revokeServiceAccount(id: string): Promise<boolean>;
-  saveRefreshToken(token: { id: string; userId: string; expiresAt: Date }): Promise<void>;
-  /** Marks an unused, unexpired refresh token used and returns its user; undefined when it cannot be used. */
-  useRefreshToken(id: string): Promise<string | undefined>;
-  revokeRefreshTokens(userId: string): Promise<void>;
+  /** Stores a refresh token in its family (created with the first token), which lives at least until `sessionExpiresAt`. */
+  saveRefreshToken(token: { id: string; userId: string; familyId: string; expiresAt: Date; sessionExpiresAt: Date }): Promise<void>;
+  /** Marks an unused, unexpired refresh token of a live family used; a second use revokes the whole family. */
+  useRefreshToken(id: string): Promise<RefreshTokenUse>;
+}
+
+/** Failed-login counters shared by every process on the database. */
+export interface LoginThrottle {
+  /**
+   * Counts one attempt against every key before the password is checked, so a burst of parallel guesses is
+   * counted rather than raced; or, when a key is locked or backing off, counts nothing and says how long to wait.
+   */
+  claim(keys: ThrottleKey[], now: Date): Promise<LoginClaim>;
+  /** Forgets a key's failures (a successful login's user name; a password reset). */
+  forget(key: Pick<ThrottleKey, 'scope' | 'key'>): Promise<void>;
+  /** Takes back the attempt a successful login was charged, and the lock it set, if it set one. */
+  giveBack(key: Pick<ThrottleKey, 'scope' | 'key'>, liftLock: boolean): Promise<void>;
+}
+
+export type ThrottleScope = 'username' | 'address';
+
+export interface ThrottleKey {
+  scope: ThrottleScope;
+  key: string;
+  limit: LoginLimit;
+}
+
+export type LoginClaim =
+  /** `locked`: the keys this attempt brought to their limit (a lock that a right password lifts again). */
+  | { granted: true; locked: ThrottleScope[] }
+  | { granted: false; retryAfterSeconds: number; locked: boolean };
+
+export type LoginResult = 'ok' | 'failed' | 'throttled' | 'locked';
+
+export interface LoginMetrics {
+  login(result: LoginResult): void;
 }
 
 export interface PasswordHasher {
@@ -54,18 +113,30 @@ export interface PasswordHasher {
 
 export type TokenType = 'access' | 'refresh' | 'service';
 
+/** What ties a user's token to the login it came from and to the user's token epoch. */
+export interface TokenSession {
+  /** The user's token epoch when the token was issued. */
+  epoch: number;
+  /** Id of the token family: every token descending from one login. */
+  family: string;
+}
+
 export interface TokenClaims {
   type: TokenType;
+  /** A UUID: the user or service account. */
   subject: string;
-  /** Unique id of the token; for a refresh token, the id of its stored row. */
+  /** Unique id (a UUID) of the token; for a refresh token, the id of its stored row. */
   tokenId: string;
+  /** On access and refresh tokens; service-account tokens have none. */
+  session?: TokenSession;
 }
 
 export interface TokenService {
   readonly accessTtlSeconds: number;
   readonly refreshTtlSeconds: number;
-  issue(type: TokenType, subject: string, tokenId: string): Promise<string>;
-  /** Throws `Unauthenticated` for a token that is malformed, unsigned, wrongly signed, or expired. */
+  /** Access and refresh tokens need a session. */
+  issue(type: TokenType, subject: string, tokenId: string, session?: TokenSession): Promise<string>;
+  /** Throws `Unauthenticated` for a token that is malformed, unsigned, wrongly signed, expired, or lacks a claim. */
   verify(token: string): Promise<TokenClaims>;
 }
 
@@ -87,6 +158,21 @@ export class NameTaken extends Error {
   }
 }
 
+/** Too many failed logins for a user name or from a client address: answered with 429 and Retry-After. */
+export class LoginThrottled extends Error {
+  override name = 'LoginThrottled';
+  constructor(
+    readonly retryAfterSeconds: number,
+    readonly locked: boolean,
+  ) {
+    super(
+      locked
+        ? `too many failed logins: locked for ${retryAfterSeconds} more seconds`
+        : `too many failed logins: wait ${retryAfterSeconds} seconds before trying again`,
+    );
+  }
+}
+
 export interface TokenPair {
   accessToken: string;
   refreshToken: string;
@@ -95,38 +181,130 @@ export interface TokenPair {
 
 // ---- the service --------------------------------------------------------------------------------------
 
+/** Failed logins allowed before a lock, per user name and per client address, and how long a lock lasts. */
+export interface LoginSettings {
+  maxFailures: number;
+  addressMaxFailures: number;
+  lockSeconds: number;
+}
+
+export interface AccessOptions {
+  throttle: LoginThrottle;
+  login: LoginSettings;
+  clock?: Clock;
+  metrics?: LoginMetrics;
+  logger?: Pick<Logger, 'info' | 'warn'>;
+}
+
+/** Where a login or refresh comes from. */
+export interface AccessRequest {
+  /** The client's IP address as the socket reports it; absent, every such request shares one counter. */
+  clientAddress?: string;
+  context?: CommandContext;
+}
+
+const WRONG_CREDENTIALS = 'wrong username or password, or the user is disabled';
+
 export class AccessService {
+  private readonly clock: Clock;
+
   constructor(
     private readonly principals: PrincipalStore,
     private readonly tokens: TokenService,
     private readonly passwords: PasswordHasher,
     private readonly eventStore: EventStore,
-  ) {}
-
-  async login(username: string, password: string): Promise<TokenPair> {
-    const user = await this.principals.findUserByUsername(username);
-    const valid = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDecoy(password);
-    if (!user || !valid || user.disabled) throw new Unauthenticated('wrong username or password, or the user is disabled');
-    return this.tokenPair(user.id);
+    private readonly options: AccessOptions,
+  ) {
+    this.clock = options.clock ?? systemClock;
   }
 
-  /** Exchanges a refresh token, once, for a new pair. */
-  async refresh(refreshToken: string): Promise<TokenPair> {
+  /**
+   * Checks a password, counted against the user name and the client address. Whether the name exists changes
+   * neither the answer nor its cost: an unknown name is verified against a decoy, and a throttled try is
+   * refused before any user is looked up.
+   */
+  async login(username: string, password: string, request: AccessRequest = {}): Promise<TokenPair> {
+    const { lockSeconds } = this.options.login;
+    const address = addressKey(request.clientAddress);
+    const name: ThrottleKey = { scope: 'username', key: username, limit: { maxFailures: this.options.login.maxFailures, lockSeconds } };
+    const from: ThrottleKey = { scope: 'address', key: address, limit: { maxFailures: this.options.login.addressMaxFailures, lockSeconds } };
+    const now = this.clock.now();
+    const claim = await this.options.throttle.claim([name, from], now);
+    if (!claim.granted) {
+      const result = claim.locked ? 'locked' : 'throttled';
+      this.options.metrics?.login(result);
+      this.options.logger?.info({ username, address, result, retryAfterSeconds: claim.retryAfterSeconds }, 'login refused: too many failures');
+      throw new LoginThrottled(claim.retryAfterSeconds, claim.locked);
+    }
+
+    const user = await this.principals.findUserByUsername(username);
+    const valid = user ? await this.passwords.verify(password, user.passwordHash) : await this.passwords.verifyDecoy(password);
+    if (user && valid && !user.disabled) {
+      await this.options.throttle.forget(name);
+      await this.options.throttle.giveBack(from, claim.locked.includes('address'));
+      this.options.metrics?.login('ok');
+      return this.tokenPair(user);
+    }
+
+    this.options.metrics?.login('failed');
+    this.options.logger?.info({ username, address, userId: user?.id, result: 'failed' }, 'login failed');
+    if (claim.locked.length > 0) {
+      const lockedUntil = new Date(now.getTime() + lockSeconds * 1000).toISOString();
+      this.options.logger?.warn({ username, address, userId: user?.id, locked: claim.locked, lockedUntil }, 'too many failed logins: locked');
+      if (user && claim.locked.includes('username')) {
+        await this.record(
+          `user-${user.id}`,
+          user.id,
+          { type: 'LoginLocked', data: { userId: user.id, failures: name.limit.maxFailures, lockedUntil, address } },
+          request.context ?? anonymous(),
+        );
+      }
+    }
+    throw new Unauthenticated(WRONG_CREDENTIALS);
+  }
+
+  /**
+   * Exchanges a refresh token, once, for a new pair of the same family. A second use of a token means it leaked
+   * (or the client is broken): the whole family is revoked, so neither party keeps a session (RFC 9700).
+   */
+  async refresh(refreshToken: string, request: AccessRequest = {}): Promise<TokenPair> {
     const claims = await this.tokens.verify(refreshToken);
-    if (claims.type !== 'refresh') throw new Unauthenticated('not a refresh token');
-    const userId = await this.principals.useRefreshToken(claims.tokenId);
-    if (!userId || userId !== claims.subject) throw new Unauthenticated('the refresh token was already used or revoked');
-    const user = await this.principals.findUser(userId);
+    if (claims.type !== 'refresh' || !claims.session) throw new Unauthenticated('not a refresh token');
+    const use = await this.principals.useRefreshToken(claims.tokenId);
+    if (use.outcome === 'reused') {
+      this.options.logger?.warn(
+        { userId: use.userId, familyId: use.familyId, address: addressKey(request.clientAddress) },
+        'refresh token reused: its family is revoked',
+      );
+      if (use.revokedNow) {
+        await this.record(
+          `user-${use.userId}`,
+          use.userId,
+          { type: 'TokenFamilyRevoked', data: { userId: use.userId, familyId: use.familyId, reason: 'refresh_token_reused' } },
+          request.context ?? anonymous(),
+        );
+      }
+      throw new Unauthenticated('the refresh token was already used: every token of its login is revoked; log in again');
+    }
+    if (use.outcome !== 'used' || use.userId !== claims.subject || use.familyId !== claims.session.family) {
+      throw new Unauthenticated('the refresh token was already used or revoked');
+    }
+    const user = await this.principals.findUser(use.userId);
     if (!user || user.disabled) throw new Unauthenticated('the user is disabled');
-    return this.tokenPair(user.id);
+    if (user.tokenEpoch !== claims.session.epoch) throw new Unauthenticated(ENDED);
+    return this.tokenPair(user, use.familyId);
   }
 
   /** The principal a bearer token stands for, checked against the store on every call. */
   async authenticate(token: string): Promise<Principal> {
     const claims = await this.tokens.verify(token);
     if (claims.type === 'access') {
-      const user = await this.principals.findUser(claims.subject);
-      if (!user || user.disabled) throw new Unauthenticated('the user no longer exists or is disabled');
+      if (!claims.session) throw new Unauthenticated('the token lacks its claims');
+      const found = await this.principals.findSession(claims.subject, claims.session.family);
+      if (!found || found.user.disabled) throw new Unauthenticated('the user no longer exists or is disabled');
+      if (found.user.tokenEpoch !== claims.session.epoch) throw new Unauthenticated(ENDED);
+      if (!found.sessionLive) throw new Unauthenticated('the login this token belongs to was ended; log in again');
+      const { user } = found;
       return { id: user.id, kind: 'user', name: user.username, role: user.role };
     }
     if (claims.type === 'service') {
@@ -145,6 +323,7 @@ export class AccessService {
       passwordHash: await this.passwords.hash(body.password),
       role: body.role,
       disabled: false,
+      tokenEpoch: 0,
     });
     return this.recordOrUndo(
       () => this.record(`user-${id}`, id, { type: 'UserCreated', data: { userId: id, username: body.username, role: body.role } }, context),
@@ -153,14 +332,18 @@ export class AccessService {
   }
 
   async updateUser(id: string, patch: z.infer<typeof userPatchBody>, context: CommandContext): Promise<WriteResult> {
-    const updated = await this.principals.updateUser(id, {
-      role: patch.role,
-      disabled: patch.disabled,
-      passwordHash: patch.password === undefined ? undefined : await this.passwords.hash(patch.password),
-    });
+    const updated = await this.principals.updateUser(
+      id,
+      {
+        role: patch.role,
+        disabled: patch.disabled,
+        passwordHash: patch.password === undefined ? undefined : await this.passwords.hash(patch.password),
+        // A disable or a new password ends every token issued before it; enabling again brings none back.
+        endTokens: patch.disabled === true || patch.password !== undefined,
+      },
+      keepsAnAdmin(patch),
+    );
     if (!updated) throw new NotFound('user', id);
-    // A disabled user or a changed password ends every session that could outlive the access token.
-    if (patch.disabled || patch.password !== undefined) await this.principals.revokeRefreshTokens(id);
     return this.record(
       `user-${id}`,
       id,
@@ -170,6 +353,38 @@ export class AccessService {
       },
       context,
     );
+  }
+
+  /**
+   * The way back in when no admin can log in: a new generated password, the user enabled, every token it had
+   * ended, its failed logins forgotten, and optionally a new role. Returns the password, to be shown once.
+   */
+  async resetPassword(username: string, options: { role?: UserRole }, context: CommandContext): Promise<WriteResult & { password: string }> {
+    const user = await this.principals.findUserByUsername(username);
+    if (!user) throw new NotFound('user', username);
+    const password = randomBytes(18).toString('base64url');
+    const updated = await this.principals.updateUser(
+      user.id,
+      { role: options.role, disabled: false, passwordHash: await this.passwords.hash(password), endTokens: true },
+      keepsAnAdmin({ role: options.role }),
+    );
+    if (!updated) throw new NotFound('user', username);
+    await this.options.throttle.forget({ scope: 'username', key: username });
+    const written = await this.record(
+      `user-${user.id}`,
+      user.id,
+      {
+        type: 'UserUpdated',
+        data: {
+          userId: user.id,
+          role: options.role !== undefined && options.role !== user.role ? options.role : undefined,
+          disabled: user.disabled ? false : undefined,
+          passwordChanged: true,
+        },
+      },
+      context,
+    );
+    return { ...written, password };
   }
 
   async createServiceAccount(
@@ -217,16 +432,18 @@ export class AccessService {
     return { username: 'admin', generatedPassword: generated };
   }
 
-  private async tokenPair(userId: string): Promise<TokenPair> {
+  /** A new pair: of a new family for a login, of the same family for a refresh. */
+  private async tokenPair(user: UserRecord, familyId: string = randomUUID()): Promise<TokenPair> {
     const refreshId = randomUUID();
-    await this.principals.saveRefreshToken({
-      id: refreshId,
-      userId,
-      expiresAt: new Date(Date.now() + this.tokens.refreshTtlSeconds * 1000),
-    });
+    const now = Date.now();
+    const expiresAt = new Date(now + this.tokens.refreshTtlSeconds * 1000);
+    // The family outlives every token of it, so that an access token never outlives the record of its family.
+    const sessionExpiresAt = new Date(now + Math.max(this.tokens.refreshTtlSeconds, this.tokens.accessTtlSeconds) * 1000);
+    await this.principals.saveRefreshToken({ id: refreshId, userId: user.id, familyId, expiresAt, sessionExpiresAt });
+    const session = { epoch: user.tokenEpoch, family: familyId };
     return {
-      accessToken: await this.tokens.issue('access', userId, randomUUID()),
-      refreshToken: await this.tokens.issue('refresh', userId, refreshId),
+      accessToken: await this.tokens.issue('access', user.id, randomUUID(), session),
+      refreshToken: await this.tokens.issue('refresh', user.id, refreshId, session),
       expiresIn: this.tokens.accessTtlSeconds,
     };
   }
@@ -254,4 +471,47 @@ export class AccessService {
     ]);
     return { id, revision: result.revision, position: result.position, appended: 1 };
   }
+}
+
+const ENDED = 'the token was issued before the user’s password changed or the user was disabled; log in again';
+
+/** Refuses to demote or disable the last active admin, which would leave nobody able to manage users. */
+function keepsAnAdmin(change: { role?: UserRole; disabled?: boolean }): UserChangeCheck {
+  return (current, activeAdmins) => {
+    if (current.role !== 'admin' || current.disabled || activeAdmins > 1) return;
+    const field = change.role !== undefined && change.role !== 'admin' ? 'role' : change.disabled === true ? 'disabled' : undefined;
+    if (!field) return;
+    throw new RuleViolation(`user ${current.username} is the last active admin`, [
+      { path: field, message: 'the last active admin cannot be demoted or disabled: make another user an admin first' },
+    ]);
+  };
+}
+
+function anonymous(): CommandContext {
+  return { actor: { id: 'anonymous', kind: 'user' }, correlationId: randomUUID(), causationId: randomUUID() };
+}
+
+/**
+ * The key failed logins from a client are counted under: the address itself for IPv4, the /64 prefix for IPv6
+ * (one host usually holds a whole /64, so counting single addresses would be no limit at all).
+ */
+export function addressKey(address: string | undefined): string {
+  if (!address) return 'unknown';
+  const bare = address.split('%')[0]!;
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(bare);
+  if (mapped) return mapped[1]!;
+  if (isIP(bare) !== 6) return bare;
+  const [head = '', tail] = bare.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':').flatMap(hextets));
+  const front = groups(head);
+  const back = tail === undefined ? [] : groups(tail);
+  const all = [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
+  return `${all.slice(0, 4).map((group) => parseInt(group, 16).toString(16)).join(':')}::/64`;
+}
+
+/** One group of an IPv6 address; a dotted IPv4 tail is two. */
+function hextets(group: string): string[] {
+  if (!group.includes('.')) return [group];
+  const [a, b, c, d] = group.split('.').map(Number) as [number, number, number, number];
+  return [((a << 8) | b).toString(16), ((c << 8) | d).toString(16)];
 }

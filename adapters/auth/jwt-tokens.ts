@@ -1,10 +1,12 @@
 // Signed JWTs (HS256, jose) for access, refresh and service-account tokens.
 import { errors, jwtVerify, SignJWT } from 'jose';
-import { Unauthenticated, type TokenClaims, type TokenService, type TokenType } from '../../commands/access.js';
+import { Unauthenticated, type TokenClaims, type TokenService, type TokenSession, type TokenType } from '../../commands/access.js';
 
 const ISSUER = 'sentinel';
 const AUDIENCE = 'sentinel-api';
 const TYPES: readonly TokenType[] = ['access', 'refresh', 'service'];
+/** Principals and tokens are named by UUIDs; a claim that is not one never reaches a query. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface JwtTokenOptions {
   /** At least 32 bytes. */
@@ -25,8 +27,10 @@ export class JwtTokens implements TokenService {
     this.refreshTtlSeconds = options.refreshTtlSeconds;
   }
 
-  async issue(type: TokenType, subject: string, tokenId: string): Promise<string> {
-    const jwt = new SignJWT({ typ: type })
+  async issue(type: TokenType, subject: string, tokenId: string, session?: TokenSession): Promise<string> {
+    if (type !== 'service' && !session) throw new Error(`${type} tokens need a session (token epoch and family)`);
+    // `ep`: the user's token epoch; `fam`: the family of tokens descending from one login.
+    const jwt = new SignJWT(type === 'service' ? { typ: type } : { typ: type, ep: session!.epoch, fam: session!.family })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
@@ -44,9 +48,15 @@ export class JwtTokens implements TokenService {
       // Pinning the algorithm refuses `alg: none` and any key confusion.
       const { payload } = await jwtVerify(token, this.secret, { algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE });
       const type = payload['typ'];
-      if (!TYPES.includes(type as TokenType) || !payload.sub || !payload.jti) throw new Unauthenticated('the token lacks its claims');
-      if (type !== 'service' && payload.exp === undefined) throw new Unauthenticated('the token has no expiry');
-      return { type: type as TokenType, subject: payload.sub, tokenId: payload.jti };
+      if (!TYPES.includes(type as TokenType) || !isUuid(payload.sub) || !isUuid(payload.jti)) throw new Unauthenticated('the token lacks its claims');
+      if (type === 'service') return { type, subject: payload.sub, tokenId: payload.jti };
+      if (payload.exp === undefined) throw new Unauthenticated('the token has no expiry');
+      const epoch = payload['ep'];
+      const family = payload['fam'];
+      if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0 || !isUuid(family)) {
+        throw new Unauthenticated('the token lacks its claims');
+      }
+      return { type: type as TokenType, subject: payload.sub, tokenId: payload.jti, session: { epoch, family } };
     } catch (error) {
       if (error instanceof Unauthenticated) throw error;
       if (error instanceof errors.JWTExpired) throw new Unauthenticated('the token has expired');
@@ -54,4 +64,8 @@ export class JwtTokens implements TokenService {
       throw error;
     }
   }
+}
+
+function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
 }

@@ -1,6 +1,14 @@
-// Users, service accounts and refresh tokens in PostgreSQL (or PGlite).
+// Users, service accounts, refresh tokens and their families in PostgreSQL (or PGlite).
 import type { Knex } from 'knex';
-import { NameTaken, type PrincipalStore, type ServiceAccountRecord, type UserRecord } from '../../commands/access.js';
+import {
+  NameTaken,
+  type PrincipalStore,
+  type RefreshTokenUse,
+  type ServiceAccountRecord,
+  type UserChangeCheck,
+  type UserChanges,
+  type UserRecord,
+} from '../../commands/access.js';
 import type { UserRole } from '../../domain/access.js';
 
 interface UserRow {
@@ -9,6 +17,7 @@ interface UserRow {
   password_hash: string;
   role: UserRole;
   disabled: boolean;
+  token_epoch: number;
 }
 
 interface ServiceAccountRow {
@@ -36,6 +45,7 @@ export class PostgresPrincipalStore implements PrincipalStore {
         password_hash: user.passwordHash,
         role: user.role,
         disabled: user.disabled,
+        token_epoch: user.tokenEpoch,
       }),
     );
   }
@@ -52,20 +62,40 @@ export class PostgresPrincipalStore implements PrincipalStore {
     return toUser(await this.knex<UserRow>('sentinel_users').where({ username }).first());
   }
 
-  async updateUser(
-    id: string,
-    changes: Partial<Pick<UserRecord, 'role' | 'disabled' | 'passwordHash'>>,
-  ): Promise<UserRecord | undefined> {
-    const [row] = await this.knex<UserRow>('sentinel_users')
-      .where({ id })
-      .update({
-        ...(changes.role !== undefined ? { role: changes.role } : {}),
-        ...(changes.disabled !== undefined ? { disabled: changes.disabled } : {}),
-        ...(changes.passwordHash !== undefined ? { password_hash: changes.passwordHash } : {}),
-        updated_at: this.knex.fn.now(),
-      } as Partial<UserRow>)
-      .returning('*');
-    return toUser(row as UserRow | undefined);
+  async updateUser(id: string, changes: UserChanges, check?: UserChangeCheck): Promise<UserRecord | undefined> {
+    return this.knex.transaction(async (trx) => {
+      // Every active admin's row, locked in one order: two admins demoting each other take turns, and the
+      // second, reading again after the first commits, no longer counts the one the first demoted.
+      const admins = await trx('sentinel_users').where({ role: 'admin', disabled: false }).orderBy('id').forUpdate().select('id');
+      const current = toUser(await trx<UserRow>('sentinel_users').where({ id }).forUpdate().first());
+      if (!current) return undefined;
+      check?.(current, admins.length);
+      const [row] = await trx<UserRow>('sentinel_users')
+        .where({ id })
+        .update({
+          ...(changes.role !== undefined ? { role: changes.role } : {}),
+          ...(changes.disabled !== undefined ? { disabled: changes.disabled } : {}),
+          ...(changes.passwordHash !== undefined ? { password_hash: changes.passwordHash } : {}),
+          ...(changes.endTokens ? { token_epoch: trx.raw('token_epoch + 1') } : {}),
+          updated_at: trx.fn.now(),
+        } as Partial<UserRow>)
+        .returning('*');
+      if (changes.endTokens) {
+        await trx('sentinel_token_families').where({ user_id: id }).whereNull('revoked_at').update({ revoked_at: trx.fn.now() });
+      }
+      return toUser(row as UserRow | undefined);
+    });
+  }
+
+  async findSession(userId: string, familyId: string): Promise<{ user: UserRecord; sessionLive: boolean } | undefined> {
+    const row = await this.knex<UserRow>('sentinel_users as u')
+      .leftJoin('sentinel_token_families as f', (join) => {
+        join.on('f.user_id', 'u.id').andOn('f.id', this.knex.raw('?', [familyId]));
+      })
+      .where('u.id', userId)
+      .first<(UserRow & { family_id: string | null; revoked_at: Date | null }) | undefined>('u.*', 'f.id as family_id', 'f.revoked_at');
+    const user = toUser(row);
+    return user && { user, sessionLive: row!.family_id !== null && row!.revoked_at === null };
   }
 
   async createServiceAccount(account: Omit<ServiceAccountRecord, 'revoked'>): Promise<void> {
@@ -88,24 +118,41 @@ export class PostgresPrincipalStore implements PrincipalStore {
     return updated > 0;
   }
 
-  async saveRefreshToken(token: { id: string; userId: string; expiresAt: Date }): Promise<void> {
-    // Expired tokens are of no use to anyone; clearing them here keeps the table small without a timer.
+  async saveRefreshToken(token: { id: string; userId: string; familyId: string; expiresAt: Date; sessionExpiresAt: Date }): Promise<void> {
+    // Expired tokens and families are of no use to anyone; clearing them here keeps the tables small without a timer.
     await this.knex('sentinel_refresh_tokens').where('expires_at', '<', this.knex.fn.now()).delete();
-    await this.knex('sentinel_refresh_tokens').insert({ id: token.id, user_id: token.userId, expires_at: token.expiresAt });
+    await this.knex('sentinel_token_families').where('expires_at', '<', this.knex.fn.now()).delete();
+    await this.knex('sentinel_token_families')
+      .insert({ id: token.familyId, user_id: token.userId, expires_at: token.sessionExpiresAt })
+      .onConflict('id')
+      .merge({ expires_at: this.knex.raw('greatest(sentinel_token_families.expires_at, excluded.expires_at)') });
+    await this.knex('sentinel_refresh_tokens').insert({ id: token.id, user_id: token.userId, family_id: token.familyId, expires_at: token.expiresAt });
   }
 
-  async useRefreshToken(id: string): Promise<string | undefined> {
-    const [row] = await this.knex('sentinel_refresh_tokens')
-      .where({ id })
-      .whereNull('used_at')
-      .where('expires_at', '>', this.knex.fn.now())
-      .update({ used_at: this.knex.fn.now() })
-      .returning<{ user_id: string }[]>('user_id');
-    return row?.user_id;
-  }
-
-  async revokeRefreshTokens(userId: string): Promise<void> {
-    await this.knex('sentinel_refresh_tokens').where({ user_id: userId }).whereNull('used_at').update({ used_at: this.knex.fn.now() });
+  async useRefreshToken(id: string): Promise<RefreshTokenUse> {
+    return this.knex.transaction(async (trx) => {
+      // The family's row is locked too, so two tokens of one family are never exchanged at once.
+      const row = await trx('sentinel_refresh_tokens as t')
+        .join('sentinel_token_families as f', 'f.id', 't.family_id')
+        .where('t.id', id)
+        .forUpdate()
+        .first<{ user_id: string; family_id: string; used_at: Date | null; expired: boolean; revoked_at: Date | null } | undefined>(
+          't.user_id',
+          't.family_id',
+          't.used_at',
+          trx.raw('t.expires_at <= now() as expired'),
+          'f.revoked_at',
+        );
+      if (!row || row.expired) return { outcome: 'refused' as const };
+      const family = { userId: row.user_id, familyId: row.family_id };
+      if (row.used_at !== null) {
+        const revoked = await trx('sentinel_token_families').where({ id: row.family_id }).whereNull('revoked_at').update({ revoked_at: trx.fn.now() });
+        return { outcome: 'reused' as const, ...family, revokedNow: revoked > 0 };
+      }
+      if (row.revoked_at !== null) return { outcome: 'refused' as const };
+      await trx('sentinel_refresh_tokens').where({ id }).update({ used_at: trx.fn.now() });
+      return { outcome: 'used' as const, ...family };
+    });
   }
 
   private async insert(field: string, value: string, run: () => Promise<unknown>): Promise<void> {
@@ -120,6 +167,13 @@ export class PostgresPrincipalStore implements PrincipalStore {
 
 function toUser(row: UserRow | undefined): UserRecord | undefined {
   return (
-    row && { id: row.id, username: row.username, passwordHash: row.password_hash, role: row.role, disabled: row.disabled }
+    row && {
+      id: row.id,
+      username: row.username,
+      passwordHash: row.password_hash,
+      role: row.role,
+      disabled: row.disabled,
+      tokenEpoch: row.token_epoch,
+    }
   );
 }

@@ -4,6 +4,7 @@ import { compiledMigrations } from './compiled-migrations.js';
 import * as access001 from './migrations/001-access-and-idempotency.js';
 import * as projections002 from './migrations/002-projections.js';
 import * as reactors003 from './migrations/003-reactors.js';
+import * as access004 from './migrations/004-login-throttle-and-sessions.js';
 
 export const SENTINEL_MIGRATIONS_TABLE = 'sentinel_migrations';
 
@@ -11,6 +12,7 @@ const migrations = compiledMigrations(SENTINEL_MIGRATIONS_TABLE, {
   '001-access-and-idempotency': access001,
   '002-projections': projections002,
   '003-reactors': reactors003,
+  '004-login-throttle-and-sessions': access004,
 });
 
 export async function migrateSentinel(knex: Knex): Promise<void> {

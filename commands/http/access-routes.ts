@@ -25,7 +25,10 @@ export function accessRoutes(access: AccessService): Route[] {
       body: loginBody,
       idempotent: false,
       success: { status: 200, schema: tokenPair, description: 'an access token and a single-use refresh token' },
-      handle: async ({ body }) => ({ status: 200, body: await access.login(body.username, body.password) }),
+      handle: async ({ body, clientAddress, context }) => ({
+        status: 200,
+        body: await access.login(body.username, body.password, { clientAddress, context }),
+      }),
     }),
     route({
       method: 'post',
@@ -37,7 +40,7 @@ export function accessRoutes(access: AccessService): Route[] {
       body: refreshBody,
       idempotent: false,
       success: { status: 200, schema: tokenPair, description: 'a new pair; the refresh token sent is used up' },
-      handle: async ({ body }) => ({ status: 200, body: await access.refresh(body.refreshToken) }),
+      handle: async ({ body, clientAddress, context }) => ({ status: 200, body: await access.refresh(body.refreshToken, { clientAddress, context }) }),
     }),
     route({
       method: 'get',

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import type { Problem } from '../../adapters/http/problem.js';
 import { DomainError, NotFound, PolicyViolation, RuleViolation } from '../../domain/decider.js';
 import { InvalidEventStoreRequest } from '../../domain/event-store.js';
-import { NameTaken, Unauthenticated } from '../access.js';
+import { LoginThrottled, NameTaken, Unauthenticated } from '../access.js';
 import { ConflictAfterRetries } from '../command-handler.js';
 import { IdempotencyKeyInFlight, IdempotencyKeyReused } from '../idempotency.js';
 
@@ -36,8 +36,35 @@ export class BadRequest extends Error {
   }
 }
 
+/**
+ * A `WWW-Authenticate` challenge (RFC 6750 §3): bare when no token was sent; with `error="invalid_token"` and
+ * the reason when one was sent and refused. The reason keeps only the characters the RFC allows in it.
+ */
+export function bearerChallenge(refusedTokenReason?: string): string {
+  if (refusedTokenReason === undefined) return 'Bearer realm="sentinel"';
+  const description = refusedTokenReason.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '').slice(0, 200);
+  return `Bearer realm="sentinel", error="invalid_token", error_description="${description}"`;
+}
+
+/** Most field errors one answer lists, and the longest message of each: a body of many bad fields gets a short answer. */
+const MAX_FIELD_ERRORS = 20;
+const MAX_MESSAGE_LENGTH = 300;
+
 export function validationProblem(error: z.ZodError, input: unknown): BadRequest {
-  return new BadRequest(400, 'the request body is not valid', error.issues.flatMap((issue) => fieldErrors(issue, input)));
+  const errors: { path: string; message: string }[] = [];
+  let more = 0;
+  for (const issue of error.issues) {
+    for (const field of fieldErrors(issue, input)) {
+      if (errors.length === MAX_FIELD_ERRORS) more += 1;
+      else errors.push({ path: field.path, message: shortened(field.message) });
+    }
+  }
+  if (more > 0) errors.push({ path: '', message: `and ${more} more like these` });
+  return new BadRequest(400, 'the request body is not valid', errors);
+}
+
+function shortened(message: string): string {
+  return message.length <= MAX_MESSAGE_LENGTH ? message : `${message.slice(0, MAX_MESSAGE_LENGTH - 1)}…`;
 }
 
 /** One entry per field: an unknown key is named by its own path, a missing one says it is required. */
@@ -75,7 +102,16 @@ export function toProblem(error: unknown): HttpProblem | undefined {
       title: 'Unauthorized',
       status: 401,
       detail: error.message,
-      headers: { 'WWW-Authenticate': 'Bearer realm="sentinel"' },
+      headers: { 'WWW-Authenticate': bearerChallenge() },
+    };
+  }
+  if (error instanceof LoginThrottled) {
+    return {
+      type: `${TYPE}login-throttled`,
+      title: 'Too Many Requests',
+      status: 429,
+      detail: error.message,
+      headers: { 'Retry-After': String(error.retryAfterSeconds) },
     };
   }
   if (error instanceof NotYetVisible) {

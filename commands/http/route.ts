@@ -16,6 +16,8 @@ export interface RouteRequest<Body> {
   context: CommandContext;
   /** The id for a resource this request creates; derived from the Idempotency-Key when there is one. */
   newId: () => string;
+  /** The client's IP address as the connection reports it (no proxy headers are trusted). */
+  clientAddress?: string;
 }
 
 export interface RouteReply {

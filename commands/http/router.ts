@@ -7,7 +7,8 @@ import type { Principal } from '../../domain/access.js';
 import { Unauthenticated, type AccessService } from '../access.js';
 import type { CommandContext } from '../command-handler.js';
 import { derivedIds, once, requestHash, type IdempotencyStore, type StoredResponse } from '../idempotency.js';
-import { BadRequest, Forbidden, toProblem, validationProblem, type HttpProblem } from './problems.js';
+import { BadRequest, bearerChallenge, Forbidden, toProblem, validationProblem, type HttpProblem } from './problems.js';
+import { jsonLimitBroken, MAX_JSON_DEPTH, MAX_JSON_MEMBERS, unacceptableParameter, unstorableText } from './request-checks.js';
 import type { Route, RouteReply } from './route.js';
 
 export interface CommandRouterOptions {
@@ -15,8 +16,38 @@ export interface CommandRouterOptions {
   access: Pick<AccessService, 'authenticate'>;
   idempotency: IdempotencyStore;
   logger: Logger;
-  /** Largest accepted JSON body. */
+  /** Largest accepted JSON body; 256 KiB unless given. */
   bodyLimitBytes?: number;
+  /** Largest accepted JSON body of a route anyone may call (login, refresh); 8 KiB unless given. */
+  publicBodyLimitBytes?: number;
+}
+
+/** Thrown by the body parser's `verify` hook: the raw bytes are refused before they are parsed. */
+class UnreadableBody extends Error {
+  constructor(
+    message: string,
+    readonly status: 400 | 415,
+    readonly type: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Runs on the raw bytes before `JSON.parse`: a body that nests too deep or is too wide never reaches the parser
+ * or anything that walks its result. Only UTF-8 is read (RFC 8259 §8.1), which is also what makes a byte scan exact.
+ */
+function verifyJson(_req: Request, _res: Response, bytes: Buffer, encoding: string | null): void {
+  if (encoding !== null && encoding.toLowerCase() !== 'utf-8' && encoding.toLowerCase() !== 'utf8') {
+    throw new UnreadableBody(`send JSON as UTF-8 (got charset ${encoding})`, 415, 'charset.unsupported');
+  }
+  const broken = jsonLimitBroken(bytes);
+  if (broken === 'depth') {
+    throw new UnreadableBody(`the body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels`, 400, 'entity.too.deep');
+  }
+  if (broken === 'members') {
+    throw new UnreadableBody(`the body has an array or object of more than ${MAX_JSON_MEMBERS} members`, 400, 'entity.too.wide');
+  }
 }
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -25,7 +56,10 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 export function createCommandRouter(options: CommandRouterOptions): Router {
   const router = express.Router();
-  const json = express.json({ limit: options.bodyLimitBytes ?? 1024 * 1024, type: ['application/json', 'application/*+json'], strict: false });
+  const jsonParser = (limit: number) => express.json({ limit, type: ['application/json', 'application/*+json'], strict: false, verify: verifyJson });
+  // A body anyone may send without a token is kept small: it is the cheapest request to make many of.
+  const publicJson = jsonParser(options.publicBodyLimitBytes ?? 8 * 1024);
+  const json = jsonParser(options.bodyLimitBytes ?? 256 * 1024);
 
   for (const route of options.routes) {
     // Who is asking is settled before the body is read: a caller without access learns nothing from parsing.
@@ -41,13 +75,15 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
         }
         res.locals['principal'] = principal;
         res.locals['emergency'] = emergency(req, principal);
+        checkParameters(req);
         next();
       } catch (error) {
         fail(req, res, error);
       }
     };
 
-    router[route.method](route.path, guard, json, async (req: Request, res: Response) => {
+    const publicBody = route.access === 'public' || route.path.startsWith('/auth/');
+    router[route.method](route.path, guard, publicBody ? publicJson : json, async (req: Request, res: Response) => {
       const principal = res.locals['principal'] as Principal | undefined;
       const requestId = res.locals['requestId'] as string;
       try {
@@ -65,13 +101,13 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
         const key = route.idempotent && principal ? idempotencyKey(req) : undefined;
 
         if (!key) {
-          send(res, await run(route, { body, params, query, principal, context, newId: randomUUID }));
+          send(res, await run(route, { body, params, query, principal, context, newId: randomUUID, clientAddress: req.ip }));
           return;
         }
         const idempotent = { principalId: principal!.id, key, requestHash: requestHash(req.method, req.path, req.body) };
         const ids = derivedIds(idempotent);
         const reply = await once(options.idempotency, idempotent, async () =>
-          run(route, { body, params, query, principal, context: { ...context, eventIds: ids.eventIds }, newId: () => ids.resourceId }),
+          run(route, { body, params, query, principal, context: { ...context, eventIds: ids.eventIds }, newId: () => ids.resourceId, clientAddress: req.ip }),
         );
         if (reply.replayed) res.setHeader('Idempotent-Replayed', 'true');
         send(res, reply);
@@ -84,7 +120,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
   const fail = (req: Request, res: Response, error: unknown) => {
     const problem = toProblem(error);
     if (problem) {
-      sendHttpProblem(res, problem);
+      sendHttpProblem(res, problem.status === 401 ? challenged(req, problem) : problem);
       return;
     }
     const requestId = res.locals['requestId'] as string;
@@ -92,7 +128,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
     sendProblem(res, { title: 'Internal Server Error', status: 500, detail: `the request failed; see the server log for request ${requestId}` });
   };
 
-  router.use((error: Error & { type?: string; status?: number }, _req: Request, res: Response, next: NextFunction) => {
+  router.use((error: Error & { type?: string; status?: number; limit?: number }, _req: Request, res: Response, next: NextFunction) => {
     const problem = bodyParserProblem(error);
     if (!problem) {
       next(error);
@@ -129,6 +165,12 @@ function sendHttpProblem(res: Response, { headers, ...problem }: HttpProblem): v
   sendProblem(res, problem);
 }
 
+/** RFC 6750 §3: a 401 says `error="invalid_token"` when a bearer token was sent and refused. */
+function challenged(req: Request, problem: HttpProblem): HttpProblem {
+  const tokenSent = /^Bearer\s+\S/i.test(req.get('authorization') ?? '');
+  return { ...problem, headers: { ...problem.headers, 'WWW-Authenticate': bearerChallenge(tokenSent ? (problem.detail ?? 'the token was refused') : undefined) } };
+}
+
 async function authenticate(req: Request, access: Pick<AccessService, 'authenticate'>): Promise<Principal> {
   const header = req.get('authorization');
   if (!header) throw new Unauthenticated('this route needs a bearer token: Authorization: Bearer <token>');
@@ -148,7 +190,7 @@ function parseBody(req: Request, route: Route): unknown {
   }
   const raw: unknown = hasBody ? req.body : route.bodyOptional ? {} : undefined;
   if (raw === undefined) throw new BadRequest(400, 'this route needs a JSON body', [{ path: '', message: 'a JSON object' }]);
-  const unstorable = unstorableText(raw, []);
+  const unstorable = unstorableText(raw);
   if (unstorable) {
     throw new BadRequest(400, 'the request body is not valid', [
       { path: unstorable.join('.'), message: 'text may not contain NUL characters or unpaired UTF-16 surrogates' },
@@ -159,20 +201,12 @@ function parseBody(req: Request, route: Route): unknown {
   return parsed.data;
 }
 
-// NUL and unpaired surrogates are valid in a JSON string but not in PostgreSQL text or jsonb.
-// eslint-disable-next-line no-control-regex -- matching NUL is the point
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** The path of the first string (key or value) that no store could keep, if any. */
-function unstorableText(value: unknown, path: string[]): string[] | undefined {
-  if (typeof value === 'string') return UNSTORABLE.test(value) ? path : undefined;
-  if (value === null || typeof value !== 'object') return undefined;
-  for (const [key, inner] of Object.entries(value)) {
-    if (UNSTORABLE.test(key)) return [...path, key];
-    const found = unstorableText(inner, [...path, key]);
-    if (found) return found;
-  }
-  return undefined;
+/** Query and path parameters end up in SQL text and in messages: control characters are refused, naming the parameter. */
+function checkParameters(req: Request): void {
+  const found = unacceptableParameter(req.params as Record<string, unknown>, req.query as Record<string, unknown>);
+  if (!found) return;
+  const message = 'may not contain control characters (such as NUL) or unpaired UTF-16 surrogates';
+  throw new BadRequest(400, `the ${found.in} parameter ${JSON.stringify(found.name)} ${message}`, [{ path: found.name, message }]);
 }
 
 /**
@@ -216,20 +250,29 @@ function headerMatching(req: Request, name: string, pattern: RegExp): string | u
   return value !== undefined && pattern.test(value) ? value : undefined;
 }
 
-/** Errors express.json raises before a route runs. */
-function bodyParserProblem(error: { type?: string; status?: number; message: string }): HttpProblem | undefined {
+/** Errors express.json (and express's own path decoding) raise before a route runs. */
+function bodyParserProblem(error: { type?: string; status?: number; limit?: number; message: string }): HttpProblem | undefined {
   switch (error.type) {
     case 'entity.parse.failed':
       return toProblem(new BadRequest(400, `the body is not valid JSON: ${error.message}`));
     case 'entity.too.large':
-      return toProblem(new BadRequest(413, `the body is larger than this server accepts (${error.message})`));
+      return toProblem(
+        new BadRequest(413, `the body is larger than the ${error.limit ?? 'allowed'} bytes this route accepts`, [
+          { path: '', message: `at most ${error.limit ?? 'the allowed'} bytes` },
+        ]),
+      );
+    case 'entity.too.deep':
+      return toProblem(new BadRequest(400, error.message, [{ path: '', message: `at most ${MAX_JSON_DEPTH} levels of nested arrays and objects` }]));
+    case 'entity.too.wide':
+      return toProblem(new BadRequest(400, error.message, [{ path: '', message: `at most ${MAX_JSON_MEMBERS} members in each array and object` }]));
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return toProblem(new BadRequest(415, error.message));
     default:
-      // Anything else the body parser refuses (a corrupt compressed body, a wrong length) is the client's.
+      // Anything else refused before a route runs (a corrupt compressed body, a wrong length, a path that
+      // does not decode) is the client's.
       return error.status !== undefined && error.status >= 400 && error.status < 500
-        ? toProblem(new BadRequest(400, `the body could not be read: ${error.message}`))
+        ? toProblem(new BadRequest(400, `the request could not be read: ${error.message}`))
         : undefined;
   }
 }

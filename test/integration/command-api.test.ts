@@ -141,12 +141,16 @@ for (const backend of backends) {
         });
         const bearer = { authorization: `Bearer ${login.body.accessToken}` };
         expect((await api.request('post', '/workloads', { headers: bearer, body: workload })).status).to.equal(403);
-        await api.request('patch', `/users/${user.body.id}`, { body: { role: 'operator', password: 'a-new-password-1' } });
+        await api.request('patch', `/users/${user.body.id}`, { body: { role: 'operator' } });
         expect((await api.request('post', '/workloads', { headers: bearer, body: workload })).status).to.equal(201);
+        // A new password, unlike a new role, ends the tokens issued before it.
+        await api.request('patch', `/users/${user.body.id}`, { body: { password: 'a-new-password-1' } });
+        expect((await api.request('post', '/workloads', { headers: bearer, body: workload })).status).to.equal(401);
         const events = await api.stream(`user-${user.body.id}`);
         expect(events.map((e) => e.data)).to.deep.equal([
           { userId: user.body.id, username: 'promoted', role: 'viewer' },
-          { userId: user.body.id, role: 'operator', passwordChanged: true },
+          { userId: user.body.id, role: 'operator' },
+          { userId: user.body.id, passwordChanged: true },
         ]);
         expect(JSON.stringify(events)).not.to.include('password-');
       });

@@ -78,6 +78,9 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
     SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
     SENTINEL_JWT_SECRET: JWT_SECRET,
     LOG_LEVEL: 'silent',
+    // Tests log in (and fail to) many times from one address; tests of the throttle pass their own limits.
+    SENTINEL_LOGIN_MAX_FAILURES: '1000',
+    SENTINEL_LOGIN_ADDRESS_MAX_FAILURES: '100000',
     ...extraEnv,
   });
   let sentinel: RunningSentinel;

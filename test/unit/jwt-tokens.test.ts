@@ -11,6 +11,10 @@ const otherSecret = new TextEncoder().encode('another-signing-secret-of-at-least
 const tokens = new JwtTokens({ secret, accessTtlSeconds: 900, refreshTtlSeconds: 7 * 86_400 });
 
 const now = () => Math.floor(Date.now() / 1000);
+const USER = randomUUID();
+const TOKEN = randomUUID();
+const FAMILY = randomUUID();
+const session = { epoch: 3, family: FAMILY };
 
 /** A token signed the way Sentinel signs, with every claim open to change. */
 function forged(payload: JWTPayload, options: { alg?: string; key?: Uint8Array; issuer?: string; audience?: string } = {}) {
@@ -29,45 +33,56 @@ async function refused(token: string | Promise<string>, message?: RegExp): Promi
 
 describe('JwtTokens', () => {
   describe('issue and verify', () => {
-    for (const type of ['access', 'refresh', 'service'] as TokenType[]) {
-      it(`given an issued ${type} token, when verified, then its type, subject and token id come back`, async () => {
+    for (const type of ['access', 'refresh'] as TokenType[]) {
+      it(`given an issued ${type} token, when verified, then its type, subject, token id and session come back`, async () => {
         const subject = randomUUID();
         const tokenId = randomUUID();
-        const token = await tokens.issue(type, subject, tokenId);
-        expect(await tokens.verify(token)).to.deep.equal({ type, subject, tokenId });
+        const token = await tokens.issue(type, subject, tokenId, session);
+        expect(await tokens.verify(token)).to.deep.equal({ type, subject, tokenId, session });
       });
     }
 
-    it('given an access token, then it is HS256, from sentinel for sentinel-api, and expires after the access TTL', async () => {
-      const token = await tokens.issue('access', 'u-1', 't-1');
+    it('given an issued service token, when verified, then its type, subject and token id come back, without a session', async () => {
+      const subject = randomUUID();
+      const tokenId = randomUUID();
+      expect(await tokens.verify(await tokens.issue('service', subject, tokenId))).to.deep.equal({ type: 'service', subject, tokenId });
+    });
+
+    it('given an access or refresh token to issue without a session, then it is refused', async () => {
+      expect(((await rejection(tokens.issue('access', USER, TOKEN))) as Error).message).to.match(/need a session/);
+      expect(((await rejection(tokens.issue('refresh', USER, TOKEN))) as Error).message).to.match(/need a session/);
+    });
+
+    it('given an access token, then it is HS256, from sentinel for sentinel-api, carries epoch and family, and expires after the access TTL', async () => {
+      const token = await tokens.issue('access', USER, TOKEN, session);
       expect(decodeProtectedHeader(token)).to.include({ alg: 'HS256' });
       const claims = decodeJwt(token);
-      expect(claims).to.include({ iss: 'sentinel', aud: 'sentinel-api', sub: 'u-1', jti: 't-1', typ: 'access' });
+      expect(claims).to.include({ iss: 'sentinel', aud: 'sentinel-api', sub: USER, jti: TOKEN, typ: 'access', ep: 3, fam: FAMILY });
       expect(claims.exp! - claims.iat!).to.equal(900);
       expect(claims.iat).to.be.closeTo(now(), 5);
     });
 
     it('given a refresh token, then it expires after the refresh TTL', async () => {
-      const claims = decodeJwt(await tokens.issue('refresh', 'u-1', 't-1'));
+      const claims = decodeJwt(await tokens.issue('refresh', USER, TOKEN, session));
       expect(claims.exp! - claims.iat!).to.equal(7 * 86_400);
     });
 
     it('given a service-account token, then it has no expiry and still verifies', async () => {
-      const token = await tokens.issue('service', 'sa-1', 't-1');
+      const token = await tokens.issue('service', USER, TOKEN);
       expect(decodeJwt(token)).to.not.have.property('exp');
-      expect(await tokens.verify(token)).to.deep.equal({ type: 'service', subject: 'sa-1', tokenId: 't-1' });
+      expect(await tokens.verify(token)).to.deep.equal({ type: 'service', subject: USER, tokenId: TOKEN });
     });
 
     it('given another instance with the same secret, then it verifies the token too', async () => {
-      const token = await tokens.issue('access', 'u-1', 't-1');
+      const token = await tokens.issue('access', USER, TOKEN, session);
       const restarted = new JwtTokens({ secret: new Uint8Array(secret), accessTtlSeconds: 60, refreshTtlSeconds: 120 });
-      expect(await restarted.verify(token)).to.deep.equal({ type: 'access', subject: 'u-1', tokenId: 't-1' });
+      expect(await restarted.verify(token)).to.deep.equal({ type: 'access', subject: USER, tokenId: TOKEN, session });
       expect(restarted).to.include({ accessTtlSeconds: 60, refreshTtlSeconds: 120 });
     });
   });
 
   describe('refusals', () => {
-    const claims = () => ({ typ: 'access', sub: 'u-1', jti: randomUUID(), exp: now() + 600 });
+    const claims = () => ({ typ: 'access', sub: USER, jti: randomUUID(), exp: now() + 600, ep: 0, fam: FAMILY });
 
     it('given an unsigned token (alg: none), then Unauthenticated', async () => {
       const token = new UnsecuredJWT(claims()).setIssuer('sentinel').setAudience('sentinel-api').setIssuedAt().encode();
@@ -112,6 +127,26 @@ describe('JwtTokens', () => {
       await refused(forged(rest), /lacks its claims/);
     });
 
+    it('given a correctly signed token whose sub or jti is not a UUID, then Unauthenticated (never a query with it)', async () => {
+      for (const sub of ['admin', 'u-1', "1' or '1'='1", '00000000-0000-0000-0000-00000000000g', '']) {
+        await refused(forged({ ...claims(), sub }), /lacks its claims/);
+        await refused(forged({ ...claims(), typ: 'service', sub }), /lacks its claims/);
+      }
+      await refused(forged({ ...claims(), jti: 't-1' }), /lacks its claims/);
+      await refused(forged({ ...claims(), sub: 42 } as unknown as JWTPayload));
+    });
+
+    it('given an access or refresh token without a usable epoch or family, then Unauthenticated', async () => {
+      for (const typ of ['access', 'refresh']) {
+        const { ep: _ep, ...noEpoch } = claims();
+        const { fam: _fam, ...noFamily } = claims();
+        await refused(forged({ ...noEpoch, typ }), /lacks its claims/);
+        await refused(forged({ ...noFamily, typ }), /lacks its claims/);
+        for (const ep of [-1, 1.5, '1', null]) await refused(forged({ ...claims(), typ, ep }), /lacks its claims/);
+        await refused(forged({ ...claims(), typ, fam: 'family' }), /lacks its claims/);
+      }
+    });
+
     it('given a token without jti, then Unauthenticated', async () => {
       const { jti: _jti, ...rest } = claims();
       await refused(forged(rest), /lacks its claims/);
@@ -124,8 +159,8 @@ describe('JwtTokens', () => {
     });
 
     it('given a valid token with a tampered payload, then Unauthenticated', async () => {
-      const [header, , signature] = (await tokens.issue('access', 'u-1', 't-1')).split('.');
-      const payload = Buffer.from(JSON.stringify({ ...claims(), sub: 'admin', iss: 'sentinel', aud: 'sentinel-api' })).toString('base64url');
+      const [header, , signature] = (await tokens.issue('access', USER, TOKEN, session)).split('.');
+      const payload = Buffer.from(JSON.stringify({ ...claims(), sub: randomUUID(), iss: 'sentinel', aud: 'sentinel-api' })).toString('base64url');
       await refused(`${header}.${payload}.${signature}`);
     });
 
