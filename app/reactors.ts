@@ -1,10 +1,11 @@
 // Wiring of the reactors: a simulated cluster on the embedded default, a cluster reactor per registered cluster,
-// and the plan reactor, all under one reactor runtime.
+// and the plan reactor, all under one reactor runtime; and the kubeconfig policy every cluster connection passes.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
 import { createKubeClusterDriver } from '../adapters/kubernetes/kube-driver.js';
+import { KubeconfigPolicy } from '../adapters/kubernetes/kubeconfig-policy.js';
 import { startClusterSimulator, type ClusterSimulator } from '../adapters/kubernetes/simulator/index.js';
 import type { Database } from '../adapters/postgres/database.js';
 import { clusters } from '../commands/aggregates.js';
@@ -46,9 +47,30 @@ export interface RunningReactors {
 /** The simulated cluster's id: the same on every start, so restarts find it registered. */
 export const SIMULATED_CLUSTER_ID = uuidv5('sentinel/simulated-cluster', '0b9c1a1e-5f0e-5c39-9d8f-6f1e2a3b4c5d');
 
+/** Where kubeconfig files may be when SENTINEL_KUBECONFIG_DIR is not set. */
+export function kubeconfigDir(config: Config): string {
+  return resolve(config.SENTINEL_KUBECONFIG_DIR ?? resolve(config.SENTINEL_DATA_DIR, 'kubeconfigs'));
+}
+
+/** Where the built-in simulator writes its kubeconfig; allowed only to a process that runs the simulator. */
+export function simulatorDir(config: Config): string {
+  return resolve(config.SENTINEL_DATA_DIR, 'simulator');
+}
+
+/** What cluster credentials may make this process run, read and trust, as configured. */
+export function kubeconfigPolicy(config: Config, extraDirs: string[] = []): KubeconfigPolicy {
+  return new KubeconfigPolicy({
+    execAllow: config.SENTINEL_KUBECONFIG_EXEC_ALLOW,
+    kubeconfigDirs: [kubeconfigDir(config), ...extraDirs],
+    allowInsecure: config.SENTINEL_ALLOW_INSECURE_CLUSTERS,
+  });
+}
+
 export async function startReactors(deps: ReactorDeps): Promise<RunningReactors> {
   const { config, handler, logger } = deps;
-  const simulator = useSimulator(config) ? await startSimulatedCluster(deps) : undefined;
+  const simulated = useSimulator(config);
+  const policy = kubeconfigPolicy(config, simulated ? [simulatorDir(config)] : []);
+  const simulator = simulated ? await startSimulatedCluster(deps, policy) : undefined;
   const runtime = new ReactorRuntime(deps.db.knex, deps.store, { logger, lease: deps.lease });
   const drivers = new Map<string, ClusterDriver>();
 
@@ -57,10 +79,18 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
       handler,
       logger,
       connect: (clusterId, credentials) =>
-        createKubeClusterDriver(credentials, (ref) => deps.secrets.get(ref), { logger: logger.child({ clusterId }) }),
+        createKubeClusterDriver(credentials, (ref) => deps.secrets.get(ref), { logger: logger.child({ clusterId }), policy }),
       follow(clusterId, driver) {
         drivers.set(clusterId, driver);
         runtime.add(new ClusterReactor(clusterId, driver, handler, { logger, progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS }));
+      },
+      async unfollow(clusterId) {
+        const driver = drivers.get(clusterId);
+        drivers.delete(clusterId);
+        // The reactor's signal goes first, so that a reaction caught by the closing driver is dropped, not recorded.
+        const removed = runtime.remove(`cluster-${clusterId}`);
+        await driver?.close();
+        await removed;
       },
     }),
   );
@@ -90,6 +120,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
     ...(simulator ? { simulator } : {}),
     async stop() {
       await runtime.stop();
+      await Promise.allSettled([...drivers.values()].map((driver) => driver.close()));
       await simulator?.close();
     },
   };
@@ -102,12 +133,13 @@ function useSimulator(config: Config): boolean {
 
 /**
  * Starts the built-in cluster simulator, writes its kubeconfig under the data directory and registers it as the
- * cluster "simulated" (once; later starts only point it at the new address).
+ * cluster "simulated" (once; later starts only point it at the new address). The kubeconfig is https with the
+ * simulator's own CA and a token, so it passes the kubeconfig policy with no insecure allowance.
  */
-async function startSimulatedCluster(deps: ReactorDeps): Promise<ClusterSimulator> {
+async function startSimulatedCluster(deps: ReactorDeps, policy: KubeconfigPolicy): Promise<ClusterSimulator> {
   const simulator = await startClusterSimulator();
   try {
-    const dir = resolve(deps.config.SENTINEL_DATA_DIR, 'simulator');
+    const dir = simulatorDir(deps.config);
     await mkdir(dir, { recursive: true });
     const path = resolve(dir, 'kubeconfig');
     await writeFile(path, simulator.kubeconfig(), { mode: 0o600 });
@@ -115,7 +147,7 @@ async function startSimulatedCluster(deps: ReactorDeps): Promise<ClusterSimulato
     const context: CommandContext = { actor: REACTOR_ACTOR, correlationId: SIMULATED_CLUSTER_ID, causationId: SIMULATED_CLUSTER_ID, source: 'simulator' };
     const { state } = await deps.handler.load(clusters, SIMULATED_CLUSTER_ID);
     if (state.status === 'absent') {
-      await new ClusterCommands(deps.handler, deps.secrets).register(
+      await new ClusterCommands(deps.handler, deps.secrets, policy).register(
         SIMULATED_CLUSTER_ID,
         {
           name: 'simulated',

@@ -142,6 +142,11 @@ export interface ClusterDriver {
   drain(node: string, options: DrainOptions): Promise<DrainReport>;
   /** Follows every Sentinel-managed object (list, then watch, re-listing after 410 Gone or a dropped watch). */
   watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch>;
+  /**
+   * Lets go of the cluster: every watch stops, and every call after this fails (transiently, so that a reaction
+   * caught in between is dropped rather than recorded). For a cluster deregistered, or whose credentials changed.
+   */
+  close(): Promise<void>;
 }
 
 /** The template facts a desired workload should produce on the cluster: what drift is measured against. */

@@ -39,11 +39,18 @@ export interface ReactorRuntimeOptions {
 
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
 
+/** One reactor in the runtime: its own stop signal, its subscription while it follows the log, and its loop. */
+interface Running {
+  reactor: Reactor;
+  abort: AbortController;
+  subscription?: Subscription;
+  done: Promise<void>;
+}
+
 export class ReactorRuntime {
   private readonly abort = new AbortController();
-  private readonly running: Promise<void>[] = [];
+  private readonly running = new Map<string, Running>();
   private readonly active = new Set<string>();
-  private readonly subscriptions = new Set<Subscription>();
 
   constructor(
     private readonly knex: Knex,
@@ -51,9 +58,29 @@ export class ReactorRuntime {
     private readonly options: ReactorRuntimeOptions,
   ) {}
 
-  /** Starts following the log with this reactor; it may be added while others run. */
+  /** Starts following the log with this reactor; it may be added while others run. One reactor of a name at a time. */
   add(reactor: Reactor): void {
-    this.running.push(this.loop(reactor));
+    if (this.running.has(reactor.name)) throw new Error(`reactor ${reactor.name} is already running`);
+    const abort = new AbortController();
+    if (this.abort.signal.aborted) abort.abort();
+    const entry: Running = { reactor, abort, done: Promise.resolve() };
+    entry.done = this.loop(entry).finally(() => {
+      if (this.running.get(reactor.name) === entry) this.running.delete(reactor.name);
+    });
+    this.running.set(reactor.name, entry);
+  }
+
+  /**
+   * Stops a reactor and takes it out of the runtime: its signal is aborted at once, its subscription closed, and
+   * the promise settles once it has stopped and let go of its lease. Its checkpoint stays, for a reactor of the same
+   * name added later.
+   */
+  async remove(name: string): Promise<void> {
+    const entry = this.running.get(name);
+    if (!entry) return;
+    entry.abort.abort();
+    await entry.subscription?.close();
+    await entry.done;
   }
 
   /** Whether this process holds the reactor's lease and is acting on it. */
@@ -68,13 +95,16 @@ export class ReactorRuntime {
 
   async stop(): Promise<void> {
     this.abort.abort();
-    await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
-    await Promise.allSettled(this.running);
+    const entries = [...this.running.values()];
+    for (const entry of entries) entry.abort.abort();
+    await Promise.all(entries.map((entry) => entry.subscription?.close()));
+    await Promise.allSettled(entries.map((entry) => entry.done));
   }
 
-  private async loop(reactor: Reactor): Promise<void> {
+  private async loop(entry: Running): Promise<void> {
     const { lease, logger } = this.options;
-    const signal = this.abort.signal;
+    const { reactor } = entry;
+    const signal = entry.abort.signal;
     while (!signal.aborted) {
       let acquired = false;
       try {
@@ -87,7 +117,7 @@ export class ReactorRuntime {
         logger.info({ reactor: reactor.name }, 'reacting');
         await reactor.start?.(signal);
         if (signal.aborted) break;
-        await this.follow(reactor);
+        await this.follow(entry);
       } catch (error) {
         if (signal.aborted) break;
         logger.error({ err: error, reactor: reactor.name }, 'reactor stopped; starting again');
@@ -102,30 +132,31 @@ export class ReactorRuntime {
     }
   }
 
-  private async follow(reactor: Reactor): Promise<void> {
-    const signal = this.abort.signal;
+  private async follow(entry: Running): Promise<void> {
+    const { reactor } = entry;
+    const signal = entry.abort.signal;
     const subscription = this.store.subscribe({ after: await this.checkpoint(reactor.name), filter: { types: [...reactor.eventTypes] } });
-    this.subscriptions.add(subscription);
-    // stop() may have run while this was subscribing, after it closed the subscriptions it knew of.
+    entry.subscription = subscription;
+    // stop() or remove() may have run while this was subscribing, before there was a subscription to close.
     if (signal.aborted) await subscription.close();
     const lanes = new Lanes(reactor.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     try {
       for await (const event of subscription) {
         if (!reactor.keyOf) {
-          await this.handleWithRetries(reactor, event);
+          await this.handleWithRetries(reactor, event, signal);
           if (signal.aborted) return;
           await this.saveCheckpoint(reactor, event.position);
           continue;
         }
         // Events of one key in log order, different keys side by side; the checkpoint only passes an event
         // once it and every event before it are handled, so a restart never skips one.
-        await lanes.run(reactor.keyOf(event), event.position, () => this.handleWithRetries(reactor, event), async (handled) => {
+        await lanes.run(reactor.keyOf(event), event.position, () => this.handleWithRetries(reactor, event, signal), async (handled) => {
           if (!signal.aborted) await this.saveCheckpoint(reactor, handled);
         });
         if (signal.aborted) return;
       }
     } finally {
-      this.subscriptions.delete(subscription);
+      if (entry.subscription === subscription) entry.subscription = undefined;
       await subscription.close();
       await lanes.settled();
     }
@@ -136,8 +167,7 @@ export class ReactorRuntime {
     if (!(await this.options.lease.stillHeld(`reactor:${reactor.name}`))) throw new Error(`lost the lease on reactor ${reactor.name}`);
   }
 
-  private async handleWithRetries(reactor: Reactor, event: RecordedEvent): Promise<void> {
-    const signal = this.abort.signal;
+  private async handleWithRetries(reactor: Reactor, event: RecordedEvent, signal: AbortSignal): Promise<void> {
     const base = this.options.retryBaseMs ?? 200;
     const max = this.options.retryMaxMs ?? 30_000;
     for (let attempt = 1; ; attempt += 1) {

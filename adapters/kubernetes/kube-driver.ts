@@ -75,6 +75,9 @@ const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
 
 export class KubeClusterDriver implements ClusterDriver {
   private readonly policy: RetryPolicy;
+  private readonly authentication: PooledAuthentication;
+  private readonly watches = new Set<ManagedObjectsWatch>();
+  private closed = false;
   private readonly apps: AppsV1Api;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
@@ -85,7 +88,8 @@ export class KubeClusterDriver implements ClusterDriver {
     private readonly options: KubeDriverOptions,
   ) {
     this.policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
-    const configuration = apiConfiguration(kubeConfig, this.policy.requestTimeoutMs);
+    this.authentication = new PooledAuthentication(kubeConfig, () => this.closed);
+    const configuration = apiConfiguration(kubeConfig, this.authentication, this.policy.requestTimeoutMs);
     this.apps = new AppsV1Api(configuration);
     this.batch = new BatchV1Api(configuration);
     this.core = new CoreV1Api(configuration);
@@ -223,6 +227,7 @@ export class KubeClusterDriver implements ClusterDriver {
   }
 
   async watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch> {
+    if (this.closed) throw closedError();
     const watch = new ManagedObjectsWatch(this.kubeConfig, this.options, this.policy, onChange, [
       {
         kind: 'Deployment',
@@ -240,13 +245,22 @@ export class KubeClusterDriver implements ClusterDriver {
         list: () => this.call('list managed Jobs', () => this.batch.listJobForAllNamespaces({ labelSelector: MANAGED_SELECTOR })),
       },
     ]);
+    this.watches.add(watch);
+    watch.onStop(() => this.watches.delete(watch));
     await watch.start();
     return watch;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.watches].map((watch) => watch.stop()));
+    this.authentication.close();
   }
 
   // ---- helpers ----------------------------------------------------------------------------------------
 
   private call<T>(what: string, request: () => Promise<T>, options: Omit<RetryOptions, 'policy'> = {}): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
     return withRetry(what, request, { policy: this.policy, ...options });
   }
 
@@ -349,12 +363,12 @@ export async function createKubeClusterDriver(
 }
 
 /** API objects built on this configuration bound every request with the timeout. */
-function apiConfiguration(kubeConfig: KubeConfig, requestTimeoutMs: number): Configuration {
+function apiConfiguration(kubeConfig: KubeConfig, authentication: SecurityAuthentication, requestTimeoutMs: number): Configuration {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster) throw new CredentialsError('the kubeconfig has no current cluster to talk to');
   return createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
-    authMethods: { default: pooledConnections(kubeConfig) },
+    authMethods: { default: authentication },
     promiseMiddleware: [requestTimeout(requestTimeoutMs)],
   });
 }
@@ -363,20 +377,36 @@ function apiConfiguration(kubeConfig: KubeConfig, requestTimeoutMs: number): Con
  * The kubeconfig's authentication, over one keep-alive connection pool per driver: client-node builds a new agent,
  * and so a new TLS handshake, for every request. The pool keeps the TLS options (CA, client certificate) of the
  * first request; tokens, which rotate, still go on every request's headers. Proxy and plain-HTTP agents are left
- * as client-node makes them.
+ * as client-node makes them. Once the driver is closed, no request is authenticated (no credential plugin runs).
  */
-function pooledConnections(kubeConfig: KubeConfig): SecurityAuthentication {
-  let pool: HttpsAgent | undefined;
-  return {
-    getName: () => 'kubeconfig authentication over pooled connections',
-    async applySecurityAuthentication(context: RequestContext) {
-      await kubeConfig.applySecurityAuthentication(context);
-      const made = context.getAgent();
-      if (!made || made.constructor !== HttpsAgent) return;
-      pool ??= new HttpsAgent({ ...(made as HttpsAgent).options, keepAlive: true });
-      context.setAgent(pool);
-    },
-  };
+class PooledAuthentication implements SecurityAuthentication {
+  private pool: HttpsAgent | undefined;
+
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    private readonly closed: () => boolean,
+  ) {}
+
+  getName(): string {
+    return 'kubeconfig authentication over pooled connections';
+  }
+
+  async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    if (this.closed()) throw closedError();
+    await this.kubeConfig.applySecurityAuthentication(context);
+    const made = context.getAgent();
+    if (!made || made.constructor !== HttpsAgent) return;
+    this.pool ??= new HttpsAgent({ ...(made as HttpsAgent).options, keepAlive: true });
+    context.setAgent(this.pool);
+  }
+
+  close(): void {
+    this.pool?.destroy();
+  }
+}
+
+function closedError(): ClusterError {
+  return new ClusterError('this connection to the cluster is closed: the cluster was deregistered or its credentials changed', undefined, true);
 }
 
 function asClusterError(what: string, error: unknown): ClusterError {
@@ -416,6 +446,7 @@ interface WatchSource {
  */
 class ManagedObjectsWatch implements ManagedWatch {
   private stopped = false;
+  private readonly stopListeners: (() => void)[] = [];
   private starting = true;
   private startError: ClusterError | undefined;
   private readonly informers: { kind: WorkloadKind; informer: ListWatch<WorkloadObject>; failures: number; timer?: NodeJS.Timeout }[];
@@ -456,6 +487,11 @@ class ManagedObjectsWatch implements ManagedWatch {
     this.stopped = true;
     for (const entry of this.informers) clearTimeout(entry.timer);
     await Promise.all(this.informers.map(({ informer }) => informer.stop()));
+    for (const listener of this.stopListeners.splice(0)) listener();
+  }
+
+  onStop(listener: () => void): void {
+    this.stopListeners.push(listener);
   }
 
   private deliver(entry: (typeof this.informers)[number], type: ManagedChange['type'], object: WorkloadObject): void {

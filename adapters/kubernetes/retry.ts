@@ -1,4 +1,5 @@
 // The retry policy for Kubernetes API calls: which failures heal by waiting, how long to wait, and the ClusterError the rest become.
+import { STATUS_CODES } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiException, type Middleware, type RequestContext, type ResponseContext } from '@kubernetes/client-node';
 import { ClusterError } from '../../reactors/cluster-driver.js';
@@ -63,7 +64,14 @@ const NETWORK_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
-/** Classifies anything a client-node call can throw. */
+/** The longest Status message kept; the rest is cut. */
+export const MAX_STATUS_MESSAGE = 500;
+
+/**
+ * Classifies anything a client-node call can throw. What the server sent is summarised, never passed on: a
+ * Kubernetes Status keeps its reason and (bounded) message; any other answer is known only by its HTTP status,
+ * content type and size, since it may be a page of some other service that the kubeconfig pointed at.
+ */
 export function describeFailure(error: unknown): ApiFailure {
   if (error instanceof ApiException) {
     const status = error.code;
@@ -71,9 +79,9 @@ export function describeFailure(error: unknown): ApiFailure {
     const retryAfter = Number(headerValue(error.headers, 'retry-after'));
     return {
       status,
-      ...(body.reason ? { reason: body.reason } : {}),
-      detail: body.message ?? `HTTP ${status}`,
-      transient: status >= 500 || status === 429 || status === 408,
+      ...(body?.reason ? { reason: body.reason } : {}),
+      detail: body?.message ?? answerSummary(status, error.body, headerValue(error.headers, 'content-type')),
+      transient: isTransientStatus(status),
       ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
     };
   }
@@ -82,40 +90,77 @@ export function describeFailure(error: unknown): ApiFailure {
     if (error.name === 'AbortError' || error.name === 'TimeoutError') {
       return { reason: 'Timeout', detail: 'no complete answer within the request timeout', transient: true };
     }
-    // client-node's Watch reports a refused watch as a plain Error carrying the HTTP status.
+    // client-node's Watch reports a refused watch as a plain Error carrying the HTTP status, and the server's own
+    // status line as its message: only the status is kept.
     const statusCode = (error as { statusCode?: unknown }).statusCode;
     if (typeof statusCode === 'number') {
-      return { status: statusCode, detail: error.message, transient: statusCode >= 500 || statusCode === 429 || statusCode === 408 };
+      return { status: statusCode, detail: `HTTP ${statusCode}${STATUS_CODES[statusCode] ? ` ${STATUS_CODES[statusCode]}` : ''}`, transient: isTransientStatus(statusCode) };
     }
     const code = (error as { code?: unknown }).code;
     const type = (error as { type?: unknown }).type;
+    // The socket layer's own words (the address, the errno, the TLS failure): nothing the server chose.
     if ((typeof code === 'string' && NETWORK_CODES.has(code)) || (error.name === 'FetchError' && type === 'system')) {
-      return { reason: 'NetworkError', detail: error.message, transient: true };
+      return { reason: 'NetworkError', detail: error.message.slice(0, MAX_STATUS_MESSAGE), transient: true };
+    }
+    if (quotesTheAnswer(error)) {
+      return { detail: 'the answer could not be read as a Kubernetes object', transient: false };
     }
     return { detail: error.message, transient: false };
   }
   return { detail: String(error), transient: false };
 }
 
-/** The Status object Kubernetes sends with an error; client-node 1.4 hands it over as unparsed text. */
-function statusBody(body: unknown): { reason?: string; message?: string } {
+function isTransientStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+/**
+ * Errors whose message repeats part of what the server sent: a JSON parse error quotes the text, node-fetch's
+ * other FetchErrors name a redirect target or the parse error, client-node names the content type it cannot read.
+ */
+function quotesTheAnswer(error: Error): boolean {
+  return (
+    error instanceof SyntaxError ||
+    (error.name === 'FetchError' && (error as { type?: unknown }).type !== 'system') ||
+    error.message.startsWith('The mediaType ')
+  );
+}
+
+/**
+ * The Status object Kubernetes sends with an error; client-node 1.4 hands it over as unparsed text. Undefined
+ * for anything that is not one: JSON with kind "Status", or at least apiVersion v1 with Status's fields.
+ */
+function statusBody(body: unknown): { reason?: string; message?: string } | undefined {
   let value = body;
   if (typeof body === 'string') {
     try {
       value = JSON.parse(body);
     } catch {
-      // Not a Status object (a proxy's HTML page, say): the text itself is the best description there is.
-      return body.trim() ? { message: body.trim().slice(0, 500) } : {};
+      return undefined;
     }
   }
-  if (value && typeof value === 'object') {
-    const { reason, message } = value as { reason?: unknown; message?: unknown };
-    return {
-      ...(typeof reason === 'string' && reason ? { reason } : {}),
-      ...(typeof message === 'string' && message ? { message } : {}),
-    };
-  }
-  return {};
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const { kind, apiVersion, status, reason, message } = value as Record<string, unknown>;
+  const statusShaped = typeof status === 'string' && (typeof reason === 'string' || typeof message === 'string');
+  if (kind !== 'Status' && !(apiVersion === 'v1' && kind === undefined && statusShaped)) return undefined;
+  return {
+    // A reason is one CamelCase word (NotFound, AlreadyExists); anything else is not one.
+    ...(typeof reason === 'string' && /^[A-Za-z]{1,64}$/.test(reason) ? { reason } : {}),
+    ...(typeof message === 'string' && message ? { message: bounded(message) } : {}),
+  };
+}
+
+/** An answer that is not a Status, as much as may be said of it: `HTTP 404 (text/html, 48 bytes)`. */
+export function answerSummary(status: number, body: unknown, contentType: string | undefined): string {
+  const type = contentType?.split(';')[0]?.trim().toLowerCase();
+  const shownType = type && /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,64}$/.test(type) ? type : 'no content type';
+  // client-node does not read the body of a 401, and hands over undefined: its size is unknown, not 0.
+  const size = typeof body === 'string' ? Buffer.byteLength(body) : body instanceof Uint8Array ? body.byteLength : undefined;
+  return `HTTP ${status} (${shownType}${size === undefined ? '' : `, ${size} bytes`})`;
+}
+
+function bounded(message: string): string {
+  return message.length > MAX_STATUS_MESSAGE ? `${message.slice(0, MAX_STATUS_MESSAGE)}…` : message;
 }
 
 function headerValue(headers: Record<string, string> | undefined, name: string): string | undefined {
@@ -167,9 +212,19 @@ export async function withRetry<T>(what: string, call: () => Promise<T>, options
 }
 
 export function toClusterError(what: string, failure: ApiFailure, transient: boolean, cause: unknown, note?: string): KubeApiError {
-  const answer = [failure.reason, failure.status !== undefined ? `HTTP ${failure.status}` : undefined].filter(Boolean).join(', ');
+  const status = failure.status !== undefined ? `HTTP ${failure.status}` : undefined;
+  // A summary already opens with the status.
+  const answer = [failure.reason, failure.detail.startsWith(`${status} `) ? undefined : status].filter(Boolean).join(', ');
   const message = `${what}: ${note ? `${note}; ` : ''}${answer ? `${answer}: ` : ''}${failure.detail}`;
-  return new KubeApiError(message, failure.status, transient, failure.reason, failure.detail, { cause });
+  return new KubeApiError(message, failure.status, transient, failure.reason, failure.detail, shareable(cause) ? { cause } : {});
+}
+
+/**
+ * Whether the original error may travel with the ClusterError (loggers print a cause's message): not when its
+ * message carries what the server sent, as client-node's ApiException does with the whole body.
+ */
+function shareable(cause: unknown): boolean {
+  return !(cause instanceof ApiException) && !(cause instanceof Error && quotesTheAnswer(cause));
 }
 
 /**

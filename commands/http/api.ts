@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { AccessService } from '../access.js';
 import { ActionPlanCommands } from '../action-plan-commands.js';
 import type { Clock } from '../clock.js';
-import { ClusterCommands } from '../cluster-commands.js';
+import { ClusterCommands, refuseClusterAccess, type ClusterAccessPolicy } from '../cluster-commands.js';
 import type { CommandHandler } from '../command-handler.js';
 import { DeploymentCommands } from '../deployment-commands.js';
 import { FleetFacts } from '../fleet-facts.js';
@@ -28,6 +28,8 @@ export interface CommandApiOptions {
   policy: PolicyEngine;
   access: AccessService;
   secrets: SecretStore;
+  /** How clusters may be reached (kubeconfig policy); without one, every cluster's address and credentials are refused. */
+  clusterAccess?: ClusterAccessPolicy;
   idempotency: IdempotencyStore;
   clock: Clock;
   logger: Logger;
@@ -42,7 +44,7 @@ export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idemp
   const facts = new FleetFacts(handler);
   return [
     ...accessRoutes(options.access),
-    ...clusterRoutes(new ClusterCommands(handler, options.secrets)),
+    ...clusterRoutes(new ClusterCommands(handler, options.secrets, options.clusterAccess ?? refuseClusterAccess)),
     ...workloadRoutes(new WorkloadCommands(handler)),
     ...deploymentRoutes(new DeploymentCommands(handler, clock, policy)),
     ...actionPlanRoutes(new ActionPlanCommands(handler, clock, policy, facts, { defaultTtlSeconds: options.planTtlSeconds })),

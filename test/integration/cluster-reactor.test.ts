@@ -18,6 +18,7 @@ import type { RecordedEvent } from '../../domain/event-store.js';
 import type { WorkloadSpec } from '../../domain/workload.js';
 import { ClusterReactor } from '../../reactors/cluster-reactor.js';
 import {
+  ClusterError,
   DEPLOYMENT_ID_LABEL,
   MANAGED_BY_LABEL,
   RESTARTED_AT_ANNOTATION,
@@ -526,6 +527,58 @@ describe('cluster reactor on the cluster simulator', function () {
         expect(await managed()).to.deep.equal(objectsBefore);
         expect(reacting.driver.applies, 'each deployment still on the cluster applied again').to.equal(Object.keys(objectsBefore).length);
       });
+    });
+  });
+
+  describe('letting go of the cluster (deregistered, or its credentials changed)', () => {
+    let db: Database;
+    let store: PostgresEventStore;
+    let d: Deployments;
+    const clusterId = randomUUID();
+
+    before(async () => {
+      db = await openPglite();
+      store = await PostgresEventStore.open(db);
+      await migrateSentinel(db.knex);
+      d = new Deployments(new CommandHandler(store), clusterId);
+    });
+    after(async () => {
+      await store?.close();
+      await db?.close();
+    });
+
+    it('given the reactor removed and its driver closed, then it stops, every call fails, later changes wait; a reactor added again picks them up', async () => {
+      const reacting = react(db, store, d.handler, cluster, clusterId, inProcessLease);
+      const name = reacting.reactor.name;
+      const ns = `cr-${RUN}-let-go`;
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+
+      const removed = reacting.runtime.remove(name);
+      await reacting.driver.close();
+      await removed;
+      expect(reacting.runtime.isActive(name)).to.equal(false);
+      const refused = await reacting.driver.read({ kind: 'Deployment', namespace: ns, name: 'server' }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      // Transient: a reaction caught by the closing driver is dropped with its reactor, never recorded as a failure.
+      expect(refused).to.be.instanceOf(ClusterError).and.include({ transient: true });
+
+      const applies = reacting.driver.applies;
+      await d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 3, cluster: { status: 'active' } });
+      await sleep(500);
+      expect(reacting.driver.applies, 'applies after the reactor was removed').to.equal(applies);
+      expect((await liveObject(ns, 'server'))?.spec?.replicas).to.equal(2);
+
+      const again = cluster.driver();
+      reacting.runtime.add(new ClusterReactor(clusterId, again, d.handler, { logger, progressDeadlineSeconds: 2 }));
+      try {
+        await eventually('the scale applied by the reactor added again', () => liveObject(ns, 'server'), (live) => live?.spec?.replicas === 3);
+        expect(again.applies).to.equal(1);
+      } finally {
+        await reacting.runtime.stop();
+        await again.close();
+      }
     });
   });
 

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { ApiException, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { KubeClusterDriver } from '../../adapters/kubernetes/kube-driver.js';
-import { KubeApiError, backoffDelay, describeFailure, withRetry, type RetryPolicy } from '../../adapters/kubernetes/retry.js';
+import { KubeApiError, backoffDelay, describeFailure, toClusterError, withRetry, type RetryPolicy } from '../../adapters/kubernetes/retry.js';
 import { ClusterError } from '../../reactors/cluster-driver.js';
 
 const fast: RetryPolicy = { attempts: 5, baseDelayMs: 1, maxDelayMs: 5, requestTimeoutMs: 1000 };
@@ -52,11 +52,47 @@ describe('Kubernetes retry policy', () => {
       expect(describeFailure(apiError(422, 'Invalid', 'metadata.name: Invalid value'))).to.deep.include({ status: 422, transient: false });
       expect(describeFailure(apiError(404, 'NotFound', 'deployments.apps "x" not found'))).to.deep.include({ transient: false });
     });
-    it('given a body that is not a Status, then its text is the detail', () => {
-      expect(describeFailure(new ApiException(502, 'x', '<html>bad gateway</html>', {}))).to.deep.include({
-        detail: '<html>bad gateway</html>',
+    it('given a body that is not a Status, then only its status, content type and size: none of its text', () => {
+      const page = '<html><body>INTERNAL-ADMIN-PAGE token=s3cr3t-value</body></html>';
+      const failure = describeFailure(new ApiException(404, 'Unknown API Status Code!', page, { 'Content-Type': 'text/html; charset=utf-8' }));
+      expect(failure).to.deep.equal({ status: 404, detail: `HTTP 404 (text/html, ${page.length} bytes)`, transient: false });
+      // JSON that is not a Status is no better: an internal service's answer, whatever its shape.
+      const json = JSON.stringify({ error: 'token=s3cr3t-value', message: 'token=s3cr3t-value' });
+      expect(describeFailure(new ApiException(502, 'x', json, { 'content-type': 'application/json' }))).to.deep.equal({
+        status: 502,
+        detail: `HTTP 502 (application/json, ${json.length} bytes)`,
         transient: true,
       });
+      // A content type is shown only when it looks like one.
+      expect(describeFailure(new ApiException(500, 'x', 'x', { 'content-type': 'token=s3cr3t-value' })).detail).to.equal('HTTP 500 (no content type, 1 bytes)');
+    });
+    it('given a Status with no kind but apiVersion v1 and its fields, then its message, cut at 500 characters, and a reason only when it is one word', () => {
+      const long = 'x'.repeat(600);
+      const failure = describeFailure(new ApiException(403, 'x', JSON.stringify({ apiVersion: 'v1', status: 'Failure', reason: 'not a reason', message: long }), {}));
+      expect(failure).to.deep.equal({ status: 403, detail: `${'x'.repeat(500)}…`, transient: false });
+    });
+    it('given a failed watch, then its HTTP status with the standard phrase, not the status line the server chose', () => {
+      const refused = Object.assign(new Error('token=s3cr3t-value'), { statusCode: 404 });
+      expect(describeFailure(refused)).to.deep.equal({ status: 404, detail: 'HTTP 404 Not Found', transient: false });
+    });
+    it('given an answer that could not be parsed, then the parse error, which quotes the answer, is not repeated', () => {
+      let syntax: unknown;
+      try {
+        JSON.parse('<html>token=s3cr3t-value</html>');
+      } catch (error) {
+        syntax = error;
+      }
+      const invalidJson = Object.assign(new Error('invalid json response body at https://x reason: token=s3cr3t-value'), { name: 'FetchError', type: 'invalid-json' });
+      for (const error of [syntax, invalidJson, new Error('The mediaType text/token=s3cr3t-value is not supported by ObjectSerializer.parse.')]) {
+        expect(describeFailure(error)).to.deep.equal({ detail: 'the answer could not be read as a Kubernetes object', transient: false });
+      }
+    });
+    it('given an ApiException, then the ClusterError does not carry it as its cause, so a log line cannot print its body', () => {
+      const exception = new ApiException(404, 'x', '<html>token=s3cr3t-value</html>', { 'content-type': 'text/html' });
+      const error = toClusterError('apply Deployment a/b', describeFailure(exception), false, exception);
+      expect(error.message).to.equal('apply Deployment a/b: HTTP 404 (text/html, 31 bytes)');
+      expect(error.cause).to.equal(undefined);
+      expect(JSON.stringify(pino.stdSerializers.err(error))).not.to.include('s3cr3t');
     });
     it('given a timeout or a socket error, then transient', () => {
       const abort = Object.assign(new Error('The user aborted a request.'), { name: 'AbortError' });
@@ -194,6 +230,19 @@ describe('Kubernetes retry policy', () => {
       const gone = new KubeClusterDriver(config, { logger: pino({ level: 'silent' }), retry: { ...fast, attempts: 2 } });
       const error = await rejection(gone.read({ kind: 'Deployment', namespace: 'a', name: 'b' }));
       expect(error).to.include({ transient: true, reason: 'NetworkError' });
+    });
+
+    it('given an HTML page where the API server should be, then an error that gives its size and type, never its text', async () => {
+      const page = '<html><body>INTERNAL-ADMIN-PAGE token=s3cr3t-value</body></html>';
+      handler = (_req, res) => {
+        res.statusCode = 404;
+        res.setHeader('content-type', 'text/html');
+        res.end(page);
+      };
+      const error = await rejection(driver({}).cordon('n1'));
+      expect(error).to.be.instanceOf(KubeApiError).and.include({ status: 404, transient: false });
+      expect((error as Error).message).to.equal(`cordon node n1: HTTP 404 (text/html, ${page.length} bytes)`);
+      expect(JSON.stringify(pino.stdSerializers.err(error as Error))).not.to.include('s3cr3t');
     });
 
     it('given a 404 on read, then undefined; on delete, success', async () => {
