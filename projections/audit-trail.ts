@@ -389,7 +389,8 @@ function encodeCursor(position: string): string {
 
 function decodeCursor(cursor: string): string {
   const position = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (position.length === 0 || encodeCursor(position) !== cursor) {
+  // A cursor is a position, which every event store writes as a pair of fixed-width hex numbers.
+  if (!/^[0-9a-f]{16}-[0-9a-f]{16}$/.test(position) || encodeCursor(position) !== cursor) {
     throw new InvalidAuditQuery('invalid audit query: cursor: not a cursor returned by this API', [
       { path: 'cursor', message: 'not a cursor returned by this API; pass nextCursor of the previous page' },
     ]);

@@ -66,7 +66,8 @@ export function decodeCursor(cursor: string, length: number): string[] {
   } catch {
     key = undefined;
   }
-  if (!Array.isArray(key) || key.length !== length || !key.every((part) => typeof part === 'string')) {
+  // Each part goes into SQL text: a control character or a lone surrogate is no key this list handed out.
+  if (!Array.isArray(key) || key.length !== length || !key.every((part) => typeof part === 'string' && !/[\p{Cc}\p{Cs}]/u.test(part))) {
     throw new InvalidQuery('the cursor is not one this list handed out', [{ path: 'cursor', message: "a previous page's nextCursor" }]);
   }
   return key as string[];

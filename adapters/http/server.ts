@@ -1,8 +1,10 @@
 // The HTTP server of a Sentinel process: probes, metrics, and whatever routers the composition root mounts.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { sendProblem } from './problem.js';
@@ -14,11 +16,26 @@ export interface HttpServerOptions {
   readiness: () => Promise<void>;
   readinessTimeoutMs?: number;
   routers?: { path: string; router: Router }[];
+  /** When set, `/metrics` answers only requests with `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string;
 }
+
+/**
+ * The Content-Security-Policy of everything this app serves now: JSON, which loads nothing and is framed by
+ * nothing. A console served from the same app sets its own policy on its own path, after this one.
+ */
+export const API_CONTENT_SECURITY_POLICY = { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] };
 
 export function createHttpApp(options: HttpServerOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // helmet's defaults (nosniff, no-referrer, HSTS, cross-origin policies), with a CSP and framing rule for JSON.
+  app.use(helmet({ contentSecurityPolicy: { useDefaults: false, directives: API_CONTENT_SECURITY_POLICY }, xFrameOptions: { action: 'deny' } }));
+  // Every answer is live state or private (tokens among them): nothing may be kept by a cache on the way.
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -33,7 +50,15 @@ export function createHttpApp(options: HttpServerOptions): express.Express {
     }
   });
 
-  app.get('/metrics', async (_req, res) => {
+  const metricsAllowed: (header: string | undefined) => true | string =
+    options.metricsToken === undefined ? () => true : bearerCheck(options.metricsToken);
+  app.get('/metrics', async (req, res) => {
+    const refused = metricsAllowed(req.get('authorization'));
+    if (refused !== true) {
+      res.setHeader('WWW-Authenticate', refused);
+      sendProblem(res, { type: 'urn:sentinel:problem:unauthenticated', title: 'Unauthorized', status: 401, detail: '/metrics needs Authorization: Bearer <SENTINEL_METRICS_TOKEN>' });
+      return;
+    }
     res.type(options.metrics.contentType).send(await options.metrics.metrics());
   });
 
@@ -43,7 +68,12 @@ export function createHttpApp(options: HttpServerOptions): express.Express {
     sendProblem(res, { title: 'Not Found', status: 404, detail: `no route for ${req.method} ${req.path}` });
   });
 
-  app.use((error: Error, req: Request, res: Response, _next: NextFunction) => {
+  app.use((error: Error & { status?: number }, req: Request, res: Response, _next: NextFunction) => {
+    // What express itself refuses (a path that does not decode, say) is the client's, not a fault.
+    if (typeof error.status === 'number' && error.status >= 400 && error.status < 500 && !res.headersSent) {
+      sendProblem(res, { title: http.STATUS_CODES[error.status] ?? 'Bad Request', status: error.status, detail: `the request could not be read: ${error.message}` });
+      return;
+    }
     options.logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
     if (res.headersSent) return;
     sendProblem(res, { title: 'Internal Server Error', status: 500, detail: 'the request failed; see the server log' });
@@ -71,6 +101,20 @@ export async function listen(app: express.Express, host: string, port: number): 
       await closed;
       clearTimeout(timer);
     },
+  };
+}
+
+/**
+ * Checks an Authorization header against one bearer token in constant time (both sides hashed to the same
+ * length first); true, or the `WWW-Authenticate` challenge to answer with (RFC 6750 §3).
+ */
+function bearerCheck(token: string): (header: string | undefined) => true | string {
+  const expected = createHash('sha256').update(token).digest();
+  return (header) => {
+    const sent = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    if (sent === undefined) return 'Bearer realm="sentinel"';
+    if (timingSafeEqual(createHash('sha256').update(sent).digest(), expected)) return true;
+    return 'Bearer realm="sentinel", error="invalid_token", error_description="not the metrics token"';
   };
 }
 

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { route, type Route } from '../../commands/http/route.js';
 import { BadRequest, NotYetVisible } from '../../commands/http/problems.js';
+import { pathId } from '../../commands/http/replies.js';
 import { rolesFrom } from '../../domain/access.js';
 import { NotFound } from '../../domain/decider.js';
 import type { Knex } from 'knex';
@@ -21,6 +22,18 @@ export interface QueryRoutesOptions {
 const POSITION = /^[0-9a-f]{16}-[0-9a-f]{16}$/;
 const page = z.object({ items: z.array(z.record(z.string(), z.unknown())), nextCursor: z.string().nullable() }).meta({ id: 'Page' });
 const item = z.record(z.string(), z.unknown());
+
+/** The instants PostgreSQL can compare with: four-digit years (JavaScript's dates reach far further). */
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** A time filter that parses but lies outside years 1 to 9999 is refused here; one that does not parse, by the model. */
+function inStoredRange(name: string, value: string | undefined): void {
+  const ms = value === undefined ? NaN : Date.parse(value);
+  if (ms < EARLIEST || ms > LATEST) {
+    throw new BadRequest(400, `${name} must be a time in the years 1 to 9999`, [{ path: name, message: 'an ISO 8601 date-time such as 2026-01-31T12:00:00Z' }]);
+  }
+}
 
 /** A query the read model refuses (a bad filter, cursor or time) is the caller's mistake: 400 naming it. */
 async function asQuery<T>(run: () => Promise<T>): Promise<T> {
@@ -49,11 +62,13 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
     }
   };
 
-  const pageOf = (query: Record<string, string>) => {
+  /** `filters`: those the list takes, of which `from` and `to` are times. */
+  const pageOf = (query: Record<string, string>, filters: readonly string[]) => {
     const limit = query['limit'] === undefined ? 50 : Number(query['limit']);
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BadRequest(400, 'limit must be from 1 to 500', [{ path: 'limit', message: 'a whole number from 1 to 500' }]);
-    const { limit: _limit, cursor, after: _after, ...filters } = query;
-    return { limit, cursor, filters };
+    for (const name of ['from', 'to']) if (filters.includes(name)) inStoredRange(name, query[name]);
+    const { limit: _limit, cursor, after: _after, ...given } = query;
+    return { limit, cursor, filters: given };
   };
 
   const collection = (path: string, kind: string, model: ReadModel): Route[] => [
@@ -66,7 +81,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       success: { status: 200, schema: page, description: `{items, nextCursor}; filter with query parameters` },
       handle: async ({ query }) => {
         await caughtUp(query, [model.projector.name]);
-        return { status: 200, body: await asQuery(async () => model.list(knex, await tablesNow(model), pageOf(query))) };
+        return { status: 200, body: await asQuery(async () => model.list(knex, await tablesNow(model), pageOf(query, model.filters))) };
       },
     }),
     ...(model.get
@@ -80,8 +95,9 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
             success: { status: 200, schema: item, description: `the ${kind}` },
             handle: async ({ params, query }) => {
               await caughtUp(query, [model.projector.name]);
-              const found = await model.get!(knex, await runtime.tables(model.projector), params['id']!);
-              if (found === undefined) throw new NotFound(kind, params['id']!);
+              const id = pathId(params, kind);
+              const found = await model.get!(knex, await runtime.tables(model.projector), id);
+              if (found === undefined) throw new NotFound(kind, id);
               return { status: 200, body: found };
             },
           }),
@@ -102,8 +118,9 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       success: { status: 200, schema: item, description: 'every revision, and every status change' },
       handle: async ({ params, query }) => {
         await caughtUp(query, [READ_MODELS.deployments.projector.name]);
-        const history = await deploymentHistory(knex, await runtime.tables(READ_MODELS.deployments.projector), params['id']!);
-        if (history === undefined) throw new NotFound('deployment', params['id']!);
+        const id = pathId(params, 'deployment');
+        const history = await deploymentHistory(knex, await runtime.tables(READ_MODELS.deployments.projector), id);
+        if (history === undefined) throw new NotFound('deployment', id);
         return { status: 200, body: history };
       },
     }),
@@ -143,7 +160,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       success: { status: 200, schema: page, description: 'entries in log order; filters: actor, stream, type, correlationId, from, to' },
       handle: async ({ query }) => {
         await caughtUp(query, [auditProjector.name]);
-        const { limit, cursor, filters } = pageOf(query);
+        const { limit, cursor, filters } = pageOf(query, ['from', 'to']);
         const tables = await runtime.tables(auditProjector);
         return { status: 200, body: await asQuery(() => queryAudit(knex, tables.audit, { ...filters, limit, cursor })) };
       },
