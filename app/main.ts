@@ -1,7 +1,7 @@
 // Entry point of `npm start`: reads the configuration, runs the configured role, shuts down on SIGTERM/SIGINT.
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { startSentinel } from './sentinel.js';
+import { startSentinel, type RunningSentinel } from './sentinel.js';
 
 let config: Config;
 try {
@@ -14,29 +14,38 @@ try {
 
 const logger = pino({ level: config.LOG_LEVEL, base: { service: 'sentinel', role: config.SENTINEL_ROLE } });
 
-try {
-  const sentinel = await startSentinel(config, logger);
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting at once');
+// Signals are handled from the start: one that arrives while Sentinel is still starting stops it cleanly once it
+// has started, rather than killing it halfway through (after the port is bound, say, but before the first admin
+// is recorded).
+let sentinel: RunningSentinel | undefined;
+let stopping = false;
+const stop = (running: RunningSentinel) => {
+  running.stop().then(
+    () => {
+      logger.info('stopped');
+      process.exit(0);
+    },
+    (error: unknown) => {
+      logger.error({ err: error }, 'shutdown failed');
       process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    sentinel.stop().then(
-      () => {
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+    },
+  );
+};
+const shutdown = (signal: NodeJS.Signals) => {
+  if (stopping) {
+    logger.warn({ signal }, 'second signal: exiting at once');
+    process.exit(1);
+  }
+  stopping = true;
+  logger.info({ signal }, sentinel ? 'shutting down' : 'shutting down once start-up completes');
+  if (sentinel) stop(sentinel);
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+
+try {
+  sentinel = await startSentinel(config, logger);
+  if (stopping) stop(sentinel);
 } catch (error) {
   logger.fatal({ err: error }, 'sentinel failed to start');
   process.exit(1);

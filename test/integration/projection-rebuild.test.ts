@@ -1,6 +1,5 @@
 // Rebuilding a projection while Sentinel runs: a new generation projected from the whole log as writes keep
 // coming, swapped in atomically, followed by the live runtime, equal to a projection from scratch; and the CLI.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -28,11 +27,11 @@ import { READ_MODELS, READ_MODEL_PROJECTORS } from '../../projections/read-model
 import { rebuildProjection, type RebuildProgress } from '../../projections/rebuild.js';
 import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { runCli as cli } from '../support/cli.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const PROJECTORS: Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
 const DEPLOYMENTS = READ_MODELS.deployments.projector as Projector;
-const CLI = path.resolve('app/cli.ts');
 const SCRATCH_GENERATION = 900;
 const SEEDED = 60;
 
@@ -71,18 +70,6 @@ const backends: Backend[] = [
 
 function contextOf(): CommandContext {
   return { actor: { id: 'operator', kind: 'user' }, correlationId: randomUUID(), causationId: randomUUID() };
-}
-
-/** Runs the CLI as an operator would, with only the given variables for configuration. */
-async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(DATABASE_|KURRENTDB_|SENTINEL_|PORT$|HOST$|LOG_LEVEL$)/.test(name)));
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  return { code, stdout, stderr };
 }
 
 async function generationOf(knex: Knex, name: string): Promise<number> {

@@ -1,6 +1,5 @@
 // `sentinel users reset-password`: the way back in when no admin can log in, run as an operator would run it
 // (the real CLI in its own process) against the database Sentinel uses.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,21 +8,9 @@ import { pino } from 'pino';
 import { loadConfig } from '../../app/config.js';
 import { startSentinel, type RunningSentinel } from '../../app/sentinel.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+import { runCli as cli } from '../support/cli.js';
 
-const CLI = path.resolve('app/cli.ts');
 const ADMIN_PASSWORD = 'admin-password-before-the-reset';
-
-/** Runs the CLI with only the given variables for configuration. */
-async function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(DATABASE_|KURRENTDB_|SENTINEL_|PORT$|HOST$|LOG_LEVEL$)/.test(name)));
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
-  return { code, stdout, stderr };
-}
 
 const backends = [
   { name: 'PGlite', skipReason: undefined },
