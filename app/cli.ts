@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
-import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/passwords.js';
+import { scryptPasswords } from '../adapters/auth/passwords.js';
 import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
 import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
@@ -244,8 +244,7 @@ const NO_TOKENS: TokenService = {
 
 async function resetPassword(username: string, options: { role?: UserRole }): Promise<void> {
   await withSentinel(async ({ config, db, store }) => {
-    const passwords = { hash: hashPassword, verify: verifyPassword, verifyDecoy };
-    const access = new AccessService(new PostgresPrincipalStore(db.knex), NO_TOKENS, passwords, store, {
+    const access = new AccessService(new PostgresPrincipalStore(db.knex), NO_TOKENS, scryptPasswords, store, {
       throttle: new PostgresLoginThrottle(db.knex),
       login: loginSettings(config),
     });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { JwtTokens } from '../adapters/auth/jwt-tokens.js';
-import { hashPassword, verifyDecoy, verifyPassword } from '../adapters/auth/passwords.js';
+import { scryptPasswords } from '../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
 import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
 import { KurrentDbEventStore } from '../adapters/event-store/kurrentdb/kurrentdb-event-store.js';
@@ -67,7 +67,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
         accessTtlSeconds: config.SENTINEL_ACCESS_TOKEN_TTL_SECONDS,
         refreshTtlSeconds: config.SENTINEL_REFRESH_TOKEN_TTL_SECONDS,
       }),
-      { hash: hashPassword, verify: verifyPassword, verifyDecoy },
+      scryptPasswords,
       store,
       {
         throttle: new PostgresLoginThrottle(db.knex),

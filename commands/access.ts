@@ -1,6 +1,6 @@
 // Users, service accounts and tokens: who a request comes from, and the admin commands that manage them.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { AccessEvent, LoginLimit, Principal, UserRole } from '../domain/access.js';
@@ -498,20 +498,10 @@ function anonymous(): CommandContext {
 export function addressKey(address: string | undefined): string {
   if (!address) return 'unknown';
   const bare = address.split('%')[0]!;
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(bare);
-  if (mapped) return mapped[1]!;
-  if (isIP(bare) !== 6) return bare;
-  const [head = '', tail] = bare.split('::');
-  const groups = (part: string) => (part === '' ? [] : part.split(':').flatMap(hextets));
-  const front = groups(head);
-  const back = tail === undefined ? [] : groups(tail);
-  const all = [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
-  return `${all.slice(0, 4).map((group) => parseInt(group, 16).toString(16)).join(':')}::/64`;
-}
-
-/** One group of an IPv6 address; a dotted IPv4 tail is two. */
-function hextets(group: string): string[] {
-  if (!group.includes('.')) return [group];
-  const [a, b, c, d] = group.split('.').map(Number) as [number, number, number, number];
-  return [((a << 8) | b).toString(16), ((c << 8) | d).toString(16)];
+  if (!ipaddr.isValid(bare)) return bare;
+  const parsed = ipaddr.parse(bare);
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  const v6 = parsed as ipaddr.IPv6;
+  if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
+  return `${v6.parts.slice(0, 4).map((part) => part.toString(16)).join(':')}::/64`;
 }

@@ -1,5 +1,6 @@
 // Password hashing with scrypt from node:crypto; the stored form names its parameters so they can change.
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import type { PasswordHasher } from '../../commands/access.js';
 
 const PARAMETERS = { N: 2 ** 15, r: 8, p: 1 } as const;
 const KEY_LENGTH = 32;
@@ -42,3 +43,6 @@ export async function verifyDecoy(password: string): Promise<false> {
   await verifyPassword(password, await decoy);
   return false;
 }
+
+/** The three as the access service's port. */
+export const scryptPasswords: PasswordHasher = { hash: hashPassword, verify: verifyPassword, verifyDecoy };

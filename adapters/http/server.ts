@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { bearerChallenge, bearerToken } from './bearer.js';
 import { sendProblem } from './problem.js';
 
 export interface HttpServerOptions {
@@ -111,10 +112,10 @@ export async function listen(app: express.Express, host: string, port: number): 
 function bearerCheck(token: string): (header: string | undefined) => true | string {
   const expected = createHash('sha256').update(token).digest();
   return (header) => {
-    const sent = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    if (sent === undefined) return 'Bearer realm="sentinel"';
+    const sent = bearerToken(header);
+    if (sent === undefined) return bearerChallenge();
     if (timingSafeEqual(createHash('sha256').update(sent).digest(), expected)) return true;
-    return 'Bearer realm="sentinel", error="invalid_token", error_description="not the metrics token"';
+    return bearerChallenge('not the metrics token');
   };
 }
 

@@ -1,5 +1,6 @@
 // Every error a command route can meet, mapped in one place to an RFC 9457 problem.
 import type { z } from 'zod';
+import { bearerChallenge } from '../../adapters/http/bearer.js';
 import type { Problem } from '../../adapters/http/problem.js';
 import { DomainError, NotFound, PolicyViolation, RuleViolation } from '../../domain/decider.js';
 import { InvalidEventStoreRequest } from '../../domain/event-store.js';
@@ -34,16 +35,6 @@ export class BadRequest extends Error {
   ) {
     super(message);
   }
-}
-
-/**
- * A `WWW-Authenticate` challenge (RFC 6750 §3): bare when no token was sent; with `error="invalid_token"` and
- * the reason when one was sent and refused. The reason keeps only the characters the RFC allows in it.
- */
-export function bearerChallenge(refusedTokenReason?: string): string {
-  if (refusedTokenReason === undefined) return 'Bearer realm="sentinel"';
-  const description = refusedTokenReason.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '').slice(0, 200);
-  return `Bearer realm="sentinel", error="invalid_token", error_description="${description}"`;
 }
 
 /** Most field errors one answer lists, and the longest message of each: a body of many bad fields gets a short answer. */

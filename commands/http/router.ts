@@ -2,12 +2,13 @@
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from 'pino';
+import { bearerChallenge, bearerToken, presentsBearerToken } from '../../adapters/http/bearer.js';
 import { sendProblem } from '../../adapters/http/problem.js';
 import type { Principal } from '../../domain/access.js';
 import { Unauthenticated, type AccessService } from '../access.js';
 import type { CommandContext } from '../command-handler.js';
 import { derivedIds, once, requestHash, type IdempotencyStore, type StoredResponse } from '../idempotency.js';
-import { BadRequest, bearerChallenge, Forbidden, toProblem, validationProblem, type HttpProblem } from './problems.js';
+import { BadRequest, Forbidden, toProblem, validationProblem, type HttpProblem } from './problems.js';
 import { jsonLimitBroken, MAX_JSON_DEPTH, MAX_JSON_MEMBERS, unacceptableParameter, unstorableText } from './request-checks.js';
 import type { Route, RouteReply } from './route.js';
 
@@ -167,16 +168,16 @@ function sendHttpProblem(res: Response, { headers, ...problem }: HttpProblem): v
 
 /** RFC 6750 §3: a 401 says `error="invalid_token"` when a bearer token was sent and refused. */
 function challenged(req: Request, problem: HttpProblem): HttpProblem {
-  const tokenSent = /^Bearer\s+\S/i.test(req.get('authorization') ?? '');
+  const tokenSent = presentsBearerToken(req.get('authorization'));
   return { ...problem, headers: { ...problem.headers, 'WWW-Authenticate': bearerChallenge(tokenSent ? (problem.detail ?? 'the token was refused') : undefined) } };
 }
 
 async function authenticate(req: Request, access: Pick<AccessService, 'authenticate'>): Promise<Principal> {
   const header = req.get('authorization');
   if (!header) throw new Unauthenticated('this route needs a bearer token: Authorization: Bearer <token>');
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match) throw new Unauthenticated('the Authorization header must be "Bearer <token>"');
-  return access.authenticate(match[1]!);
+  const token = bearerToken(header);
+  if (token === undefined) throw new Unauthenticated('the Authorization header must be "Bearer <token>"');
+  return access.authenticate(token);
 }
 
 function parseBody(req: Request, route: Route): unknown {

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { SignJWT } from 'jose';
-import { hashPassword, verifyDecoy, verifyPassword } from '../../adapters/auth/passwords.js';
+import { scryptPasswords } from '../../adapters/auth/passwords.js';
 import { JwtTokens } from '../../adapters/auth/jwt-tokens.js';
 import { PostgresLoginThrottle } from '../../adapters/auth/login-throttle.js';
 import { PostgresPrincipalStore } from '../../adapters/auth/principal-store.js';
@@ -50,7 +50,7 @@ for (const backend of backends) {
         },
       }) as EventStore;
       const tokens = new JwtTokens({ secret: SECRET, accessTtlSeconds: 60, refreshTtlSeconds: 600 });
-      return new AccessService(principals, tokens, { hash: hashPassword, verify: verifyPassword, verifyDecoy }, flaky, {
+      return new AccessService(principals, tokens, scryptPasswords, flaky, {
         throttle: new PostgresLoginThrottle(db.knex),
         login: { maxFailures: 1000, addressMaxFailures: 100_000, lockSeconds: 900 },
       });

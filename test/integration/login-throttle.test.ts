@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { pino } from 'pino';
 import { JwtTokens } from '../../adapters/auth/jwt-tokens.js';
 import { PostgresLoginThrottle } from '../../adapters/auth/login-throttle.js';
-import { hashPassword, verifyDecoy, verifyPassword } from '../../adapters/auth/passwords.js';
+import { scryptPasswords } from '../../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../../adapters/auth/principal-store.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
@@ -94,7 +94,7 @@ for (const database of databases) {
       new AccessService(
         new PostgresPrincipalStore(db.knex),
         new JwtTokens({ secret: new TextEncoder().encode('y'.repeat(32)), accessTtlSeconds: 60, refreshTtlSeconds: 600 }),
-        { hash: hashPassword, verify: verifyPassword, verifyDecoy },
+        scryptPasswords,
         store,
         {
           throttle: new PostgresLoginThrottle(db.knex),

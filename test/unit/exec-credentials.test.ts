@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { User } from '@kubernetes/client-node';
 import { ExecCredentialPlugins, ExecPluginError } from '../../adapters/kubernetes/exec-credentials.js';
 import type { ExecPlugin } from '../../adapters/kubernetes/kubeconfig-policy.js';
+import { rejectedError as rejection } from '../support/rejection.js';
 
 const user = { name: 'u' } as User;
 
@@ -28,15 +29,6 @@ describe('exec credential plugins', () => {
 
   function plugins(plugin: Partial<ExecPlugin> & { command: string }, options = {}): ExecCredentialPlugins {
     return new ExecCredentialPlugins(new Map([['u', { args: [], env: [], apiVersion: 'client.authentication.k8s.io/v1', ...plugin }]]), options);
-  }
-
-  async function rejection(promise: Promise<unknown>): Promise<Error> {
-    try {
-      await promise;
-    } catch (error) {
-      return error as Error;
-    }
-    throw new Error('expected a rejection');
   }
 
   it('given arguments that a shell would expand, then the program gets them as they are, and its token goes on the request', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CredentialsError, SERVICE_ACCOUNT_DIR, kubeConfigFor, type KubeConfigOptions, type SecretLookup } from '../../adapters/kubernetes/kubeconfig.js';
 import { KubeconfigPolicy } from '../../adapters/kubernetes/kubeconfig-policy.js';
 import { ClusterError } from '../../reactors/cluster-driver.js';
+import { rejectedError as rejection } from '../support/rejection.js';
 
 const KUBECONFIG = `apiVersion: v1
 kind: Config
@@ -27,15 +28,6 @@ current-context: east
 const INLINE_KUBECONFIG = KUBECONFIG.replace('certificate-authority: certs/ca.crt', 'certificate-authority-data: Y2E=');
 
 const noSecrets: SecretLookup = async () => undefined;
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('Kubeconfig from cluster credentials', () => {
   let dir: string;
