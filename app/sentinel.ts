@@ -112,10 +112,13 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
       version: SENTINEL_VERSION,
       queryRoutes: queryRoutes({ knex: db.knex, runtime: projections }),
     });
+    let started = false;
     const app = createHttpApp({
       logger,
       metrics,
       readiness: async () => {
+        // The port is bound a moment before start-up ends (the first admin is created after it): not ready yet.
+        if (!started) throw new Error('sentinel is still starting');
         await db.query('select 1');
         await store.ping();
         if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
@@ -139,6 +142,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
         throw error;
       }
     }
+    started = true;
     logger.info({ host: config.HOST, port: server.port }, 'sentinel is listening');
 
     return {

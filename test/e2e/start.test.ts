@@ -75,6 +75,8 @@ describe('npm start (the all role on embedded defaults)', function () {
 
   it('answers /healthz', async () => {
     const res = await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+    // The first admin is created once the port is bound: the tests below log in as it.
+    await listening(sentinel);
     expect(res.status).to.equal(200);
     expect(await res.json()).to.deep.equal({ status: 'ok' });
   });
@@ -184,7 +186,7 @@ describe('npm start, first run and restart', function () {
       await stop(first.child);
 
       const second = startSentinel(env);
-      await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      await listening(second);
       expect(second.output()).not.to.include('one-time password');
       // The token issued before the restart is still good, and the workload is still there to change.
       const patch = await fetch(`${api}/workloads/${id}`, {
@@ -290,6 +292,7 @@ describe('npm start with DATABASE_URL (PostgreSQL)', function () {
     const sentinel = startSentinel({ PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: scratch.url });
     try {
       await waitForHttp(`http://127.0.0.1:${port}/healthz`);
+      await listening(sentinel);
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
       expect(ready.status).to.equal(200);
       const exited = once(sentinel.child, 'exit');
