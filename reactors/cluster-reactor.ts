@@ -230,15 +230,26 @@ export class ClusterReactor implements Reactor {
     );
   }
 
-  /** After the rollout: an available deployment that loses pods is degraded, and available again once it has them back. */
-  private async followHealth(state: PlacedDeployment, live: LiveWorkload): Promise<void> {
-    if (live.ref.kind === 'Job') return;
+  /**
+   * After the rollout: an available deployment that loses pods is degraded, and available again once it has them back.
+   * A watch event can be older than what the deployment was last judged on (the read after an apply sees the object
+   * as it is now while the events of the rollout that led there are still queued), so a change of health is judged
+   * on the object as it is now: a rollout's early steps are not mistaken for pods lost after it.
+   */
+  private async followHealth(state: PlacedDeployment, seen: LiveWorkload): Promise<void> {
+    if (seen.ref.kind === 'Job') return;
     const { id: deploymentId, currentRevision: revision } = state;
-    const available = condition(live.rollout, 'Available');
-    if (state.status === 'Available' && available?.status === 'False') {
+    const unavailable = (workload: LiveWorkload) => condition(workload.rollout, 'Available')?.status === 'False';
+    const degrades = state.status === 'Available' && unavailable(seen);
+    const recovers = state.status === 'Degraded' && isComplete(seen, state.replicas);
+    if (!degrades && !recovers) return;
+    const live = await this.driver.read(seen.ref);
+    if (!live || live.revision !== revision) return;
+    if (degrades && unavailable(live)) {
+      const available = condition(live.rollout, 'Available')!;
       const cause = `${available.reason ?? 'Unavailable'}: ${available.message ?? 'fewer pods are ready than the deployment needs'}`;
       await this.record({ type: 'RecordDegraded', deploymentId, revision, cause }, reactionToObservation(this.name, `${deploymentId}/degraded/${live.resourceVersion}`));
-    } else if (state.status === 'Degraded' && isComplete(live, state.replicas)) {
+    } else if (recovers && isComplete(live, state.replicas)) {
       const { readyReplicas } = live.rollout;
       await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, reactionToObservation(this.name, `${deploymentId}/recovered/${live.resourceVersion}`));
     }

@@ -25,6 +25,8 @@ import {
   REVISION_ANNOTATION,
   type DesiredWorkload,
   type LiveWorkload,
+  type ManagedChange,
+  type ManagedWatch,
 } from '../../reactors/cluster-driver.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
 import type { ProjectionLease } from '../../projections/runtime.js';
@@ -65,13 +67,38 @@ function isNotFound(error: unknown): boolean {
   return error instanceof ApiException && error.code === 404;
 }
 
-/** The Kubernetes driver, counting its applies: which reactor instance acted on the cluster, and how often. */
+/**
+ * The Kubernetes driver, counting its applies (which reactor instance acted on the cluster, and how often), and able
+ * to hold back the watch events of one namespace and deliver them late, in an order of the test's choosing.
+ */
 class CountingDriver extends KubeClusterDriver {
   applies = 0;
+  private listener: ((change: ManagedChange) => void) | undefined;
+  private holding: { namespace: string; changes: ManagedChange[] } | undefined;
 
   override apply(desired: DesiredWorkload): Promise<LiveWorkload> {
     this.applies += 1;
     return super.apply(desired);
+  }
+
+  override watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch> {
+    this.listener = onChange;
+    return super.watch((change) => {
+      if (this.holding?.namespace === change.workload.ref.namespace) this.holding.changes.push(change);
+      else onChange(change);
+    });
+  }
+
+  /** From now on the watch events of objects in `namespace` are kept in the list returned, not delivered. */
+  hold(namespace: string): readonly ManagedChange[] {
+    this.holding = { namespace, changes: [] };
+    return this.holding.changes;
+  }
+
+  /** Stops holding, and delivers `changes` to the reactor as if the watch had just seen them. */
+  deliver(changes: readonly ManagedChange[]): void {
+    this.holding = undefined;
+    for (const change of changes) this.listener?.(change);
   }
 }
 
@@ -275,6 +302,24 @@ describe('cluster reactor on the cluster simulator', function () {
       expect(live?.spec?.progressDeadlineSeconds).to.equal(2);
       expect(mainImage(live)).to.equal(IMAGE);
       await podsSettle(ns, id, 2, IMAGE);
+    });
+
+    it('given the watch events of a rollout delivered after the object was seen ready, then it is Available once: no Degraded from the older events', async () => {
+      const ns = namespace('late-watch');
+      const held = reacting.driver.hold(ns);
+      const id = await d.create(workloadSpec(ns, 'server'));
+      const ready = (change: ManagedChange) => change.workload.rollout.readyReplicas === 2 && change.workload.rollout.observedGeneration === change.workload.generation;
+      await eventually('the watch to show the rollout complete', async () => held, (changes) => changes.some(ready));
+      const early = held.filter((change) => change.workload.rollout.readyReplicas < 2);
+      expect(early, 'the rollout showed no step before it was complete').to.not.be.empty;
+      // What the read after an apply would see, then the rollout's own events that were still on their way.
+      reacting.driver.deliver([held.find(ready)!, ...held]);
+      await d.available(id, 1);
+      // Observations of one deployment are handled in turn: once a scale that follows is Available, the late ones have been judged.
+      await d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 3, cluster: { status: 'active' } });
+      await d.event(id, 'DeploymentAvailable', (data) => data['readyReplicas'] === 3);
+      const health = (await d.events(id)).map((event) => event.type).filter((type) => /Available|Degraded|Scaled/.test(type));
+      expect(health).to.deep.equal(['DeploymentAvailable', 'DeploymentScaled', 'DeploymentAvailable']);
     });
 
     it('scales 2 → 4: the cluster runs 4 replicas and the deployment is Available again at the same revision', async () => {

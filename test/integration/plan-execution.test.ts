@@ -203,10 +203,9 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
     expect(steps).to.deep.equal(['PlanActionStarted/0', 'PlanActionSucceeded/0', 'PlanActionStarted/1', 'PlanActionSucceeded/1']);
 
     // The scale was asked for only after the restart had become available.
-    const changes = types(await deploymentEvents(deploymentId)).filter((type) =>
-      ['DeploymentRestartRequested', 'DeploymentScaled', 'DeploymentAvailable'].includes(type),
-    );
-    expect(changes).to.deep.equal(['DeploymentAvailable', 'DeploymentRestartRequested', 'DeploymentAvailable', 'DeploymentScaled', 'DeploymentAvailable']);
+    const history = types(await deploymentEvents(deploymentId));
+    const changes = history.filter((type) => ['DeploymentRestartRequested', 'DeploymentScaled', 'DeploymentAvailable'].includes(type));
+    expect(changes, history.join(' → ')).to.deep.equal(['DeploymentAvailable', 'DeploymentRestartRequested', 'DeploymentAvailable', 'DeploymentScaled', 'DeploymentAvailable']);
 
     await available(deploymentId, 2);
     const onCluster = await apps.readNamespacedDeployment({ name, namespace });
