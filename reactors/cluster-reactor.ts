@@ -21,6 +21,7 @@ import {
   type LiveWorkload,
   type ManagedChange,
   type ManagedWatch,
+  type ObjectRef,
   type RolloutStatus,
 } from './cluster-driver.js';
 import { reactionTo, reactionToObservation } from './reaction-context.js';
@@ -101,7 +102,12 @@ export class ClusterReactor implements Reactor {
       await this.driver.delete(ref);
       return;
     }
-    if (state.paused) return;
+    if (state.paused) {
+      // Kubernetes pauses rollouts, not scaling: a paused deployment takes a new replica count at the revision it
+      // runs, while a new revision, a restart or a reschedule waits until it is resumed.
+      if (latest?.type === 'DeploymentScaled') await this.scalePaused(desired, event);
+      return;
+    }
 
     const { revision } = desired;
     await this.record({ type: 'RecordApplying', deploymentId, revision }, reactionTo(this.name, event, 'applying'));
@@ -116,8 +122,28 @@ export class ClusterReactor implements Reactor {
       return;
     }
     await this.record({ type: 'RecordApplied', deploymentId, revision }, reactionTo(this.name, event, 'applied'));
-    // Watch events that came while the change was being recorded were set aside: look once more, in turn with
-    // the watch's, while this reactor goes on to the next change.
+    this.lookAgain(deploymentId, ref);
+  }
+
+  /** A scale of a paused deployment: only the replica count of the revision on the cluster changes. */
+  private async scalePaused(desired: DesiredWorkload, event: RecordedEvent): Promise<void> {
+    const { deploymentId, revision, replicas } = desired;
+    const ref = this.driver.refFor(desired);
+    const live = await this.driver.read(ref);
+    // The revision it would scale is not on the cluster yet (a change that waits for the resume): the resume applies all.
+    if (!live || live.revision !== revision) return;
+    await this.record({ type: 'RecordApplying', deploymentId, revision }, reactionTo(this.name, event, 'applying'));
+    const result = await this.driver.scale(ref, replicas);
+    if (!result.scaled) this.options.logger.warn({ deploymentId, replicas, detail: result.detail }, 'the paused deployment was not scaled');
+    await this.record({ type: 'RecordApplied', deploymentId, revision }, reactionTo(this.name, event, 'applied'));
+    this.lookAgain(deploymentId, ref);
+  }
+
+  /**
+   * Watch events that came while a change was being recorded were set aside: look once more, in turn with the
+   * watch's, while this reactor goes on to the next change.
+   */
+  private lookAgain(deploymentId: string, ref: ObjectRef): void {
     this.after(deploymentId, async () => {
       const live = await this.driver.read(ref).catch((error: unknown) => {
         this.options.logger.warn({ err: error, reactor: this.name, deploymentId }, 'could not read the object back; the watch will report it');
@@ -160,7 +186,10 @@ export class ClusterReactor implements Reactor {
   private async observe(change: ManagedChange): Promise<void> {
     const live = change.workload;
     const { state, recorded } = await this.handler.load(deployments, live.deploymentId);
-    if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted' || state.paused) return;
+    if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted') return;
+    // A paused deployment is followed only through a scale of it; drift and health wait for the resume, which
+    // applies everything that waited (a restart asked for meanwhile would otherwise read as drift and be rolled out).
+    if (state.paused && state.status !== 'Progressing') return;
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
     // Another revision on the cluster: an older one still visible, or a newer one is being applied right now.
     if (live.revision !== desired.revision && change.type !== 'DELETED') return;
@@ -204,7 +233,12 @@ export class ClusterReactor implements Reactor {
     const key = `${deploymentId}/${revision}/${rollout.id}`;
     const observed = (step: string) => reactionToObservation(this.name, `${key}/${step}`, rollout.metadata.correlationId);
     const failure = rolloutFailure(live.rollout);
+    const { readyReplicas, updatedReplicas } = live.rollout;
+    const progress = () =>
+      this.record({ type: 'RecordRolloutProgress', deploymentId, revision, readyReplicas, updatedReplicas }, observed(`progress/${readyReplicas}/${updatedReplicas}`));
     if (failure) {
+      // How far it got is recorded with the failure: the replicas that run are shown, not left unknown.
+      await progress();
       // A revision that became available before is recorded Degraded, not Failed: a scale it cannot place is no
       // reason to go back. An automatic rollback that fails too stays Failed: going back again would only loop.
       await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause: failure }, observed('failed'));
@@ -219,15 +253,11 @@ export class ClusterReactor implements Reactor {
       );
       return;
     }
-    const { readyReplicas, updatedReplicas } = live.rollout;
     if (isComplete(live, desired.replicas)) {
       await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, observed('available'));
       return;
     }
-    await this.record(
-      { type: 'RecordRolloutProgress', deploymentId, revision, readyReplicas, updatedReplicas },
-      observed(`progress/${readyReplicas}/${updatedReplicas}`),
-    );
+    await progress();
   }
 
   /**
