@@ -490,7 +490,9 @@ export function decide(command: DeploymentCommand, state: Deployment): Deploymen
       if (isStale(state, command.revision) || command.differences.length === 0) return [];
       if (state.status !== 'Available' && state.status !== 'Degraded') return [];
       const { revision, differences, observedVersion } = command;
-      return [{ type: 'DriftDetected', data: { deploymentId, revision, differences, resolution: state.driftPolicy, observedVersion } }];
+      // An object deleted by hand is put back whatever the policy: adopting it would leave a deployment that runs nothing.
+      const resolution = differences.some((difference) => difference.field === 'object') ? 'revert' : state.driftPolicy;
+      return [{ type: 'DriftDetected', data: { deploymentId, revision, differences, resolution, observedVersion } }];
     }
   }
 }

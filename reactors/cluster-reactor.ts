@@ -25,7 +25,7 @@ import {
   type RolloutStatus,
 } from './cluster-driver.js';
 import { reactionTo, reactionToObservation } from './reaction-context.js';
-import { backoffMs, type Reactor } from './reactor-runtime.js';
+import { backoffMs, everyEventOf, type Reactor } from './reactor-runtime.js';
 
 /** Deployment events that change what should run; each is answered by applying the deployment's current state. */
 export const DEPLOYMENT_CHANGES = [
@@ -49,7 +49,16 @@ export interface ClusterReactorOptions {
   progressDeadlineSeconds: number;
   /** Attempts at recording what the watch showed before giving up on that observation (the next one retries). */
   observeAttempts?: number;
+  /**
+   * How often every deployment on the cluster is compared with what the cluster runs, besides once on start: what a
+   * watch cannot show (a cluster that lost its objects while nobody watched, an event missed) is found this way.
+   * 0 resyncs on start only.
+   */
+  resyncIntervalMs?: number;
 }
+
+/** Resync every five minutes unless told otherwise, as Kubernetes controllers relist. */
+export const DEFAULT_RESYNC_INTERVAL_MS = 300_000;
 
 export class ClusterReactor implements Reactor {
   readonly name: string;
@@ -59,6 +68,10 @@ export class ClusterReactor implements Reactor {
   private readonly queues = new Map<string, Promise<void>>();
   /** Differences already adopted, so that an adopted change is recorded once rather than on every status update. */
   private readonly adopted = new Map<string, string>();
+  /** Every deployment ever placed on this cluster and not yet seen deleted: what a resync goes through. */
+  private readonly placed = new Set<string>();
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private resyncing: Promise<void> | undefined;
 
   constructor(
     readonly clusterId: string,
@@ -71,14 +84,81 @@ export class ClusterReactor implements Reactor {
 
   async start(): Promise<void> {
     // The watch lists every managed object first: rollouts that were in flight when a previous instance stopped
-    // are picked up from there.
+    // are picked up from there. What it cannot list (objects the cluster lost meanwhile) the first resync finds.
+    for await (const event of everyEventOf(this.handler.store, ['DeploymentCreated'])) {
+      const { deploymentId, clusterId } = event.data as { deploymentId: string; clusterId: string };
+      if (clusterId === this.clusterId) this.placed.add(deploymentId);
+    }
     this.watch = await this.driver.watch((change) => this.enqueue(change));
+    this.resync();
+    const every = this.options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
+    if (every > 0) this.resyncTimer = setInterval(() => this.resync(), every).unref();
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    this.resyncTimer = undefined;
     await this.watch?.stop();
     this.watch = undefined;
+    await this.resyncing;
     await Promise.allSettled([...this.queues.values()]);
+  }
+
+  /**
+   * Compares every deployment on the cluster with what the cluster runs, each in turn with its watch events. One
+   * resync at a time: a slow cluster skips the next rather than piling them up. Resolves once every deployment has
+   * been looked at (for tests and for stop).
+   */
+  resync(): Promise<void> {
+    if (this.resyncing || !this.watch) return this.resyncing ?? Promise.resolve();
+    const ids = [...this.placed];
+    const looked = ids.map(
+      (id) =>
+        new Promise<void>((done) =>
+          this.after(id, () =>
+            this.resyncOne(id)
+              .catch((error: unknown) => this.options.logger.warn({ err: error, reactor: this.name, deploymentId: id }, 'could not compare the deployment with the cluster; the next resync tries again'))
+              .finally(done),
+          ),
+        ),
+    );
+    this.resyncing = Promise.all(looked).then(() => {
+      this.resyncing = undefined;
+    });
+    return this.resyncing;
+  }
+
+  /** One deployment as recorded against the object on the cluster: what is missing is put back, the rest is observed. */
+  private async resyncOne(deploymentId: string): Promise<void> {
+    if (!this.watch) return;
+    const { state, revision } = await this.handler.load(deployments, deploymentId);
+    if (state.status === 'absent' || state.clusterId !== this.clusterId) {
+      this.placed.delete(deploymentId);
+      return;
+    }
+    const desired = desiredOf(state, this.options.progressDeadlineSeconds);
+    const ref = this.driver.refFor(desired);
+    if (state.status === 'Deleted') {
+      // A delete that did not reach the cluster (it was unreachable, or lost its objects and got them back) is done now.
+      if (await this.driver.read(ref)) await this.driver.delete(ref);
+      this.placed.delete(deploymentId);
+      return;
+    }
+    // A change on its way is the change's to apply; a paused deployment waits for its resume.
+    if (state.paused || state.status === 'Pending' || state.status === 'Applying') return;
+    const live = await this.driver.read(ref);
+    if (live) {
+      await this.observeWithRetries({ type: 'MODIFIED', workload: live });
+      return;
+    }
+    if (state.status === 'Available' || state.status === 'Degraded') {
+      // Named after the deployment's stream as it stands: the object found missing again later is another drift.
+      await this.drifted(state, desired, { ref, resourceVersion: `absent@${revision}` });
+      return;
+    }
+    // A rollout being followed, or one that ended in failure, whose object is gone: apply it again for the watch to follow.
+    this.options.logger.warn({ reactor: this.name, deploymentId, revision: desired.revision, status: state.status }, 'the cluster has no object for the deployment; applying it again');
+    await this.driver.apply(desired);
   }
 
   /** Changes to different deployments do not depend on each other: they are applied side by side. */
@@ -91,6 +171,7 @@ export class ClusterReactor implements Reactor {
     const loaded = await this.handler.load(deployments, deploymentId);
     const state = loaded.state;
     if (state.status === 'absent' || state.clusterId !== this.clusterId) return;
+    if (state.status !== 'Deleted') this.placed.add(deploymentId);
     // Each change applies the whole current state, so only the latest one needs handling; an earlier one
     // (a replay, or a backlog) would only apply the same thing again.
     const latest = latestChange(loaded.recorded);
@@ -286,7 +367,11 @@ export class ClusterReactor implements Reactor {
   }
 
   /** Someone changed the object by hand: record it, then put the recorded revision back or accept the change. */
-  private async drifted(state: PlacedDeployment, desired: DesiredWorkload, seen: LiveWorkload): Promise<void> {
+  /**
+   * `seen` is what showed the drift: the object's reference and the version it was seen at, which names the drift
+   * when the object is gone by the time it is read.
+   */
+  private async drifted(state: PlacedDeployment, desired: DesiredWorkload, seen: Pick<LiveWorkload, 'ref' | 'resourceVersion'>): Promise<void> {
     // The watch events queued behind the one that showed the drift still show it after it has been put right:
     // judged on the object as it is now, one change by hand is recorded, and reverted, once.
     const live = await this.driver.read(seen.ref);
@@ -297,12 +382,14 @@ export class ClusterReactor implements Reactor {
     const observedVersion = live?.resourceVersion ?? seen.resourceVersion;
     const { id: deploymentId, currentRevision: revision } = state;
     const fingerprint = JSON.stringify(differences);
-    if (state.driftPolicy === 'adopt' && this.adopted.get(deploymentId) === fingerprint) return;
+    // An object deleted by hand is put back whatever the policy: adopting it would leave a deployment that runs nothing.
+    const adopting = state.driftPolicy === 'adopt' && live !== undefined;
+    if (adopting && this.adopted.get(deploymentId) === fingerprint) return;
     await this.record(
       { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
       reactionToObservation(this.name, `${deploymentId}/drift/${observedVersion}`),
     );
-    if (state.driftPolicy === 'adopt') {
+    if (adopting) {
       this.adopted.set(deploymentId, fingerprint);
       return;
     }

@@ -475,6 +475,36 @@ describe('cluster reactor on the cluster simulator', function () {
         expect(await driftsOf(id), 'one change by hand, recorded once').to.have.length(1);
       });
 
+      it('given an object deleted while the watch showed nothing, when the reactor resyncs, then the deletion is recorded as drift and the object applied again', async () => {
+        const ns = namespace('resync');
+        const id = await d.deployed(workloadSpec(ns, 'server'));
+        reacting.driver.hold(ns);
+        await cluster.apps.deleteNamespacedDeployment({ name: 'server', namespace: ns });
+        await eventually('the object gone', () => liveObject(ns, 'server'), (live) => live === undefined);
+
+        await reacting.reactor.resync();
+        const drifts = await driftsOf(id);
+        expect(drifts).to.have.length(1);
+        expect(drifts[0]!.data).to.deep.include({ revision: 1, resolution: 'revert', differences: [{ field: 'object', expected: 'present', actual: 'absent' }] });
+        expect(await liveObject(ns, 'server'), 'applied again').to.not.equal(undefined);
+        reacting.driver.deliver([]);
+        await podsSettle(ns, id, 2, IMAGE);
+        await d.available(id, 1);
+
+        await reacting.reactor.resync();
+        expect(await driftsOf(id), 'a resync of what matches records nothing').to.have.length(1);
+      });
+
+      it('given the adopt policy, when the object is deleted by hand, then it is put back all the same', async () => {
+        const ns = namespace('adopt-deleted');
+        const id = await d.deployed(workloadSpec(ns, 'server'), { driftPolicy: 'adopt' });
+        await cluster.apps.deleteNamespacedDeployment({ name: 'server', namespace: ns });
+
+        const drift = await d.event(id, 'DriftDetected');
+        expect(drift.data).to.deep.include({ resolution: 'revert', differences: [{ field: 'object', expected: 'present', actual: 'absent' }] });
+        await podsSettle(ns, id, 2, IMAGE);
+      });
+
       it('given the adopt policy (set by an update), when someone scales by hand, then the live replica count becomes the deployment\'s own', async () => {
         const ns = namespace('drift-adopt');
         const spec = workloadSpec(ns, 'server');
@@ -546,6 +576,20 @@ describe('cluster reactor on the cluster simulator', function () {
     });
 
     describe('replay', () => {
+      it('given objects the cluster lost while no reactor ran, when a reactor starts, then each is recorded as drift and applied again', async () => {
+        const ns = namespace('lost');
+        const id = await d.deployed(workloadSpec(ns, 'server'));
+        await reacting.runtime.stop();
+        await cluster.apps.deleteNamespacedDeployment({ name: 'server', namespace: ns });
+        await eventually('the object gone', () => liveObject(ns, 'server'), (live) => live === undefined);
+
+        reacting = react(db, store, d.handler, cluster, clusterId, inProcessLease);
+        const drift = await d.event(id, 'DriftDetected', (data) => JSON.stringify(data['differences']).includes('absent'));
+        expect(drift.metadata.source).to.equal(`reactor:${reacting.reactor.name}`);
+        await podsSettle(ns, id, 2, IMAGE);
+        await d.available(id, 1);
+      });
+
       it('given its checkpoint deleted, when the reactor starts again, then it handles every change again and records and changes nothing', async () => {
         const ns = namespace('replay');
         await d.deployed(workloadSpec(ns, 'server'));
@@ -576,8 +620,8 @@ describe('cluster reactor on the cluster simulator', function () {
 
         reacting = react(db, store, d.handler, cluster, clusterId, inProcessLease);
         await eventually('the replay back at the old checkpoint', () => reacting.runtime.checkpoint(reactor.name), (position) => position === checkpoint);
-        // What the restarted watch lists is judged in the background; give it the time a rollout step takes.
-        await sleep(500);
+        // What the restarted watch lists is judged in turn with the resync on start, which compares every deployment.
+        await reacting.reactor.resync();
         expect(await lengths()).to.deep.equal(lengthsBefore);
         expect(await managed()).to.deep.equal(objectsBefore);
         expect(reacting.driver.applies, 'each deployment still on the cluster applied again').to.equal(Object.keys(objectsBefore).length);

@@ -607,6 +607,13 @@ describe('Deployment decider', () => {
       const state = given(deploymentDecider, [...live, adopting, detected]).state;
       expect(state.status !== 'absent' && state.replicas).to.equal(5);
     });
+    it('given a deployment that adopts drift, when its object was deleted by hand, then DriftDetected with resolution revert: a deletion is never adopted', () => {
+      const adopting: DeploymentEvent = { type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: 'adopt', previousDriftPolicy: 'revert' } };
+      const absent = [{ field: 'object', expected: 'present', actual: 'absent' }];
+      given(deploymentDecider, [...live, adopting])
+        .when(drift(absent))
+        .then([{ type: 'DriftDetected', data: { deploymentId, revision: 1, differences: absent, resolution: 'revert', observedVersion: '42' } }]);
+    });
     it('given a change on its way to the cluster or a rollout under way, when the cluster differs, then nothing: that is no drift', () => {
       given(deploymentDecider, [created]).when(drift()).then([]);
       given(deploymentDecider, [created, applying(1)]).when(drift()).then([]);
