@@ -3,9 +3,10 @@
 import { setCondition } from './conditions.js';
 import { DeploymentController } from './deployment-controller.js';
 import { evaluateBudget } from './disruption.js';
+import type { EventRecorder } from './events.js';
 import type { Faults } from './faults.js';
 import { JobController } from './job-controller.js';
-import { Kubelet } from './kubelet.js';
+import { Kubelet, KUBELET } from './kubelet.js';
 import { timestamp } from './naming.js';
 import type { Registry } from './registry.js';
 import { NODES, PDBS } from './resources.js';
@@ -32,14 +33,15 @@ export class ControlLoop {
   constructor(
     private readonly registry: Registry,
     faults: Faults,
+    private readonly events: EventRecorder,
     private readonly intervalMs: number,
     podReadyAfterMs: number,
   ) {
-    this.scheduler = new Scheduler(registry);
-    this.kubelet = new Kubelet(registry, this.scheduler, faults, podReadyAfterMs);
-    this.deployments = new DeploymentController(registry);
-    this.statefulSets = new StatefulSetController(registry);
-    this.jobs = new JobController(registry);
+    this.scheduler = new Scheduler(registry, events);
+    this.kubelet = new Kubelet(registry, this.scheduler, faults, events, podReadyAfterMs);
+    this.deployments = new DeploymentController(registry, events);
+    this.statefulSets = new StatefulSetController(registry, events);
+    this.jobs = new JobController(registry, events);
   }
 
   start(): void {
@@ -99,7 +101,9 @@ export class ControlLoop {
       const nextTaints = spec.unschedulable ? [...rest, { key: UNSCHEDULABLE_TAINT, effect: 'NoSchedule', timeAdded: timestamp(now) }] : rest;
       next.spec = { ...next.spec, taints: nextTaints };
       if (nextTaints.length === 0) delete next.spec.taints;
-      this.registry.update(NODES, undefined, node.metadata.name!, next, { manager: 'node-controller', internal: true });
+      const { object } = this.registry.update(NODES, undefined, node.metadata.name!, next, { manager: 'node-controller', internal: true });
+      const state = spec.unschedulable ? 'NodeNotSchedulable' : 'NodeSchedulable';
+      this.events.record({ component: KUBELET, host: node.metadata.name! }, object, { type: 'Normal', reason: state, message: `Node ${node.metadata.name} status is now: ${state}` }, now);
     }
   }
 

@@ -1,6 +1,7 @@
 // The Deployment controller: pods per pod-template hash (owned by the Deployment directly, without ReplicaSet objects),
 // rolling updates within maxSurge / maxUnavailable, and status conditions moved as Kubernetes moves them.
 import { findCondition, removeCondition, setCondition, withoutZeros } from './conditions.js';
+import type { EventRecorder } from './events.js';
 import { templateHash, timestamp } from './naming.js';
 import { isReady, isTerminal } from './pods.js';
 import type { Registry } from './registry.js';
@@ -10,6 +11,7 @@ import { CONTROLLER_MANAGER, createPod, deletePod, ownedPods, removalOrder, unsc
 
 export const POD_TEMPLATE_HASH = 'pod-template-hash';
 export const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
+const SOURCE = { component: 'deployment-controller' };
 
 /** An int or a percentage of `total`; surge rounds up and unavailability down, as the controller does. */
 export function resolveIntOrPercent(value: IntOrString | undefined, total: number, roundUp: boolean): number {
@@ -36,6 +38,8 @@ interface Tracking {
   /** When the rollout last made progress (ms), for the progress deadline. */
   progressAt: number;
   paused: boolean;
+  /** The size each replica set (pod-template hash) was last scaled to, as its spec.replicas would say. */
+  sizes: Map<string, number>;
 }
 
 interface Counts {
@@ -53,7 +57,10 @@ function countsOf(status: Record<string, unknown> | undefined): Counts {
 export class DeploymentController {
   private readonly tracking = new Map<string, Tracking>();
 
-  constructor(private readonly registry: Registry) {}
+  constructor(
+    private readonly registry: Registry,
+    private readonly events: EventRecorder,
+  ) {}
 
   run(now: number): void {
     const deployments = this.registry.list(DEPLOYMENTS);
@@ -76,12 +83,12 @@ export class DeploymentController {
       const known = revisions.has(hash);
       revisions.set(hash, Math.max(0, ...revisions.values()) + 1);
       rolloutEvent = known ? 'FoundNewReplicaSet' : 'NewReplicaSetCreated';
-      track = { hash, revisions, progressAt: now, paused: Boolean(spec.paused) };
+      track = { hash, revisions, progressAt: now, paused: Boolean(spec.paused), sizes: track?.sizes ?? new Map<string, number>() };
       this.tracking.set(deployment.metadata.uid!, track);
     }
 
     let failure: string | undefined;
-    if (!spec.paused) failure = this.reconcilePods(deployment, spec, hash, desired);
+    if (!spec.paused) failure = this.reconcilePods(deployment, spec, track.sizes, hash, desired, now);
 
     const pods = ownedPods(this.registry, deployment).filter((p) => !isTerminal(p));
     failure ??= unschedulableMessage(pods);
@@ -119,8 +126,30 @@ export class DeploymentController {
     this.registry.update(DEPLOYMENTS, deployment.metadata.namespace, name, next, { manager: CONTROLLER_MANAGER, internal: true });
   }
 
+  /**
+   * Sets a replica set's size, with ScalingReplicaSet worded as the controller words it. A pod replaced at the same
+   * size is no scaling, so the sizes are remembered rather than read from the pods.
+   */
+  private scaled(deployment: KubeObject, sizes: Map<string, number>, hash: string, to: number, now: number, current = 0): void {
+    const from = sizes.get(hash) ?? current;
+    sizes.set(hash, to);
+    if (from === to) return;
+    const message = `Scaled ${to > from ? 'up' : 'down'} replica set ${deployment.metadata.name}-${hash} from ${from} to ${to}`;
+    this.events.record(SOURCE, deployment, { type: 'Normal', reason: 'ScalingReplicaSet', message }, now);
+  }
+
+  /** Deletes old pods and reports each old replica set that shrank. */
+  private scaleDownOld(deployment: KubeObject, sizes: Map<string, number>, oldPods: Pod[], remove: Pod[], now: number): void {
+    const hashOf = (p: Pod) => p.metadata.labels?.[POD_TEMPLATE_HASH] ?? '';
+    for (const pod of remove) deletePod(this.registry, pod);
+    for (const hash of new Set(remove.map(hashOf))) {
+      const before = oldPods.filter((p) => hashOf(p) === hash).length;
+      this.scaled(deployment, sizes, hash, before - remove.filter((p) => hashOf(p) === hash).length, now, before);
+    }
+  }
+
   /** One step of the rollout; returns why a pod could not be created, if one could not. */
-  private reconcilePods(deployment: KubeObject, spec: DeploymentSpec, hash: string, desired: number): string | undefined {
+  private reconcilePods(deployment: KubeObject, spec: DeploymentSpec, sizes: Map<string, number>, hash: string, desired: number, now: number): string | undefined {
     const pods = ownedPods(this.registry, deployment).filter((p) => !isTerminal(p));
     const isNew = (p: Pod) => p.metadata.labels?.[POD_TEMPLATE_HASH] === hash;
     let newPods = pods.filter(isNew);
@@ -130,7 +159,7 @@ export class DeploymentController {
 
     if (spec.strategy?.type === 'Recreate') {
       // Every old pod goes before any new one starts.
-      for (const pod of oldPods) deletePod(this.registry, pod);
+      this.scaleDownOld(deployment, sizes, oldPods, oldPods, now);
       if (oldPods.length > 0) return undefined;
       oldPods = [];
     }
@@ -139,17 +168,23 @@ export class DeploymentController {
       const room = desired + maxSurge - (newPods.length + oldPods.length);
       const toCreate = Math.min(desired - newPods.length, Math.max(0, room));
       for (let i = 0; i < toCreate && !failure; i++) {
-        failure = createPod(this.registry, {
+        const result = createPod(this.registry, {
           owner: deployment,
           ownerDef: DEPLOYMENTS,
           template: spec.template ?? {},
           generateName: `${deployment.metadata.name}-${hash}-`,
           labels: { [POD_TEMPLATE_HASH]: hash },
         });
+        failure = result.failure;
       }
+      // The replica set is scaled to its target even when its pods are then refused, as on a cluster.
+      if (toCreate > 0) this.scaled(deployment, sizes, hash, newPods.length + toCreate, now, newPods.length);
+      // On a cluster the replica set reports this; without ReplicaSet objects the Deployment does.
+      if (failure) this.events.record(SOURCE, deployment, { type: 'Warning', reason: 'FailedCreate', message: `Error creating: ${failure}` }, now);
       newPods = ownedPods(this.registry, deployment).filter((p) => !isTerminal(p) && isNew(p));
     } else if (newPods.length > desired) {
       for (const pod of removalOrder(newPods).slice(0, newPods.length - desired)) deletePod(this.registry, pod);
+      this.scaled(deployment, sizes, hash, desired, now, newPods.length);
       newPods = removalOrder(newPods).slice(newPods.length - desired);
     }
 
@@ -161,12 +196,12 @@ export class DeploymentController {
       let maxScaledDown = newPods.length + oldPods.length - minAvailable - newUnavailable;
       if (maxScaledDown > 0) {
         const unhealthy = removalOrder(oldPods.filter((p) => !isReady(p))).slice(0, maxScaledDown);
-        for (const pod of unhealthy) deletePod(this.registry, pod);
         maxScaledDown -= unhealthy.length;
-        oldPods = oldPods.filter((p) => !unhealthy.includes(p));
-        const availableNow = [...newPods, ...oldPods].filter(isReady).length;
+        const remaining = oldPods.filter((p) => !unhealthy.includes(p));
+        const availableNow = [...newPods, ...remaining].filter(isReady).length;
         const canRemove = Math.min(maxScaledDown, availableNow - minAvailable);
-        if (canRemove > 0) for (const pod of removalOrder(oldPods.filter(isReady)).slice(0, canRemove)) deletePod(this.registry, pod);
+        const healthy = canRemove > 0 ? removalOrder(remaining.filter(isReady)).slice(0, canRemove) : [];
+        this.scaleDownOld(deployment, sizes, oldPods, [...unhealthy, ...healthy], now);
       }
     }
     return failure;

@@ -94,9 +94,13 @@ export class Handlers {
       if (method !== 'POST') throw methodNotAllowed();
       return this.evict(target, name, request);
     }
+    if (subresource === 'log') {
+      if (method !== 'GET') throw methodNotAllowed();
+      return this.log(target, name, request);
+    }
     switch (method) {
       case 'GET':
-        return ok(this.registry.get(def, target.namespace, name));
+        return ok(this.view(def, this.registry.get(def, target.namespace, name)));
       case 'PUT':
         return this.replace(target, name, request);
       case 'PATCH':
@@ -110,13 +114,20 @@ export class Handlers {
     throw methodNotAllowed();
   }
 
-  /** The objects a list or watch selects: namespace, labelSelector and fieldSelector. */
+  /** A stored object as the resource presents it (the same object, but for a view such as events.k8s.io). */
+  view(def: ResourceDef, object: KubeObject): KubeObject {
+    return def.viewOf ? def.viewOf.read(object) : object;
+  }
+
+  /** The objects a list or watch selects: namespace, labelSelector and fieldSelector (on the fields the resource shows). */
   selector(target: ResourceTarget, query: URLSearchParams): (object: KubeObject) => boolean {
     const labels = parseLabelSelector(query.get('labelSelector') ?? undefined);
     const fields = parseFieldSelector(query.get('fieldSelector') ?? undefined);
     const namespace = target.def.namespaced ? target.namespace : undefined;
     return (object) =>
-      (namespace === undefined || object.metadata.namespace === namespace) && matches(labels, object.metadata.labels) && fieldsMatch(fields, object);
+      (namespace === undefined || object.metadata.namespace === namespace) &&
+      matches(labels, object.metadata.labels) &&
+      fieldsMatch(fields, this.view(target.def, object));
   }
 
   private list(target: ResourceTarget, request: ApiRequest): ApiResponse {
@@ -125,7 +136,7 @@ export class Handlers {
     const selected = this.registry.list(def, target.namespace).filter(this.selector(target, request.query));
     const items = selected.map((o) => {
       // Items of a typed list carry no kind or apiVersion of their own, as the API server sends them.
-      const { kind: _kind, apiVersion: _apiVersion, ...rest } = o;
+      const { kind: _kind, apiVersion: _apiVersion, ...rest } = this.view(def, o);
       return rest;
     });
     const limit = Number(request.query.get('limit') ?? 0);
@@ -312,6 +323,26 @@ export class Handlers {
     next.spec = { ...next.spec, replicas };
     const result = this.registry.update(def, target.namespace, name, next, { manager: managerOf(request), dryRun: isDryRun(request) });
     return ok(this.scaleOf(result.object));
+  }
+
+  /**
+   * GET pods/log. The simulator runs no containers, so there is never a log to give; it answers 400 BadRequest with a
+   * Status that says so, rather than a 200 text body. That is how the API server answers for a container with no log
+   * to give (one still waiting to start), so kubectl prints it as `Error from server (BadRequest): ...` and exits 1:
+   * a script that pipes or stores logs is not handed the explanation as if a container had printed it, and
+   * `kubectl logs -f` ends at once instead of waiting on a stream that never gets a line.
+   */
+  private log(target: ResourceTarget, name: string, request: ApiRequest): never {
+    const pod = this.registry.get(PODS, target.namespace, name) as Pod;
+    const containers = [...(pod.spec.initContainers ?? []), ...(pod.spec.containers ?? [])].map((c) => c.name);
+    const container = request.query.get('container');
+    if (container && !containers.includes(container)) {
+      throw badRequest(`container ${container} is not valid for pod ${name}`);
+    }
+    const which = container ? `container "${container}"` : `containers (${containers.join(', ')})`;
+    throw badRequest(
+      `pod "${name}" has no logs: the cluster simulator runs no containers, so its ${which} never printed anything; its state is in its status and events (kubectl describe pod ${name})`,
+    );
   }
 
   /** POST pods/eviction: deletes the pod unless a PodDisruptionBudget forbids it (429). */

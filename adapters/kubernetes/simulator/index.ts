@@ -1,6 +1,7 @@
 // The cluster simulator's public face: start a loopback HTTPS Kubernetes API with nodes, controllers and fault injection.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ControlLoop } from './controllers.js';
+import { EventRecorder } from './events.js';
 import { Faults, type FaultMatch } from './faults.js';
 import { timestamp } from './naming.js';
 import { GPU_PRODUCT_LABEL, GPU_RESOURCE } from './pods.js';
@@ -31,6 +32,8 @@ export interface SimulatorOptions {
   watchHistory?: number;
   /** BOOKMARK events on watches that asked allowWatchBookmarks; default 1000. */
   bookmarkIntervalMs?: number;
+  /** How many Events the controllers' recorders keep at most, the least recently written going first; default 1000. */
+  eventLimit?: number;
 }
 
 export interface ClusterSimulator {
@@ -138,6 +141,8 @@ export async function startClusterSimulator(options: SimulatorOptions = {}): Pro
   const watchHistory = options.watchHistory ?? 1000;
   if (!Number.isInteger(watchHistory) || watchHistory < 0) throw new RangeError(`watchHistory must be a non-negative integer, got ${watchHistory}`);
   const bookmarkIntervalMs = positive('bookmarkIntervalMs', options.bookmarkIntervalMs ?? 1000);
+  const eventLimit = options.eventLimit ?? 1000;
+  if (!Number.isInteger(eventLimit) || eventLimit < 1) throw new RangeError(`eventLimit must be a positive integer, got ${eventLimit}`);
   const nodes = options.nodes ?? DEFAULT_NODES;
   const names = new Set(nodes.map((n) => n.name));
   if (names.size !== nodes.length) throw new Error('simulator node names must be unique');
@@ -147,7 +152,8 @@ export async function startClusterSimulator(options: SimulatorOptions = {}): Pro
   const store = new ObjectStore(watchHistory);
   const registry = new Registry(store);
   const faults = new Faults();
-  const loop = new ControlLoop(registry, faults, controllerIntervalMs, podReadyAfterMs);
+  const events = new EventRecorder(registry, eventLimit);
+  const loop = new ControlLoop(registry, faults, events, controllerIntervalMs, podReadyAfterMs);
   registry.onWrite = () => loop.nudge();
   nodes.forEach((node, i) => registry.create(NODES, undefined, nodeObject(node, i), { manager: 'kubelet', internal: true }));
   for (const namespace of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) registry.ensureNamespace(namespace);

@@ -1,6 +1,7 @@
 // The kubelets of every node: a bound pod starts Running, turns Ready once its readiness probe passes
 // (podReadyAfterMs after binding, never for a neverReady image), and a Job's pod then runs to Succeeded.
 import { createHash } from 'node:crypto';
+import type { EventRecorder, EventNote } from './events.js';
 import type { Faults } from './faults.js';
 import { timestamp } from './naming.js';
 import { images, isReady, isTerminal } from './pods.js';
@@ -27,20 +28,37 @@ function podCondition(type: string, ready: boolean, at: string, reason?: string,
 
 export class Kubelet {
   private readonly readyAt = new Map<string, number>();
+  /** Pods whose containers run, as last seen: a pod that disappears has its containers stopped (Killing). */
+  private readonly running = new Map<string, Pod>();
+  /** Pods already reported Unhealthy, so a failing readiness probe is reported once. */
+  private readonly unhealthy = new Set<string>();
   private nextIp = 0;
 
   constructor(
     private readonly registry: Registry,
     private readonly scheduler: Scheduler,
     private readonly faults: Faults,
+    private readonly events: EventRecorder,
     private readonly readyAfterMs: number,
   ) {}
+
+  /** An event from the kubelet of the pod's node, about one of its containers. */
+  private note(pod: Pod, container: string, note: Omit<EventNote, 'fieldPath'>, now: number): void {
+    this.events.record({ component: KUBELET, host: pod.spec.nodeName! }, pod, { ...note, fieldPath: `spec.containers{${container}}` }, now);
+  }
 
   run(now: number): void {
     const pods = this.registry.list(PODS) as Pod[];
     const present = new Set(pods.map((p) => p.metadata.uid!));
     for (const uid of [...this.readyAt.keys()]) if (!present.has(uid)) this.readyAt.delete(uid);
     for (const uid of [...this.scheduler.boundAt.keys()]) if (!present.has(uid)) this.scheduler.boundAt.delete(uid);
+    for (const uid of [...this.unhealthy]) if (!present.has(uid)) this.unhealthy.delete(uid);
+    for (const [uid, pod] of [...this.running]) {
+      if (present.has(uid)) continue;
+      // Deleted or evicted: there is no graceful termination, so the containers stop at once.
+      this.running.delete(uid);
+      for (const c of pod.spec.containers ?? []) this.note(pod, c.name, { type: 'Normal', reason: 'Killing', message: `Stopping container ${c.name}` }, now);
+    }
 
     for (const pod of pods) {
       if (!pod.spec.nodeName || isTerminal(pod)) continue;
@@ -53,6 +71,11 @@ export class Kubelet {
         if (now - boundAt >= this.readyAfterMs && !this.faults.isNeverReady(images(pod))) {
           this.setReady(pod, now);
           this.readyAt.set(uid, now);
+        } else if (now - boundAt >= this.readyAfterMs && !this.unhealthy.has(uid)) {
+          this.unhealthy.add(uid);
+          for (const c of pod.spec.containers ?? []) {
+            this.note(pod, c.name, { type: 'Warning', reason: 'Unhealthy', message: 'Readiness probe failed: the cluster simulator keeps this image unready (faults.neverReady)' }, now);
+          }
         }
       } else if (pod.metadata.ownerReferences?.some((o) => o.kind === 'Job' && o.controller)) {
         const readyAt = this.readyAt.get(uid) ?? now;
@@ -103,6 +126,11 @@ export class Kubelet {
       })),
     };
     this.write(pod, next);
+    for (const c of pod.spec.containers ?? []) {
+      this.note(pod, c.name, { type: 'Normal', reason: 'Pulled', message: `Container image "${c.image ?? ''}" already present on machine` }, now);
+      this.note(pod, c.name, { type: 'Normal', reason: 'Created', message: `Created container ${c.name}` }, now);
+      this.note(pod, c.name, { type: 'Normal', reason: 'Started', message: `Started container ${c.name}` }, now);
+    }
   }
 
   private setReady(pod: Pod, now: number): void {
@@ -133,6 +161,8 @@ export class Kubelet {
   }
 
   private write(pod: Pod, next: Pod): void {
-    this.registry.update(PODS, pod.metadata.namespace, pod.metadata.name!, next, { manager: KUBELET, internal: true });
+    const written = this.registry.update(PODS, pod.metadata.namespace, pod.metadata.name!, next, { manager: KUBELET, internal: true }).object as Pod;
+    if (written.status?.phase === 'Running') this.running.set(written.metadata.uid!, written);
+    else this.running.delete(written.metadata.uid!);
   }
 }

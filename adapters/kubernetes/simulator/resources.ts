@@ -1,4 +1,6 @@
 // The resources the simulator serves and the discovery documents that describe them to clients.
+import { eventsV1View } from './event-view.js';
+import type { KubeObject } from './types.js';
 
 export interface ResourceDef {
   /** '' for the core group. */
@@ -9,10 +11,17 @@ export interface ResourceDef {
   kind: string;
   namespaced: boolean;
   shortNames?: string[];
+  /** Discovery categories: `kubectl get all` reads the kinds in `all`. */
+  categories?: string[];
   /** Workload-like objects whose metadata.generation moves with their spec. */
   tracksGeneration: boolean;
   subresources: string[];
   verbs: string[];
+  /**
+   * For a read-only view of another resource's objects: the resource they are stored (and watched) under, and how
+   * one of them reads through this resource.
+   */
+  viewOf?: { storage: string; read: (stored: KubeObject) => KubeObject };
 }
 
 const ALL_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
@@ -48,11 +57,37 @@ export const RESOURCES: ResourceDef[] = [
     plural: 'pods',
     singular: 'pod',
     kind: 'Pod',
+    categories: ['all'],
     namespaced: true,
     shortNames: ['po'],
     tracksGeneration: false,
-    subresources: ['status', 'eviction'],
+    subresources: ['status', 'eviction', 'log'],
     verbs: ALL_VERBS,
+  },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'events',
+    singular: 'event',
+    kind: 'Event',
+    namespaced: true,
+    shortNames: ['ev'],
+    tracksGeneration: false,
+    subresources: [],
+    verbs: ALL_VERBS,
+  },
+  {
+    group: 'events.k8s.io',
+    version: 'v1',
+    plural: 'events',
+    singular: 'event',
+    kind: 'Event',
+    namespaced: true,
+    shortNames: ['ev'],
+    tracksGeneration: false,
+    subresources: [],
+    verbs: ['get', 'list', 'watch'],
+    viewOf: { storage: 'v1/events', read: eventsV1View },
   },
   {
     group: 'apps',
@@ -60,6 +95,7 @@ export const RESOURCES: ResourceDef[] = [
     plural: 'deployments',
     singular: 'deployment',
     kind: 'Deployment',
+    categories: ['all'],
     namespaced: true,
     shortNames: ['deploy'],
     tracksGeneration: true,
@@ -72,6 +108,7 @@ export const RESOURCES: ResourceDef[] = [
     plural: 'statefulsets',
     singular: 'statefulset',
     kind: 'StatefulSet',
+    categories: ['all'],
     namespaced: true,
     shortNames: ['sts'],
     tracksGeneration: true,
@@ -84,6 +121,7 @@ export const RESOURCES: ResourceDef[] = [
     plural: 'jobs',
     singular: 'job',
     kind: 'Job',
+    categories: ['all'],
     namespaced: true,
     tracksGeneration: true,
     subresources: ['status'],
@@ -107,6 +145,7 @@ export const RESOURCES: ResourceDef[] = [
     plural: 'horizontalpodautoscalers',
     singular: 'horizontalpodautoscaler',
     kind: 'HorizontalPodAutoscaler',
+    categories: ['all'],
     namespaced: true,
     shortNames: ['hpa'],
     tracksGeneration: true,
@@ -121,7 +160,7 @@ export function apiVersionOf(def: ResourceDef): string {
 
 /** The key a resource's objects are stored and watched under. */
 export function resourceKey(def: ResourceDef): string {
-  return `${apiVersionOf(def)}/${def.plural}`;
+  return def.viewOf?.storage ?? `${apiVersionOf(def)}/${def.plural}`;
 }
 
 export function findResource(group: string, version: string, plural: string): ResourceDef | undefined {
@@ -142,11 +181,14 @@ export const STATEFULSETS = resourceByKind('StatefulSet');
 export const JOBS = resourceByKind('Job');
 export const PDBS = resourceByKind('PodDisruptionBudget');
 export const HPAS = resourceByKind('HorizontalPodAutoscaler');
+export const EVENTS = resourceByKind('Event');
+export const EVENTS_V1 = RESOURCES.find((r) => r.group === 'events.k8s.io')!;
 
 const SUBRESOURCE_KINDS: Record<string, { kind: string; group?: string; version?: string; verbs: string[] }> = {
   status: { kind: '', verbs: ['get', 'patch', 'update'] },
   scale: { kind: 'Scale', group: 'autoscaling', version: 'v1', verbs: ['get', 'patch', 'update'] },
   eviction: { kind: 'Eviction', group: 'policy', version: 'v1', verbs: ['create'] },
+  log: { kind: '', verbs: ['get'] },
 };
 
 /** `/api/v1` or `/apis/<group>/<version>`: the APIResourceList. */
@@ -162,6 +204,7 @@ export function apiResourceList(group: string, version: string): Record<string, 
       kind: def.kind,
       verbs: def.verbs,
       ...(def.shortNames ? { shortNames: def.shortNames } : {}),
+      ...(def.categories ? { categories: def.categories } : {}),
     });
     for (const sub of def.subresources) {
       const info = SUBRESOURCE_KINDS[sub]!;

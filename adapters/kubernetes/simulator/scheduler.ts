@@ -1,5 +1,6 @@
 // The scheduler: binds each pending pod to a node that is schedulable, matches its node selector and affinity, and has
 // the GPUs it asks for; a pod that fits nowhere is marked Unschedulable with the scheduler's own wording.
+import type { EventRecorder } from './events.js';
 import { timestamp } from './naming.js';
 import { GPU_RESOURCE, isTerminal, podGpus } from './pods.js';
 import type { Registry } from './registry.js';
@@ -32,7 +33,10 @@ export class Scheduler {
   /** When each pod was bound, in ms, so the kubelet knows when its readiness probe first passes. */
   readonly boundAt = new Map<string, number>();
 
-  constructor(private readonly registry: Registry) {}
+  constructor(
+    private readonly registry: Registry,
+    private readonly events: EventRecorder,
+  ) {}
 
   run(now: number): void {
     const nodes = this.registry.list(NODES);
@@ -91,8 +95,10 @@ export class Scheduler {
       ...next.status,
       conditions: withCondition(next.status?.conditions, { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: timestamp(now) }),
     };
-    this.registry.update(PODS, pod.metadata.namespace, pod.metadata.name!, next, { manager: SCHEDULER, internal: true });
+    const bound = this.registry.update(PODS, pod.metadata.namespace, pod.metadata.name!, next, { manager: SCHEDULER, internal: true });
     this.boundAt.set(pod.metadata.uid!, now);
+    const message = `Successfully assigned ${pod.metadata.namespace}/${pod.metadata.name} to ${node}`;
+    this.events.record({ component: SCHEDULER }, bound.object, { type: 'Normal', reason: 'Scheduled', message }, now);
   }
 
   private markUnschedulable(pod: Pod, message: string, now: number): void {
@@ -109,6 +115,8 @@ export class Scheduler {
         message,
       }),
     };
-    this.registry.update(PODS, pod.metadata.namespace, pod.metadata.name!, next, { manager: SCHEDULER, internal: true });
+    const result = this.registry.update(PODS, pod.metadata.namespace, pod.metadata.name!, next, { manager: SCHEDULER, internal: true });
+    // The scheduler retries every pass; it reports when its verdict changes rather than on every retry.
+    if (result.changed) this.events.record({ component: SCHEDULER }, result.object, { type: 'Warning', reason: 'FailedScheduling', message }, now);
   }
 }

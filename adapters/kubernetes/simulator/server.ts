@@ -7,10 +7,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, type StatusBody } from './api-error.js';
 import type { Faults } from './faults.js';
 import { Handlers, requireVerb } from './handlers.js';
+import { includeObjectOf, negotiateTable, toTable, type TableOptions } from './printing.js';
 import type { Registry } from './registry.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions } from './resources.js';
-import { route, type DiscoveryTarget } from './routes.js';
+import { route, type DiscoveryTarget, type ResourceTarget } from './routes.js';
 import type { ServingCertificate } from './tls.js';
+import type { KubeObject } from './types.js';
 import type { WatchHub } from './watch.js';
 
 /** The API server's default request size limit. */
@@ -151,11 +153,16 @@ export class SimulatorServer {
       return;
     }
     const body = parseBody(text, contentType);
+    const table = this.tableOptions(target, method, request, url.searchParams);
     const watching = method === 'GET' && ['true', '1'].includes(url.searchParams.get('watch') ?? '');
     if (watching) {
       requireVerb(target.def, 'watch');
       const accepts = this.handlers.selector(target, url.searchParams);
-      this.parts.watches.serve(target, url.searchParams, accepts, response);
+      const view = (object: KubeObject) => this.handlers.view(target.def, object);
+      const transform = table
+        ? (object: KubeObject) => toTable(target.def, [view(object)], { resourceVersion: object.metadata.resourceVersion }, { ...table, now: Date.now() })
+        : view;
+      this.parts.watches.serve(target, url.searchParams, accepts, response, transform);
       return;
     }
     const result = this.handlers.handle(target, {
@@ -165,7 +172,24 @@ export class SimulatorServer {
       body,
       userAgent: String(request.headers['user-agent'] ?? ''),
     });
-    sendJson(response, result.status, result.body);
+    sendJson(response, result.status, table && result.status === 200 ? this.asTable(target, result.body, table) : result.body);
+  }
+
+  /** How to print a read as a Table, when the client's Accept asks for one (kubectl does); undefined for plain JSON. */
+  private tableOptions(target: ResourceTarget, method: string, request: IncomingMessage, query: URLSearchParams): Omit<TableOptions, 'now'> | undefined {
+    if (method !== 'GET' || (target.subresource !== undefined && target.subresource !== 'status')) return undefined;
+    const version = negotiateTable(request.headers.accept);
+    return version ? { version, includeObject: includeObjectOf(query) } : undefined;
+  }
+
+  /** A list or a single object, as a Table of the resource's printer. */
+  private asTable(target: ResourceTarget, body: unknown, table: Omit<TableOptions, 'now'>): unknown {
+    const options = { ...table, now: Date.now() };
+    const read = body as KubeObject & { items?: KubeObject[] };
+    if (target.name === undefined && Array.isArray(read.items)) {
+      return toTable(target.def, read.items, read.metadata as Record<string, unknown>, options);
+    }
+    return toTable(target.def, [read], { resourceVersion: read.metadata.resourceVersion }, options);
   }
 
   private discovery(target: DiscoveryTarget, request: IncomingMessage): unknown {

@@ -25,8 +25,17 @@ export class WatchHub {
     private readonly options: WatchOptions,
   ) {}
 
-  /** Starts a watch on `response`. Errors in the request (a bad selector) throw before anything is written. */
-  serve(target: ResourceTarget, query: URLSearchParams, accepts: (object: KubeObject) => boolean, response: ServerResponse): void {
+  /**
+   * Starts a watch on `response`. Errors in the request (a bad selector) throw before anything is written.
+   * `transform` turns each object sent in ADDED, MODIFIED and DELETED into what the client asked for (a Table row).
+   */
+  serve(
+    target: ResourceTarget,
+    query: URLSearchParams,
+    accepts: (object: KubeObject) => boolean,
+    response: ServerResponse,
+    transform: (object: KubeObject) => unknown = (object) => object,
+  ): void {
     const { def } = target;
     const resource = resourceKey(def);
     const store = this.registry.store;
@@ -50,13 +59,14 @@ export class WatchHub {
 
     response.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
     response.flushHeaders();
-    const send = (type: string, object: unknown) => {
+    const write = (type: string, object: unknown) => {
       if (!response.writableEnded && !response.destroyed) response.write(`${JSON.stringify({ type, object })}\n`);
     };
+    const send = (type: string, object: KubeObject) => write(type, transform(object));
 
     if (expired) {
       // What a real API server does for a resourceVersion its watch cache no longer reaches: 200, one ERROR, the end.
-      send('ERROR', new ApiError(410, expired.message, 'Expired').toStatus());
+      write('ERROR', new ApiError(410, expired.message, 'Expired').toStatus());
       response.end();
       return;
     }
@@ -86,12 +96,12 @@ export class WatchHub {
     } else {
       for (const object of this.registry.list(def, target.namespace).filter(filter)) send('ADDED', object);
       if (bookmarks && query.get('sendInitialEvents') === 'true') {
-        send('BOOKMARK', this.bookmark(target, { 'k8s.io/initial-events-end': 'true' }));
+        write('BOOKMARK', this.bookmark(target, { 'k8s.io/initial-events-end': 'true' }));
       }
     }
     const unsubscribe = store.subscribe(deliver);
     const timers: NodeJS.Timeout[] = [];
-    if (bookmarks) timers.push(setInterval(() => send('BOOKMARK', this.bookmark(target)), this.options.bookmarkIntervalMs));
+    if (bookmarks) timers.push(setInterval(() => write('BOOKMARK', this.bookmark(target)), this.options.bookmarkIntervalMs));
     if (timeoutSeconds !== null) timers.push(setTimeout(() => response.end(), Number(timeoutSeconds) * 1000));
 
     const watch: OpenWatch = {

@@ -23,8 +23,11 @@ export function ownedPods(registry: Registry, owner: KubeObject): Pod[] {
   return (registry.list(PODS, owner.metadata.namespace) as Pod[]).filter((p) => controllerUid(p) === owner.metadata.uid);
 }
 
-/** Creates a pod for a workload; a refusal (a quota) comes back as its message, which becomes FailedCreate. */
-export function createPod(registry: Registry, request: PodRequest): string | undefined {
+/** What came of creating a pod: the pod, or the refusal's message (a quota), which becomes FailedCreate. */
+export type Created = { pod: Pod; failure?: undefined } | { pod?: undefined; failure: string };
+
+/** Creates a pod for a workload. */
+export function createPod(registry: Registry, request: PodRequest): Created {
   const { owner, ownerDef, template } = request;
   const body: KubeObject = {
     apiVersion: 'v1',
@@ -41,10 +44,9 @@ export function createPod(registry: Registry, request: PodRequest): string | und
     spec: { ...structuredClone(template.spec ?? {}), ...request.spec },
   };
   try {
-    registry.create(PODS, owner.metadata.namespace, body, { manager: CONTROLLER_MANAGER });
-    return undefined;
+    return { pod: registry.create(PODS, owner.metadata.namespace, body, { manager: CONTROLLER_MANAGER }).object as Pod };
   } catch (error) {
-    if (error instanceof ApiError) return error.message;
+    if (error instanceof ApiError) return { failure: error.message };
     throw error;
   }
 }
