@@ -73,6 +73,10 @@ export const clusterEvents = defineEvents({
   ClusterCordoned: { version: 1, schema: z.object({ clusterId: z.string(), reason: z.string().optional() }) },
   ClusterUncordoned: { version: 1, schema: z.object({ clusterId: z.string() }) },
   ClusterDeregistered: { version: 1, schema: z.object({ clusterId: z.string(), reason: z.string().optional() }) },
+  /** Sentinel reached the cluster's API server (again): its objects are listed and watched. */
+  ClusterConnected: { version: 1, schema: z.object({ clusterId: z.string() }) },
+  /** Sentinel cannot reach or use the cluster's API server; `cause` says why in the words of whatever failed. */
+  ClusterUnreachable: { version: 1, schema: z.object({ clusterId: z.string(), cause: z.string() }) },
 });
 export type ClusterEvent = EventOf<typeof clusterEvents>;
 
@@ -80,31 +84,48 @@ export type ClusterEvent = EventOf<typeof clusterEvents>;
 
 export type ClusterStatus = 'active' | 'cordoned' | 'deregistered';
 
+/** Whether Sentinel can reach the cluster: unknown until it has tried with the credentials recorded now. */
+export type ConnectionState = 'unknown' | 'connected' | 'unreachable';
+
 export type Cluster =
   | { status: 'absent' }
-  | { status: ClusterStatus; id: string; spec: ClusterSpec; cordonReason?: string };
+  | { status: ClusterStatus; id: string; spec: ClusterSpec; cordonReason?: string; connection: ConnectionState };
 
 export type ClusterCommand =
   | { type: 'RegisterCluster'; clusterId: string; spec: ClusterSpec }
   | { type: 'UpdateCluster'; clusterId: string; changes: Partial<ClusterSpec> }
   | { type: 'CordonCluster'; clusterId: string; reason?: string }
   | { type: 'UncordonCluster'; clusterId: string }
-  | { type: 'DeregisterCluster'; clusterId: string; reason?: string };
+  | { type: 'DeregisterCluster'; clusterId: string; reason?: string }
+  | { type: 'RecordClusterConnected'; clusterId: string }
+  | { type: 'RecordClusterUnreachable'; clusterId: string; cause: string };
 
 export const initialState: Cluster = { status: 'absent' };
 
 export function evolve(state: Cluster, event: ClusterEvent): Cluster {
   switch (event.type) {
     case 'ClusterRegistered':
-      return { status: 'active', id: event.data.clusterId, spec: event.data.spec };
-    case 'ClusterUpdated':
-      return state.status === 'absent' ? state : { ...state, spec: { ...state.spec, ...event.data.changes } };
+      return { status: 'active', id: event.data.clusterId, spec: event.data.spec, connection: 'unknown' };
+    case 'ClusterUpdated': {
+      if (state.status === 'absent') return state;
+      const { apiServer, credentials } = event.data.changes;
+      // New credentials or a new address are tried afresh: what was known of the old ones says nothing of them.
+      const reconnects = apiServer !== undefined || credentials !== undefined;
+      return { ...state, spec: { ...state.spec, ...event.data.changes }, connection: reconnects ? 'unknown' : state.connection };
+    }
     case 'ClusterCordoned':
       return state.status === 'absent' ? state : { ...state, status: 'cordoned', cordonReason: event.data.reason };
-    case 'ClusterUncordoned':
-      return state.status === 'absent' ? state : { status: 'active', id: state.id, spec: state.spec };
+    case 'ClusterUncordoned': {
+      if (state.status === 'absent') return state;
+      const { cordonReason: _cordonReason, ...rest } = state;
+      return { ...rest, status: 'active' };
+    }
     case 'ClusterDeregistered':
       return state.status === 'absent' ? state : { ...state, status: 'deregistered' };
+    case 'ClusterConnected':
+      return state.status === 'absent' ? state : { ...state, connection: 'connected' };
+    case 'ClusterUnreachable':
+      return state.status === 'absent' ? state : { ...state, connection: 'unreachable' };
   }
 }
 
@@ -115,6 +136,8 @@ export function decide(command: ClusterCommand, state: Cluster): ClusterEvent[] 
     return [{ type: 'ClusterRegistered', data: { clusterId, spec: command.spec } }];
   }
   if (state.status === 'absent') throw new NotFound('cluster', clusterId);
+  // What a reactor saw of a cluster as it was being let go of is no longer news.
+  if (state.status === 'deregistered' && (command.type === 'RecordClusterConnected' || command.type === 'RecordClusterUnreachable')) return [];
   if (state.status === 'deregistered') throw new InvalidTransition('cluster', clusterId, state.status, verb(command));
 
   switch (command.type) {
@@ -128,6 +151,11 @@ export function decide(command: ClusterCommand, state: Cluster): ClusterEvent[] 
       return state.status === 'active' ? [] : [{ type: 'ClusterUncordoned', data: { clusterId } }];
     case 'DeregisterCluster':
       return [{ type: 'ClusterDeregistered', data: { clusterId, reason: command.reason } }];
+    // Recorded when the state changes, not on every attempt: a cluster down for a day is one event, not thousands.
+    case 'RecordClusterConnected':
+      return state.connection === 'connected' ? [] : [{ type: 'ClusterConnected', data: { clusterId } }];
+    case 'RecordClusterUnreachable':
+      return state.connection === 'unreachable' ? [] : [{ type: 'ClusterUnreachable', data: { clusterId, cause: command.cause } }];
   }
 }
 

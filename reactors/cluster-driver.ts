@@ -106,6 +106,9 @@ export interface ManagedWatch {
   stop(): Promise<void>;
 }
 
+/** Whether a running watch reaches the cluster, told when that changes: a failure comes with what failed. */
+export type ConnectionReport = { connected: true } | { connected: false; cause: string };
+
 /**
  * What the cluster answered when an operation cannot succeed by retrying: a 4xx that will not heal
  * (invalid object, forbidden, quota refused). Transient failures (5xx, timeouts, 429) are retried inside
@@ -140,8 +143,12 @@ export interface ClusterDriver {
   uncordon(node: string): Promise<void>;
   /** Cordons the node and evicts its pods through the Eviction API, honouring PodDisruptionBudgets. */
   drain(node: string, options: DrainOptions): Promise<DrainReport>;
-  /** Follows every Sentinel-managed object (list, then watch, re-listing after 410 Gone or a dropped watch). */
-  watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch>;
+  /**
+   * Follows every Sentinel-managed object (list, then watch, re-listing after 410 Gone or a dropped watch). Fails
+   * when the first list cannot be had; after that, `onConnection` hears when the watch loses the cluster and when it
+   * has it back.
+   */
+  watch(onChange: (change: ManagedChange) => void, onConnection?: (report: ConnectionReport) => void): Promise<ManagedWatch>;
   /**
    * Lets go of the cluster: every watch stops, and every call after this fails (transiently, so that a reaction
    * caught in between is dropped rather than recorded). For a cluster deregistered, or whose credentials changed.

@@ -2,7 +2,7 @@
 // back to the last revision that became available, and puts right (or adopts) what others change by hand.
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import { deployments } from '../commands/aggregates.js';
+import { clusters, deployments } from '../commands/aggregates.js';
 import type { CommandContext, CommandHandler } from '../commands/command-handler.js';
 import {
   automaticRollbackTarget,
@@ -10,6 +10,7 @@ import {
   type DriftDifference,
   type PlacedDeployment,
 } from '../domain/deployment.js';
+import type { ClusterCommand } from '../domain/cluster.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { cpuMillicores, memoryBytes } from '../domain/quantity.js';
 import type { WorkloadSpec } from '../domain/workload.js';
@@ -17,6 +18,7 @@ import {
   ClusterError,
   desiredTemplate,
   type ClusterDriver,
+  type ConnectionReport,
   type DesiredWorkload,
   type LiveWorkload,
   type ManagedChange,
@@ -24,7 +26,7 @@ import {
   type ObjectRef,
   type RolloutStatus,
 } from './cluster-driver.js';
-import { reactionTo, reactionToObservation } from './reaction-context.js';
+import { reactionTo, reactionToObservation, reportBy } from './reaction-context.js';
 import { backoffMs, everyEventOf, type Reactor } from './reactor-runtime.js';
 
 /** Deployment events that change what should run; each is answered by applying the deployment's current state. */
@@ -71,6 +73,9 @@ export class ClusterReactor implements Reactor {
   /** Every deployment ever placed on this cluster and not yet seen deleted: what a resync goes through. */
   private readonly placed = new Set<string>();
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** Whether the cluster was last reached, as logged. */
+  private connectionState: 'connected' | 'unreachable' | undefined;
+  private connectionReports: Promise<void> = Promise.resolve();
   private resyncing: Promise<void> | undefined;
 
   constructor(
@@ -89,7 +94,17 @@ export class ClusterReactor implements Reactor {
       const { deploymentId, clusterId } = event.data as { deploymentId: string; clusterId: string };
       if (clusterId === this.clusterId) this.placed.add(deploymentId);
     }
-    this.watch = await this.driver.watch((change) => this.enqueue(change));
+    try {
+      this.watch = await this.driver.watch(
+        (change) => this.enqueue(change),
+        (report) => void this.connection(report),
+      );
+    } catch (error) {
+      // The runtime starts this again with backoff; the cluster says why it waits meanwhile.
+      if (error instanceof ClusterError) await this.connection({ connected: false, cause: error.message });
+      throw error;
+    }
+    await this.connection({ connected: true });
     this.resync();
     const every = this.options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
     if (every > 0) this.resyncTimer = setInterval(() => this.resync(), every).unref();
@@ -395,6 +410,32 @@ export class ClusterReactor implements Reactor {
     }
     this.adopted.delete(deploymentId);
     await this.driver.apply(desired);
+  }
+
+  /**
+   * Records on the cluster whether it can be reached, when that changes (the decider drops what is no change), and
+   * says so in the log once. Recording is best effort: a failure to record is logged, and the next change retries.
+   */
+  private connection(report: ConnectionReport): Promise<void> {
+    // In the order the watch told them: a loss and a recovery close together end as the recovery.
+    this.connectionReports = this.connectionReports.then(() => this.recordConnection(report));
+    return this.connectionReports;
+  }
+
+  private async recordConnection(report: ConnectionReport): Promise<void> {
+    const { clusterId } = this;
+    const state = report.connected ? 'connected' : 'unreachable';
+    if (state !== this.connectionState) {
+      if (report.connected) this.options.logger.info({ reactor: this.name, clusterId }, 'cluster reached');
+      else this.options.logger.warn({ reactor: this.name, clusterId, cause: report.cause }, 'cluster unreachable; trying again with backoff');
+    }
+    this.connectionState = state;
+    const command: ClusterCommand = report.connected
+      ? { type: 'RecordClusterConnected', clusterId }
+      : { type: 'RecordClusterUnreachable', clusterId, cause: report.cause };
+    await this.handler.execute(clusters, clusterId, command, reportBy(this.name)).catch((error: unknown) => {
+      this.options.logger.warn({ err: error, reactor: this.name, clusterId, state }, 'could not record whether the cluster is reachable');
+    });
   }
 
   private async record(command: DeploymentCommand, context: CommandContext): Promise<void> {

@@ -7,6 +7,7 @@ import type { CommandHandler } from '../commands/command-handler.js';
 import { clusterEvents, type ClusterSpec, type Credentials } from '../domain/cluster.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { ClusterError, type ClusterDriver } from './cluster-driver.js';
+import { reportBy } from './reaction-context.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
 
 export interface FleetReactorDeps {
@@ -78,6 +79,7 @@ export class FleetReactor implements Reactor {
         { clusterId, source: wanted.credentials.source, reason: error.message },
         'not connecting to the cluster: its credentials are refused or do not work; update the cluster to try again',
       );
+      await this.deps.handler.execute(clusters, clusterId, { type: 'RecordClusterUnreachable', clusterId, cause: error.message }, reportBy(this.name));
       return;
     }
     this.connected.set(clusterId, wanted);

@@ -1,4 +1,5 @@
 // Who a reactor's commands come from, and event ids derived from what caused them, so a replay appends nothing.
+import { randomUUID } from 'node:crypto';
 import { v5 as uuidv5 } from 'uuid';
 import type { CommandContext } from '../commands/command-handler.js';
 import type { RecordedEvent } from '../domain/event-store.js';
@@ -32,4 +33,13 @@ export function reactionToObservation(reactor: string, key: string, correlationI
     source: `reactor:${reactor}`,
     eventIds: (index) => uuidv5(`${reactor}\u0000${key}\u0000${index}`, REACTOR_NAMESPACE),
   };
+}
+
+/**
+ * The context for a report whose events the decider makes unique by itself (it records a change of state, once), so
+ * the ids need not be derived: such as whether a cluster can be reached.
+ */
+export function reportBy(reactor: string): CommandContext {
+  const id = randomUUID();
+  return { actor: REACTOR_ACTOR, correlationId: id, causationId: id, source: `reactor:${reactor}` };
 }

@@ -35,6 +35,8 @@ export interface ReactorRuntimeOptions {
   /** Backoff between attempts at an event that failed: doubling from `retryBaseMs` to `retryMaxMs`. */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Longest wait before starting a reactor again that failed to start or stopped (doubling from 1 s). */
+  restartMaxMs?: number;
 }
 
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
@@ -105,6 +107,9 @@ export class ReactorRuntime {
     const { lease, logger } = this.options;
     const { reactor } = entry;
     const signal = entry.abort.signal;
+    // A reactor that cannot start (its cluster is unreachable) tries again with backoff, and says so once per cause.
+    let failures = 0;
+    let lastFailure: string | undefined;
     while (!signal.aborted) {
       let acquired = false;
       try {
@@ -114,14 +119,22 @@ export class ReactorRuntime {
           continue;
         }
         this.active.add(reactor.name);
-        logger.info({ reactor: reactor.name }, 'reacting');
+        if (failures === 0) logger.info({ reactor: reactor.name }, 'reacting');
         await reactor.start?.(signal);
         if (signal.aborted) break;
+        if (failures > 0) logger.info({ reactor: reactor.name, failures }, 'reacting again');
+        failures = 0;
+        lastFailure = undefined;
         await this.follow(entry);
       } catch (error) {
         if (signal.aborted) break;
-        logger.error({ err: error, reactor: reactor.name }, 'reactor stopped; starting again');
-        await sleep(1000, undefined, { signal }).catch(() => undefined);
+        failures += 1;
+        const failure = error instanceof Error ? error.message : String(error);
+        const delay = backoffMs(failures, 1000, this.options.restartMaxMs ?? 30_000);
+        if (failure === lastFailure) logger.debug({ err: error, reactor: reactor.name, failures, retryInMs: Math.round(delay) }, 'reactor still failing; starting again');
+        else logger.error({ err: error, reactor: reactor.name, failures, retryInMs: Math.round(delay) }, 'reactor stopped; starting again');
+        lastFailure = failure;
+        await sleep(delay, undefined, { signal }).catch(() => undefined);
       } finally {
         if (acquired) {
           this.active.delete(reactor.name);

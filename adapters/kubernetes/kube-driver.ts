@@ -30,6 +30,7 @@ import {
   MANAGED_BY_VALUE,
   RESTARTED_AT_ANNOTATION,
   type ClusterDriver,
+  type ConnectionReport,
   type DesiredWorkload,
   type DrainOptions,
   type DrainReport,
@@ -226,9 +227,9 @@ export class KubeClusterDriver implements ClusterDriver {
     return report;
   }
 
-  async watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch> {
+  async watch(onChange: (change: ManagedChange) => void, onConnection?: (report: ConnectionReport) => void): Promise<ManagedWatch> {
     if (this.closed) throw closedError();
-    const watch = new ManagedObjectsWatch(this.kubeConfig, this.options, this.policy, onChange, [
+    const watch = new ManagedObjectsWatch(this.kubeConfig, this.options, this.policy, onChange, onConnection, [
       {
         kind: 'Deployment',
         path: '/apis/apps/v1/deployments',
@@ -449,13 +450,23 @@ class ManagedObjectsWatch implements ManagedWatch {
   private readonly stopListeners: (() => void)[] = [];
   private starting = true;
   private startError: ClusterError | undefined;
-  private readonly informers: { kind: WorkloadKind; informer: ListWatch<WorkloadObject>; failures: number; timer?: NodeJS.Timeout }[];
+  /** What was last told through onConnection: the cause of the failure, or undefined while connected. */
+  private reportedCause: string | undefined;
+  private readonly informers: {
+    kind: WorkloadKind;
+    informer: ListWatch<WorkloadObject>;
+    failures: number;
+    /** Why this kind's watch is down, while it is. */
+    failing?: string;
+    timer?: NodeJS.Timeout;
+  }[];
 
   constructor(
     kubeConfig: KubeConfig,
     private readonly options: KubeDriverOptions,
     private readonly policy: RetryPolicy,
     private readonly onChange: (change: ManagedChange) => void,
+    private readonly onConnection: ((report: ConnectionReport) => void) | undefined,
     sources: WatchSource[],
   ) {
     const timeoutSeconds = options.watchTimeoutSeconds ?? Math.round(300 * (1 + Math.random()));
@@ -497,6 +508,7 @@ class ManagedObjectsWatch implements ManagedWatch {
   private deliver(entry: (typeof this.informers)[number], type: ManagedChange['type'], object: WorkloadObject): void {
     if (this.stopped) return;
     entry.failures = 0;
+    this.recovered(entry);
     try {
       this.onChange({ type, workload: toLiveWorkload(entry.kind, object) });
     } catch (error) {
@@ -514,14 +526,47 @@ class ManagedObjectsWatch implements ManagedWatch {
       return;
     }
     entry.failures += 1;
+    // A watch that drops and resumes at once is routine (API servers and load balancers end them): the cluster is
+    // lost when the API server refuses us, or when resuming fails too.
+    if (!clusterError.transient || entry.failures > 1) entry.failing = clusterError.message;
     const delay = backoffDelay(entry.failures, this.policy);
-    this.options.logger.warn({ err: clusterError, kind: entry.kind, retryInMs: delay }, 'watch of managed objects failed; resuming');
+    // Said once when the watch goes down, then quietly while it keeps trying: whoever listens records the outage.
+    const level = entry.failures === 1 ? 'warn' : 'debug';
+    this.options.logger[level]({ err: clusterError, kind: entry.kind, retryInMs: delay, failures: entry.failures }, 'watch of managed objects failed; resuming');
+    this.report();
     clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
       if (this.stopped) return;
-      entry.informer.start().catch((startError: unknown) => this.failed(entry, startError));
+      const failures = entry.failures;
+      entry.informer.start().then(
+        // The informer says a failed list through its error handler, not by rejecting: no new failure means it is back.
+        () => {
+          if (entry.failures === failures) this.recovered(entry);
+        },
+        (startError: unknown) => this.failed(entry, startError),
+      );
     }, delay);
+  }
+
+  private recovered(entry: (typeof this.informers)[number]): void {
+    if (entry.failing === undefined) return;
+    entry.failing = undefined;
+    this.options.logger.info({ kind: entry.kind }, 'watch of managed objects resumed');
+    this.report();
+  }
+
+  /** Tells the listener when the watch as a whole loses the cluster or has it back (every kind watching again). */
+  private report(): void {
+    if (this.stopped || this.starting) return;
+    const cause = this.informers.find((entry) => entry.failing !== undefined)?.failing;
+    if (cause === this.reportedCause || (cause !== undefined && this.reportedCause !== undefined)) return;
+    this.reportedCause = cause;
+    try {
+      this.onConnection?.(cause === undefined ? { connected: true } : { connected: false, cause });
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'connection listener failed');
+    }
   }
 }
 

@@ -136,7 +136,9 @@ describe('cluster credentials and cluster replies, through the HTTP API', functi
     expect(reply.headers.get('content-type')).to.match(/^application\/problem\+json/);
     const messages = (reply.body.errors ?? []).filter((error) => error.path === path).map((error) => error.message);
     expect(messages.length, JSON.stringify(reply.body)).to.be.above(0);
-    expect(await api.head(), 'a refused request appended events').to.equal(head);
+    // Reactors go on reporting on the clusters earlier tests registered (whether each can be reached); the request itself appends nothing.
+    const appended = (await api.eventsSince(head)).filter((event) => !event.metadata.source?.startsWith('reactor:'));
+    expect(appended.map((event) => event.type), 'a refused request appended events').to.deep.equal([]);
     return messages;
   }
 

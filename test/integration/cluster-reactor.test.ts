@@ -11,7 +11,7 @@ import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { KubeClusterDriver } from '../../adapters/kubernetes/kube-driver.js';
 import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
-import { deployments } from '../../commands/aggregates.js';
+import { clusters, deployments } from '../../commands/aggregates.js';
 import { CommandHandler, type CommandContext, type WriteResult } from '../../commands/command-handler.js';
 import type { DeploymentCommand, DriftPolicy, PlacedDeployment } from '../../domain/deployment.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
@@ -23,6 +23,7 @@ import {
   MANAGED_BY_LABEL,
   RESTARTED_AT_ANNOTATION,
   REVISION_ANNOTATION,
+  type ConnectionReport,
   type DesiredWorkload,
   type LiveWorkload,
   type ManagedChange,
@@ -81,12 +82,13 @@ class CountingDriver extends KubeClusterDriver {
     return super.apply(desired);
   }
 
-  override watch(onChange: (change: ManagedChange) => void): Promise<ManagedWatch> {
+  override watch(onChange: (change: ManagedChange) => void, onConnection?: (report: ConnectionReport) => void): Promise<ManagedWatch> {
     this.listener = onChange;
-    return super.watch((change) => {
+    const deliver = (change: ManagedChange) => {
       if (this.holding?.namespace === change.workload.ref.namespace) this.holding.changes.push(change);
       else onChange(change);
-    });
+    };
+    return super.watch(deliver, onConnection);
   }
 
   /** From now on the watch events of objects in `namespace` are kept in the list returned, not delivered. */
@@ -572,6 +574,25 @@ describe('cluster reactor on the cluster simulator', function () {
 
         await d.available(id, 2);
         await podsSettle(ns, id, 3, IMAGE_2);
+      });
+    });
+
+    describe('connection', () => {
+      const clusterEventsOf = async () => (await store.readStream(`cluster-${clusterId}`)).filter((event) => /^Cluster(Connected|Unreachable)$/.test(event.type));
+
+      it('given the API server refusing the watch, then the cluster is recorded unreachable with the cause once, and connected once it answers again', async () => {
+        const spec = { name: `reactor-${RUN}`, apiServer: 'https://127.0.0.1:6443', credentials: { source: 'in-cluster' as const }, region: 'local', labels: {}, gpuSkus: [GPU_SKU] };
+        await d.handler.execute(clusters, clusterId, { type: 'RegisterCluster', clusterId, spec }, byOperator());
+        cluster.sim.faults.failNext(4, 401, { method: 'GET', path: /^\/apis\/apps\/v1\/deployments$/ });
+        cluster.sim.faults.dropWatches();
+
+        const seen = await eventually('unreachable, then connected again', clusterEventsOf, (events) => events.map((event) => event.type).join() === 'ClusterUnreachable,ClusterConnected');
+        // Whichever watch was lost first says why: a refusal, or a resume that failed too.
+        expect(seen[0]!.data['cause']).to.match(/^watch (Deployments|StatefulSets|Jobs): /);
+        expect(seen[0]!.metadata.source).to.equal(`reactor:${reacting.reactor.name}`);
+        // Still following the cluster afterwards.
+        const ns = namespace('reconnected');
+        await d.deployed(workloadSpec(ns, 'server'));
       });
     });
 

@@ -67,6 +67,39 @@ describe('Cluster decider', () => {
     });
   });
 
+  describe('connection', () => {
+    const connected = { type: 'ClusterConnected', data: { clusterId } } as const;
+    const unreachable = { type: 'ClusterUnreachable', data: { clusterId, cause: 'Unauthorized: the token was refused' } } as const;
+    it('given a registered cluster, when reached, then ClusterConnected; when reached again, then nothing', () => {
+      given(clusterDecider, [registered]).when({ type: 'RecordClusterConnected', clusterId }).then([connected]);
+      given(clusterDecider, [registered, connected]).when({ type: 'RecordClusterConnected', clusterId }).then([]);
+    });
+    it('given a connected cluster, when it cannot be reached, then ClusterUnreachable with the cause, once however often it is tried', () => {
+      given(clusterDecider, [registered, connected]).when({ type: 'RecordClusterUnreachable', clusterId, cause: unreachable.data.cause }).then([unreachable]);
+      given(clusterDecider, [registered, connected, unreachable]).when({ type: 'RecordClusterUnreachable', clusterId, cause: 'connect ECONNREFUSED' }).then([]);
+    });
+    it('given an unreachable cluster, when reached again, then ClusterConnected', () => {
+      given(clusterDecider, [registered, unreachable]).when({ type: 'RecordClusterConnected', clusterId }).then([connected]);
+    });
+    it('given an unreachable cluster, when its credentials change, then its connection is unknown again and the next failure is recorded', () => {
+      const updated = { type: 'ClusterUpdated', data: { clusterId, changes: { credentials: { source: 'in-cluster' as const } } } } as const;
+      const { state } = given(clusterDecider, [registered, unreachable, updated]);
+      expect(state.status !== 'absent' && state.connection).to.equal('unknown');
+      given(clusterDecider, [registered, unreachable, updated]).when({ type: 'RecordClusterUnreachable', clusterId, cause: 'x' }).then([{ type: 'ClusterUnreachable', data: { clusterId, cause: 'x' } }]);
+      const relabelled = { type: 'ClusterUpdated', data: { clusterId, changes: { labels: {} } } } as const;
+      expect(given(clusterDecider, [registered, unreachable, relabelled]).state).to.deep.include({ connection: 'unreachable' });
+    });
+    it('given a cordoned cluster that is uncordoned, then its connection is kept', () => {
+      const { state } = given(clusterDecider, [registered, connected, cordoned, { type: 'ClusterUncordoned', data: { clusterId } }]);
+      expect(state).to.deep.include({ status: 'active', connection: 'connected' });
+      expect(state).to.not.have.property('cordonReason');
+    });
+    it('given a deregistered cluster, when a reactor reports on it, then nothing', () => {
+      given(clusterDecider, [registered, deregistered]).when({ type: 'RecordClusterUnreachable', clusterId, cause: 'closed' }).then([]);
+      given(clusterDecider, [registered, deregistered]).when({ type: 'RecordClusterConnected', clusterId }).then([]);
+    });
+  });
+
   describe('deregister', () => {
     it('given a cordoned cluster, when deregistered, then ClusterDeregistered', () => {
       given(clusterDecider, [registered, cordoned]).when({ type: 'DeregisterCluster', clusterId }).then([deregistered]);

@@ -17,6 +17,7 @@ import {
   type ClusterFacts,
   type Deployment,
   type DeploymentCommand,
+  type DriftDifference,
   type DeploymentEvent,
   type Strategy,
   type WorkloadFacts,
@@ -595,7 +596,7 @@ describe('Deployment decider', () => {
 
   describe('drift', () => {
     const replicasDrift = [{ field: 'replicas', expected: 2, actual: 5 }];
-    const drift = (differences = replicasDrift): DeploymentCommand => ({ type: 'RecordDrift', deploymentId, revision: 1, differences, observedVersion: '42' });
+    const drift = (differences: DriftDifference[] = replicasDrift): DeploymentCommand => ({ type: 'RecordDrift', deploymentId, revision: 1, differences, observedVersion: '42' });
     it('given an available deployment that reverts drift, when the cluster differs, then DriftDetected with resolution revert and nothing adopted', () => {
       const outcome = given(deploymentDecider, live).when(drift());
       outcome.then([{ type: 'DriftDetected', data: { deploymentId, revision: 1, differences: replicasDrift, resolution: 'revert', observedVersion: '42' } }]);
