@@ -1,5 +1,10 @@
-// Sentinel's configuration: environment variables parsed and checked by zod, with defaults for a local run.
+// Sentinel's configuration: environment variables parsed and checked by zod, with defaults for a local run, and
+// the files and address they name checked before anything is opened or written.
+import { readFile } from 'node:fs/promises';
+import { createServer, isIP } from 'node:net';
 import { z } from 'zod';
+import { healthFile } from '../adapters/policy/file-health-source.js';
+import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** api: the HTTP API; projector: the read-side projectors; reactor: the reactors that drive clusters and plans. */
@@ -33,14 +38,25 @@ const kurrentUrl = z
     'a KurrentDB connection string such as kurrentdb://localhost:2113?tls=false',
   );
 
-const integer = (min: number, max: number) =>
-  z.coerce
-    .number({ error: `an integer from ${min} to ${max}` })
-    .int(`an integer from ${min} to ${max}`)
-    .min(min, `an integer from ${min} to ${max}`)
-    .max(max, `an integer from ${min} to ${max}`);
+/** Decimal digits only: no sign, exponent, hex or blank, any of which `Number()` would quietly accept. */
+const integer = (min: number, max: number) => {
+  const rule = `an integer from ${min} to ${max}`;
+  return z
+    .string()
+    .regex(/^[0-9]+$/, rule)
+    .transform(Number)
+    .pipe(z.number().int(rule).min(min, rule).max(max, rule));
+};
 
+/**
+ * Only for a variable with no default (one that turns something on): there an empty value means unset. A
+ * variable with a default refuses an empty value instead, so that `PORT=` is not silently some other port.
+ */
 const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
+
+const HOST_RULE =
+  'an address of this machine to listen on: an IP address such as 127.0.0.1, 0.0.0.0 or ::, or a host name that resolves to one';
+const HOST_NAME = /^(?=.{1,253}\.?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
 
 const flag = z
   .enum(['true', 'false', '1', '0'], { error: 'true or false' })
@@ -58,7 +74,10 @@ const list = (item: z.ZodString, rule: string) =>
 const schema = z.object({
   SENTINEL_ROLE: roles,
   // Loopback unless told otherwise: a fresh `npm start` is reachable from this machine only.
-  HOST: z.string().min(1, 'a host name or address to listen on').default('127.0.0.1'),
+  HOST: z
+    .string()
+    .refine((host) => isIP(host) !== 0 || HOST_NAME.test(host), HOST_RULE)
+    .default('127.0.0.1'),
   PORT: integer(0, 65535).default(8080),
   SENTINEL_DATA_DIR: z.string().min(1, 'a directory path').default('./data'),
   DATABASE_URL: z.preprocess(emptyAsUndefined, postgresUrl.optional()),
@@ -83,7 +102,8 @@ const schema = z.object({
   SENTINEL_EVICTION_TIMEOUT_SECONDS: integer(1, 3600).default(120),
   // Cluster credentials are data, not code: what a kubeconfig may make this process run, read or trust.
   SENTINEL_KUBECONFIG_EXEC_ALLOW: list(z.string(), 'command names or absolute paths, comma-separated, e.g. aws,kubelogin'),
-  SENTINEL_KUBECONFIG_DIR: z.preprocess(emptyAsUndefined, z.string().min(1, 'a directory path').optional()),
+  // Its default (<SENTINEL_DATA_DIR>/kubeconfigs) is derived where it is used: an empty value is refused here.
+  SENTINEL_KUBECONFIG_DIR: z.string().min(1, 'a directory path').optional(),
   SENTINEL_ALLOW_INSECURE_CLUSTERS: flag,
   // Login abuse: failures per user name and per client address before a temporary lock.
   SENTINEL_LOGIN_MAX_FAILURES: integer(1, 1000).default(5),
@@ -131,9 +151,115 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   );
 }
 
+/** What the configuration names outside the environment, read once it has been checked. */
+export interface ConfigFiles {
+  /** The token signing secret from SENTINEL_JWT_SECRET_FILE, when that is set. */
+  jwtSecret?: string;
+  /** The default prices with SENTINEL_PRICES_FILE's over them. */
+  prices: PriceTable;
+}
+
+const SECRET_FILE_RULE = 'a readable file holding a secret of at least 32 characters, e.g. written by `openssl rand -base64 48`';
+const PRICES_RULE =
+  'a JSON file of hourly US dollar prices, any of: gpuHourlyUsd {"<sku>": n}, defaultGpuHourlyUsd, vcpuHourlyUsd, memoryGibHourlyUsd, clusters {"<clusterId>": {...}}';
+const HEALTH_RULE =
+  'a JSON file of health by deployment id: {"<deploymentId>": {"uptime": {"<days>": ratio}, "latencyP99Ms": n, "successRate": ratio}}';
+
+/**
+ * Checks what the variables point at (the listen address, the secret, prices and health files) and reads the
+ * files, before anything is opened or written: a mistake there is a ConfigError naming the variable, like one
+ * in the environment itself.
+ */
+export async function checkConfig(config: Config): Promise<ConfigFiles> {
+  const problems: { variable: string; message: string }[] = [];
+  const check = async <T>(variable: keyof Config & string, rule: string, value: string | undefined, read: (value: string) => Promise<T>) => {
+    if (value === undefined) return undefined;
+    try {
+      return await read(value);
+    } catch (error) {
+      if (!(error instanceof Unusable)) throw error;
+      problems.push({ variable, message: `${rule} (got ${shown(variable, value)}: ${error.message})` });
+      return undefined;
+    }
+  };
+  const [jwtSecret, overrides] = await Promise.all([
+    check('SENTINEL_JWT_SECRET_FILE', SECRET_FILE_RULE, config.SENTINEL_JWT_SECRET_FILE, secretFrom),
+    check('SENTINEL_PRICES_FILE', PRICES_RULE, config.SENTINEL_PRICES_FILE, (file) => jsonFile(file, priceOverrides)),
+    check('SENTINEL_HEALTH_FILE', HEALTH_RULE, config.SENTINEL_HEALTH_FILE, (file) => jsonFile(file, healthFile)),
+    check('HOST', HOST_RULE, config.HOST, canListenOn),
+  ]);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...(jwtSecret === undefined ? {} : { jwtSecret }), prices: overrides ? withOverrides(DEFAULT_PRICES, overrides) : DEFAULT_PRICES };
+}
+
+/** Why a file or address named by a variable cannot be used; its message completes "(got <value>: ...)". */
+class Unusable extends Error {}
+
+async function text(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Unusable('no such file');
+    if (code === 'EACCES' || code === 'EPERM') throw new Unusable('this process may not read it');
+    if (code === 'EISDIR') throw new Unusable('a directory, not a file');
+    throw new Unusable(`it cannot be read: ${(error as Error).message}`);
+  }
+}
+
+/** The file's secret, trimmed; its length is all an error may say about it. */
+async function secretFrom(file: string): Promise<string> {
+  const secret = (await text(file)).trim();
+  if (secret.length < 32) throw new Unusable(`it holds ${secret.length} characters`);
+  return secret;
+}
+
+async function jsonFile<S extends z.ZodType>(file: string, schema: S): Promise<z.output<S>> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await text(file));
+  } catch (error) {
+    if (error instanceof Unusable) throw error;
+    throw new Unusable(`not JSON: ${(error as Error).message}`);
+  }
+  const checked = schema.safeParse(parsed);
+  if (checked.success) return checked.data;
+  throw new Unusable(
+    checked.error.issues
+      .slice(0, 5)
+      .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : 'the top level'}: ${issue.message}`)
+      .join('; '),
+  );
+}
+
+/**
+ * Binds the address on a free port and lets it go: the same name resolution and the same check that the
+ * address belongs to this machine as the real listen, but before any data is touched.
+ */
+async function canListenOn(host: string): Promise<void> {
+  const probe = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(0, host, resolve);
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') throw new Unusable('it does not resolve to an address');
+    if (code === 'EADDRNOTAVAIL') throw new Unusable('not an address of this machine');
+    throw new Unusable(`it cannot be listened on: ${(error as Error).message}`);
+  } finally {
+    if (probe.listening) await new Promise((resolve) => probe.close(resolve));
+  }
+}
+
+/** Variables whose value is a secret: an error describes it by its length and never shows it. */
+const SECRET_VARIABLE = /(SECRET|PASSWORD|TOKEN)$/;
+
 /** A value for an error message; secrets are described, never echoed, and URLs lose their password. */
 function shown(variable: string, value: string | undefined): string {
   if (value === undefined) return 'nothing';
-  if (/SECRET|PASSWORD|TOKEN$/.test(variable)) return `${value.length} characters`;
+  if (value === '') return `an empty value; unset ${variable} for its default`;
+  if (SECRET_VARIABLE.test(variable)) return `${value.length} characters`;
   return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/i, '$1***@'));
 }

@@ -1,16 +1,27 @@
 // Entry point of `npm start`: reads the configuration, runs the configured role, shuts down on SIGTERM/SIGINT.
 import { pino } from 'pino';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { startSentinel, type RunningSentinel } from './sentinel.js';
+import { checkConfig, ConfigError, loadConfig, type Config, type ConfigFiles } from './config.js';
+import type { RunningSentinel } from './sentinel.js';
+
+/** Exit status of a configuration Sentinel refuses, in the environment or in a file or address it names. */
+const EXIT_CONFIG = 2;
+
+function refuse(error: ConfigError): never {
+  process.stderr.write(`sentinel: ${error.message}\n`);
+  process.exit(EXIT_CONFIG);
+}
 
 let config: Config;
+let files: ConfigFiles;
 try {
   config = loadConfig();
+  files = await checkConfig(config);
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
-  process.stderr.write(`sentinel: ${error.message}\n`);
-  process.exit(2);
+  refuse(error);
 }
+// Loaded only once the configuration is good, so that a refusal comes at once.
+const { startSentinel } = await import('./sentinel.js');
 
 const logger = pino({ level: config.LOG_LEVEL, base: { service: 'sentinel', role: config.SENTINEL_ROLE } });
 
@@ -44,7 +55,7 @@ process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);
 
 try {
-  sentinel = await startSentinel(config, logger);
+  sentinel = await startSentinel(config, logger, files);
   if (stopping) stop(sentinel);
 } catch (error) {
   logger.fatal({ err: error }, 'sentinel failed to start');

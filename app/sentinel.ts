@@ -1,9 +1,7 @@
 // Composition root: builds the stores and servers a configuration asks for, and takes them down in order.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { JwtTokens } from '../adapters/auth/jwt-tokens.js';
 import { scryptPasswords } from '../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
@@ -16,6 +14,7 @@ import { openPglite, openPostgres, type Database } from '../adapters/postgres/da
 import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store.js';
 import { migrateSentinel, sentinelMigrated } from '../adapters/postgres/schema.js';
 import { PostgresSecretStore } from '../adapters/postgres/secret-store.js';
+import { PostgresEventLocator, PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
 import { prometheusCommandMetrics } from '../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
@@ -31,11 +30,10 @@ import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, startReactors, type RunningReactors } from './reactors.js';
-import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
 import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
-import type { Config } from './config.js';
+import { checkConfig, type Config, type ConfigFiles } from './config.js';
 
 export interface RunningSentinel {
   port: number;
@@ -45,7 +43,12 @@ export interface RunningSentinel {
   stop(): Promise<void>;
 }
 
-export async function startSentinel(config: Config, logger: Logger): Promise<RunningSentinel> {
+/**
+ * Starts what the configuration asks for. `checked` is what `checkConfig` returned for it; without it, the check is
+ * made here first, before anything is opened or written.
+ */
+export async function startSentinel(config: Config, logger: Logger, checked?: ConfigFiles): Promise<RunningSentinel> {
+  const files = checked ?? (await checkConfig(config));
   const metrics = createMetricsRegistry();
   const db = await openDatabase(config, logger);
   let eventStore: EventStore | undefined;
@@ -63,7 +66,7 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
     const access = new AccessService(
       new PostgresPrincipalStore(db.knex),
       new JwtTokens({
-        secret: await signingSecret(config, secrets),
+        secret: await signingSecret(config, files, secrets),
         accessTtlSeconds: config.SENTINEL_ACCESS_TOKEN_TTL_SECONDS,
         refreshTtlSeconds: config.SENTINEL_REFRESH_TOKEN_TTL_SECONDS,
       }),
@@ -90,9 +93,15 @@ export async function startSentinel(config: Config, logger: Logger): Promise<Run
     else await projections.prepare();
     runtime = projections;
 
-    const handler = new CommandHandler(store, { metrics: prometheusCommandMetrics(metrics) });
+    const handler = new CommandHandler(store, {
+      metrics: prometheusCommandMetrics(metrics),
+      snapshots: new PostgresSnapshotStore(db),
+      // A derived event id is looked up in the event table only when the events are on this database.
+      ...(opened instanceof PostgresEventStore ? { eventLocator: new PostgresEventLocator(db) } : {}),
+      logger,
+    });
     const policy = new PolicyEngine(store, {
-      prices: await prices(config),
+      prices: files.prices,
       health: config.SENTINEL_HEALTH_FILE ? new FileHealthSource(config.SENTINEL_HEALTH_FILE) : noHealth,
     });
     if (roles.has('reactor')) {
@@ -175,13 +184,9 @@ const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
  * The key that signs tokens: from the environment or a file when given; otherwise one generated once and
  * kept in the database, so every process on that database (and every restart) signs with the same key.
  */
-async function signingSecret(config: Config, secrets: SecretStore): Promise<Uint8Array> {
-  if (config.SENTINEL_JWT_SECRET) return new TextEncoder().encode(config.SENTINEL_JWT_SECRET);
-  if (config.SENTINEL_JWT_SECRET_FILE) {
-    const text = (await readFile(config.SENTINEL_JWT_SECRET_FILE, 'utf8')).trim();
-    if (text.length < 32) throw new Error(`SENTINEL_JWT_SECRET_FILE: ${config.SENTINEL_JWT_SECRET_FILE} must hold at least 32 characters`);
-    return new TextEncoder().encode(text);
-  }
+async function signingSecret(config: Config, files: ConfigFiles, secrets: SecretStore): Promise<Uint8Array> {
+  const given = config.SENTINEL_JWT_SECRET ?? files.jwtSecret;
+  if (given) return new TextEncoder().encode(given);
   return Buffer.from(await secrets.getOrCreate('jwt-signing-key', () => randomBytes(48).toString('base64')), 'base64');
 }
 
@@ -192,13 +197,6 @@ export function loginSettings(config: Config): LoginSettings {
     addressMaxFailures: config.SENTINEL_LOGIN_ADDRESS_MAX_FAILURES,
     lockSeconds: config.SENTINEL_LOGIN_LOCK_SECONDS,
   };
-}
-
-async function prices(config: Config): Promise<PriceTable> {
-  if (!config.SENTINEL_PRICES_FILE) return DEFAULT_PRICES;
-  const parsed = priceOverrides.safeParse(JSON.parse(await readFile(config.SENTINEL_PRICES_FILE, 'utf8')));
-  if (!parsed.success) throw new Error(`SENTINEL_PRICES_FILE ${config.SENTINEL_PRICES_FILE}: ${z.prettifyError(parsed.error)}`);
-  return withOverrides(DEFAULT_PRICES, parsed.data);
 }
 
 async function bootstrapAdmin(access: AccessService, config: Config, logger: Logger): Promise<void> {

@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { accessLog, recordMount } from './access-log.js';
 import { bearerChallenge, bearerToken } from './bearer.js';
 import { sendProblem } from './problem.js';
 
@@ -30,6 +31,8 @@ export const API_CONTENT_SECURITY_POLICY = { 'default-src': ["'none'"], 'frame-a
 export function createHttpApp(options: HttpServerOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // First, so that every answer is logged, whatever answers it.
+  app.use(accessLog(options.logger));
   // helmet's defaults (nosniff, no-referrer, HSTS, cross-origin policies), with a CSP and framing rule for JSON.
   app.use(helmet({ contentSecurityPolicy: { useDefaults: false, directives: API_CONTENT_SECURITY_POLICY }, xFrameOptions: { action: 'deny' } }));
   // Every answer is live state or private (tokens among them): nothing may be kept by a cache on the way.
@@ -63,7 +66,7 @@ export function createHttpApp(options: HttpServerOptions): express.Express {
     res.type(options.metrics.contentType).send(await options.metrics.metrics());
   });
 
-  for (const { path, router } of options.routers ?? []) app.use(path, router);
+  for (const { path, router } of options.routers ?? []) app.use(path, recordMount, router);
 
   app.use((req: Request, res: Response) => {
     sendProblem(res, { title: 'Not Found', status: 404, detail: `no route for ${req.method} ${req.path}` });
@@ -75,7 +78,7 @@ export function createHttpApp(options: HttpServerOptions): express.Express {
       sendProblem(res, { title: http.STATUS_CODES[error.status] ?? 'Bad Request', status: error.status, detail: `the request could not be read: ${error.message}` });
       return;
     }
-    options.logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
+    options.logger.error({ err: error, method: req.method, path: req.path, requestId: res.getHeader('X-Request-Id') }, 'request failed');
     if (res.headersSent) return;
     sendProblem(res, { title: 'Internal Server Error', status: 500, detail: 'the request failed; see the server log' });
   });

@@ -25,11 +25,20 @@ export class FileHealthSource implements HealthSource {
   async health(deploymentId: string): Promise<PolicyInputs['health']> {
     const { mtimeMs } = await stat(this.path);
     if (this.loaded?.mtimeMs !== mtimeMs) {
-      const parsed = healthFile.safeParse(JSON.parse(await readFile(this.path, 'utf8')));
+      const parsed = healthFile.safeParse(parseJson(this.path, await readFile(this.path, 'utf8')));
       if (!parsed.success) throw new Error(`${this.path}: ${z.prettifyError(parsed.error)}`);
       this.loaded = { mtimeMs, health: parsed.data };
     }
     return this.loaded.health[deploymentId];
+  }
+}
+
+/** The file was checked at start-up (SENTINEL_HEALTH_FILE); one rewritten since then may have broken. */
+function parseJson(path: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${path}: not JSON: ${(error as Error).message}`, { cause: error });
   }
 }
 

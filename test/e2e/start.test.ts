@@ -1,7 +1,7 @@
 // `npm start` as a newcomer runs it: the real entry point in a child process, probed over HTTP.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,15 +17,17 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string } {
+function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; stdout: () => string; stderr: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return { child, output: () => output };
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => ((output += chunk.toString()), (stdout += chunk.toString())));
+  child.stderr!.on('data', (chunk: Buffer) => ((output += chunk.toString()), (stderr += chunk.toString())));
+  return { child, output: () => output, stdout: () => stdout, stderr: () => stderr };
 }
 
 /** Resolves once the process has logged that start-up is complete (the first admin is created just before). */
@@ -268,13 +270,63 @@ describe('npm start, when start-up fails or the data directory is taken', functi
 
 describe('npm start with bad configuration', function () {
   this.timeout(30_000);
+  let parent: string;
+  let dataDir: string;
+  beforeEach(async () => {
+    parent = await mkdtemp(path.join(tmpdir(), 'sentinel-e2e-config-'));
+    // Not created here: a refused start must not create it either.
+    dataDir = path.join(parent, 'data');
+  });
+  afterEach(async () => {
+    await rm(parent, { recursive: true, force: true });
+  });
+
+  /** Starts with `env`; expects exit status 2, `said` on stderr, nothing logged, and no data directory. */
+  async function refused(env: NodeJS.ProcessEnv, ...said: string[]): Promise<void> {
+    const sentinel = startSentinel({ HOST: '127.0.0.1', PORT: '0', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: 'e2e-admin-password', ...env });
+    expect(await exitOf(sentinel.child), sentinel.output()).to.equal(2);
+    expect(sentinel.stderr()).to.match(/^sentinel: invalid configuration:\n/);
+    for (const text of said) expect(sentinel.stderr()).to.include(text);
+    expect(sentinel.stdout(), 'nothing was started, so nothing was logged').to.equal('');
+    const created = await access(dataDir).then(
+      () => true,
+      () => false,
+    );
+    expect(created, 'the data directory was created').to.equal(false);
+  }
 
   it('exits non-zero naming the variable and what it accepts', async () => {
-    const sentinel = startSentinel({ PORT: 'eighty', DATABASE_URL: 'mysql://nope' });
-    const [code] = await once(sentinel.child, 'exit');
-    expect(code).to.equal(2);
-    expect(sentinel.output()).to.include('PORT: an integer from 0 to 65535 (got "eighty")');
-    expect(sentinel.output()).to.include('DATABASE_URL: a PostgreSQL connection URL');
+    await refused({ PORT: 'eighty', DATABASE_URL: 'mysql://nope' }, 'PORT: an integer from 0 to 65535 (got "eighty")', 'DATABASE_URL: a PostgreSQL connection URL');
+  });
+
+  it('refuses an empty PORT rather than listening on a random port', async () => {
+    await refused({ PORT: '' }, 'PORT: an integer from 0 to 65535 (got an empty value; unset PORT for its default)');
+  });
+
+  it('refuses a PORT that is not decimal digits', async () => {
+    await refused({ PORT: '0x50' }, 'PORT: an integer from 0 to 65535 (got "0x50")');
+  });
+
+  it('refuses a HOST that is not an address of this machine', async () => {
+    await refused({ HOST: 'not-a-host' }, 'HOST: an address of this machine to listen on', '(got "not-a-host": ');
+  });
+
+  it('refuses a JWT secret file that does not exist, before opening the database', async () => {
+    await refused({ SENTINEL_JWT_SECRET_FILE: '/nonexistent' }, 'SENTINEL_JWT_SECRET_FILE: a readable file holding a secret of at least 32 characters', '(got "/nonexistent": no such file)');
+  });
+
+  it('refuses a prices file that is not JSON and a health file off its schema, both at once', async () => {
+    const prices = path.join(parent, 'prices.json');
+    const health = path.join(parent, 'health.json');
+    await writeFile(prices, 'gpuHourlyUsd: 3');
+    await writeFile(health, JSON.stringify({ 'deployment-1': { successRate: 'high' } }));
+    await refused(
+      { SENTINEL_PRICES_FILE: prices, SENTINEL_HEALTH_FILE: health },
+      `SENTINEL_PRICES_FILE: a JSON file of hourly US dollar prices`,
+      `(got ${JSON.stringify(prices)}: not JSON: `,
+      `SENTINEL_HEALTH_FILE: a JSON file of health by deployment id`,
+      `(got ${JSON.stringify(health)}: deployment-1.successRate: `,
+    );
   });
 });
 
