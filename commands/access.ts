@@ -40,6 +40,33 @@ export interface ServiceAccountRecord {
   revoked: boolean;
 }
 
+/** A user as an admin sees it in a list: never its password hash. */
+export interface UserSummary {
+  id: string;
+  username: string;
+  role: UserRole;
+  disabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A service account as an admin sees it in a list: never a token. */
+export interface ServiceAccountSummary {
+  id: string;
+  name: string;
+  description: string | null;
+  revoked: boolean;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** A slice of principals in name order: those after `after` (before it, newest-name first, for `desc`), at most `limit`. */
+export interface PrincipalSlice {
+  after?: string;
+  order: 'asc' | 'desc';
+  limit: number;
+}
+
 /** What presenting a refresh token came to. */
 export type RefreshTokenUse =
   | { outcome: 'used'; userId: string; familyId: string }
@@ -64,6 +91,11 @@ export interface PrincipalStore {
   createServiceAccount(account: Omit<ServiceAccountRecord, 'revoked'>): Promise<void>;
   deleteServiceAccount(id: string): Promise<void>;
   findServiceAccount(id: string): Promise<ServiceAccountRecord | undefined>;
+  findServiceAccountByName(name: string): Promise<ServiceAccountRecord | undefined>;
+  /** Users ordered by username. */
+  listUsers(slice: PrincipalSlice): Promise<UserSummary[]>;
+  /** Service accounts ordered by name, revoked ones included. */
+  listServiceAccounts(slice: PrincipalSlice): Promise<ServiceAccountSummary[]>;
   /** False when there was no such account or it was already revoked. */
   revokeServiceAccount(id: string): Promise<boolean>;
   /** Stores a refresh token in its family (created with the first token), which lives at least until `sessionExpiresAt`. */
@@ -233,7 +265,10 @@ export class AccessService {
     if (!claim.granted) {
       const result = claim.locked ? 'locked' : 'throttled';
       this.options.metrics?.login(result);
-      this.options.logger?.info({ username, address, result, retryAfterSeconds: claim.retryAfterSeconds }, 'login refused: too many failures');
+      this.options.logger?.warn(
+        { username, address, clientAddress: request.clientAddress ?? 'unknown', reason: result, result, retryAfterSeconds: claim.retryAfterSeconds },
+        'login refused: too many failures',
+      );
       throw new LoginThrottled(claim.retryAfterSeconds, claim.locked);
     }
 
@@ -247,7 +282,9 @@ export class AccessService {
     }
 
     this.options.metrics?.login('failed');
-    this.options.logger?.info({ username, address, userId: user?.id, result: 'failed' }, 'login failed');
+    // Who tried, from where, and why it failed; never the password.
+    const reason = !user ? 'unknown username' : !valid ? 'wrong password' : 'user disabled';
+    this.options.logger?.warn({ username, address, clientAddress: request.clientAddress ?? 'unknown', userId: user?.id, reason, result: 'failed' }, 'login failed');
     if (claim.locked.length > 0) {
       const lockedUntil = new Date(now.getTime() + lockSeconds * 1000).toISOString();
       this.options.logger?.warn({ username, address, userId: user?.id, locked: claim.locked, lockedUntil }, 'too many failed logins: locked');
@@ -416,6 +453,16 @@ export class AccessService {
     return this.record(`serviceaccount-${id}`, id, { type: 'ServiceAccountRevoked', data: { serviceAccountId: id } }, context);
   }
 
+  /** Users in username order, paged; what `PATCH /users/:id` needs is the id. */
+  async listUsers(page: PrincipalPage): Promise<PageOfPrincipals<UserSummary>> {
+    return pageOfPrincipals(page, (slice) => this.principals.listUsers(slice), (user) => user.username);
+  }
+
+  /** Service accounts in name order, paged, revoked ones included. */
+  async listServiceAccounts(page: PrincipalPage): Promise<PageOfPrincipals<ServiceAccountSummary>> {
+    return pageOfPrincipals(page, (slice) => this.principals.listServiceAccounts(slice), (account) => account.name);
+  }
+
   /**
    * Creates the first admin when there are no users. Returns the password when it had to generate one, so
    * the caller can show it once.
@@ -470,6 +517,58 @@ export class AccessService {
       },
     ]);
     return { id, revision: result.revision, position: result.position, appended: 1 };
+  }
+}
+
+export interface PrincipalPage {
+  limit: number;
+  cursor?: string;
+  order: 'asc' | 'desc';
+}
+
+export interface PageOfPrincipals<Item> {
+  items: Item[];
+  nextCursor: string | null;
+}
+
+/** A cursor is the order and the last name of a page; one read in the other order, or made up, is refused. */
+async function pageOfPrincipals<Item>(
+  page: PrincipalPage,
+  slice: (slice: PrincipalSlice) => Promise<Item[]>,
+  nameOf: (item: Item) => string,
+): Promise<PageOfPrincipals<Item>> {
+  let after: string | undefined;
+  if (page.cursor) {
+    let key: unknown;
+    try {
+      key = JSON.parse(Buffer.from(page.cursor, 'base64url').toString('utf8'));
+    } catch {
+      key = undefined;
+    }
+    if (!Array.isArray(key) || key.length !== 2 || key[0] !== page.order || typeof key[1] !== 'string') {
+      throw new InvalidPrincipalQuery(`the cursor is not one this list handed out for order=${page.order}`, [
+        { path: 'cursor', message: `a nextCursor of a page read with order=${page.order}` },
+      ]);
+    }
+    after = key[1];
+  }
+  const rows = await slice({ after, order: page.order, limit: page.limit + 1 });
+  const items = rows.slice(0, page.limit);
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor: rows.length > page.limit && last ? Buffer.from(JSON.stringify([page.order, nameOf(last)])).toString('base64url') : null,
+  };
+}
+
+/** A list query of principals that cannot be answered as asked; `errors` name the parameter. */
+export class InvalidPrincipalQuery extends Error {
+  override name = 'InvalidPrincipalQuery';
+  constructor(
+    message: string,
+    readonly errors: { path: string; message: string }[],
+  ) {
+    super(message);
   }
 }
 

@@ -3,11 +3,14 @@ import type { Knex } from 'knex';
 import {
   NameTaken,
   type PrincipalStore,
+  type PrincipalSlice,
   type RefreshTokenUse,
   type ServiceAccountRecord,
+  type ServiceAccountSummary,
   type UserChangeCheck,
   type UserChanges,
   type UserRecord,
+  type UserSummary,
 } from '../../commands/access.js';
 import type { UserRole } from '../../domain/access.js';
 
@@ -24,6 +27,7 @@ interface ServiceAccountRow {
   id: string;
   name: string;
   description: string | null;
+  created_at: Date;
   revoked_at: Date | null;
 }
 
@@ -113,6 +117,39 @@ export class PostgresPrincipalStore implements PrincipalStore {
     return row && { id: row.id, name: row.name, description: row.description ?? undefined, revoked: row.revoked_at !== null };
   }
 
+  async findServiceAccountByName(name: string): Promise<ServiceAccountRecord | undefined> {
+    const row = await this.knex<ServiceAccountRow>('sentinel_service_accounts').where({ name }).first();
+    return row && { id: row.id, name: row.name, description: row.description ?? undefined, revoked: row.revoked_at !== null };
+  }
+
+  async listUsers(slice: PrincipalSlice): Promise<UserSummary[]> {
+    // Only the columns an admin may see: the password hash never leaves the table.
+    const rows = (await this.slice('sentinel_users', 'username', slice).select('id', 'username', 'role', 'disabled', 'created_at', 'updated_at')) as (Pick<
+      UserRow,
+      'id' | 'username' | 'role' | 'disabled'
+    > & { created_at: Date; updated_at: Date })[];
+    return rows.map((row) => ({
+      id: row.id,
+      username: row.username,
+      role: row.role,
+      disabled: row.disabled,
+      createdAt: new Date(row.created_at).toISOString(),
+      updatedAt: new Date(row.updated_at).toISOString(),
+    }));
+  }
+
+  async listServiceAccounts(slice: PrincipalSlice): Promise<ServiceAccountSummary[]> {
+    const rows = (await this.slice('sentinel_service_accounts', 'name', slice).select('id', 'name', 'description', 'created_at', 'revoked_at')) as ServiceAccountRow[];
+    return rows.map((row) => ({
+      id: row.id,
+      name: row.name,
+      description: row.description,
+      revoked: row.revoked_at !== null,
+      createdAt: new Date(row.created_at).toISOString(),
+      revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at).toISOString(),
+    }));
+  }
+
   async revokeServiceAccount(id: string): Promise<boolean> {
     const updated = await this.knex('sentinel_service_accounts').where({ id }).whereNull('revoked_at').update({ revoked_at: this.knex.fn.now() });
     return updated > 0;
@@ -153,6 +190,14 @@ export class PostgresPrincipalStore implements PrincipalStore {
       await trx('sentinel_refresh_tokens').where({ id }).update({ used_at: trx.fn.now() });
       return { outcome: 'used' as const, ...family };
     });
+  }
+
+  /** Rows in the order of a unique name column, after (or, newest-name first, before) a name; byte order on every database. */
+  private slice(table: string, column: string, { after, order, limit }: PrincipalSlice): Knex.QueryBuilder {
+    const sorted = this.knex.raw('?? collate "C"', [column]);
+    const query = this.knex(table).orderByRaw(`?? collate "C" ${order === 'asc' ? 'asc' : 'desc'}`, [column]).limit(limit);
+    if (after !== undefined) query.where(sorted, order === 'asc' ? '>' : '<', after);
+    return query;
   }
 
   private async insert(field: string, value: string, run: () => Promise<unknown>): Promise<void> {

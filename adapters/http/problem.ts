@@ -9,9 +9,28 @@ export interface Problem {
   errors?: { path: string; message: string }[];
 }
 
-export function sendProblem(res: Response, problem: Problem): void {
+const TYPE = 'urn:sentinel:problem:';
+
+/** The type of a problem sent without one, by status: every answer names a Sentinel problem type, never about:blank. */
+const TYPES_BY_STATUS: Record<number, string> = {
+  400: 'validation-failed',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not-found',
+  405: 'method-not-allowed',
+  413: 'body-too-large',
+  415: 'unsupported-media-type',
+  500: 'internal-error',
+  503: 'unavailable',
+};
+
+export function problemType(status: number): string {
+  return TYPE + (TYPES_BY_STATUS[status] ?? (status >= 500 ? 'internal-error' : 'bad-request'));
+}
+
+export function sendProblem(res: Response, { type, ...problem }: Problem): void {
   res
     .status(problem.status)
     .type('application/problem+json')
-    .json({ type: problem.type ?? 'about:blank', ...problem });
+    .json({ type: type ?? problemType(problem.status), ...problem });
 }

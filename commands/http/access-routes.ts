@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { loginBody, refreshBody, rolesFrom, serviceAccountBody, userBody, userPatchBody } from '../../domain/access.js';
 import type { AccessService } from '../access.js';
 import { accepted, created, pathId } from './replies.js';
-import { route, writeResult, type Route } from './route.js';
+import { queryParameters, route, writeResult, type Route } from './route.js';
 
 const tokenPair = z
   .object({ accessToken: z.string(), refreshToken: z.string(), expiresIn: z.number().int().describe('seconds') })
@@ -11,6 +11,42 @@ const tokenPair = z
 const me = z
   .object({ id: z.string(), kind: z.enum(['user', 'service']), name: z.string(), role: z.string() })
   .meta({ id: 'Principal' });
+
+const PAGE_LIMIT = 500;
+
+/** `limit`, `cursor` and `order`, as the query API's lists take them. */
+const paging = queryParameters({
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,4}$/, `a whole number from 1 to ${PAGE_LIMIT}`)
+    .transform(Number)
+    .pipe(z.number().int().min(1, `a whole number from 1 to ${PAGE_LIMIT}`).max(PAGE_LIMIT, `a whole number from 1 to ${PAGE_LIMIT}`))
+    .optional()
+    .describe(`items per page, 1 to ${PAGE_LIMIT} (default 50)`),
+  cursor: z.string().max(4096, "a previous page's nextCursor").optional().describe('nextCursor of the previous page, read in the same order'),
+  order: z.enum(['asc', 'desc'], { error: 'asc or desc' }).default('asc').describe('asc: by name A to Z (the default); desc: Z to A'),
+});
+
+const userSummary = z
+  .object({
+    id: z.string(),
+    username: z.string(),
+    role: z.string(),
+    disabled: z.boolean(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'User' });
+const serviceAccountSummary = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    description: z.string().nullable(),
+    revoked: z.boolean(),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+  })
+  .meta({ id: 'ServiceAccount' });
 
 export function accessRoutes(access: AccessService): Route[] {
   const admin = rolesFrom('admin');
@@ -66,6 +102,22 @@ export function accessRoutes(access: AccessService): Route[] {
       handle: async ({ body, context }) => created(await access.createUser(body, context), '/users'),
     }),
     route({
+      method: 'get',
+      path: '/users',
+      operationId: 'listUsers',
+      summary: 'List users',
+      tag: 'users',
+      access: admin,
+      query: paging,
+      idempotent: false,
+      success: {
+        status: 200,
+        schema: z.object({ items: z.array(userSummary), nextCursor: z.string().nullable() }).meta({ id: 'UserPage' }),
+        description: '{items, nextCursor} in username order; never a password hash',
+      },
+      handle: async ({ query }) => ({ status: 200, body: await access.listUsers({ limit: query.limit ?? 50, cursor: query.cursor, order: query.order }) }),
+    }),
+    route({
       method: 'patch',
       path: '/users/:id',
       operationId: 'updateUser',
@@ -76,6 +128,25 @@ export function accessRoutes(access: AccessService): Route[] {
       idempotent: true,
       success: { status: 202, schema: writeResult, description: 'the change is recorded' },
       handle: async ({ body, params, context }) => accepted(await access.updateUser(pathId(params, 'user'), body, context)),
+    }),
+    route({
+      method: 'get',
+      path: '/service-accounts',
+      operationId: 'listServiceAccounts',
+      summary: 'List service accounts',
+      tag: 'service accounts',
+      access: admin,
+      query: paging,
+      idempotent: false,
+      success: {
+        status: 200,
+        schema: z.object({ items: z.array(serviceAccountSummary), nextCursor: z.string().nullable() }).meta({ id: 'ServiceAccountPage' }),
+        description: '{items, nextCursor} in name order, revoked accounts included; never a token',
+      },
+      handle: async ({ query }) => ({
+        status: 200,
+        body: await access.listServiceAccounts({ limit: query.limit ?? 50, cursor: query.cursor, order: query.order }),
+      }),
     }),
     route({
       method: 'post',
@@ -93,7 +164,11 @@ export function accessRoutes(access: AccessService): Route[] {
       },
       handle: async ({ body, context }) => {
         const result = await access.createServiceAccount(body, context);
-        return { status: 201, body: { id: result.id, revision: result.revision, position: result.position, token: result.token } };
+        return {
+          status: 201,
+          body: { id: result.id, revision: result.revision, position: result.position, token: result.token },
+          location: `/service-accounts/${result.id}`,
+        };
       },
     }),
     route({

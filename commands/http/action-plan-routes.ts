@@ -15,7 +15,9 @@ export function actionPlanRoutes(plans: ActionPlanCommands): Route[] {
       operationId: 'submitActionPlan',
       summary: 'Submit an action plan',
       body: actionPlanBody,
-      success: { status: 202, schema: writeResult, description: 'the plan is recorded (Pending) and goes to validation' },
+      // Policy judges the plan as it is submitted: an admin may push it through a change freeze.
+      headers: ['X-Sentinel-Emergency'],
+      success: { status: 202, schema: writeResult, description: 'the plan is recorded (Pending) and goes to validation', location: true },
       handle: async ({ body, principal, context, newId }) => {
         const result = await plans.submit(newId(), body, principal!, context);
         return { ...accepted(result), location: `/action-plans/${result.id}` };

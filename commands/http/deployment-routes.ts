@@ -19,15 +19,18 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
   const recorded = { status: 202, schema: writeResult, description: 'recorded; the reactor carries it to the cluster' };
   const id = (params: Record<string, string>) => pathId(params, 'deployment');
   const withReason = { body: restartBody, bodyOptional: true } as const;
+  // Changes policy judges: an admin may push one through a change freeze with X-Sentinel-Emergency.
+  const judged = { headers: ['X-Sentinel-Emergency'] } as const;
   return [
     route({
       ...common,
       method: 'post',
       path: '/deployments',
       operationId: 'createDeployment',
+      ...judged,
       summary: 'Create a deployment',
       body: deploymentBody,
-      success: { status: 202, schema: writeResult, description: 'the deployment is created (Pending); the reactor rolls it out' },
+      success: { status: 202, schema: writeResult, description: 'the deployment is created (Pending); the reactor rolls it out', location: true },
       handle: async ({ body, context, newId }) => {
         const result = await deployments.create(newId(), body, context);
         return { ...accepted(result), location: `/deployments/${result.id}` };
@@ -38,6 +41,7 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
       method: 'post',
       path: '/deployments/:id/scale',
       operationId: 'scaleDeployment',
+      ...judged,
       summary: 'Scale a deployment',
       body: scaleBody,
       success: recorded,
@@ -48,6 +52,7 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
       method: 'post',
       path: '/deployments/:id/rollback',
       operationId: 'rollbackDeployment',
+      ...judged,
       summary: 'Roll a deployment back to an earlier revision',
       body: rollbackBody,
       bodyOptional: true,
@@ -61,6 +66,7 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
       method: 'post',
       path: '/deployments/:id/restart',
       operationId: 'restartDeployment',
+      ...judged,
       summary: 'Restart a deployment',
       success: recorded,
       handle: async ({ body, params, context }) => accepted(await deployments.restart(id(params), body.reason, context)),
@@ -92,6 +98,7 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
       method: 'patch',
       path: '/deployments/:id',
       operationId: 'updateDeployment',
+      ...judged,
       summary: 'Update a deployment to a workload spec revision (default: the latest)',
       body: deploymentPatchBody,
       bodyOptional: true,
@@ -103,6 +110,7 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
       method: 'delete',
       path: '/deployments/:id',
       operationId: 'deleteDeployment',
+      ...judged,
       summary: 'Delete a deployment',
       body: deleteBody,
       bodyOptional: true,

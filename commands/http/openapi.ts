@@ -1,11 +1,39 @@
 // The OpenAPI 3.1 document of the API, generated from the same route rows and zod schemas that serve it.
 import { z } from 'zod';
-import { problem, type Route } from './route.js';
+import { problem, type RequestHeader, type Route } from './route.js';
 
 type JsonSchema = Record<string, unknown>;
 
+interface Parameter {
+  name: string;
+  in: 'path' | 'query' | 'header';
+  required: boolean;
+  description?: string;
+  schema: JsonSchema;
+}
+
+/** The request headers the router reads, as each route that reads them declares them. */
+const REQUEST_HEADERS: Record<RequestHeader, { description: string; schema: JsonSchema }> = {
+  'Idempotency-Key': {
+    description: 'makes a retried write safe: the same key and body answer with the first reply (`Idempotent-Replayed: true`)',
+    schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' },
+  },
+  'X-Correlation-Id': {
+    description: 'ties the events a request records to a caller\'s id; echoed back, and a request id is used when absent or not valid',
+    schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
+  },
+  traceparent: {
+    description: 'W3C trace context, copied into the metadata of every event the request records',
+    schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' },
+  },
+  'X-Sentinel-Emergency': {
+    description: 'break glass (admin only): a justification of 10 to 500 characters that lets the change through a change freeze, recorded with the decision',
+    schema: { type: 'string', minLength: 10, maxLength: 500 },
+  },
+};
+
 const PROBLEMS: Record<number, string> = {
-  400: 'the body, a header or a path parameter is not valid; `errors` names each field',
+  400: 'the body, a header, a query or path parameter is not valid, or a query parameter is unknown; `errors` names each',
   401: 'no valid bearer token',
   403: 'the caller’s role may not do this',
   404: 'no such resource',
@@ -13,6 +41,7 @@ const PROBLEMS: Record<number, string> = {
   413: 'the body is too large',
   415: 'the body is not application/json',
   422: 'a domain rule refuses the command, or the Idempotency-Key was used for a different request',
+  503: 'the read side has not reached the position given as `after` yet; retry after Retry-After',
 };
 
 export function openApiDocument(routes: readonly Route[], info: { version: string }): Record<string, unknown> {
@@ -28,23 +57,39 @@ export function openApiDocument(routes: readonly Route[], info: { version: strin
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const path = route.path.replace(/:(\w+)/g, '{$1}');
-    const parameters = [...route.path.matchAll(/:(\w+)/g)].map(([, name]) => ({
-      name,
+    const parameters: Parameter[] = [...route.path.matchAll(/:(\w+)/g)].map(([, name]) => ({
+      name: name!,
       in: 'path',
       required: true,
       schema: { type: 'string', format: 'uuid' },
     }));
-    if (route.idempotent) {
+    for (const [name, schema] of Object.entries(route.query?.shape ?? {})) {
+      const { description, ...json } = toSchema(schema, 'input');
       parameters.push({
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', maxLength: 255 } as never,
+        name,
+        in: 'query',
+        required: !schema.safeParse(undefined).success,
+        ...(typeof description === 'string' ? { description } : {}),
+        schema: json,
       });
     }
+    const headers = [
+      ...(route.idempotent ? (['Idempotency-Key'] as const) : []),
+      'X-Correlation-Id' as const,
+      ...(route.method === 'get' ? [] : (['traceparent'] as const)),
+      ...(route.headers ?? []),
+    ];
+    for (const name of new Set(headers)) parameters.push({ name, in: 'header', required: false, ...REQUEST_HEADERS[name] });
+    const successHeaders = {
+      'X-Correlation-Id': { description: 'the X-Correlation-Id sent, or this request\'s id', schema: { type: 'string' } },
+      ...(route.success.location ?? route.success.status === 201
+        ? { Location: { description: 'where the resource can be read, under /api/v1', schema: { type: 'string' } } }
+        : {}),
+    };
     const errors = [400, ...(route.access === 'public' ? [] : [401, 403]), ...(parameters.some((p) => p.in === 'path') ? [404] : [])];
     if (route.body) errors.push(413, 415, 422);
     if (route.idempotent) errors.push(409, 422);
+    if (parameters.some((p) => p.in === 'query' && p.name === 'after')) errors.push(503);
 
     paths[path] ??= {};
     paths[path][route.method] = {
@@ -59,6 +104,7 @@ export function openApiDocument(routes: readonly Route[], info: { version: strin
       responses: {
         [route.success.status]: {
           description: route.success.description,
+          headers: successHeaders,
           content: { 'application/json': { schema: toSchema(route.success.schema, 'output') } },
         },
         ...Object.fromEntries(

@@ -4,7 +4,7 @@ import { bearerChallenge } from '../../adapters/http/bearer.js';
 import type { Problem } from '../../adapters/http/problem.js';
 import { DomainError, NotFound, PolicyViolation, RuleViolation } from '../../domain/decider.js';
 import { InvalidEventStoreRequest } from '../../domain/event-store.js';
-import { LoginThrottled, NameTaken, Unauthenticated } from '../access.js';
+import { InvalidPrincipalQuery, LoginThrottled, NameTaken, Unauthenticated } from '../access.js';
 import { ConflictAfterRetries } from '../command-handler.js';
 import { IdempotencyKeyInFlight, IdempotencyKeyReused } from '../idempotency.js';
 
@@ -143,6 +143,9 @@ export function toProblem(error: unknown): HttpProblem | undefined {
       errors: (error instanceof RuleViolation || error instanceof PolicyViolation) && error.errors.length > 0 ? error.errors : undefined,
       ...(error instanceof PolicyViolation && error.recordedIn ? { recordedIn: error.recordedIn } : {}),
     };
+  }
+  if (error instanceof InvalidPrincipalQuery) {
+    return { type: `${TYPE}validation-failed`, title: 'Bad Request', status: 400, detail: error.message, errors: error.errors };
   }
   if (error instanceof InvalidEventStoreRequest) {
     return { type: `${TYPE}validation-failed`, title: 'Bad Request', status: 400, detail: error.message, errors: error.issues };

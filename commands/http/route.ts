@@ -6,11 +6,11 @@ import type { CommandContext } from '../command-handler.js';
 
 export type Method = 'get' | 'post' | 'patch' | 'delete';
 
-export interface RouteRequest<Body> {
+export interface RouteRequest<Body, Query = Record<string, string>> {
   body: Body;
   params: Record<string, string>;
-  /** Query parameters; a parameter given more than once keeps its first value. */
-  query: Record<string, string>;
+  /** Query parameters as the route's `query` schema parsed them; a parameter given more than once keeps its first value. */
+  query: Query;
   /** Absent only on public routes. */
   principal: Principal | undefined;
   context: CommandContext;
@@ -27,7 +27,10 @@ export interface RouteReply {
   location?: string;
 }
 
-export interface Route<Body = unknown> {
+/** Request headers a route reads, declared in the OpenAPI document. */
+export type RequestHeader = 'Idempotency-Key' | 'X-Correlation-Id' | 'X-Sentinel-Emergency' | 'traceparent';
+
+export interface Route<Body = unknown, Query = Record<string, string>> {
   method: Method;
   /** Express path under /api/v1, e.g. `/deployments/:id/scale`. */
   path: string;
@@ -40,15 +43,29 @@ export interface Route<Body = unknown> {
   body?: z.ZodType<Body>;
   /** The body may be left out entirely (it is then `{}`). */
   bodyOptional?: boolean;
+  /**
+   * The query parameters it accepts (made with `queryParameters`): an unknown parameter or a malformed value is a
+   * 400 naming it. A route without one takes no query parameters.
+   */
+  query?: QueryParameters<Query>;
   /** Writes take an Idempotency-Key. */
   idempotent: boolean;
-  /** The success status and the schema of its body, for the OpenAPI document. */
-  success: { status: number; schema: z.ZodType; description: string };
-  handle(request: RouteRequest<Body>): Promise<RouteReply>;
+  /** Request headers the route reads besides Authorization and Idempotency-Key, for the OpenAPI document. */
+  headers?: readonly RequestHeader[];
+  /** The success status and the schema of its body, for the OpenAPI document; `location` when it sets a Location header. */
+  success: { status: number; schema: z.ZodType; description: string; location?: boolean };
+  handle(request: RouteRequest<Body, Query>): Promise<RouteReply>;
 }
 
-/** Keeps each row's body type tied to its handler while the table holds rows of many body types. */
-export function route<Body>(definition: Route<Body>): Route {
+/** A strict object of string parameters: what the router checks a query against and the OpenAPI document lists. */
+export type QueryParameters<Query = unknown> = z.ZodType<Query> & { shape: Record<string, z.ZodType> };
+
+export function queryParameters<Shape extends Record<string, z.ZodType<unknown, string | undefined>>>(shape: Shape) {
+  return z.strictObject(shape);
+}
+
+/** Keeps each row's body and query types tied to its handler while the table holds rows of many types. */
+export function route<Body, Query = Record<string, string>>(definition: Route<Body, Query>): Route {
   return definition as unknown as Route;
 }
 

@@ -77,6 +77,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
         res.locals['principal'] = principal;
         res.locals['emergency'] = emergency(req, principal);
         checkParameters(req);
+        res.locals['query'] = parseQuery(req, route);
         next();
       } catch (error) {
         fail(req, res, error);
@@ -98,7 +99,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
           ...(res.locals['emergency'] ? { emergency: res.locals['emergency'] as { justification: string } } : {}),
         };
         const params = req.params as Record<string, string>;
-        const query = firstValues(req.query);
+        const query = res.locals['query'] as Record<string, string>;
         const key = route.idempotent && principal ? idempotencyKey(req) : undefined;
 
         if (!key) {
@@ -126,7 +127,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
     }
     const requestId = res.locals['requestId'] as string;
     options.logger.error({ err: error, method: req.method, path: req.path, requestId }, 'command failed');
-    sendProblem(res, { title: 'Internal Server Error', status: 500, detail: `the request failed; see the server log for request ${requestId}` });
+    sendProblem(res, { type: 'urn:sentinel:problem:internal-error', title: 'Internal Server Error', status: 500, detail: `the request failed; see the server log for request ${requestId}` });
   };
 
   router.use((error: Error & { type?: string; status?: number; limit?: number }, _req: Request, res: Response, next: NextFunction) => {
@@ -208,6 +209,31 @@ function checkParameters(req: Request): void {
   if (!found) return;
   const message = 'may not contain control characters (such as NUL) or unpaired UTF-16 surrogates';
   throw new BadRequest(400, `the ${found.in} parameter ${JSON.stringify(found.name)} ${message}`, [{ path: found.name, message }]);
+}
+
+/**
+ * The query against the route's declared parameters: an unknown one, or a value that does not parse, is a 400
+ * naming it and saying what is accepted.
+ */
+function parseQuery(req: Request, route: Route): unknown {
+  const given = firstValues(req.query);
+  if (!route.query) {
+    const [name] = Object.keys(given);
+    if (name === undefined) return {};
+    throw new BadRequest(400, `unknown query parameter ${JSON.stringify(name)}: ${req.method} ${route.path} takes no query parameters`, [
+      { path: name, message: 'this route takes no query parameters' },
+    ]);
+  }
+  const parsed = route.query.safeParse(given);
+  if (parsed.success) return parsed.data;
+  const accepted = Object.keys(route.query.shape).join(', ');
+  const errors = parsed.error.issues.flatMap((issue) =>
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => ({ path: key, message: `unknown query parameter; accepted are ${accepted}` }))
+      : [{ path: issue.path.map(String).join('.'), message: issue.message }],
+  );
+  const named = errors.map((error) => `${error.path} (${error.message})`).join('; ');
+  throw new BadRequest(400, `query parameters refused: ${named}`.slice(0, 1000), errors.slice(0, 20));
 }
 
 /**

@@ -1,7 +1,9 @@
 // The query API: read models, the audit trail and projection status, with the same auth and problems as the
 // command API. `?after=<position>` waits (bounded) until the read side has passed a write's position.
 import { z } from 'zod';
-import { route, type Route } from '../../commands/http/route.js';
+import { PostgresPrincipalStore } from '../../adapters/auth/principal-store.js';
+import type { PrincipalStore } from '../../commands/access.js';
+import { queryParameters, route, type QueryParameters, type Route } from '../../commands/http/route.js';
 import { BadRequest, NotYetVisible } from '../../commands/http/problems.js';
 import { pathId } from '../../commands/http/replies.js';
 import { rolesFrom } from '../../domain/access.js';
@@ -9,7 +11,7 @@ import { NotFound } from '../../domain/decider.js';
 import type { Knex } from 'knex';
 import { auditProjector, InvalidAuditQuery, queryAudit, verifyAuditTrail } from '../audit-trail.js';
 import { fleetCost, fleetCostProjector } from '../fleet-cost.js';
-import { deploymentHistory, InvalidQuery, READ_MODELS, type ReadModel } from '../read-models.js';
+import { deploymentHistory, instant, InvalidQuery, MAX_PAGE_SIZE, ORDERS, READ_MODELS, type Order, type ReadModel } from '../read-models.js';
 import type { ProjectionRuntime } from '../runtime.js';
 
 export interface QueryRoutesOptions {
@@ -17,22 +19,55 @@ export interface QueryRoutesOptions {
   runtime: ProjectionRuntime;
   /** Longest a query waits for `?after=` before answering 503. */
   readYourWritesTimeoutMs?: number;
+  /** Resolves an `actor` filter given as a username or service-account name; the principal tables on `knex` unless given. */
+  principals?: Pick<PrincipalStore, 'findUserByUsername' | 'findServiceAccountByName'>;
 }
 
 const POSITION = /^[0-9a-f]{16}-[0-9a-f]{16}$/;
 const page = z.object({ items: z.array(z.record(z.string(), z.unknown())), nextCursor: z.string().nullable() }).meta({ id: 'Page' });
 const item = z.record(z.string(), z.unknown());
 
-/** The instants PostgreSQL can compare with: four-digit years (JavaScript's dates reach far further). */
-const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
-const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+const text = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
+const after = z
+  .string()
+  .regex(POSITION, 'a position a write answered with, such as 0000000000000302-0000000000000004')
+  .describe('wait (up to a few seconds, else 503) until the read side has passed this position, which a write answered with')
+  .optional();
 
-/** A time filter that parses but lies outside years 1 to 9999 is refused here; one that does not parse, by the model. */
-function inStoredRange(name: string, value: string | undefined): void {
-  const ms = value === undefined ? NaN : Date.parse(value);
-  if (ms < EARLIEST || ms > LATEST) {
-    throw new BadRequest(400, `${name} must be a time in the years 1 to 9999`, [{ path: name, message: 'an ISO 8601 date-time such as 2026-01-31T12:00:00Z' }]);
-  }
+/** `limit`, `cursor`, `after` and `order`, which every list takes. */
+const paging = {
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,4}$/, `a whole number from 1 to ${MAX_PAGE_SIZE}`)
+    .transform(Number)
+    .pipe(z.number().int().min(1, `a whole number from 1 to ${MAX_PAGE_SIZE}`).max(MAX_PAGE_SIZE, `a whole number from 1 to ${MAX_PAGE_SIZE}`))
+    .optional()
+    .describe(`items per page, 1 to ${MAX_PAGE_SIZE} (default 50)`),
+  cursor: z.string().max(4096, 'a previous page\'s nextCursor').optional().describe('nextCursor of the previous page, read in the same order'),
+  after,
+  order: z.enum(ORDERS, { error: 'asc or desc' }).default('asc').describe('asc: oldest first (the default); desc: newest first'),
+};
+
+interface ListQuery {
+  limit?: number;
+  cursor?: string;
+  after?: string;
+  order: Order;
+  [filter: string]: string | number | undefined;
+}
+
+/** The parameters of a list: paging, and the filters given (each optional). */
+function listParameters(filters: Readonly<Record<string, z.ZodType<string>>>): QueryParameters<ListQuery> {
+  const optional = Object.fromEntries(Object.entries(filters).map(([name, schema]) => [name, schema.optional()]));
+  return queryParameters({ ...optional, ...paging }) as unknown as QueryParameters<ListQuery>;
+}
+
+const onlyAfter = queryParameters({ after });
+
+/** The filters of a list's query: the parameters that are neither paging nor `after`. */
+function filtersOf(query: ListQuery): Record<string, string> {
+  const { limit: _limit, cursor: _cursor, after: _after, order: _order, ...filters } = query;
+  return Object.fromEntries(Object.entries(filters).filter((entry): entry is [string, string] => typeof entry[1] === 'string'));
 }
 
 /** A query the read model refuses (a bad filter, cursor or time) is the caller's mistake: 400 naming it. */
@@ -47,41 +82,46 @@ async function asQuery<T>(run: () => Promise<T>): Promise<T> {
 
 export function queryRoutes(options: QueryRoutesOptions): Route[] {
   const { knex, runtime } = options;
+  const principals = options.principals ?? new PostgresPrincipalStore(knex);
   const tablesNow = (model: ReadModel) => runtime.tables(model.projector);
   const readers = { tag: 'queries', access: rolesFrom('viewer', { system: true }), idempotent: false } as const;
 
   /** Waits for `?after=` when given; only the projectors the answer comes from are waited for. */
-  const caughtUp = async (query: Record<string, string>, projectors: string[]) => {
-    const after = query['after'];
-    if (after === undefined) return;
-    if (!POSITION.test(after)) {
-      throw new BadRequest(400, 'after must be a position a write answered with', [{ path: 'after', message: 'a position such as 0000000000000302-0000000000000004' }]);
-    }
-    if (!(await runtime.waitFor(after, projectors, options.readYourWritesTimeoutMs ?? 2000))) {
-      throw new NotYetVisible(`the read side has not reached ${after} yet; retry shortly`);
+  const caughtUp = async (position: string | undefined, projectors: string[]) => {
+    if (position === undefined) return;
+    if (!(await runtime.waitFor(position, projectors, options.readYourWritesTimeoutMs ?? 2000))) {
+      throw new NotYetVisible(`the read side has not reached ${position} yet; retry shortly`);
     }
   };
 
-  /** `filters`: those the list takes, of which `from` and `to` are times. */
-  const pageOf = (query: Record<string, string>, filters: readonly string[]) => {
-    const limit = query['limit'] === undefined ? 50 : Number(query['limit']);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BadRequest(400, 'limit must be from 1 to 500', [{ path: 'limit', message: 'a whole number from 1 to 500' }]);
-    for (const name of ['from', 'to']) if (filters.includes(name)) inStoredRange(name, query[name]);
-    const { limit: _limit, cursor, after: _after, ...given } = query;
-    return { limit, cursor, filters: given };
+  /**
+   * An `actor` filter names a principal by id or by name: the ids it matches are the value itself (a principal's
+   * or a system actor's id) and the ids of the user and the service account of that name.
+   */
+  const actorIds = async (actor: string): Promise<string[]> => {
+    const [user, account] = await Promise.all([principals.findUserByUsername(actor), principals.findServiceAccountByName(actor)]);
+    return [...new Set([actor, ...(user ? [user.id] : []), ...(account ? [account.id] : [])])];
   };
 
-  const collection = (path: string, kind: string, model: ReadModel): Route[] => [
+  const pascal = (kind: string) => kind.replace(/(^|[- ])(\w)/g, (_, _sep, c: string) => c.toUpperCase());
+
+  const collection = (path: string, kind: string, model: ReadModel, described: string): Route[] => [
     route({
       ...readers,
       method: 'get',
       path,
-      operationId: `list${kind.replace(/(^|[- ])(\w)/g, (_, _sep, c: string) => c.toUpperCase())}`,
+      operationId: `list${pascal(kind)}`,
       summary: `List ${kind}s`,
-      success: { status: 200, schema: page, description: `{items, nextCursor}; filter with query parameters` },
+      query: listParameters(model.accepts),
+      success: { status: 200, schema: page, description: `{items, nextCursor}: ${described}` },
       handle: async ({ query }) => {
-        await caughtUp(query, [model.projector.name]);
-        return { status: 200, body: await asQuery(async () => model.list(knex, await tablesNow(model), pageOf(query, model.filters))) };
+        await caughtUp(query.after, [model.projector.name]);
+        const filters: Record<string, string | string[]> = filtersOf(query);
+        if (typeof filters['actor'] === 'string') filters['actor'] = await actorIds(filters['actor']);
+        const listed = await asQuery(async () =>
+          model.list(knex, await tablesNow(model), { limit: query.limit ?? 50, cursor: query.cursor, order: query.order, filters }),
+        );
+        return { status: 200, body: listed };
       },
     }),
     ...(model.get
@@ -90,11 +130,12 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
             ...readers,
             method: 'get',
             path: `${path}/:id`,
-            operationId: `get${kind.replace(/(^|[- ])(\w)/g, (_, _sep, c: string) => c.toUpperCase())}`,
+            operationId: `get${pascal(kind)}`,
             summary: `Show a ${kind}`,
+            query: onlyAfter,
             success: { status: 200, schema: item, description: `the ${kind}` },
             handle: async ({ params, query }) => {
-              await caughtUp(query, [model.projector.name]);
+              await caughtUp(query.after, [model.projector.name]);
               const id = pathId(params, kind);
               const found = await model.get!(knex, await runtime.tables(model.projector), id);
               if (found === undefined) throw new NotFound(kind, id);
@@ -105,10 +146,20 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       : []),
   ];
 
+  const auditParameters = queryParameters({
+    actor: text.optional().describe('an actor id, or a username or service-account name'),
+    stream: text.optional(),
+    type: text.optional().describe('an event type, e.g. DeploymentCreated'),
+    correlationId: text.optional(),
+    from: instant.optional().describe('entries recorded at or after this time'),
+    to: instant.optional().describe('entries recorded before this time'),
+    ...paging,
+  });
+
   return [
-    ...collection('/clusters', 'cluster', READ_MODELS.clusters),
-    ...collection('/workloads', 'workload', READ_MODELS.workloads),
-    ...collection('/deployments', 'deployment', READ_MODELS.deployments),
+    ...collection('/clusters', 'cluster', READ_MODELS.clusters, 'in order of registration'),
+    ...collection('/workloads', 'workload', READ_MODELS.workloads, 'in order of registration'),
+    ...collection('/deployments', 'deployment', READ_MODELS.deployments, 'in order of creation; from and to filter by creation time'),
     route({
       ...readers,
       method: 'get',
@@ -116,17 +167,18 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       operationId: 'deploymentHistory',
       summary: 'Show a deployment’s revision history and timeline',
       success: { status: 200, schema: item, description: 'every revision, and every status change' },
+      query: onlyAfter,
       handle: async ({ params, query }) => {
-        await caughtUp(query, [READ_MODELS.deployments.projector.name]);
+        await caughtUp(query.after, [READ_MODELS.deployments.projector.name]);
         const id = pathId(params, 'deployment');
         const history = await deploymentHistory(knex, await runtime.tables(READ_MODELS.deployments.projector), id);
         if (history === undefined) throw new NotFound('deployment', id);
         return { status: 200, body: history };
       },
     }),
-    ...collection('/action-plans', 'action plan', READ_MODELS.actionPlans),
-    ...collection('/policies', 'policy', READ_MODELS.policies),
-    ...collection('/policy-decisions', 'policy decision', { ...READ_MODELS.policyDecisions, get: undefined }),
+    ...collection('/action-plans', 'action plan', READ_MODELS.actionPlans, 'in order of submission; from and to filter by submission time'),
+    ...collection('/policies', 'policy', READ_MODELS.policies, 'in order of creation'),
+    ...collection('/policy-decisions', 'policy decision', { ...READ_MODELS.policyDecisions, get: undefined }, 'in log order; from and to filter by the time of the decision'),
     route({
       ...readers,
       method: 'get',
@@ -146,8 +198,9 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
           .meta({ id: 'FleetCost' }),
         description: '$/hour of every placed deployment, by team, cluster and GPU SKU, most expensive first',
       },
+      query: onlyAfter,
       handle: async ({ query }) => {
-        await caughtUp(query, [fleetCostProjector.name]);
+        await caughtUp(query.after, [fleetCostProjector.name]);
         return { status: 200, body: await fleetCost(knex, await runtime.tables(fleetCostProjector)) };
       },
     }),
@@ -157,12 +210,14 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       path: '/audit',
       operationId: 'listAudit',
       summary: 'Search the audit trail',
-      success: { status: 200, schema: page, description: 'entries in log order; filters: actor, stream, type, correlationId, from, to' },
+      query: auditParameters,
+      success: { status: 200, schema: page, description: 'entries in log order (or newest first); from and to filter by the time each was recorded' },
       handle: async ({ query }) => {
-        await caughtUp(query, [auditProjector.name]);
-        const { limit, cursor, filters } = pageOf(query, ['from', 'to']);
+        await caughtUp(query.after, [auditProjector.name]);
+        const { after: _after, limit, actor, ...rest } = query;
         const tables = await runtime.tables(auditProjector);
-        return { status: 200, body: await asQuery(() => queryAudit(knex, tables.audit, { ...filters, limit, cursor })) };
+        const filters = { ...rest, limit: limit ?? 50, ...(actor === undefined ? {} : { actor: await actorIds(actor) }) };
+        return { status: 200, body: await asQuery(() => queryAudit(knex, tables.audit, filters)) };
       },
     }),
     route({
