@@ -1,12 +1,14 @@
 #!/usr/bin/env tsx
-// `sentinel`: operator commands against the database `npm start` uses — projection status and rebuilds, and
-// the way back in when no admin can log in.
-import { existsSync } from 'node:fs';
+// `sentinel`: the command line. Verbs that talk to a running Sentinel over its HTTP API (login, get, describe,
+// scale, …; in app/cli/), and operator commands against the database `npm start` uses — projection status and
+// rebuilds, and the way back in when no admin can log in.
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
+import { z } from 'zod';
 import { scryptPasswords } from '../adapters/auth/passwords.js';
 import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
@@ -22,25 +24,21 @@ import type { Projector } from '../projections/projector.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { DEFAULT_DROP_AFTER_MS, DEFAULT_REBUILD_BATCH_SIZE, rebuildProjection, RebuildError, type RebuildProgress } from '../projections/rebuild.js';
 import { LAG_COUNT_LIMIT, ProjectionRuntime, type ProjectionStatus } from '../projections/runtime.js';
+import { Exit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, messageOf } from './cli/exit.js';
+import { count, table } from './cli/tables.js';
+import { registerApiVerbs } from './cli/verbs.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { loginSettings, openDatabase, openEventStore, pgliteDataDir, redact } from './sentinel.js';
+
+/**
+ * The composition root, loaded only by the commands that open the database: it brings in every adapter (the
+ * Kubernetes client, PGlite, KurrentDB), which takes seconds the HTTP verbs should not wait for.
+ */
+const composition = () => import('./sentinel.js');
 
 /** The projectors Sentinel runs, as `app/sentinel.ts` wires them. */
 const PROJECTORS: readonly Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
 
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-
-/** Ends the command with a message on stderr and an exit code. */
-class Exit extends Error {
-  constructor(
-    message: string,
-    readonly code: number,
-  ) {
-    super(message);
-  }
-}
+const { version } = z.object({ version: z.string() }).parse(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')));
 
 // ---- opening what `npm start` opens ----------------------------------------------------------------------
 
@@ -66,6 +64,7 @@ async function withSentinel<T>(run: (opened: Opened) => Promise<T>): Promise<T> 
     if (!(await sentinelMigrated(db.knex))) {
       throw new Exit('the database schema is not at this build\'s version: start Sentinel (npm start) once, so that it migrates it', EXIT_FAILURE);
     }
+    const { openEventStore } = await composition();
     store = await openEventStore(config, db, logger);
     return await run({ config, db, store });
   } finally {
@@ -75,6 +74,7 @@ async function withSentinel<T>(run: (opened: Opened) => Promise<T>): Promise<T> 
 }
 
 async function open(config: Config, logger: Logger): Promise<Database> {
+  const { openDatabase, pgliteDataDir, redact } = await composition();
   if (config.DATABASE_URL) {
     const db = await openDatabase(config, logger);
     try {
@@ -135,11 +135,11 @@ async function status(options: { json?: boolean }): Promise<void> {
       process.stdout.write('no projections registered yet: start Sentinel once, so that it creates them\n');
       return;
     }
-    process.stdout.write(table(rows));
+    process.stdout.write(projectionTable(rows));
   });
 }
 
-function table(rows: ProjectionStatus[]): string {
+function projectionTable(rows: ProjectionStatus[]): string {
   const header = ['NAME', 'VERSION', 'GENERATION', 'POSITION', 'APPLIED', 'LAG EVENTS', 'LAG SECONDS', 'UPDATED'];
   const numeric = [false, true, true, false, true, true, true, false];
   const cells = rows.map((row) => [
@@ -152,9 +152,7 @@ function table(rows: ProjectionStatus[]): string {
     row.lagSeconds.toFixed(1),
     row.updatedAt,
   ]);
-  const widths = header.map((title, i) => Math.max(title.length, ...cells.map((line) => line[i]!.length)));
-  const line = (values: string[]) => `${values.map((value, i) => (numeric[i] ? value.padStart(widths[i]!) : value.padEnd(widths[i]!))).join('  ').trimEnd()}\n`;
-  return [header, ...cells].map(line).join('');
+  return table(header, cells, numeric);
 }
 
 // ---- projections rebuild -------------------------------------------------------------------------------------
@@ -244,6 +242,7 @@ const NO_TOKENS: TokenService = {
 
 async function resetPassword(username: string, options: { role?: UserRole }): Promise<void> {
   await withSentinel(async ({ config, db, store }) => {
+    const { loginSettings } = await composition();
     const access = new AccessService(new PostgresPrincipalStore(db.knex), NO_TOKENS, scryptPasswords, store, {
       throttle: new PostgresLoginThrottle(db.knex),
       login: loginSettings(config),
@@ -276,18 +275,17 @@ function integer(min: number) {
   };
 }
 
-function count(value: number): string {
-  return value.toLocaleString('en-US');
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 const program = new Command('sentinel')
-  .description('Operate Sentinel from the command line. Reads the same environment as `npm start` (DATABASE_URL or SENTINEL_DATA_DIR, KURRENTDB_URL).')
+  .description(
+    'Use Sentinel from the command line. login, get, describe, scale, rollback, restart, deployment watch and plan talk to a running ' +
+      'Sentinel over its HTTP API (--url or SENTINEL_URL; SENTINEL_TOKEN); projections and users open its database directly and read ' +
+      'the same environment as `npm start` (DATABASE_URL or SENTINEL_DATA_DIR, KURRENTDB_URL).',
+  )
+  .version(version)
   .exitOverride()
   .showHelpAfterError();
+
+registerApiVerbs(program);
 
 const projections = program.command('projections').description('the read side: status and rebuilds').exitOverride();
 
