@@ -100,6 +100,8 @@ const schema = z.object({
   SENTINEL_PROGRESS_DEADLINE_SECONDS: integer(1, 86_400).default(600),
   SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS: integer(1, 86_400).default(1800),
   SENTINEL_EVICTION_TIMEOUT_SECONDS: integer(1, 3600).default(120),
+  /** How often each cluster reactor compares every deployment with its cluster; 0 only on start. */
+  SENTINEL_RESYNC_SECONDS: integer(0, 86_400).default(300),
   // Cluster credentials are data, not code: what a kubeconfig may make this process run, read or trust.
   SENTINEL_KUBECONFIG_EXEC_ALLOW: list(z.string(), 'command names or absolute paths, comma-separated, e.g. aws,kubelogin'),
   // Its default (<SENTINEL_DATA_DIR>/kubeconfigs) is derived where it is used: an empty value is refused here.

@@ -82,7 +82,13 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
         createKubeClusterDriver(credentials, (ref) => deps.secrets.get(ref), { logger: logger.child({ clusterId }), policy }),
       follow(clusterId, driver) {
         drivers.set(clusterId, driver);
-        runtime.add(new ClusterReactor(clusterId, driver, handler, { logger, progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS }));
+        runtime.add(
+          new ClusterReactor(clusterId, driver, handler, {
+            logger,
+            progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS,
+            resyncIntervalMs: config.SENTINEL_RESYNC_SECONDS * 1000,
+          }),
+        );
       },
       async unfollow(clusterId) {
         const driver = drivers.get(clusterId);

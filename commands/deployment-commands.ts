@@ -18,9 +18,11 @@ import type { CommandContext, CommandHandler, Gate, WriteResult } from './comman
 import { deploymentChange, specOf } from './deployment-change.js';
 import { FleetFacts } from './fleet-facts.js';
 import { PolicyEngine } from './policy-engine.js';
+import { UniqueNames, type ClaimRequest } from './unique-names.js';
 
 export class DeploymentCommands {
   private readonly facts: FleetFacts;
+  private readonly names: UniqueNames;
 
   constructor(
     private readonly handler: CommandHandler,
@@ -28,9 +30,23 @@ export class DeploymentCommands {
     private readonly policy: PolicyEngine,
   ) {
     this.facts = new FleetFacts(handler);
+    this.names = new UniqueNames(handler, clock);
   }
 
+  /** One deployment of a workload per cluster: a second would write the same Kubernetes object. */
   create(deploymentId: string, body: DeploymentBody, context: CommandContext): Promise<WriteResult> {
+    const { workloadId, clusterId } = body;
+    const placement: ClaimRequest = {
+      key: `deployment:${workloadId}@${clusterId}`,
+      ownerId: deploymentId,
+      field: 'workloadId',
+      value: workloadId,
+      what: `a deployment of workload ${workloadId} on cluster ${clusterId}`,
+      holder: async (id) => {
+        const { state } = await this.handler.load(deployments, id);
+        return state.status === 'absent' ? 'absent' : state.status === 'Deleted' ? 'gone' : 'live';
+      },
+    };
     return this.handler.execute(
       deployments,
       deploymentId,
@@ -44,7 +60,7 @@ export class DeploymentCommands {
         driftPolicy: body.driftPolicy,
       }),
       context,
-      this.judged('create', deploymentId, context),
+      this.names.gate(placement, context, this.judged('create', deploymentId, context)),
     );
   }
 

@@ -45,7 +45,7 @@ export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idemp
   return [
     ...accessRoutes(options.access),
     ...clusterRoutes(new ClusterCommands(handler, options.secrets, options.clusterAccess ?? refuseClusterAccess)),
-    ...workloadRoutes(new WorkloadCommands(handler)),
+    ...workloadRoutes(new WorkloadCommands(handler, clock)),
     ...deploymentRoutes(new DeploymentCommands(handler, clock, policy)),
     ...actionPlanRoutes(new ActionPlanCommands(handler, clock, policy, facts, { defaultTtlSeconds: options.planTtlSeconds })),
     ...policyRoutes(new PolicyCommands(handler, handler.store, policy, facts, clock)),

@@ -38,9 +38,12 @@ for (const backend of backends) {
       expect(reply.status, JSON.stringify(reply.body)).to.be.oneOf([201, 202]);
       return reply.body.id;
     };
+    let workloads = 0;
+    /** A workload of a name of its own: a namespace holds one workload of a name. */
+    const uniqueWorkload = () => ({ ...workload, name: `${workload.name}-${(workloads += 1)}` });
     const fleet = async () => {
       const clusterId = await created('/clusters', cluster);
-      const workloadId = await created('/workloads', workload);
+      const workloadId = await created('/workloads', uniqueWorkload());
       const deploymentId = await created('/deployments', { workloadId, clusterId, replicas: 2 });
       return { clusterId, workloadId, deploymentId };
     };
@@ -284,6 +287,38 @@ for (const backend of backends) {
         expect(appended.map((e) => e.type)).to.deep.equal(['ClusterCordoned']);
       });
 
+      it('refuses a second workload of a name in a namespace with 409 naming the first, until the first is retired', async () => {
+        const body = uniqueWorkload();
+        const first = await created('/workloads', body);
+        const before = await api.head();
+        const again = await api.request<{ type: string; detail: string; errors: { path: string }[] }>('post', '/workloads', { body });
+        expect(again.status, JSON.stringify(again.body)).to.equal(409);
+        expect(again.body.type).to.equal('urn:sentinel:problem:name-taken');
+        expect(again.body.detail).to.equal(`workload ${body.name} in namespace ml already exists as ${first}`);
+        expect(again.body.errors.map((e) => e.path)).to.deep.equal(['name']);
+        expect(await api.head(), 'a refused registration appends nothing').to.equal(before);
+        // Another namespace is another object.
+        await created('/workloads', { ...body, namespace: 'ml-staging' });
+
+        expect((await api.request('delete', `/workloads/${first}`, { body: { reason: 'replaced' } })).status).to.equal(202);
+        const replacement = await created('/workloads', body);
+        const claim = (await api.stream(`claim-workload:ml/${body.name}`)).map((event) => event.data);
+        expect(claim.at(-1)).to.deep.include({ ownerId: replacement, previousOwnerId: first });
+      });
+
+      it('refuses a second deployment of a workload on a cluster with 409 naming the first, until the first is deleted', async () => {
+        const { clusterId, workloadId, deploymentId } = await fleet();
+        const before = await api.head();
+        const again = await api.request<{ detail: string; errors: { path: string }[] }>('post', '/deployments', { body: { workloadId, clusterId, replicas: 1 } });
+        expect(again.status, JSON.stringify(again.body)).to.equal(409);
+        expect(again.body.detail).to.equal(`a deployment of workload ${workloadId} on cluster ${clusterId} already exists as ${deploymentId}`);
+        expect(again.body.errors.map((e) => e.path)).to.deep.equal(['workloadId']);
+        expect(await api.head(), 'a refused placement appends nothing').to.equal(before);
+
+        expect((await api.request('delete', `/deployments/${deploymentId}`, { body: { reason: 'moving' } })).status).to.equal(202);
+        await created('/deployments', { workloadId, clusterId, replicas: 1 });
+      });
+
       it('answers 404 for an id that names nothing', async () => {
         for (const id of [randomUUID(), 'not-a-uuid']) {
           const reply = await api.request('post', `/deployments/${id}/scale`, { body: { replicas: 1 } });
@@ -319,10 +354,11 @@ for (const backend of backends) {
 
     describe('idempotency keys', () => {
       it('answers a retry with the first response and appends nothing', async () => {
+        const body = uniqueWorkload();
         const key = randomUUID();
-        const first = await api.request<{ id: string }>('post', '/workloads', { body: workload, headers: { 'idempotency-key': key } });
+        const first = await api.request<{ id: string }>('post', '/workloads', { body, headers: { 'idempotency-key': key } });
         const head = await api.head();
-        const second = await api.request<{ id: string }>('post', '/workloads', { body: workload, headers: { 'idempotency-key': key } });
+        const second = await api.request<{ id: string }>('post', '/workloads', { body, headers: { 'idempotency-key': key } });
         expect(second.status).to.equal(first.status);
         expect(second.body).to.deep.equal(first.body);
         expect(second.headers.get('idempotent-replayed')).to.equal('true');
@@ -330,12 +366,13 @@ for (const backend of backends) {
       });
 
       it('answers 422 when the key comes back with a different body, and keeps keys apart per principal', async () => {
+        const body = uniqueWorkload();
         const key = randomUUID();
-        await api.request('post', '/workloads', { body: workload, headers: { 'idempotency-key': key } });
-        const reused = await api.request('post', '/workloads', { body: { ...workload, name: 'other' }, headers: { 'idempotency-key': key } });
+        await api.request('post', '/workloads', { body, headers: { 'idempotency-key': key } });
+        const reused = await api.request('post', '/workloads', { body: { ...body, name: `${body.name}-other` }, headers: { 'idempotency-key': key } });
         expect(reused.status).to.equal(422);
         expect(reused.body['type']).to.equal('urn:sentinel:problem:idempotency-key-reused');
-        const otherCaller = await api.request('post', '/workloads', { as: 'operator', body: workload, headers: { 'idempotency-key': key } });
+        const otherCaller = await api.request('post', '/workloads', { as: 'operator', body: { ...body, namespace: 'ml-operator' }, headers: { 'idempotency-key': key } });
         expect(otherCaller.status).to.equal(201);
         expect(otherCaller.headers.get('idempotent-replayed')).to.equal(null);
       });
@@ -351,9 +388,10 @@ for (const backend of backends) {
       });
 
       it('runs concurrent requests with one key once', async () => {
+        const body = uniqueWorkload();
         const key = randomUUID();
         const replies = await Promise.all(
-          Array.from({ length: 8 }, () => api.request<{ id: string }>('post', '/workloads', { body: workload, headers: { 'idempotency-key': key } })),
+          Array.from({ length: 8 }, () => api.request<{ id: string }>('post', '/workloads', { body, headers: { 'idempotency-key': key } })),
         );
         const ok = replies.filter((r) => r.status === 201);
         expect(ok.length).to.be.greaterThan(0);

@@ -483,9 +483,11 @@ describe('command API under fuzzing', function () {
     if (segment === 'service-accounts') fleet = { ...fleet, serviceAccountId: await create('/service-accounts', VALID['POST /service-accounts']!(s)) };
     if (segment === 'clusters' || segment === 'workloads' || segment === 'deployments') {
       const clusterId = await create('/clusters', VALID['POST /clusters']!(s));
+      // The deployment runs a workload of its own: the fleet's workload stays free to be placed on the fleet's cluster.
+      const placedId = await create('/workloads', VALID['POST /workloads']!({ ...s, n: `${s.n}-placed` }));
       const workloadId = await create('/workloads', VALID['POST /workloads']!(s));
-      const deploymentId = await create('/deployments', { workloadId, clusterId, replicas: 2 });
-      expect((await api.request('patch', `/workloads/${workloadId}`, { body: { image: 'registry.local/llama:1.1' } })).status).to.equal(202);
+      const deploymentId = await create('/deployments', { workloadId: placedId, clusterId, replicas: 2 });
+      expect((await api.request('patch', `/workloads/${placedId}`, { body: { image: 'registry.local/llama:1.1' } })).status).to.equal(202);
       expect((await api.request('patch', `/deployments/${deploymentId}`)).status).to.equal(202);
       fleet = { ...fleet, clusterId, workloadId, deploymentId };
     }

@@ -116,24 +116,26 @@ for (const backend of backends) {
       return reply.body.id;
     }
 
-    /** A workload in a namespace and team of its own, and `count` deployments of it at `replicas`. */
+    /** `count` workloads in a namespace and team of their own, each deployed once at `replicas`. */
     async function placed(options: { replicas: number; count?: number; gpu?: boolean }) {
       const namespace = unique('ns');
       const team = unique('team');
-      const workloadId = await created('/workloads', {
-        name: unique('svc'),
-        namespace,
-        type: 'inference',
-        image: 'registry.local/model:1.0',
-        resources: options.gpu ? { cpu: '4', memory: '16Gi', gpu: { count: 1, sku: GPU } } : { cpu: '1', memory: '2Gi' },
-        labels: { team },
-        slo: { latencyP99Ms: 250, successRate: 0.999 },
-      });
+      const workloadIds: string[] = [];
       const deploymentIds: string[] = [];
       for (let i = 0; i < (options.count ?? 1); i++) {
+        const workloadId = await created('/workloads', {
+          name: unique('svc'),
+          namespace,
+          type: 'inference',
+          image: 'registry.local/model:1.0',
+          resources: options.gpu ? { cpu: '4', memory: '16Gi', gpu: { count: 1, sku: GPU } } : { cpu: '1', memory: '2Gi' },
+          labels: { team },
+          slo: { latencyP99Ms: 250, successRate: 0.999 },
+        });
+        workloadIds.push(workloadId);
         deploymentIds.push(await created('/deployments', { workloadId, clusterId, replicas: options.replicas }));
       }
-      return { namespace, team, workloadId, deploymentId: deploymentIds[0]!, deploymentIds };
+      return { namespace, team, workloadId: workloadIds[0]!, deploymentId: deploymentIds[0]!, deploymentIds };
     }
 
     const scale = (deploymentId: string, replicas: number, as: Caller = 'operator', headers?: Record<string, string>) =>

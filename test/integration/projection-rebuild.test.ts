@@ -104,13 +104,19 @@ for (const backend of backends) {
     let store: PostgresEventStore;
     let runtime: ProjectionRuntime;
     let commands: DeploymentCommands;
+    let handler: CommandHandler;
     let clusterId: string;
-    let workloadId: string;
     let lastWrite: Position;
 
-    /** One deployment, created and scaled: two deployment events, each with its policy decision. */
+    /** One workload, deployed, the deployment scaled: two deployment events, each with its policy decision. */
     async function deploy(): Promise<string> {
       const deploymentId = randomUUID();
+      const workloadId = randomUUID();
+      await handler.execute(workloads, workloadId, {
+        type: 'RegisterWorkload',
+        workloadId,
+        spec: { name: `trainer-${workloadId}`, namespace: 'ml', type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' }, labels: { team: 'ml' } },
+      }, contextOf());
       await commands.create(deploymentId, deploymentBody.parse({ workloadId, clusterId, replicas: 1 }), contextOf());
       lastWrite = (await commands.scale(deploymentId, 2, contextOf())).position!;
       return deploymentId;
@@ -128,19 +134,13 @@ for (const backend of backends) {
       opened = await backend.open();
       store = await PostgresEventStore.open(opened.db);
       await migrateSentinel(opened.db.knex);
-      const handler = new CommandHandler(store);
+      handler = new CommandHandler(store);
       commands = new DeploymentCommands(handler, systemClock, new PolicyEngine(store, { prices: DEFAULT_PRICES, health: noHealth }));
       clusterId = randomUUID();
-      workloadId = randomUUID();
       await handler.execute(clusters, clusterId, {
         type: 'RegisterCluster',
         clusterId,
         spec: { name: 'gpu-east', apiServer: 'https://10.0.0.1:6443', credentials: { source: 'in-cluster' }, region: 'us-east-1', labels: {}, gpuSkus: [] },
-      }, contextOf());
-      await handler.execute(workloads, workloadId, {
-        type: 'RegisterWorkload',
-        workloadId,
-        spec: { name: 'trainer', namespace: 'ml', type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' }, labels: { team: 'ml' } },
       }, contextOf());
       for (let i = 0; i < SEEDED; i += 1) await deploy();
       runtime = new ProjectionRuntime(opened.db.knex, store, PROJECTORS, { logger, lease: opened.lease(), batchSize: 50 });

@@ -99,8 +99,9 @@ for (const backend of backends) {
         'get',
         `/audit?correlationId=audit-${backend.name}&after=${written.body.position}`,
       );
-      expect(entries.body.items.map((e) => e.type)).to.deep.equal(['WorkloadRegistered']);
-      expect(entries.body.items[0]!.actor.id).to.equal(api.principalIds.admin);
+      // The workload's name is claimed in the same request, just before the workload is registered.
+      expect(entries.body.items.map((e) => e.type)).to.deep.equal(['ClaimTaken', 'WorkloadRegistered']);
+      expect(entries.body.items.map((e) => e.actor.id)).to.deep.equal([api.principalIds.admin, api.principalIds.admin]);
 
       const verified = await api.request<{ ok: boolean; rows: number }>('get', '/audit/verify', { as: 'viewer' });
       expect(verified.body.ok).to.equal(true);
