@@ -105,7 +105,23 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
 
   const pascal = (kind: string) => kind.replace(/(^|[- ])(\w)/g, (_, _sep, c: string) => c.toUpperCase());
 
-  const collection = (path: string, kind: string, model: ReadModel, described: string): Route[] => [
+  /**
+   * A deployment that waits for its cluster says what it waits for: Sentinel cannot reach the cluster (the rest of
+   * the time a change on its way is simply on its way).
+   */
+  const withWait = async (found: unknown): Promise<unknown> => {
+    const deployment = found as { status: string; clusterId: string };
+    if (deployment.status !== 'Pending' && deployment.status !== 'Applying') return found;
+    const model = READ_MODELS.clusters;
+    const cluster = (await model.get!(knex, await tablesNow(model), deployment.clusterId)) as
+      | { name: string; connection: { state: string; since: Date | null; cause: string | null } }
+      | undefined;
+    if (cluster?.connection.state !== 'unreachable') return found;
+    const since = cluster.connection.since ? ` since ${new Date(cluster.connection.since).toISOString()}` : '';
+    return { ...deployment, waitingFor: `cluster ${cluster.name} is unreachable${since}: ${cluster.connection.cause ?? 'no cause recorded'}` };
+  };
+
+  const collection = (path: string, kind: string, model: ReadModel, described: string, shown: (found: unknown) => Promise<unknown> = async (found) => found): Route[] => [
     route({
       ...readers,
       method: 'get',
@@ -139,7 +155,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
               const id = pathId(params, kind);
               const found = await model.get!(knex, await runtime.tables(model.projector), id);
               if (found === undefined) throw new NotFound(kind, id);
-              return { status: 200, body: found };
+              return { status: 200, body: await shown(found) };
             },
           }),
         ]
@@ -159,7 +175,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
   return [
     ...collection('/clusters', 'cluster', READ_MODELS.clusters, 'in order of registration'),
     ...collection('/workloads', 'workload', READ_MODELS.workloads, 'in order of registration'),
-    ...collection('/deployments', 'deployment', READ_MODELS.deployments, 'in order of creation; from and to filter by creation time'),
+    ...collection('/deployments', 'deployment', READ_MODELS.deployments, 'in order of creation; from and to filter by creation time', withWait),
     route({
       ...readers,
       method: 'get',

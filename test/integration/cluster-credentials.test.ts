@@ -287,6 +287,35 @@ describe('cluster credentials and cluster replies, through the HTTP API', functi
     });
   });
 
+  describe('a cluster Sentinel cannot reach', () => {
+    interface ClusterView {
+      connection: { state: string; since: string | null; cause: string | null };
+    }
+    const clusterView = async (id: string) => (await api.request<ClusterView>('get', `/clusters/${id}`, { as: 'viewer' })).body;
+
+    it('shows it unreachable with the cause, its deployments say what they wait for, and new credentials take effect without a restart', async () => {
+      const clusterId = await register(inline(kubeconfig({ token: 'not-the-token' })));
+      const unreachable = await eventually('the cluster unreachable', () => clusterView(clusterId), (view) => view.connection.state === 'unreachable');
+      expect(unreachable.connection.cause).to.match(/401|Unauthorized/);
+      expect(Date.parse(unreachable.connection.since!)).to.be.a('number').and.not.NaN;
+      const deploymentId = await deploy(clusterId, 'unreachable');
+      const waiting = await eventually('the deployment waiting', () => deployment(deploymentId), (view) => typeof (view as { waitingFor?: string }).waitingFor === 'string');
+      expect((waiting as { waitingFor?: string }).waitingFor).to.match(/^cluster cred-.* is unreachable since .*: .*(401|Unauthorized)/);
+
+      // However long it stays so, the log records it once.
+      const recorded = async () => (await api.stream(`cluster-${clusterId}`)).filter((event) => /^Cluster(Connected|Unreachable)$/.test(event.type));
+      await sleep(QUIET_MS);
+      expect((await recorded()).map((event) => event.type)).to.deep.equal(['ClusterUnreachable']);
+
+      const patched = await api.request('patch', `/clusters/${clusterId}`, { body: { credentials: inline(kubeconfig({ token: sim.token })) } });
+      expect(patched.status, JSON.stringify(patched.body)).to.equal(202);
+      await eventually('the cluster connected', () => clusterView(clusterId), (view) => view.connection.state === 'connected');
+      const available = await eventually(`deployment ${deploymentId} Available`, () => deployment(deploymentId), (view) => view.status === 'Available');
+      expect(available).to.not.have.property('waitingFor');
+      expect((await recorded()).map((event) => event.type)).to.deep.equal(['ClusterUnreachable', 'ClusterConnected']);
+    });
+  });
+
   // ---- finding 2: cluster replies are summarised, not stored ------------------------------------------------
 
   describe('what the cluster answered', () => {
