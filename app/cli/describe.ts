@@ -32,6 +32,7 @@ export function describeCluster(cluster: ClusterView, now = Date.now()): string 
     ['Name', cluster.name],
     ['ID', cluster.id],
     ['Status', cluster.cordonReason ? `${cluster.status}: ${cluster.cordonReason}` : cluster.status],
+    ['Connection', connectionOf(cluster.connection, now)],
     ['Region', cluster.region],
     ['API server', cluster.apiServer],
     ['GPU SKUs', cluster.gpuSkus.length > 0 ? cluster.gpuSkus.join(', ') : '-'],
@@ -40,6 +41,11 @@ export function describeCluster(cluster: ClusterView, now = Date.now()): string 
     ['Created', when(cluster.createdAt, now)],
     ['Updated', when(cluster.updatedAt, now)],
   ]);
+}
+
+function connectionOf(connection: ClusterView['connection'], now: number): string {
+  const since = connection.since ? ` since ${when(connection.since, now)}` : '';
+  return `${connection.state}${since}${connection.cause ? `: ${connection.cause}` : ''}`;
 }
 
 export function describeWorkload(workload: WorkloadView, now = Date.now()): string {

@@ -102,9 +102,9 @@ const clusters = kind<ClusterView>({
   aliases: ['cluster', 'clusters'],
   path: '/clusters',
   schema: clusterView,
-  header: ['ID', 'NAME', 'REGION', 'STATUS', 'GPU SKUS', 'AGE'],
+  header: ['ID', 'NAME', 'REGION', 'STATUS', 'CONNECTION', 'GPU SKUS', 'AGE'],
   rows: async (items, _client, now) =>
-    items.map((c) => [c.id, c.name, c.region, c.status, c.gpuSkus.length > 0 ? c.gpuSkus.join(',') : '-', age(c.createdAt, now)]),
+    items.map((c) => [c.id, c.name, c.region, c.status, c.connection.state, c.gpuSkus.length > 0 ? c.gpuSkus.join(',') : '-', age(c.createdAt, now)]),
   describe: async (client, id, read, now) => describeCluster(await client.get(`/clusters/${encodeURIComponent(id)}`, clusterView, read), now),
 });
 

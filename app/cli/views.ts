@@ -20,6 +20,7 @@ export const clusterView = z.looseObject({
   credentials: z.looseObject({ source: z.string(), path: z.string().optional() }),
   status: z.string(),
   cordonReason: z.string().nullable(),
+  connection: z.looseObject({ state: z.string(), since: z.string().nullable(), cause: z.string().nullable() }),
   ...lifecycle,
 });
 export type ClusterView = z.infer<typeof clusterView>;
