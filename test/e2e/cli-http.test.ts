@@ -111,8 +111,8 @@ describe('sentinel CLI over the HTTP API', function () {
       cli(['get', 'clusters', '-o', 'yaml', '--after', registered.position]),
     ]);
     const lines = succeeded(table).stdout.trimEnd().split('\n');
-    expect(lines[0]).to.match(/^ID\s+NAME\s+REGION\s+STATUS\s+GPU SKUS\s+AGE$/);
-    expect(lines.find((line) => line.startsWith(SIMULATED_CLUSTER_ID))).to.match(/\ssimulated\s+\S+\s+active\s/);
+    expect(lines[0]).to.match(/^ID\s+NAME\s+REGION\s+STATUS\s+CONNECTION\s+GPU SKUS\s+AGE$/);
+    expect(lines.find((line) => line.startsWith(SIMULATED_CLUSTER_ID))).to.match(/\ssimulated\s+\S+\s+active\s+(connected|unknown)\s/);
     const items = parse(succeeded(yaml).stdout) as { id: string; name: string }[];
     expect(items.map((item) => item.name)).to.include('simulated');
   });
