@@ -1,9 +1,13 @@
 // Read-side benchmark on PostgreSQL: catch-up of every read model and the audit trail over a log of realistic
-// events, and how soon a write accepted by the HTTP API is visible through the query API.
+// events, and how soon a write accepted by the HTTP API is visible through the query API, on its own and while
+// a background load of commands runs.
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:projections
+//   DATABASE_URL=... npm run bench:projections -- --events 20000     (a quicker run; BENCH_PROJECTION_EVENTS too)
+// Other knobs: BENCH_VISIBILITY_SAMPLES (300), BENCH_LOAD_COMMANDS_PER_S (200).
 // Works in scratch databases it creates on that server and drops afterwards.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
 import { inProcessLease } from '../adapters/postgres/advisory-lease.js';
@@ -19,7 +23,7 @@ import type { EventToAppend } from '../domain/event-store.js';
 import { workloadDecider, workloadEvents, type WorkloadSpec } from '../domain/workload.js';
 import { auditProjector } from '../projections/audit-trail.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
-import { ProjectionRuntime } from '../projections/runtime.js';
+import { ProjectionRuntime, type ProjectionMetrics } from '../projections/runtime.js';
 import { createScratchDatabase } from '../test/support/postgres.js';
 
 const serverUrl = process.env['DATABASE_URL'];
@@ -27,8 +31,10 @@ if (!serverUrl) {
   process.stderr.write('bench:projections needs DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres\n');
   process.exit(2);
 }
-const CATCHUP_EVENTS = Number(process.env['BENCH_PROJECTION_EVENTS'] ?? 200_000);
+const { values: flags } = parseArgs({ options: { events: { type: 'string' } } });
+const CATCHUP_EVENTS = Number(flags.events ?? process.env['BENCH_PROJECTION_EVENTS'] ?? 200_000);
 const VISIBILITY_SAMPLES = Number(process.env['BENCH_VISIBILITY_SAMPLES'] ?? 300);
+const LOAD_COMMANDS_PER_S = Number(process.env['BENCH_LOAD_COMMANDS_PER_S'] ?? 200);
 const metadata = { correlationId: randomUUID(), causationId: randomUUID(), actor: { id: 'bench', kind: 'system' as const } };
 
 function envelopes<E extends DomainEvent>(catalog: EventCatalog<E>, events: E[]): EventToAppend[] {
@@ -140,7 +146,22 @@ try {
     head = page.checkpoint;
   }
   const projectors = [...READ_MODEL_PROJECTORS, auditProjector];
-  const runtime = new ProjectionRuntime(db.knex, store, projectors, { logger: pino({ level: 'warn' }), lease: inProcessLease, batchSize: 1000 });
+  // Where the time goes: each projector's batches (apply and checkpoint, one transaction each), summed.
+  const spent = new Map<string, { events: number; seconds: number; batches: number }>();
+  const metrics: ProjectionMetrics = {
+    applied(projector, count, seconds) {
+      const entry = spent.get(projector) ?? { events: 0, seconds: 0, batches: 0 };
+      spent.set(projector, { events: entry.events + count, seconds: entry.seconds + seconds, batches: entry.batches + 1 });
+    },
+    lag: () => undefined,
+  };
+  const runtime = new ProjectionRuntime(db.knex, store, projectors, {
+    logger: pino({ level: 'warn' }),
+    lease: inProcessLease,
+    batchSize: 1000,
+    metrics,
+    lagSampleMs: 3_600_000,
+  });
   const started = performance.now();
   await runtime.start();
   const caughtUp = await runtime.waitFor(head!, projectors.map((p) => p.name), 900_000);
@@ -149,6 +170,9 @@ try {
   if (!caughtUp) throw new Error('the projectors did not catch up within 15 minutes');
   catchupEps = Math.round(events / seconds);
   console.log(`catch-up ${events} events into ${projectors.length} projections in ${seconds.toFixed(1)} s: ${catchupEps} events/s`);
+  for (const [name, { events: applied, seconds: busy, batches }] of [...spent].sort((a, b) => b[1].seconds - a[1].seconds)) {
+    console.log(`         ${name.padEnd(17)} ${String(applied).padStart(7)} events in ${String(batches).padStart(4)} transactions, ${busy.toFixed(1)} s in them`);
+  }
   await store.close();
   await db.close();
 } finally {
@@ -158,7 +182,9 @@ try {
 // ---- write accepted → visible in a query, through HTTP ---------------------------------------------------
 
 const visibleDb = await createScratchDatabase(serverUrl);
-const visible: number[] = [];
+const quiet: number[] = [];
+const loaded: number[] = [];
+const load: { sent: number; failed: number; seconds: number; statuses: Record<string, number> } = { sent: 0, failed: 0, seconds: 0, statuses: {} };
 try {
   const sentinel = await startSentinel(
     loadConfig({ DATABASE_URL: visibleDb.url, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', SENTINEL_ADMIN_PASSWORD: 'bench-admin-password', SENTINEL_JWT_SECRET: 'x'.repeat(48) }),
@@ -173,22 +199,76 @@ try {
     });
     const { accessToken } = (await login.json()) as { accessToken: string };
     const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
-    for (let i = 0; i < VISIBILITY_SAMPLES; i += 1) {
-      const response = await fetch(`${api}/workloads`, {
+    const register = (name: string, namespace: string) =>
+      fetch(`${api}/workloads`, {
         method: 'POST',
         headers,
-        body: JSON.stringify({ name: `w-${i}`, namespace: 'bench', type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' } }),
+        body: JSON.stringify({ name, namespace, type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' } }),
       });
-      const accepted = performance.now();
-      const { id } = (await response.json()) as { id: string };
-      // Poll the query API (no ?after=) until the new workload is there: what a dashboard would see.
-      for (;;) {
-        const read = await fetch(`${api}/workloads/${id}`, { headers });
-        await read.arrayBuffer();
-        if (read.status === 200) break;
-        await new Promise((resolve) => setTimeout(resolve, 1));
+
+    /** Write → visible: a workload registered through the API, polled through the query API (no ?after=) until it is there. */
+    const sample = async (count: number, prefix: string): Promise<number[]> => {
+      const times: number[] = [];
+      for (let i = 0; i < count; i += 1) {
+        const response = await register(`${prefix}-${i}`, 'bench');
+        const accepted = performance.now();
+        const { id } = (await response.json()) as { id: string };
+        for (;;) {
+          const read = await fetch(`${api}/workloads/${id}`, { headers });
+          await read.arrayBuffer();
+          if (read.status === 200) break;
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        times.push(performance.now() - accepted);
       }
-      visible.push(performance.now() - accepted);
+      return times;
+    };
+
+    quiet.push(...(await sample(VISIBILITY_SAMPLES, 'w')));
+
+    // The same, while other clients send commands at a steady rate: registrations and spec updates of their own
+    // workloads, each a command through the API, its policy checks and its events.
+    let running = true;
+    const started = performance.now();
+    const own: string[] = [];
+    const inFlight = new Set<Promise<void>>();
+    const command = async (n: number) => {
+      try {
+        const target = n % 2 === 1 ? own[Math.floor(Math.random() * own.length)] : undefined;
+        const response = target
+          ? await fetch(`${api}/workloads/${target}`, { method: 'PATCH', headers, body: JSON.stringify({ image: `busybox:${n}` }) })
+          : await register(`load-${n}`, 'load');
+        const body = (await response.json()) as { id?: string };
+        if (!response.ok) {
+          load.failed += 1;
+          load.statuses[response.status] = (load.statuses[response.status] ?? 0) + 1;
+        } else if (!target && body.id) own.push(body.id);
+      } catch {
+        load.failed += 1;
+        load.statuses['error'] = (load.statuses['error'] ?? 0) + 1;
+      }
+    };
+    const background = (async () => {
+      const interval = 1000 / LOAD_COMMANDS_PER_S;
+      for (let n = 0; running; n += 1) {
+        // Open loop: commands start on schedule whatever the answers take, up to a bound on those outstanding.
+        const due = started + n * interval;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (inFlight.size >= 100) continue;
+        load.sent += 1;
+        const pending: Promise<void> = command(n).finally(() => inFlight.delete(pending));
+        inFlight.add(pending);
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    try {
+      loaded.push(...(await sample(VISIBILITY_SAMPLES, 'u')));
+    } finally {
+      running = false;
+      await background;
+      await Promise.all(inFlight);
+      load.seconds = (performance.now() - started) / 1000;
     }
   } finally {
     await sentinel.stop();
@@ -196,8 +276,28 @@ try {
 } finally {
   await visibleDb.drop();
 }
-visible.sort((a, b) => a - b);
-const p50 = percentile(visible, 0.5);
-const p99 = percentile(visible, 0.99);
-console.log(`visible  ${visible.length} writes: p50 ${p50} ms, p99 ${p99} ms, max ${percentile(visible, 1)} ms`);
-console.log(JSON.stringify({ bench: 'projections', events, catchup_eps: catchupEps, visible_p50_ms: p50, visible_p99_ms: p99, samples: visible.length }));
+quiet.sort((a, b) => a - b);
+loaded.sort((a, b) => a - b);
+const p50 = percentile(quiet, 0.5);
+const p99 = percentile(quiet, 0.99);
+const loadedP50 = percentile(loaded, 0.5);
+const loadedP99 = percentile(loaded, 0.99);
+const loadRate = Math.round(load.sent / load.seconds);
+console.log(`visible  ${quiet.length} writes: p50 ${p50} ms, p99 ${p99} ms, max ${percentile(quiet, 1)} ms`);
+console.log(
+  `visible  under ${loadRate} commands/s (${load.failed} failed ${JSON.stringify(load.statuses)}): ${loaded.length} writes: p50 ${loadedP50} ms, p99 ${loadedP99} ms, max ${percentile(loaded, 1)} ms`,
+);
+console.log(
+  JSON.stringify({
+    bench: 'projections',
+    events,
+    catchup_eps: catchupEps,
+    visible_p50_ms: p50,
+    visible_p99_ms: p99,
+    samples: quiet.length,
+    visible_p50_under_load_ms: loadedP50,
+    visible_p99_under_load_ms: loadedP99,
+    load_commands_per_s: loadRate,
+    load_failed: load.failed,
+  }),
+);

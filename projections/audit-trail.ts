@@ -65,7 +65,9 @@ export const auditProjector: Projector<'audit'> = {
         throw new Error(`audit trail: events out of log order (${event.position} after ${prevPosition})`);
       }
       const record = recordOf(event);
-      const hash = chainHash(prevHash, record);
+      // The content's canonical text is made once: it is the stored column and part of the hashed text.
+      const content = canonicalJson(record.content);
+      const hash = chainHashWithContent(prevHash, record, content);
       rows.push({
         position: record.position,
         event_id: record.eventId,
@@ -80,7 +82,7 @@ export const auditProjector: Projector<'audit'> = {
         causation_id: record.causationId,
         summary: record.summary,
         // Sent as canonical text, so the stored document is exactly the one hashed.
-        content: canonicalJson(record.content),
+        content,
         prev_hash: prevHash,
         hash,
       });
@@ -146,6 +148,21 @@ function recordOf(event: RecordedEvent): AuditRecord {
 
 function chainHash(prevHash: string, record: AuditRecord): string {
   return createHash('sha256').update(`${prevHash}\n${canonicalJson(record)}`).digest('hex');
+}
+
+/**
+ * `chainHash` given the canonical text of the record's content: the same text, byte for byte, built around the
+ * content instead of through it. canonicalJson writes members in sorted key order, so the members that sort
+ * before `content` come first, then `content`, then the rest.
+ */
+function chainHashWithContent(prevHash: string, record: AuditRecord, content: string): string {
+  const before: Record<string, unknown> = {};
+  const after: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record)) {
+    if (key !== 'content' && value !== undefined) (key < 'content' ? before : after)[key] = value;
+  }
+  const members = [canonicalJson(before).slice(1, -1), `"content":${content}`, canonicalJson(after).slice(1, -1)].filter((part) => part !== '');
+  return createHash('sha256').update(`${prevHash}\n{${members.join(',')}}`).digest('hex');
 }
 
 /** JSON with every object's keys sorted (recursively) and undefined members dropped: one text per value. */
@@ -264,8 +281,8 @@ function isoFromMicros(micros: bigint): string {
 // ---- queries --------------------------------------------------------------------------------------------
 
 export interface AuditQuery {
-  /** Actor id. */
-  actor?: string;
+  /** Actor id; a list matches any of them (an actor's id and the ids its name stands for). */
+  actor?: string | readonly string[];
   stream?: string;
   type?: string;
   correlationId?: string;
@@ -277,6 +294,8 @@ export interface AuditQuery {
   limit: number;
   /** `nextCursor` of the previous page. */
   cursor?: string;
+  /** Log order (`asc`, the default) or newest first (`desc`). */
+  order?: 'asc' | 'desc';
 }
 
 export interface AuditEntry {
@@ -312,8 +331,8 @@ export class InvalidAuditQuery extends Error {
 
 const filterText = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
 
-const auditQuery = z.object({
-  actor: filterText.optional(),
+const auditQuery = z.strictObject({
+  actor: z.union([filterText, z.array(filterText).min(1, 'at least one actor')]).optional(),
   stream: filterText.optional(),
   type: filterText.optional(),
   correlationId: filterText.optional(),
@@ -321,6 +340,7 @@ const auditQuery = z.object({
   to: timestamp.optional(),
   limit: z.int({ error: 'a whole number from 1 to 1000' }).min(1, 'at least 1').max(1000, 'at most 1000'),
   cursor: z.string().optional(),
+  order: z.enum(['asc', 'desc'], { error: 'asc or desc' }).default('asc'),
 });
 
 interface EntryRow {
@@ -346,24 +366,24 @@ export async function queryAudit(knex: Knex, table: string, query: AuditQuery): 
     throw new InvalidAuditQuery(`invalid audit query: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, errors);
   }
   const q = parsed.data;
-  const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+  const after = q.cursor === undefined || q.cursor === '' ? undefined : decodeCursor(q.cursor, q.order);
   const rows = (await knex(table)
     .select('event_id', 'position', 'recorded_at', 'actor_id', 'actor_kind', 'action', 'stream', 'type', 'correlation_id', 'causation_id', 'summary', 'hash')
     .modify((select) => {
-      if (q.actor !== undefined) select.where('actor_id', q.actor);
+      if (q.actor !== undefined) select.whereIn('actor_id', typeof q.actor === 'string' ? [q.actor] : q.actor);
       if (q.stream !== undefined) select.where('stream', q.stream);
       if (q.type !== undefined) select.where('type', q.type);
       if (q.correlationId !== undefined) select.where('correlation_id', q.correlationId);
       if (q.from !== undefined) select.where('recorded_at', '>=', new Date(q.from));
       if (q.to !== undefined) select.where('recorded_at', '<', new Date(q.to));
-      if (after !== undefined) select.where('position', '>', after);
+      if (after !== undefined) select.where('position', q.order === 'asc' ? '>' : '<', after);
     })
-    .orderBy('position')
+    .orderBy('position', q.order)
     .limit(q.limit + 1)) as EntryRow[];
   const page = rows.slice(0, q.limit);
   return {
     items: page.map(entryOf),
-    nextCursor: rows.length > q.limit ? encodeCursor(page.at(-1)!.position) : null,
+    nextCursor: rows.length > q.limit ? encodeCursor(page.at(-1)!.position, q.order) : null,
   };
 }
 
@@ -383,16 +403,24 @@ function entryOf(row: EntryRow): AuditEntry {
   };
 }
 
-function encodeCursor(position: string): string {
-  return Buffer.from(position, 'utf8').toString('base64url');
+/** The last position of a page; a newest-first page's cursor says so, so it is never read in the other order. */
+function encodeCursor(position: string, order: 'asc' | 'desc'): string {
+  return Buffer.from(order === 'asc' ? position : `desc:${position}`, 'utf8').toString('base64url');
 }
 
-function decodeCursor(cursor: string): string {
-  const position = Buffer.from(cursor, 'base64url').toString('utf8');
+function decodeCursor(cursor: string, order: 'asc' | 'desc'): string {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const handedOutFor = text.startsWith('desc:') ? 'desc' : 'asc';
+  const position = handedOutFor === 'desc' ? text.slice('desc:'.length) : text;
   // A cursor is a position, which every event store writes as a pair of fixed-width hex numbers.
-  if (!/^[0-9a-f]{16}-[0-9a-f]{16}$/.test(position) || encodeCursor(position) !== cursor) {
+  if (!/^[0-9a-f]{16}-[0-9a-f]{16}$/.test(position) || encodeCursor(position, handedOutFor) !== cursor) {
     throw new InvalidAuditQuery('invalid audit query: cursor: not a cursor returned by this API', [
       { path: 'cursor', message: 'not a cursor returned by this API; pass nextCursor of the previous page' },
+    ]);
+  }
+  if (handedOutFor !== order) {
+    throw new InvalidAuditQuery(`invalid audit query: cursor: it continues a list read with order=${handedOutFor}, not order=${order}`, [
+      { path: 'cursor', message: `a nextCursor of a page read with order=${order}` },
     ]);
   }
   return position;

@@ -11,7 +11,7 @@ const LEDGER_STREAM = 'quota-global';
 /** The team of placements whose workload has no `team` label. */
 export const NO_TEAM = '(none)';
 
-/** Rows per INSERT when a snapshot refills the table: 12 columns a row, far below PostgreSQL's parameter limit. */
+/** Rows per statement: 12 columns a row, far below PostgreSQL's parameter limit. */
 const INSERT_CHUNK = 1000;
 
 type FleetCostTables = 'fleet_placements';
@@ -73,23 +73,31 @@ export const fleetCostProjector: Projector<FleetCostTables> = {
   },
 
   async apply(events, trx, tables) {
-    const table = () => trx(tables.fleet_placements);
+    // Folded in memory in log order, then written in a few statements: a snapshot empties the table, and each
+    // placement ends up written (or deleted) once with its last state.
+    let snapshotted = false;
+    const placements = new Map<string, ReturnType<typeof placementRow> | null>();
     for (const event of events) {
       if (event.stream !== LEDGER_STREAM) continue;
       const e = ledgerEvents.parse(event.type, event.schemaVersion, event.data);
       if (e.type === 'LedgerSnapshotted') {
         // The whole state: what the table holds is replaced by the snapshot's placements.
-        await table().delete();
-        const rows = Object.entries(e.data.placements).map(([id, placed]) => placementRow(id, placed, event));
-        for (let i = 0; i < rows.length; i += INSERT_CHUNK) await table().insert(rows.slice(i, i + INSERT_CHUNK));
+        snapshotted = true;
+        placements.clear();
+        for (const [id, placed] of Object.entries(e.data.placements)) placements.set(id, placementRow(id, placed, event));
         continue;
       }
       const { targetId, placement } = e.data;
       // Absent: the change left the placement as it was (a restart).
       if (placement === undefined) continue;
-      if (placement === null) await table().where({ deployment_id: targetId }).delete();
-      else await table().insert(placementRow(targetId, placement, event)).onConflict('deployment_id').merge();
+      placements.set(targetId, placement === null ? null : placementRow(targetId, placement, event));
     }
+    const table = () => trx(tables.fleet_placements);
+    if (snapshotted) await table().delete();
+    const removed = [...placements].flatMap(([id, row]) => (row === null ? [id] : []));
+    const rows = [...placements.values()].filter((row) => row !== null);
+    for (let i = 0; i < removed.length && !snapshotted; i += INSERT_CHUNK) await table().whereIn('deployment_id', removed.slice(i, i + INSERT_CHUNK)).delete();
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) await table().insert(rows.slice(i, i + INSERT_CHUNK)).onConflict('deployment_id').merge();
   },
 };
 

@@ -2,27 +2,34 @@
 // decisions, each a projector (events → tables) with the queries that read its tables.
 import type { Knex } from 'knex';
 import { actionPlanEvents, actionTarget, type ActionStatus, type PlanStatus } from '../domain/action-plan.js';
-import { clusterEvents, type ClusterStatus, type Credentials } from '../domain/cluster.js';
+import { clusterEvents, type ClusterStatus, type ConnectionState, type Credentials } from '../domain/cluster.js';
 import type { EventCatalog, DomainEvent } from '../domain/decider.js';
 import { deploymentEvents, type DeploymentStatus } from '../domain/deployment.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
 import { GLOBAL_POLICY_SET, policySetEvents } from '../domain/policy-set.js';
 import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
+import { id as uuidText, timestamp } from '../domain/schemas.js';
 import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
+import { z } from 'zod';
 import { fleetCostProjector } from './fleet-cost.js';
 import { insertRows, RowBatch, type Row } from './row-batch.js';
 import type { Projector, TableNames } from './projector.js';
 
 // ---- the shape every read model takes ---------------------------------------------------------------------
 
+export const ORDERS = ['asc', 'desc'] as const;
+export type Order = (typeof ORDERS)[number];
+
 export interface Page {
   /** 1 to 500. */
   limit: number;
   /** `nextCursor` of the previous page; absent (or empty) for the first. */
   cursor?: string;
-  /** Equality filters by name; each read model says which it accepts. */
-  filters: Record<string, string>;
+  /** Oldest first (`asc`, the default) or newest first (`desc`); a cursor continues only in the order it was handed out in. */
+  order?: Order;
+  /** Filters by name; each read model says which it accepts. A list of values (only for equality filters) matches any of them. */
+  filters: Record<string, string | readonly string[]>;
 }
 
 export interface PageOf<Item = unknown> {
@@ -35,6 +42,8 @@ export interface ReadModel<Base extends string = string> {
   projector: Projector<Base>;
   /** The filters `list` accepts, by name. */
   filters: readonly string[];
+  /** What each filter accepts, by name: the query API checks parameters against these and documents them. */
+  accepts: Readonly<Record<string, z.ZodType<string>>>;
   list(knex: Knex, tables: TableNames<Base>, page: Page): Promise<PageOf>;
   get?(knex: Knex, tables: TableNames<Base>, id: string): Promise<unknown | undefined>;
 }
@@ -54,12 +63,13 @@ export class InvalidQuery extends Error {
 
 // ---- paging and filtering ---------------------------------------------------------------------------------
 
-/** Opaque to clients: the sort key of the last row of a page. */
-export function encodeCursor(key: readonly string[]): string {
-  return Buffer.from(JSON.stringify(key)).toString('base64url');
+/** Opaque to clients: the order a page was read in and the sort key of its last row. */
+export function encodeCursor(key: readonly string[], order: Order = 'asc'): string {
+  return Buffer.from(JSON.stringify([order, ...key])).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, length: number): string[] {
+/** The sort key a cursor continues after; a cursor handed out for the other order is refused, naming the order. */
+export function decodeCursor(cursor: string, length: number, order: Order = 'asc'): string[] {
   let key: unknown;
   try {
     key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
@@ -67,50 +77,66 @@ export function decodeCursor(cursor: string, length: number): string[] {
     key = undefined;
   }
   // Each part goes into SQL text: a control character or a lone surrogate is no key this list handed out.
-  if (!Array.isArray(key) || key.length !== length || !key.every((part) => typeof part === 'string' && !/[\p{Cc}\p{Cs}]/u.test(part))) {
+  if (!Array.isArray(key) || key.length !== length + 1 || !key.every((part) => typeof part === 'string' && !/[\p{Cc}\p{Cs}]/u.test(part))) {
     throw new InvalidQuery('the cursor is not one this list handed out', [{ path: 'cursor', message: "a previous page's nextCursor" }]);
   }
-  return key as string[];
+  const [handedOutFor, ...rest] = key as string[];
+  if (handedOutFor !== order) {
+    throw new InvalidQuery(`the cursor continues a list read with order=${handedOutFor}, not order=${order}`, [
+      { path: 'cursor', message: `a nextCursor of a page read with order=${order}` },
+    ]);
+  }
+  return rest;
 }
 
-type Filter = (query: Knex.QueryBuilder, value: string) => void;
+/** A filter: what it accepts (checked before any SQL is built), and how it narrows the query. */
+type Filter = ((query: Knex.QueryBuilder, value: string | readonly string[]) => void) & { accepts: z.ZodType<string> };
 type Filters = Record<string, Filter>;
 
-const equals =
-  (column: string): Filter =>
-  (query, value) =>
-    void query.where(column, value);
-
-const oneOf =
-  (column: string, values: readonly string[]): Filter =>
-  (query, value) => {
-    if (!values.includes(value)) throw invalidFilter(column, value, `one of ${values.join(', ')}`);
-    query.where(column, value);
-  };
-
-const flag =
-  (column: string): Filter =>
-  (query, value) => {
-    if (value !== 'true' && value !== 'false') throw invalidFilter(column, value, 'true or false');
-    query.where(column, value === 'true');
-  };
-
-/** Rows whose jsonb array column holds an element containing `element`; GIN-indexed, and the same on PGlite. */
-const contains =
-  (column: string, element: (value: string) => unknown): Filter =>
-  (query, value) =>
-    void query.whereRaw('?? @> ?::jsonb', [column, JSON.stringify([element(value)])]);
-
-function instantFilter(column: string, operator: '>=' | '<'): Filter {
-  return (query, value) => {
-    const ms = Date.parse(value);
-    if (Number.isNaN(ms)) throw invalidFilter(column, value, 'an ISO 8601 date-time such as 2026-01-31T12:00:00Z');
-    query.where(column, operator, new Date(ms));
-  };
+/** A filter's value as it accepts it; `listPage` names the filter in the error. */
+function checked(accepts: z.ZodType<string>, value: string): string {
+  const parsed = accepts.safeParse(value);
+  if (!parsed.success) throw new InvalidQuery(`cannot filter by ${JSON.stringify(value)}`, [{ path: '', message: parsed.error.issues[0]!.message }]);
+  return parsed.data;
 }
 
-function invalidFilter(column: string, value: string, accepted: string): InvalidQuery {
-  return new InvalidQuery(`cannot filter ${column} by ${JSON.stringify(value)}`, [{ path: column, message: accepted }]);
+function filter(accepts: z.ZodType<string>, narrow: (query: Knex.QueryBuilder, value: string) => void): Filter {
+  const apply = (query: Knex.QueryBuilder, value: string | readonly string[]) => {
+    if (typeof value !== 'string') throw new InvalidQuery('this filter takes one value', [{ path: '', message: 'one value' }]);
+    narrow(query, checked(accepts, value));
+  };
+  return Object.assign(apply, { accepts });
+}
+
+const filterText = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
+
+/** An instant PostgreSQL can compare with: an ISO 8601 date-time in the years 1 to 9999 (JavaScript's dates reach far further). */
+export const instant = timestamp.refine((value) => !value.startsWith('0000-'), 'an ISO 8601 date-time in the years 1 to 9999, such as 2026-01-31T12:00:00Z');
+
+/** Equal to the value; a list of values (an actor's id and the ids its name stands for) matches any of them. */
+function equals(column: string, accepts: z.ZodType<string> = filterText): Filter {
+  const apply = (query: Knex.QueryBuilder, value: string | readonly string[]) =>
+    void query.whereIn(column, (typeof value === 'string' ? [value] : value).map((one) => checked(accepts, one)));
+  return Object.assign(apply, { accepts });
+}
+
+const oneOf = (column: string, values: readonly string[]): Filter =>
+  filter(z.enum(values as [string, ...string[]], { error: `one of ${values.join(', ')}` }), (query, value) => void query.where(column, value));
+
+const flag = (column: string): Filter =>
+  filter(z.enum(['true', 'false'], { error: 'true or false' }), (query, value) => void query.where(column, value === 'true'));
+
+/** Rows whose jsonb array column holds an element containing `element`; GIN-indexed, and the same on PGlite. */
+const contains = (column: string, element: (value: string) => unknown, accepts: z.ZodType<string> = filterText): Filter =>
+  filter(accepts, (query, value) => void query.whereRaw('?? @> ?::jsonb', [column, JSON.stringify([element(value)])]));
+
+function instantFilter(column: string, operator: '>=' | '<'): Filter {
+  const described = instant.describe(operator === '>=' ? 'at or after this time (ISO 8601 date-time)' : 'before this time (ISO 8601 date-time)');
+  return filter(described, (query, value) => void query.where(column, operator, new Date(value)));
+}
+
+function acceptsOf(filters: Filters): Record<string, z.ZodType<string>> {
+  return Object.fromEntries(Object.entries(filters).map(([name, { accepts }]) => [name, accepts]));
 }
 
 /**
@@ -128,6 +154,8 @@ async function listPage<Row>(
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
     throw new InvalidQuery(`limit ${limit} is out of range`, [{ path: 'limit', message: `a whole number from 1 to ${MAX_PAGE_SIZE}` }]);
   }
+  const order = page.order ?? 'asc';
+  if (!ORDERS.includes(order)) throw new InvalidQuery(`order ${String(order)} is not one of asc, desc`, [{ path: 'order', message: 'asc or desc' }]);
   for (const [name, value] of Object.entries(page.filters)) {
     const filter = Object.hasOwn(filters, name) ? filters[name] : undefined;
     if (!filter) {
@@ -136,20 +164,25 @@ async function listPage<Row>(
         { path: name, message: accepted.length === 0 ? 'this list takes no filters' : `not a filter here; accepted are ${accepted.join(', ')}` },
       ]);
     }
-    filter(query, value);
+    try {
+      filter(query, value);
+    } catch (error) {
+      if (!(error instanceof InvalidQuery)) throw error;
+      throw new InvalidQuery(`${name}: ${error.message}`, [{ path: name, message: error.errors[0]?.message ?? error.message }]);
+    }
   }
   if (page.cursor) {
-    const after = decodeCursor(page.cursor, sort.length);
+    const after = decodeCursor(page.cursor, sort.length, order);
     const marks = sort.map(() => '??').join(', ');
     const values = sort.map(() => '?').join(', ');
-    query.whereRaw(`(${marks}) > (${values})`, [...sort, ...after]);
+    query.whereRaw(`(${marks}) ${order === 'asc' ? '>' : '<'} (${values})`, [...sort, ...after]);
   }
-  const rows = (await query.orderBy(sort.map((column) => ({ column, order: 'asc' as const }))).limit(limit + 1)) as Record<string, unknown>[];
+  const rows = (await query.orderBy(sort.map((column) => ({ column, order }))).limit(limit + 1)) as Record<string, unknown>[];
   const shown = rows.slice(0, limit);
   const last = shown.at(-1);
   return {
     items: shown.map((row) => item(row as Row)),
-    nextCursor: rows.length > limit && last ? encodeCursor(sort.map((column) => String(last[column]))) : null,
+    nextCursor: rows.length > limit && last ? encodeCursor(sort.map((column) => String(last[column])), order) : null,
   };
 }
 
@@ -219,6 +252,9 @@ interface ClusterRow extends Lifecycle {
   gpu_skus: string[];
   credentials: { source: string; path?: string };
   status: ClusterStatus;
+  connection: ConnectionState;
+  connection_since: Date | null;
+  connection_cause: string | null;
   cordon_reason: string | null;
 }
 
@@ -232,6 +268,8 @@ const clusterItem = (row: ClusterRow) => ({
   credentials: row.credentials,
   status: row.status,
   cordonReason: row.cordon_reason,
+  // Whether Sentinel reaches it: `since` the state was recorded, `cause` of the failure while unreachable.
+  connection: { state: row.connection, since: row.connection_since, cause: row.connection_cause },
   ...lifecycle(row),
 });
 
@@ -240,7 +278,7 @@ const clusterFilters: Filters = { status: oneOf('status', CLUSTER_STATUSES), reg
 export const clusters: ReadModel<'clusters'> = {
   projector: {
     name: 'clusters',
-    version: 1,
+    version: 2,
     eventTypes: clusterEvents.types,
     tables: ['clusters'],
     async createTables(trx, tables) {
@@ -254,61 +292,76 @@ export const clusters: ReadModel<'clusters'> = {
         t.jsonb('credentials').notNullable();
         t.text('status').notNullable();
         t.text('cordon_reason');
+        t.text('connection').notNullable();
+        t.timestamp('connection_since', { useTz: true });
+        t.text('connection_cause');
         lifecycleColumns(t);
         t.unique(['created_position', 'id'], { indexName: `${tables.clusters}_order_idx` });
       });
     },
     async apply(events, trx, tables) {
-      const table = () => trx(tables.clusters);
-      for (const event of events) {
-        const e = parse(clusterEvents, event);
+      const parsed = events.map((event) => ({ event, e: parse(clusterEvents, event) }));
+      const rows = new RowBatch(trx, tables.clusters, ['id'], new Set(['labels', 'gpu_skus', 'credentials']));
+      await rows.load(parsed.map(({ e }) => [e.data.clusterId]));
+      for (const { event, e } of parsed) {
         const id = e.data.clusterId;
         switch (e.type) {
           case 'ClusterRegistered': {
             const { spec } = e.data;
-            await table().insert({
+            rows.insert({
               id,
               name: spec.name,
               api_server: spec.apiServer,
               region: spec.region,
-              labels: json(spec.labels),
-              gpu_skus: json(spec.gpuSkus),
-              credentials: json(visibleCredentials(spec.credentials)),
+              labels: spec.labels,
+              gpu_skus: spec.gpuSkus,
+              credentials: visibleCredentials(spec.credentials),
               status: 'active',
               cordon_reason: null,
+              connection: 'unknown',
+              connection_since: event.recordedAt,
+              connection_cause: null,
               ...created(event),
             });
             break;
           }
           case 'ClusterUpdated': {
             const { name, apiServer, region, labels, gpuSkus, credentials } = e.data.changes;
-            await table()
-              .where({ id })
-              .update({
-                ...(name !== undefined ? { name } : {}),
-                ...(apiServer !== undefined ? { api_server: apiServer } : {}),
-                ...(region !== undefined ? { region } : {}),
-                ...(labels !== undefined ? { labels: json(labels) } : {}),
-                ...(gpuSkus !== undefined ? { gpu_skus: json(gpuSkus) } : {}),
-                ...(credentials !== undefined ? { credentials: json(visibleCredentials(credentials)) } : {}),
-                ...touched(event),
-              });
+            rows.update([id], {
+              ...(name !== undefined ? { name } : {}),
+              ...(apiServer !== undefined ? { api_server: apiServer } : {}),
+              ...(region !== undefined ? { region } : {}),
+              ...(labels !== undefined ? { labels } : {}),
+              ...(gpuSkus !== undefined ? { gpu_skus: gpuSkus } : {}),
+              ...(credentials !== undefined ? { credentials: visibleCredentials(credentials) } : {}),
+              // New credentials or a new address are tried afresh.
+              ...(apiServer !== undefined || credentials !== undefined ? { connection: 'unknown', connection_since: event.recordedAt, connection_cause: null } : {}),
+              ...touched(event),
+            });
             break;
           }
           case 'ClusterCordoned':
-            await table().where({ id }).update({ status: 'cordoned', cordon_reason: e.data.reason ?? null, ...touched(event) });
+            rows.update([id], { status: 'cordoned', cordon_reason: e.data.reason ?? null, ...touched(event) });
             break;
           case 'ClusterUncordoned':
-            await table().where({ id }).update({ status: 'active', cordon_reason: null, ...touched(event) });
+            rows.update([id], { status: 'active', cordon_reason: null, ...touched(event) });
             break;
           case 'ClusterDeregistered':
-            await table().where({ id }).update({ status: 'deregistered', ...touched(event) });
+            rows.update([id], { status: 'deregistered', ...touched(event) });
+            break;
+          case 'ClusterConnected':
+            rows.update([id], { connection: 'connected', connection_since: event.recordedAt, connection_cause: null, ...touched(event) });
+            break;
+          case 'ClusterUnreachable':
+            rows.update([id], { connection: 'unreachable', connection_since: event.recordedAt, connection_cause: e.data.cause, ...touched(event) });
             break;
         }
       }
+      await rows.flush();
     },
   },
   filters: Object.keys(clusterFilters),
+  accepts: acceptsOf(clusterFilters),
   list: (knex, tables, page) => listPage(knex(tables.clusters).select('*'), ORDER, clusterFilters, page, clusterItem),
   async get(knex, tables, id) {
     const row = (await knex(tables.clusters).where({ id }).first()) as ClusterRow | undefined;
@@ -356,7 +409,7 @@ const workloadFilters: Filters = {
   namespace: equals('namespace'),
   type: oneOf('type', ['inference', 'training', 'batch']),
   status: oneOf('status', WORKLOAD_STATUSES),
-  team: (query, value) => void query.whereRaw("labels ->> 'team' = ?", [value]),
+  team: filter(filterText, (query, value) => void query.whereRaw("labels ->> 'team' = ?", [value])),
 };
 
 export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
@@ -430,6 +483,7 @@ export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
     },
   },
   filters: Object.keys(workloadFilters),
+  accepts: acceptsOf(workloadFilters),
   list: (knex, tables, page) => listPage(knex(tables.workloads).select('*'), ORDER, workloadFilters, page, workloadItem),
   async get(knex, tables, id) {
     const row = (await knex(tables.workloads).where({ id }).first()) as WorkloadRow | undefined;
@@ -539,8 +593,11 @@ const revisionItem = (row: DeploymentRevisionRow) => ({
 
 const deploymentFilters: Filters = {
   status: oneOf('status', DEPLOYMENT_STATUSES),
-  clusterId: equals('cluster_id'),
-  workloadId: equals('workload_id'),
+  clusterId: equals('cluster_id', uuidText),
+  workloadId: equals('workload_id', uuidText),
+  // By creation time: when the deployment was created, not when it last changed.
+  from: instantFilter('created_at', '>='),
+  to: instantFilter('created_at', '<'),
 };
 
 type DeploymentTables = 'deployments' | 'deployment_revisions' | 'deployment_events';
@@ -779,6 +836,7 @@ export const deployments: ReadModel<DeploymentTables> = {
     },
   },
   filters: Object.keys(deploymentFilters),
+  accepts: acceptsOf(deploymentFilters),
   list: (knex, tables, page) => listPage(knex(tables.deployments).select('*'), ORDER, deploymentFilters, page, deploymentItem),
   async get(knex, tables, id) {
     const row = (await knex(tables.deployments).where({ id }).first()) as DeploymentRow | undefined;
@@ -893,7 +951,13 @@ const planItem = (row: PlanRow, actions: PlanActionRow[]) => ({
   ...lifecycle(row),
 });
 
-const planFilters: Filters = { status: oneOf('status', PLAN_STATUSES), source: oneOf('source', ['user', 'inframind']) };
+const planFilters: Filters = {
+  status: oneOf('status', PLAN_STATUSES),
+  source: oneOf('source', ['user', 'inframind']),
+  // By creation time: when the plan was submitted.
+  from: instantFilter('created_at', '>='),
+  to: instantFilter('created_at', '<'),
+};
 
 type PlanTables = 'action_plans' | 'plan_actions' | 'plan_action_events';
 
@@ -942,13 +1006,16 @@ export const actionPlans: ReadModel<PlanTables> = {
       });
     },
     async apply(events, trx, tables) {
-      for (const event of events) {
-        const e = parse(actionPlanEvents, event);
+      const parsed = events.map((event) => ({ event, e: parse(actionPlanEvents, event) }));
+      const plans = new RowBatch(trx, tables.action_plans, ['id'], new Set(['actor', 'violations', 'cancelled_by']));
+      const planActions = new RowBatch(trx, tables.plan_actions, ['plan_id', 'index'], new Set(['action', 'target']));
+      const ids = parsed.map(({ e }) => e.data.planId);
+      await plans.load(ids.map((id) => [id]));
+      await planActions.loadWhere('plan_id', ids);
+      const steps: Row[] = [];
+      for (const { event, e } of parsed) {
         const id = e.data.planId;
-        const plan = (changes: Record<string, unknown>) =>
-          trx(tables.action_plans)
-            .where({ id })
-            .update({ ...changes, ...touched(event) });
+        const plan = (changes: Row) => plans.update([id], { ...changes, ...touched(event) });
         const step = (index: number, status: ActionStatus, outcome: { detail?: string; error?: string } = {}) => ({
           plan_id: id,
           index,
@@ -958,30 +1025,32 @@ export const actionPlans: ReadModel<PlanTables> = {
           detail: outcome.detail ?? null,
           error: outcome.error ?? null,
         });
-        const action = async (index: number, status: ActionStatus, outcome: { detail?: string; error?: string } = {}) => {
-          const moved = await trx(tables.plan_actions)
-            .where({ plan_id: id, index })
-            .update({ status, ...('detail' in outcome ? { detail: outcome.detail ?? null } : {}), ...(outcome.error ? { error: outcome.error } : {}) });
-          if (moved > 0) await trx(tables.plan_action_events).insert(step(index, status, outcome));
-          await plan({});
+        const action = (index: number, status: ActionStatus, outcome: { detail?: string; error?: string } = {}) => {
+          const moved = planActions.update([id, index], {
+            status,
+            ...('detail' in outcome ? { detail: outcome.detail ?? null } : {}),
+            ...(outcome.error ? { error: outcome.error } : {}),
+          });
+          if (moved) steps.push(step(index, status, outcome));
+          plan({});
         };
         /** Actions that never started will not start once the plan has failed or is rolling back. */
-        const skipPending = async () => {
-          const skipped = (await trx(tables.plan_actions)
-            .where({ plan_id: id, status: 'Pending' })
-            .update({ status: 'Skipped' })
-            .returning('index')) as { index: number }[];
-          const indexes = skipped.map((row) => row.index).sort((a, b) => a - b);
-          if (indexes.length > 0) await trx(tables.plan_action_events).insert(indexes.map((index) => step(index, 'Skipped')));
+        const skipPending = () => {
+          const pending = planActions.filter((row) => row['plan_id'] === id && row['status'] === 'Pending');
+          const indexes = pending.map((row) => Number(row['index'])).sort((a, b) => a - b);
+          for (const index of indexes) {
+            planActions.update([id, index], { status: 'Skipped' });
+            steps.push(step(index, 'Skipped'));
+          }
         };
 
         switch (e.type) {
           case 'ActionPlanSubmitted': {
             const { source, actor, reason, actions, submittedAt, expiresAt, shadow } = e.data;
-            await trx(tables.action_plans).insert({
+            plans.insert({
               id,
               source,
-              actor: json(actor),
+              actor,
               reason,
               status: 'Pending',
               shadow,
@@ -992,70 +1061,74 @@ export const actionPlans: ReadModel<PlanTables> = {
               cancelled_by: null,
               ...created(event),
             });
-            await trx(tables.plan_actions).insert(
-              actions.map((planned, index) => ({
+            actions.forEach((planned, index) =>
+              planActions.insert({
                 plan_id: id,
                 index,
                 kind: planned.kind,
-                action: json(planned),
-                target: json(actionTarget(planned)),
+                action: planned,
+                target: actionTarget(planned),
                 status: 'Pending',
                 detail: null,
                 error: null,
-              })),
+              }),
             );
-            await trx(tables.plan_action_events).insert(actions.map((_, index) => step(index, 'Pending')));
+            steps.push(...actions.map((_, index) => step(index, 'Pending')));
             break;
           }
           case 'ActionPlanValidationStarted':
-            await plan({ status: 'Validating' });
+            plan({ status: 'Validating' });
             break;
           case 'ActionPlanApproved':
-            await plan({ status: 'Approved' });
+            plan({ status: 'Approved' });
             break;
           case 'ActionPlanRejected':
-            await plan({ status: 'Rejected', violations: json(e.data.violations) });
+            plan({ status: 'Rejected', violations: e.data.violations ?? null });
             break;
           case 'ActionPlanExecutionStarted':
-            await plan({ status: 'Executing' });
+            plan({ status: 'Executing' });
             break;
           case 'ActionPlanExpired':
-            await plan({ status: 'Expired' });
+            plan({ status: 'Expired' });
             break;
           case 'ActionPlanCompleted':
-            await plan({ status: 'Completed' });
+            plan({ status: 'Completed' });
             break;
           case 'ActionPlanFailed':
-            await plan({ status: 'Failed', cause: e.data.cause });
-            await skipPending();
+            plan({ status: 'Failed', cause: e.data.cause });
+            skipPending();
             break;
           case 'ActionPlanRollbackStarted':
-            await plan({ status: 'RollingBack', cause: e.data.cause });
-            await skipPending();
+            plan({ status: 'RollingBack', cause: e.data.cause });
+            skipPending();
             break;
           case 'ActionPlanRolledBack':
-            await plan({ status: 'RolledBack' });
+            plan({ status: 'RolledBack' });
             break;
           case 'ActionPlanCancelled':
-            await plan({ status: 'Cancelled', cause: e.data.reason ?? null, cancelled_by: json(e.data.actor) });
+            plan({ status: 'Cancelled', cause: e.data.reason ?? null, cancelled_by: e.data.actor ?? null });
             break;
           case 'PlanActionStarted':
-            await action(e.data.index, 'Executing');
+            action(e.data.index, 'Executing');
             break;
           case 'PlanActionSucceeded':
-            await action(e.data.index, 'Succeeded', e.data.detail !== undefined ? { detail: e.data.detail } : {});
+            action(e.data.index, 'Succeeded', e.data.detail !== undefined ? { detail: e.data.detail } : {});
             break;
           case 'PlanActionFailed':
-            await action(e.data.index, 'Failed', { error: e.data.error });
+            action(e.data.index, 'Failed', { error: e.data.error });
             break;
           case 'PlanActionRolledBack':
-            await action(e.data.index, 'RolledBack');
+            action(e.data.index, 'RolledBack');
             break;
         }
       }
+      await plans.flush();
+      await planActions.flush();
+      await insertRows(trx, tables.plan_action_events, steps);
     },
   },
   filters: Object.keys(planFilters),
+  accepts: acceptsOf(planFilters),
   async list(knex, tables, page) {
     const result = await listPage(knex(tables.action_plans).select('*'), ORDER, planFilters, page, (row: PlanRow) => row);
     const rows = result.items as PlanRow[];
@@ -1155,27 +1228,25 @@ export const policies: ReadModel<'policies'> = {
       });
     },
     async apply(events, trx, tables) {
-      for (const event of events) {
-        // Only the global set exists for now; another scope's policies would need a scope column.
-        if (event.stream !== POLICY_SET_STREAM) continue;
-        const e = parse(policySetEvents, event);
+      // Only the global set exists for now; another scope's policies would need a scope column.
+      const parsed = events.filter((event) => event.stream === POLICY_SET_STREAM).map((event) => ({ event, e: parse(policySetEvents, event) }));
+      const rows = new RowBatch(trx, tables.policies, ['id'], new Set(['selector', 'parameters']));
+      await rows.load(parsed.map(({ e }) => [e.data.policyId]));
+      for (const { event, e } of parsed) {
         const id = e.data.policyId;
-        const update = (changes: Record<string, unknown>) =>
-          trx(tables.policies)
-            .where({ id })
-            .update({ ...changes, ...touched(event) });
+        const update = (changes: Row) => rows.update([id], { ...changes, ...touched(event) });
         switch (e.type) {
           case 'PolicyCreated': {
             const { policy } = e.data;
-            await trx(tables.policies).insert({
+            rows.insert({
               id,
               name: policy.name,
               description: policy.description ?? null,
               type: policy.type,
               mode: policy.mode,
               priority: policy.priority,
-              selector: json(policy.selector),
-              parameters: json(policy.parameters),
+              selector: policy.selector,
+              parameters: policy.parameters,
               valid_from: policy.validFrom ?? null,
               valid_until: policy.validUntil ?? null,
               enabled: policy.enabled,
@@ -1186,13 +1257,13 @@ export const policies: ReadModel<'policies'> = {
           }
           case 'PolicyUpdated': {
             const { name, description, mode, priority, selector, parameters, validFrom, validUntil } = e.data.changes;
-            await update({
+            update({
               ...(name !== undefined ? { name } : {}),
               ...(description !== undefined ? { description } : {}),
               ...(mode !== undefined ? { mode } : {}),
               ...(priority !== undefined ? { priority } : {}),
-              ...(selector !== undefined ? { selector: json(selector) } : {}),
-              ...(parameters !== undefined ? { parameters: json(parameters) } : {}),
+              ...(selector !== undefined ? { selector } : {}),
+              ...(parameters !== undefined ? { parameters } : {}),
               // null clears a bound; a missing key leaves it.
               ...(validFrom !== undefined ? { valid_from: validFrom } : {}),
               ...(validUntil !== undefined ? { valid_until: validUntil } : {}),
@@ -1201,16 +1272,18 @@ export const policies: ReadModel<'policies'> = {
           }
           case 'PolicyEnabled':
           case 'PolicyDisabled':
-            await update({ enabled: e.type === 'PolicyEnabled' });
+            update({ enabled: e.type === 'PolicyEnabled' });
             break;
           case 'PolicyDeleted':
-            await update({ deleted: true });
+            update({ deleted: true });
             break;
         }
       }
+      await rows.flush();
     },
   },
   filters: Object.keys(policyFilters),
+  accepts: acceptsOf(policyFilters),
   list: (knex, tables, page) => listPage(knex(tables.policies).select('*').where({ deleted: false }), ORDER, policyFilters, page, policyItem),
   async get(knex, tables, id) {
     const row = (await knex(tables.policies).where({ id, deleted: false }).first()) as PolicyRow | undefined;
@@ -1256,10 +1329,10 @@ const decisionItem = (row: DecisionRow) => ({
 });
 
 const decisionFilters: Filters = {
-  target: contains('targets', (id) => ({ id })),
-  policy: contains('policy_ids', (id) => id),
+  target: contains('targets', (id) => ({ id }), uuidText),
+  policy: contains('policy_ids', (id) => id, uuidText),
   verdict: oneOf('verdict', ['allow', 'deny']),
-  actor: equals('actor_id'),
+  actor: equals('actor_id', filterText.describe('an actor id, or a username or service-account name')),
   stream: equals('stream'),
   command: equals('command'),
   from: instantFilter('recorded_at', '>='),
@@ -1335,6 +1408,7 @@ export const policyDecisions: ReadModel<'policy_decisions'> = {
     },
   },
   filters: Object.keys(decisionFilters),
+  accepts: acceptsOf(decisionFilters),
   list: (knex, tables, page) =>
     listPage(knex(tables.policy_decisions).select('*'), ['position'], decisionFilters, page, decisionItem),
   async get(knex, tables, id) {

@@ -121,7 +121,11 @@ async function rebuild(knex: Knex, store: EventStore, projector: Projector, opti
           readFrom = page.checkpoint;
           continue;
         }
-        await knex.transaction((trx) => projector.apply(page.events, trx, tables));
+        await knex.transaction(async (trx) => {
+          // Nothing serves these tables until the swap, which commits as usual; a crash before it drops them.
+          await trx.raw('set local synchronous_commit = off');
+          await projector.apply(page.events, trx, tables);
+        });
         applied += page.events.length;
         position = last.position;
         readFrom = page.checkpoint ?? last.position;

@@ -40,6 +40,25 @@ export class RowBatch {
     }
   }
 
+  /** Reads every row whose `column` holds one of `values` (a key's leading column, say) into the batch. */
+  async loadWhere(column: string, values: Iterable<unknown>): Promise<void> {
+    const all = [...new Set(values)];
+    for (let i = 0; i < all.length; i += WRITE_CHUNK) {
+      const rows = (await this.trx(this.table)
+        .whereIn(column, all.slice(i, i + WRITE_CHUNK) as string[])
+        .select('*')) as Row[];
+      for (const row of rows) {
+        const id = this.id(this.key.map((part) => row[part]));
+        if (!this.rows.has(id)) this.rows.set(id, row);
+      }
+    }
+  }
+
+  /** The rows in the batch that `match`, in no particular order. */
+  filter(match: (row: Row) => boolean): Row[] {
+    return [...this.rows.values()].filter(match);
+  }
+
   get(key: readonly unknown[]): Row | undefined {
     return this.rows.get(this.id(key));
   }

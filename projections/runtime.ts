@@ -3,9 +3,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
-import { comparePositions, type EventStore, type Position, type RecordedEvent, type Subscription } from '../domain/event-store.js';
+import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
 import { rebuildProjection } from './rebuild.js';
+import { filterOf, filterOfAll, SharedRead, type Member } from './shared-read.js';
+
+export { filterOf } from './shared-read.js';
 
 /** One active instance per projector across processes: whoever holds the lease projects, the others wait. */
 export interface ProjectionLease {
@@ -65,12 +68,14 @@ export const PROJECTION_REGISTRY = 'sentinel_projections';
 const REGISTRY = PROJECTION_REGISTRY;
 /** `lagEvents` counts up to this many. */
 export const LAG_COUNT_LIMIT = 10_000;
+/** A projector with nothing to apply moves its checkpoint once this many batches of the log have gone by. */
+const IDLE_CHECKPOINT_BATCHES = 10;
 
 export class ProjectionRuntime {
   private readonly abort = new AbortController();
   private readonly running: Promise<void>[] = [];
   private readonly active = new Set<string>();
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly feed: SharedRead;
   private lagTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -78,7 +83,16 @@ export class ProjectionRuntime {
     private readonly store: EventStore,
     readonly projectors: readonly Projector[],
     private readonly options: RuntimeOptions,
-  ) {}
+  ) {
+    this.feed = new SharedRead(store, {
+      filter: filterOfAll(projectors),
+      batchSize: this.batchSize,
+      signal: this.abort.signal,
+      deliver: (member, batch) => this.deliver(member, batch),
+      apply: (member, events, last) => this.applyBatch(member, events, last),
+      onError: (error) => options.logger.error({ err: error }, 'reading the log failed; projectors start again from their checkpoints'),
+    });
+  }
 
   /**
    * Registers every projector, creating its first generation's tables; queries can be served from then on. A
@@ -92,6 +106,9 @@ export class ProjectionRuntime {
   /** Prepares, then starts projecting. */
   async start(): Promise<void> {
     await this.prepare();
+    // Every projector counts as on its way before its loop begins, so the shared read starts once for all.
+    for (const projector of this.projectors) this.feed.registering(projector.name, true);
+    this.running.push(this.feed.run());
     for (const projector of this.projectors) this.running.push(this.loop(projector));
     // Lag is measured against the log, so it is sampled rather than kept up on every batch.
     if (this.options.metrics) {
@@ -102,7 +119,6 @@ export class ProjectionRuntime {
   async stop(): Promise<void> {
     clearInterval(this.lagTimer);
     this.abort.abort();
-    await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));
     await Promise.allSettled(this.running);
     // A projector whose loop is between retries still holds its lease: release every one.
     for (const projector of this.projectors) await this.options.lease.release(projector.name).catch(() => undefined);
@@ -202,6 +218,16 @@ export class ProjectionRuntime {
    * readers see the old version's last state rather than an empty table.
    */
   private async upgrade(projector: Projector): Promise<void> {
+    // The shared read need not wait for a rebuild: the projector joins it when the rebuild is done.
+    this.feed.registering(projector.name, false);
+    try {
+      await this.rebuild(projector);
+    } finally {
+      this.feed.registering(projector.name, true);
+    }
+  }
+
+  private async rebuild(projector: Projector): Promise<void> {
     const { logger } = this.options;
     logger.info({ projector: projector.name, version: projector.version }, 'new projector version; rebuilding before it serves');
     let loggedAt = 0;
@@ -222,7 +248,9 @@ export class ProjectionRuntime {
     const { lease, logger } = this.options;
     while (!this.abort.signal.aborted) {
       try {
+        this.feed.registering(projector.name, true);
         if (!(await lease.tryAcquire(projector.name))) {
+          this.feed.registering(projector.name, false);
           await sleep(this.options.standbyRetryMs ?? 1000, undefined, { signal: this.abort.signal });
           continue;
         }
@@ -230,6 +258,7 @@ export class ProjectionRuntime {
         logger.info({ projector: projector.name }, 'projecting');
         await this.project(projector);
       } catch (error) {
+        this.feed.registering(projector.name, false);
         if (this.abort.signal.aborted) return;
         if (error instanceof CheckpointMoved) {
           // Most often a rebuild that swapped in a new generation: follow it at once, from its checkpoint.
@@ -243,76 +272,108 @@ export class ProjectionRuntime {
     }
   }
 
+  /**
+   * Registers the projector (upgrading it first when its version is new), then hands it to the shared read.
+   * Resolves when the runtime stops; rejects with whatever took the projector off the shared read.
+   */
   private async project(projector: Projector): Promise<void> {
-    const registered = await this.register(projector, { upgrade: true });
-    const tables = tableNames(projector, registered.generation);
-    let position = registered.position;
-    const subscription = this.store.subscribe({
-      after: position ?? undefined,
-      filter: filterOf(projector),
-      batchSize: this.options.batchSize ?? 500,
-    });
-    this.subscriptions.add(subscription);
-    // stop() may have run while this was registering, after it closed the subscriptions it knew of.
-    if (this.abort.signal.aborted) await subscription.close();
+    let registered: Registered;
+    this.feed.registering(projector.name, true);
     try {
-      for await (const batch of batches(subscription, this.options.batchSize ?? 500)) {
-        if (this.abort.signal.aborted) return;
-        const started = performance.now();
-        const last = batch.at(-1)!.position;
-        await this.knex.transaction(async (trx) => {
-          // The checkpoint moves only from where this instance read it: a second writer rolls back instead. It
-          // moves first, so the row stays locked while the batch applies (a rebuild's swap waits for it), and a
-          // batch begun after a swap stops here, before it touches the old generation's tables.
-          const moved = await trx(REGISTRY)
-            .where({ name: projector.name, generation: registered.generation })
-            .andWhere((where) => (position === null ? where.whereNull('position') : where.where('position', position)))
-            .update({ position: last, events: trx.raw('events + ?', [batch.length]), updated_at: trx.fn.now() });
-          if (moved !== 1) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
-          await projector.apply(batch, trx, tables);
-        });
-        position = last;
-        this.options.metrics?.applied(projector.name, batch.length, (performance.now() - started) / 1000);
-        if (!(await this.options.lease.stillHeld(projector.name))) throw new Error(`lost the lease on ${projector.name}`);
-      }
+      registered = await this.register(projector, { upgrade: true });
     } finally {
-      this.subscriptions.delete(subscription);
-      await subscription.close();
+      this.feed.registering(projector.name, false);
     }
+    const member: Member = {
+      projector,
+      types: projector.eventTypes ? new Set(projector.eventTypes) : undefined,
+      generation: registered.generation,
+      tables: tableNames(projector, registered.generation),
+      position: registered.position,
+      unsaved: 0,
+    };
+    // A projector far behind the others reads on its own until it has caught up, so the others never wait for
+    // it nor read again what they have applied.
+    while ((await this.feed.join(member)) === 'behind') await this.catchUpAlone(member);
+  }
+
+  /** Reads and applies the projector's own events until a read comes back short: it has reached the head. */
+  private async catchUpAlone(member: Member): Promise<void> {
+    const batchSize = this.batchSize;
+    for (;;) {
+      this.abort.signal.throwIfAborted();
+      const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit: batchSize });
+      const last = page.events.at(-1);
+      if (last) await this.applyBatch(member, page.events, last.position);
+      if (page.events.length < batchSize) return;
+    }
+  }
+
+  /**
+   * Applies a projector's events and moves its checkpoint to `last` (which may lie past the last of them: the
+   * events between were not the projector's), in one transaction. The checkpoint moves last, only from where
+   * this instance read it: a second writer, or a batch begun before a rebuild swapped in a new generation, rolls
+   * back. Moving it last keeps the transaction from taking a transaction id until its first write, so the
+   * time it holds the visible horizon of the log back is the time of its writes, not of its reads.
+   */
+  private async applyBatch(member: Member, events: readonly RecordedEvent[], last: Position): Promise<void> {
+    const { projector } = member;
+    const started = performance.now();
+    const from = member.position;
+    await this.knex.transaction(async (trx) => {
+      // A read model and its checkpoint commit together, so losing the last few commits in a server crash only
+      // moves the checkpoint back with them: they are applied again, exactly once. Not waiting for the WAL to
+      // reach the disk makes each batch's commit, and the time it holds the visible horizon back, shorter.
+      await trx.raw('set local synchronous_commit = off');
+      if (events.length > 0) await projector.apply(events, trx, member.tables);
+      const moved = await trx(REGISTRY)
+        .where({ name: projector.name, generation: member.generation })
+        .andWhere((where) => (from === null ? where.whereNull('position') : where.where('position', from)))
+        .update({ position: last, events: trx.raw('events + ?', [events.length]), updated_at: trx.fn.now() });
+      if (moved !== 1) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
+    });
+    member.position = last;
+    member.unsaved = 0;
+    this.options.metrics?.applied(projector.name, events.length, (performance.now() - started) / 1000);
+  }
+
+  /**
+   * One batch of the shared read, for one projector: its events after its checkpoint, applied with the
+   * checkpoint. A batch holding none of its events moves its checkpoint only once several batches' worth of the
+   * log have gone by: an idle projector costs next to nothing per batch, and after a restart it has little to
+   * read again (and reads it through its own filter, which skips what it does not read).
+   */
+  private async deliver(member: Member, batch: readonly RecordedEvent[]): Promise<void> {
+    const { position, types } = member;
+    const events = batch.filter((event) => (types === undefined || types.has(event.type)) && (position === null || comparePositions(event.position, position) > 0));
+    member.unsaved += batch.length;
+    if (events.length === 0 && member.unsaved < IDLE_CHECKPOINT_BATCHES * this.batchSize) return;
+    try {
+      await this.applyBatch(member, events, batch.at(-1)!.position);
+    } catch (error) {
+      // A batch that failed on tables a rebuild has since swapped out (and perhaps dropped) is a moved checkpoint.
+      if (!(error instanceof CheckpointMoved) && (await this.checkpointMoved(member))) {
+        throw new CheckpointMoved(`the checkpoint of ${member.projector.name} moved under this instance`);
+      }
+      throw error;
+    }
+    if (!(await this.options.lease.stillHeld(member.projector.name))) throw new Error(`lost the lease on ${member.projector.name}`);
+  }
+
+  private async checkpointMoved(member: Member): Promise<boolean> {
+    const row = (await this.knex(REGISTRY).where({ name: member.projector.name }).first('generation', 'position').catch(() => undefined)) as
+      | { generation: number; position: string | null }
+      | undefined;
+    return row !== undefined && (row.generation !== member.generation || row.position !== member.position);
+  }
+
+  private get batchSize(): number {
+    return this.options.batchSize ?? 500;
   }
 
   private async lag(projector: Projector | undefined, position: string | null): Promise<{ events: number; seconds: number }> {
     const page = await this.store.readAll({ after: position ?? undefined, filter: filterOf(projector), limit: LAG_COUNT_LIMIT });
     const oldest = page.events[0];
     return { events: page.events.length, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
-  }
-}
-
-/** The event-store filter for the events a projector reads. */
-export function filterOf(projector: Projector | undefined) {
-  return projector?.eventTypes ? { types: [...projector.eventTypes] } : undefined;
-}
-
-/** Groups a subscription's events: whatever has arrived together, up to `max`, goes in one batch. */
-async function* batches(subscription: Subscription, max: number): AsyncGenerator<RecordedEvent[]> {
-  const iterator = subscription[Symbol.asyncIterator]();
-  const idle = Symbol('idle');
-  let pending = iterator.next();
-  for (;;) {
-    const first = await pending;
-    if (first.done) return;
-    const batch = [first.value];
-    pending = iterator.next();
-    while (batch.length < max) {
-      const next = await Promise.race([pending, new Promise<typeof idle>((resolve) => setImmediate(() => resolve(idle)))]);
-      if (next === idle) break;
-      if (next.done) {
-        yield batch;
-        return;
-      }
-      batch.push(next.value);
-      pending = iterator.next();
-    }
-    yield batch;
   }
 }

@@ -272,6 +272,47 @@ for (const backend of backends) {
         expect(await hashes(single)).to.deep.equal(reference);
       });
 
+      it('hashes every row by the documented formula, whatever text the event carries', async () => {
+        // Values that look like the hashed text itself, or sort around its members, change nothing.
+        const awkward = [
+          event('DeploymentScaled', { deploymentId: '"content":{}', replicas: 1, previousReplicas: 0, content: { z: 1, a: [{ y: null, b: '\u2028' }] } }, {
+            actor: { id: '"content":"x"', kind: 'user' },
+            correlationId: '},"content":{',
+            causationId: 'content',
+          }),
+          event('SomethingOdd', { __proto__x: 1, Content: 'upper', conTent: 'mixed', ['\u{1F600}']: 'astral' }, { source: 'ünïcode', traceparent: '' }),
+        ];
+        await store.append(`odd-${randomUUID()}`, awkward);
+        const all = (await store.readAll({ limit: 10_000 })).events;
+        const trail = await createTrail(knex, ++generation);
+        await project(knex, generation, all, [7, 1, 100]);
+        const rows = await rowsOf(knex, trail);
+        expect(rows).to.have.length(all.length);
+        let prevHash = GENESIS_HASH;
+        rows.forEach((row, i) => {
+          const e = all[i]!;
+          const record = {
+            position: e.position,
+            eventId: e.id,
+            stream: e.stream,
+            type: e.type,
+            revision: e.revision,
+            recordedAt: e.recordedAt.toISOString(),
+            actorId: row.actor_id,
+            actorKind: row.actor_kind,
+            action: row.action,
+            correlationId: row.correlation_id,
+            causationId: row.causation_id,
+            summary: row.summary,
+            content: row.content,
+          };
+          expect(row.prev_hash).to.equal(prevHash);
+          expect(row.hash).to.equal(createHash('sha256').update(`${prevHash}\n${canonicalJson(record)}`).digest('hex'));
+          prevHash = row.hash;
+        });
+        expect(await verifyAuditTrail(knex, trail)).to.deep.equal({ ok: true, rows: all.length });
+      });
+
       it('skips events it already recorded when a batch comes again, keeping the chain whole', async () => {
         const before = await rowsOf(knex, table);
         await knex.transaction((trx) => auditProjector.apply(events.slice(5, 12), trx, { audit: table }));

@@ -1,0 +1,260 @@
+// One read of the log for every projector a process runs: each batch is read once and handed to every projector
+// that is in step, each applying its own events and keeping its own checkpoint.
+import type { EventFilter, EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
+import { comparePositions } from '../domain/event-store.js';
+import type { Projector, TableNames } from './projector.js';
+
+/** A projector this process projects, and where it stands. */
+export interface Member {
+  projector: Projector;
+  /** The event types it reads; every type when absent. */
+  types: ReadonlySet<string> | undefined;
+  generation: number;
+  tables: TableNames;
+  /** Its checkpoint as the registry holds it: everything up to here is applied (or not its to apply). */
+  position: Position | null;
+  /** Events the shared read has handed out since its checkpoint last moved. */
+  unsaved: number;
+}
+
+/** How a member left the shared read without an error. */
+export type Parting = 'stopped' | 'behind';
+
+export interface SharedReadOptions {
+  /** What the shared read reads: every projector's events. */
+  filter: EventFilter | undefined;
+  batchSize: number;
+  signal: AbortSignal;
+  /** Applies a batch of the log to one member; a throw takes that member off the shared read. */
+  deliver(member: Member, batch: readonly RecordedEvent[]): Promise<void>;
+  /** Applies a member's own events, read for it alone, with its checkpoint moving to `last`. */
+  apply(member: Member, events: readonly RecordedEvent[], last: Position): Promise<void>;
+  onError(error: unknown): void;
+}
+
+interface Waiting {
+  resolve(parting: Parting): void;
+  reject(error: unknown): void;
+}
+
+const WOKEN = Symbol('woken');
+
+export class SharedRead {
+  private readonly members = new Map<Member, Waiting>();
+  private readonly joining = new Map<Member, Waiting>();
+  /** Projectors on their way to joining (taking their lease, registering): the first read waits for them. */
+  private readonly starting = new Set<string>();
+  private subscription: Subscription | undefined;
+  private batches: AsyncIterator<RecordedEvent[]> | undefined;
+  private next: Promise<IteratorResult<RecordedEvent[]>> | undefined;
+  /** The last event handed out; null when the read started at the beginning and has handed out nothing yet. */
+  private position: Position | null = null;
+  private onWake: (() => void) | undefined;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly options: SharedReadOptions,
+  ) {
+    options.signal.addEventListener('abort', () => this.wake(), { once: true });
+  }
+
+  /** Marks a projector as on its way (or no longer on its way) to joining. */
+  registering(name: string, on: boolean): void {
+    if (on) this.starting.add(name);
+    else if (this.starting.delete(name)) this.wake();
+  }
+
+  /**
+   * Puts a member on the shared read. Settles when it leaves: 'behind' when it is too far back to join and
+   * should catch up on its own first, 'stopped' when the runtime stops; rejects with the error that took it off.
+   */
+  join(member: Member): Promise<Parting> {
+    return new Promise<Parting>((resolve, reject) => {
+      if (this.options.signal.aborted) return resolve('stopped');
+      this.joining.set(member, { resolve, reject });
+      this.wake();
+    });
+  }
+
+  /** The read loop; resolves once the runtime stops. */
+  async run(): Promise<void> {
+    try {
+      while (!this.options.signal.aborted) {
+        try {
+          await this.step();
+        } catch (error) {
+          if (this.options.signal.aborted) break;
+          // The read itself failed: every member leaves with the error and comes back through its own loop.
+          this.options.onError(error);
+          for (const [member, waiting] of this.members) {
+            this.members.delete(member);
+            waiting.reject(error);
+          }
+          await this.close();
+        }
+      }
+    } finally {
+      await this.close();
+      for (const waiting of [...this.members.values(), ...this.joining.values()]) waiting.resolve('stopped');
+      this.members.clear();
+      this.joining.clear();
+    }
+  }
+
+  private async step(): Promise<void> {
+    if (this.members.size === 0) {
+      await this.close();
+      // Projectors started together begin together, from the earliest checkpoint among them.
+      if (this.joining.size === 0 || this.starting.size > 0) return this.idle();
+      return this.open();
+    }
+    if (this.joining.size > 0) return this.admit();
+    const next = await this.batchOrWake();
+    if (next === WOKEN) return;
+    if (next.done) {
+      if (this.options.signal.aborted) return;
+      throw new Error('the subscription to the log ended');
+    }
+    this.next = this.batches!.next();
+    const batch = next.value;
+    this.position = batch.at(-1)!.position;
+    await Promise.all(
+      [...this.members].map(async ([member, waiting]) => {
+        try {
+          await this.options.deliver(member, batch);
+        } catch (error) {
+          this.members.delete(member);
+          waiting.reject(error);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Starts reading for the members waiting to join, from the earliest of their checkpoints; those more than a
+   * batch behind the latest go and catch up on their own, so the others do not read their history again.
+   */
+  private async open(): Promise<void> {
+    const candidates = [...this.joining];
+    this.joining.clear();
+    const latest = candidates.reduce<Position | null>((max, [{ position }]) => (position !== null && (max === null || position > max) ? position : max), null);
+    const near: [Member, Waiting][] = [];
+    for (const [member, waiting] of candidates) {
+      if (member.position === latest) {
+        near.push([member, waiting]);
+        continue;
+      }
+      try {
+        const page = await this.store.readAll({ after: member.position ?? undefined, filter: this.options.filter, limit: this.options.batchSize });
+        const last = page.events.at(-1);
+        if (page.events.length === this.options.batchSize && last && latest !== null && comparePositions(last.position, latest) < 0) waiting.resolve('behind');
+        else near.push([member, waiting]);
+      } catch (error) {
+        waiting.reject(error);
+      }
+    }
+    if (near.length === 0) return;
+    const start = near.some(([member]) => member.position === null)
+      ? null
+      : near.reduce<Position>((min, [{ position }]) => (comparePositions(position!, min) < 0 ? position! : min), near[0]![0].position!);
+    this.subscription = this.store.subscribe({ after: start ?? undefined, filter: this.options.filter, batchSize: this.options.batchSize });
+    this.batches = batchesOf(this.subscription, this.options.batchSize)[Symbol.asyncIterator]();
+    this.next = this.batches.next();
+    this.position = start;
+    for (const [member, waiting] of near) this.members.set(member, waiting);
+  }
+
+  /**
+   * Joins members to a read already going, between two batches. A member at or past the last event handed out
+   * joins as it is. One behind reads its own events once: when that read comes back short it has everything
+   * up to a moment after the last batch was read, and joins; otherwise it goes and catches up on its own.
+   */
+  private async admit(): Promise<void> {
+    const joining = [...this.joining];
+    this.joining.clear();
+    for (const [member, waiting] of joining) {
+      if (this.position === null || (member.position !== null && comparePositions(member.position, this.position) >= 0)) {
+        this.members.set(member, waiting);
+        continue;
+      }
+      try {
+        const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit: this.options.batchSize });
+        const last = page.events.at(-1);
+        if (last) await this.options.apply(member, page.events, last.position);
+        if (page.events.length < this.options.batchSize) {
+          member.unsaved = 0;
+          this.members.set(member, waiting);
+        } else {
+          waiting.resolve('behind');
+        }
+      } catch (error) {
+        waiting.reject(error);
+      }
+    }
+  }
+
+  private batchOrWake(): Promise<IteratorResult<RecordedEvent[]> | typeof WOKEN> {
+    return new Promise((resolve, reject) => {
+      this.onWake = () => resolve(WOKEN);
+      this.next!.then(resolve, reject);
+    });
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.onWake = resolve;
+      if (this.options.signal.aborted) resolve();
+    });
+  }
+
+  private wake(): void {
+    const wake = this.onWake;
+    this.onWake = undefined;
+    wake?.();
+  }
+
+  private async close(): Promise<void> {
+    const subscription = this.subscription;
+    this.subscription = undefined;
+    this.batches = undefined;
+    this.next?.catch(() => undefined);
+    this.next = undefined;
+    this.position = null;
+    await subscription?.close();
+  }
+}
+
+/** The event-store filter for the events a projector reads. */
+export function filterOf(projector: Projector | undefined): EventFilter | undefined {
+  return projector?.eventTypes ? { types: [...projector.eventTypes] } : undefined;
+}
+
+/** The filter for a set of projectors: every type any of them reads, or everything when one reads everything. */
+export function filterOfAll(projectors: readonly Projector[]): EventFilter | undefined {
+  if (projectors.some((projector) => !projector.eventTypes)) return undefined;
+  return { types: [...new Set(projectors.flatMap((projector) => projector.eventTypes!))] };
+}
+
+/** Groups a subscription's events: whatever has arrived together, up to `max`, goes in one batch. */
+async function* batchesOf(subscription: Subscription, max: number): AsyncGenerator<RecordedEvent[]> {
+  const iterator = subscription[Symbol.asyncIterator]();
+  const idle = Symbol('idle');
+  let pending = iterator.next();
+  for (;;) {
+    const first = await pending;
+    if (first.done) return;
+    const batch = [first.value];
+    pending = iterator.next();
+    while (batch.length < max) {
+      const next = await Promise.race([pending, new Promise<typeof idle>((resolve) => setImmediate(() => resolve(idle)))]);
+      if (next === idle) break;
+      if (next.done) {
+        yield batch;
+        return;
+      }
+      batch.push(next.value);
+      pending = iterator.next();
+    }
+    yield batch;
+  }
+}

@@ -1,0 +1,224 @@
+// One read of the log for every projector: given N projectors in step, each batch is read from the store once;
+// given one far behind, it catches up on reads of its own while the others read only what is new to them.
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { Knex } from 'knex';
+import { pino } from 'pino';
+import { ChangeSignal } from '../../adapters/event-store/change-signal.js';
+import { pollingSubscription } from '../../adapters/event-store/polling-subscription.js';
+import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
+import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
+import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import { migrateSentinel } from '../../adapters/postgres/schema.js';
+import type { EventStore, EventToAppend, ExpectedRevision, ReadAllOptions, StreamMetadata, SubscribeOptions } from '../../domain/event-store.js';
+import type { Projector, TableNames } from '../../projections/projector.js';
+import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
+import { events, uniqueStream } from '../support/events.js';
+import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+
+const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
+
+/**
+ * The store, with every read of events counted: reads made for a subscription apart from reads made directly
+ * (read-your-writes' probes for one event aside).
+ */
+class CountingStore implements EventStore {
+  readonly reads = { subscribed: { pages: 0, events: 0 }, direct: { pages: 0, events: 0 } };
+  subscriptions = 0;
+  private readonly signal = new ChangeSignal();
+
+  constructor(private readonly inner: PostgresEventStore) {}
+
+  async append(stream: string, appended: EventToAppend[], options?: { expected?: ExpectedRevision }) {
+    const result = await this.inner.append(stream, appended, options);
+    this.signal.notify();
+    return result;
+  }
+
+  readAll(options?: ReadAllOptions) {
+    return this.read('direct', options);
+  }
+
+  subscribe(options: SubscribeOptions = {}) {
+    this.subscriptions += 1;
+    return pollingSubscription((after, limit) => this.read('subscribed', { after, filter: options.filter, limit }), this.signal, options, {
+      batchSize: 1000,
+      minWaitMs: 5,
+      maxWaitMs: 100,
+    });
+  }
+
+  readStream = (stream: string) => this.inner.readStream(stream);
+  isSettled = (position: string) => this.inner.isSettled(position);
+  getStreamMetadata = (stream: string) => this.inner.getStreamMetadata(stream);
+  setStreamMetadata = (stream: string, metadata: StreamMetadata) => this.inner.setStreamMetadata(stream, metadata);
+  deleteStream = (stream: string) => this.inner.deleteStream(stream);
+  ping = () => this.inner.ping();
+  close = () => this.inner.close();
+
+  private async read(kind: 'subscribed' | 'direct', options?: ReadAllOptions) {
+    const page = await this.inner.readAll(options);
+    if (options?.limit === 1) return page;
+    if (page.events.length > 0) this.reads[kind].pages += 1;
+    this.reads[kind].events += page.events.length;
+    return page;
+  }
+}
+
+/** Counts the events of one type per stream. */
+function counter(name: string, type: string): Projector<'counts'> {
+  const base = `counts_${name.replaceAll('-', '_')}`;
+  const own = (tables: TableNames<'counts'>) => (tables as unknown as Record<string, string>)[base]!;
+  return {
+    name,
+    version: 1,
+    eventTypes: [type],
+    tables: [base as 'counts'],
+    async createTables(trx, tables) {
+      await trx.schema.createTable(own(tables), (table) => {
+        table.text('stream').primary();
+        table.integer('count').notNullable();
+      });
+    },
+    async apply(batch, trx, tables) {
+      const counts = new Map<string, number>();
+      for (const event of batch) counts.set(event.stream, (counts.get(event.stream) ?? 0) + 1);
+      for (const [stream, count] of counts) {
+        await trx(own(tables))
+          .insert({ stream, count })
+          .onConflict('stream')
+          .merge({ count: trx.raw('?? + ?', [`${own(tables)}.count`, count]) });
+      }
+    },
+  };
+}
+
+async function countOf(knex: Knex, runtime: ProjectionRuntime, projector: Projector, stream: string): Promise<number> {
+  const [table] = Object.values(await runtime.tables(projector)) as string[];
+  const row = (await knex(table!).where({ stream }).first('count')) as { count: number } | undefined;
+  return Number(row?.count ?? 0);
+}
+
+/** Appends `count` events in appends of ten, and returns the position of the last. */
+async function appendMany(store: EventStore, stream: string, type: string, count: number): Promise<string> {
+  let position = '';
+  for (let i = 0; i < count; i += 10) position = (await store.append(stream, events(Math.min(10, count - i), type))).position;
+  return position;
+}
+
+interface Backend {
+  name: string;
+  skip?: string;
+  open(): Promise<{ db: Database; lease: () => ProjectionLease; close(): Promise<void> }>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'PGlite',
+    open: async () => {
+      const db = await openPglite();
+      return { db, lease: () => inProcessLease, close: () => db.close() };
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    skip: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
+    open: async () => {
+      const scratch = await createScratchDatabase();
+      const db = openPostgres(scratch.url);
+      return {
+        db,
+        lease: () => new AdvisoryLease(scratch.url),
+        close: async () => {
+          await db.close();
+          await scratch.drop();
+        },
+      };
+    },
+  },
+];
+
+for (const backend of backends) {
+  describe(`one shared read of the log on ${backend.name}`, function () {
+    this.timeout(60_000);
+    let opened: Awaited<ReturnType<Backend['open']>>;
+    let inner: PostgresEventStore;
+
+    before(async function () {
+      if (backend.skip) {
+        console.log(`      skipped: ${backend.skip}`);
+        this.skip();
+      }
+      opened = await backend.open();
+      inner = await PostgresEventStore.open(opened.db);
+      await migrateSentinel(opened.db.knex);
+    });
+    after(async () => {
+      await inner?.close();
+      await opened?.close();
+    });
+
+    it('reads each batch once for N projectors in step, and each applies every event once', async () => {
+      const type = `Counted${randomUUID().slice(0, 8)}`;
+      const store = new CountingStore(inner);
+      const projectors = [1, 2, 3, 4].map((n) => counter(`in-step-${n}-${type}`, type));
+      const stream = uniqueStream('counted');
+      await appendMany(store, stream, type, 200);
+
+      const runtime = new ProjectionRuntime(opened.db.knex, store, projectors, { logger, lease: opened.lease(), batchSize: 50 });
+      await runtime.start();
+      try {
+        const last = await appendMany(store, stream, type, 20);
+        expect(await runtime.waitFor(last, projectors.map((p) => p.name), 20_000)).to.equal(true);
+        for (const projector of projectors) expect(await countOf(opened.db.knex, runtime, projector, stream)).to.equal(220);
+        // 220 events read once, whatever the number of projectors; nothing read for one projector alone.
+        expect(store.subscriptions).to.equal(1);
+        expect(store.reads.subscribed.events).to.equal(220);
+        expect(store.reads.direct.events).to.equal(0);
+        // Four full pages of 50, then one or two for the live appends: not four reads of each.
+        expect(store.reads.subscribed.pages).to.be.within(5, 6);
+      } finally {
+        await runtime.stop();
+      }
+    });
+
+    it('lets a projector far behind catch up on its own while the others read only what is new to them', async () => {
+      const type = `Counted${randomUUID().slice(0, 8)}`;
+      const stream = uniqueStream('counted');
+      const early = [1, 2, 3].map((n) => counter(`early-${n}-${type}`, type));
+      const first = new ProjectionRuntime(opened.db.knex, inner, early, { logger, lease: opened.lease(), batchSize: 50 });
+      await first.start();
+      try {
+        const last = await appendMany(inner, stream, type, 200);
+        expect(await first.waitFor(last, early.map((p) => p.name), 20_000)).to.equal(true);
+      } finally {
+        await first.stop();
+      }
+
+      const store = new CountingStore(inner);
+      await appendMany(store, stream, type, 100);
+      const late = counter(`late-${type}`, type);
+      const runtime = new ProjectionRuntime(opened.db.knex, store, [...early, late], { logger, lease: opened.lease(), batchSize: 50 });
+      await runtime.start();
+      try {
+        const everyone = [...early, late].map((p) => p.name);
+        let last = await appendMany(store, stream, type, 10);
+        expect(await runtime.waitFor(last, everyone, 20_000)).to.equal(true);
+        // The late one read the whole history by itself; the shared read began where the others had stopped.
+        expect(store.reads.direct.events).to.be.at.least(300);
+        expect(store.reads.subscribed.events).to.equal(110);
+        for (const projector of [...early, late]) expect(await countOf(opened.db.knex, runtime, projector, stream)).to.equal(310);
+
+        // Once it has caught up it shares the read: what comes next is read once for all four.
+        const direct = store.reads.direct.events;
+        last = await appendMany(store, stream, type, 30);
+        expect(await runtime.waitFor(last, everyone, 20_000)).to.equal(true);
+        expect(store.reads.direct.events).to.equal(direct);
+        expect(store.reads.subscribed.events).to.equal(140);
+        for (const projector of [...early, late]) expect(await countOf(opened.db.knex, runtime, projector, stream)).to.equal(340);
+      } finally {
+        await runtime.stop();
+      }
+    });
+  });
+}
