@@ -15,6 +15,7 @@ import { PostgresIdempotencyStore } from '../adapters/postgres/idempotency-store
 import { migrateSentinel, sentinelMigrated } from '../adapters/postgres/schema.js';
 import { PostgresSecretStore } from '../adapters/postgres/secret-store.js';
 import { PostgresEventLocator, PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
+import { prometheusAggregateStateMetrics } from '../adapters/prometheus/aggregate-state-metrics.js';
 import { prometheusCommandMetrics } from '../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
@@ -95,6 +96,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
 
     const handler = new CommandHandler(store, {
       metrics: prometheusCommandMetrics(metrics),
+      stateMetrics: prometheusAggregateStateMetrics(metrics),
       snapshots: new PostgresSnapshotStore(db),
       // A derived event id is looked up in the event table only when the events are on this database.
       ...(opened instanceof PostgresEventStore ? { eventLocator: new PostgresEventLocator(db) } : {}),

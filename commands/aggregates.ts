@@ -13,16 +13,21 @@ import { policyEvents } from '../domain/policy-evaluation.js';
 import { policySetDecider, policySetEvents, type PolicySet, type PolicySetCommand, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Aggregate } from './command-handler.js';
 
+// `snapshotVersion`: raise an aggregate's whenever its state's shape, its `evolve` or an upcaster of its events
+// changes, so that snapshots folded by the code before are ignored and the stream is folded again.
+
 export const clusters: Aggregate<ClusterCommand, ClusterEvent, Cluster> = {
   category: 'cluster',
   decider: clusterDecider,
   events: clusterEvents,
+  snapshotVersion: 1,
 };
 
 export const workloads: Aggregate<WorkloadCommand, WorkloadEvent, Workload> = {
   category: 'workload',
   decider: workloadDecider,
   events: workloadEvents,
+  snapshotVersion: 1,
 };
 
 export const deployments: Aggregate<DeploymentCommand, DeploymentEvent, Deployment> = {
@@ -30,6 +35,7 @@ export const deployments: Aggregate<DeploymentCommand, DeploymentEvent, Deployme
   decider: deploymentDecider,
   events: deploymentEvents,
   records: policyEvents,
+  snapshotVersion: 1,
 };
 
 export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPlan> = {
@@ -37,6 +43,7 @@ export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPl
   decider: actionPlanDecider,
   events: actionPlanEvents,
   records: policyEvents,
+  snapshotVersion: 1,
 };
 
 /** One policy set for now, in stream `policyset-global`. */
@@ -44,4 +51,5 @@ export const policySets: Aggregate<PolicySetCommand, PolicySetEvent, PolicySet> 
   category: 'policyset',
   decider: policySetDecider,
   events: policySetEvents,
+  snapshotVersion: 1,
 };

@@ -1,10 +1,20 @@
 // Runs a command against an aggregate: load its stream, decide, append at the revision it was decided on.
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { fold, PolicyViolation, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
+import {
+  AggregateCache,
+  InvalidatingEventStore,
+  type AggregateStateMetrics,
+  type CacheEntry,
+  type EventLocator,
+  type FoldedState,
+  type SnapshotStore,
+} from './aggregate-cache.js';
 import {
   ConcurrencyConflict,
   type ActorKind,
+  type AppendResult,
   type EventMetadata,
   type EventStore,
   type EventToAppend,
@@ -20,6 +30,11 @@ export interface Aggregate<Command, Event extends DomainEvent, State> {
   events: EventCatalog<Event>;
   /** Other events its stream holds that do not change its state, such as policy decisions. */
   records?: EventCatalog<DomainEvent>;
+  /**
+   * The version of the state `evolve` folds, for snapshots: raise it whenever the state's shape or what `evolve`
+   * (or an upcaster) makes of an event changes, and snapshots written before are ignored. No snapshots without it.
+   */
+  snapshotVersion?: number;
 }
 
 /** What a gate (the policy engine) makes of a decision before anything is appended. */
@@ -70,11 +85,11 @@ export interface WriteResult {
   appended: number;
 }
 
-export interface Loaded<State> {
-  state: State;
-  /** The revision of the last event, or -1 when the stream does not exist. */
-  revision: number;
-  position: Position | null;
+/** An aggregate's current state, with the revision (-1: no stream) and position of its last event. */
+export type AggregateState<State> = FoldedState<State>;
+
+export interface Loaded<State> extends FoldedState<State> {
+  /** Every event of the stream, oldest first. */
   recorded: RecordedEvent[];
 }
 
@@ -99,32 +114,243 @@ export interface CommandHandlerOptions {
   /** Attempts on a concurrency conflict before answering with `ConflictAfterRetries`. */
   maxAttempts?: number;
   metrics?: CommandMetrics;
+  /** How many streams' folded state is kept in memory, least recently used dropped first; 0 keeps none. */
+  cacheSize?: number;
+  /** Where folded state is written down every `snapshotEvery` events, for aggregates with a `snapshotVersion`. */
+  snapshots?: SnapshotStore;
+  snapshotEvery?: number;
+  /**
+   * Finds a derived event id in a stream without reading the stream. Without one, a command with derived ids
+   * reads its whole stream to tell whether it already landed.
+   */
+  eventLocator?: EventLocator;
+  stateMetrics?: AggregateStateMetrics;
+  /** Where an unreadable snapshot or a failed snapshot write is reported. */
+  logger?: { warn(fields: Record<string, unknown>, message: string): void };
 }
 
+export const DEFAULT_AGGREGATE_CACHE_SIZE = 10_000;
+export const DEFAULT_SNAPSHOT_EVERY = 100;
+
 export class CommandHandler {
+  /** The store, through which deleting or truncating a stream also drops its cached state. */
+  readonly store: EventStore;
   private readonly maxAttempts: number;
+  private readonly cache: AggregateCache;
+  private readonly snapshotEvery: number;
+  private readonly snapshotWrites = new Set<Promise<void>>();
 
   constructor(
-    readonly store: EventStore,
+    store: EventStore,
     private readonly options: CommandHandlerOptions = {},
   ) {
     this.maxAttempts = options.maxAttempts ?? 5;
+    this.cache = new AggregateCache(options.cacheSize ?? DEFAULT_AGGREGATE_CACHE_SIZE);
+    this.snapshotEvery = Math.max(1, options.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY);
+    this.store = new InvalidatingEventStore(store, (stream) => this.cache.invalidate(stream));
   }
 
+  /** The aggregate's state and every event of its stream: for callers that need the events themselves. */
   async load<Command, Event extends DomainEvent, State>(
     aggregate: Aggregate<Command, Event, State>,
     id: string,
   ): Promise<Loaded<State>> {
-    const recorded = await this.store.readStream(streamOf(aggregate, id));
-    const records = aggregate.records?.types ?? [];
-    const state = fold(
-      aggregate.decider,
-      recorded
-        .filter((event) => !records.includes(event.type))
-        .map((event) => aggregate.events.parse(event.type, event.schemaVersion, event.data)),
-    );
+    const stream = streamOf(aggregate, id);
+    const generation = this.cache.generation;
+    const recorded = await this.store.readStream(stream);
+    const state = fold(aggregate.decider, stateEvents(aggregate, recorded));
     const last = recorded.at(-1);
-    return { state, revision: last?.revision ?? -1, position: last?.position ?? null, recorded };
+    const loaded = { state, revision: last?.revision ?? -1, position: last?.position ?? null, recorded };
+    this.cache.put(stream, { state, revision: loaded.revision, position: loaded.position, aggregate, snapshotRevision: -1 }, generation);
+    return loaded;
+  }
+
+  /**
+   * The aggregate's current state, read forward from the state kept in memory (or from a snapshot, or from the
+   * start): as current as `load`, at a cost that does not grow with the stream.
+   */
+  async loadState<Command, Event extends DomainEvent, State>(
+    aggregate: Aggregate<Command, Event, State>,
+    id: string,
+  ): Promise<AggregateState<State>> {
+    return view((await this.current(aggregate, streamOf(aggregate, id))) as CacheEntry & { state: State });
+  }
+
+  private async current(aggregate: AnyAggregate, stream: string): Promise<CacheEntry> {
+    const generation = this.cache.generation;
+    let from: 'cache' | 'snapshot' | 'stream' = 'cache';
+    let base = this.cache.get(stream, aggregate);
+    if (!base) {
+      base = await this.fromSnapshot(aggregate, stream);
+      from = base ? 'snapshot' : 'stream';
+    }
+    let newer = await this.store.readStream(stream, base ? { from: base.revision + 1 } : {});
+    if (base && newer.length > 0 && newer[0]!.revision !== base.revision + 1) {
+      // Events were hidden in between (the stream was truncated): the state is the fold of what reads show.
+      this.cache.evict(stream);
+      base = undefined;
+      from = 'stream';
+      newer = await this.store.readStream(stream);
+    }
+    this.options.stateMetrics?.loaded(aggregate.category, from, newer.length);
+    const start: CacheEntry = base ?? { state: aggregate.decider.initialState, revision: -1, position: null, aggregate, snapshotRevision: -1 };
+    if (newer.length === 0) {
+      if (from !== 'cache') this.remember(aggregate, stream, start, generation);
+      return start;
+    }
+    const last = newer.at(-1)!;
+    const entry: CacheEntry = {
+      state: fold(aggregate.decider, stateEvents(aggregate, newer), start.state),
+      revision: last.revision,
+      position: last.position,
+      aggregate,
+      snapshotRevision: start.snapshotRevision,
+    };
+    this.remember(aggregate, stream, entry, generation);
+    return entry;
+  }
+
+  /**
+   * The latest event of one of `types` in the aggregate's stream, at or before revision `upTo` (the end when
+   * absent), read backwards a page at a time: what a caller of `loadState` that needs one event reads instead
+   * of the whole stream. Pass the revision `loadState` gave to get the event as of that state.
+   */
+  async latestOf(aggregate: { category: string }, id: string, types: ReadonlySet<string>, upTo?: number): Promise<RecordedEvent | undefined> {
+    const stream = streamOf(aggregate, id);
+    const PAGE = 64;
+    for (let from = upTo; from === undefined || from >= 0; ) {
+      const page = await this.store.readStream(stream, { direction: 'backwards', limit: PAGE, ...(from === undefined ? {} : { from }) });
+      const found = page.find((event) => types.has(event.type));
+      if (found || page.length < PAGE) return found;
+      from = page.at(-1)!.revision - 1;
+    }
+    return undefined;
+  }
+
+  /** Resolves once every snapshot write begun so far has finished (or failed). */
+  async snapshotsWritten(): Promise<void> {
+    while (this.snapshotWrites.size > 0) await Promise.all(this.snapshotWrites);
+  }
+
+  private async fromSnapshot(aggregate: AnyAggregate, stream: string): Promise<CacheEntry | undefined> {
+    const { snapshots } = this.options;
+    const version = aggregate.snapshotVersion;
+    if (!snapshots || version === undefined) return undefined;
+    let snapshot: Awaited<ReturnType<SnapshotStore['read']>>;
+    let metadata: Awaited<ReturnType<EventStore['getStreamMetadata']>>;
+    try {
+      [snapshot, metadata] = await Promise.all([snapshots.read(stream), this.store.getStreamMetadata(stream)]);
+    } catch (error) {
+      this.snapshotTrouble(aggregate, stream, 'read_failed', error);
+      return undefined;
+    }
+    if (!snapshot) return undefined;
+    if (snapshot.version !== version) {
+      this.options.stateMetrics?.snapshot(aggregate.category, 'other_version');
+      return undefined;
+    }
+    // A stream with hidden events folds from what reads show, which a snapshot of the whole stream is not.
+    if ((metadata.truncateBefore ?? 0) > 0 || metadata.maxCount !== undefined || metadata.maxAge !== undefined) {
+      this.options.stateMetrics?.snapshot(aggregate.category, 'truncated_stream');
+      return undefined;
+    }
+    let state: unknown;
+    try {
+      if (!Number.isSafeInteger(snapshot.revision) || snapshot.revision < 0) throw new Error(`revision ${snapshot.revision} is not one of a stream`);
+      state = JSON.parse(snapshot.state);
+      if (state === null || state === undefined) throw new Error('the snapshot holds no state');
+    } catch (error) {
+      this.snapshotTrouble(aggregate, stream, 'corrupt', error);
+      return undefined;
+    }
+    return { state, revision: snapshot.revision, position: snapshot.position, aggregate, snapshotRevision: snapshot.revision };
+  }
+
+  /** Keeps the folded state, and writes it down when enough events came since the last snapshot. */
+  private remember(aggregate: AnyAggregate, stream: string, entry: CacheEntry, generation: number): void {
+    const known = this.cache.get(stream, aggregate);
+    if (known) entry.snapshotRevision = Math.max(entry.snapshotRevision, known.snapshotRevision);
+    const due =
+      this.options.snapshots !== undefined &&
+      aggregate.snapshotVersion !== undefined &&
+      generation === this.cache.generation &&
+      entry.revision - entry.snapshotRevision >= this.snapshotEvery;
+    if (due) entry.snapshotRevision = entry.revision;
+    this.cache.put(stream, entry, generation);
+    if (due) this.writeSnapshot(aggregate, stream, entry);
+  }
+
+  /** Best effort, off the command's path: a failed write is reported and counted, never thrown. */
+  private writeSnapshot(aggregate: AnyAggregate, stream: string, entry: CacheEntry): void {
+    const write = (async () => {
+      try {
+        // After the command has answered: even the serialising stays off its path.
+        await setImmediate();
+        const state = JSON.stringify(entry.state);
+        await this.options.snapshots!.write({
+          stream,
+          revision: entry.revision,
+          position: entry.position,
+          version: aggregate.snapshotVersion!,
+          state,
+        });
+        this.options.stateMetrics?.snapshot(aggregate.category, 'written');
+      } catch (error) {
+        this.snapshotTrouble(aggregate, stream, 'write_failed', error);
+      }
+    })();
+    this.snapshotWrites.add(write);
+    void write.finally(() => this.snapshotWrites.delete(write));
+  }
+
+  private snapshotTrouble(aggregate: AnyAggregate, stream: string, outcome: 'read_failed' | 'write_failed' | 'corrupt', error: unknown): void {
+    this.options.stateMetrics?.snapshot(aggregate.category, outcome);
+    const message = {
+      read_failed: 'snapshot could not be read; the stream is read from its start',
+      write_failed: 'snapshot could not be written; the next one is due after as many events again',
+      corrupt: 'snapshot is unreadable and ignored; the stream is read from its start',
+    }[outcome];
+    const fields = { stream, err: error instanceof Error ? error.message : String(error) };
+    if (this.options.logger) this.options.logger.warn(fields, message);
+    else process.emitWarning(`${stream}: ${message} (${fields.err})`, 'SnapshotWarning');
+  }
+
+  /** After an append decided on `loaded`: the state moves on by the events appended, without reading them back. */
+  private appended(aggregate: AnyAggregate, stream: string, loaded: CacheEntry, events: EventToAppend[], result: AppendResult, generation: number): void {
+    if (result.duplicate || result.revision !== loaded.revision + events.length) {
+      this.cache.evict(stream);
+      return;
+    }
+    // Folded as they read back (as JSON, through the catalogue), so the state is the one a later load would fold.
+    const records = aggregate.records?.types ?? [];
+    const stored = events
+      .filter((event) => !records.includes(event.type))
+      .map((event) => ({ type: event.type, schemaVersion: event.schemaVersion ?? 1, data: JSON.parse(JSON.stringify(event.data)) as Record<string, unknown> }));
+    const entry: CacheEntry = {
+      state: fold(aggregate.decider, stateEvents(aggregate, stored), loaded.state),
+      revision: result.revision,
+      position: result.position,
+      aggregate,
+      snapshotRevision: loaded.snapshotRevision,
+    };
+    this.remember(aggregate, stream, entry, generation);
+  }
+
+  /** The events this command already appended, when it was sent before with the same derived ids. */
+  private async replayOf(stream: string, context: CommandContext): Promise<RecordedEvent | undefined> {
+    if (!context.eventIds) return undefined;
+    if (!this.options.eventLocator) return alreadyApplied(await this.store.readStream(stream), context);
+    const first = await this.options.eventLocator.revisionOf(stream, context.eventIds(0));
+    if (first === undefined) return undefined;
+    // Read from the first of them on, as far as they run; a hidden event does not count, as with a full read.
+    const PAGE = 64;
+    const run: RecordedEvent[] = [];
+    for (let from = first; ; from += PAGE) {
+      const page = await this.store.readStream(stream, { from, limit: PAGE });
+      run.push(...page);
+      const found = alreadyApplied(run, context);
+      if (!found || found !== run.at(-1) || page.length < PAGE) return found;
+    }
   }
 
   /**
@@ -147,8 +373,10 @@ export class CommandHandler {
       this.options.metrics?.observe(commandType, result, (performance.now() - started) / 1000);
 
     for (let attempt = 1; ; attempt += 1) {
-      const loaded = await this.load(aggregate, id);
-      const replayed = alreadyApplied(loaded.recorded, context);
+      const generation = this.cache.generation;
+      const loaded = (await this.current(aggregate, stream)) as CacheEntry & { state: StateOf<A> };
+      // Looked for after the load: whatever the state was folded from, the lookup sees too.
+      const replayed = await this.replayOf(stream, context);
       if (replayed) {
         outcome('replayed');
         return { id, revision: replayed.revision, position: replayed.position, appended: 0 };
@@ -176,9 +404,11 @@ export class CommandHandler {
 
       try {
         await verdict?.admit?.();
-        const result = await this.store.append(stream, events.map((event, index) => envelope(aggregate, event, index, context)), {
+        const toAppend = events.map((event, index) => envelope(aggregate, event, index, context));
+        const result = await this.store.append(stream, toAppend, {
           expected: loaded.revision === -1 ? 'no_stream' : loaded.revision,
         });
+        this.appended(aggregate, stream, loaded, toAppend, result, generation);
         if (verdict?.refusal) {
           outcome('rejected');
           if (verdict.refusal instanceof PolicyViolation) verdict.refusal.recordedIn = { id, revision: result.revision, position: result.position };
@@ -192,6 +422,8 @@ export class CommandHandler {
           outcome('error');
           throw error;
         }
+        // The stream moved on under the state decided on: the next attempt starts from what the store holds.
+        this.cache.evict(stream);
         if (attempt >= this.maxAttempts) {
           outcome('conflict');
           throw new ConflictAfterRetries(error.stream, attempt, error.actual);
@@ -202,6 +434,21 @@ export class CommandHandler {
       }
     }
   }
+}
+
+/** The events of a stream that change the aggregate's state (not its records), through the catalogue. */
+function stateEvents<Event extends DomainEvent>(
+  aggregate: Aggregate<unknown, Event, unknown>,
+  recorded: Pick<RecordedEvent, 'type' | 'schemaVersion' | 'data'>[],
+): Event[] {
+  const records = aggregate.records?.types ?? [];
+  return recorded
+    .filter((event) => !records.includes(event.type))
+    .map((event) => aggregate.events.parse(event.type, event.schemaVersion, event.data));
+}
+
+function view<State>(entry: FoldedState<State>): AggregateState<State> {
+  return { state: entry.state, revision: entry.revision, position: entry.position };
 }
 
 export function streamOf(aggregate: { category: string }, id: string): string {

@@ -1,4 +1,5 @@
-// Reads the facts one aggregate's command needs about others: a deployment's workload and cluster.
+// Reads the facts one aggregate's command needs about others: a deployment's workload and cluster (their
+// current state, read forward from the handler's cache).
 import type { ClusterFacts, PlacedDeployment, WorkloadFacts } from '../domain/deployment.js';
 import { gpuRequest, type WorkloadSpec } from '../domain/workload.js';
 import { clusters, deployments, workloads } from './aggregates.js';
@@ -10,7 +11,7 @@ export class FleetFacts {
   constructor(private readonly handler: CommandHandler) {}
 
   async workload(workloadId: string): Promise<WorkloadWithRevisions | undefined> {
-    const { state } = await this.handler.load(workloads, workloadId);
+    const { state } = await this.handler.loadState(workloads, workloadId);
     if (state.status === 'absent') return undefined;
     return {
       id: workloadId,
@@ -23,12 +24,12 @@ export class FleetFacts {
   }
 
   async cluster(clusterId: string): Promise<ClusterFacts | undefined> {
-    const { state } = await this.handler.load(clusters, clusterId);
+    const { state } = await this.handler.loadState(clusters, clusterId);
     return state.status === 'absent' ? undefined : { id: clusterId, status: state.status, gpuSkus: state.spec.gpuSkus };
   }
 
   async deployment(deploymentId: string): Promise<PlacedDeployment | undefined> {
-    const { state } = await this.handler.load(deployments, deploymentId);
+    const { state } = await this.handler.loadState(deployments, deploymentId);
     return state.status === 'absent' ? undefined : state;
   }
 }

@@ -5,6 +5,7 @@ import * as access001 from './migrations/001-access-and-idempotency.js';
 import * as projections002 from './migrations/002-projections.js';
 import * as reactors003 from './migrations/003-reactors.js';
 import * as access004 from './migrations/004-login-throttle-and-sessions.js';
+import * as snapshots005 from './migrations/005-aggregate-snapshots.js';
 
 export const SENTINEL_MIGRATIONS_TABLE = 'sentinel_migrations';
 
@@ -13,6 +14,7 @@ const migrations = compiledMigrations(SENTINEL_MIGRATIONS_TABLE, {
   '002-projections': projections002,
   '003-reactors': reactors003,
   '004-login-throttle-and-sessions': access004,
+  '005-aggregate-snapshots': snapshots005,
 });
 
 export async function migrateSentinel(knex: Knex): Promise<void> {

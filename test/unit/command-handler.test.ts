@@ -1,10 +1,12 @@
 // The command handler against the real PostgreSQL event store on embedded PGlite: metadata, no-ops, refusals,
-// replays through derived event ids, conflict retries, and the outcomes it reports to metrics.
+// replays through derived event ids, conflict retries, the state kept between commands, and the outcomes it
+// reports to metrics.
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { z } from 'zod';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
+import type { AggregateStateMetrics } from '../../commands/aggregate-cache.js';
 import { clusters } from '../../commands/aggregates.js';
 import {
   CommandHandler,
@@ -400,6 +402,114 @@ describe('CommandHandler on the postgres event store (PGlite)', () => {
       expect(updates.map((e) => e.revision).sort((a, b) => a - b)).to.deep.equal(ok.map((r) => r.revision).sort((a, b) => a - b));
       const state = (await handler.load(clusters, id)).state;
       expect(state.status !== 'absent' && state.spec.region).to.equal((updates.at(-1)!.data['changes'] as { region: string }).region);
+    });
+  });
+
+  describe('the folded state kept between commands', () => {
+    const loads = () => {
+      const from: string[] = [];
+      const stateMetrics: AggregateStateMetrics = { loaded: (_category, source) => void from.push(source), snapshot: () => undefined };
+      return { from, stateMetrics };
+    };
+
+    it('given a cluster cordoned through another handler, when loaded again, then the state read forward from memory is the full fold', async () => {
+      const id = randomUUID();
+      const { from, stateMetrics } = loads();
+      const cached = new CommandHandler(store, { stateMetrics });
+      await cached.execute(clusters, id, register(id), context());
+      await handler.execute(clusters, id, { type: 'CordonCluster', clusterId: id, reason: 'drain' }, context());
+
+      const state = await cached.loadState(clusters, id);
+
+      const full = await handler.load(clusters, id);
+      expect(state).to.deep.equal({ state: full.state, revision: full.revision, position: full.position });
+      expect(from).to.deep.equal(['stream', 'cache']);
+    });
+
+    it('given a cache of two streams, when a third is loaded, then the least recently used one is read from its start again', async () => {
+      const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+      for (const id of [a, b, c]) await handler.execute(clusters, id, register(id), context());
+      const { from, stateMetrics } = loads();
+      const small = new CommandHandler(store, { cacheSize: 2, stateMetrics });
+
+      for (const id of [a, b, a, c, a, b]) await small.loadState(clusters, id);
+
+      // b was the least recently used when c came in.
+      expect(from).to.deep.equal(['stream', 'stream', 'cache', 'stream', 'cache', 'stream']);
+    });
+
+    it('given a conflict, then the stream is read from its start for the next attempt', async () => {
+      const id = randomUUID();
+      await handler.execute(clusters, id, register(id), context());
+      const { from, stateMetrics } = loads();
+      const retrying = new CommandHandler(conflicting(store, 1), { stateMetrics });
+      await retrying.loadState(clusters, id);
+
+      await retrying.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+
+      expect(from).to.deep.equal(['stream', 'cache', 'stream']);
+    });
+
+    it('given a stream deleted through the handler\'s store, then its state is read afresh: absent', async () => {
+      const id = randomUUID();
+      const cached = new CommandHandler(store);
+      await cached.execute(clusters, id, register(id), context());
+      expect((await cached.loadState(clusters, id)).state.status).to.equal('active');
+
+      await cached.store.deleteStream(`cluster-${id}`);
+
+      expect(await cached.loadState(clusters, id)).to.deep.equal({ state: { status: 'absent' }, revision: -1, position: null });
+    });
+
+    it('given a stream truncated through the handler\'s store, then the state folds only the events reads still show, as load does', async () => {
+      const id = randomUUID();
+      const cached = new CommandHandler(store);
+      await cached.execute(counters, id, { type: 'Increment', by: 1 }, context());
+      await cached.execute(counters, id, { type: 'Increment', by: 10 }, context());
+      expect((await cached.loadState(counters, id)).state).to.equal(11);
+
+      await cached.store.setStreamMetadata(`counter-${id}`, { truncateBefore: 1 });
+
+      expect((await cached.loadState(counters, id)).state).to.equal(10);
+      expect((await cached.load(counters, id)).state).to.equal(10);
+    });
+
+    it('given a long stream, then latestOf finds the last event of the types asked for, as of a revision when given', async () => {
+      const id = randomUUID();
+      await handler.execute(clusters, id, register(id), context());
+      await handler.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+      for (let n = 0; n < 70; n += 1) await store.append(`cluster-${id}`, [{ id: randomUUID(), type: 'ClusterUpdated', data: { clusterId: id, changes: { region: `r-${n}` } } }]);
+      const cordons = new Set(['ClusterCordoned']);
+
+      const latest = await handler.latestOf(clusters, id, cordons);
+      const asOfStart = await handler.latestOf(clusters, id, cordons, 0);
+      const none = await handler.latestOf(clusters, id, new Set(['ClusterDeregistered']));
+
+      const full = await handler.load(clusters, id);
+      expect(latest).to.deep.equal(full.recorded.filter((e) => e.type === 'ClusterCordoned').at(-1));
+      expect(asOfStart).to.equal(undefined);
+      expect(none).to.equal(undefined);
+    });
+
+    it('given the cache turned off, then every load reads the stream from its start', async () => {
+      const id = randomUUID();
+      const { from, stateMetrics } = loads();
+      const bare = new CommandHandler(store, { cacheSize: 0, stateMetrics });
+      await bare.execute(counters, id, { type: 'Increment', by: 2 }, context());
+      await bare.execute(counters, id, { type: 'Increment', by: 3 }, context());
+
+      expect((await bare.loadState(counters, id)).state).to.equal(5);
+      expect(from).to.deep.equal(['stream', 'stream', 'stream']);
+    });
+
+    it('given two aggregates sharing a category, then neither is handed the other\'s state', async () => {
+      const id = randomUUID();
+      const doubled: typeof counters = { ...counters, decider: { ...counters.decider, evolve: (total, event) => total + 2 * event.data.by } };
+      const cached = new CommandHandler(store);
+      await cached.execute(counters, id, { type: 'Increment', by: 4 }, context());
+
+      expect((await cached.loadState(counters, id)).state).to.equal(4);
+      expect((await cached.loadState(doubled, id)).state).to.equal(8);
     });
   });
 

@@ -1,0 +1,159 @@
+// Folded aggregate state kept between commands, so that a load reads only the events appended since; and the
+// ports for snapshots of that state, from which any process can start a stream instead of its first event.
+import type { EventStore, Position } from '../domain/event-store.js';
+
+/** An aggregate's state folded up to a revision of its stream. */
+export interface FoldedState<State> {
+  state: State;
+  /** The revision of the last event folded in, or -1 when the stream does not exist. */
+  revision: number;
+  position: Position | null;
+}
+
+/** Folded state written down at a revision of its stream. */
+export interface Snapshot {
+  stream: string;
+  /** The last event folded into the state. */
+  revision: number;
+  position: Position | null;
+  /** The aggregate's `snapshotVersion` when it was written; a snapshot of any other version is ignored. */
+  version: number;
+  /** The state as JSON text. */
+  state: string;
+}
+
+/** Where snapshots are kept: one per stream, the latest written. */
+export interface SnapshotStore {
+  read(stream: string): Promise<Snapshot | undefined>;
+  /** Stores the snapshot unless one of the same version at a later revision is already there. */
+  write(snapshot: Snapshot): Promise<void>;
+}
+
+/**
+ * Finds an event by id without reading its stream: how a command sent again with the same derived event ids
+ * is recognised when only the tail of the stream is read.
+ */
+export interface EventLocator {
+  /** The revision of the event with this id in the stream, or undefined when the stream holds none. */
+  revisionOf(stream: string, eventId: string): Promise<number | undefined>;
+}
+
+/** What happened to the state of a load, and to snapshots, for metrics. */
+export interface AggregateStateMetrics {
+  /** Where a load started from: memory, a snapshot, or the start of the stream. */
+  loaded(category: string, from: 'cache' | 'snapshot' | 'stream', eventsRead: number): void;
+  snapshot(category: string, outcome: 'written' | 'write_failed' | 'read_failed' | 'other_version' | 'corrupt' | 'truncated_stream'): void;
+}
+
+export interface CacheEntry extends FoldedState<unknown> {
+  /** The aggregate definition the state was folded with: a different one never shares it. */
+  aggregate: object;
+  /** The revision of the latest snapshot known to be written (or being written); -1 when none. */
+  snapshotRevision: number;
+}
+
+/** At most `capacity` streams' folded state; the least recently used is dropped first. */
+export class AggregateCache {
+  private readonly entries = new Map<string, CacheEntry>();
+  private invalidations = 0;
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * Counts invalidations: a load remembers what it folded only if none happened since it began, so a state
+   * read before a stream was deleted is never put back after.
+   */
+  get generation(): number {
+    return this.invalidations;
+  }
+
+  get(stream: string, aggregate: object): CacheEntry | undefined {
+    const entry = this.entries.get(stream);
+    if (!entry || entry.aggregate !== aggregate) return undefined;
+    this.entries.delete(stream);
+    this.entries.set(stream, entry);
+    return entry;
+  }
+
+  /** Keeps whichever of the stored and the given state is further along. */
+  put(stream: string, entry: CacheEntry, generation: number): void {
+    if (this.capacity <= 0 || generation !== this.invalidations) return;
+    const current = this.entries.get(stream);
+    if (current && current.aggregate === entry.aggregate) {
+      const snapshotRevision = Math.max(current.snapshotRevision, entry.snapshotRevision);
+      current.snapshotRevision = entry.snapshotRevision = snapshotRevision;
+      if (current.revision >= entry.revision) return;
+    }
+    this.entries.delete(stream);
+    this.entries.set(stream, entry);
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= this.capacity) break;
+      this.entries.delete(oldest);
+    }
+  }
+
+  /** Forgets a stream whose state may have moved in a way reading forward does not show. */
+  evict(stream: string): void {
+    this.entries.delete(stream);
+  }
+
+  /** Forgets a stream that was deleted or truncated, and any load of it already under way. */
+  invalidate(stream: string): void {
+    this.invalidations += 1;
+    this.entries.delete(stream);
+  }
+}
+
+/**
+ * The store as the handler hands it out: deleting or truncating a stream through it drops the stream's cached
+ * state, since reading forward from a cached revision cannot show that earlier events were hidden.
+ */
+export class InvalidatingEventStore implements EventStore {
+  constructor(
+    private readonly inner: EventStore,
+    private readonly invalidate: (stream: string) => void,
+  ) {}
+
+  append(...args: Parameters<EventStore['append']>) {
+    return this.inner.append(...args);
+  }
+  readStream(...args: Parameters<EventStore['readStream']>) {
+    return this.inner.readStream(...args);
+  }
+  readAll(...args: Parameters<EventStore['readAll']>) {
+    return this.inner.readAll(...args);
+  }
+  isSettled(...args: Parameters<EventStore['isSettled']>) {
+    return this.inner.isSettled(...args);
+  }
+  subscribe(...args: Parameters<EventStore['subscribe']>) {
+    return this.inner.subscribe(...args);
+  }
+  getStreamMetadata(...args: Parameters<EventStore['getStreamMetadata']>) {
+    return this.inner.getStreamMetadata(...args);
+  }
+  async setStreamMetadata(...args: Parameters<EventStore['setStreamMetadata']>) {
+    try {
+      await this.inner.setStreamMetadata(...args);
+    } finally {
+      this.invalidate(args[0]);
+    }
+  }
+  async deleteStream(...args: Parameters<EventStore['deleteStream']>) {
+    try {
+      await this.inner.deleteStream(...args);
+    } finally {
+      this.invalidate(args[0]);
+    }
+  }
+  ping() {
+    return this.inner.ping();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
