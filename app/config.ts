@@ -102,6 +102,10 @@ const schema = z.object({
   SENTINEL_EVICTION_TIMEOUT_SECONDS: integer(1, 3600).default(120),
   /** How often each cluster reactor compares every deployment with its cluster; 0 only on start. */
   SENTINEL_RESYNC_SECONDS: integer(0, 86_400).default(300),
+  /** Aggregates whose folded state is kept in memory (least recently used go first); 0: none. */
+  SENTINEL_AGGREGATE_CACHE_SIZE: integer(0, 10_000_000).default(10_000),
+  /** Events between two snapshots of an aggregate's state; 0: no snapshots. */
+  SENTINEL_SNAPSHOT_EVERY: integer(0, 1_000_000).default(100),
   // Cluster credentials are data, not code: what a kubeconfig may make this process run, read or trust.
   SENTINEL_KUBECONFIG_EXEC_ALLOW: list(z.string(), 'command names or absolute paths, comma-separated, e.g. aws,kubelogin'),
   // Its default (<SENTINEL_DATA_DIR>/kubeconfigs) is derived where it is used: an empty value is refused here.

@@ -151,7 +151,7 @@ async function startSimulatedCluster(deps: ReactorDeps, policy: KubeconfigPolicy
     await writeFile(path, simulator.kubeconfig(), { mode: 0o600 });
 
     const context: CommandContext = { actor: REACTOR_ACTOR, correlationId: SIMULATED_CLUSTER_ID, causationId: SIMULATED_CLUSTER_ID, source: 'simulator' };
-    const { state } = await deps.handler.load(clusters, SIMULATED_CLUSTER_ID);
+    const { state } = await deps.handler.loadState(clusters, SIMULATED_CLUSTER_ID);
     if (state.status === 'absent') {
       await new ClusterCommands(deps.handler, deps.secrets, policy).register(
         SIMULATED_CLUSTER_ID,

@@ -97,7 +97,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     const handler = new CommandHandler(store, {
       metrics: prometheusCommandMetrics(metrics),
       stateMetrics: prometheusAggregateStateMetrics(metrics),
-      snapshots: new PostgresSnapshotStore(db),
+      cacheSize: config.SENTINEL_AGGREGATE_CACHE_SIZE,
+      ...(config.SENTINEL_SNAPSHOT_EVERY > 0 ? { snapshots: new PostgresSnapshotStore(db), snapshotEvery: config.SENTINEL_SNAPSHOT_EVERY } : {}),
       // A derived event id is looked up in the event table only when the events are on this database.
       ...(opened instanceof PostgresEventStore ? { eventLocator: new PostgresEventLocator(db) } : {}),
       logger,

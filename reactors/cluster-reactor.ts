@@ -146,7 +146,7 @@ export class ClusterReactor implements Reactor {
   /** One deployment as recorded against the object on the cluster: what is missing is put back, the rest is observed. */
   private async resyncOne(deploymentId: string): Promise<void> {
     if (!this.watch) return;
-    const { state, revision } = await this.handler.load(deployments, deploymentId);
+    const { state, revision } = await this.handler.loadState(deployments, deploymentId);
     if (state.status === 'absent' || state.clusterId !== this.clusterId) {
       this.placed.delete(deploymentId);
       return;
@@ -183,13 +183,13 @@ export class ClusterReactor implements Reactor {
 
   async handle(event: RecordedEvent): Promise<void> {
     const { deploymentId } = event.data as { deploymentId: string };
-    const loaded = await this.handler.load(deployments, deploymentId);
-    const state = loaded.state;
+    const loaded = await this.handler.loadState(deployments, deploymentId);
+    const { state } = loaded;
     if (state.status === 'absent' || state.clusterId !== this.clusterId) return;
     if (state.status !== 'Deleted') this.placed.add(deploymentId);
     // Each change applies the whole current state, so only the latest one needs handling; an earlier one
     // (a replay, or a backlog) would only apply the same thing again.
-    const latest = latestChange(loaded.recorded);
+    const latest = await this.handler.latestOf(deployments, deploymentId, CHANGES, loaded.revision);
     if (latest && latest.id !== event.id) return;
 
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
@@ -281,7 +281,7 @@ export class ClusterReactor implements Reactor {
 
   private async observe(change: ManagedChange): Promise<void> {
     const live = change.workload;
-    const { state, recorded } = await this.handler.load(deployments, live.deploymentId);
+    const { state, revision } = await this.handler.loadState(deployments, live.deploymentId);
     if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted') return;
     // A paused deployment is followed only through a scale of it; drift and health wait for the resume, which
     // applies everything that waited (a restart asked for meanwhile would otherwise read as drift and be rolled out).
@@ -299,7 +299,7 @@ export class ClusterReactor implements Reactor {
         return;
       case 'Progressing': {
         if (change.type === 'DELETED') return;
-        const rollout = latestChange(recorded);
+        const rollout = await this.handler.latestOf(deployments, state.id, CHANGES, revision);
         if (!rollout) throw new Error(`deployment ${state.id} is progressing but its stream holds no change that started it`);
         await this.followRollout(state, desired, live, rollout);
         return;
@@ -470,11 +470,6 @@ export function rolloutFailure(rollout: RolloutStatus): string | undefined {
     return `${replicaFailure.reason ?? 'ReplicaFailure'}: ${replicaFailure.message ?? 'pods could not be created'}`;
   }
   return undefined;
-}
-
-/** The latest event that changed what should run: the one whose rollout the cluster is carrying out. */
-function latestChange(recorded: RecordedEvent[]): RecordedEvent | undefined {
-  return recorded.filter((event) => CHANGES.has(event.type)).at(-1);
 }
 
 function condition(rollout: RolloutStatus, type: string) {

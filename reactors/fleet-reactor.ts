@@ -61,7 +61,7 @@ export class FleetReactor implements Reactor {
 
   /** Brings the cluster's connection in line with the cluster as recorded now, whichever event led here. */
   private async reconcile(clusterId: string): Promise<void> {
-    const { state } = await this.deps.handler.load(clusters, clusterId);
+    const { state } = await this.deps.handler.loadState(clusters, clusterId);
     const wanted: Endpoint | undefined =
       state.status === 'absent' || state.status === 'deregistered' ? undefined : { apiServer: state.spec.apiServer, credentials: state.spec.credentials };
     const current = this.connected.get(clusterId);

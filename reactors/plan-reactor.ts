@@ -121,7 +121,7 @@ export class PlanReactor implements Reactor {
       this.deps.handler.execute(actionPlans, planId, command, reactionTo(this.name, approved, step));
     for (;;) {
       if (this.signal?.aborted) return;
-      const { state: plan } = await this.deps.handler.load(actionPlans, planId);
+      const { state: plan } = await this.deps.handler.loadState(actionPlans, planId);
       if (plan.status === 'absent' || plan.shadow || isTerminal(plan.status) || plan.status === 'Failed') return;
       switch (plan.status) {
         case 'Pending':
@@ -158,7 +158,7 @@ export class PlanReactor implements Reactor {
     try {
       if (action.kind === 'drain') return await this.drain(action);
       if (action.kind === 'reschedule' && action.clusterId !== undefined) {
-        const { state } = await this.deps.handler.load(deployments, action.deploymentId);
+        const { state } = await this.deps.handler.loadState(deployments, action.deploymentId);
         if (state.status !== 'absent' && state.clusterId !== action.clusterId) {
           return { ok: false, error: `moving deployment ${action.deploymentId} to another cluster is not carried out yet: reschedule within its cluster with a nodeSelector` };
         }

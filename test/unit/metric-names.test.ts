@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { Registry } from 'prom-client';
 import { InstrumentedEventStore } from '../../adapters/event-store/instrumented-event-store.js';
 import { registerHorizonMetrics, type PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
+import { prometheusAggregateStateMetrics } from '../../adapters/prometheus/aggregate-state-metrics.js';
 import { prometheusCommandMetrics } from '../../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../../adapters/prometheus/metrics.js';
@@ -15,6 +16,7 @@ function sentinelRegistry(): Registry {
   prometheusCommandMetrics(registry);
   prometheusLoginMetrics(registry);
   prometheusProjectionMetrics(registry);
+  prometheusAggregateStateMetrics(registry);
   new InstrumentedEventStore({} as EventStore, registry);
   registerHorizonMetrics({} as PostgresEventStore, registry);
   return registry;
