@@ -4,7 +4,7 @@
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:reactor   (a scratch database there)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -33,7 +33,10 @@ const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-bench-reactor-'));
 let simulatorProcess: ChildProcess | undefined;
 let external: { url: string; kubeconfig: string } | undefined;
 if (SIMULATOR === 'process') {
-  simulatorProcess = spawn(process.execPath, ['--import', 'tsx', 'adapters/kubernetes/simulator/main.ts', '--kubeconfig', path.join(dataDir, 'cluster.kubeconfig')], {
+  // Where Sentinel takes kubeconfig files from by default (SENTINEL_KUBECONFIG_DIR).
+  const kubeconfigs = path.join(dataDir, 'kubeconfigs');
+  await mkdir(kubeconfigs);
+  simulatorProcess = spawn(process.execPath, ['--import', 'tsx', 'adapters/kubernetes/simulator/main.ts', '--kubeconfig', path.join(kubeconfigs, 'cluster.kubeconfig')], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const [line] = (await once(createInterface({ input: simulatorProcess.stdout! }), 'line')) as [string];
