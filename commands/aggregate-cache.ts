@@ -1,6 +1,7 @@
 // Folded aggregate state kept between commands, so that a load reads only the events appended since; and the
 // ports for snapshots of that state, from which any process can start a stream instead of its first event.
 import type { EventStore, Position } from '../domain/event-store.js';
+import { ForwardingEventStore } from '../domain/forwarding-event-store.js';
 
 /** An aggregate's state folded up to a revision of its stream. */
 export interface FoldedState<State> {
@@ -112,48 +113,26 @@ export class AggregateCache {
  * The store as the handler hands it out: deleting or truncating a stream through it drops the stream's cached
  * state, since reading forward from a cached revision cannot show that earlier events were hidden.
  */
-export class InvalidatingEventStore implements EventStore {
+export class InvalidatingEventStore extends ForwardingEventStore {
   constructor(
-    private readonly inner: EventStore,
+    inner: EventStore,
     private readonly invalidate: (stream: string) => void,
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  append(...args: Parameters<EventStore['append']>) {
-    return this.inner.append(...args);
-  }
-  readStream(...args: Parameters<EventStore['readStream']>) {
-    return this.inner.readStream(...args);
-  }
-  readAll(...args: Parameters<EventStore['readAll']>) {
-    return this.inner.readAll(...args);
-  }
-  isSettled(...args: Parameters<EventStore['isSettled']>) {
-    return this.inner.isSettled(...args);
-  }
-  subscribe(...args: Parameters<EventStore['subscribe']>) {
-    return this.inner.subscribe(...args);
-  }
-  getStreamMetadata(...args: Parameters<EventStore['getStreamMetadata']>) {
-    return this.inner.getStreamMetadata(...args);
-  }
-  async setStreamMetadata(...args: Parameters<EventStore['setStreamMetadata']>) {
+  override async setStreamMetadata(...args: Parameters<EventStore['setStreamMetadata']>): Promise<void> {
     try {
       await this.inner.setStreamMetadata(...args);
     } finally {
       this.invalidate(args[0]);
     }
   }
-  async deleteStream(...args: Parameters<EventStore['deleteStream']>) {
+  override async deleteStream(...args: Parameters<EventStore['deleteStream']>): Promise<void> {
     try {
       await this.inner.deleteStream(...args);
     } finally {
       this.invalidate(args[0]);
     }
-  }
-  ping() {
-    return this.inner.ping();
-  }
-  close() {
-    return this.inner.close();
   }
 }

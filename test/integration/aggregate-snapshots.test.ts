@@ -19,6 +19,7 @@ import {
 } from '../../commands/command-handler.js';
 import type { ClusterFacts, DeploymentCommand, Strategy, WorkloadFacts } from '../../domain/deployment.js';
 import { ConcurrencyConflict, type EventStore } from '../../domain/event-store.js';
+import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import { SKIP_POSTGRES_REASON, TEST_DATABASE_URL, createScratchDatabase, type ScratchDatabase } from '../support/postgres.js';
 
 // ---- deployment commands, drawn at random ----------------------------------------------------------------
@@ -357,14 +358,16 @@ function aggregateStateSuite(open: () => Promise<{ db: Database; done: () => Pro
 }
 
 /** Delegates to a real store; `beforeAppend` runs first (and may write in the way). Counts the conflicts it passes on. */
-class RacingStore implements EventStore {
+class RacingStore extends ForwardingEventStore {
   private calls = 0;
   conflicts = 0;
   constructor(
-    private readonly inner: EventStore,
+    inner: EventStore,
     private readonly beforeAppend: (call: number) => Promise<void>,
-  ) {}
-  async append(...args: Parameters<EventStore['append']>) {
+  ) {
+    super(inner);
+  }
+  override async append(...args: Parameters<EventStore['append']>) {
     this.calls += 1;
     await this.beforeAppend(this.calls);
     try {
@@ -374,31 +377,7 @@ class RacingStore implements EventStore {
       throw error;
     }
   }
-  readStream(...args: Parameters<EventStore['readStream']>) {
-    return this.inner.readStream(...args);
-  }
-  readAll(...args: Parameters<EventStore['readAll']>) {
-    return this.inner.readAll(...args);
-  }
-  isSettled(...args: Parameters<EventStore['isSettled']>) {
-    return this.inner.isSettled(...args);
-  }
-  subscribe(...args: Parameters<EventStore['subscribe']>) {
-    return this.inner.subscribe(...args);
-  }
-  getStreamMetadata(...args: Parameters<EventStore['getStreamMetadata']>) {
-    return this.inner.getStreamMetadata(...args);
-  }
-  setStreamMetadata(...args: Parameters<EventStore['setStreamMetadata']>) {
-    return this.inner.setStreamMetadata(...args);
-  }
-  deleteStream(...args: Parameters<EventStore['deleteStream']>) {
-    return this.inner.deleteStream(...args);
-  }
-  ping() {
-    return this.inner.ping();
-  }
-  async close() {}
+  override async close() {}
 }
 
 describe('aggregate cache and snapshots on the postgres event store (PGlite)', function () {

@@ -10,7 +10,8 @@ import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres
 import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
-import type { EventStore, EventToAppend, ExpectedRevision, ReadAllOptions, StreamMetadata, SubscribeOptions } from '../../domain/event-store.js';
+import type { EventStore, EventToAppend, ExpectedRevision, ReadAllOptions, SubscribeOptions } from '../../domain/event-store.js';
+import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import type { Projector, TableNames } from '../../projections/projector.js';
 import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
 import { events, uniqueStream } from '../support/events.js';
@@ -22,24 +23,22 @@ const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
  * The store, with every read of events counted: reads made for a subscription apart from reads made directly
  * (read-your-writes' probes for one event aside).
  */
-class CountingStore implements EventStore {
+class CountingStore extends ForwardingEventStore {
   readonly reads = { subscribed: { pages: 0, events: 0 }, direct: { pages: 0, events: 0 } };
   subscriptions = 0;
   private readonly signal = new ChangeSignal();
 
-  constructor(private readonly inner: PostgresEventStore) {}
-
-  async append(stream: string, appended: EventToAppend[], options?: { expected?: ExpectedRevision }) {
+  override async append(stream: string, appended: EventToAppend[], options?: { expected?: ExpectedRevision }) {
     const result = await this.inner.append(stream, appended, options);
     this.signal.notify();
     return result;
   }
 
-  readAll(options?: ReadAllOptions) {
+  override readAll(options?: ReadAllOptions) {
     return this.read('direct', options);
   }
 
-  subscribe(options: SubscribeOptions = {}) {
+  override subscribe(options: SubscribeOptions = {}) {
     this.subscriptions += 1;
     return pollingSubscription((after, limit) => this.read('subscribed', { after, filter: options.filter, limit }), this.signal, options, {
       batchSize: 1000,
@@ -47,14 +46,6 @@ class CountingStore implements EventStore {
       maxWaitMs: 100,
     });
   }
-
-  readStream = (stream: string) => this.inner.readStream(stream);
-  isSettled = (position: string) => this.inner.isSettled(position);
-  getStreamMetadata = (stream: string) => this.inner.getStreamMetadata(stream);
-  setStreamMetadata = (stream: string, metadata: StreamMetadata) => this.inner.setStreamMetadata(stream, metadata);
-  deleteStream = (stream: string) => this.inner.deleteStream(stream);
-  ping = () => this.inner.ping();
-  close = () => this.inner.close();
 
   private async read(kind: 'subscribed' | 'direct', options?: ReadAllOptions) {
     const page = await this.inner.readAll(options);

@@ -19,6 +19,7 @@ import {
 import type { Cluster, ClusterCommand, ClusterSpec } from '../../domain/cluster.js';
 import { defineEvents, InvalidTransition, NotFound, type EventOf } from '../../domain/decider.js';
 import { ConcurrencyConflict, type EventStore } from '../../domain/event-store.js';
+import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import { rejection } from '../support/rejection.js';
 
 const spec: ClusterSpec = {
@@ -66,42 +67,20 @@ function recordingMetrics() {
 }
 
 /** Delegates to a real store; `beforeAppend` runs first and may throw or write in the way. */
-class InterceptedStore implements EventStore {
+class InterceptedStore extends ForwardingEventStore {
   appendCalls = 0;
   constructor(
-    private readonly inner: EventStore,
+    inner: EventStore,
     private readonly beforeAppend: (stream: string, call: number) => Promise<void>,
-  ) {}
-  async append(...args: Parameters<EventStore['append']>) {
+  ) {
+    super(inner);
+  }
+  override async append(...args: Parameters<EventStore['append']>) {
     this.appendCalls += 1;
     await this.beforeAppend(args[0], this.appendCalls);
     return this.inner.append(...args);
   }
-  readStream(...args: Parameters<EventStore['readStream']>) {
-    return this.inner.readStream(...args);
-  }
-  readAll(...args: Parameters<EventStore['readAll']>) {
-    return this.inner.readAll(...args);
-  }
-  isSettled(...args: Parameters<EventStore['isSettled']>) {
-    return this.inner.isSettled(...args);
-  }
-  subscribe(...args: Parameters<EventStore['subscribe']>) {
-    return this.inner.subscribe(...args);
-  }
-  getStreamMetadata(...args: Parameters<EventStore['getStreamMetadata']>) {
-    return this.inner.getStreamMetadata(...args);
-  }
-  setStreamMetadata(...args: Parameters<EventStore['setStreamMetadata']>) {
-    return this.inner.setStreamMetadata(...args);
-  }
-  deleteStream(...args: Parameters<EventStore['deleteStream']>) {
-    return this.inner.deleteStream(...args);
-  }
-  ping() {
-    return this.inner.ping();
-  }
-  async close() {}
+  override async close() {}
 }
 
 /** A store whose first `times` appends fail with a conflict that names the stream's real current revision. */
