@@ -297,7 +297,7 @@ describe('cluster credentials and cluster replies, through the HTTP API', functi
       const clusterId = await register(inline(kubeconfig({ token: 'not-the-token' })));
       const unreachable = await eventually('the cluster unreachable', () => clusterView(clusterId), (view) => view.connection.state === 'unreachable');
       expect(unreachable.connection.cause).to.match(/401|Unauthorized/);
-      expect(Date.parse(unreachable.connection.since!)).to.be.a('number').and.not.NaN;
+      expect(Number.isNaN(Date.parse(unreachable.connection.since!)), 'since is a time').to.equal(false);
       const deploymentId = await deploy(clusterId, 'unreachable');
       const waiting = await eventually('the deployment waiting', () => deployment(deploymentId), (view) => typeof (view as { waitingFor?: string }).waitingFor === 'string');
       expect((waiting as { waitingFor?: string }).waitingFor).to.match(/^cluster cred-.* is unreachable since .*: .*(401|Unauthorized)/);

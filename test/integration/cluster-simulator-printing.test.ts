@@ -1,7 +1,6 @@
 // What kubectl shows against the cluster simulator: server-side printed Tables, the Events the simulated controllers
 // record (listed, watched, filtered as kubectl describe filters them, and bounded), and the answer to pods/log.
 import { request as httpsRequest } from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ApiException,
   AppsV1Api,
@@ -21,6 +20,7 @@ import {
 import { expect } from 'chai';
 import { humanDuration } from '../../adapters/kubernetes/simulator/printing.js';
 import { startClusterSimulator, type ClusterSimulator, type SimulatorOptions } from '../../adapters/kubernetes/simulator/index.js';
+import { eventually as waitFor } from '../support/eventually.js';
 
 const FAST: SimulatorOptions = { podReadyAfterMs: 80, controllerIntervalMs: 20, bookmarkIntervalMs: 150 };
 
@@ -52,16 +52,8 @@ function clients(sim: ClusterSimulator): Clients {
 }
 
 /** Reads until `done` holds, for at most `timeoutMs`; the last value read is in the failure. */
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await read();
-    if (done(last)) return last;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(last)}`);
-}
+const eventually = <T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 10_000): Promise<T> =>
+  waitFor(what, read, done, timeoutMs);
 
 interface Status {
   kind: string;
