@@ -172,6 +172,16 @@ try {
   await scratch?.drop();
 }
 
+// Flat with history: the first and the last thousand plans over the same deployments, in the order they were applied.
+const WINDOW = 1000;
+const sortedCopy = (values: number[]) => [...values].sort((x, y) => x - y);
+const historyRatio =
+  applied.length >= 2 * WINDOW
+    ? {
+        p99_first_ms: percentile(sortedCopy(applied.slice(0, WINDOW)), 0.99),
+        p99_last_ms: percentile(sortedCopy(applied.slice(-WINDOW)), 0.99),
+      }
+    : undefined;
 applied.sort((a, b) => a - b);
 completed.sort((a, b) => a - b);
 const result = {
@@ -186,7 +196,18 @@ const result = {
   completed: completed.length,
   completed_p50_ms: percentile(completed, 0.5),
   completed_p99_ms: percentile(completed, 0.99),
+  ...(historyRatio
+    ? {
+        applied_p99_first_1000_ms: historyRatio.p99_first_ms,
+        applied_p99_last_1000_ms: historyRatio.p99_last_ms,
+        p99_ratio_last_first: Math.round((historyRatio.p99_last_ms / historyRatio.p99_first_ms) * 100) / 100,
+      }
+    : {}),
 };
 console.log(`applied  ${applied.length} plans: p50 ${result.applied_p50_ms} ms, p99 ${result.applied_p99_ms} ms (target p99 < 1000 ms)`);
 console.log(`complete ${completed.length} plans: p50 ${result.completed_p50_ms} ms, p99 ${result.completed_p99_ms} ms`);
+if (historyRatio) {
+  const ratio = historyRatio.p99_last_ms / historyRatio.p99_first_ms;
+  console.log(`history  applied p99: first ${WINDOW} ${historyRatio.p99_first_ms} ms, last ${WINDOW} ${historyRatio.p99_last_ms} ms, ratio ${ratio.toFixed(2)} (target <= 1.3)`);
+}
 console.log(JSON.stringify(result));
