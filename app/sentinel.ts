@@ -166,6 +166,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
         await reactors?.stop();
         await projections.stop();
+        // Snapshots are written after their command answered: the ones under way finish before the pool closes.
+        await handler.snapshotsWritten();
         await store.close();
         await db.close();
       },
