@@ -422,8 +422,10 @@ export class CommandHandler {
           outcome('error');
           throw error;
         }
-        // The stream moved on under the state decided on: the next attempt starts from what the store holds.
-        this.cache.evict(stream);
+        // The stream moved on under the state decided on: the next attempt starts from what the store holds. A conflict
+        // on another stream (the admission ledger's, appended to by the gate) says nothing of this one, whose cached
+        // state stays: the next attempt reads only what came after it.
+        if (error.stream === stream) this.cache.evict(stream);
         if (attempt >= this.maxAttempts) {
           outcome('conflict');
           throw new ConflictAfterRetries(error.stream, attempt, error.actual);

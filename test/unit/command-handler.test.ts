@@ -429,6 +429,26 @@ describe('CommandHandler on the postgres event store (PGlite)', () => {
       expect(from).to.deep.equal(['stream', 'cache', 'stream']);
     });
 
+    it('given a conflict on another stream (a gate admitting to its ledger), then the state stays: the next attempt reads forward from memory', async () => {
+      const id = randomUUID();
+      await handler.execute(clusters, id, register(id), context());
+      const { from, stateMetrics } = loads();
+      const retrying = new CommandHandler(store, { stateMetrics });
+      await retrying.loadState(clusters, id);
+      let admits = 0;
+
+      await retrying.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context(), async ({ events }) => ({
+        events,
+        admit: async () => {
+          admits += 1;
+          if (admits === 1) throw new ConcurrencyConflict('quota-global', 0, 1);
+        },
+      }));
+
+      expect(admits).to.equal(2);
+      expect(from).to.deep.equal(['stream', 'cache', 'cache']);
+    });
+
     it('given a stream deleted through the handler\'s store, then its state is read afresh: absent', async () => {
       const id = randomUUID();
       const cached = new CommandHandler(store);
