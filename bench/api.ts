@@ -15,6 +15,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../app/config.js';
 import { startSentinel } from '../app/sentinel.js';
 import type { EventStore, EventToAppend } from '../domain/event-store.js';
+import { adminClient } from './admin-client.js';
 import { createScratchDatabase, type ScratchDatabase } from '../test/support/postgres.js';
 
 const COMMANDS = Number(process.env['BENCH_API_COMMANDS'] ?? 4000);
@@ -82,19 +83,7 @@ const sentinel = await startSentinel(
 
 let result: Record<string, unknown> | undefined;
 try {
-  const api = `http://127.0.0.1:${sentinel.port}/api/v1`;
-  const login = await fetch(`${api}/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: PASSWORD }),
-  });
-  const { accessToken } = (await login.json()) as { accessToken: string };
-  const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
-  const post = async (url: string, body: unknown): Promise<{ id: string }> => {
-    const res = await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
-    if (res.status !== 201 && res.status !== 202) throw new Error(`POST ${url} answered ${res.status}: ${await res.text()}`);
-    return (await res.json()) as { id: string };
-  };
+  const { api, headers, post } = await adminClient(sentinel.port, PASSWORD);
 
   // ---- the fleet and the policies ---------------------------------------------------------------------------
   const namespace = 'bench';

@@ -14,6 +14,7 @@ import { loadConfig } from '../app/config.js';
 import { SIMULATED_CLUSTER_ID } from '../app/reactors.js';
 import { startSentinel } from '../app/sentinel.js';
 import type { RecordedEvent } from '../domain/event-store.js';
+import { adminClient } from './admin-client.js';
 import { createScratchDatabase, type ScratchDatabase } from '../test/support/postgres.js';
 
 const PLANS = Number(process.env['BENCH_REACTOR_PLANS'] ?? 1000);
@@ -60,19 +61,7 @@ const sentinel = await startSentinel(
 const applied: number[] = [];
 const completed: number[] = [];
 try {
-  const api = `http://127.0.0.1:${sentinel.port}/api/v1`;
-  const login = await fetch(`${api}/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: PASSWORD }),
-  });
-  const { accessToken } = (await login.json()) as { accessToken: string };
-  const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
-  const post = async (url: string, body: unknown): Promise<{ id: string }> => {
-    const res = await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
-    if (res.status !== 201 && res.status !== 202) throw new Error(`POST ${url} answered ${res.status}: ${await res.text()}`);
-    return (await res.json()) as { id: string };
-  };
+  const { api, headers, post } = await adminClient(sentinel.port, PASSWORD);
 
   // ---- what the plans change: deployments on the simulated cluster, all available first ----------------
   const clusterId = external
