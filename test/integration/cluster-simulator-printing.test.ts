@@ -3,14 +3,8 @@
 import { request as httpsRequest } from 'node:https';
 import {
   ApiException,
-  AppsV1Api,
-  AutoscalingV2Api,
-  BatchV1Api,
-  CoreV1Api,
   EventsV1Api,
-  KubeConfig,
   PatchStrategy,
-  PolicyV1Api,
   setHeaderOptions,
   Watch,
   type CoreV1Event,
@@ -19,37 +13,14 @@ import {
 } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { humanDuration } from '../../adapters/kubernetes/simulator/printing.js';
-import { startClusterSimulator, type ClusterSimulator, type SimulatorOptions } from '../../adapters/kubernetes/simulator/index.js';
+import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
+import { clients, FAST, type Clients } from '../support/simulator-clients.js';
 import { eventually as waitFor } from '../support/eventually.js';
-
-const FAST: SimulatorOptions = { podReadyAfterMs: 80, controllerIntervalMs: 20, bookmarkIntervalMs: 150 };
 
 /** What kubectl get sends: a Table in either meta.k8s.io version, else plain JSON. */
 const KUBECTL_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json';
 
 const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-
-interface Clients {
-  kc: KubeConfig;
-  core: CoreV1Api;
-  apps: AppsV1Api;
-  batch: BatchV1Api;
-  autoscaling: AutoscalingV2Api;
-  policy: PolicyV1Api;
-}
-
-function clients(sim: ClusterSimulator): Clients {
-  const kc = new KubeConfig();
-  kc.loadFromString(sim.kubeconfig());
-  return {
-    kc,
-    core: kc.makeApiClient(CoreV1Api),
-    apps: kc.makeApiClient(AppsV1Api),
-    batch: kc.makeApiClient(BatchV1Api),
-    autoscaling: kc.makeApiClient(AutoscalingV2Api),
-    policy: kc.makeApiClient(PolicyV1Api),
-  };
-}
 
 /** Reads until `done` holds, for at most `timeoutMs`; the last value read is in the failure. */
 const eventually = <T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 10_000): Promise<T> =>

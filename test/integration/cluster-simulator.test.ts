@@ -3,14 +3,10 @@ import { request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ApiException,
-  AppsV1Api,
-  AutoscalingV2Api,
-  BatchV1Api,
   CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
-  PolicyV1Api,
   setHeaderOptions,
   Watch,
   type KubernetesObject,
@@ -18,31 +14,8 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { expect } from 'chai';
-import { startClusterSimulator, type ClusterSimulator, type SimulatorOptions } from '../../adapters/kubernetes/simulator/index.js';
-
-const FAST: SimulatorOptions = { podReadyAfterMs: 80, controllerIntervalMs: 20, bookmarkIntervalMs: 150 };
-
-interface Clients {
-  kc: KubeConfig;
-  core: CoreV1Api;
-  apps: AppsV1Api;
-  batch: BatchV1Api;
-  policy: PolicyV1Api;
-  autoscaling: AutoscalingV2Api;
-}
-
-function clients(sim: ClusterSimulator): Clients {
-  const kc = new KubeConfig();
-  kc.loadFromString(sim.kubeconfig());
-  return {
-    kc,
-    core: kc.makeApiClient(CoreV1Api),
-    apps: kc.makeApiClient(AppsV1Api),
-    batch: kc.makeApiClient(BatchV1Api),
-    policy: kc.makeApiClient(PolicyV1Api),
-    autoscaling: kc.makeApiClient(AutoscalingV2Api),
-  };
-}
+import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
+import { clients, FAST, type Clients } from '../support/simulator-clients.js';
 
 const apply = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
 const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
