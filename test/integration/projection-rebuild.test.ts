@@ -10,8 +10,8 @@ import type { Knex } from 'knex';
 import { pino } from 'pino';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { noHealth } from '../../adapters/policy/file-health-source.js';
-import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
+import { openPglite } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { clusters, workloads } from '../../commands/aggregates.js';
 import { systemClock } from '../../commands/clock.js';
@@ -25,48 +25,15 @@ import { auditProjector } from '../../projections/audit-trail.js';
 import { tableNames, type Projector } from '../../projections/projector.js';
 import { READ_MODELS, READ_MODEL_PROJECTORS } from '../../projections/read-models.js';
 import { rebuildProjection, type RebuildProgress } from '../../projections/rebuild.js';
-import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { ProjectionRuntime } from '../../projections/runtime.js';
 import { runCli as cli } from '../support/cli.js';
+import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const PROJECTORS: Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
 const DEPLOYMENTS = READ_MODELS.deployments.projector as Projector;
 const SCRATCH_GENERATION = 900;
 const SEEDED = 60;
-
-interface Backend {
-  name: string;
-  skip?: string;
-  open(): Promise<{ db: Database; url?: string; lease: () => ProjectionLease; close(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: 'PGlite',
-    open: async () => {
-      const db = await openPglite();
-      return { db, lease: () => inProcessLease, close: () => db.close() };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    skip: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch = await createScratchDatabase();
-      const db = openPostgres(scratch.url);
-      return {
-        db,
-        url: scratch.url,
-        lease: () => new AdvisoryLease(scratch.url),
-        close: async () => {
-          await db.close();
-          await scratch.drop();
-        },
-      };
-    },
-  },
-];
 
 function contextOf(): CommandContext {
   return { actor: { id: 'operator', kind: 'user' }, correlationId: randomUUID(), causationId: randomUUID() };

@@ -4,15 +4,14 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { pino } from 'pino';
-import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
 import type { Projector, TableNames } from '../../projections/projector.js';
-import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+import { ProjectionRuntime } from '../../projections/runtime.js';
+import { createScratchDatabase } from '../support/postgres.js';
 import { events, uniqueStream } from '../support/events.js';
+import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 
@@ -60,38 +59,6 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Pr
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
-
-interface Backend {
-  name: string;
-  skip?: string;
-  open(): Promise<{ db: Database; lease: () => ProjectionLease; close(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: 'PGlite',
-    open: async () => {
-      const db = await openPglite();
-      return { db, lease: () => inProcessLease, close: () => db.close() };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    skip: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch: ScratchDatabase = await createScratchDatabase();
-      const db = openPostgres(scratch.url);
-      return {
-        db,
-        lease: () => new AdvisoryLease(scratch.url),
-        close: async () => {
-          await db.close();
-          await scratch.drop();
-        },
-      };
-    },
-  },
-];
 
 for (const backend of backends) {
   describe(`projection runtime on ${backend.name}`, function () {

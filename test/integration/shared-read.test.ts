@@ -7,15 +7,13 @@ import { pino } from 'pino';
 import { ChangeSignal } from '../../adapters/event-store/change-signal.js';
 import { pollingSubscription } from '../../adapters/event-store/polling-subscription.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
-import { AdvisoryLease, inProcessLease } from '../../adapters/postgres/advisory-lease.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import type { EventStore, EventToAppend, ExpectedRevision, ReadAllOptions, SubscribeOptions } from '../../domain/event-store.js';
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import type { Projector, TableNames } from '../../projections/projector.js';
-import { ProjectionRuntime, type ProjectionLease } from '../../projections/runtime.js';
+import { ProjectionRuntime } from '../../projections/runtime.js';
 import { events, uniqueStream } from '../support/events.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 
@@ -96,38 +94,6 @@ async function appendMany(store: EventStore, stream: string, type: string, count
   for (let i = 0; i < count; i += 10) position = (await store.append(stream, events(Math.min(10, count - i), type))).position;
   return position;
 }
-
-interface Backend {
-  name: string;
-  skip?: string;
-  open(): Promise<{ db: Database; lease: () => ProjectionLease; close(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: 'PGlite',
-    open: async () => {
-      const db = await openPglite();
-      return { db, lease: () => inProcessLease, close: () => db.close() };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    skip: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch = await createScratchDatabase();
-      const db = openPostgres(scratch.url);
-      return {
-        db,
-        lease: () => new AdvisoryLease(scratch.url),
-        close: async () => {
-          await db.close();
-          await scratch.drop();
-        },
-      };
-    },
-  },
-];
 
 for (const backend of backends) {
   describe(`one shared read of the log on ${backend.name}`, function () {
