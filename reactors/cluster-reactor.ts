@@ -72,6 +72,7 @@ export class ClusterReactor implements Reactor {
   private readonly adopted = new Map<string, string>();
   /** Every deployment ever placed on this cluster and not yet seen deleted: what a resync goes through. */
   private readonly placed = new Set<string>();
+  private placedRead = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   /** Whether the cluster was last reached, as logged. */
   private connectionState: 'connected' | 'unreachable' | undefined;
@@ -90,9 +91,14 @@ export class ClusterReactor implements Reactor {
   async start(): Promise<void> {
     // The watch lists every managed object first: rollouts that were in flight when a previous instance stopped
     // are picked up from there. What it cannot list (objects the cluster lost meanwhile) the first resync finds.
-    for await (const event of everyEventOf(this.handler.store, ['DeploymentCreated'])) {
-      const { deploymentId, clusterId } = event.data as { deploymentId: string; clusterId: string };
-      if (clusterId === this.clusterId) this.placed.add(deploymentId);
+    // Read from the log once per instance: after that, the changes it handles keep the set (a restart by the runtime
+    // hands it every change since its checkpoint again).
+    if (!this.placedRead) {
+      for await (const event of everyEventOf(this.handler.store, ['DeploymentCreated'])) {
+        const { deploymentId, clusterId } = event.data as { deploymentId: string; clusterId: string };
+        if (clusterId === this.clusterId) this.placed.add(deploymentId);
+      }
+      this.placedRead = true;
     }
     try {
       this.watch = await this.driver.watch(
