@@ -43,6 +43,8 @@ export interface GateVerdict {
   events: DomainEvent[];
   /** Runs just before the append; a `ConcurrencyConflict` from it runs the whole command again. */
   admit?: () => Promise<void>;
+  /** Called once the attempt is over, whether `admit` ran or not: gives up what the gate held for it. */
+  release?: () => void;
   /** When set, the events are appended and then this is thrown: the command was judged and refused. */
   refusal?: Error;
 }
@@ -398,12 +400,17 @@ export class CommandHandler {
         throw error;
       }
       if (events.length === 0) {
+        verdict?.release?.();
         outcome('unchanged');
         return { id, revision: loaded.revision, position: loaded.position, appended: 0 };
       }
 
       try {
-        await verdict?.admit?.();
+        try {
+          await verdict?.admit?.();
+        } finally {
+          verdict?.release?.();
+        }
         const toAppend = events.map((event, index) => envelope(aggregate, event, index, context));
         const result = await this.store.append(stream, toAppend, {
           expected: loaded.revision === -1 ? 'no_stream' : loaded.revision,

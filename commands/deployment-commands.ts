@@ -17,7 +17,7 @@ import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
 import { deploymentChange, specOf } from './deployment-change.js';
 import { FleetFacts } from './fleet-facts.js';
-import { PolicyEngine } from './policy-engine.js';
+import { PolicyEngine, type Judgement } from './policy-engine.js';
 import { UniqueNames, type ClaimRequest } from './unique-names.js';
 
 export class DeploymentCommands {
@@ -160,16 +160,26 @@ export class DeploymentCommands {
     return async ({ command, state, revision, events }) => {
       const after = fold(deploymentDecider, events, state) as PlacedDeployment;
       const change = deploymentChange(action, state.status === 'absent' ? undefined : state, after, context, this.clock.now());
-      const judgement = await this.policy.judge(command.type, [{ change, slo: specOf(after).slo }], context);
+      // The ledger is this command's from the judgement until the change is admitted or refused.
+      const turn = await this.policy.admissionTurn();
+      let judgement: Judgement;
+      try {
+        judgement = await this.policy.judge(command.type, [{ change, slo: specOf(after).slo }], context, turn);
+      } catch (error) {
+        turn.release();
+        throw error;
+      }
       const decision = { type: 'PolicyEvaluated', data: judgement.decision };
       if (judgement.verdict === 'deny') {
+        turn.release();
         return { events: [decision], refusal: PolicyEngine.refusal(judgement, `${action} of deployment ${deploymentId}`) };
       }
       const footprint = after.status === 'Deleted' ? undefined : (change.after ?? change.before);
       return {
         events: [decision, ...events],
+        release: turn.release,
         admit: () =>
-          this.policy.admit(
+          turn.admit(
             {
               at: change.at,
               action,
@@ -193,7 +203,6 @@ export class DeploymentCommands {
                   }
                 : {}),
             },
-            judgement.ledger,
             context,
           ),
       };

@@ -1,28 +1,18 @@
 // The policy engine on the write side: the current policy set, the admission ledger, the inputs a decision
 // reads, and the `PolicyEvaluated` event that records it.
-import { randomUUID } from 'node:crypto';
 import { fold, PolicyViolation } from '../domain/decider.js';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
-import {
-  accrue,
-  hoursLeftInMonth,
-  ledgerDecider,
-  ledgerEvents,
-  usageWhere,
-  type Admission,
-  type Ledger,
-  type LedgerEvent,
-} from '../domain/ledger.js';
+import { accrue, hoursLeftInMonth, usageWhere, type Ledger } from '../domain/ledger.js';
 import { compilePolicies, evaluate, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
 import { policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
 import { hourlyCost, type PriceTable } from '../domain/pricing.js';
-import { metadataOf, type CommandContext } from './command-handler.js';
+import { AdmissionLedger, type AdmissionTurn, type Folded } from './admission-ledger.js';
+import type { CommandContext } from './command-handler.js';
+
+export { LEDGER_STREAM } from './admission-ledger.js';
 
 export const POLICY_SET_STREAM = 'policyset-global';
-export const LEDGER_STREAM = 'quota-global';
-/** A snapshot of the ledger every this many events keeps loading it short. */
-const SNAPSHOT_EVERY = 200;
 
 /** Observed health of a deployment, from telemetry once it exists; a configurable source until then. */
 export interface HealthSource {
@@ -45,13 +35,8 @@ export interface Judgement {
   verdict: 'allow' | 'deny';
   decision: PolicyDecision;
   evaluations: Evaluation[];
-  ledger: Folded<Ledger>;
 }
 
-interface Folded<State> {
-  state: State;
-  revision: number;
-}
 
 export class PolicyEngine {
   private policySetCache: Folded<PolicySet> & { compiled: CompiledPolicySet } = {
@@ -59,12 +44,14 @@ export class PolicyEngine {
     revision: -1,
     compiled: compilePolicies([], -1),
   };
-  private ledgerCache: Folded<Ledger> = { state: ledgerDecider.initialState, revision: -1 };
+  private readonly admissions: AdmissionLedger;
 
   constructor(
     private readonly store: EventStore,
     private readonly options: PolicyEngineOptions,
-  ) {}
+  ) {
+    this.admissions = new AdmissionLedger(store);
+  }
 
   /** The current policy set, read forward from where this process last saw it. */
   async policySet(): Promise<Folded<PolicySet> & { compiled: CompiledPolicySet }> {
@@ -84,21 +71,17 @@ export class PolicyEngine {
     return compilePolicies(Object.values(state.policies), revision);
   }
 
-  /** The ledger, read forward from this process's copy, or back to its last snapshot on first use. */
-  async ledger(): Promise<Folded<Ledger>> {
-    const cached = this.ledgerCache;
-    let newer: RecordedEvent[];
-    let base: Folded<Ledger> = cached;
-    if (cached.revision === -1) {
-      newer = await this.sinceSnapshot();
-    } else {
-      newer = await this.store.readStream(LEDGER_STREAM, { from: cached.revision + 1 });
-    }
-    if (newer.length === 0) return cached;
-    if (newer[0]!.type === 'LedgerSnapshotted') base = { state: ledgerDecider.initialState, revision: -1 };
-    const state = fold(ledgerDecider, newer.map(parseLedgerEvent), base.state);
-    this.ledgerCache = { state, revision: newer.at(-1)!.revision };
-    return this.ledgerCache;
+  /** The admission ledger as stored, read forward from this process's copy. */
+  ledger(): Promise<Folded<Ledger>> {
+    return this.admissions.current();
+  }
+
+  /**
+   * The turn to judge a change and admit it, with the ledger to this process: a judgement made with it reads
+   * the ledger with every admission before it counted. Give it up with `admit` or `release`.
+   */
+  admissionTurn(): Promise<AdmissionTurn> {
+    return this.admissions.turn();
   }
 
   /** What a rule may read about a change, from the ledger, the price table and the health source. */
@@ -133,13 +116,21 @@ export class PolicyEngine {
     };
   }
 
-  /** Judges each change against the current policy set and ledger; the decision records everything it read. */
-  async judge(command: string, judged: Judged[], context: CommandContext & { emergency?: { justification: string } }): Promise<Judgement> {
-    const [{ compiled, revision }, ledger] = await Promise.all([this.policySet(), this.ledger()]);
+  /**
+   * Judges each change against the current policy set and the ledger (the one a turn read, when the change is to
+   * be admitted); the decision records everything it read.
+   */
+  async judge(
+    command: string,
+    judged: Judged[],
+    context: CommandContext & { emergency?: { justification: string } },
+    turn?: AdmissionTurn,
+  ): Promise<Judgement> {
+    const [{ compiled, revision }, ledger] = await Promise.all([this.policySet(), turn ? turn.ledger : this.admissions.view()]);
     const evaluations: Evaluation[] = [];
     const recorded: PolicyDecision['evaluations'] = [];
     for (const item of judged) {
-      const inputs = await this.inputsFor(item, ledger.state);
+      const inputs = await this.inputsFor(item, ledger);
       const evaluation = evaluate(compiled, item.change, inputs);
       evaluations.push(evaluation);
       recorded.push({
@@ -160,28 +151,7 @@ export class PolicyEngine {
         ...(context.emergency ? { breakGlass: { justification: context.emergency.justification, actorId: context.actor.id } } : {}),
       }),
     ) as PolicyDecision;
-    return { verdict, decision, evaluations, ledger };
-  }
-
-  /** Records an admitted change in the ledger at the revision it was judged against. */
-  async admit(admission: Admission, ledger: Folded<Ledger>, context: CommandContext): Promise<void> {
-    const event: LedgerEvent = { type: 'ChangeAdmitted', data: admission };
-    const events: LedgerEvent[] = [event];
-    if ((ledger.revision + 2) % SNAPSHOT_EVERY === 0) {
-      events.push({ type: 'LedgerSnapshotted', data: ledgerDecider.evolve(ledger.state, event) });
-    }
-    const metadata = metadataOf(context);
-    await this.store.append(
-      LEDGER_STREAM,
-      events.map((e) => ({
-        id: randomUUID(),
-        type: e.type,
-        schemaVersion: ledgerEvents.version(e.type),
-        data: JSON.parse(JSON.stringify(e.data)) as Record<string, unknown>,
-        metadata,
-      })),
-      { expected: ledger.revision === -1 ? 'no_stream' : ledger.revision },
-    );
+    return { verdict, decision, evaluations };
   }
 
   /** $/hour of a footprint on a cluster, by the configured price table. */
@@ -201,30 +171,10 @@ export class PolicyEngine {
     });
     return new PolicyViolation(`policy refused ${subject}: ${failed.map((f) => f.message).join('; ')}`, failed);
   }
-
-  /** Events back to (and including) the last snapshot, oldest first. */
-  private async sinceSnapshot(): Promise<RecordedEvent[]> {
-    const collected: RecordedEvent[] = [];
-    let from: number | undefined;
-    for (;;) {
-      const page = await this.store.readStream(LEDGER_STREAM, { direction: 'backwards', from, limit: 256 });
-      for (const event of page) {
-        collected.push(event);
-        if (event.type === 'LedgerSnapshotted') return collected.reverse();
-      }
-      const last = page.at(-1);
-      if (page.length < 256 || !last || last.revision === 0) return collected.reverse();
-      from = last.revision - 1;
-    }
-  }
 }
 
 function parsePolicySetEvent(event: RecordedEvent): PolicySetEvent {
   return policySetEvents.parse(event.type, event.schemaVersion, event.data);
-}
-
-function parseLedgerEvent(event: RecordedEvent): LedgerEvent {
-  return ledgerEvents.parse(event.type, event.schemaVersion, event.data);
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
