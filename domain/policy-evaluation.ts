@@ -114,7 +114,7 @@ export function evaluate(set: CompiledPolicySet, change: Change, inputs: PolicyI
     const { policy } = compiled;
     const result = compiled.rule(policy.parameters, change, inputs);
     if (result.outcome === 'fail' && policy.mode === 'enforce') verdict = 'deny';
-    results.push({
+    const recorded: PolicyResult = {
       policyId: policy.id,
       name: policy.name,
       type: policy.type,
@@ -122,8 +122,9 @@ export function evaluate(set: CompiledPolicySet, change: Change, inputs: PolicyI
       priority: policy.priority,
       outcome: result.outcome,
       message: result.message,
-      ...(result.breakGlass ? { breakGlass: true } : {}),
-    });
+    };
+    if (result.breakGlass) recorded.breakGlass = true;
+    results.push(recorded);
   }
   return { verdict, results };
 }

@@ -953,7 +953,7 @@ const planItem = (row: PlanRow, actions: PlanActionRow[]) => ({
 
 const planFilters: Filters = {
   status: oneOf('status', PLAN_STATUSES),
-  source: oneOf('source', ['user', 'inframind']),
+  source: oneOf('source', ['user', 'inframind', 'sentinel']),
   // By creation time: when the plan was submitted.
   from: instantFilter('created_at', '>='),
   to: instantFilter('created_at', '<'),

@@ -50,13 +50,35 @@ function timesOf(history: readonly PastAction[]): Float64Array {
   return times;
 }
 
-export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
-  const now = Date.parse(change.at);
-  if (Number.isNaN(now)) return { outcome: 'fail', message: `the change's time "${change.at}" is not an ISO date-time` };
-  const { maxActions, windowSeconds, per, stabilizationSeconds } = parameters;
-  const history = inputs.history;
-  const windowMs = windowSeconds * 1000;
-  const windowStart = now - windowMs;
+interface Scan {
+  count: number;
+  lastScaleAt: number;
+  lastScaleDirection: 'up' | 'down' | undefined;
+}
+
+/**
+ * The scans of one history for one change, by what a scan depends on (scope, window, stabilization): a large set
+ * repeats a handful of those, and each policy then only prints its own limit.
+ */
+const scans = new WeakMap<readonly PastAction[], { change: Change; byKey: Map<string, Scan> }>();
+
+function scanOf(history: readonly PastAction[], change: Change, now: number, per: Per, windowSeconds: number, stabilizationSeconds: number | undefined): Scan {
+  let forHistory = scans.get(history);
+  if (!forHistory || forHistory.change !== change) {
+    forHistory = { change, byKey: new Map() };
+    scans.set(history, forHistory);
+  }
+  const key = `${per}|${windowSeconds}|${stabilizationSeconds ?? ''}`;
+  let scan = forHistory.byKey.get(key);
+  if (!scan) {
+    scan = scanHistory(history, change, now, per, windowSeconds, stabilizationSeconds);
+    forHistory.byKey.set(key, scan);
+  }
+  return scan;
+}
+
+function scanHistory(history: readonly PastAction[], change: Change, now: number, per: Per, windowSeconds: number, stabilizationSeconds: number | undefined): Scan {
+  const windowStart = now - windowSeconds * 1000;
   const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
   const stabilizationStart = now - (stabilizationSeconds ?? 0) * 1000;
   const times = timesOf(history);
@@ -86,6 +108,20 @@ export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
       }
     }
   }
+  return { count, lastScaleAt, lastScaleDirection };
+}
+
+export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
+  const now = Date.parse(change.at);
+  if (Number.isNaN(now)) return { outcome: 'fail', message: `the change's time "${change.at}" is not an ISO date-time` };
+  const { maxActions, windowSeconds, per, stabilizationSeconds } = parameters;
+  const history = inputs.history;
+  const windowMs = windowSeconds * 1000;
+  const windowStart = now - windowMs;
+  const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
+  const targetId = change.target.id;
+  const { count, lastScaleAt, lastScaleDirection } = scanOf(history, change, now, per, windowSeconds, stabilizationSeconds);
+  const times = timesOf(history);
 
   const counted = `${plural(count, 'change')} ${scope(per, change)} in the last ${windowSeconds} s; at most ${maxActions} allowed`;
   let overLimit: string | undefined;
