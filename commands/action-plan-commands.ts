@@ -43,6 +43,25 @@ export class ActionPlanCommands {
         { path: 'source', message: 'users submit with source "user"' },
       ]);
     }
+    // Sentinel's own plans come only from its remediation, through `proposeFromSentinel`.
+    if (body.source === 'sentinel') {
+      throw new RuleViolation('plans with source "sentinel" are proposed by Sentinel itself, never submitted', [
+        { path: 'source', message: 'one of user, inframind' },
+      ]);
+    }
+    return this.record(planId, body, context);
+  }
+
+  /** A plan Sentinel proposes itself (a remediation), judged by policy like any other; never reachable over HTTP. */
+  proposeFromSentinel(
+    planId: string,
+    proposal: Pick<ActionPlanBody, 'reason' | 'actions' | 'shadow'>,
+    context: CommandContext,
+  ): Promise<WriteResult> {
+    return this.record(planId, { ...proposal, source: 'sentinel' }, context);
+  }
+
+  private record(planId: string, body: ActionPlanBody, context: CommandContext): Promise<WriteResult> {
     const now = this.clock.now();
     const expiresAt = body.expiresAt ?? new Date(now.getTime() + (body.ttlSeconds ?? this.options.defaultTtlSeconds) * 1000).toISOString();
     return this.handler.execute(

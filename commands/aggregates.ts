@@ -8,6 +8,7 @@ import {
   type DeploymentCommand,
   type DeploymentEvent,
 } from '../domain/deployment.js';
+import { nodeDecider, nodeEvents, type Node, type NodeCommand, type NodeEvent } from '../domain/node.js';
 import { workloadDecider, workloadEvents, type Workload, type WorkloadCommand, type WorkloadEvent } from '../domain/workload.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
 import { policySetDecider, policySetEvents, type PolicySet, type PolicySetCommand, type PolicySetEvent } from '../domain/policy-set.js';
@@ -43,6 +44,14 @@ export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPl
   decider: actionPlanDecider,
   events: actionPlanEvents,
   records: policyEvents,
+  snapshotVersion: 1,
+};
+
+/** Nodes that report telemetry, and the health facts derived from it, in stream `node-<nodeId(cluster, node name)>`. */
+export const nodes: Aggregate<NodeCommand, NodeEvent, Node> = {
+  category: 'node',
+  decider: nodeDecider,
+  events: nodeEvents,
   snapshotVersion: 1,
 };
 

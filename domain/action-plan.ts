@@ -52,7 +52,8 @@ export function actionTarget(action: PlanAction): { kind: 'deployment' | 'cluste
 
 // ---- bodies -------------------------------------------------------------------------------------------
 
-export const planSource = z.enum(['user', 'inframind'], { error: 'one of user, inframind' });
+/** Who a plan speaks for. `sentinel`: Sentinel's own remediation, never accepted from a request. */
+export const planSource = z.enum(['user', 'inframind', 'sentinel'], { error: 'one of user, inframind' });
 export type PlanSource = z.infer<typeof planSource>;
 
 /** The longest a plan may wait for execution: seven days. */
