@@ -57,7 +57,7 @@ const HOST_PORT = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):[0-9]{1,5}$/i;
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const schema = z.object({
-  AGENT_SENTINEL_ADDRESS: z.string().regex(HOST_PORT, 'host:port of Sentinel\'s telemetry gRPC service, e.g. sentinel.sentinel.svc:4317').default('127.0.0.1:4317'),
+  AGENT_SENTINEL_ADDRESS: z.string().regex(HOST_PORT, 'host:port of Sentinel\'s telemetry gRPC service, e.g. sentinel.sentinel.svc:50051').default('127.0.0.1:50051'),
   AGENT_PUSH: z.enum(['on', 'off'], { error: 'on or off' }).default('on'),
   AGENT_TOKEN: optionalText('a service-account token'),
   AGENT_TOKEN_FILE: optionalText('a file path'),

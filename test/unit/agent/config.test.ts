@@ -21,7 +21,7 @@ describe('agent configuration', () => {
       agentId: `c1/${os.hostname()}`,
       nodeName: os.hostname(),
       clusterId: 'c1',
-      push: { address: '127.0.0.1:4317', token: { value: 'secret' }, tls: { mode: 'plaintext' } },
+      push: { address: '127.0.0.1:50051', token: { value: 'secret' }, tls: { mode: 'plaintext' } },
       collectSeconds: 10,
       batchMaxSamples: 1000,
       batchMaxSeconds: 30,
@@ -49,7 +49,7 @@ describe('agent configuration', () => {
 
   it('given bad values, then each is refused with the variable named and the token never shown', () => {
     expect(problemsOf({ AGENT_COLLECT_SECONDS: '1e3', AGENT_SENTINEL_ADDRESS: 'sentinel', AGENT_TOKEN: 'secret', AGENT_TOKEN_FILE: '/t' })).to.deep.equal([
-      'AGENT_SENTINEL_ADDRESS: host:port of Sentinel\'s telemetry gRPC service, e.g. sentinel.sentinel.svc:4317 (got "sentinel")',
+      'AGENT_SENTINEL_ADDRESS: host:port of Sentinel\'s telemetry gRPC service, e.g. sentinel.sentinel.svc:50051 (got "sentinel")',
       'AGENT_CLUSTER_ID: the id of the cluster this node belongs to (required) (got nothing)',
       'AGENT_COLLECT_SECONDS: an integer from 1 to 3600 (got "1e3")',
     ]);
