@@ -1,14 +1,10 @@
 // Health facts from the telemetry pipeline: each stored batch becomes node facts, and a timer finds silent nodes.
 import type { Batch } from '../adapters/grpc/telemetry-proto.js';
+import type { StoredBatchListener } from './ingest-server.js';
 import { systemClock, type Clock } from '../commands/clock.js';
 import type { NodeHealthCommands, RecordedFacts } from '../commands/node-commands.js';
 import type { EventStore } from '../domain/event-store.js';
 import type { Remediation } from './remediation.js';
-
-/** What the ingest calls once per newly stored batch, in order per agent, after the batch is stored. */
-export interface StoredBatchListener {
-  batchStored(batch: Batch, receivedAt: Date): Promise<void>;
-}
 
 export const DEFAULT_SILENCE_CHECK_INTERVAL_MS = 30_000;
 /** A node is silent after this many check intervals without a batch (90 s at the default interval). */

@@ -6,6 +6,7 @@ import * as projections002 from './migrations/002-projections.js';
 import * as reactors003 from './migrations/003-reactors.js';
 import * as access004 from './migrations/004-login-throttle-and-sessions.js';
 import * as snapshots005 from './migrations/005-aggregate-snapshots.js';
+import * as telemetry006 from './migrations/006-telemetry.js';
 
 export const SENTINEL_MIGRATIONS_TABLE = 'sentinel_migrations';
 
@@ -15,6 +16,7 @@ const migrations = compiledMigrations(SENTINEL_MIGRATIONS_TABLE, {
   '003-reactors': reactors003,
   '004-login-throttle-and-sessions': access004,
   '005-aggregate-snapshots': snapshots005,
+  '006-telemetry': telemetry006,
 });
 
 export async function migrateSentinel(knex: Knex): Promise<void> {

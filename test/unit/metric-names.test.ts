@@ -7,6 +7,7 @@ import { prometheusAggregateStateMetrics } from '../../adapters/prometheus/aggre
 import { prometheusCommandMetrics } from '../../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../../adapters/prometheus/metrics.js';
+import { ingestMetrics } from '../../telemetry/ingest-metrics.js';
 import { prometheusProjectionMetrics } from '../../adapters/prometheus/projection-metrics.js';
 import type { EventStore } from '../../domain/event-store.js';
 
@@ -17,6 +18,7 @@ function sentinelRegistry(): Registry {
   prometheusLoginMetrics(registry);
   prometheusProjectionMetrics(registry);
   prometheusAggregateStateMetrics(registry);
+  ingestMetrics(registry);
   new InstrumentedEventStore({} as EventStore, registry);
   registerHorizonMetrics({} as PostgresEventStore, registry);
   return registry;

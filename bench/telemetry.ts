@@ -1,0 +1,173 @@
+// Telemetry ingest benchmark on PostgreSQL: simulated agents (another process) push batches over gRPC to the ingest
+// running here, first as fast as acks come back (the most the ingest sustains), then paced at a given rate (ack
+// latency under that load); then the same number of sample rows as the first phase go into the same table by a bare
+// COPY, as the baseline.
+//   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:telemetry
+//   BENCH_TELEMETRY_AGENTS (20), BENCH_TELEMETRY_SECONDS per phase (20), BENCH_TELEMETRY_WARMUP_SECONDS (3),
+//   BENCH_TELEMETRY_BATCH (1000), BENCH_TELEMETRY_RATE samples/s of the paced phase (half of what the first phase
+//   sustained: latency is measured at a load the ingest carries with room to spare, not at its limit)
+// Works in a scratch database it creates on that server and drops afterwards.
+import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { pino } from 'pino';
+import { Registry, type MetricValueWithName } from 'prom-client';
+import { openPostgres } from '../adapters/postgres/database.js';
+import { migrateSentinel } from '../adapters/postgres/schema.js';
+import { startTelemetryIngest } from '../telemetry/ingest-server.js';
+import { SampleStore } from '../telemetry/sample-store.js';
+import { createScratchDatabase } from '../test/support/postgres.js';
+
+const serverUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const TOKEN = 'bench-service-account';
+
+interface AgentReport {
+  batches: number;
+  samples: number;
+  seconds: number;
+  latenciesMs: number[];
+  cpuSeconds: number;
+  maxRssBytes: number;
+}
+
+/** Runs bench/telemetry-agents.ts against the ingest and answers its report. */
+function runAgents(port: number, mode: 'max' | 'paced', rate?: number): Promise<AgentReport> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/telemetry-agents.ts'], {
+      env: { ...process.env, TELEMETRY_ADDRESS: `127.0.0.1:${port}`, TELEMETRY_TOKEN: TOKEN, BENCH_TELEMETRY_MODE: mode, ...(rate ? { BENCH_TELEMETRY_RATE: String(rate) } : {}) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`the simulated agents exited with ${code}`));
+      resolve(JSON.parse(output.trim().split('\n').pop()!) as AgentReport);
+    });
+  });
+}
+
+/** `count` sample rows like the agents' in COPY text format, written into telemetry_samples by one COPY. */
+async function copyBaseline(url: string, count: number): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const now = Date.now();
+    const labels = JSON.stringify({ gpu: '0', UUID: 'GPU-copy-0', device: 'nvidia0', modelName: 'NVIDIA H100 80GB HBM3', Hostname: 'copy-node' });
+    function* rows(): Generator<string> {
+      const CHUNK = 1000;
+      for (let written = 0; written < count; written += CHUNK) {
+        let chunk = '';
+        for (let i = written; i < Math.min(count, written + CHUNK); i++) {
+          chunk += `bench\tcopy-node-${i % 20}\tcopy-agent-${i % 20}\tDCGM_FI_DEV_GPU_UTIL\t${labels}\t${(i * 7919) % 1000}\t${new Date(now - (i % 60_000)).toISOString()}\n`;
+        }
+        yield chunk;
+      }
+    }
+    const started = performance.now();
+    await pipeline(Readable.from(rows()), client.query(copyFrom('copy telemetry_samples (cluster_id, node_name, agent_id, metric, labels, value, time) from stdin')));
+    return count / ((performance.now() - started) / 1000);
+  } finally {
+    await client.end();
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+const round = (value: number, places = 1) => Math.round(value * 10 ** places) / 10 ** places;
+
+interface Phase {
+  report: AgentReport;
+  samplesPerS: number;
+  ackP50: number;
+  ackP99: number;
+  ingestCpuSeconds: number;
+  /** Mean seconds the storing statement took, as the ingest's own histogram saw it. */
+  storeSeconds: number;
+}
+
+async function phase(registry: Registry, run: () => Promise<AgentReport>): Promise<Phase> {
+  registry.resetMetrics();
+  const cpu = process.cpuUsage();
+  const report = await run();
+  const used = process.cpuUsage(cpu);
+  const latencies = [...report.latenciesMs].sort((a, b) => a - b);
+  return {
+    report,
+    samplesPerS: report.samples / report.seconds,
+    ackP50: percentile(latencies, 0.5),
+    ackP99: percentile(latencies, 0.99),
+    ingestCpuSeconds: (used.user + used.system) / 1e6,
+    storeSeconds: await meanStoreSeconds(registry),
+  };
+}
+
+async function meanStoreSeconds(registry: Registry): Promise<number> {
+  const { values } = await registry.getSingleMetric('sentinel_telemetry_store_duration_seconds')!.get();
+  const total = (suffix: string) => (values as MetricValueWithName<string>[]).find((v) => v.metricName === `sentinel_telemetry_store_duration_seconds_${suffix}`)?.value ?? NaN;
+  return total('sum') / total('count');
+}
+
+function describe({ report, samplesPerS, ackP50, ackP99, ingestCpuSeconds, storeSeconds }: Phase): string {
+  return (
+    `${Math.round(samplesPerS)} samples/s (${report.batches} batches, ${report.samples} samples in ${round(report.seconds)} s), ` +
+    `ack p50 ${round(ackP50)} ms p99 ${round(ackP99)} ms, store ${round(storeSeconds * 1000)} ms mean; ingest process CPU ${round(ingestCpuSeconds)} s, ` +
+    `agents process CPU ${round(report.cpuSeconds)} s, RSS ${Math.round(report.maxRssBytes / 2 ** 20)} MiB`
+  );
+}
+
+const scratch = await createScratchDatabase(serverUrl);
+const db = openPostgres(scratch.url);
+try {
+  await migrateSentinel(db.knex);
+  const store = new SampleStore(db);
+  const registry = new Registry();
+  const ingest = await startTelemetryIngest({
+    host: '127.0.0.1',
+    port: 0,
+    store,
+    authenticate: async (token) => {
+      if (token !== TOKEN) throw new Error('unknown token');
+      return { id: 'bench', kind: 'service', name: 'bench-agents', role: 'system' };
+    },
+    metrics: registry,
+    logger: pino({ level: 'warn' }),
+  });
+  let max: Phase;
+  let paced: Phase;
+  let pacedRate: number;
+  try {
+    max = await phase(registry, () => runAgents(ingest.port, 'max'));
+    console.log(`max      ${describe(max)}`);
+    pacedRate = Number(process.env.BENCH_TELEMETRY_RATE ?? Math.round(max.samplesPerS / 2));
+    paced = await phase(registry, () => runAgents(ingest.port, 'paced', pacedRate));
+    console.log(`paced    ${describe(paced)} (offered ${pacedRate} samples/s)`);
+  } finally {
+    await ingest.stop();
+  }
+
+  await db.query('checkpoint');
+  const copyPerS = await copyBaseline(scratch.url, max.report.samples);
+  const ratio = max.samplesPerS / copyPerS;
+  console.log(`COPY     ${Math.round(copyPerS)} samples/s for the same ${max.report.samples} rows into telemetry_samples; ratio ${round(ratio, 3)}`);
+  console.log(
+    JSON.stringify({
+      bench: 'telemetry',
+      samples_per_s: Math.round(max.samplesPerS),
+      copy_ratio: round(ratio, 3),
+      ack_p50_ms: round(paced.ackP50, 2),
+      ack_p99_ms: round(paced.ackP99, 2),
+      paced_rate: pacedRate,
+      paced_samples_per_s: Math.round(paced.samplesPerS),
+      saturated_ack_p99_ms: round(max.ackP99, 2),
+    }),
+  );
+} finally {
+  await db.close();
+  await scratch.drop();
+}

@@ -1,0 +1,154 @@
+// What the ingest accepts from a node agent: the hello that opens a stream and each batch after it. A refusal names
+// the first field that is wrong and what would be accepted there (`samples[3].value: a finite number`).
+import { z } from 'zod';
+import type { Batch, Hello } from '../adapters/grpc/telemetry-proto.js';
+
+export const LIMITS = {
+  /** Agent ids, node names (Kubernetes allows 253 characters) and cluster ids. */
+  identityLength: 253,
+  agentVersionLength: 64,
+  samplesPerBatch: 10_000,
+  metricLength: 200,
+  labelsPerSample: 32,
+  labelNameLength: 128,
+  labelValueLength: 1024,
+  /** How far ahead of the ingest's clock a sample may be (agents' clocks drift). */
+  futureMs: 5 * 60_000,
+} as const;
+
+/** A hello or batch the ingest refuses; `field` is the path of what is wrong, `expected` what would be accepted. */
+export class InvalidTelemetry extends Error {
+  constructor(
+    readonly field: string,
+    readonly expected: string,
+  ) {
+    super(`${field}: ${expected}`);
+    this.name = 'InvalidTelemetry';
+  }
+}
+
+/** PostgreSQL text cannot hold NUL: a string with one would fail the whole batch at the database, again on every resend. */
+const withoutNul = (value: string) => !value.includes('\0');
+
+const identity = z
+  .string({ error: 'a string' })
+  .min(1, 'must not be empty')
+  .max(LIMITS.identityLength, `at most ${LIMITS.identityLength} characters`)
+  .refine(withoutNul, 'no NUL characters');
+
+const helloSchema = z.object({
+  agentId: identity,
+  nodeName: identity,
+  clusterId: identity,
+  agentVersion: z
+    .string({ error: 'a string' })
+    .max(LIMITS.agentVersionLength, `at most ${LIMITS.agentVersionLength} characters`)
+    .refine(withoutNul, 'no NUL characters'),
+});
+
+/** Prometheus' rules: a metric name may contain colons; a label name may not, and `__` starts reserved names. */
+const metricName = z
+  .string({ error: 'a string' })
+  .max(LIMITS.metricLength, `at most ${LIMITS.metricLength} characters`)
+  .regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, 'a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)');
+const labelName = z
+  .string()
+  .max(LIMITS.labelNameLength, `at most ${LIMITS.labelNameLength} characters`)
+  .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)')
+  .refine((name) => !name.startsWith('__'), 'a label name not starting with "__" (reserved)');
+const labelValue = z
+  .string()
+  .max(LIMITS.labelValueLength, `a value of at most ${LIMITS.labelValueLength} characters`)
+  .refine(withoutNul, 'a value without NUL characters');
+const unixMs = z.number({ error: 'milliseconds since the epoch' }).int('whole milliseconds since the epoch');
+
+/**
+ * The shape of a sample. Its metric name, label names and label values are checked against the rules above once per
+ * distinct string in a batch (see validateBatch): a node's batch repeats a few dozen names and a handful of label
+ * sets a thousand times, and the rules' regular expressions were most of the cost of validating a batch.
+ */
+const sampleSchema = z.object({
+  metric: z.string({ error: 'a string' }),
+  labels: z.record(z.string(), z.string({ error: 'a string' }), { error: 'a map of label names to values' }),
+  value: z.number({ error: 'a finite number' }),
+  timestampUnixMs: unixMs,
+});
+
+const batchSchema = z.object({
+  agentId: identity,
+  nodeName: identity,
+  clusterId: identity,
+  sequence: z.number({ error: 'a positive integer' }).int('a positive integer').positive('a positive integer').max(Number.MAX_SAFE_INTEGER, 'a positive integer below 2^53'),
+  samples: z
+    .array(sampleSchema, { error: 'a list of samples' })
+    .min(1, 'at least one sample')
+    .max(LIMITS.samplesPerBatch, `at most ${LIMITS.samplesPerBatch} samples`),
+  droppedSamples: z.number({ error: 'a count' }).int('a whole count').nonnegative('a count of at least 0'),
+  sentAtUnixMs: unixMs,
+});
+
+/** The hello as accepted, or InvalidTelemetry. */
+export function validateHello(input: unknown): Hello {
+  return parse(helloSchema, input, 'hello');
+}
+
+export interface BatchContext {
+  /** The stream's hello: a batch speaks for the same agent, node and cluster. */
+  hello: Hello;
+  /** The ingest's clock, in milliseconds since the epoch. */
+  nowMs: number;
+  /** How old a sample may be: older ones would land where retention has already removed data. */
+  retentionMs: number;
+}
+
+/** The batch as accepted, or InvalidTelemetry naming the first field that is wrong. */
+export function validateBatch(input: unknown, context: BatchContext): Batch {
+  const batch = parse(batchSchema, input, 'batch');
+  for (const field of ['agentId', 'nodeName', 'clusterId'] as const) {
+    if (batch[field] !== context.hello[field]) {
+      throw new InvalidTelemetry(field, `the ${field} of the stream's hello (${JSON.stringify(context.hello[field])})`);
+    }
+  }
+  const earliest = context.nowMs - context.retentionMs;
+  const latest = context.nowMs + LIMITS.futureMs;
+  const checked = { metrics: new Set<string>(), labelNames: new Set<string>(), labelValues: new Set<string>() };
+  batch.samples.forEach((sample, index) => {
+    once(checked.metrics, metricName, sample.metric, ['samples', index, 'metric']);
+    let count = 0;
+    for (const [name, value] of Object.entries(sample.labels)) {
+      if (++count > LIMITS.labelsPerSample) throw new InvalidTelemetry(`samples[${index}].labels`, `at most ${LIMITS.labelsPerSample} labels`);
+      once(checked.labelNames, labelName, name, ['samples', index, 'labels', name]);
+      once(checked.labelValues, labelValue, value, ['samples', index, 'labels', name]);
+    }
+    if (sample.timestampUnixMs < earliest || sample.timestampUnixMs > latest) {
+      throw new InvalidTelemetry(
+        `samples[${index}].timestampUnixMs`,
+        `a time between ${new Date(earliest).toISOString()} (the retention) and ${new Date(latest).toISOString()}`,
+      );
+    }
+  });
+  return batch;
+}
+
+/** Checks `value` against `rule` unless a value equal to it passed already (`passed` remembers those). */
+function once(passed: Set<string>, rule: z.ZodType<string>, value: string, at: PropertyKey[]): void {
+  if (passed.has(value)) return;
+  parse(rule, value, fieldPath(at), at);
+  passed.add(value);
+}
+
+/** The parsed value, or InvalidTelemetry naming the first issue's field under `at` (`what` when it is the whole value). */
+function parse<T>(schema: z.ZodType<T>, input: unknown, what: string, at: PropertyKey[] = []): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const [issue] = result.error.issues;
+  if (!issue) throw new InvalidTelemetry(what, `a valid ${what}`);
+  // A record key that fails carries the key's own issue inside; its message says what a key may be.
+  const nested = issue.code === 'invalid_key' ? issue.issues[0] : undefined;
+  throw new InvalidTelemetry(fieldPath([...at, ...issue.path]) || what, nested?.message ?? issue.message);
+}
+
+/** `['samples', 3, 'labels', 'gpu']` → `samples[3].labels.gpu`. */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  return path.map((part, index) => (typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`)).join('');
+}

@@ -1,0 +1,288 @@
+// The telemetry ingest: node agents push batches over gRPC (proto/telemetry.proto); each stream is authenticated
+// once, opened by a hello answered with the agent's high-water mark, and each batch is validated, stored exactly
+// once and acknowledged after its commit.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { telemetryService, type AgentMessage, type Batch, type Hello, type IngestMessage } from '../adapters/grpc/telemetry-proto.js';
+import { systemClock, type Clock } from '../commands/clock.js';
+import type { Principal } from '../domain/access.js';
+import { InvalidTelemetry, validateBatch, validateHello } from './batch-validation.js';
+import { ingestMetrics, type IngestMetrics, type RefusalReason } from './ingest-metrics.js';
+
+/** Where batches are stored; implemented by SampleStore. */
+export interface BatchStore {
+  /** How old a sample may be when it arrives. */
+  readonly sampleRetentionMs: number;
+  /** Records the hello and answers the highest sequence stored for the agent (0 when none). */
+  hello(hello: Hello, at: Date): Promise<number>;
+  /** Stores the batch in one transaction with the raised high-water mark, unless it was stored before. */
+  store(batch: Batch, receivedAt: Date): Promise<StoreOutcome>;
+  /** Creates partitions ahead and drops expired ones. */
+  maintain(now: Date): Promise<unknown>;
+}
+
+export type StoreOutcome =
+  | { stored: true; acknowledged: number; /** Samples the agent dropped since its previous stored batch. */ droppedIncrease: number }
+  | { stored: false; /** The agent's high-water mark, at or above the batch's sequence. */ acknowledged: number };
+
+/** Told of each newly stored batch (never of an ignored resend), after its commit and its acknowledgement. */
+export interface StoredBatchListener {
+  batchStored(batch: Batch, receivedAt: Date): Promise<void>;
+}
+
+export interface TelemetryIngestOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  store: BatchStore;
+  /** Resolves a bearer token to its principal; rejects when the token is not valid. */
+  authenticate(token: string): Promise<Principal>;
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  listener?: StoredBatchListener;
+  metrics: Registry;
+  logger: Logger;
+  clock?: Clock;
+  /** How long stop() waits for batches being stored before it forces the server down (default 5 s). */
+  shutdownTimeoutMs?: number;
+}
+
+export interface RunningTelemetryIngest {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** How often the store's partitions are created ahead and expired ones dropped. */
+const MAINTENANCE_INTERVAL_MS = 3_600_000;
+/** Batches read ahead of the one being stored on a stream, before the stream is paused (HTTP/2 flow control then holds the agent). */
+const READ_AHEAD = 8;
+
+/** Starts the ingest; its store's maintenance runs once before the port opens, then hourly. */
+export async function startTelemetryIngest(options: TelemetryIngestOptions): Promise<RunningTelemetryIngest> {
+  const clock = options.clock ?? systemClock;
+  const metrics = ingestMetrics(options.metrics);
+  await options.store.maintain(clock.now());
+  const maintenance = setInterval(() => {
+    options.store.maintain(clock.now()).catch((error: unknown) => {
+      options.logger.error({ err: error }, 'telemetry partition maintenance failed');
+    });
+  }, MAINTENANCE_INTERVAL_MS).unref();
+
+  const streams = new Set<PushStream>();
+  const server = new grpc.Server();
+  server.addService(telemetryService, {
+    push(call: grpc.ServerDuplexStream<AgentMessage, IngestMessage>) {
+      const stream = new PushStream(call, { ...options, clock, metrics });
+      streams.add(stream);
+      void stream.finished.then(() => streams.delete(stream));
+    },
+  });
+  const credentials = options.tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(options.tls.cert), private_key: Buffer.from(options.tls.key) }])
+    : grpc.ServerCredentials.createInsecure();
+  let port: number;
+  try {
+    port = await bind(server, `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, credentials);
+  } catch (error) {
+    clearInterval(maintenance);
+    throw error;
+  }
+  options.logger.info({ host: options.host, port }, 'telemetry ingest is listening');
+
+  return {
+    port,
+    async stop() {
+      clearInterval(maintenance);
+      const timeoutMs = options.shutdownTimeoutMs ?? 5_000;
+      // Streams finish the batch in hand (so its acknowledgement goes out), then end UNAVAILABLE: agents reconnect.
+      const ended = Promise.all([...streams].map((stream) => stream.close()));
+      if (!(await within(ended, timeoutMs))) options.logger.warn('telemetry streams did not finish in time; forcing them closed');
+      const shutdown = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      if (!(await within(shutdown, timeoutMs))) server.forceShutdown();
+    },
+  };
+}
+
+interface StreamContext extends Omit<TelemetryIngestOptions, 'metrics'> {
+  clock: Clock;
+  metrics: IngestMetrics;
+}
+
+/** A status the stream ends with, and the refusal it is counted as (none for the ingest's own failures). */
+class StreamEnd {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly reason?: RefusalReason,
+  ) {}
+}
+
+/**
+ * One agent's stream. Messages are handled strictly one after another on a promise chain; reading pauses while
+ * READ_AHEAD of them wait, so a fast agent cannot fill the ingest's memory.
+ */
+class PushStream {
+  /** Resolves once the stream has ended, however it ended. */
+  readonly finished: Promise<void>;
+  private chain: Promise<void> = Promise.resolve();
+  private waiting = 0;
+  private hello: Hello | undefined;
+  /** Set by close(): messages not yet handled are left for the agent to resend. */
+  private closing = false;
+  private ended = false;
+  private resolveFinished!: () => void;
+
+  constructor(
+    private readonly call: grpc.ServerDuplexStream<AgentMessage, IngestMessage>,
+    private readonly context: StreamContext,
+  ) {
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    void this.run(() => this.authenticate());
+    call.on('data', (message: AgentMessage) => this.receive(message));
+    // The agent half-closed: what it sent is handled, then the stream ends OK.
+    call.on('end', () => void this.run(async () => this.end()));
+    call.on('cancelled', () => this.end());
+    call.on('error', () => this.end());
+  }
+
+  /** Stops taking messages; the one being handled finishes first, then the stream ends UNAVAILABLE. */
+  close(): Promise<void> {
+    this.closing = true;
+    this.call.pause();
+    void this.chain.then(() => this.end(new StreamEnd(grpc.status.UNAVAILABLE, 'the telemetry ingest is shutting down; reconnect')));
+    return this.finished;
+  }
+
+  private receive(message: AgentMessage): void {
+    if (++this.waiting >= READ_AHEAD) this.call.pause();
+    void this.run(async () => {
+      this.waiting--;
+      if (!this.closing) this.call.resume();
+      await this.handle(message);
+    });
+  }
+
+  /** Queues `step` after everything before it; a step that throws ends the stream with the matching status. */
+  private run(step: () => Promise<void>): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      if (this.ended || this.closing) return;
+      try {
+        await step();
+      } catch (error) {
+        this.end(this.statusOf(error));
+      }
+    });
+    return this.chain;
+  }
+
+  private async authenticate(): Promise<void> {
+    const [header] = this.call.metadata.get('authorization');
+    const token = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+    if (!token) {
+      throw new StreamEnd(grpc.status.UNAUTHENTICATED, 'a service-account token in the authorization metadata ("Bearer <token>")', 'unauthenticated');
+    }
+    let principal: Principal;
+    try {
+      principal = await this.context.authenticate(token);
+    } catch {
+      throw new StreamEnd(grpc.status.UNAUTHENTICATED, 'the token in the authorization metadata is not valid', 'unauthenticated');
+    }
+    if (principal.role !== 'system') {
+      throw new StreamEnd(grpc.status.PERMISSION_DENIED, `only service accounts may push telemetry; ${principal.name} is a ${principal.role}`, 'permission_denied');
+    }
+  }
+
+  private async handle(message: AgentMessage): Promise<void> {
+    if (message.body === 'hello') return this.onHello(message.hello);
+    if (!this.hello) throw new StreamEnd(grpc.status.INVALID_ARGUMENT, 'the first message must be a hello', 'protocol');
+    return this.onBatch(message.batch, this.hello);
+  }
+
+  private async onHello(input: Hello): Promise<void> {
+    if (this.hello) throw new StreamEnd(grpc.status.INVALID_ARGUMENT, 'only the first message may be a hello', 'protocol');
+    const hello = validateHello(input);
+    const acknowledged = await this.context.store.hello(hello, this.context.clock.now());
+    this.hello = hello;
+    this.context.metrics.agentConnected();
+    this.context.logger.debug({ agentId: hello.agentId, nodeName: hello.nodeName, acknowledged }, 'telemetry agent said hello');
+    this.acknowledge(hello.agentId, acknowledged);
+  }
+
+  private async onBatch(input: Batch, hello: Hello): Promise<void> {
+    const { metrics, clock, store } = this.context;
+    metrics.batchReceived();
+    const receivedAt = clock.now();
+    const batch = validateBatch(input, { hello, nowMs: receivedAt.getTime(), retentionMs: store.sampleRetentionMs });
+    const started = performance.now();
+    const outcome = await store.store(batch, receivedAt);
+    const seconds = (performance.now() - started) / 1000;
+    if (!outcome.stored) {
+      metrics.batchDuplicate(seconds);
+      this.acknowledge(batch.agentId, outcome.acknowledged);
+      return;
+    }
+    metrics.batchStored(batch.samples.length, seconds);
+    metrics.samplesLag(batch.samples, clock.now().getTime());
+    metrics.agentDropped(outcome.droppedIncrease);
+    this.acknowledge(batch.agentId, outcome.acknowledged);
+    await this.tellListener(batch, receivedAt);
+  }
+
+  private async tellListener(batch: Batch, receivedAt: Date): Promise<void> {
+    if (!this.context.listener) return;
+    try {
+      await this.context.listener.batchStored(batch, receivedAt);
+    } catch (error) {
+      this.context.metrics.listenerFailed();
+      this.context.logger.error({ err: error, agentId: batch.agentId, sequence: batch.sequence }, 'the stored-batch listener failed');
+    }
+  }
+
+  /** Not awaited: an ack on a stream that is gone is lost, and the agent resends what it did not see acknowledged. */
+  private acknowledge(agentId: string, acknowledgedSequence: number): void {
+    if (!this.ended) this.call.write({ body: 'ack', ack: { agentId, acknowledgedSequence } });
+  }
+
+  private statusOf(error: unknown): StreamEnd {
+    if (error instanceof StreamEnd) return error;
+    if (error instanceof InvalidTelemetry) {
+      return new StreamEnd(grpc.status.INVALID_ARGUMENT, error.message, this.hello ? 'invalid_batch' : 'invalid_hello');
+    }
+    this.context.metrics.storeFailed();
+    this.context.logger.error({ err: error, agentId: this.hello?.agentId }, 'storing telemetry failed');
+    return new StreamEnd(grpc.status.UNAVAILABLE, 'the telemetry ingest could not store the batch; resend it later');
+  }
+
+  /** Ends the stream once: OK without a status, otherwise with it (and counts a refusal). */
+  private end(status?: StreamEnd): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.hello) this.context.metrics.agentDisconnected();
+    if (status?.reason) {
+      this.context.metrics.refused(status.reason);
+      this.context.logger.warn({ agentId: this.hello?.agentId, peer: this.call.getPeer(), reason: status.reason, details: status.details }, 'telemetry stream refused');
+    }
+    if (!this.call.cancelled) {
+      if (status) this.call.emit('error', { code: status.code, details: status.details });
+      else this.call.end();
+    }
+    this.resolveFinished();
+  }
+}
+
+function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, credentials, (error, port) => (error ? reject(new Error(`telemetry ingest cannot listen on ${address}: ${error.message}`)) : resolve(port))),
+  );
+}
+
+/** True when `promise` settled within `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
