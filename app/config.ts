@@ -8,7 +8,7 @@ import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** api: the HTTP API; projector: the read-side projectors; reactor: the reactors that drive clusters and plans. */
-export const ROLES = ['api', 'projector', 'reactor'] as const;
+export const ROLES = ['api', 'projector', 'reactor', 'telemetry'] as const;
 export type Role = (typeof ROLES)[number];
 const ROLE_RULE = `one of: all, ${ROLES.join(', ')}, or a comma-separated list of them such as "api,projector"`;
 
@@ -115,6 +115,22 @@ const schema = z.object({
   SENTINEL_LOGIN_MAX_FAILURES: integer(1, 1000).default(5),
   SENTINEL_LOGIN_ADDRESS_MAX_FAILURES: integer(1, 100_000).default(50),
   SENTINEL_LOGIN_LOCK_SECONDS: integer(1, 86_400).default(900),
+  // The telemetry pipeline: node agents push over gRPC; samples kept by day, 1-minute rollups longer.
+  TELEMETRY_GRPC_HOST: z
+    .string()
+    .refine((host) => isIP(host) !== 0 || HOST_NAME.test(host), HOST_RULE)
+    .default('127.0.0.1'),
+  TELEMETRY_GRPC_PORT: integer(0, 65535).default(50051),
+  TELEMETRY_TLS_CERT_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  TELEMETRY_TLS_KEY_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  SENTINEL_TELEMETRY_RETENTION_DAYS: integer(1, 3650).default(7),
+  SENTINEL_TELEMETRY_ROLLUP_RETENTION_DAYS: integer(1, 3650).default(30),
+  /** A node is silent after this long without a batch; checked every SENTINEL_NODE_CHECK_SECONDS. */
+  SENTINEL_NODE_SILENT_SECONDS: integer(1, 86_400).default(90),
+  SENTINEL_NODE_CHECK_SECONDS: integer(1, 3600).default(30),
+  SENTINEL_REMEDIATION_MODE: z.enum(['off', 'propose', 'execute'], { error: 'one of: off, propose, execute' }).default('propose'),
+  /** One simulated node agent per node of the built-in cluster simulator, when it runs. */
+  SENTINEL_SIMULATED_AGENTS: z.enum(['auto', 'on', 'off'], { error: 'one of: auto, on, off' }).default('auto'),
   SENTINEL_METRICS_TOKEN: z.preprocess(
     emptyAsUndefined,
     z.string().min(16, 'a token of at least 16 characters').regex(/^[\x21-\x7e]+$/, 'visible ASCII characters only').optional(),
@@ -124,6 +140,10 @@ const schema = z.object({
 export type Config = z.infer<typeof schema>;
 
 const refined = schema
+  .refine((config) => (config.TELEMETRY_TLS_CERT_FILE === undefined) === (config.TELEMETRY_TLS_KEY_FILE === undefined), {
+    path: ['TELEMETRY_TLS_KEY_FILE'],
+    message: 'set both TELEMETRY_TLS_CERT_FILE and TELEMETRY_TLS_KEY_FILE for TLS, or neither',
+  })
   .refine((config) => !(config.SENTINEL_JWT_SECRET && config.SENTINEL_JWT_SECRET_FILE), {
     path: ['SENTINEL_JWT_SECRET_FILE'],
     message: 'set SENTINEL_JWT_SECRET or SENTINEL_JWT_SECRET_FILE, not both',
@@ -163,6 +183,8 @@ export interface ConfigFiles {
   jwtSecret?: string;
   /** The default prices with SENTINEL_PRICES_FILE's over them. */
   prices: PriceTable;
+  /** The telemetry gRPC server's certificate and key (PEM), when TELEMETRY_TLS_CERT_FILE and _KEY_FILE are set. */
+  telemetryTls?: { cert: string; key: string };
 }
 
 const SECRET_FILE_RULE = 'a readable file holding a secret of at least 32 characters, e.g. written by `openssl rand -base64 48`';
@@ -188,14 +210,20 @@ export async function checkConfig(config: Config): Promise<ConfigFiles> {
       return undefined;
     }
   };
-  const [jwtSecret, overrides] = await Promise.all([
+  const [jwtSecret, overrides, , , cert, key] = await Promise.all([
     check('SENTINEL_JWT_SECRET_FILE', SECRET_FILE_RULE, config.SENTINEL_JWT_SECRET_FILE, secretFrom),
     check('SENTINEL_PRICES_FILE', PRICES_RULE, config.SENTINEL_PRICES_FILE, (file) => jsonFile(file, priceOverrides)),
     check('SENTINEL_HEALTH_FILE', HEALTH_RULE, config.SENTINEL_HEALTH_FILE, (file) => jsonFile(file, healthFile)),
     check('HOST', HOST_RULE, config.HOST, canListenOn),
+    check('TELEMETRY_TLS_CERT_FILE', PEM_RULE('CERTIFICATE'), config.TELEMETRY_TLS_CERT_FILE, (file) => pemFrom(file, 'CERTIFICATE')),
+    check('TELEMETRY_TLS_KEY_FILE', PEM_RULE('PRIVATE KEY'), config.TELEMETRY_TLS_KEY_FILE, (file) => pemFrom(file, 'PRIVATE KEY')),
   ]);
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...(jwtSecret === undefined ? {} : { jwtSecret }), prices: overrides ? withOverrides(DEFAULT_PRICES, overrides) : DEFAULT_PRICES };
+  return {
+    ...(jwtSecret === undefined ? {} : { jwtSecret }),
+    prices: overrides ? withOverrides(DEFAULT_PRICES, overrides) : DEFAULT_PRICES,
+    ...(cert !== undefined && key !== undefined ? { telemetryTls: { cert, key } } : {}),
+  };
 }
 
 /** Why a file or address named by a variable cannot be used; its message completes "(got <value>: ...)". */
@@ -211,6 +239,15 @@ async function text(file: string): Promise<string> {
     if (code === 'EISDIR') throw new Unusable('a directory, not a file');
     throw new Unusable(`it cannot be read: ${(error as Error).message}`);
   }
+}
+
+const PEM_RULE = (kind: string) => `a readable PEM file with a ${kind.toLowerCase()} ("-----BEGIN ...${kind}-----")`;
+
+/** A PEM file's text, when it holds a block of the kind (an RSA, EC or PKCS#8 key for PRIVATE KEY). */
+async function pemFrom(file: string, kind: 'CERTIFICATE' | 'PRIVATE KEY'): Promise<string> {
+  const pem = await text(file);
+  if (!new RegExp(`-----BEGIN [A-Z ]*${kind}-----`).test(pem)) throw new Unusable(`no ${kind} block in it`);
+  return pem;
 }
 
 /** The file's secret, trimmed; its length is all an error may say about it. */

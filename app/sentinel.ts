@@ -31,6 +31,7 @@ import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, startReactors, type RunningReactors } from './reactors.js';
+import { sampleStore, startTelemetry, type RunningTelemetry } from './telemetry.js';
 import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
@@ -41,6 +42,8 @@ export interface RunningSentinel {
   eventStore: EventStore;
   /** The reactors, when this process runs the reactor role. */
   reactors?: RunningReactors;
+  /** The telemetry ingest's gRPC port, when this process runs the telemetry role. */
+  telemetryPort?: number;
   stop(): Promise<void>;
 }
 
@@ -55,6 +58,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let eventStore: EventStore | undefined;
   let runtime: ProjectionRuntime | undefined;
   let reactors: RunningReactors | undefined;
+  let telemetry: RunningTelemetry | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -110,6 +114,9 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     if (roles.has('reactor')) {
       reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger });
     }
+    if (roles.has('telemetry')) {
+      telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
+    }
 
     const api = commandApi({
       handler,
@@ -122,7 +129,12 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       logger,
       planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
       version: SENTINEL_VERSION,
-      queryRoutes: queryRoutes({ knex: db.knex, runtime: projections }),
+      queryRoutes: queryRoutes({
+        knex: db.knex,
+        runtime: projections,
+        telemetry: sampleStore(config, db),
+        staleAfterSeconds: config.SENTINEL_NODE_SILENT_SECONDS,
+      }),
     });
     let started = false;
     const app = createHttpApp({
@@ -161,9 +173,11 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       port: server.port,
       eventStore: store,
       ...(reactors ? { reactors } : {}),
+      ...(telemetry ? { telemetryPort: telemetry.port } : {}),
       async stop() {
         clearInterval(purge);
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
+        await telemetry?.stop();
         await reactors?.stop();
         await projections.stop();
         // Snapshots are written after their command answered: the ones under way finish before the pool closes.
@@ -173,6 +187,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       },
     };
   } catch (error) {
+    await telemetry?.stop().catch(() => undefined);
     await reactors?.stop().catch(() => undefined);
     await runtime?.stop().catch(() => undefined);
     await eventStore?.close().catch(() => undefined);

@@ -186,7 +186,8 @@ export function factKey(event: NodeEvent): string {
       parts.push(event.data.gpu, event.data.at);
       break;
   }
-  return parts.join('\u0000');
+  // JSON, not a separator: unambiguous whatever a GPU id holds, and storable in jsonb (which refuses NUL).
+  return JSON.stringify(parts);
 }
 
 /** The event id of a fact in a node's stream: a second append of the same fact is a no-op at the store. */

@@ -1,5 +1,5 @@
-// The read models the query API serves: clusters, workloads, deployments, action plans, policies and policy
-// decisions, each a projector (events → tables) with the queries that read its tables.
+// The read models the query API serves: clusters, workloads, deployments, action plans, policies, policy
+// decisions and nodes, each a projector (events → tables) with the queries that read its tables.
 import type { Knex } from 'knex';
 import { actionPlanEvents, actionTarget, type ActionStatus, type PlanStatus } from '../domain/action-plan.js';
 import { clusterEvents, type ClusterStatus, type ConnectionState, type Credentials } from '../domain/cluster.js';
@@ -10,6 +10,7 @@ import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
 import { id as uuidText } from '../domain/schemas.js';
 import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
 import { fleetCostProjector } from './fleet-cost.js';
+import { nodes } from './read-models/nodes.js';
 import { insertRows, RowBatch, type Row } from './row-batch.js';
 import type { Projector, TableNames } from './projector.js';
 import {
@@ -1224,7 +1225,7 @@ export const policyDecisions: ReadModel<'policy_decisions'> = {
 
 // ---- all of them ----------------------------------------------------------------------------------------------
 
-export const READ_MODELS = { clusters, workloads, deployments, actionPlans, policies, policyDecisions } satisfies Record<string, ReadModel>;
+export const READ_MODELS = { clusters, workloads, deployments, actionPlans, policies, policyDecisions, nodes } satisfies Record<string, ReadModel>;
 
 /** Every read model's projector, for the projection runtime. */
 export const READ_MODEL_PROJECTORS: readonly Projector[] = [

@@ -11,6 +11,7 @@ import { NotFound } from '../../domain/decider.js';
 import type { Knex } from 'knex';
 import { auditProjector, InvalidAuditQuery, queryAudit, verifyAuditTrail } from '../audit-trail.js';
 import { fleetCost, fleetCostProjector } from '../fleet-cost.js';
+import { fleetGpus, gpuReadings, type TelemetryReadings } from '../fleet-gpus.js';
 import { deploymentHistory, instant, InvalidQuery, MAX_PAGE_SIZE, ORDERS, READ_MODELS, type Order, type ReadModel } from '../read-models.js';
 import type { ProjectionRuntime } from '../runtime.js';
 
@@ -21,6 +22,12 @@ export interface QueryRoutesOptions {
   readYourWritesTimeoutMs?: number;
   /** Resolves an `actor` filter given as a username or service-account name; the principal tables on `knex` unless given. */
   principals?: Pick<PrincipalStore, 'findUserByUsername' | 'findServiceAccountByName'>;
+  /** The node agents' latest readings, for the GPU fleet and each node's GPUs. */
+  telemetry: TelemetryReadings;
+  /** Readings older than this are not shown (default 600 s); a node whose newest is older than `staleAfterSeconds` (default 90 s) is stale. */
+  readingWindowSeconds?: number;
+  staleAfterSeconds?: number;
+  now?: () => Date;
 }
 
 const POSITION = /^[0-9a-f]{16}-[0-9a-f]{16}$/;
@@ -101,6 +108,18 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
   const actorIds = async (actor: string): Promise<string[]> => {
     const [user, account] = await Promise.all([principals.findUserByUsername(actor), principals.findServiceAccountByName(actor)]);
     return [...new Set([actor, ...(user ? [user.id] : []), ...(account ? [account.id] : [])])];
+  };
+
+  const now = options.now ?? (() => new Date());
+  const windowSeconds = options.readingWindowSeconds ?? 600;
+  const staleAfterSeconds = options.staleAfterSeconds ?? 90;
+  const readingsSince = () => new Date(now().getTime() - windowSeconds * 1000);
+
+  /** A node shows its GPUs' latest readings beside the facts the log holds about them. */
+  const withReadings = async (found: unknown): Promise<unknown> => {
+    const node = found as { clusterId: string; name: string };
+    const samples = await options.telemetry.latestSamples({ clusterId: node.clusterId, nodeName: node.name, metricPrefix: 'DCGM_', since: readingsSince() });
+    return { ...node, gpuReadings: gpuReadings(samples).map(({ clusterId: _cluster, node: _node, ...gpu }) => gpu) };
   };
 
   const pascal = (kind: string) => kind.replace(/(^|[- ])(\w)/g, (_, _sep, c: string) => c.toUpperCase());
@@ -190,6 +209,25 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
         const history = await deploymentHistory(knex, await runtime.tables(READ_MODELS.deployments.projector), id);
         if (history === undefined) throw new NotFound('deployment', id);
         return { status: 200, body: history };
+      },
+    }),
+    ...collection('/nodes', 'node', READ_MODELS.nodes, 'in order of first report; the latest GPU readings with each node shown alone', withReadings),
+    route({
+      ...readers,
+      method: 'get',
+      path: '/fleet/gpus',
+      operationId: 'fleetGpus',
+      summary: 'Show the GPU fleet as the node agents last reported it',
+      query: queryParameters({ clusterId: text.optional().describe('only this cluster') }),
+      success: {
+        status: 200,
+        schema: z.record(z.string(), z.unknown()).meta({ id: 'FleetGpus' }),
+        description:
+          '{at, windowSeconds, staleAfterSeconds, total, byCluster, byNode, bySku}: GPUs, allocated, utilisationPct, memoryUsedMiB, memoryTotalMiB, powerW, temperatureMaxC; byNode also lastReadingAt, staleSeconds, stale',
+      },
+      handle: async ({ query }) => {
+        const samples = await options.telemetry.latestSamples({ ...(query.clusterId ? { clusterId: query.clusterId } : {}), metricPrefix: 'DCGM_', since: readingsSince() });
+        return { status: 200, body: fleetGpus(samples, now(), windowSeconds, staleAfterSeconds) };
       },
     }),
     ...collection('/action-plans', 'action plan', READ_MODELS.actionPlans, 'in order of submission; from and to filter by submission time'),

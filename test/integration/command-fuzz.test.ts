@@ -23,7 +23,7 @@ const routeKey = fc.constantFrom(...ROUTE.keys());
 /** Every route the API mounts, reads included, for fuzzing what every route shares: query, headers, path. */
 const ALL_ROUTES = [
   ...commandRoutes({ handler: {} as never, policy: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 }),
-  ...queryRoutes({ knex: {} as never, runtime: {} as never }),
+  ...queryRoutes({ knex: {} as never, runtime: {} as never, telemetry: {} as never }),
 ];
 const ANY_ROUTE = new Map(ALL_ROUTES.map((route) => [keyOf(route), route]));
 const anyRouteKey = fc.constantFrom(...ANY_ROUTE.keys());

@@ -131,7 +131,7 @@ const OUTSIDE_THE_ROUTE_TABLE = ['GET /openapi.json'];
 function routeRows() {
   return [
     ...commandRoutes({ handler: {} as never, policy: {} as never, access: {} as never, secrets: {} as never, clock: {} as never, planTtlSeconds: 60 }),
-    ...queryRoutes({ knex: {} as never, runtime: {} as never }),
+    ...queryRoutes({ knex: {} as never, runtime: {} as never, telemetry: {} as never }),
   ];
 }
 const keyOf = (route: { method: string; path: string }) => `${route.method.toUpperCase()} ${route.path}`;
