@@ -115,6 +115,18 @@ const schema = z.object({
   SENTINEL_LOGIN_MAX_FAILURES: integer(1, 1000).default(5),
   SENTINEL_LOGIN_ADDRESS_MAX_FAILURES: integer(1, 100_000).default(50),
   SENTINEL_LOGIN_LOCK_SECONDS: integer(1, 86_400).default(900),
+  // Every domain event on Kafka, exactly once, when brokers are named; off otherwise.
+  KAFKA_BROKERS: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^\s*[^\s,:]+:[0-9]{1,5}\s*(,\s*[^\s,:]+:[0-9]{1,5}\s*)*$/, 'host:port of one or more brokers, comma-separated, e.g. 127.0.0.1:9092')
+      .transform((value) => value.split(',').map((broker) => broker.trim()))
+      .optional(),
+  ),
+  KAFKA_TOPIC_PREFIX: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,100}$/, 'lower-case letters, digits, ".", "_" or "-", e.g. sentinel').default('sentinel'),
+  KAFKA_TOPIC_PARTITIONS: z.preprocess(emptyAsUndefined, integer(1, 10_000).optional()),
+  KAFKA_CLIENT_ID: z.string().min(1, 'a client id').max(255, 'at most 255 characters').default('sentinel'),
   // The telemetry pipeline: node agents push over gRPC; samples kept by day, 1-minute rollups longer.
   TELEMETRY_GRPC_HOST: z
     .string()

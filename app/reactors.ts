@@ -7,6 +7,8 @@ import { v5 as uuidv5 } from 'uuid';
 import { createKubeClusterDriver } from '../adapters/kubernetes/kube-driver.js';
 import { KubeconfigPolicy } from '../adapters/kubernetes/kubeconfig-policy.js';
 import { startClusterSimulator, type ClusterSimulator } from '../adapters/kubernetes/simulator/index.js';
+import { KafkaEventLog } from '../adapters/kafka/kafka-event-log.js';
+import { KafkaPublisher } from '../reactors/kafka-publisher.js';
 import type { Database } from '../adapters/postgres/database.js';
 import { clusters } from '../commands/aggregates.js';
 import { ClusterCommands } from '../commands/cluster-commands.js';
@@ -120,6 +122,20 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
       },
     ),
   );
+
+  if (config.KAFKA_BROKERS) {
+    runtime.add(
+      new KafkaPublisher(
+        new KafkaEventLog({
+          brokers: config.KAFKA_BROKERS,
+          clientId: config.KAFKA_CLIENT_ID,
+          topicPrefix: config.KAFKA_TOPIC_PREFIX,
+          ...(config.KAFKA_TOPIC_PARTITIONS ? { partitions: config.KAFKA_TOPIC_PARTITIONS } : {}),
+          logger: logger.child({ component: 'kafka' }),
+        }),
+      ),
+    );
+  }
 
   return {
     runtime,

@@ -34,8 +34,12 @@ const checkProblemsOf = async (env: NodeJS.ProcessEnv) => (await checkRefusal(en
 describe('configuration', () => {
   it('given an empty environment, then the embedded defaults apply', () => {
     expect(loadConfig({})).to.deep.include({
-      SENTINEL_ROLE: ['api', 'projector', 'reactor'],
+      SENTINEL_ROLE: ['api', 'projector', 'reactor', 'telemetry'],
       SENTINEL_CLUSTER_SIMULATOR: 'auto',
+      TELEMETRY_GRPC_HOST: '127.0.0.1',
+      TELEMETRY_GRPC_PORT: 50051,
+      SENTINEL_REMEDIATION_MODE: 'propose',
+      KAFKA_TOPIC_PREFIX: 'sentinel',
       HOST: '127.0.0.1',
       PORT: 8080,
       SENTINEL_DATA_DIR: './data',
@@ -45,6 +49,21 @@ describe('configuration', () => {
     });
     expect(loadConfig({}).DATABASE_URL).to.equal(undefined);
     expect(loadConfig({}).KURRENTDB_URL).to.equal(undefined);
+    expect(loadConfig({}).KAFKA_BROKERS).to.equal(undefined);
+  });
+
+  it('reads the Kafka brokers as a list, and refuses a broker without a port', () => {
+    expect(loadConfig({ KAFKA_BROKERS: '127.0.0.1:9092, kafka-1.internal:9093' }).KAFKA_BROKERS).to.deep.equal(['127.0.0.1:9092', 'kafka-1.internal:9093']);
+    expect(problemsOf({ KAFKA_BROKERS: 'kafka-1.internal' })).to.deep.equal([
+      'KAFKA_BROKERS: host:port of one or more brokers, comma-separated, e.g. 127.0.0.1:9092 (got "kafka-1.internal")',
+    ]);
+  });
+
+  it('takes TLS for the telemetry port only with both a certificate and a key', () => {
+    expect(problemsOf({ TELEMETRY_TLS_CERT_FILE: '/etc/sentinel/tls.crt' })).to.deep.equal([
+      'TELEMETRY_TLS_KEY_FILE: set both TELEMETRY_TLS_CERT_FILE and TELEMETRY_TLS_KEY_FILE for TLS, or neither (got nothing)',
+    ]);
+    expect(problemsOf({ SENTINEL_REMEDIATION_MODE: 'auto' })).to.deep.equal(['SENTINEL_REMEDIATION_MODE: one of: off, propose, execute (got "auto")']);
   });
 
   it('reads every variable it documents', () => {
@@ -109,7 +128,7 @@ describe('configuration', () => {
     ['a database URL of another scheme', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL: a PostgreSQL connection URL/],
     ['a KurrentDB URL of another scheme', { KURRENTDB_URL: 'http://x' }, /^KURRENTDB_URL: a KurrentDB connection string/],
     ['an unknown log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: one of: fatal, error, warn, info, debug, trace, silent/],
-    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all, api, projector, reactor, or a comma-separated list/],
+    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all, api, projector, reactor, telemetry, or a comma-separated list/],
     ['a list with an unknown role', { SENTINEL_ROLE: 'api,indexer' }, /^SENTINEL_ROLE: one of: all/],
     ['an unknown simulator setting', { SENTINEL_CLUSTER_SIMULATOR: 'yes' }, /^SENTINEL_CLUSTER_SIMULATOR: one of: auto, on, off/],
     ['an insecure-clusters flag that is not a boolean', { SENTINEL_ALLOW_INSECURE_CLUSTERS: 'yes' }, /^SENTINEL_ALLOW_INSECURE_CLUSTERS: true or false/],

@@ -1,0 +1,110 @@
+// Kafka as the publisher's partitioned log: a topic per stream category, the stream as key, one idempotent producer.
+import { Partitioners, type Admin, type Kafka, type PartitionMetadata, type Producer } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { Position, RecordedEvent } from '../../domain/event-store.js';
+import type { PartitionedEventLog } from '../../reactors/kafka-publisher.js';
+import { toEventMessage } from './cloudevents.js';
+import { createKafka } from './client.js';
+import { parsePartitionName, partitionName, readLastPositions, type PartitionName } from './partition-tails.js';
+import { DEFAULT_TOPIC_PREFIX, isEventTopic, topicOf } from './topics.js';
+
+export interface KafkaEventLogOptions {
+  brokers: string[];
+  /** Default `sentinel`. */
+  clientId?: string;
+  /** Topics are `<topicPrefix>.<category>s.v1`; default `sentinel`. */
+  topicPrefix?: string;
+  /** Partitions of a topic this log creates; the broker's `num.partitions` when absent. */
+  partitions?: number;
+  logger?: Logger;
+}
+
+export class KafkaEventLog implements PartitionedEventLog {
+  private readonly kafka: Kafka;
+  private readonly prefix: string;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  /** Partition metadata per topic, looked up (and the topic created) the first time an event goes to it. */
+  private readonly topics = new Map<string, Promise<PartitionMetadata[]>>();
+  /** Kafka's default partitioner (murmur2 of the key, as the Java client), so Java consumers agree on placement. */
+  private readonly partitioner = Partitioners.DefaultPartitioner();
+
+  constructor(private readonly options: KafkaEventLogOptions) {
+    this.kafka = createKafka({ brokers: options.brokers, clientId: options.clientId ?? 'sentinel', ...(options.logger ? { logger: options.logger } : {}) });
+    this.prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
+  }
+
+  /** A topic is a lane: its partitions are written one event at a time, in log order. */
+  laneOf(event: RecordedEvent): string {
+    return topicOf(event.stream, this.prefix);
+  }
+
+  async partitionOf(event: RecordedEvent): Promise<PartitionName> {
+    const topic = topicOf(event.stream, this.prefix);
+    const partitionMetadata = await this.partitionsOf(topic);
+    return partitionName(topic, this.partitioner({ topic, partitionMetadata, message: { key: event.stream, value: null } }));
+  }
+
+  async lastPositions(partitions?: ReadonlySet<PartitionName>): Promise<Map<PartitionName, Position>> {
+    const admin = this.connected().admin;
+    const topics = partitions
+      ? [...new Set([...partitions].map((name) => parsePartitionName(name).topic))]
+      : (await admin.listTopics()).filter((topic) => isEventTopic(topic, this.prefix));
+    return readLastPositions(this.kafka, admin, topics, partitions);
+  }
+
+  /**
+   * The partition is chosen here, not by the producer, so that the partition the publisher compared positions in
+   * is the one the event goes to. `acks: -1`: the write is durable on every in-sync replica before it counts.
+   */
+  async publish(event: RecordedEvent, partition: PartitionName): Promise<void> {
+    const { topic, partition: index } = parsePartitionName(partition);
+    await this.connected().producer.send({ topic, acks: -1, messages: [{ ...toEventMessage(event), partition: index }] });
+  }
+
+  /**
+   * An idempotent producer with one request in flight: retries inside the producer neither duplicate nor
+   * reorder a partition's messages, which the publisher's "last position" rule depends on.
+   */
+  async connect(): Promise<void> {
+    await this.close();
+    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    const admin = this.kafka.admin();
+    this.producer = producer;
+    this.admin = admin;
+    await Promise.all([producer.connect(), admin.connect()]);
+  }
+
+  async close(): Promise<void> {
+    const { producer, admin } = this;
+    this.producer = undefined;
+    this.admin = undefined;
+    this.topics.clear();
+    await Promise.all([producer?.disconnect(), admin?.disconnect()]);
+  }
+
+  private connected(): { producer: Producer; admin: Admin } {
+    if (!this.producer || !this.admin) throw new Error('the Kafka event log is not connected: call connect() first');
+    return { producer: this.producer, admin: this.admin };
+  }
+
+  private partitionsOf(topic: string): Promise<PartitionMetadata[]> {
+    let metadata = this.topics.get(topic);
+    if (!metadata) {
+      metadata = this.createIfMissing(topic);
+      this.topics.set(topic, metadata);
+      metadata.catch(() => this.topics.delete(topic));
+    }
+    return metadata;
+  }
+
+  /** Creates the topic (a no-op when it exists) and returns its partitions, ordered by id. */
+  private async createIfMissing(topic: string): Promise<PartitionMetadata[]> {
+    const { admin } = this.connected();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, ...(this.options.partitions ? { numPartitions: this.options.partitions } : {}) }] });
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    const partitions = topics[0]?.partitions ?? [];
+    if (partitions.length === 0) throw new Error(`Kafka reports no partitions for topic ${topic}`);
+    return [...partitions].sort((a, b) => a.partitionId - b.partitionId);
+  }
+}
