@@ -98,6 +98,40 @@ async function appendFixture(store: PostgresEventStore): Promise<void> {
   ]);
 }
 
+/**
+ * Events whose text needs escaping on every path to the table (tabs, newlines, backslashes, `\\N`, quotes,
+ * astral characters) and whose data has keys that sort awkwardly (array indexes, `__proto__`), with the hashes
+ * their rows were given when the chain was first written: a stored chain must verify for as long as it is kept.
+ */
+const GOLDEN_EVENTS: RecordedEvent[] = [
+  {
+    id: '6F1C2A4E-8B0D-4C3A-9E7F-0A1B2C3D4E5F',
+    stream: 'deployment-1234',
+    type: 'DeploymentScaled',
+    schemaVersion: 1,
+    revision: 3,
+    position: '00000000000003e8-0000000000000001',
+    recordedAt: new Date('2024-05-06T07:08:09.123Z'),
+    data: JSON.parse('{"deploymentId":"1234","replicas":4,"previousReplicas":2,"10":"ten","9":"nine","__proto__":{"b":1,"a":[0.1,1e21,-5,true,null]},"note":"tab\\there, newline\\n, cr\\r, backslash \\\\ and \\\\N, quote \\" \\u2028 \\ud83d\\ude00"}') as Record<string, unknown>,
+    metadata: { actor: { id: 'alice\tsmith', kind: 'user' }, correlationId: 'c\\N\n1', causationId: 'cause\\', traceparent: '' },
+  },
+  {
+    id: '0b0e4f1a-5c6d-4e7f-8a9b-0c1d2e3f4a5b',
+    stream: 'legacy-\\x',
+    type: 'SomethingOdd',
+    schemaVersion: 2,
+    revision: 0,
+    position: '00000000000003e8-0000000000000002',
+    recordedAt: new Date('2024-05-06T07:08:09.124Z'),
+    data: { reason: 'moved C:\\temp\\new\tfolder' },
+    metadata: {},
+  },
+];
+const GOLDEN_HASHES = [
+  '6a3fe6866b4511067144896ac8d889d403410ab0b7a66b2358bfca090ecd1d61',
+  '5e8b5b08ef114bf9701df5aea75dfc90ad5e5576cb4488720d4ccdd726a70a3e',
+];
+
 async function createTrail(knex: Knex, generation: number): Promise<string> {
   const tables = tableNames(auditProjector, generation);
   await knex.transaction((trx) => auditProjector.createTables(trx, tables));
@@ -311,6 +345,27 @@ for (const backend of backends) {
           prevHash = row.hash;
         });
         expect(await verifyAuditTrail(knex, trail)).to.deep.equal({ ok: true, rows: all.length });
+      });
+
+      it('gives the hashes the chain was first written with, and stores awkward text exactly', async () => {
+        const trail = await createTrail(knex, ++generation);
+        await project(knex, generation, GOLDEN_EVENTS, [GOLDEN_EVENTS.length]);
+        const rows = await rowsOf(knex, trail);
+        expect(rows.map((row) => row.hash)).to.deep.equal(GOLDEN_HASHES);
+        rows.forEach((row, i) => {
+          const e = GOLDEN_EVENTS[i]!;
+          expect(row).to.include({
+            event_id: e.id.toLowerCase(),
+            stream: e.stream,
+            actor_id: e.metadata.actor?.id ?? null,
+            correlation_id: e.metadata.correlationId ?? null,
+            causation_id: e.metadata.causationId ?? null,
+          });
+          expect(new Date(row.recorded_at).getTime()).to.equal(e.recordedAt.getTime());
+          expect(row.content).to.deep.equal({ ...JSON.parse(JSON.stringify({ ...e, id: e.id.toLowerCase() })), recordedAt: e.recordedAt.toISOString() });
+        });
+        expect(rows[1]!.summary).to.equal('something odd in legacy-\\x: moved C:\\temp\\new folder');
+        expect(await verifyAuditTrail(knex, trail)).to.deep.equal({ ok: true, rows: GOLDEN_EVENTS.length });
       });
 
       it('skips events it already recorded when a batch comes again, keeping the chain whole', async () => {
