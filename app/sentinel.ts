@@ -30,7 +30,8 @@ import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
-import { kubeconfigPolicy, startReactors, type RunningReactors } from './reactors.js';
+import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
+import { startSimulatedAgents } from './simulated-agents.js';
 import { sampleStore, startTelemetry, type RunningTelemetry } from './telemetry.js';
 import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
 import type { SecretStore } from '../commands/secrets.js';
@@ -59,6 +60,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let runtime: ProjectionRuntime | undefined;
   let reactors: RunningReactors | undefined;
   let telemetry: RunningTelemetry | undefined;
+  let agents: { stop(): Promise<void> } | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -116,6 +118,19 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     }
     if (roles.has('telemetry')) {
       telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
+    }
+    const simulator = reactors?.simulator;
+    if (config.SENTINEL_SIMULATED_AGENTS !== 'off' && simulator && telemetry) {
+      agents = await startSimulatedAgents({
+        simulator,
+        clusterId: SIMULATED_CLUSTER_ID,
+        telemetryHost: config.TELEMETRY_GRPC_HOST,
+        telemetryPort: telemetry.port,
+        access,
+        logger,
+      });
+    } else if (config.SENTINEL_SIMULATED_AGENTS === 'on') {
+      logger.warn('SENTINEL_SIMULATED_AGENTS=on, but this process runs no cluster simulator and telemetry ingest together: no simulated agents');
     }
 
     const api = commandApi({
@@ -177,6 +192,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       async stop() {
         clearInterval(purge);
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
+        await agents?.stop();
         await telemetry?.stop();
         await reactors?.stop();
         await projections.stop();
@@ -187,6 +203,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       },
     };
   } catch (error) {
+    await agents?.stop().catch(() => undefined);
     await telemetry?.stop().catch(() => undefined);
     await reactors?.stop().catch(() => undefined);
     await runtime?.stop().catch(() => undefined);

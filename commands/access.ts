@@ -443,6 +443,18 @@ export class AccessService {
     return { ...written, token: await this.tokens.issue('service', id, randomUUID()) };
   }
 
+  /**
+   * A token of a service account that Sentinel runs itself (the simulated node agents of the embedded default),
+   * creating the account on first use. Tokens are not stored: each start issues another for the same account, and
+   * revoking the account (`DELETE /service-accounts/:id`) ends them all and stops them being issued.
+   */
+  async ownServiceToken(name: string, description: string, context: CommandContext): Promise<string> {
+    const existing = await this.principals.findServiceAccountByName(name);
+    if (existing?.revoked) throw new Unauthenticated(`the service account ${name} was revoked; it gets no new tokens`);
+    if (existing) return this.tokens.issue('service', existing.id, randomUUID());
+    return (await this.createServiceAccount({ name, description }, context)).token;
+  }
+
   async revokeServiceAccount(id: string, context: CommandContext): Promise<WriteResult> {
     const account = await this.principals.findServiceAccount(id);
     if (!account) throw new NotFound('service account', id);

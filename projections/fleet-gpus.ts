@@ -64,9 +64,12 @@ export interface FleetGpus {
   bySku: (GpuGroup & { sku: string })[];
 }
 
-/** Each GPU's latest readings, one entry per GPU (by UUID, else index), in cluster, node and GPU order. */
+/**
+ * Each GPU's latest readings, one entry per GPU (by UUID, else index), in cluster, node and GPU order. A GPU whose
+ * labels changed (another pod took it) has a series per label set: each field, and the pod, come from the newest.
+ */
 export function gpuReadings(samples: readonly Reading[]): GpuReading[] {
-  const gpus = new Map<string, GpuReading>();
+  const gpus = new Map<string, { reading: GpuReading; fieldAt: Map<Field, number>; podAt: number }>();
   for (const sample of samples) {
     const field = (FIELDS as Record<string, Field | undefined>)[sample.metric];
     const gpu = sample.labels['gpu'];
@@ -75,16 +78,27 @@ export function gpuReadings(samples: readonly Reading[]): GpuReading[] {
     const key = `${sample.clusterId}\u0000${sample.nodeName}\u0000${uuid ?? gpu}`;
     let entry = gpus.get(key);
     if (!entry) {
-      entry = { clusterId: sample.clusterId, node: sample.nodeName, gpu, uuid, sku: null, pod: null, readings: {}, readAt: sample.time.toISOString() };
+      const reading: GpuReading = { clusterId: sample.clusterId, node: sample.nodeName, gpu, uuid, sku: null, pod: null, readings: {}, readAt: sample.time.toISOString() };
+      entry = { reading, fieldAt: new Map(), podAt: -Infinity };
       gpus.set(key, entry);
     }
-    entry.sku ??= sample.labels['modelName'] ?? null;
-    const pod = sample.labels['pod'];
-    if (pod) entry.pod = { namespace: sample.labels['namespace'] ?? '', name: pod };
-    entry.readings[field] = sample.value;
-    if (sample.time.toISOString() > entry.readAt) entry.readAt = sample.time.toISOString();
+    const at = sample.time.getTime();
+    const { reading } = entry;
+    reading.sku ??= sample.labels['modelName'] ?? null;
+    if (at >= entry.podAt) {
+      entry.podAt = at;
+      const pod = sample.labels['pod'];
+      reading.pod = pod ? { namespace: sample.labels['namespace'] ?? '', name: pod } : null;
+    }
+    if (at >= (entry.fieldAt.get(field) ?? -Infinity)) {
+      entry.fieldAt.set(field, at);
+      reading.readings[field] = sample.value;
+    }
+    if (sample.time.toISOString() > reading.readAt) reading.readAt = sample.time.toISOString();
   }
-  return [...gpus.values()].sort((a, b) => compare(a.clusterId, b.clusterId) || compare(a.node, b.node) || Number(a.gpu) - Number(b.gpu) || compare(a.gpu, b.gpu));
+  return [...gpus.values()]
+    .map((entry) => entry.reading)
+    .sort((a, b) => compare(a.clusterId, b.clusterId) || compare(a.node, b.node) || Number(a.gpu) - Number(b.gpu) || compare(a.gpu, b.gpu));
 }
 
 /** The fleet summed from each GPU's latest readings. */

@@ -140,6 +140,42 @@ describe('npm start (the all role on embedded defaults)', function () {
     expect(status).to.equal('Available');
   });
 
+  it('shows the simulated GPU fleet within a minute, and a GPU deployment raises its utilisation', async () => {
+    const api = `http://127.0.0.1:${port}/api/v1`;
+    const login = await fetch(`${api}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'e2e-admin-password' }),
+    });
+    const { accessToken } = (await login.json()) as { accessToken: string };
+    const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
+    const get = async (url: string) => (await fetch(`${api}${url}`, { headers })).json() as Promise<Record<string, unknown>>;
+    const fleet = async () => (await get('/fleet/gpus')) as { total: { gpus: number; allocated: number; utilisationPct: number | null } };
+
+    let total = (await fleet()).total;
+    for (const deadline = Date.now() + 60_000; total.gpus < 16 && Date.now() < deadline; await new Promise((r) => setTimeout(r, 500))) total = (await fleet()).total;
+    expect(total).to.deep.include({ gpus: 16, allocated: 0, utilisationPct: 0 });
+    const { items: nodes } = (await get('/nodes')) as { items: { name: string; status: string }[] };
+    expect(nodes.map((node) => [node.name, node.status])).to.have.deep.members([['sim-gpu-1', 'reporting'], ['sim-gpu-2', 'reporting']]);
+
+    const { items: clusters } = (await get('/clusters')) as { items: { id: string; name: string }[] };
+    const clusterId = clusters.find((item) => item.name === 'simulated')!.id;
+    const create = async (url: string, body: unknown) => (await (await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) })).json()) as { id: string };
+    const workload = await create('/workloads', {
+      name: 'llm',
+      namespace: 'default',
+      type: 'inference',
+      image: 'registry.local/llm:1',
+      resources: { cpu: '1', memory: '4Gi', gpu: { count: 1, sku: 'nvidia-a100-80gb' } },
+    });
+    await create('/deployments', { workloadId: workload.id, clusterId, replicas: 3 });
+    for (const deadline = Date.now() + 40_000; !(total.allocated === 3 && (total.utilisationPct ?? 0) > 5) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 500))) {
+      total = (await fleet()).total;
+    }
+    expect(total.allocated).to.equal(3);
+    expect(total.utilisationPct).to.be.above(5);
+  });
+
   it('logs JSON and shuts down cleanly on SIGTERM', async () => {
     const exited = once(sentinel.child, 'exit');
     sentinel.child.kill('SIGTERM');

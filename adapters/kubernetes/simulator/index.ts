@@ -4,13 +4,13 @@ import { ControlLoop } from './controllers.js';
 import { EventRecorder } from './events.js';
 import { Faults, type FaultMatch } from './faults.js';
 import { timestamp } from './naming.js';
-import { GPU_PRODUCT_LABEL, GPU_RESOURCE } from './pods.js';
+import { GPU_PRODUCT_LABEL, GPU_RESOURCE, isReady, isTerminal, podGpus } from './pods.js';
 import { Registry } from './registry.js';
-import { NODES } from './resources.js';
+import { NODES, PODS } from './resources.js';
 import { SimulatorServer, SIMULATED_VERSION } from './server.js';
 import { ObjectStore } from './store.js';
 import { servingCertificate } from './tls.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject, Pod } from './types.js';
 import { WatchHub } from './watch.js';
 
 export interface SimNode {
@@ -58,7 +58,15 @@ export interface ClusterSimulator {
   };
   /** Like a ResourceQuota: pods beyond it are refused, and their workload reports ReplicaFailure/FailedCreate. */
   setQuota(namespace: string, hard: { pods?: number; gpus?: number }): void;
+  /** Each node, its GPUs, and the pods bound to it that have not finished, with the GPUs each holds: what a node agent sees. */
+  placements(): NodePlacement[];
   close(): Promise<void>;
+}
+
+export interface NodePlacement {
+  node: string;
+  gpus?: { count: number; sku: string };
+  pods: { namespace: string; name: string; gpus: number; ready: boolean }[];
 }
 
 export const DEFAULT_NODES: SimNode[] = [
@@ -189,6 +197,16 @@ export async function startClusterSimulator(options: SimulatorOptions = {}): Pro
     setQuota: (namespace: string, hard: { pods?: number; gpus?: number }) => {
       registry.setQuota(namespace, { ...hard });
       loop.nudge();
+    },
+    placements: () => {
+      const pods = (registry.list(PODS) as Pod[]).filter((pod) => !isTerminal(pod) && pod.spec.nodeName);
+      return nodes.map((node) => ({
+        node: node.name,
+        ...(node.gpus ? { gpus: { ...node.gpus } } : {}),
+        pods: pods
+          .filter((pod) => pod.spec.nodeName === node.name)
+          .map((pod) => ({ namespace: pod.metadata.namespace ?? 'default', name: pod.metadata.name!, gpus: podGpus(pod), ready: isReady(pod) })),
+      }));
     },
     close: () => {
       closing ??= (async () => {
