@@ -49,6 +49,8 @@ export class AdmissionLedger {
   /** The stored ledger the queue was built on: its revision is the one the next append expects. */
   private queueBase: Folded<Ledger> = this.stored;
   private writing = false;
+  /** Whether another process may have written since this copy was read (at first, and after a failed append). */
+  private stale = true;
   private turnHeld = false;
   private readonly waitingForTurn: (() => void)[] = [];
 
@@ -75,12 +77,19 @@ export class AdmissionLedger {
   /**
    * Waits for the turn to admit, then reads the ledger. Whoever takes a turn must `admit` or `release` it: until
    * then no other judgement for admission in this process proceeds.
+   *
+   * The turn reads the store only when this process has reason to think another one wrote (on first use, and after
+   * an append of its own met a conflict): otherwise its copy, with what is queued, is the ledger, and a turn costs
+   * no round trip. Should another process have written meanwhile, the append expecting this copy's revision fails,
+   * and the commands judged on it run again on what the store holds.
    */
   async turn(): Promise<AdmissionTurn> {
     await this.takeTurn();
     let ledger: Ledger;
     try {
-      ledger = await this.view();
+      if (this.queue.length > 0) ledger = this.queuedState;
+      else ledger = this.stale ? (await this.current()).state : this.stored.state;
+      this.stale = false;
     } catch (error) {
       this.giveTurn();
       throw error;
@@ -152,6 +161,7 @@ export class AdmissionLedger {
    * turn reads what the other process wrote forward from the stored copy, which is still true.
    */
   private fail(error: unknown): void {
+    this.stale = true;
     const reason = error instanceof Error ? error : new Error(String(error));
     for (const queued of this.queue.splice(0)) queued.settle(reason);
   }

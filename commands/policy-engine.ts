@@ -80,7 +80,9 @@ export class PolicyEngine {
    * The turn to judge a change and admit it, with the ledger to this process: a judgement made with it reads
    * the ledger with every admission before it counted. Give it up with `admit` or `release`.
    */
-  admissionTurn(): Promise<AdmissionTurn> {
+  async admissionTurn(): Promise<AdmissionTurn> {
+    // The policy set is read before the turn is taken, so that no round trip is made while others wait for it.
+    await this.policySet();
     return this.admissions.turn();
   }
 
@@ -126,7 +128,8 @@ export class PolicyEngine {
     context: CommandContext & { emergency?: { justification: string } },
     turn?: AdmissionTurn,
   ): Promise<Judgement> {
-    const [{ compiled, revision }, ledger] = await Promise.all([this.policySet(), turn ? turn.ledger : this.admissions.view()]);
+    // With a turn, the policy set as it was read just before the turn was taken.
+    const [{ compiled, revision }, ledger] = turn ? [this.policySetCache, turn.ledger] : await Promise.all([this.policySet(), this.admissions.view()]);
     const evaluations: Evaluation[] = [];
     const recorded: PolicyDecision['evaluations'] = [];
     for (const item of judged) {
