@@ -6,6 +6,8 @@
 //   BENCH_TELEMETRY_AGENTS (20), BENCH_TELEMETRY_SECONDS per phase (20), BENCH_TELEMETRY_WARMUP_SECONDS (3),
 //   BENCH_TELEMETRY_BATCH (1000), BENCH_TELEMETRY_RATE samples/s of the paced phase (half of what the first phase
 //   sustained: latency is measured at a load the ingest carries with room to spare, not at its limit)
+//   BENCH_TELEMETRY_AGENT_SECONDS (60): how long one real agent (8 GPUs through a fake nvidia-smi, the host, every
+//   10 s) is measured for its CPU share and resident set, after BENCH_TELEMETRY_AGENT_WARMUP_SECONDS (15)
 // Works in a scratch database it creates on that server and drops afterwards.
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -19,6 +21,7 @@ import { openPostgres } from '../adapters/postgres/database.js';
 import { migrateSentinel } from '../adapters/postgres/schema.js';
 import { startTelemetryIngest } from '../telemetry/ingest-server.js';
 import { SampleStore } from '../telemetry/sample-store.js';
+import { measureAgent, type AgentFootprint } from './agent-footprint.js';
 import { createScratchDatabase } from '../test/support/postgres.js';
 
 const serverUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -141,12 +144,23 @@ try {
   let max: Phase;
   let paced: Phase;
   let pacedRate: number;
+  let agent: AgentFootprint;
   try {
     max = await phase(registry, () => runAgents(ingest.port, 'max'));
     console.log(`max      ${describe(max)}`);
     pacedRate = Number(process.env.BENCH_TELEMETRY_RATE ?? Math.round(max.samplesPerS / 2));
     paced = await phase(registry, () => runAgents(ingest.port, 'paced', pacedRate));
     console.log(`paced    ${describe(paced)} (offered ${pacedRate} samples/s)`);
+    agent = await measureAgent({
+      ingestPort: ingest.port,
+      token: TOKEN,
+      warmupSeconds: Number(process.env.BENCH_TELEMETRY_AGENT_WARMUP_SECONDS ?? 15),
+      seconds: Number(process.env.BENCH_TELEMETRY_AGENT_SECONDS ?? 60),
+    });
+    console.log(
+      `agent    8 GPUs and the host every 10 s: ${round(agent.cpuPercent, 2)}% of one core over ${Math.round(agent.seconds)} s, ` +
+        `RSS at most ${Math.round(agent.maxRssMiB)} MiB (targets < 1%, < 80 MB)`,
+    );
   } finally {
     await ingest.stop();
   }
@@ -165,6 +179,8 @@ try {
       paced_rate: pacedRate,
       paced_samples_per_s: Math.round(paced.samplesPerS),
       saturated_ack_p99_ms: round(max.ackP99, 2),
+      agent_cpu_pct: round(agent.cpuPercent, 2),
+      agent_rss_mb: Math.round(agent.maxRssMiB),
     }),
   );
 } finally {
