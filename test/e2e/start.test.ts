@@ -108,7 +108,8 @@ describe('npm start (the all role on embedded defaults)', function () {
     expect(await res.json()).to.include({ status: 404, title: 'Not Found' });
   });
 
-  it('registers the simulated cluster, and a deployment on it rolls out to Available', async () => {
+  /** The API as the admin: GET and POST that answer the parsed body. */
+  async function asAdmin() {
     const api = `http://127.0.0.1:${port}/api/v1`;
     const login = await fetch(`${api}/auth/login`, {
       method: 'POST',
@@ -117,12 +118,18 @@ describe('npm start (the all role on embedded defaults)', function () {
     });
     const { accessToken } = (await login.json()) as { accessToken: string };
     const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
-    const get = async (url: string) => (await fetch(`${api}${url}`, { headers })).json() as Promise<Record<string, unknown>>;
-    const post = async (url: string, body: unknown) => {
-      const res = await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
-      expect(res.status, JSON.stringify(await res.clone().json())).to.be.oneOf([201, 202]);
-      return (await res.json()) as { id: string; position: string };
+    return {
+      get: async (url: string) => (await fetch(`${api}${url}`, { headers })).json() as Promise<Record<string, unknown>>,
+      post: async (url: string, body: unknown) => {
+        const res = await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) });
+        expect(res.status, JSON.stringify(await res.clone().json())).to.be.oneOf([201, 202]);
+        return (await res.json()) as { id: string; position: string };
+      },
     };
+  }
+
+  it('registers the simulated cluster, and a deployment on it rolls out to Available', async () => {
+    const { get, post } = await asAdmin();
 
     let cluster: { id: string; name: string } | undefined;
     for (const deadline = Date.now() + 30_000; !cluster && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
@@ -141,15 +148,7 @@ describe('npm start (the all role on embedded defaults)', function () {
   });
 
   it('shows the simulated GPU fleet within a minute, and a GPU deployment raises its utilisation', async () => {
-    const api = `http://127.0.0.1:${port}/api/v1`;
-    const login = await fetch(`${api}/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'admin', password: 'e2e-admin-password' }),
-    });
-    const { accessToken } = (await login.json()) as { accessToken: string };
-    const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
-    const get = async (url: string) => (await fetch(`${api}${url}`, { headers })).json() as Promise<Record<string, unknown>>;
+    const { get, post } = await asAdmin();
     const fleet = async () => (await get('/fleet/gpus')) as { total: { gpus: number; allocated: number; utilisationPct: number | null } };
 
     let total = (await fleet()).total;
@@ -160,15 +159,14 @@ describe('npm start (the all role on embedded defaults)', function () {
 
     const { items: clusters } = (await get('/clusters')) as { items: { id: string; name: string }[] };
     const clusterId = clusters.find((item) => item.name === 'simulated')!.id;
-    const create = async (url: string, body: unknown) => (await (await fetch(`${api}${url}`, { method: 'POST', headers, body: JSON.stringify(body) })).json()) as { id: string };
-    const workload = await create('/workloads', {
+    const workload = await post('/workloads', {
       name: 'llm',
       namespace: 'default',
       type: 'inference',
       image: 'registry.local/llm:1',
       resources: { cpu: '1', memory: '4Gi', gpu: { count: 1, sku: 'nvidia-a100-80gb' } },
     });
-    await create('/deployments', { workloadId: workload.id, clusterId, replicas: 3 });
+    await post('/deployments', { workloadId: workload.id, clusterId, replicas: 3 });
     for (const deadline = Date.now() + 40_000; !(total.allocated === 3 && (total.utilisationPct ?? 0) > 5) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 500))) {
       total = (await fleet()).total;
     }

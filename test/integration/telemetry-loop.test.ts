@@ -49,17 +49,25 @@ for (const backend of backends) {
         this.skip();
       }
       api = await backend.start({ SENTINEL_ROLE: 'api,projector,telemetry', SENTINEL_NODE_CHECK_SECONDS: '1', SENTINEL_NODE_SILENT_SECONDS: '3' });
-      const config = loadAgentConfig({
-        AGENT_SENTINEL_ADDRESS: `127.0.0.1:${api.sentinel.telemetryPort}`,
-        AGENT_TOKEN: api.tokens.system,
-        AGENT_CLUSTER_ID: clusterId,
-        AGENT_NODE_NAME: 'gpu-node-1',
-        AGENT_COLLECT_SECONDS: '1',
-        AGENT_BATCH_MAX_SECONDS: '1',
-        AGENT_METRICS_PORT: '0',
-      });
-      agent = await startAgent({ config, logger: pino({ level: 'silent' }), collectors: [gpus], reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+      agent = await agentOf('gpu-node-1', api.tokens.system, gpus);
     });
+
+    /** An agent that collects and sends every second, with only the given GPU source. */
+    const agentOf = (node: string, token: string, source: Collector) =>
+      startAgent({
+        config: loadAgentConfig({
+          AGENT_SENTINEL_ADDRESS: `127.0.0.1:${api.sentinel.telemetryPort}`,
+          AGENT_TOKEN: token,
+          AGENT_CLUSTER_ID: clusterId,
+          AGENT_NODE_NAME: node,
+          AGENT_COLLECT_SECONDS: '1',
+          AGENT_BATCH_MAX_SECONDS: '1',
+          AGENT_METRICS_PORT: '0',
+        }),
+        logger: pino({ level: 'silent' }),
+        collectors: [source],
+        reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
+      });
     after(async () => {
       await agent?.stop();
       await api?.stop();
@@ -126,16 +134,7 @@ for (const backend of backends) {
       agent = undefined;
       await eventually('the node is silent', nodes, (items) => items[0]?.['status'] === 'silent', 20_000);
 
-      const config = loadAgentConfig({
-        AGENT_SENTINEL_ADDRESS: `127.0.0.1:${api.sentinel.telemetryPort}`,
-        AGENT_TOKEN: api.tokens.viewer,
-        AGENT_CLUSTER_ID: clusterId,
-        AGENT_NODE_NAME: 'gpu-node-2',
-        AGENT_COLLECT_SECONDS: '1',
-        AGENT_BATCH_MAX_SECONDS: '1',
-        AGENT_METRICS_PORT: '0',
-      });
-      const viewer = await startAgent({ config, logger: pino({ level: 'silent' }), collectors: [fakeGpus()], reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+      const viewer = await agentOf('gpu-node-2', api.tokens.viewer, fakeGpus());
       await new Promise((resolve) => setTimeout(resolve, 2000));
       await viewer.stop();
       expect((await nodes()).map((item) => item['name'])).to.deep.equal(['gpu-node-1']);
