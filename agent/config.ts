@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { z } from 'zod';
+import { emptyAsUndefined, integer } from '../adapters/config/environment.js';
 
 /** Where the service-account token comes from; a file is read again on every connect, so a rotated token is picked up. */
 export type TokenSource = { value: string } | { file: string };
@@ -39,18 +40,6 @@ export interface AgentConfig {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** Decimal digits only, so that a sign, an exponent or hex is refused rather than read as some other number. */
-const integer = (min: number, max: number) => {
-  const rule = `an integer from ${min} to ${max}`;
-  return z
-    .string()
-    .regex(/^[0-9]+$/, rule)
-    .transform(Number)
-    .pipe(z.number().int(rule).min(min, rule).max(max, rule));
-};
-
-/** Only for a variable with no default (one that turns something on): there an empty value means unset. */
-const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
 const optionalText = (rule: string) => z.preprocess(emptyAsUndefined, z.string().min(1, rule).optional());
 
 const HOST_PORT = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):[0-9]{1,5}$/i;

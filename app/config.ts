@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, isIP } from 'node:net';
 import { z } from 'zod';
+import { emptyAsUndefined, integer } from '../adapters/config/environment.js';
 import { healthFile } from '../adapters/policy/file-health-source.js';
 import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '../domain/pricing.js';
 
@@ -37,22 +38,6 @@ const kurrentUrl = z
     /^(esdb|esdb\+discover|kurrentdb|kurrentdb\+discover|kdb|kdb\+discover):\/\/\S+$/,
     'a KurrentDB connection string such as kurrentdb://localhost:2113?tls=false',
   );
-
-/** Decimal digits only: no sign, exponent, hex or blank, any of which `Number()` would quietly accept. */
-const integer = (min: number, max: number) => {
-  const rule = `an integer from ${min} to ${max}`;
-  return z
-    .string()
-    .regex(/^[0-9]+$/, rule)
-    .transform(Number)
-    .pipe(z.number().int(rule).min(min, rule).max(max, rule));
-};
-
-/**
- * Only for a variable with no default (one that turns something on): there an empty value means unset. A
- * variable with a default refuses an empty value instead, so that `PORT=` is not silently some other port.
- */
-const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
 
 const HOST_RULE =
   'an address of this machine to listen on: an IP address such as 127.0.0.1, 0.0.0.0 or ::, or a host name that resolves to one';
