@@ -24,6 +24,7 @@ import type { Projector } from '../projections/projector.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { DEFAULT_DROP_AFTER_MS, DEFAULT_REBUILD_BATCH_SIZE, rebuildProjection, RebuildError, type RebuildProgress } from '../projections/rebuild.js';
 import { LAG_COUNT_LIMIT, ProjectionRuntime, type ProjectionStatus } from '../projections/runtime.js';
+import { listParked, requestRetry, type ParkedEvent } from '../reactors/reactor-runtime.js';
 import { Exit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, messageOf } from './cli/exit.js';
 import { count, table } from './cli/tables.js';
 import { registerApiVerbs } from './cli/verbs.js';
@@ -155,6 +156,43 @@ function projectionTable(rows: ProjectionStatus[]): string {
   return table(header, cells, numeric);
 }
 
+// ---- reactors parked and retry --------------------------------------------------------------------------------
+
+async function parked(options: { json?: boolean }): Promise<void> {
+  await withSentinel(async ({ db }) => {
+    const rows = await listParked(db.knex);
+    if (options.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    else if (rows.length === 0) process.stdout.write('no parked events\n');
+    else process.stdout.write(parkedTable(rows));
+  });
+}
+
+function parkedTable(rows: ParkedEvent[]): string {
+  const header = ['ID', 'REACTOR', 'EVENT', 'TYPE', 'STREAM', 'KIND', 'FAILURES', 'PARKED', 'RETRY ASKED', 'ERROR'];
+  const numeric = [true, false, false, false, false, false, true, false, false, false];
+  const cells = rows.map((row) => [
+    String(row.id),
+    row.reactor,
+    row.eventId,
+    row.type,
+    row.stream,
+    row.kind,
+    String(row.failures),
+    row.parkedAt,
+    row.retryRequestedAt ?? '-',
+    row.error,
+  ]);
+  return table(header, cells, numeric);
+}
+
+async function retryParked(id: number): Promise<void> {
+  await withSentinel(async ({ db }) => {
+    const row = await requestRetry(db.knex, id);
+    if (!row) throw new Exit(`no parked event has id ${id}; \`sentinel reactors parked\` lists them`, EXIT_FAILURE);
+    process.stdout.write(`event ${row.eventId} (${row.type}) will be tried again by reactor ${row.reactor} while it runs\n`);
+  });
+}
+
 // ---- projections rebuild -------------------------------------------------------------------------------------
 
 async function rebuild(name: string, options: { batchSize: number; dropAfter: number }): Promise<void> {
@@ -278,7 +316,7 @@ function integer(min: number) {
 const program = new Command('sentinel')
   .description(
     'Use Sentinel from the command line. login, get, describe, scale, rollback, restart, deployment watch and plan talk to a running ' +
-      'Sentinel over its HTTP API (--url or SENTINEL_URL; SENTINEL_TOKEN); projections and users open its database directly and read ' +
+      'Sentinel over its HTTP API (--url or SENTINEL_URL; SENTINEL_TOKEN); projections, reactors and users open its database directly and read ' +
       'the same environment as `npm start` (DATABASE_URL or SENTINEL_DATA_DIR, KURRENTDB_URL).',
   )
   .version(version)
@@ -304,6 +342,22 @@ projections
   .option('--drop-after <ms>', "how long the old generation's tables stay after the swap", integer(0), DEFAULT_DROP_AFTER_MS)
   .exitOverride()
   .action(rebuild);
+
+const reactors = program.command('reactors').description('the reactors: events they parked, and trying them again').exitOverride();
+
+reactors
+  .command('parked')
+  .description('events a reactor set aside because handling them failed in a way no retry heals')
+  .option('--json', 'print JSON instead of a table')
+  .exitOverride()
+  .action(parked);
+
+reactors
+  .command('retry')
+  .description('ask the reactor that parked an event to try it once more (it does while it runs)')
+  .argument('<id>', 'the id `sentinel reactors parked` shows', integer(1))
+  .exitOverride()
+  .action(retryParked);
 
 const users = program.command('users').description('user accounts: recovery when nobody can log in').exitOverride();
 

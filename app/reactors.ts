@@ -3,6 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import { v5 as uuidv5 } from 'uuid';
 import { createKubeClusterDriver } from '../adapters/kubernetes/kube-driver.js';
 import { KubeconfigPolicy } from '../adapters/kubernetes/kubeconfig-policy.js';
@@ -37,6 +38,8 @@ export interface ReactorDeps {
   clock: Clock;
   lease: ProjectionLease;
   logger: Logger;
+  /** Where the runtime's parked-event metrics go. */
+  metrics?: Registry;
 }
 
 export interface RunningReactors {
@@ -73,7 +76,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
   const simulated = useSimulator(config);
   const policy = kubeconfigPolicy(config, simulated ? [simulatorDir(config)] : []);
   const simulator = simulated ? await startSimulatedCluster(deps, policy) : undefined;
-  const runtime = new ReactorRuntime(deps.db.knex, deps.store, { logger, lease: deps.lease });
+  const runtime = new ReactorRuntime(deps.db.knex, deps.store, { logger, lease: deps.lease, ...(deps.metrics ? { registry: deps.metrics } : {}) });
   const drivers = new Map<string, ClusterDriver>();
 
   runtime.add(

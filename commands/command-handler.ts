@@ -1,6 +1,7 @@
 // Runs a command against an aggregate: load its stream, decide, append at the revision it was decided on.
 import { randomUUID } from 'node:crypto';
-import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate } from 'node:timers/promises';
+import { retrying } from '../adapters/retry.js';
 import { fold, PolicyViolation, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
 import {
   AggregateCache,
@@ -374,7 +375,9 @@ export class CommandHandler {
     const outcome = (result: Parameters<CommandMetrics['observe']>[1]) =>
       this.options.metrics?.observe(commandType, result, (performance.now() - started) / 1000);
 
-    for (let attempt = 1; ; attempt += 1) {
+    // The conflict the last attempt met on append: the one failure tried again.
+    let conflict: ConcurrencyConflict | undefined;
+    const attempt = async (): Promise<WriteResult> => {
       const generation = this.cache.generation;
       const loaded = (await this.current(aggregate, stream)) as CacheEntry & { state: StateOf<A> };
       // Looked for after the load: whatever the state was folded from, the lookup sees too.
@@ -433,17 +436,30 @@ export class CommandHandler {
         // on another stream (the admission ledger's, appended to by the gate) says nothing of this one, whose cached
         // state stays: the next attempt reads only what came after it.
         if (error.stream === stream) this.cache.evict(stream);
-        if (attempt >= this.maxAttempts) {
-          outcome('conflict');
-          throw new ConflictAfterRetries(error.stream, attempt, error.actual);
-        }
-        this.options.metrics?.conflictRetried(commandType);
-        // Jittered backoff keeps a crowd of writers to one stream from colliding in lockstep.
-        await sleep(Math.random() * 5 * attempt);
+        conflict = error;
+        throw error;
       }
+    };
+
+    // The backoff's jitter keeps a crowd of writers to one stream from colliding in lockstep.
+    try {
+      return await retrying(attempt, {
+        backoff: CONFLICT_BACKOFF,
+        attempts: this.maxAttempts,
+        retryable: (error) => error === conflict,
+        onRetry: () => this.options.metrics?.conflictRetried(commandType),
+      });
+    } catch (error) {
+      if (error !== conflict || !conflict) throw error;
+      outcome('conflict');
+      throw new ConflictAfterRetries(conflict.stream, this.maxAttempts, conflict.actual);
     }
   }
 }
+
+/** Between attempts at a command whose stream moved on: from 5 ms, doubling, at most 20 ms. */
+const CONFLICT_BACKOFF = { baseMs: 5, maxMs: 20 };
+
 
 /** The events of a stream that change the aggregate's state (not its records), through the catalogue. */
 function stateEvents<Event extends DomainEvent>(

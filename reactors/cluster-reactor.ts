@@ -27,7 +27,8 @@ import {
   type RolloutStatus,
 } from './cluster-driver.js';
 import { reactionTo, reactionToObservation, reportBy } from './reaction-context.js';
-import { backoffMs, everyEventOf, type Reactor } from './reactor-runtime.js';
+import { retrying } from '../adapters/retry.js';
+import { everyEventOf, type Reactor } from './reactor-runtime.js';
 
 /** Deployment events that change what should run; each is answered by applying the deployment's current state. */
 export const DEPLOYMENT_CHANGES = [
@@ -62,6 +63,14 @@ export interface ClusterReactorOptions {
 /** Resync every five minutes unless told otherwise, as Kubernetes controllers relist. */
 export const DEFAULT_RESYNC_INTERVAL_MS = 300_000;
 
+/** Every cluster reactor is named `cluster-<clusterId>`: one per cluster. */
+const NAME_PREFIX = 'cluster-';
+
+/** Whether a cluster reactor appended this event: what a cluster did on its own, such as undoing a failed rollout. */
+export function isClusterReaction(event: RecordedEvent): boolean {
+  return event.metadata.source?.startsWith(`reactor:${NAME_PREFIX}`) ?? false;
+}
+
 export class ClusterReactor implements Reactor {
   readonly name: string;
   readonly eventTypes = DEPLOYMENT_CHANGES;
@@ -85,7 +94,7 @@ export class ClusterReactor implements Reactor {
     private readonly handler: CommandHandler,
     private readonly options: ClusterReactorOptions,
   ) {
-    this.name = `cluster-${clusterId}`;
+    this.name = `${NAME_PREFIX}${clusterId}`;
   }
 
   async start(): Promise<void> {
@@ -268,20 +277,17 @@ export class ClusterReactor implements Reactor {
     });
   }
 
+  /** Records what the watch showed, trying again with backoff while the reactor runs; what still fails is logged. */
   private async observeWithRetries(change: ManagedChange): Promise<void> {
-    const attempts = this.options.observeAttempts ?? 5;
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await this.observe(change);
-        return;
-      } catch (error) {
-        const { deploymentId, resourceVersion } = change.workload;
-        if (attempt >= attempts || !this.watch) {
-          this.options.logger.error({ err: error, reactor: this.name, deploymentId, resourceVersion }, 'could not record what the cluster showed');
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, 200, 5000)));
-      }
+    try {
+      await retrying(() => this.observe(change), {
+        backoff: { baseMs: 200, maxMs: 5000 },
+        attempts: this.options.observeAttempts ?? 5,
+        retryable: () => this.watch !== undefined,
+      });
+    } catch (error) {
+      const { deploymentId, resourceVersion } = change.workload;
+      this.options.logger.error({ err: error, reactor: this.name, deploymentId, resourceVersion }, 'could not record what the cluster showed');
     }
   }
 

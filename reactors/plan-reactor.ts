@@ -1,7 +1,7 @@
 // Carries out approved action plans, one action at a time: each change goes through the same deployment commands
 // (and policy) as a person's request, and the plan follows the deployment until it is available, failed or rolled back.
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { RetryAborted, retrying } from '../adapters/retry.js';
 import { actionPlans, deployments } from '../commands/aggregates.js';
 import type { Clock } from '../commands/clock.js';
 import type { CommandContext, CommandHandler, WriteResult } from '../commands/command-handler.js';
@@ -10,8 +10,10 @@ import { isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } 
 import { fold } from '../domain/decider.js';
 import { comparePositions, type Position, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
+import { isClusterReaction } from './cluster-reactor.js';
+import { declaredTransient } from './failures.js';
 import { reactionTo } from './reaction-context.js';
-import { backoffMs, everyEventOf, type Reactor } from './reactor-runtime.js';
+import { everyEventOf, type Reactor } from './reactor-runtime.js';
 
 /** Deployment events that can settle an action waiting on that deployment. */
 const SETTLING = ['DeploymentAvailable', 'DeploymentRolloutFailed', 'DeploymentRolledBack', 'DeploymentDeleted'] as const;
@@ -100,18 +102,15 @@ export class PlanReactor implements Reactor {
    * will not heal never get here: they are recorded on the plan as the action's failure.
    */
   private async carryOutWithRetries(planId: string, approved: RecordedEvent): Promise<void> {
-    const base = this.options.retryBaseMs ?? 200;
-    const max = this.options.retryMaxMs ?? 30_000;
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await this.carryOut(planId, approved);
-        return;
-      } catch (error) {
-        if (this.signal?.aborted) throw error;
-        const delay = backoffMs(attempt, base, max);
-        this.options.logger.warn({ err: error, planId, attempt, retryInMs: Math.round(delay) }, 'plan step failed; trying again');
-        await sleep(delay, undefined, this.signal ? { signal: this.signal } : {}).catch(() => undefined);
-      }
+    try {
+      await retrying(() => this.carryOut(planId, approved), {
+        backoff: { baseMs: this.options.retryBaseMs ?? 200, maxMs: this.options.retryMaxMs ?? 30_000 },
+        ...(this.signal ? { signal: this.signal } : {}),
+        onRetry: ({ error, attempt, delayMs }) => this.options.logger.warn({ err: error, planId, attempt, retryInMs: delayMs }, 'plan step failed; trying again'),
+      });
+    } catch (error) {
+      // Stopped while waiting to try again: the plan is taken up when the plan reactor starts again.
+      if (!(error instanceof RetryAborted)) throw error;
     }
   }
 
@@ -170,7 +169,7 @@ export class PlanReactor implements Reactor {
       return await this.settled(action.deploymentId, written);
     } catch (error) {
       // Refused by policy or by the deployment's rules, or a cluster error that will not heal: the action failed.
-      if (error instanceof Error && error.name !== 'ConflictAfterRetries' && !isTransient(error)) return { ok: false, error: error.message };
+      if (error instanceof Error && !declaredTransient(error)) return { ok: false, error: error.message };
       throw error;
     }
   }
@@ -216,7 +215,7 @@ export class PlanReactor implements Reactor {
       const failed = since.find((event) => event.type === 'DeploymentRolloutFailed' && (event.data as { revision: number }).revision === target);
       if (failed) {
         const cause = (failed.data as { cause: string }).cause;
-        const undone = since.some((event) => comparePositions(event.position, failed.position) > 0 && event.metadata.source?.startsWith('reactor:cluster-'));
+        const undone = since.some((event) => comparePositions(event.position, failed.position) > 0 && isClusterReaction(event));
         if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
         // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
         failedSeenAt ??= Date.now();
@@ -275,9 +274,5 @@ function revisionWhenWritten(recorded: RecordedEvent[], position: Position | nul
     upTo.map((event) => deployments.events.parse(event.type, event.schemaVersion, event.data)),
   );
   return state.status === 'absent' ? undefined : state.currentRevision;
-}
-
-function isTransient(error: Error): boolean {
-  return 'transient' in error && (error as { transient: unknown }).transient === true;
 }
 

@@ -1,10 +1,14 @@
 // Runs reactors: each follows the log from its checkpoint under a lease, handles every event at least once, and
 // moves its checkpoint after the event's effects. Handlers are idempotent, so a replay after a crash changes nothing.
-import { setTimeout as sleep } from 'node:timers/promises';
+// A failure is handled by its kind (failures.ts): a transient one is tried again with backoff, any other parks the
+// event so the reactor goes on with the next one; a parked event is tried again when someone asks.
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { backoffDelay, pause, RetryAborted, retrying } from '../adapters/retry.js';
 import type { EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
 import type { ProjectionLease } from '../projections/runtime.js';
+import { classifyFailure, PermanentFailure, type FailureKind } from './failures.js';
 
 export interface Reactor {
   /** Names its checkpoint and its lease: one active instance per name across every process. */
@@ -13,8 +17,8 @@ export interface Reactor {
   /** Once the lease is held, before the first event: start watches and resume work in flight. */
   start?(signal: AbortSignal): Promise<void>;
   /**
-   * Handles one event. Failures that will not heal are recorded as events by the handler; what it throws is
-   * taken as transient and the same event is tried again, with backoff.
+   * Handles one event. What it throws is judged by `classifyFailure`: a transient failure is tried again, with
+   * backoff; a permanent failure or a bug parks the event, and the reactor goes on with the next one.
    */
   handle(event: RecordedEvent, signal: AbortSignal): Promise<void>;
   /** When the lease is lost or the runtime stops. */
@@ -37,9 +41,113 @@ export interface ReactorRuntimeOptions {
   retryMaxMs?: number;
   /** Longest wait before starting a reactor again that failed to start or stopped (doubling from 1 s). */
   restartMaxMs?: number;
+  /** How often an active reactor looks for parked events someone asked to be tried again. */
+  parkedPollMs?: number;
+  /** Where `sentinel_reactor_parked_events_total` and `sentinel_reactor_parked_events` are registered, when given. */
+  registry?: Registry;
 }
 
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
+const PARKED = 'sentinel_reactor_parked';
+
+/** An event set aside because handling it failed in a way no retry heals. */
+export interface ParkedEvent {
+  id: number;
+  reactor: string;
+  eventId: string;
+  stream: string;
+  type: string;
+  position: Position;
+  kind: Exclude<FailureKind, 'transient'>;
+  error: string;
+  failures: number;
+  parkedAt: string;
+  retryRequestedAt: string | null;
+}
+
+interface ParkedRow {
+  id: number | string;
+  reactor: string;
+  event_id: string;
+  event_stream: string;
+  event_type: string;
+  event_position: string;
+  kind: ParkedEvent['kind'];
+  error: string;
+  failures: number;
+  parked_at: Date | string;
+  retry_requested_at: Date | string | null;
+}
+
+/** Every parked event, of one reactor or of all, oldest first. */
+export async function listParked(knex: Knex, reactor?: string): Promise<ParkedEvent[]> {
+  const query = knex(PARKED).orderBy('id');
+  if (reactor !== undefined) query.where({ reactor });
+  return ((await query.select('*')) as ParkedRow[]).map(toParked);
+}
+
+/**
+ * Asks the reactor that parked this event to try it once more; its running instance does so within
+ * `parkedPollMs`. Resolves to the parked event, or undefined when no parked event has this id.
+ */
+export async function requestRetry(knex: Knex, id: number): Promise<ParkedEvent | undefined> {
+  const [row] = (await knex(PARKED).where({ id }).update({ retry_requested_at: knex.fn.now() }).returning('*')) as ParkedRow[];
+  return row && toParked(row);
+}
+
+function toParked(row: ParkedRow): ParkedEvent {
+  const time = (value: Date | string) => new Date(value).toISOString();
+  return {
+    id: Number(row.id),
+    reactor: row.reactor,
+    eventId: row.event_id,
+    stream: row.event_stream,
+    type: row.event_type,
+    position: row.event_position,
+    kind: row.kind,
+    error: row.error,
+    failures: row.failures,
+    parkedAt: time(row.parked_at),
+    retryRequestedAt: row.retry_requested_at === null ? null : time(row.retry_requested_at),
+  };
+}
+
+/** The runtime's Prometheus series: events parked since start, and those parked now (read from the table on scrape). */
+class ParkedMetrics {
+  private readonly parked: Counter<'reactor' | 'kind'>;
+
+  constructor(registry: Registry, knex: Knex, logger: Logger) {
+    this.parked = new Counter({
+      name: 'sentinel_reactor_parked_events_total',
+      help: 'Events a reactor parked, by reactor and kind of failure (permanent, bug): each needs someone to look at it',
+      labelNames: ['reactor', 'kind'],
+      registers: [registry],
+    });
+    new Gauge({
+      name: 'sentinel_reactor_parked_events',
+      help: 'Events parked now, waiting to be tried again (sentinel reactors parked), by reactor and kind of failure',
+      labelNames: ['reactor', 'kind'],
+      registers: [registry],
+      async collect() {
+        try {
+          const rows = (await knex(PARKED).select('reactor', 'kind').count({ parked: '*' }).groupBy('reactor', 'kind')) as {
+            reactor: string;
+            kind: string;
+            parked: number | string;
+          }[];
+          this.reset();
+          for (const row of rows) this.set({ reactor: row.reactor, kind: row.kind }, Number(row.parked));
+        } catch (error) {
+          logger.warn({ err: error }, 'cannot count parked reactor events');
+        }
+      },
+    });
+  }
+
+  park(reactor: string, kind: ParkedEvent['kind']): void {
+    this.parked.inc({ reactor, kind });
+  }
+}
 
 /** One reactor in the runtime: its own stop signal, its subscription while it follows the log, and its loop. */
 interface Running {
@@ -53,12 +161,15 @@ export class ReactorRuntime {
   private readonly abort = new AbortController();
   private readonly running = new Map<string, Running>();
   private readonly active = new Set<string>();
+  private readonly metrics: ParkedMetrics | undefined;
 
   constructor(
     private readonly knex: Knex,
     private readonly store: EventStore,
     private readonly options: ReactorRuntimeOptions,
-  ) {}
+  ) {
+    this.metrics = options.registry && new ParkedMetrics(options.registry, knex, options.logger);
+  }
 
   /** Starts following the log with this reactor; it may be added while others run. One reactor of a name at a time. */
   add(reactor: Reactor): void {
@@ -115,7 +226,7 @@ export class ReactorRuntime {
       try {
         acquired = await lease.tryAcquire(`reactor:${reactor.name}`);
         if (!acquired) {
-          await sleep(this.options.standbyRetryMs ?? 1000, undefined, { signal });
+          await pause(this.options.standbyRetryMs ?? 1000, signal);
           continue;
         }
         this.active.add(reactor.name);
@@ -130,11 +241,11 @@ export class ReactorRuntime {
         if (signal.aborted) break;
         failures += 1;
         const failure = error instanceof Error ? error.message : String(error);
-        const delay = backoffMs(failures, 1000, this.options.restartMaxMs ?? 30_000);
+        const delay = backoffDelay(failures, { baseMs: 1000, maxMs: this.options.restartMaxMs ?? 30_000 });
         if (failure === lastFailure) logger.debug({ err: error, reactor: reactor.name, failures, retryInMs: Math.round(delay) }, 'reactor still failing; starting again');
         else logger.error({ err: error, reactor: reactor.name, failures, retryInMs: Math.round(delay) }, 'reactor stopped; starting again');
         lastFailure = failure;
-        await sleep(delay, undefined, { signal }).catch(() => undefined);
+        await pause(delay, signal);
       } finally {
         if (acquired) {
           this.active.delete(reactor.name);
@@ -153,22 +264,24 @@ export class ReactorRuntime {
     // stop() or remove() may have run while this was subscribing, before there was a subscription to close.
     if (signal.aborted) await subscription.close();
     const lanes = new Lanes(reactor.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    const retries = this.retryWhenAsked(reactor, signal);
     try {
       for await (const event of subscription) {
         if (!reactor.keyOf) {
-          await this.handleWithRetries(reactor, event, signal);
+          await this.react(reactor, event, signal);
           if (signal.aborted) return;
           await this.saveCheckpoint(reactor, event.position);
           continue;
         }
         // Events of one key in log order, different keys side by side; the checkpoint only passes an event
         // once it and every event before it are handled, so a restart never skips one.
-        await lanes.run(reactor.keyOf(event), event.position, () => this.handleWithRetries(reactor, event, signal), async (handled) => {
+        await lanes.run(reactor.keyOf(event), event.position, () => this.react(reactor, event, signal), async (handled) => {
           if (!signal.aborted) await this.saveCheckpoint(reactor, handled);
         });
         if (signal.aborted) return;
       }
     } finally {
+      await retries.stop();
       if (entry.subscription === subscription) entry.subscription = undefined;
       await subscription.close();
       await lanes.settled();
@@ -180,29 +293,86 @@ export class ReactorRuntime {
     if (!(await this.options.lease.stillHeld(`reactor:${reactor.name}`))) throw new Error(`lost the lease on reactor ${reactor.name}`);
   }
 
-  private async handleWithRetries(reactor: Reactor, event: RecordedEvent, signal: AbortSignal): Promise<void> {
-    const base = this.options.retryBaseMs ?? 200;
-    const max = this.options.retryMaxMs ?? 30_000;
-    for (let attempt = 1; ; attempt += 1) {
+  /**
+   * Handles the event: a transient failure is tried again, with backoff, until it succeeds or the reactor stops;
+   * any other failure parks the event. Resolves once the event is handled or parked, so the checkpoint may pass it.
+   */
+  private async react(reactor: Reactor, event: RecordedEvent, signal: AbortSignal): Promise<void> {
+    const { logger } = this.options;
+    try {
+      await retrying(() => reactor.handle(event, signal), {
+        backoff: { baseMs: this.options.retryBaseMs ?? 200, maxMs: this.options.retryMaxMs ?? 30_000 },
+        retryable: (error) => classifyFailure(error) === 'transient',
+        signal,
+        onRetry: ({ error, attempt, delayMs }) =>
+          logger.warn({ err: error, reactor: reactor.name, event: event.id, type: event.type, attempt, retryInMs: delayMs }, 'reaction failed; trying again'),
+      });
+    } catch (error) {
+      if (error instanceof RetryAborted || signal.aborted) return;
+      await this.park(reactor, event, error);
+    }
+  }
+
+  /** Sets the event aside, says so (a bug with its stack), and counts it; a failure to park fails the reactor, which starts again from its checkpoint. */
+  private async park(reactor: Reactor, event: RecordedEvent, error: unknown): Promise<void> {
+    const kind = classifyFailure(error) === 'bug' ? 'bug' : 'permanent';
+    const message = error instanceof Error ? error.message : String(error);
+    await this.knex(PARKED)
+      .insert({
+        reactor: reactor.name,
+        event_id: event.id,
+        event_stream: event.stream,
+        event_type: event.type,
+        event_position: event.position,
+        kind,
+        error: message,
+      })
+      .onConflict(['reactor', 'event_id'])
+      .merge({ kind, error: message, failures: this.knex.raw(`${PARKED}.failures + 1`), retry_requested_at: null });
+    const fields = { reactor: reactor.name, event: event.id, type: event.type, stream: event.stream, kind };
+    if (kind === 'bug') this.options.logger.error({ ...fields, err: error, stack: error instanceof Error ? error.stack : undefined }, 'reaction failed on a bug; event parked');
+    else this.options.logger.warn({ ...fields, err: error }, 'reaction failed for good; event parked');
+    this.metrics?.park(reactor.name, kind);
+  }
+
+  /** While the reactor follows the log: tries again, once each, the parked events someone asked to be retried. */
+  private retryWhenAsked(reactor: Reactor, signal: AbortSignal): { stop(): Promise<void> } {
+    let round: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      round = round.then(() => this.retryRequested(reactor, signal)).catch((error: unknown) =>
+        this.options.logger.warn({ err: error, reactor: reactor.name }, 'cannot retry parked events; trying again later'),
+      );
+    }, this.options.parkedPollMs ?? 5000);
+    timer.unref();
+    return {
+      async stop() {
+        clearInterval(timer);
+        await round;
+      },
+    };
+  }
+
+  private async retryRequested(reactor: Reactor, signal: AbortSignal): Promise<void> {
+    const asked = ((await this.knex(PARKED).where({ reactor: reactor.name }).whereNotNull('retry_requested_at').orderBy('id').select('*')) as ParkedRow[]).map(toParked);
+    for (const parked of asked) {
+      if (signal.aborted) return;
+      const event = (await this.store.readStream(parked.stream)).find((candidate) => candidate.id === parked.eventId);
       try {
+        if (!event) throw new PermanentFailure(`event ${parked.eventId} is no longer in stream ${parked.stream}`);
         await reactor.handle(event, signal);
-        return;
+        await this.knex(PARKED).where({ id: parked.id }).delete();
+        this.options.logger.info({ reactor: reactor.name, event: parked.eventId, parked: parked.id }, 'parked event handled on retry');
       } catch (error) {
         if (signal.aborted) return;
-        const delay = backoffMs(attempt, base, max);
-        this.options.logger.warn(
-          { err: error, reactor: reactor.name, event: event.id, type: event.type, attempt, retryInMs: Math.round(delay) },
-          'reaction failed; trying again',
-        );
-        await sleep(delay, undefined, { signal }).catch(() => undefined);
+        const kind = classifyFailure(error) === 'bug' ? 'bug' : parked.kind;
+        const message = error instanceof Error ? error.message : String(error);
+        await this.knex(PARKED)
+          .where({ id: parked.id })
+          .update({ kind, error: message, failures: this.knex.raw('failures + 1'), retry_requested_at: null });
+        this.options.logger.warn({ err: error, reactor: reactor.name, event: parked.eventId, parked: parked.id, kind }, 'parked event failed again on retry');
       }
     }
   }
-}
-
-/** The wait before attempt `attempt + 1`: doubling from `base` up to `max`, with jitter so retries spread out. */
-export function backoffMs(attempt: number, base: number, max: number): number {
-  return Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
 }
 
 /** Every event of these types from the start of the log, page by page: for reactors that resume what the log left open. */

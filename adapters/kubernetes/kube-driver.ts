@@ -1,6 +1,5 @@
 // The ClusterDriver on a real Kubernetes API server, through @kubernetes/client-node 1.4.
 import { Agent as HttpsAgent } from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ApiException,
   AppsV1Api,
@@ -41,6 +40,7 @@ import {
   type ScaleResult,
   type WorkloadKind,
 } from '../../reactors/cluster-driver.js';
+import { retrying } from '../retry.js';
 import { CredentialsError, kubeConfigFor, type KubeConfigOptions, type SecretLookup } from './kubeconfig.js';
 import { refFor, renderManifest, toLiveWorkload, type WorkloadObject } from './manifests.js';
 import {
@@ -326,7 +326,7 @@ export class KubeClusterDriver implements ClusterDriver {
 
   /**
    * Evicts one pod through the Eviction API. A 429 is the API saying a PodDisruptionBudget forbids it for now:
-   * back off (100 ms, doubling, at most 1 s) and ask again until the deadline, then report the pod as stuck.
+   * back off (from 100 ms, doubling, at most 1 s) and ask again until the deadline, then report the pod as stuck.
    */
   private async evict(pod: V1Pod, timeoutMs: number): Promise<{ pod: string; stuck?: string }> {
     const name = pod.metadata?.name ?? '';
@@ -334,25 +334,24 @@ export class KubeClusterDriver implements ClusterDriver {
     const id = `${namespace}/${name}`;
     const deadline = Date.now() + timeoutMs;
     const body = { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } };
-    for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
-      try {
-        await this.call(`evict pod ${id}`, () => this.core.createNamespacedPodEviction({ name, namespace, body }), {
-          tooManyRequests: 'fail',
-        });
-        return { pod: id };
-      } catch (error) {
-        // Already gone is what an eviction is for.
-        if (isStatus(error, 404)) return { pod: id };
-        if (!(error instanceof KubeApiError) || error.transient) throw error;
-        const reason = `${error.reason ?? `HTTP ${error.status}`}: ${error.detail}`;
-        if (error.status !== 429) return { pod: id, stuck: reason };
-        const left = deadline - Date.now();
-        if (left <= 0) return { pod: id, stuck: reason };
-        await sleep(Math.min(delay, left));
-      }
+    const refusedForNow = (error: unknown) => error instanceof KubeApiError && !error.transient && error.status === 429 && Date.now() < deadline;
+    try {
+      await retrying(() => this.call(`evict pod ${id}`, () => this.core.createNamespacedPodEviction({ name, namespace, body }), { tooManyRequests: 'fail' }), {
+        backoff: EVICTION_BACKOFF,
+        retryable: refusedForNow,
+      });
+      return { pod: id };
+    } catch (error) {
+      // Already gone is what an eviction is for.
+      if (isStatus(error, 404)) return { pod: id };
+      if (!(error instanceof KubeApiError) || error.transient) throw error;
+      return { pod: id, stuck: `${error.reason ?? `HTTP ${error.status}`}: ${error.detail}` };
     }
   }
 }
+
+/** Between asks for an eviction a PodDisruptionBudget refuses: from 100 ms, doubling, at most 1 s. */
+const EVICTION_BACKOFF = { baseMs: 100, maxMs: 1000 };
 
 /** Builds the driver for a registered cluster from its recorded credentials. */
 export async function createKubeClusterDriver(

@@ -1,8 +1,8 @@
 // The retry policy for Kubernetes API calls: which failures heal by waiting, how long to wait, and the ClusterError the rest become.
 import { STATUS_CODES } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiException, type Middleware, type RequestContext, type ResponseContext } from '@kubernetes/client-node';
 import { ClusterError } from '../../reactors/cluster-driver.js';
+import { backoffDelay as sharedBackoffDelay, retrying } from '../retry.js';
 
 export interface RetryPolicy {
   /** Tries in all, the first included. */
@@ -171,8 +171,7 @@ function headerValue(headers: Record<string, string> | undefined, name: string):
 
 /** Exponential backoff with jitter: half the doubled delay is fixed, half random, so retrying clients spread out. */
 export function backoffDelay(retry: number, policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, random = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (retry - 1));
-  return Math.round(ceiling / 2 + (ceiling / 2) * random());
+  return sharedBackoffDelay(retry, { baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs }, random);
 }
 
 export interface RetryOptions {
@@ -193,22 +192,30 @@ export interface RetryOptions {
  */
 export async function withRetry<T>(what: string, call: () => Promise<T>, options: RetryOptions): Promise<T> {
   const { policy } = options;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      // Already judged, by a nested call or by the caller's own check.
-      if (error instanceof ClusterError) throw error;
-      const failure = describeFailure(error);
-      const retryable =
-        (failure.transient && !(failure.status === 429 && options.tooManyRequests === 'fail')) ||
-        (failure.status === 409 && options.conflicts === 'retry');
-      if (!retryable) throw toClusterError(what, failure, false, error);
-      if (attempt >= policy.attempts) throw toClusterError(what, failure, true, error, `gave up after ${attempt} attempts`);
-      const delay = failure.retryAfterMs ?? backoffDelay(attempt, policy, options.random);
-      await sleep(Math.min(delay, policy.maxDelayMs));
-    }
+  // Already judged, by a nested call or by the caller's own check: passed on untouched.
+  const retryable = (error: unknown) => !(error instanceof ClusterError) && healsByWaiting(describeFailure(error), options);
+  try {
+    return await retrying(call, {
+      backoff: { baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs },
+      attempts: policy.attempts,
+      retryable,
+      waitAskedBy: (error) => describeFailure(error).retryAfterMs,
+      ...(options.random ? { random: options.random } : {}),
+    });
+  } catch (error) {
+    if (error instanceof ClusterError) throw error;
+    const failure = describeFailure(error);
+    // A failure the policy would retry only ends the retrying when the attempts are spent.
+    if (retryable(error)) throw toClusterError(what, failure, true, error, `gave up after ${policy.attempts} attempts`);
+    throw toClusterError(what, failure, false, error);
   }
+}
+
+function healsByWaiting(failure: ApiFailure, options: RetryOptions): boolean {
+  return (
+    (failure.transient && !(failure.status === 429 && options.tooManyRequests === 'fail')) ||
+    (failure.status === 409 && options.conflicts === 'retry')
+  );
 }
 
 export function toClusterError(what: string, failure: ApiFailure, transient: boolean, cause: unknown, note?: string): KubeApiError {

@@ -7,6 +7,7 @@ import * as reactors003 from './migrations/003-reactors.js';
 import * as access004 from './migrations/004-login-throttle-and-sessions.js';
 import * as snapshots005 from './migrations/005-aggregate-snapshots.js';
 import * as telemetry006 from './migrations/006-telemetry.js';
+import * as parked007 from './migrations/007-parked-events.js';
 
 export const SENTINEL_MIGRATIONS_TABLE = 'sentinel_migrations';
 
@@ -17,6 +18,7 @@ const migrations = compiledMigrations(SENTINEL_MIGRATIONS_TABLE, {
   '004-login-throttle-and-sessions': access004,
   '005-aggregate-snapshots': snapshots005,
   '006-telemetry': telemetry006,
+  '007-parked-events': parked007,
 });
 
 export async function migrateSentinel(knex: Knex): Promise<void> {
