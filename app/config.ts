@@ -81,6 +81,9 @@ const schema = z.object({
   SENTINEL_PLAN_TTL_SECONDS: integer(1, 604_800).default(3600),
   SENTINEL_PRICES_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
   SENTINEL_HEALTH_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  /** Prometheus the SLO rules read workload latency and success rate from (vLLM metrics for inference); none when unset. */
+  PROMETHEUS_URL: z.preprocess(emptyAsUndefined, z.url({ protocol: /^https?$/, error: 'an http(s) URL of a Prometheus server, e.g. http://prometheus:9090' }).optional()),
+  SENTINEL_HEALTH_REFRESH_SECONDS: integer(1, 3600).default(15),
   SENTINEL_CLUSTER_SIMULATOR: z.enum(['auto', 'on', 'off'], { error: 'one of: auto, on, off' }).default('auto'),
   SENTINEL_PROGRESS_DEADLINE_SECONDS: integer(1, 86_400).default(600),
   SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS: integer(1, 86_400).default(1800),

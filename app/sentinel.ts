@@ -33,7 +33,11 @@ import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
 import { startSimulatedAgents } from './simulated-agents.js';
 import { sampleStore, startTelemetry, type RunningTelemetry } from './telemetry.js';
-import { FileHealthSource, noHealth } from '../adapters/policy/file-health-source.js';
+import { FileHealthSource } from '../adapters/policy/file-health-source.js';
+import { PrometheusApi } from '../adapters/prometheus/prometheus-api.js';
+import { PrometheusHealth } from '../adapters/prometheus/prometheus-health.js';
+import { ObservedHealthSource } from '../commands/observed-health.js';
+import { deploymentUptime, uptimeReader } from '../projections/read-models/deployment-uptime.js';
 import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
 import { checkConfig, type Config, type ConfigFiles } from './config.js';
@@ -61,6 +65,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let reactors: RunningReactors | undefined;
   let telemetry: RunningTelemetry | undefined;
   let agents: { stop(): Promise<void> } | undefined;
+  let health: ObservedHealthSource | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -109,12 +114,18 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       ...(opened instanceof PostgresEventStore ? { eventLocator: new PostgresEventLocator(db) } : {}),
       logger,
     });
-    const policy = new PolicyEngine(store, {
-      prices: files.prices,
-      health: config.SENTINEL_HEALTH_FILE ? new FileHealthSource(config.SENTINEL_HEALTH_FILE) : noHealth,
+    // Observed health for the SLA and SLO rules, refreshed in the background: a judgement never waits on it.
+    health = new ObservedHealthSource({
+      uptime: uptimeReader(db.knex, () => projections.tables(deploymentUptime.projector)),
+      ...(config.PROMETHEUS_URL ? { latency: new PrometheusHealth(new PrometheusApi(config.PROMETHEUS_URL)) } : {}),
+      ...(config.SENTINEL_HEALTH_FILE ? { file: new FileHealthSource(config.SENTINEL_HEALTH_FILE) } : {}),
+      refreshSeconds: config.SENTINEL_HEALTH_REFRESH_SECONDS,
+      logger,
     });
+    health.start();
+    const policy = new PolicyEngine(store, { prices: files.prices, health });
     if (roles.has('reactor')) {
-      reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger });
+      reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger, metrics });
     }
     if (roles.has('telemetry')) {
       telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
@@ -148,6 +159,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         knex: db.knex,
         runtime: projections,
         telemetry: sampleStore(config, db),
+        health,
         staleAfterSeconds: config.SENTINEL_NODE_SILENT_SECONDS,
       }),
     });
@@ -195,6 +207,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await agents?.stop();
         await telemetry?.stop();
         await reactors?.stop();
+        await health?.stop();
         await projections.stop();
         // Snapshots are written after their command answered: the ones under way finish before the pool closes.
         await handler.snapshotsWritten();
@@ -203,6 +216,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       },
     };
   } catch (error) {
+    await health?.stop().catch(() => undefined);
     await agents?.stop().catch(() => undefined);
     await telemetry?.stop().catch(() => undefined);
     await reactors?.stop().catch(() => undefined);

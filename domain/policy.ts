@@ -237,6 +237,12 @@ export interface PastAction {
   direction?: 'up' | 'down';
 }
 
+/** Where each part of a deployment's observed health came from: observed by Sentinel, the override file, or nowhere. */
+export interface HealthSources {
+  uptime: 'observed' | 'file' | 'none';
+  latency: 'prometheus' | 'file' | 'none';
+}
+
 /**
  * Everything a rule may look at besides the change. The command handler gathers it from the ledger, the
  * price table and the health source, and the `PolicyEvaluated` event records it, so a decision can be
@@ -264,6 +270,8 @@ export interface PolicyInputs {
     uptime?: Record<string, number>;
     latencyP99Ms?: number;
     successRate?: number;
+    /** Where each part came from; absent in decisions recorded before sources were told apart. */
+    source?: HealthSources;
   };
   /** The workload's own SLO targets. */
   slo?: { latencyP99Ms?: number; successRate?: number };

@@ -10,6 +10,7 @@ import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
 import { id as uuidText } from '../domain/schemas.js';
 import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
 import { fleetCostProjector } from './fleet-cost.js';
+import { deploymentUptime } from './read-models/deployment-uptime.js';
 import { nodes } from './read-models/nodes.js';
 import { insertRows, RowBatch, type Row } from './row-batch.js';
 import type { Projector, TableNames } from './projector.js';
@@ -1225,7 +1226,7 @@ export const policyDecisions: ReadModel<'policy_decisions'> = {
 
 // ---- all of them ----------------------------------------------------------------------------------------------
 
-export const READ_MODELS = { clusters, workloads, deployments, actionPlans, policies, policyDecisions, nodes } satisfies Record<string, ReadModel>;
+export const READ_MODELS = { clusters, workloads, deployments, actionPlans, policies, policyDecisions, nodes, deploymentUptime } satisfies Record<string, ReadModel>;
 
 /** Every read model's projector, for the projection runtime. */
 export const READ_MODEL_PROJECTORS: readonly Projector[] = [

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { PostgresPrincipalStore } from '../../adapters/auth/principal-store.js';
 import type { PrincipalStore } from '../../commands/access.js';
+import { healthReport, type LatestLatency } from '../../commands/observed-health.js';
 import { queryParameters, route, type QueryParameters, type Route } from '../../commands/http/route.js';
 import { BadRequest, NotYetVisible } from '../../commands/http/problems.js';
 import { pathId } from '../../commands/http/replies.js';
@@ -13,6 +14,7 @@ import { auditProjector, InvalidAuditQuery, queryAudit, verifyAuditTrail } from 
 import { fleetCost, fleetCostProjector } from '../fleet-cost.js';
 import { fleetGpus, gpuReadings, type TelemetryReadings } from '../fleet-gpus.js';
 import { deploymentHistory, instant, InvalidQuery, MAX_PAGE_SIZE, ORDERS, READ_MODELS, type Order, type ReadModel } from '../read-models.js';
+import { uptimeOf } from '../read-models/deployment-uptime.js';
 import type { ProjectionRuntime } from '../runtime.js';
 
 export interface QueryRoutesOptions {
@@ -27,6 +29,8 @@ export interface QueryRoutesOptions {
   /** Readings older than this are not shown (default 600 s); a node whose newest is older than `staleAfterSeconds` (default 90 s) is stale. */
   readingWindowSeconds?: number;
   staleAfterSeconds?: number;
+  /** The health source the policy rules read (`ObservedHealthSource`): latency, success rate and the file's override; without it, uptime only. */
+  health?: { latest(deploymentId: string): Promise<LatestLatency> };
   now?: () => Date;
 }
 
@@ -209,6 +213,29 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
         const history = await deploymentHistory(knex, await runtime.tables(READ_MODELS.deployments.projector), id);
         if (history === undefined) throw new NotFound('deployment', id);
         return { status: 200, body: history };
+      },
+    }),
+    route({
+      ...readers,
+      method: 'get',
+      path: '/deployments/:id/health',
+      operationId: 'deploymentHealth',
+      summary: 'Show a deployment’s observed health: uptime, p99 latency and success rate',
+      success: {
+        status: 200,
+        schema: item,
+        description:
+          '{deploymentId, uptime: {"1", "7", "30": ratio or null}, latencyP99Ms, successRate, source: {uptime: observed|file, latency: prometheus|file|none}, observedAt}',
+      },
+      query: onlyAfter,
+      handle: async ({ params, query }) => {
+        const model = READ_MODELS.deploymentUptime;
+        await caughtUp(query.after, [model.projector.name]);
+        const id = pathId(params, 'deployment');
+        const at = now();
+        const observed = await uptimeOf(knex, await runtime.tables(model.projector), id, at);
+        if (observed === undefined) throw new NotFound('deployment', id);
+        return { status: 200, body: healthReport(id, observed.uptime, (await options.health?.latest(id)) ?? {}, at) };
       },
     }),
     ...collection('/nodes', 'node', READ_MODELS.nodes, 'in order of first report; the latest GPU readings with each node shown alone', withReadings),

@@ -210,6 +210,8 @@ for (const backend of backends) describe(`HTTP hardening on ${backend.name}`, fu
         ['GET', '/workloads/:id'],
         ['GET', '/deployments/:id'],
         ['GET', '/deployments/:id/history'],
+        ['GET', '/deployments/:id/health'],
+        ['GET', '/nodes/:id'],
         ['GET', '/action-plans/:id'],
         ['GET', '/policies/:id'],
         ['GET', '/policy-decisions/:id/replay'],
