@@ -13,6 +13,7 @@ import type { PolicyEngine } from '../commands/policy-engine.js';
 import type { EventStore } from '../domain/event-store.js';
 import { HealthFacts } from '../telemetry/health-facts.js';
 import { startTelemetryIngest } from '../telemetry/ingest-server.js';
+import { allListeners, KafkaTelemetrySink } from '../telemetry/kafka-sink.js';
 import { Remediation } from '../telemetry/remediation.js';
 import { SampleStore } from '../telemetry/sample-store.js';
 import type { Config, ConfigFiles } from './config.js';
@@ -60,6 +61,10 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
     clock: deps.clock,
     logger: log,
   });
+  // With Kafka configured, every stored batch also goes to `<prefix>.telemetry.v1`.
+  const kafka = config.KAFKA_BROKERS
+    ? new KafkaTelemetrySink({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID, topicPrefix: config.KAFKA_TOPIC_PREFIX, logger: log })
+    : undefined;
   await facts.start();
   try {
     const ingest = await startTelemetryIngest({
@@ -68,7 +73,7 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
       store: sampleStore(config, deps.db),
       authenticate: (token) => deps.access.authenticate(token),
       ...(deps.files.telemetryTls ? { tls: deps.files.telemetryTls } : {}),
-      listener: facts,
+      listener: kafka ? allListeners(facts, kafka) : facts,
       metrics: deps.metrics,
       logger: log,
       clock: deps.clock,
@@ -79,10 +84,12 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
       async stop() {
         await ingest.stop();
         await facts.stop();
+        await kafka?.close();
       },
     };
   } catch (error) {
     await facts.stop();
+    await kafka?.close();
     throw error;
   }
 }
