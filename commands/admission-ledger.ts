@@ -11,10 +11,9 @@
 import { randomUUID } from 'node:crypto';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
 import { fold } from '../domain/decider.js';
-import { ledgerDecider, ledgerEvents, type Admission, type Ledger, type LedgerEvent } from '../domain/ledger.js';
+import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger, type LedgerEvent } from '../domain/ledger.js';
 import { metadataOf, type CommandContext } from './command-handler.js';
 
-export const LEDGER_STREAM = 'quota-global';
 /** A snapshot of the ledger every this many events keeps loading it short. */
 const SNAPSHOT_EVERY = 200;
 /** A backwards page when looking for the last snapshot. */

@@ -4,15 +4,15 @@ import { fold, PolicyViolation } from '../domain/decider.js';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
 import { accrue, hoursLeftInMonth, usageWhere, type Ledger } from '../domain/ledger.js';
 import { compilePolicies, evaluate, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
-import { policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
+import { POLICY_SET_STREAM, policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
 import { hourlyCost, type PriceTable } from '../domain/pricing.js';
 import { AdmissionLedger, type AdmissionTurn, type Folded } from './admission-ledger.js';
 import type { CommandContext } from './command-handler.js';
 
-export { LEDGER_STREAM } from './admission-ledger.js';
+export { LEDGER_STREAM } from '../domain/ledger.js';
+export { POLICY_SET_STREAM } from '../domain/policy-set.js';
 
-export const POLICY_SET_STREAM = 'policyset-global';
 
 /** Observed health of a deployment, from telemetry once it exists; a configurable source until then. */
 export interface HealthSource {

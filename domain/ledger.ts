@@ -4,6 +4,9 @@ import { z } from 'zod';
 import { defineEvents, type Decider, type EventOf } from './decider.js';
 import { ACTION_KINDS, NO_USAGE, type Footprint, type PastAction, type Usage } from './policy.js';
 
+/** The admission ledger's one stream. */
+export const LEDGER_STREAM = 'quota-global';
+
 /** How long admitted changes are remembered for rate limits: the longest window a policy may ask for. */
 export const HISTORY_RETENTION_MS = 86_400_000;
 

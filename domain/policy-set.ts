@@ -15,6 +15,8 @@ import { timestamp } from './schemas.js';
 
 /** The one scope there is for now: its stream is `policyset-global`. */
 export const GLOBAL_POLICY_SET = 'global';
+/** The stream of the one policy set: `policyset-<scope>`. */
+export const POLICY_SET_STREAM = `policyset-${GLOBAL_POLICY_SET}`;
 
 // ---- events -------------------------------------------------------------------------------------------
 

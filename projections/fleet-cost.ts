@@ -1,12 +1,11 @@
 // What the fleet costs per hour now: one row per placed deployment, from the admission ledger, summed by team,
 // cluster and GPU SKU.
 import type { Knex } from 'knex';
-import { ledgerEvents, type Placement } from '../domain/ledger.js';
+import { LEDGER_STREAM, ledgerEvents, type Placement } from '../domain/ledger.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import type { Projector, TableNames } from './projector.js';
 
 /** The ledger's one stream; ledger events anywhere else are not admissions. */
-const LEDGER_STREAM = 'quota-global';
 
 /** The team of placements whose workload has no `team` label. */
 export const NO_TEAM = '(none)';

@@ -5,7 +5,7 @@ import { actionPlanEvents, actionTarget, type ActionStatus, type PlanStatus } fr
 import { clusterEvents, type ClusterStatus, type ConnectionState, type Credentials } from '../domain/cluster.js';
 import { deploymentEvents, type DeploymentStatus } from '../domain/deployment.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
-import { GLOBAL_POLICY_SET, policySetEvents } from '../domain/policy-set.js';
+import { POLICY_SET_STREAM, policySetEvents } from '../domain/policy-set.js';
 import { POLICY_MODES, POLICY_TYPES } from '../domain/policy.js';
 import { id as uuidText } from '../domain/schemas.js';
 import { workloadEvents, type WorkloadStatus } from '../domain/workload.js';
@@ -972,7 +972,6 @@ export const actionPlans: ReadModel<PlanTables> = {
 
 // ---- policies -----------------------------------------------------------------------------------------------
 
-const POLICY_SET_STREAM = `policyset-${GLOBAL_POLICY_SET}`;
 
 interface PolicyRow extends Lifecycle {
   id: string;

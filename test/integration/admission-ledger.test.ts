@@ -3,12 +3,12 @@
 import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
-import { AdmissionLedger, LEDGER_STREAM } from '../../commands/admission-ledger.js';
+import { AdmissionLedger } from '../../commands/admission-ledger.js';
 import type { CommandContext } from '../../commands/command-handler.js';
 import { fold } from '../../domain/decider.js';
 import { ConcurrencyConflict, type EventStore } from '../../domain/event-store.js';
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
-import { ledgerDecider, ledgerEvents, type Admission, type Ledger } from '../../domain/ledger.js';
+import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger } from '../../domain/ledger.js';
 
 const context: CommandContext = { correlationId: 'c', causationId: 'c', actor: { id: 'alice', kind: 'user' } };
 
