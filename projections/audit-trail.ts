@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { timestamp } from '../domain/schemas.js';
 import { canonicalJson } from './canonical-json.js';
+import { decodeCursor, encodeCursor, InvalidQuery } from './read-models/query.js';
 import type { Projector, TableNames } from './projector.js';
 
 export { canonicalJson } from './canonical-json.js';
@@ -403,17 +404,6 @@ export interface AuditPage {
   nextCursor: string | null;
 }
 
-/** A query the audit trail cannot answer as asked; `errors` name each field. */
-export class InvalidAuditQuery extends Error {
-  override name = 'InvalidAuditQuery';
-  constructor(
-    message: string,
-    readonly errors: { path: string; message: string }[],
-  ) {
-    super(message);
-  }
-}
-
 const filterText = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
 
 const auditQuery = z.strictObject({
@@ -448,10 +438,11 @@ export async function queryAudit(knex: Knex, table: string, query: AuditQuery): 
   const parsed = auditQuery.safeParse(query);
   if (!parsed.success) {
     const errors = parsed.error.issues.map((issue) => ({ path: issue.path.join('.') || '(root)', message: issue.message }));
-    throw new InvalidAuditQuery(`invalid audit query: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, errors);
+    throw new InvalidQuery(`invalid audit query: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, errors);
   }
   const q = parsed.data;
-  const after = q.cursor === undefined || q.cursor === '' ? undefined : decodeCursor(q.cursor, q.order);
+  // The cursor is the position of the page's last entry, in the one codec every list uses.
+  const after = q.cursor === undefined || q.cursor === '' ? undefined : decodeCursor(q.cursor, 1, q.order)[0];
   const rows = (await knex(table)
     .select('event_id', 'position', 'recorded_at', 'actor_id', 'actor_kind', 'action', 'stream', 'type', 'correlation_id', 'causation_id', 'summary', 'hash')
     .modify((select) => {
@@ -468,7 +459,7 @@ export async function queryAudit(knex: Knex, table: string, query: AuditQuery): 
   const page = rows.slice(0, q.limit);
   return {
     items: page.map(entryOf),
-    nextCursor: rows.length > q.limit ? encodeCursor(page.at(-1)!.position, q.order) : null,
+    nextCursor: rows.length > q.limit ? encodeCursor([page.at(-1)!.position], q.order) : null,
   };
 }
 
@@ -486,29 +477,6 @@ function entryOf(row: EntryRow): AuditEntry {
     summary: row.summary,
     hash: row.hash,
   };
-}
-
-/** The last position of a page; a newest-first page's cursor says so, so it is never read in the other order. */
-function encodeCursor(position: string, order: 'asc' | 'desc'): string {
-  return Buffer.from(order === 'asc' ? position : `desc:${position}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string, order: 'asc' | 'desc'): string {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const handedOutFor = text.startsWith('desc:') ? 'desc' : 'asc';
-  const position = handedOutFor === 'desc' ? text.slice('desc:'.length) : text;
-  // A cursor is a position, which every event store writes as a pair of fixed-width hex numbers.
-  if (!/^[0-9a-f]{16}-[0-9a-f]{16}$/.test(position) || encodeCursor(position, handedOutFor) !== cursor) {
-    throw new InvalidAuditQuery('invalid audit query: cursor: not a cursor returned by this API', [
-      { path: 'cursor', message: 'not a cursor returned by this API; pass nextCursor of the previous page' },
-    ]);
-  }
-  if (handedOutFor !== order) {
-    throw new InvalidAuditQuery(`invalid audit query: cursor: it continues a list read with order=${handedOutFor}, not order=${order}`, [
-      { path: 'cursor', message: `a nextCursor of a page read with order=${order}` },
-    ]);
-  }
-  return position;
 }
 
 // ---- actions and summaries ------------------------------------------------------------------------------

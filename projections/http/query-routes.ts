@@ -10,7 +10,7 @@ import { pathId } from '../../commands/http/replies.js';
 import { rolesFrom } from '../../domain/access.js';
 import { NotFound } from '../../domain/decider.js';
 import type { Knex } from 'knex';
-import { auditProjector, InvalidAuditQuery, queryAudit, verifyAuditTrail } from '../audit-trail.js';
+import { auditProjector, queryAudit, verifyAuditTrail } from '../audit-trail.js';
 import { fleetCost, fleetCostProjector } from '../fleet-cost.js';
 import { fleetGpus, gpuReadings, type TelemetryReadings } from '../fleet-gpus.js';
 import { deploymentHistory, instant, InvalidQuery, MAX_PAGE_SIZE, ORDERS, READ_MODELS, type Order, type ReadModel } from '../read-models.js';
@@ -86,7 +86,7 @@ async function asQuery<T>(run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
-    if (error instanceof InvalidQuery || error instanceof InvalidAuditQuery) throw new BadRequest(400, error.message, error.errors);
+    if (error instanceof InvalidQuery) throw new BadRequest(400, error.message, error.errors);
     throw error;
   }
 }

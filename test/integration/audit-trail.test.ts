@@ -9,7 +9,6 @@ import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres
 import type { EventMetadata, EventToAppend, RecordedEvent } from '../../domain/event-store.js';
 import {
   GENESIS_HASH,
-  InvalidAuditQuery,
   auditProjector,
   canonicalJson,
   queryAudit,
@@ -18,6 +17,7 @@ import {
   type AuditQuery,
 } from '../../projections/audit-trail.js';
 import { tableNames } from '../../projections/projector.js';
+import { InvalidQuery } from '../../projections/read-models/query.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
 
 interface Backend {
@@ -574,8 +574,8 @@ for (const backend of backends) {
           try {
             await queryAudit(knex, table, query);
           } catch (error) {
-            expect(error).to.be.instanceOf(InvalidAuditQuery);
-            return (error as InvalidAuditQuery).errors.map((e) => e.path);
+            expect(error).to.be.instanceOf(InvalidQuery);
+            return (error as InvalidQuery).errors.map((e) => e.path);
           }
           throw new Error(`accepted ${JSON.stringify(query)}`);
         };
