@@ -11,6 +11,7 @@ import {
   type PlacedDeployment,
 } from '../domain/deployment.js';
 import type { ClusterCommand } from '../domain/cluster.js';
+import { deploymentEvents, type DeploymentEvent } from '../domain/deployment.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { cpuMillicores, memoryBytes } from '../domain/quantity.js';
 import type { WorkloadSpec } from '../domain/workload.js';
@@ -104,8 +105,8 @@ export class ClusterReactor implements Reactor {
     // hands it every change since its checkpoint again).
     if (!this.placedRead) {
       for await (const event of everyEventOf(this.handler.store, ['DeploymentCreated'])) {
-        const { deploymentId, clusterId } = event.data as { deploymentId: string; clusterId: string };
-        if (clusterId === this.clusterId) this.placed.add(deploymentId);
+        const created = deploymentEventOf(event);
+        if (created.type === 'DeploymentCreated' && created.data.clusterId === this.clusterId) this.placed.add(created.data.deploymentId);
       }
       this.placedRead = true;
     }
@@ -193,11 +194,11 @@ export class ClusterReactor implements Reactor {
 
   /** Changes to different deployments do not depend on each other: they are applied side by side. */
   keyOf(event: RecordedEvent): string {
-    return (event.data as { deploymentId: string }).deploymentId;
+    return deploymentEventOf(event).data.deploymentId;
   }
 
   async handle(event: RecordedEvent): Promise<void> {
-    const { deploymentId } = event.data as { deploymentId: string };
+    const { deploymentId } = deploymentEventOf(event).data;
     const loaded = await this.handler.loadState(deployments, deploymentId);
     const { state } = loaded;
     if (state.status === 'absent' || state.clusterId !== this.clusterId) return;
@@ -517,4 +518,9 @@ export function driftBetween(desired: DesiredWorkload, live: LiveWorkload): Drif
   compare('gpus', expected.gpus, actual.gpus);
   compare('nodeSelector', expected.nodeSelector, actual.nodeSelector);
   return differences;
+}
+
+/** A deployment event as the domain defines it now: parsed, and upcast from the version it was stored at. */
+export function deploymentEventOf(event: RecordedEvent): DeploymentEvent {
+  return deploymentEvents.parse(event.type, event.schemaVersion, event.data);
 }

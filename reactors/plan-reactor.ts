@@ -6,11 +6,13 @@ import { actionPlans, deployments } from '../commands/aggregates.js';
 import type { Clock } from '../commands/clock.js';
 import type { CommandContext, CommandHandler, WriteResult } from '../commands/command-handler.js';
 import type { DeploymentCommands } from '../commands/deployment-commands.js';
-import { isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } from '../domain/action-plan.js';
+import { actionPlanEvents, isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } from '../domain/action-plan.js';
 import { fold } from '../domain/decider.js';
+import type { DeploymentEvent } from '../domain/deployment.js';
 import { comparePositions, type Position, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
-import { isClusterReaction } from './cluster-reactor.js';
+import { deploymentEventOf, isClusterReaction } from './cluster-reactor.js';
+import { policyEvents } from '../domain/policy-evaluation.js';
 import { declaredTransient } from './failures.js';
 import { reactionTo } from './reaction-context.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
@@ -65,7 +67,7 @@ export class PlanReactor implements Reactor {
     this.lifetime = new AbortController();
     this.signal = AbortSignal.any([signal, this.lifetime.signal]);
     const store = this.deps.handler.store;
-    for await (const event of everyEventOf(store, ['ActionPlanApproved'])) this.drive((event.data as { planId: string }).planId, event);
+    for await (const event of everyEventOf(store, ['ActionPlanApproved'])) this.drive(planIdOf(event), event);
   }
 
   async stop(): Promise<void> {
@@ -78,9 +80,8 @@ export class PlanReactor implements Reactor {
 
   async handle(event: RecordedEvent, signal: AbortSignal): Promise<void> {
     this.signal ??= signal;
-    const data = event.data as { planId?: string; deploymentId?: string };
-    if (event.type === 'ActionPlanApproved' && data.planId) this.drive(data.planId, event);
-    else if (data.deploymentId) for (const wake of this.waiting.get(data.deploymentId) ?? []) wake();
+    if (event.type === 'ActionPlanApproved') this.drive(planIdOf(event), event);
+    else for (const wake of this.waiting.get(deploymentEventOf(event).data.deploymentId) ?? []) wake();
   }
 
   /** Plans this process is carrying out now. */
@@ -207,15 +208,18 @@ export class PlanReactor implements Reactor {
       // A change refused by policy left only its judgement; answered again from it after a restart, the
       // command reports that event, which is no change at all.
       const own = written.appended === 0 ? loaded.recorded.find((event) => event.position === written.position) : undefined;
-      if (own?.type === 'PolicyEvaluated' && (own.data as { verdict?: string }).verdict === 'deny') {
+      if (own?.type === 'PolicyEvaluated' && policyEvents.parse(own.type, own.schemaVersion, own.data).data.verdict === 'deny') {
         return { ok: false, error: `the change to deployment ${deploymentId} was refused by policy (decision ${own.id})` };
       }
       target ??= revisionWhenWritten(loaded.recorded, written.position) ?? state.currentRevision;
       const since = loaded.recorded.filter((event) => written.position === null || comparePositions(event.position, written.position) > 0);
-      const failed = since.find((event) => event.type === 'DeploymentRolloutFailed' && (event.data as { revision: number }).revision === target);
+      const failed = since
+        .map((event) => ({ event, parsed: deploymentEventOf(event) }))
+        .find((candidate): candidate is { event: RecordedEvent; parsed: Extract<DeploymentEvent, { type: 'DeploymentRolloutFailed' }> } =>
+          candidate.parsed.type === 'DeploymentRolloutFailed' && candidate.parsed.data.revision === target);
       if (failed) {
-        const cause = (failed.data as { cause: string }).cause;
-        const undone = since.some((event) => comparePositions(event.position, failed.position) > 0 && isClusterReaction(event));
+        const { cause } = failed.parsed.data;
+        const undone = since.some((event) => comparePositions(event.position, failed.event.position) > 0 && isClusterReaction(event));
         if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
         // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
         failedSeenAt ??= Date.now();
@@ -276,3 +280,7 @@ function revisionWhenWritten(recorded: RecordedEvent[], position: Position | nul
   return state.status === 'absent' ? undefined : state.currentRevision;
 }
 
+/** The plan an `ActionPlanApproved` event approved, read through the plan's event definitions. */
+function planIdOf(event: RecordedEvent): string {
+  return actionPlanEvents.parse(event.type, event.schemaVersion, event.data).data.planId;
+}
