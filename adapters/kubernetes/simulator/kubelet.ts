@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import type { EventRecorder, EventNote } from './events.js';
 import type { Faults } from './faults.js';
 import { timestamp } from './naming.js';
+import { podBehaviour } from './pod-metrics.js';
 import { images, isReady, isTerminal } from './pods.js';
 import type { Registry } from './registry.js';
 import type { Scheduler } from './scheduler.js';
@@ -68,7 +69,7 @@ export class Kubelet {
       if (pod.status?.phase !== 'Running') {
         this.start(pod, now);
       } else if (!isReady(pod)) {
-        if (now - boundAt >= this.readyAfterMs && !this.faults.isNeverReady(images(pod))) {
+        if (now - boundAt >= this.readyAfterMs && !this.faults.isNeverReady(images(pod)) && podBehaviour(pod) !== 'never-ready') {
           this.setReady(pod, now);
           this.readyAt.set(uid, now);
         } else if (now - boundAt >= this.readyAfterMs && !this.unhealthy.has(uid)) {

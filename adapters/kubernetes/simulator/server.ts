@@ -1,5 +1,5 @@
 // The HTTPS front of the simulator: bearer-token auth, injected faults and latency, body parsing, routing to discovery,
-// watches and the REST handlers, and every error as a Kubernetes Status.
+// watches, the REST handlers and the simulated pods' inference metrics, and every error as a Kubernetes Status.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
@@ -7,12 +7,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, type StatusBody } from './api-error.js';
 import type { Faults } from './faults.js';
 import { Handlers, requireVerb } from './handlers.js';
+import { EXPOSITION_CONTENT_TYPE, podMetricsTarget, podMetricsText, servesMetrics, type PodMetricsTarget } from './pod-metrics.js';
 import { includeObjectOf, negotiateTable, toTable, type TableOptions } from './printing.js';
 import type { Registry } from './registry.js';
-import { apiGroup, apiGroupList, apiResourceList, apiVersions } from './resources.js';
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, PODS } from './resources.js';
 import { route, type DiscoveryTarget, type ResourceTarget } from './routes.js';
 import type { ServingCertificate } from './tls.js';
-import type { KubeObject } from './types.js';
+import type { KubeObject, Pod } from './types.js';
 import type { WatchHub } from './watch.js';
 
 /** The API server's default request size limit. */
@@ -140,6 +141,11 @@ export class SimulatorServer {
     const injected = this.parts.faults.takeFailure(method, url.pathname);
     if (injected !== undefined) throw new ApiError(injected, `injected fault: ${method} ${url.pathname} answers ${injected}`);
 
+    const metrics = podMetricsTarget(url.pathname);
+    if (metrics) {
+      this.servePodMetrics(metrics, method, response);
+      return;
+    }
     const target = route(url.pathname);
     if (!target) throw new ApiError(404, 'the server could not find the requested resource', 'NotFound');
     if (target.type === 'discovery') {
@@ -173,6 +179,20 @@ export class SimulatorServer {
       userAgent: String(request.headers['user-agent'] ?? ''),
     });
     sendJson(response, result.status, table && result.status === 200 ? this.asTable(target, result.body, table) : result.body);
+  }
+
+  /** The simulated inference metrics of one pod, or of every pod at once (one scrape target for a test Prometheus). */
+  private servePodMetrics(target: PodMetricsTarget, method: string, response: ServerResponse): void {
+    if (method !== 'GET') throw new ApiError(405, 'the server does not allow this method on the requested resource', 'MethodNotAllowed');
+    const pods =
+      target.scope === 'all' ? (this.parts.registry.list(PODS) as Pod[]) : [this.parts.registry.find(PODS, target.namespace, target.name) as Pod | undefined];
+    const serving = pods.filter((pod): pod is Pod => pod !== undefined && servesMetrics(pod));
+    if (target.scope === 'pod' && serving.length === 0) {
+      throw new ApiError(404, `pod ${target.namespace}/${target.name} serves no metrics: it does not exist or is not running`, 'NotFound');
+    }
+    const text = podMetricsText(serving, Date.now(), target.scope === 'all');
+    response.writeHead(200, { 'Content-Type': EXPOSITION_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
+    response.end(text);
   }
 
   /** How to print a read as a Table, when the client's Accept asks for one (kubectl does); undefined for plain JSON. */
