@@ -2,20 +2,13 @@
 // node and SKU, with how stale each node's readings are. Read from the telemetry tables, not from events: samples
 // are too many to be events (the node facts that matter to decisions are, in the nodes read model).
 
-/** The latest value of one series, as the telemetry store answers it. */
-export interface Reading {
-  clusterId: string;
-  nodeName: string;
-  metric: string;
-  labels: Record<string, string>;
-  value: number;
-  time: Date;
-}
+import type { LatestSample, LatestSamples } from '../domain/telemetry.js';
 
-/** The port the query side reads telemetry through: the latest value of each series since a time. */
-export interface TelemetryReadings {
-  latestSamples(query: { clusterId?: string; nodeName?: string; metricPrefix?: string; since: Date }): Promise<Reading[]>;
-}
+/** The latest value of one series, as the telemetry store answers it. */
+export type Reading = LatestSample;
+
+/** The port the query side reads telemetry through. */
+export type TelemetryReadings = LatestSamples;
 
 /** DCGM-exporter names → what the fleet view calls them. */
 const FIELDS = {

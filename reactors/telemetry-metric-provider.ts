@@ -6,22 +6,11 @@
 // sample's cluster id and node name; other names match its labels. `sentinel:gpu_memory_headroom_ratio` is derived
 // per GPU from DCGM_FI_DEV_FB_FREE / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE).
 import { GPU_MEMORY_HEADROOM_METRIC } from '../domain/analysis/inference-templates.js';
+import type { LatestSample, LatestSamples } from '../domain/telemetry.js';
 import { readingOf, type MetricProvider } from './analysis-runner.js';
 
-/** The newest value of one series. */
-export interface LatestSampleRow {
-  clusterId: string;
-  nodeName: string;
-  metric: string;
-  labels: Record<string, string>;
-  value: number;
-  time: Date;
-}
-
-/** The port: the newest value of each series seen since `since` (`SampleStore.latestSamples` fits it). */
-export interface LatestSamplesReader {
-  latestSamples(query: { clusterId?: string; nodeName?: string; metricPrefix?: string; since: Date }): Promise<LatestSampleRow[]>;
-}
+/** The port: the newest value of each series seen since `since` (the sample store implements it). */
+export type LatestSamplesReader = LatestSamples;
 
 export interface TelemetryProviderOptions {
   samples: LatestSamplesReader;
@@ -67,13 +56,13 @@ export function parseTelemetrySelector(query: string): TelemetrySelector {
   return { metric: name[0], matchers };
 }
 
-function labelOf(row: LatestSampleRow, label: string): string {
+function labelOf(row: LatestSample, label: string): string {
   if (label === 'cluster') return row.clusterId;
   if (label === 'node') return row.nodeName;
   return row.labels[label] ?? '';
 }
 
-function matcherTest(matcher: Matcher): (row: LatestSampleRow) => boolean {
+function matcherTest(matcher: Matcher): (row: LatestSample) => boolean {
   const { label, operator, value } = matcher;
   if (operator === '=' || operator === '!=') return (row) => (labelOf(row, label) === value) === (operator === '=');
   const pattern = new RegExp(`^(?:${value})$`);
@@ -85,12 +74,12 @@ function equality(selector: TelemetrySelector, label: string): string | undefine
   return selector.matchers.find((m) => m.label === label && m.operator === '=')?.value;
 }
 
-function seriesKey(row: LatestSampleRow): string {
+function seriesKey(row: LatestSample): string {
   return `${row.clusterId}\u0000${row.nodeName}\u0000${row.labels['UUID'] ?? row.labels['gpu'] ?? ''}`;
 }
 
 /** Free framebuffer over the whole framebuffer, per GPU that reported both; 0 of 0 is NaN. */
-function headroom(rows: readonly LatestSampleRow[]): { key: string; value: number }[] {
+function headroom(rows: readonly LatestSample[]): { key: string; value: number }[] {
   const gpus = new Map<string, { used?: number; free?: number }>();
   for (const row of rows) {
     const gpu = gpus.get(seriesKey(row)) ?? {};

@@ -2,6 +2,9 @@
 // same statement, daily partitions created ahead and dropped after the retention, and the reads the query side uses.
 import type { Database } from '../adapters/postgres/database.js';
 import type { Batch, Hello, Sample } from '../adapters/grpc/telemetry-proto.js';
+import type { LatestSample, LatestSamples } from '../domain/telemetry.js';
+
+export type { LatestSample } from '../domain/telemetry.js';
 import type { BatchStore, StoreOutcome } from './ingest-server.js';
 
 export interface SampleStoreOptions {
@@ -13,16 +16,6 @@ export interface SampleStoreOptions {
 
 export const DEFAULT_SAMPLE_RETENTION_DAYS = 7;
 export const DEFAULT_ROLLUP_RETENTION_DAYS = 30;
-
-/** The latest value of one series. */
-export interface LatestSample {
-  clusterId: string;
-  nodeName: string;
-  metric: string;
-  labels: Record<string, string>;
-  value: number;
-  time: Date;
-}
 
 /** One series over one minute. */
 export interface Rollup {
@@ -136,7 +129,7 @@ const STORE_BATCH = `
   )
   select previous_dropped from raised`;
 
-export class SampleStore implements BatchStore {
+export class SampleStore implements BatchStore, LatestSamples {
   readonly sampleRetentionMs: number;
   readonly rollupRetentionMs: number;
   /** Days (since the epoch, UTC) whose partitions exist in both tables, as far as this process knows. */

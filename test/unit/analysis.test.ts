@@ -22,7 +22,8 @@ import {
 } from '../../domain/analysis/analysis.js';
 import { runAnalysis, type AnalysisScheduler, type MetricProvider } from '../../reactors/analysis-runner.js';
 import { createPrometheusMetricProvider } from '../../reactors/prometheus-metric-provider.js';
-import { createTelemetryMetricProvider, parseTelemetrySelector, type LatestSampleRow } from '../../reactors/telemetry-metric-provider.js';
+import { createTelemetryMetricProvider, parseTelemetrySelector } from '../../reactors/telemetry-metric-provider.js';
+import type { LatestSample } from '../../domain/telemetry.js';
 
 const RUN = '3f1c9a52-6a0e-4c55-9a49-2b7d4f0a1c01';
 const START = new Date('2026-01-31T12:00:00Z');
@@ -315,7 +316,7 @@ describe('rollout analysis', () => {
     });
 
     describe('telemetry', () => {
-      const row = (nodeName: string, metricName: string, value: number, labels: Record<string, string> = { UUID: `GPU-${nodeName}` }): LatestSampleRow => ({
+      const row = (nodeName: string, metricName: string, value: number, labels: Record<string, string> = { UUID: `GPU-${nodeName}` }): LatestSample => ({
         clusterId: 'c1',
         nodeName,
         metric: metricName,
