@@ -1,0 +1,182 @@
+// infra/prometheus and infra/grafana checked by a real Prometheus: promtool on the config, the rules and their unit
+// tests, then every dashboard query run through /api/v1/query of a Prometheus scraping a running Sentinel.
+import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'chai';
+import { parse } from 'yaml';
+import { eventually } from '../support/eventually.js';
+import { PROMETHEUS_SKIP_REASON, promtool, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
+import { startTestApi, type TestApi } from '../support/sentinel-api.js';
+
+const PROMETHEUS_DIR = path.resolve('infra/prometheus');
+const DASHBOARD_DIR = path.resolve('infra/grafana/dashboards');
+const RULE_FILES = readdirSync(path.join(PROMETHEUS_DIR, 'rules')).map((name) => path.join(PROMETHEUS_DIR, 'rules', name));
+const RULE_TESTS = readdirSync(path.join(PROMETHEUS_DIR, 'tests')).map((name) => path.join('tests', name));
+
+/** What Grafana puts in place of its variables before a query reaches Prometheus. */
+const GRAFANA_VARIABLES: Record<string, string> = { __rate_interval: '1m', __range: '1h', role: '.*', Hostname: '.*' };
+
+/** Metrics that only node agents export; a Prometheus scraping Sentinel alone can only parse queries over them. */
+const AGENT_METRIC = /\b(DCGM_FI_DEV_\w+|node_\w+|sentinel_agent_\w+|sentinel_gpu_\w+)\b/;
+
+interface Target {
+  dashboard: string;
+  panel: string;
+  expr: string;
+}
+
+interface Dashboard {
+  uid: string;
+  title: string;
+  panels: { title: string; datasource?: { uid?: string }; targets?: { refId: string; expr: string; datasource?: { uid?: string } }[] }[];
+}
+
+function dashboards(): [string, Dashboard][] {
+  return readdirSync(DASHBOARD_DIR)
+    .filter((name) => name.endsWith('.json'))
+    .map((name) => [name, JSON.parse(readFileSync(path.join(DASHBOARD_DIR, name), 'utf8')) as Dashboard]);
+}
+
+function targets(): Target[] {
+  return dashboards().flatMap(([file, dashboard]) =>
+    dashboard.panels.flatMap((panel) => (panel.targets ?? []).map(({ expr }) => ({ dashboard: file, panel: panel.title, expr }))),
+  );
+}
+
+function withVariables(expr: string): string {
+  return expr.replace(/\$(\w+)/g, (whole, name: string) => GRAFANA_VARIABLES[name] ?? whole);
+}
+
+interface QueryAnswer {
+  status: string;
+  error?: string;
+  data?: { resultType: string; result: { value?: [number, string] }[] };
+}
+
+async function query(prometheus: RunningPrometheus, promql: string): Promise<QueryAnswer> {
+  const response = await fetch(new URL('api/v1/query', prometheus.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ query: promql }),
+  });
+  return (await response.json()) as QueryAnswer;
+}
+
+describe('infra: Prometheus rules and Grafana dashboards', function () {
+  this.timeout(60_000);
+
+  before(function () {
+    if (PROMETHEUS_SKIP_REASON) {
+      console.log(`SKIP: ${PROMETHEUS_SKIP_REASON}`);
+      this.skip();
+    }
+  });
+
+  it('promtool check config accepts the scrape config', () => {
+    const result = promtool(['check', 'config', 'prometheus.yml'], PROMETHEUS_DIR);
+    expect(result.code, result.output).to.equal(0);
+  });
+
+  it('promtool check rules accepts every rule file', () => {
+    const result = promtool(['check', 'rules', ...RULE_FILES]);
+    expect(result.code, result.output).to.equal(0);
+  });
+
+  it('promtool test rules passes every rule unit test', () => {
+    expect(RULE_TESTS).to.have.length.above(0);
+    const result = promtool(['test', 'rules', ...RULE_TESTS], PROMETHEUS_DIR);
+    expect(result.code, result.output).to.equal(0);
+  });
+
+  it('every dashboard has its own uid and queries the provisioned Prometheus datasource', () => {
+    const found = dashboards();
+    expect(found.map(([, d]) => d.uid)).to.have.members([...new Set(found.map(([, d]) => d.uid))]);
+    for (const [file, dashboard] of found) {
+      for (const panel of dashboard.panels) {
+        expect(panel.datasource?.uid, `${file}: ${panel.title}`).to.equal('prometheus');
+        expect(panel.targets, `${file}: ${panel.title}`).to.have.length.above(0);
+        for (const target of panel.targets ?? []) expect(target.datasource?.uid, `${file}: ${panel.title} ${target.refId}`).to.equal('prometheus');
+      }
+    }
+  });
+
+  describe('against a Prometheus scraping a running Sentinel', () => {
+    let api: TestApi | undefined;
+    let prometheus: RunningPrometheus | undefined;
+
+    const submitPlan = () =>
+      api!.request('post', '/action-plans', {
+        as: 'operator',
+        body: { reason: 'infra test', actions: [{ kind: 'restart', deploymentId: randomUUID() }], ttlSeconds: 600 },
+      });
+
+    before(async function () {
+      if (PROMETHEUS_SKIP_REASON) return this.skip();
+      // Every role, so that the telemetry ingest (fed by the simulated agents) and the reactors export too.
+      api = await startTestApi(undefined, { SENTINEL_ROLE: 'all' });
+      await submitPlan();
+      const sentinel = new URL(api.url).host;
+      const config = parse(readFileSync(path.join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8')) as {
+        global: Record<string, unknown>;
+        rule_files: string[];
+        scrape_configs: { job_name: string; static_configs: unknown[] }[];
+      };
+      config.global.scrape_interval = '1s';
+      config.global.evaluation_interval = '1s';
+      config.rule_files = config.rule_files.map((file) => path.join(PROMETHEUS_DIR, file));
+      for (const job of config.scrape_configs) {
+        // No agent runs here: its job stays, pointed at a closed port, so that `up` has its series.
+        const target = job.job_name === 'sentinel' ? sentinel : '127.0.0.1:1';
+        job.static_configs = [{ targets: [target], labels: job.job_name === 'sentinel' ? { role: 'all' } : {} }];
+      }
+      prometheus = await startPrometheus(config);
+      await eventually('two scrapes of Sentinel', () => query(prometheus!, 'count_over_time(up{job="sentinel"}[1m]) >= 2'), (a) => (a.data?.result.length ?? 0) > 0, 20_000);
+      // Activity after the first scrapes, so that rates over it are above 0; the projection status sets lag gauges.
+      await submitPlan();
+      const workload = await api.request('post', '/workloads', {
+        body: { name: 'infra-test', namespace: 'infra-test', type: 'inference', image: 'registry.example/infra:1', resources: { cpu: '100m', memory: '128Mi' } },
+      });
+      expect(workload.status, JSON.stringify(workload.body)).to.equal(201);
+      expect((await api.request('get', '/projections', { as: 'viewer' })).status).to.equal(200);
+      // A rate needs two scrapes of a series: wait for them after the last series the activity above creates.
+      const settled = [
+        'sentinel:plan_latency_slow:ratio_rate5m >= 0',
+        'count(sentinel_projection_lag_seconds) > 0',
+        'count_over_time(sentinel_commands_total{command=~".*Workload.*"}[1m]) >= 2',
+      ].join(' and on() ');
+      await eventually(
+        'the activity scraped twice and the plan latency recording rules evaluated over it',
+        () => query(prometheus!, settled),
+        (a) => (a.data?.result.length ?? 0) > 0,
+        20_000,
+      );
+    });
+
+    after(async () => {
+      await prometheus?.stop();
+      await api?.stop();
+    });
+
+    it('every dashboard query parses, and those over Sentinel\'s own metrics return data', async () => {
+      const problems: string[] = [];
+      for (const target of targets()) {
+        const promql = withVariables(target.expr);
+        const answer = await query(prometheus!, promql);
+        const where = `${target.dashboard} "${target.panel}": ${promql}`;
+        if (answer.status !== 'success') problems.push(`${where}: ${answer.error}`);
+        else if (!AGENT_METRIC.test(promql) && answer.data!.result.length === 0) problems.push(`${where}: no data`);
+      }
+      expect(problems, `${problems.join('\n')}\n${prometheus!.log()}`).to.deep.equal([]);
+    });
+
+    it('every rule loads and evaluates without error', async () => {
+      const response = await fetch(new URL('api/v1/rules', prometheus!.url));
+      const body = (await response.json()) as { data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] } };
+      const rules = body.data.groups.flatMap((group) => group.rules);
+      expect(rules).to.have.length.above(0);
+      const unhealthy = rules.filter((rule) => rule.health === 'err').map((rule) => `${rule.name}: ${rule.lastError}`);
+      expect(unhealthy).to.deep.equal([]);
+    });
+  });
+});
