@@ -9,8 +9,9 @@ import {
   type ActionPlanEvent,
   type Violation,
 } from '../domain/action-plan.js';
+import { GLOBAL_AUTONOMY, pausedRefusal } from '../domain/autonomy.js';
 import { fold, PolicyViolation, RuleViolation } from '../domain/decider.js';
-import { actionPlans } from './aggregates.js';
+import { actionPlans, autonomies } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
 import type { FleetFacts } from './fleet-facts.js';
@@ -36,7 +37,11 @@ export class ActionPlanCommands {
    * state of its target and judged by policy. A rejected plan is recorded and answered with 422, unless it
    * is a shadow plan, whose verdict is only recorded.
    */
-  submit(planId: string, body: ActionPlanBody, submitter: Principal, context: CommandContext): Promise<WriteResult> {
+  /**
+   * `guardrails`: what the InfraMind link's own checks (stale basis, rate limit, a plan in flight on the same
+   * target) found against the plan, recorded as its rejection like a policy refusal.
+   */
+  submit(planId: string, body: ActionPlanBody, submitter: Principal, context: CommandContext, guardrails: Violation[] = []): Promise<WriteResult> {
     // Only a service account may speak for InfraMind; a person's plan is always the person's.
     if (body.source === 'inframind' && submitter.kind !== 'service') {
       throw new RuleViolation('only a service account may submit plans on behalf of InfraMind', [
@@ -49,7 +54,7 @@ export class ActionPlanCommands {
         { path: 'source', message: 'one of user, inframind' },
       ]);
     }
-    return this.record(planId, body, context);
+    return this.record(planId, body, context, guardrails);
   }
 
   /** A plan Sentinel proposes itself (a remediation), judged by policy like any other; never reachable over HTTP. */
@@ -61,7 +66,7 @@ export class ActionPlanCommands {
     return this.record(planId, { ...proposal, source: 'sentinel' }, context);
   }
 
-  private record(planId: string, body: ActionPlanBody, context: CommandContext): Promise<WriteResult> {
+  private record(planId: string, body: ActionPlanBody, context: CommandContext, guardrails: Violation[] = []): Promise<WriteResult> {
     const now = this.clock.now();
     const expiresAt = body.expiresAt ?? new Date(now.getTime() + (body.ttlSeconds ?? this.options.defaultTtlSeconds) * 1000).toISOString();
     return this.handler.execute(
@@ -79,7 +84,7 @@ export class ActionPlanCommands {
         shadow: body.shadow,
       },
       context,
-      this.validated(planId, context, now),
+      this.validated(planId, context, now, guardrails),
     );
   }
 
@@ -87,10 +92,17 @@ export class ActionPlanCommands {
     return this.handler.execute(actionPlans, planId, { type: 'CancelPlan', planId, actor: context.actor, reason }, context);
   }
 
-  private validated(planId: string, context: CommandContext, now: Date): Gate<ActionPlanCommand, ActionPlanEvent, ActionPlan> {
+  /** While an admin has paused autonomy, InfraMind's plans are refused, and the refusal recorded as the plan's rejection. */
+  private async autonomyRefusal(source: ActionPlanBody['source']): Promise<Violation[]> {
+    if (source !== 'inframind') return [];
+    const { state } = await this.handler.loadState(autonomies, GLOBAL_AUTONOMY);
+    return state.paused ? [pausedRefusal(state)] : [];
+  }
+
+  private validated(planId: string, context: CommandContext, now: Date, guardrails: Violation[]): Gate<ActionPlanCommand, ActionPlanEvent, ActionPlan> {
     return async ({ command, state, events }) => {
       if (command.type !== 'SubmitActionPlan') return { events };
-      const refused: Violation[] = [];
+      const refused: Violation[] = [...guardrails, ...(await this.autonomyRefusal(command.source))];
       const judged: Judged[] = [];
       for (const [index, action] of command.actions.entries()) {
         const simulated = await simulate(action, this.facts, context, now);

@@ -1,5 +1,6 @@
 // The aggregates the write side runs commands against, each with its stream category and event catalogue.
 import { actionPlanDecider, actionPlanEvents, type ActionPlan, type ActionPlanCommand, type ActionPlanEvent } from '../domain/action-plan.js';
+import { autonomyDecider, autonomyEvents, type Autonomy, type AutonomyCommand, type AutonomyEvent } from '../domain/autonomy.js';
 import { clusterDecider, clusterEvents, type Cluster, type ClusterCommand, type ClusterEvent } from '../domain/cluster.js';
 import {
   deploymentDecider,
@@ -60,5 +61,13 @@ export const policySets: Aggregate<PolicySetCommand, PolicySetEvent, PolicySet> 
   category: 'policyset',
   decider: policySetDecider,
   events: policySetEvents,
+  snapshotVersion: 1,
+};
+
+/** The autonomy kill switch, in stream `autonomy-global`. */
+export const autonomies: Aggregate<AutonomyCommand, AutonomyEvent, Autonomy> = {
+  category: 'autonomy',
+  decider: autonomyDecider,
+  events: autonomyEvents,
   snapshotVersion: 1,
 };

@@ -1,5 +1,6 @@
 // Publishes every domain event to a partitioned log (Kafka) exactly once, in log order per stream, across crashes.
 import { accessEvents } from '../domain/access.js';
+import { autonomyEvents } from '../domain/autonomy.js';
 import { actionPlanEvents } from '../domain/action-plan.js';
 import { claimEvents } from '../domain/claim.js';
 import { clusterEvents } from '../domain/cluster.js';
@@ -44,6 +45,7 @@ export const DOMAIN_EVENT_TYPES: readonly string[] = [
     [
       accessEvents,
       actionPlanEvents,
+      autonomyEvents,
       claimEvents,
       clusterEvents,
       deploymentEvents,

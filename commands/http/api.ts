@@ -3,6 +3,7 @@ import express, { type Router } from 'express';
 import type { Logger } from 'pino';
 import type { AccessService } from '../access.js';
 import { ActionPlanCommands } from '../action-plan-commands.js';
+import { AutonomyCommands } from '../autonomy-commands.js';
 import type { Clock } from '../clock.js';
 import { ClusterCommands, refuseClusterAccess, type ClusterAccessPolicy } from '../cluster-commands.js';
 import type { CommandHandler } from '../command-handler.js';
@@ -15,6 +16,7 @@ import type { SecretStore } from '../secrets.js';
 import { WorkloadCommands } from '../workload-commands.js';
 import { accessRoutes } from './access-routes.js';
 import { actionPlanRoutes } from './action-plan-routes.js';
+import { autonomyRoutes } from './autonomy-routes.js';
 import { clusterRoutes } from './cluster-routes.js';
 import { deploymentRoutes } from './deployment-routes.js';
 import { openApiDocument } from './openapi.js';
@@ -49,6 +51,7 @@ export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idemp
     ...deploymentRoutes(new DeploymentCommands(handler, clock, policy)),
     ...actionPlanRoutes(new ActionPlanCommands(handler, clock, policy, facts, { defaultTtlSeconds: options.planTtlSeconds })),
     ...policyRoutes(new PolicyCommands(handler, handler.store, policy, facts, clock)),
+    ...autonomyRoutes(new AutonomyCommands(handler, clock)),
   ];
 }
 

@@ -142,6 +142,8 @@ const VALID: Record<string, (seed: Seed) => unknown> = {
   }),
   'PATCH /policies/:id': () => ({ priority: 20, enabled: false }),
   'DELETE /policies/:id': () => undefined,
+  'POST /autonomy/pause': () => ({ reason: 'fuzz' }),
+  'POST /autonomy/resume': () => ({ reason: 'fuzz' }),
   'POST /policies/evaluate': ({ fleet }) => ({ change: { kind: 'scale', deploymentId: fleet.deploymentId, replicas: 3 } }),
 };
 

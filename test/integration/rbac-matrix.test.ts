@@ -47,6 +47,8 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'PATCH /policies/:id':              ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'DELETE /policies/:id':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'POST /policies/evaluate':          ['deny',  'deny',  'allow', 'allow', 'allow'],
+  'POST /autonomy/pause':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'POST /autonomy/resume':            ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'GET /policy-decisions/:id/replay': ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /clusters':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /clusters/:id':                ['deny',  'allow', 'allow', 'allow', 'allow'],
@@ -123,6 +125,8 @@ const BODIES: Record<string, (api: TestApi, caller: Caller) => unknown> = {
   }),
   'PATCH /policies/:id': () => ({ priority: 5 }),
   'POST /policies/evaluate': () => ({ change: { kind: 'restart', deploymentId: randomUUID() } }),
+  'POST /autonomy/pause': () => ({ reason: 'rbac matrix' }),
+  'POST /autonomy/resume': () => ({ reason: 'rbac matrix' }),
 };
 
 let counter = 0;
