@@ -9,7 +9,7 @@ import { DEFAULT_PRICES, priceOverrides, withOverrides, type PriceTable } from '
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** api: the HTTP API; projector: the read-side projectors; reactor: the reactors that drive clusters and plans. */
-export const ROLES = ['api', 'projector', 'reactor', 'telemetry'] as const;
+export const ROLES = ['api', 'projector', 'reactor', 'telemetry', 'inframind'] as const;
 export type Role = (typeof ROLES)[number];
 const ROLE_RULE = `one of: all, ${ROLES.join(', ')}, or a comma-separated list of them such as "api,projector"`;
 
@@ -103,6 +103,17 @@ const schema = z.object({
   SENTINEL_LOGIN_MAX_FAILURES: integer(1, 1000).default(5),
   SENTINEL_LOGIN_ADDRESS_MAX_FAILURES: integer(1, 100_000).default(50),
   SENTINEL_LOGIN_LOCK_SECONDS: integer(1, 86_400).default(900),
+  // The InfraMind link: one bidirectional gRPC stream per InfraMind, service-account authenticated.
+  INFRAMIND_GRPC_HOST: z
+    .string()
+    .refine((host) => isIP(host) !== 0 || HOST_NAME.test(host), HOST_RULE)
+    .default('127.0.0.1'),
+  INFRAMIND_GRPC_PORT: integer(0, 65535).default(50052),
+  INFRAMIND_MAX_UNACKED: integer(1, 100_000).default(256),
+  INFRAMIND_KEEPALIVE_SECONDS: integer(1, 3600).default(30),
+  INFRAMIND_STALE_AFTER_SECONDS: integer(1, 86_400).default(120),
+  INFRAMIND_PLANS_PER_MINUTE: integer(1, 100_000).default(60),
+  INFRAMIND_OBSERVATION_SECONDS: integer(1, 3600).default(30),
   // Every domain event on Kafka, exactly once, when brokers are named; off otherwise.
   KAFKA_BROKERS: z.preprocess(
     emptyAsUndefined,

@@ -32,6 +32,8 @@ import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
 import { startSimulatedAgents } from './simulated-agents.js';
+import { startInframind } from './inframind.js';
+import type { RunningInframindLink } from '../reactors/inframind/link.js';
 import { sampleStore, startTelemetry, type RunningTelemetry } from './telemetry.js';
 import { FileHealthSource } from '../adapters/policy/file-health-source.js';
 import { PrometheusApi } from '../adapters/prometheus/prometheus-api.js';
@@ -49,6 +51,8 @@ export interface RunningSentinel {
   reactors?: RunningReactors;
   /** The telemetry ingest's gRPC port, when this process runs the telemetry role. */
   telemetryPort?: number;
+  /** The InfraMind link's gRPC port, when this process runs the inframind role. */
+  inframindPort?: number;
   stop(): Promise<void>;
 }
 
@@ -66,6 +70,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let telemetry: RunningTelemetry | undefined;
   let agents: { stop(): Promise<void> } | undefined;
   let health: ObservedHealthSource | undefined;
+  let inframind: RunningInframindLink | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -129,6 +134,9 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     }
     if (roles.has('telemetry')) {
       telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
+    }
+    if (roles.has('inframind')) {
+      inframind = await startInframind({ config, db, store, handler, policy, access, projections, clock: systemClock, logger });
     }
     const simulator = reactors?.simulator;
     if (config.SENTINEL_SIMULATED_AGENTS !== 'off' && simulator && telemetry) {
@@ -201,10 +209,12 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       eventStore: store,
       ...(reactors ? { reactors } : {}),
       ...(telemetry ? { telemetryPort: telemetry.port } : {}),
+      ...(inframind ? { inframindPort: inframind.port } : {}),
       async stop() {
         clearInterval(purge);
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
         await agents?.stop();
+        await inframind?.stop();
         await telemetry?.stop();
         await reactors?.stop();
         await health?.stop();
@@ -218,6 +228,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   } catch (error) {
     await health?.stop().catch(() => undefined);
     await agents?.stop().catch(() => undefined);
+    await inframind?.stop().catch(() => undefined);
     await telemetry?.stop().catch(() => undefined);
     await reactors?.stop().catch(() => undefined);
     await runtime?.stop().catch(() => undefined);

@@ -70,7 +70,7 @@ const sentinel = await startSentinel(
   loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
-    TELEMETRY_GRPC_PORT: '0',
+    TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0',
     SENTINEL_ROLE: scratch ? 'api' : 'api,projector',
     SENTINEL_DATA_DIR: dataDir,
     ...(scratch ? { DATABASE_URL: scratch.url } : {}),

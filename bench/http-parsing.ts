@@ -39,7 +39,7 @@ const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-bench-http-'));
 const config = loadConfig({
   HOST: '127.0.0.1',
   PORT: '0',
-  TELEMETRY_GRPC_PORT: '0',
+  TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0',
   SENTINEL_DATA_DIR: dataDir,
   SENTINEL_ROLE: 'api,projector',
   SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,

@@ -187,7 +187,7 @@ const loaded: number[] = [];
 const load: { sent: number; failed: number; seconds: number; statuses: Record<string, number> } = { sent: 0, failed: 0, seconds: 0, statuses: {} };
 try {
   const sentinel = await startSentinel(
-    loadConfig({ DATABASE_URL: visibleDb.url, HOST: '127.0.0.1', PORT: '0', TELEMETRY_GRPC_PORT: '0', LOG_LEVEL: 'warn', SENTINEL_ADMIN_PASSWORD: 'bench-admin-password', SENTINEL_JWT_SECRET: 'x'.repeat(48) }),
+    loadConfig({ DATABASE_URL: visibleDb.url, HOST: '127.0.0.1', PORT: '0', TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0', LOG_LEVEL: 'warn', SENTINEL_ADMIN_PASSWORD: 'bench-admin-password', SENTINEL_JWT_SECRET: 'x'.repeat(48) }),
     pino({ level: 'warn' }),
   );
   const api = `http://127.0.0.1:${sentinel.port}/api/v1`;

@@ -48,7 +48,7 @@ const sentinel = await startSentinel(
   loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
-    TELEMETRY_GRPC_PORT: '0',
+    TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0',
     SENTINEL_DATA_DIR: dataDir,
     ...(scratch ? { DATABASE_URL: scratch.url } : {}),
     SENTINEL_CLUSTER_SIMULATOR: SIMULATOR === 'in-process' ? 'on' : 'off',

@@ -19,8 +19,8 @@ async function freePort(): Promise<number> {
 
 function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; stdout: () => string; stderr: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    // Any free port for the telemetry gRPC server, so that starts in a row never wait for one another's port.
-    env: { ...process.env, LOG_LEVEL: 'info', TELEMETRY_GRPC_PORT: '0', ...env },
+    // Any free ports for the gRPC servers (telemetry, InfraMind), so that starts in a row never wait for one another's.
+    env: { ...process.env, LOG_LEVEL: 'info', TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

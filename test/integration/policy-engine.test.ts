@@ -497,7 +497,10 @@ for (const backend of backends) {
         expect((await scale(deploymentId, 3)).status).to.equal(202);
         expect((await restart(deploymentId)).status).to.equal(202);
         const decision = decisionsIn(await deploymentEvents(deploymentId)).at(-2)!;
-        expect(decision.evaluations[0]!.inputs).to.deep.include({ health: { uptime: { '30': 0.9995 }, latencyP99Ms: 180, successRate: 0.9995 } });
+        // The decision records what it saw, and where from: the file, which overrides what is observed.
+        expect(decision.evaluations[0]!.inputs).to.deep.include({
+          health: { uptime: { '30': 0.9995 }, latencyP99Ms: 180, successRate: 0.9995, source: { uptime: 'file', latency: 'file' } },
+        });
         expect(resultsOf(decision).map((r) => [r.name, r.outcome])).to.deep.include.members([
           [slaName, 'pass'],
           [sloName, 'pass'],

@@ -126,7 +126,7 @@ describe('failed logins in the log', function () {
     const config = loadConfig({
       HOST: '127.0.0.1',
       PORT: '0',
-      TELEMETRY_GRPC_PORT: '0',
+      TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0',
       SENTINEL_DATA_DIR: dataDir,
       SENTINEL_ROLE: 'api,projector',
       SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,

@@ -63,7 +63,7 @@ for (const backend of backends) {
       if (backend.skipReason) this.skip();
       dataDir = await mkdtemp(path.join(os.tmpdir(), 'sentinel-users-cli-'));
       if (backend.name === 'PostgreSQL') scratch = await createScratchDatabase();
-      env = { SENTINEL_DATA_DIR: dataDir, PORT: '0', TELEMETRY_GRPC_PORT: '0', ...(scratch ? { DATABASE_URL: scratch.url } : {}) };
+      env = { SENTINEL_DATA_DIR: dataDir, PORT: '0', TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0', ...(scratch ? { DATABASE_URL: scratch.url } : {}) };
     });
     after(async () => {
       await stop();

@@ -71,7 +71,7 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
   const config = loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
-    TELEMETRY_GRPC_PORT: '0',
+    TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0',
     SENTINEL_DATA_DIR: dataDir,
     // The API and the read side; tests of the reactors start those themselves, against a cluster simulator.
     SENTINEL_ROLE: 'api,projector',
