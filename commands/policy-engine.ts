@@ -87,7 +87,7 @@ export class PolicyEngine {
   }
 
   /** What a rule may read about a change, from the ledger, the price table and the health source. */
-  async inputsFor(judged: Judged, ledger: Ledger): Promise<PolicyInputs> {
+  async inputsFor(judged: Judged, ledger: Ledger, scope: CompiledPolicySet['history']): Promise<PolicyInputs> {
     const { change } = judged;
     const targetId = change.target.id;
     const team = change.labels['team'];
@@ -95,7 +95,7 @@ export class PolicyEngine {
     const sum = (filter: (team: string | undefined) => boolean) =>
       others.reduce((total, [, placed]) => (filter(placed.team) ? total + placed.hourlyUsd : total), 0);
     const spend = accrue(ledger, change.at);
-    const horizon = Date.parse(change.at) - 86_400_000;
+    const horizon = Date.parse(change.at) - scope.horizonMs;
     return {
       usage: {
         namespace: usageWhere(ledger, targetId, (p) => p.namespace === change.namespace && p.clusterId === change.clusterId),
@@ -111,7 +111,7 @@ export class PolicyEngine {
         hoursLeftInMonth: hoursLeftInMonth(change.at),
       },
       history: ledger.history
-        .filter((past) => Date.parse(past.at) > horizon && (past.targetId === targetId || past.actorId === change.actor.id))
+        .filter((past) => Date.parse(past.at) > horizon && (past.targetId === targetId || (scope.byActor && past.actorId === change.actor.id)))
         .map(({ targetRevision: _revision, ...past }) => past),
       ...(change.target.kind === 'deployment' ? optional('health', await this.options.health.health(targetId)) : {}),
       ...optional('slo', judged.slo),
@@ -133,7 +133,7 @@ export class PolicyEngine {
     const evaluations: Evaluation[] = [];
     const recorded: PolicyDecision['evaluations'] = [];
     for (const item of judged) {
-      const inputs = await this.inputsFor(item, ledger);
+      const inputs = await this.inputsFor(item, ledger, compiled.history);
       const evaluation = evaluate(compiled, item.change, inputs);
       evaluations.push(evaluation);
       recorded.push({

@@ -2,7 +2,7 @@
 // Deterministic: the same policies, change and inputs always give the same verdict, which is what replay relies on.
 import { z } from 'zod';
 import { defineEvents, type EventOf } from './decider.js';
-import type { Change, Policy, PolicyInputs, PolicyMode, PolicyType, RuleResult, Rule } from './policy.js';
+import type { Change, ParametersOf, Policy, PolicyInputs, PolicyMode, PolicyType, RuleResult, Rule } from './policy.js';
 import { RULES } from './rules/index.js';
 
 export interface PolicyResult {
@@ -45,6 +45,12 @@ export interface CompiledPolicySet {
    * filled in as pairs are first met: most of a large set is aimed elsewhere and is never looked at again.
    */
   candidates: Map<string, readonly CompiledPolicy[]>;
+  /**
+   * The past actions a decision needs, and so records: those of the last `horizonMs` (the longest rate-limit window
+   * or stabilization of any rate-limit policy; 0 when there is none), of the target, and of the actor only when some
+   * policy counts per actor. A decision's recorded inputs stay as small as the rules allow, whatever the history.
+   */
+  history: { horizonMs: number; byActor: boolean };
 }
 
 const set = (values: readonly string[] | undefined) => (values ? new Set(values) : undefined);
@@ -69,7 +75,19 @@ export function compilePolicies(policies: Iterable<Policy>, revision: number): C
         actions: set(policy.selector.actions),
       }),
     );
-  return { revision, policies: compiled, candidates: new Map() };
+  return { revision, policies: compiled, candidates: new Map(), history: historyScope(compiled) };
+}
+
+function historyScope(compiled: readonly CompiledPolicy[]): CompiledPolicySet['history'] {
+  let horizonMs = 0;
+  let byActor = false;
+  for (const { policy } of compiled) {
+    if (policy.type !== 'rate_limit') continue;
+    const { windowSeconds, stabilizationSeconds, per } = policy.parameters as ParametersOf<'rate_limit'>;
+    horizonMs = Math.max(horizonMs, windowSeconds * 1000, (stabilizationSeconds ?? 0) * 1000);
+    byActor ||= per !== 'target';
+  }
+  return { horizonMs, byActor };
 }
 
 function candidates(set: CompiledPolicySet, change: Change): readonly CompiledPolicy[] {

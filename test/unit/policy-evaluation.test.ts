@@ -496,3 +496,24 @@ describe('Policy evaluation', () => {
     });
   });
 });
+
+describe('the history a decision needs', () => {
+  const rateLimit = (parameters: ParametersOf<'rate_limit'>, enabled = true): Policy => ({ ...policy({ type: 'rate_limit', enabled }), parameters }) as Policy;
+
+  it('given no rate-limit policy, then none: a decision records no past actions', () => {
+    expect(compilePolicies([policy(), policy({ type: 'quota' })], 1).history).to.deep.equal({ horizonMs: 0, byActor: false });
+  });
+
+  it('given rate limits per target, then the longest window or stabilization, and the target’s actions only', () => {
+    const set = compilePolicies(
+      [rateLimit({ maxActions: 5, windowSeconds: 600, per: 'target' }), rateLimit({ maxActions: 2, windowSeconds: 60, per: 'target', stabilizationSeconds: 900 })],
+      1,
+    );
+    expect(set.history).to.deep.equal({ horizonMs: 900_000, byActor: false });
+  });
+
+  it('given a rate limit per actor, then the actor’s actions too; a disabled one counts for nothing', () => {
+    expect(compilePolicies([rateLimit({ maxActions: 5, windowSeconds: 300, per: 'actor' })], 1).history).to.deep.equal({ horizonMs: 300_000, byActor: true });
+    expect(compilePolicies([rateLimit({ maxActions: 5, windowSeconds: 300, per: 'actor' }, false)], 1).history).to.deep.equal({ horizonMs: 0, byActor: false });
+  });
+});
