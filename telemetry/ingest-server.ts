@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { CallRefused, serviceAccountOf } from '../adapters/grpc/grpc-common.js';
 import { telemetryService, type AgentMessage, type Batch, type Hello, type IngestMessage } from '../adapters/grpc/telemetry-proto.js';
 import { systemClock, type Clock } from '../commands/clock.js';
 import type { Principal } from '../domain/access.js';
@@ -176,19 +177,11 @@ class PushStream {
   }
 
   private async authenticate(): Promise<void> {
-    const [header] = this.call.metadata.get('authorization');
-    const token = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-    if (!token) {
-      throw new StreamEnd(grpc.status.UNAUTHENTICATED, 'a service-account token in the authorization metadata ("Bearer <token>")', 'unauthenticated');
-    }
-    let principal: Principal;
     try {
-      principal = await this.context.authenticate(token);
-    } catch {
-      throw new StreamEnd(grpc.status.UNAUTHENTICATED, 'the token in the authorization metadata is not valid', 'unauthenticated');
-    }
-    if (principal.role !== 'system') {
-      throw new StreamEnd(grpc.status.PERMISSION_DENIED, `only service accounts may push telemetry; ${principal.name} is a ${principal.role}`, 'permission_denied');
+      await serviceAccountOf(this.call.metadata, this.context.authenticate, 'push telemetry');
+    } catch (error) {
+      if (error instanceof CallRefused) throw new StreamEnd(error.code, error.details, error.reason);
+      throw error;
     }
   }
 

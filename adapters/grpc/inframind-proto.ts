@@ -1,11 +1,11 @@
 // The InfraMind link contract (proto/inframind.proto) loaded at run time, and the TypeScript shapes of its messages.
 //
-// Loaded like the telemetry contract (adapters/grpc/telemetry-proto.ts): camelCase field names, 64-bit integers as
+// Loaded like the telemetry contract (adapters/grpc/grpc-common.ts): camelCase field names, 64-bit integers as
 // JavaScript numbers, defaults filled in, enums as their names, and `body` / `kind` naming which member of a oneof is set.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadProto } from './grpc-common.js';
 
 export const INFRAMIND_PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/inframind.proto');
 
@@ -132,14 +132,7 @@ export type SentinelMessage =
   | { body: 'planAck'; planAck: PlanAck }
   | { body: 'outcome'; outcome: Outcome };
 
-const definition = protoLoader.loadSync(INFRAMIND_PROTO, {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
-const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+const loaded = loadProto(INFRAMIND_PROTO) as unknown as {
   sentinel: { inframind: { v1: { InfraMind: grpc.ServiceClientConstructor } } };
 };
 

@@ -1,13 +1,12 @@
 // The telemetry contract (proto/telemetry.proto) loaded at run time, and the TypeScript shapes of its messages.
 //
 // Loaded with @grpc/proto-loader rather than generated: the .proto stays the one source of truth, there is no
-// build step to forget, and messages are checked at the edge by the ingest's own validation anyway. Options:
-// camelCase field names, 64-bit integers as JavaScript numbers (sequences and millisecond timestamps stay far
-// below 2^53), defaults filled in, and `body` naming which member of a oneof is set.
+// build step to forget, and messages are checked at the edge by the ingest's own validation anyway (loading options:
+// adapters/grpc/grpc-common.ts).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadProto } from './grpc-common.js';
 
 export const TELEMETRY_PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/telemetry.proto');
 
@@ -46,14 +45,7 @@ export type IngestMessage = { body: 'ack'; ack: Ack };
 /** What an agent writes on the stream (either member; `body` is filled in by the encoder). */
 export type AgentMessageOut = { hello: Hello } | { batch: Batch };
 
-const definition = protoLoader.loadSync(TELEMETRY_PROTO, {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
-const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+const loaded = loadProto(TELEMETRY_PROTO) as unknown as {
   sentinel: { telemetry: { v1: { Telemetry: grpc.ServiceClientConstructor } } };
 };
 

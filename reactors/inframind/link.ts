@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { CallRefused, serviceAccountOf } from '../../adapters/grpc/grpc-common.js';
 import {
   inframindService,
   type InfraMindHello,
@@ -236,19 +237,12 @@ class Session {
   }
 
   private async authenticate(): Promise<void> {
-    const [header] = this.call.metadata.get('authorization');
-    const token = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
-    if (!token) throw new StreamEnd(grpc.status.UNAUTHENTICATED, 'a service-account token in the authorization metadata ("Bearer <token>")');
-    let principal: Principal;
     try {
-      principal = await this.context.authenticate(token);
-    } catch {
-      throw new StreamEnd(grpc.status.UNAUTHENTICATED, 'the token in the authorization metadata is not valid');
+      this.principal = await serviceAccountOf(this.call.metadata, this.context.authenticate, 'connect as InfraMind');
+    } catch (error) {
+      if (error instanceof CallRefused) throw new StreamEnd(error.code, error.details);
+      throw error;
     }
-    if (principal.role !== 'system' || principal.kind !== 'service') {
-      throw new StreamEnd(grpc.status.PERMISSION_DENIED, `only service accounts may connect as InfraMind; ${principal.name} is a ${principal.role}`);
-    }
-    this.principal = principal;
   }
 
   private async handle(message: InfraMindMessage): Promise<void> {
