@@ -34,7 +34,7 @@ const checkProblemsOf = async (env: NodeJS.ProcessEnv) => (await checkRefusal(en
 describe('configuration', () => {
   it('given an empty environment, then the embedded defaults apply', () => {
     expect(loadConfig({})).to.deep.include({
-      SENTINEL_ROLE: ['api', 'projector', 'reactor', 'telemetry'],
+      SENTINEL_ROLE: ['api', 'projector', 'reactor', 'telemetry', 'inframind'],
       SENTINEL_CLUSTER_SIMULATOR: 'auto',
       TELEMETRY_GRPC_HOST: '127.0.0.1',
       TELEMETRY_GRPC_PORT: 50051,
@@ -128,7 +128,7 @@ describe('configuration', () => {
     ['a database URL of another scheme', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL: a PostgreSQL connection URL/],
     ['a KurrentDB URL of another scheme', { KURRENTDB_URL: 'http://x' }, /^KURRENTDB_URL: a KurrentDB connection string/],
     ['an unknown log level', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL: one of: fatal, error, warn, info, debug, trace, silent/],
-    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all, api, projector, reactor, telemetry, or a comma-separated list/],
+    ['an unknown role', { SENTINEL_ROLE: 'everything' }, /^SENTINEL_ROLE: one of: all, api, projector, reactor, telemetry, inframind, or a comma-separated list/],
     ['a list with an unknown role', { SENTINEL_ROLE: 'api,indexer' }, /^SENTINEL_ROLE: one of: all/],
     ['an unknown simulator setting', { SENTINEL_CLUSTER_SIMULATOR: 'yes' }, /^SENTINEL_CLUSTER_SIMULATOR: one of: auto, on, off/],
     ['an insecure-clusters flag that is not a boolean', { SENTINEL_ALLOW_INSECURE_CLUSTERS: 'yes' }, /^SENTINEL_ALLOW_INSECURE_CLUSTERS: true or false/],
