@@ -213,10 +213,7 @@ export class PlanReactor implements Reactor {
       }
       target ??= revisionWhenWritten(loaded.recorded, written.position) ?? state.currentRevision;
       const since = loaded.recorded.filter((event) => written.position === null || comparePositions(event.position, written.position) > 0);
-      const failed = since
-        .map((event) => ({ event, parsed: deploymentEventOf(event) }))
-        .find((candidate): candidate is { event: RecordedEvent; parsed: Extract<DeploymentEvent, { type: 'DeploymentRolloutFailed' }> } =>
-          candidate.parsed.type === 'DeploymentRolloutFailed' && candidate.parsed.data.revision === target);
+      const failed = rolloutFailedAt(since, target);
       if (failed) {
         const { cause } = failed.parsed.data;
         const undone = since.some((event) => comparePositions(event.position, failed.event.position) > 0 && isClusterReaction(event));
@@ -283,4 +280,20 @@ function revisionWhenWritten(recorded: RecordedEvent[], position: Position | nul
 /** The plan an `ActionPlanApproved` event approved, read through the plan's event definitions. */
 function planIdOf(event: RecordedEvent): string {
   return actionPlanEvents.parse(event.type, event.schemaVersion, event.data).data.planId;
+}
+
+/**
+ * The first `DeploymentRolloutFailed` for `revision` among a deployment stream's events, parsed. The stream also
+ * holds records that are not deployment events (`PolicyEvaluated`): only the failures are read.
+ */
+export function rolloutFailedAt(
+  events: readonly RecordedEvent[],
+  revision: number,
+): { event: RecordedEvent; parsed: Extract<DeploymentEvent, { type: 'DeploymentRolloutFailed' }> } | undefined {
+  for (const event of events) {
+    if (event.type !== 'DeploymentRolloutFailed') continue;
+    const parsed = deploymentEventOf(event);
+    if (parsed.type === 'DeploymentRolloutFailed' && parsed.data.revision === revision) return { event, parsed };
+  }
+  return undefined;
 }

@@ -3,6 +3,8 @@
 import { expect } from 'chai';
 import type { DesiredWorkload, LiveWorkload, RolloutStatus } from '../../reactors/cluster-driver.js';
 import { driftBetween, rolloutFailure } from '../../reactors/cluster-reactor.js';
+import { rolloutFailedAt } from '../../reactors/plan-reactor.js';
+import type { RecordedEvent } from '../../domain/event-store.js';
 import type { WorkloadSpec } from '../../domain/workload.js';
 
 const spec: WorkloadSpec = {
@@ -98,5 +100,30 @@ describe('reconcile rules', () => {
     it('given a Job (no replica count), then replicas are not compared', () => {
       expect(driftBetween(desired, live({}, undefined))).to.deep.equal([]);
     });
+  });
+});
+
+describe('a plan action reading its deployment’s stream', () => {
+  const recorded = (type: string, data: Record<string, unknown>, revision: number): RecordedEvent => ({
+    id: `e-${revision}`,
+    stream: 'deployment-d-1',
+    type,
+    schemaVersion: 1,
+    revision,
+    position: `0000000000000001-${String(revision).padStart(16, '0')}`,
+    recordedAt: new Date('2026-12-06T10:00:00Z'),
+    data,
+    metadata: {},
+  });
+
+  it('given policy decisions among the deployment’s events, when the rollout of the revision failed, then that failure, the decisions skipped', () => {
+    const events = [
+      recorded('PolicyEvaluated', { command: 'ScaleDeployment', verdict: 'allow', policySet: { stream: 'policyset-global', revision: 0 }, evaluations: [] }, 7),
+      recorded('DeploymentRolloutFailed', { deploymentId: 'd-1', revision: 2, cause: 'an older revision' }, 8),
+      recorded('PolicyEvaluated', { command: 'ScaleDeployment', verdict: 'deny', policySet: { stream: 'policyset-global', revision: 0 }, evaluations: [] }, 9),
+      recorded('DeploymentRolloutFailed', { deploymentId: 'd-1', revision: 3, cause: 'ProgressDeadlineExceeded: no progress' }, 10),
+    ];
+    expect(rolloutFailedAt(events, 3)?.parsed.data.cause).to.equal('ProgressDeadlineExceeded: no progress');
+    expect(rolloutFailedAt(events, 4)).to.equal(undefined);
   });
 });
