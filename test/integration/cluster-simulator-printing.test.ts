@@ -444,8 +444,10 @@ describe('cluster simulator as kubectl sees it', function () {
       expect(repeated.source).to.deep.equal({ component: 'deployment-controller' });
       expect(repeated.lastTimestamp!.getTime()).to.be.at.least(repeated.firstTimestamp!.getTime());
 
-      // Replacing a deleted pod keeps the replica set's size: no scaling is recorded.
-      const [victim] = await podsOf(c, ns, 'app=elastic');
+      // Replacing a deleted pod keeps the replica set's size: no scaling is recorded. The victim is a running pod: one
+      // the scale-up has only just created has no containers yet, and a kubelet kills none.
+      await readyDeployment(c, 'elastic', ns, 2);
+      const victim = (await podsOf(c, ns, 'app=elastic')).find((pod) => pod.status?.phase === 'Running');
       await c.core.deleteNamespacedPod({ name: victim!.metadata!.name!, namespace: ns });
       await eventually(() => eventsFor(c, ns, describeSelector('Pod', victim!)), (es) => es.some((e) => e.reason === 'Killing'), 'the deleted pod killed');
       await readyDeployment(c, 'elastic', ns, 2);
