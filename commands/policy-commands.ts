@@ -73,7 +73,10 @@ export class PolicyCommands {
     };
   }
 
-  /** Re-runs a recorded decision with the policy set at its recorded revision and its recorded inputs. */
+  /**
+   * Re-runs a recorded decision with the policy set at its recorded revision and its recorded inputs: the rate
+   * limits' readings, or for a decision of schema version 1 the admitted changes it recorded, read again the same way.
+   */
   async replay(eventId: string): Promise<Replay> {
     const found = await this.findDecision(eventId);
     if (!found) throw new NotFound('policy decision', eventId);

@@ -2,8 +2,21 @@
 // Deterministic: the same policies, change and inputs always give the same verdict, which is what replay relies on.
 import { z } from 'zod';
 import { defineEvents, type EventOf } from './decider.js';
-import type { Change, ParametersOf, Policy, PolicyInputs, PolicyMode, PolicyType, RuleResult, Rule } from './policy.js';
+import {
+  rateLimitReadings,
+  type Change,
+  type ParametersOf,
+  type PastAction,
+  type Policy,
+  type PolicyInputs,
+  type PolicyMode,
+  type PolicyType,
+  type RateLimitReadings,
+  type Rule,
+  type RuleResult,
+} from './policy.js';
 import { RULES } from './rules/index.js';
+import { readRateLimits } from './rules/rate-limit.js';
 
 export interface PolicyResult {
   policyId: string;
@@ -45,12 +58,6 @@ export interface CompiledPolicySet {
    * filled in as pairs are first met: most of a large set is aimed elsewhere and is never looked at again.
    */
   candidates: Map<string, readonly CompiledPolicy[]>;
-  /**
-   * The past actions a decision needs, and so records: those of the last `horizonMs` (the longest rate-limit window
-   * or stabilization of any rate-limit policy; 0 when there is none), of the target, and of the actor only when some
-   * policy counts per actor. A decision's recorded inputs stay as small as the rules allow, whatever the history.
-   */
-  history: { horizonMs: number; byActor: boolean };
 }
 
 const set = (values: readonly string[] | undefined) => (values ? new Set(values) : undefined);
@@ -75,19 +82,7 @@ export function compilePolicies(policies: Iterable<Policy>, revision: number): C
         actions: set(policy.selector.actions),
       }),
     );
-  return { revision, policies: compiled, candidates: new Map(), history: historyScope(compiled) };
-}
-
-function historyScope(compiled: readonly CompiledPolicy[]): CompiledPolicySet['history'] {
-  let horizonMs = 0;
-  let byActor = false;
-  for (const { policy } of compiled) {
-    if (policy.type !== 'rate_limit') continue;
-    const { windowSeconds, stabilizationSeconds, per } = policy.parameters as ParametersOf<'rate_limit'>;
-    horizonMs = Math.max(horizonMs, windowSeconds * 1000, (stabilizationSeconds ?? 0) * 1000);
-    byActor ||= per !== 'target';
-  }
-  return { horizonMs, byActor };
+  return { revision, policies: compiled, candidates: new Map() };
 }
 
 function candidates(set: CompiledPolicySet, change: Change): readonly CompiledPolicy[] {
@@ -120,17 +115,33 @@ function applies(p: CompiledPolicy, change: Change, at: number): boolean {
 }
 
 /**
+ * What the rate limits that judge `change` read of the admitted changes before it (`history`, in any order): what
+ * a decision records in place of the changes themselves.
+ */
+export function rateLimitReadingsFor(set: CompiledPolicySet, change: Change, history: readonly PastAction[]): RateLimitReadings {
+  const at = Date.parse(change.at);
+  const limits: ParametersOf<'rate_limit'>[] = [];
+  for (const compiled of candidates(set, change)) {
+    if (compiled.policy.type === 'rate_limit' && applies(compiled, change, at)) limits.push(compiled.policy.parameters as ParametersOf<'rate_limit'>);
+  }
+  return readRateLimits(limits, change, history);
+}
+
+/**
  * Runs every applicable policy in order. An enforce policy that fails denies the change, whatever the others
- * say; a dry_run or audit policy that fails is recorded and changes nothing.
+ * say; a dry_run or audit policy that fails is recorded and changes nothing. Inputs without rate-limit readings
+ * (a decision of schema version 1) have them read from the history they carry.
  */
 export function evaluate(set: CompiledPolicySet, change: Change, inputs: PolicyInputs): Evaluation {
   const at = Date.parse(change.at);
+  let given = inputs;
   const results: PolicyResult[] = [];
   let verdict: Evaluation['verdict'] = 'allow';
   for (const compiled of candidates(set, change)) {
     if (!applies(compiled, change, at)) continue;
     const { policy } = compiled;
-    const result = compiled.rule(policy.parameters, change, inputs);
+    if (policy.type === 'rate_limit' && !given.rateLimits) given = { ...inputs, rateLimits: rateLimitReadingsFor(set, change, inputs.history ?? []) };
+    const result = compiled.rule(policy.parameters, change, given);
     if (result.outcome === 'fail' && policy.mode === 'enforce') verdict = 'deny';
     const recorded: PolicyResult = {
       policyId: policy.id,
@@ -165,11 +176,22 @@ const policyResult = z.object({
   breakGlass: z.boolean().optional(),
 });
 
+/** An admitted change as decisions of schema version 1 recorded it among their inputs. */
+const pastAction = z.looseObject({
+  at: z.string(),
+  action: z.string(),
+  targetId: z.string(),
+  actorId: z.string(),
+  direction: z.enum(['up', 'down']).optional(),
+});
+
 const judged = z.object({
   /** Which part of the command this is: the action index for plans. */
   index: z.number().int().optional(),
   change: z.looseObject({ action: z.string(), at: z.string(), target: z.object({ kind: z.string(), id: z.string() }) }),
-  inputs: z.looseObject({ usage: z.unknown(), cost: z.unknown(), history: z.array(z.unknown()) }),
+  inputs: z
+    .looseObject({ usage: z.unknown(), cost: z.unknown(), rateLimits: rateLimitReadings.optional(), history: z.array(pastAction).optional() })
+    .refine((inputs) => inputs.rateLimits !== undefined || inputs.history !== undefined, 'rateLimits (or, upcast from version 1, history)'),
   verdict: z.enum(['allow', 'deny']),
   results: z.array(policyResult),
 });
@@ -177,10 +199,12 @@ const judged = z.object({
 export const policyEvents = defineEvents({
   /**
    * A policy decision, in the stream of the thing judged and in the same append as the outcome. It holds the
-   * policy-set revision and every input the rules read, so it can be replayed and explained later.
+   * policy-set revision and every input the rules read, so it can be replayed and explained later: of the
+   * admitted changes, only what the rate limits read of them (`inputs.rateLimits`), so that its size does not
+   * grow with the history.
    */
   PolicyEvaluated: {
-    version: 1,
+    version: 2,
     schema: z.object({
       command: z.string(),
       verdict: z.enum(['allow', 'deny']),
@@ -188,6 +212,11 @@ export const policyEvents = defineEvents({
       evaluations: z.array(judged),
       breakGlass: z.object({ justification: z.string(), actorId: z.string() }).optional(),
     }),
+    upcast: {
+      // Version 1 recorded the admitted changes themselves (`inputs.history`) where version 2 records readings.
+      // They stay as recorded: evaluation reads them as the engine would have, so an old decision replays as made.
+      1: (data) => data,
+    },
   },
 });
 export type PolicyEvent = EventOf<typeof policyEvents>;

@@ -11,7 +11,7 @@ export const POLICY_MODES = ['enforce', 'dry_run', 'audit'] as const;
 export type PolicyMode = (typeof POLICY_MODES)[number];
 
 /** The kinds of change policy judges: the deployment commands and the action-plan actions. */
-export const ACTION_KINDS = ['create', 'scale', 'update', 'rollback', 'restart', 'delete', 'drain', 'reschedule'] as const;
+export const ACTION_KINDS = ['create', 'scale', 'update', 'rollback', 'restart', 'delete', 'drain', 'reschedule', 'resume'] as const;
 export type ActionKind = (typeof ACTION_KINDS)[number];
 
 export const WORKLOAD_TYPES = ['inference', 'training', 'batch'] as const;
@@ -62,10 +62,13 @@ export const sloParameters = z.strictObject({
   successRate: ratio.optional(),
 });
 
+/** What a rate limit counts: changes to the target, by the actor, or by the actor to the target. */
+const RATE_LIMIT_SCOPES = ['target', 'actor', 'target_and_actor'] as const;
+
 export const rateLimitParameters = z.strictObject({
   maxActions: z.int({ error: 'a whole number' }).min(1, 'at least 1'),
   windowSeconds: z.int({ error: 'whole seconds' }).min(1, 'at least 1 second').max(86_400, 'at most 86400 seconds (1 day)'),
-  per: oneOf(['target', 'actor', 'target_and_actor']).default('target'),
+  per: oneOf(RATE_LIMIT_SCOPES).default('target'),
   /** A scale in the opposite direction of the last one within this many seconds is refused (anti-flap). */
   stabilizationSeconds: z.int({ error: 'whole seconds' }).min(0).max(86_400, 'at most 86400 seconds').optional(),
 });
@@ -237,6 +240,31 @@ export interface PastAction {
   direction?: 'up' | 'down';
 }
 
+/**
+ * What the rate limits of a decision read of the admitted changes before it: a count per window and the target's
+ * last scale, never the changes themselves, so that a decision is as large as its policy set asks and no larger
+ * however long the history. Gathered by `readRateLimits` (domain/rules/rate-limit.ts) for the policies that apply.
+ */
+export const rateLimitReadings = z.object({
+  /** One per scope and window an applicable rate limit counts. */
+  windows: z.array(
+    z.object({
+      per: z.enum(RATE_LIMIT_SCOPES),
+      windowSeconds: z.int(),
+      /** Admitted changes in scope within the window that ends at the change. */
+      count: z.int().min(0),
+      /** Each limit the count has reached, with when enough counted changes will have left the window to let one more in. */
+      reached: z.array(z.object({ maxActions: z.int(), nextAllowedAt: timestamp })).optional(),
+    }),
+  ),
+  /**
+   * The target's latest scale within the longest stabilization window of an applicable policy; read only when the
+   * change is a scale that moves replicas. Of two at the same moment, the one opposite to the change.
+   */
+  lastScale: z.object({ at: timestamp, direction: z.enum(['up', 'down']) }).optional(),
+});
+export type RateLimitReadings = z.infer<typeof rateLimitReadings>;
+
 /** Where each part of a deployment's observed health came from: observed by Sentinel, the override file, or nowhere. */
 export interface HealthSources {
   uptime: 'observed' | 'file' | 'none';
@@ -262,8 +290,13 @@ export interface PolicyInputs {
     teamMonthToDateUsd: number;
     hoursLeftInMonth: number;
   };
-  /** Allowed changes in the longest rate-limit window, for the same target or actor. */
-  history: PastAction[];
+  /** What the rate limits read of the admitted changes; every decision since schema version 2 records it. */
+  rateLimits?: RateLimitReadings;
+  /**
+   * The admitted changes themselves, as decisions of schema version 1 recorded them instead of `rateLimits`:
+   * evaluation reads them as the engine would have, so those decisions replay as they were made.
+   */
+  history?: PastAction[];
   /** Observed health of the target; absent when the health source knows nothing of it. */
   health?: {
     /** Uptime ratio over a window of N days, keyed by N. */

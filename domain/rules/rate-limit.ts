@@ -1,5 +1,11 @@
 // The rate_limit rule: at most N allowed changes per sliding window, and no quick scale reversals (anti-flap).
-import type { Change, ParametersOf, PastAction, Rule } from '../policy.js';
+// What it needs of the admitted changes is read first (`readRateLimits`): a count per window and the target's last
+// scale. A decision records those readings, not the changes, and the rule judges from the readings alone.
+import type { Change, ParametersOf, PastAction, RateLimitReadings, Rule } from '../policy.js';
+
+type Limit = ParametersOf<'rate_limit'>;
+type Per = Limit['per'];
+type Direction = 'up' | 'down';
 
 /** An ISO time without the `.000` a whole second would carry. */
 const iso = (ms: number): string => {
@@ -8,8 +14,6 @@ const iso = (ms: number): string => {
 };
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-type Per = ParametersOf<'rate_limit'>['per'];
 
 const inScope = (entry: PastAction, per: Per, change: Change) =>
   (per === 'actor' || entry.targetId === change.target.id) && (per === 'target' || entry.actorId === change.actor.id);
@@ -20,131 +24,107 @@ function scope(per: Per, change: Change): string {
   return per === 'target' ? target : per === 'actor' ? actor : `${target} ${actor}`;
 }
 
-function scaleDirection(change: Change): 'up' | 'down' | undefined {
+function scaleDirection(change: Change): Direction | undefined {
   if (change.action !== 'scale' || !change.before || !change.after) return undefined;
   const delta = change.after.replicas - change.before.replicas;
   return delta > 0 ? 'up' : delta < 0 ? 'down' : undefined;
 }
 
-/**
- * When the change would be allowed: once enough of the counted entries have left the window for the count to
- * drop below the limit (the oldest one, unless the history already holds more than the limit). NaN when the
- * counted times cannot say.
- */
-function nextAllowed(counted: number[], maxActions: number, windowMs: number): number {
-  counted.sort((a, b) => a - b);
-  return (counted[counted.length - maxActions] ?? Number.NaN) + windowMs;
+/** One window being counted while the history is read. */
+interface Counting {
+  per: Per;
+  windowSeconds: number;
+  start: number;
+  /** The limits of the policies that count this window. */
+  limits: Set<number>;
+  times: number[];
 }
 
 /**
- * The history's times as numbers, parsed once per history: every rate-limit policy in a decision reads the same
- * history, so a large set parses it once rather than once per policy. An unparseable time is NaN and never counts.
+ * Reads the history once for every rate limit given (those that apply to the change): how many admitted changes
+ * each scope and window holds, when each limit already reached lets a change through again, and the target's last
+ * scale within the longest stabilization. Entries after the change, or with an unreadable time, never count, so
+ * that a replay sees what the original decision saw. What comes out grows with the limits, never with the history.
  */
-const parsedTimes = new WeakMap<readonly PastAction[], Float64Array>();
-function timesOf(history: readonly PastAction[]): Float64Array {
-  let times = parsedTimes.get(history);
-  if (!times) {
-    times = Float64Array.from(history, (entry) => Date.parse(entry.at));
-    parsedTimes.set(history, times);
+export function readRateLimits(limits: readonly Limit[], change: Change, history: readonly PastAction[]): RateLimitReadings {
+  const now = Date.parse(change.at);
+  const windows = new Map<string, Counting>();
+  let stabilizationSeconds: number | undefined;
+  for (const { per, windowSeconds, maxActions, stabilizationSeconds: seconds } of limits) {
+    const key = `${per}|${windowSeconds}`;
+    let counting = windows.get(key);
+    if (!counting) {
+      counting = { per, windowSeconds, start: now - windowSeconds * 1000, limits: new Set(), times: [] };
+      windows.set(key, counting);
+    }
+    counting.limits.add(maxActions);
+    if (seconds !== undefined) stabilizationSeconds = Math.max(stabilizationSeconds ?? 0, seconds);
   }
-  return times;
-}
-
-interface Scan {
-  count: number;
-  lastScaleAt: number;
-  lastScaleDirection: 'up' | 'down' | undefined;
-}
-
-/**
- * The scans of one history for one change, by what a scan depends on (scope, window, stabilization): a large set
- * repeats a handful of those, and each policy then only prints its own limit.
- */
-const scans = new WeakMap<readonly PastAction[], { change: Change; byKey: Map<string, Scan> }>();
-
-function scanOf(history: readonly PastAction[], change: Change, now: number, per: Per, windowSeconds: number, stabilizationSeconds: number | undefined): Scan {
-  let forHistory = scans.get(history);
-  if (!forHistory || forHistory.change !== change) {
-    forHistory = { change, byKey: new Map() };
-    scans.set(history, forHistory);
-  }
-  const key = `${per}|${windowSeconds}|${stabilizationSeconds ?? ''}`;
-  let scan = forHistory.byKey.get(key);
-  if (!scan) {
-    scan = scanHistory(history, change, now, per, windowSeconds, stabilizationSeconds);
-    forHistory.byKey.set(key, scan);
-  }
-  return scan;
-}
-
-function scanHistory(history: readonly PastAction[], change: Change, now: number, per: Per, windowSeconds: number, stabilizationSeconds: number | undefined): Scan {
-  const windowStart = now - windowSeconds * 1000;
+  // Only a scale that moves replicas can reverse the last one.
   const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
   const stabilizationStart = now - (stabilizationSeconds ?? 0) * 1000;
-  const times = timesOf(history);
-  const targetId = change.target.id;
+  const counted = [...windows.values()];
 
-  // The most recent scale of this target within the stabilization window; on a tie the opposite direction wins,
-  // so the answer does not depend on the order of the history.
   let lastScaleAt = -Infinity;
-  let lastScaleDirection: 'up' | 'down' | undefined;
-  let count = 0;
-  for (let i = 0; i < history.length; i++) {
-    const entry = history[i]!;
-    // Entries after the change are ignored, so that a replayed decision sees what the original one saw.
-    const at = times[i]!;
-    if (at > windowStart && at <= now && inScope(entry, per, change)) count++;
+  let lastScaleDirection: Direction | undefined;
+  for (const entry of history) {
+    const at = Date.parse(entry.at);
+    if (!(at <= now)) continue;
+    for (const window of counted) if (at > window.start && inScope(entry, window.per, change)) window.times.push(at);
     if (
       direction !== undefined &&
-      entry.direction !== undefined &&
       entry.action === 'scale' &&
-      entry.targetId === targetId &&
+      entry.direction !== undefined &&
+      entry.targetId === change.target.id &&
       at > stabilizationStart &&
-      at <= now
+      // On a tie the opposite direction wins, so that the reading does not depend on the order of the history.
+      (at > lastScaleAt || (at === lastScaleAt && entry.direction !== direction))
     ) {
-      if (at > lastScaleAt || (at === lastScaleAt && entry.direction !== direction)) {
-        lastScaleAt = at;
-        lastScaleDirection = entry.direction;
-      }
+      lastScaleAt = at;
+      lastScaleDirection = entry.direction;
     }
   }
-  return { count, lastScaleAt, lastScaleDirection };
+
+  return {
+    windows: counted.map(({ per, windowSeconds, limits: maxima, times }) => {
+      const reached = [...maxima].filter((maxActions) => maxActions <= times.length).sort((a, b) => a - b);
+      if (reached.length === 0) return { per, windowSeconds, count: times.length };
+      // The count drops below a limit of N once the Nth most recent counted change leaves the window.
+      times.sort((a, b) => b - a);
+      const nextAllowed = (maxActions: number) => new Date(times[maxActions - 1]! + windowSeconds * 1000).toISOString();
+      return { per, windowSeconds, count: times.length, reached: reached.map((maxActions) => ({ maxActions, nextAllowedAt: nextAllowed(maxActions) })) };
+    }),
+    ...(lastScaleDirection ? { lastScale: { at: new Date(lastScaleAt).toISOString(), direction: lastScaleDirection } } : {}),
+  };
 }
 
 export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
   const now = Date.parse(change.at);
   if (Number.isNaN(now)) return { outcome: 'fail', message: `the change's time "${change.at}" is not an ISO date-time` };
   const { maxActions, windowSeconds, per, stabilizationSeconds } = parameters;
-  const history = inputs.history;
-  const windowMs = windowSeconds * 1000;
-  const windowStart = now - windowMs;
-  const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
-  const targetId = change.target.id;
-  const { count, lastScaleAt, lastScaleDirection } = scanOf(history, change, now, per, windowSeconds, stabilizationSeconds);
-  const times = timesOf(history);
+  const readings = inputs.rateLimits;
+  const window = readings?.windows.find((reading) => reading.per === per && reading.windowSeconds === windowSeconds);
+  // Evaluation reads every applicable limit's window; a missing one means the inputs were not gathered for this set.
+  if (!readings || !window) {
+    return { outcome: 'fail', message: `no count of the changes ${scope(per, change)} in the last ${windowSeconds} s was read to judge by` };
+  }
 
-  const counted = `${plural(count, 'change')} ${scope(per, change)} in the last ${windowSeconds} s; at most ${maxActions} allowed`;
+  const counted = `${plural(window.count, 'change')} ${scope(per, change)} in the last ${windowSeconds} s; at most ${maxActions} allowed`;
   let overLimit: string | undefined;
-  if (count >= maxActions) {
-    const next = nextAllowed(countedTimes(history, times, change, per, windowStart, now), maxActions, windowMs);
+  if (window.count >= maxActions) {
+    const next = Date.parse(window.reached?.find((reached) => reached.maxActions === maxActions)?.nextAllowedAt ?? '');
     overLimit = Number.isFinite(next) ? `${counted}; next allowed at ${iso(next)}` : counted;
   }
+
+  const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
+  const last = readings.lastScale;
+  const lastAt = last ? Date.parse(last.at) : Number.NaN;
   const flapping =
-    lastScaleDirection !== undefined && lastScaleDirection !== direction
-      ? `${change.target.kind} ${targetId} was scaled ${lastScaleDirection} at ${iso(lastScaleAt)}; a scale ${direction} is refused until ` +
-        `${iso(lastScaleAt + stabilizationSeconds! * 1000)} (${stabilizationSeconds} s stabilization)`
+    direction !== undefined && last !== undefined && last.direction !== direction && lastAt > now - stabilizationSeconds! * 1000 && lastAt <= now
+      ? `${change.target.kind} ${change.target.id} was scaled ${last.direction} at ${iso(lastAt)}; a scale ${direction} is refused until ` +
+        `${iso(lastAt + stabilizationSeconds! * 1000)} (${stabilizationSeconds} s stabilization)`
       : undefined;
   if (overLimit && flapping) return { outcome: 'fail', message: `${overLimit}. Also, ${flapping}` };
   if (overLimit ?? flapping) return { outcome: 'fail', message: (overLimit ?? flapping)! };
   return { outcome: 'pass', message: counted };
 };
-
-/** The times of the entries the window counted; only gathered on the failing path. */
-function countedTimes(history: readonly PastAction[], times: Float64Array, change: Change, per: Per, windowStart: number, now: number): number[] {
-  const counted: number[] = [];
-  for (let i = 0; i < history.length; i++) {
-    const at = times[i]!;
-    if (at > windowStart && at <= now && inScope(history[i]!, per, change)) counted.push(at);
-  }
-  return counted;
-}

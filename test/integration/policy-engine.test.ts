@@ -36,7 +36,7 @@ interface WhatIf {
   refused?: string;
   policySetRevision: number;
   change?: { action: string; target: { id: string } };
-  inputs?: { cost: { fleetHourlyUsd: number; targetHourlyUsdBefore: number; targetHourlyUsdAfter: number } };
+  inputs?: { cost: { fleetHourlyUsd: number; targetHourlyUsdBefore: number; targetHourlyUsdAfter: number }; rateLimits?: unknown; history?: unknown };
   results: PolicyResult[];
 }
 
@@ -439,6 +439,19 @@ for (const backend of backends) {
         expect(fourth.body.errors![0]!.message).to.contain('3 changes to deployment');
         const types = (await deploymentEvents(deploymentId)).map((e) => e.type).filter((t) => t !== 'PolicyEvaluated');
         expect(types).to.deep.equal(['DeploymentCreated', 'DeploymentRestartRequested', 'DeploymentRestartRequested']);
+
+        // The decision and the what-if show the count the rule compared, not the changes counted.
+        const refusal = (await deploymentEvents(deploymentId)).at(-1)!;
+        expect(refusal).to.include({ type: 'PolicyEvaluated', schemaVersion: 2 });
+        const nextAllowed = third.body.errors![0]!.message.match(/next allowed at (\S+)$/)![1]!;
+        const readings = {
+          windows: [{ per: 'target', windowSeconds: 3600, count: 3, reached: [{ maxActions: 3, nextAllowedAt: new Date(nextAllowed).toISOString() }] }],
+        };
+        expect((refusal.data as unknown as PolicyDecision).evaluations[0]!.inputs).to.deep.include({ rateLimits: readings }).and.not.to.have.property('history');
+        const asked = await whatIf({ kind: 'restart', deploymentId });
+        expect(asked.body.verdict).to.equal('deny');
+        expect(asked.body.inputs).to.deep.include({ rateLimits: readings }).and.not.to.have.property('history');
+        expect(asked.body.results[0]!.message).to.equal(third.body.errors![0]!.message.slice(`${name} (rate_limit): `.length));
       });
 
       it('counts per target and actor apart from the admin’s creation', async () => {

@@ -9,13 +9,23 @@ import {
   POLICY_TYPES,
   type Change,
   type ParametersOf,
+  type PastAction,
   type Policy,
   type PolicyInputs,
   type PolicyMode,
   type PolicyType,
   type Selector,
 } from '../../domain/policy.js';
-import { compilePolicies, evaluate, policyEvents, violations, type Evaluation, type PolicyDecision } from '../../domain/policy-evaluation.js';
+import {
+  compilePolicies,
+  evaluate,
+  policyEvents,
+  rateLimitReadingsFor,
+  violations,
+  type CompiledPolicySet,
+  type Evaluation,
+  type PolicyDecision,
+} from '../../domain/policy-evaluation.js';
 
 const gpuEast = '0b4c1d1e-1111-4a4a-8a8a-000000000001';
 const gpuWest = '0b4c1d1e-1111-4a4a-8a8a-000000000002';
@@ -456,29 +466,51 @@ describe('Policy evaluation', () => {
       );
 
     const policies = [...POLICY_TYPES.map((type) => policy({ type, says: 'fail', mode: 'dry_run' })), policy({ type: 'budget', says: 'fail' })];
+    const CURRENT = policyEvents.version('PolicyEvaluated');
+    /** Inputs as the engine records them: what the rate limits read of the default history, not the history. */
+    const recordedInputs = (set: CompiledPolicySet, judged: Change): PolicyInputs =>
+      inputs({ history: undefined, rateLimits: rateLimitReadingsFor(set, judged, inputs().history!) });
 
     it('accepts a real decision, deny or break-glass allow, as it reads back from JSON', () => {
       for (const judged of [change(), change({ namespace: undefined, emergency: { justification: 'INC-7' } })]) {
-        const given = inputs();
-        const evaluation = judge(judged.emergency ? policies.slice(0, -1) : policies, judged, given);
-        const data = decisionOf(judged, given, evaluation);
-        const parsed = policyEvents.parse('PolicyEvaluated', 1, data);
+        const set = compilePolicies(judged.emergency ? policies.slice(0, -1) : policies, 1);
+        const given = recordedInputs(set, judged);
+        const data = decisionOf(judged, given, evaluate(set, judged, given));
+        const parsed = policyEvents.parse('PolicyEvaluated', CURRENT, data);
         expect(parsed).to.deep.equal({ type: 'PolicyEvaluated', data });
         expect(parsed.data.verdict).to.equal(judged.emergency ? 'allow' : 'deny');
+        expect(parsed.data.evaluations[0]!.inputs).to.have.property('rateLimits').and.not.to.have.property('history');
       }
     });
 
-    it('refuses a decision with a bad verdict, at the top or in an evaluation, or a bad outcome', () => {
-      const data = decisionOf(change(), inputs(), judge(policies)) as PolicyDecision;
+    it('given a version 1 decision, which recorded the admitted changes, when read, then it is as recorded and replays to its results', () => {
+      const set = compilePolicies(policies, 1);
+      const data = decisionOf(change(), inputs(), evaluate(set, change(), inputs())) as PolicyDecision;
+      const parsed = policyEvents.parse('PolicyEvaluated', 1, data);
+      expect(parsed.data).to.deep.equal(data);
+      const [judged] = parsed.data.evaluations;
+      const replayed = evaluate(set, judged!.change as unknown as Change, judged!.inputs as unknown as PolicyInputs);
+      expect(replayed.results).to.deep.equal(judged!.results);
+      expect(replayed.results.find((result) => result.type === 'rate_limit')!.message).to.match(/^1 change to deployment llm-serving in the last 3600 s/);
+    });
+
+    it('refuses a decision with a bad verdict, at the top or in an evaluation, a bad outcome, or inputs without readings', () => {
+      const set = compilePolicies(policies, 1);
+      const data = decisionOf(change(), recordedInputs(set, change()), evaluate(set, change(), recordedInputs(set, change()))) as PolicyDecision;
+      const readings = (rateLimits: unknown) => ({ ...data, evaluations: [{ ...data.evaluations[0]!, inputs: { usage: {}, cost: {}, rateLimits } }] });
       const bad: unknown[] = [
         { ...data, verdict: 'maybe' },
         { ...data, evaluations: [{ ...data.evaluations[0]!, verdict: 'perhaps' }] },
         { ...data, evaluations: [{ ...data.evaluations[0]!, results: [{ ...data.evaluations[0]!.results[0]!, outcome: 'sort_of' }] }] },
         { ...data, policySet: { stream: 'policyset-global', revision: 1.5 } },
         { ...data, evaluations: [{ ...data.evaluations[0]!, inputs: { usage: {}, cost: {} } }] },
+        readings({ windows: [{ per: 'team', windowSeconds: 60, count: 1 }] }),
+        readings({ windows: [{ per: 'target', windowSeconds: 60, count: -1 }] }),
+        readings({ windows: [], lastScale: { at: 'yesterday', direction: 'up' } }),
       ];
-      for (const decision of bad) expect(() => policyEvents.parse('PolicyEvaluated', 1, decision)).to.throw(UnknownEvent, /does not match its schema/);
-      expect(() => policyEvents.parse('PolicyEvaluated', 2, data)).to.throw(UnknownEvent);
+      for (const decision of bad) expect(() => policyEvents.parse('PolicyEvaluated', CURRENT, decision)).to.throw(UnknownEvent, /does not match its schema/);
+      expect(() => policyEvents.parse('PolicyEvaluated', 1, bad[4])).to.throw(UnknownEvent, /does not match its schema/);
+      expect(() => policyEvents.parse('PolicyEvaluated', CURRENT + 1, data)).to.throw(UnknownEvent);
     });
   });
 
@@ -497,23 +529,68 @@ describe('Policy evaluation', () => {
   });
 });
 
-describe('the history a decision needs', () => {
-  const rateLimit = (parameters: ParametersOf<'rate_limit'>, enabled = true): Policy => ({ ...policy({ type: 'rate_limit', enabled }), parameters }) as Policy;
-
-  it('given no rate-limit policy, then none: a decision records no past actions', () => {
-    expect(compilePolicies([policy(), policy({ type: 'quota' })], 1).history).to.deep.equal({ horizonMs: 0, byActor: false });
+describe('what a decision reads of the admitted changes', () => {
+  const rateLimit = (parameters: ParametersOf<'rate_limit'>, overrides: PolicyOptions = {}): Policy =>
+    ({ ...policy({ type: 'rate_limit', ...overrides }), parameters }) as Policy;
+  const scaledUp = (offset: number, overrides: Partial<PastAction> = {}): PastAction => ({
+    at: ms(offset),
+    action: 'scale',
+    targetId: 'llm-serving',
+    actorId: 'alice',
+    direction: 'up',
+    ...overrides,
   });
 
-  it('given rate limits per target, then the longest window or stabilization, and the target’s actions only', () => {
+  it('given no rate limit that applies, then nothing is read, however long the history', () => {
+    const elsewhere = rateLimit({ maxActions: 5, windowSeconds: 600, per: 'target' }, { selector: { namespaces: ['vision'] } });
+    const off = rateLimit({ maxActions: 5, windowSeconds: 600, per: 'target' }, { enabled: false });
+    const set = compilePolicies([policy(), policy({ type: 'quota' }), elsewhere, off], 1);
+    expect(rateLimitReadingsFor(set, change(), [scaledUp(-1000), scaledUp(-2000)])).to.deep.equal({ windows: [] });
+  });
+
+  it('given the rate limits that apply, then one count per scope and window, and the last scale for anti-flap', () => {
     const set = compilePolicies(
-      [rateLimit({ maxActions: 5, windowSeconds: 600, per: 'target' }), rateLimit({ maxActions: 2, windowSeconds: 60, per: 'target', stabilizationSeconds: 900 })],
+      [
+        rateLimit({ maxActions: 5, windowSeconds: 600, per: 'target' }),
+        rateLimit({ maxActions: 2, windowSeconds: 600, per: 'target', stabilizationSeconds: 900 }),
+        rateLimit({ maxActions: 9, windowSeconds: 60, per: 'actor' }),
+      ],
       1,
     );
-    expect(set.history).to.deep.equal({ horizonMs: 900_000, byActor: false });
+    const history = [scaledUp(-30_000), scaledUp(-300_000, { direction: 'down' }), scaledUp(-700_000), scaledUp(-20_000, { targetId: 'other' })];
+    const readings = rateLimitReadingsFor(set, change(scaleDown), history);
+    expect(readings.windows.map(({ per, windowSeconds, count }) => ({ per, windowSeconds, count }))).to.have.deep.members([
+      { per: 'target', windowSeconds: 600, count: 2 },
+      { per: 'actor', windowSeconds: 60, count: 2 },
+    ]);
+    expect(readings.lastScale).to.deep.equal({ at: ms(-30_000), direction: 'up' });
   });
 
-  it('given a rate limit per actor, then the actor’s actions too; a disabled one counts for nothing', () => {
-    expect(compilePolicies([rateLimit({ maxActions: 5, windowSeconds: 300, per: 'actor' })], 1).history).to.deep.equal({ horizonMs: 300_000, byActor: true });
-    expect(compilePolicies([rateLimit({ maxActions: 5, windowSeconds: 300, per: 'actor' }, false)], 1).history).to.deep.equal({ horizonMs: 0, byActor: false });
+  it('given any history, then a decision judged from its readings matches one judged from the history itself (a version 1 decision)', () => {
+    const set = compilePolicies(
+      [
+        rateLimit({ maxActions: 2, windowSeconds: 600, per: 'target', stabilizationSeconds: 300 }),
+        rateLimit({ maxActions: 3, windowSeconds: 3600, per: 'actor' }, { mode: 'dry_run' }),
+        rateLimit({ maxActions: 1, windowSeconds: 60, per: 'target_and_actor', stabilizationSeconds: 30 }, { mode: 'audit' }),
+        policy({ type: 'quota' }),
+      ],
+      1,
+    );
+    const entry = fc.record({
+      offset: fc.integer({ min: -4000, max: 100 }).map((seconds) => seconds * 1000),
+      targetId: fc.constantFrom('llm-serving', 'other'),
+      actorId: fc.constantFrom('alice', 'bob'),
+      direction: fc.constantFrom('up' as const, 'down' as const, undefined),
+    });
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 30 }), fc.constantFrom(change(), change(scaleDown), change({ action: 'restart' })), (entries, judged) => {
+        const history = entries.map(({ offset, direction, ...ids }) =>
+          direction ? scaledUp(offset, { ...ids, direction }) : { at: ms(offset), action: 'update' as const, ...ids },
+        );
+        const fromHistory = evaluate(set, judged, inputs({ history }));
+        const fromReadings = evaluate(set, judged, inputs({ history: undefined, rateLimits: rateLimitReadingsFor(set, judged, history) }));
+        expect(fromReadings).to.deep.equal(fromHistory);
+      }),
+    );
   });
 });
