@@ -2,8 +2,8 @@
 // reads, and the `PolicyEvaluated` event that records it.
 import { fold, PolicyViolation } from '../domain/decider.js';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
-import { accrue, hoursLeftInMonth, usageWhere, type Ledger } from '../domain/ledger.js';
-import { compilePolicies, evaluate, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
+import { accrue, hoursLeftInMonth, totalHourlyUsd, usageWhere, type Ledger } from '../domain/ledger.js';
+import { compilePolicies, evaluate, rateLimitReadingsFor, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
 import { POLICY_SET_STREAM, policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
 import { hourlyCost, type PriceTable } from '../domain/pricing.js';
@@ -86,16 +86,19 @@ export class PolicyEngine {
     return this.admissions.turn();
   }
 
-  /** What a rule may read about a change, from the ledger, the price table and the health source. */
-  async inputsFor(judged: Judged, ledger: Ledger, scope: CompiledPolicySet['history']): Promise<PolicyInputs> {
+  /**
+   * What a rule may read about a change, from the ledger, the price table and the health source. Of the admitted
+   * changes, only what the set's rate limits read (a count per window, the last scale): a decision records that.
+   */
+  async inputsFor(judged: Judged, ledger: Ledger, compiled: CompiledPolicySet): Promise<PolicyInputs> {
     const { change } = judged;
     const targetId = change.target.id;
     const team = change.labels['team'];
     const others = Object.entries(ledger.placements).filter(([id]) => id !== targetId);
+    // Exact in micro-dollars, so the same ledger gives the same figure whatever order it lists placements in.
     const sum = (filter: (team: string | undefined) => boolean) =>
-      others.reduce((total, [, placed]) => (filter(placed.team) ? total + placed.hourlyUsd : total), 0);
+      totalHourlyUsd(others.flatMap(([, placed]) => (filter(placed.team) ? [placed] : [])));
     const spend = accrue(ledger, change.at);
-    const horizon = Date.parse(change.at) - scope.horizonMs;
     return {
       usage: {
         namespace: usageWhere(ledger, targetId, (p) => p.namespace === change.namespace && p.clusterId === change.clusterId),
@@ -110,9 +113,7 @@ export class PolicyEngine {
         teamMonthToDateUsd: team === undefined ? 0 : (spend[team]?.usd ?? 0),
         hoursLeftInMonth: hoursLeftInMonth(change.at),
       },
-      history: ledger.history
-        .filter((past) => Date.parse(past.at) > horizon && (past.targetId === targetId || (scope.byActor && past.actorId === change.actor.id)))
-        .map(({ targetRevision: _revision, ...past }) => past),
+      rateLimits: rateLimitReadingsFor(compiled, change, ledger.history),
       ...(change.target.kind === 'deployment' ? optional('health', await this.options.health.health(targetId)) : {}),
       ...optional('slo', judged.slo),
     };
@@ -133,7 +134,7 @@ export class PolicyEngine {
     const evaluations: Evaluation[] = [];
     const recorded: PolicyDecision['evaluations'] = [];
     for (const item of judged) {
-      const inputs = await this.inputsFor(item, ledger, compiled.history);
+      const inputs = await this.inputsFor(item, ledger, compiled);
       const evaluation = evaluate(compiled, item.change, inputs);
       evaluations.push(evaluation);
       recorded.push({

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { defineEvents, type Decider, type EventOf } from './decider.js';
 import { ACTION_KINDS, NO_USAGE, type Footprint, type PastAction, type Usage } from './policy.js';
+import { fromMicroUsd, toMicroUsd } from './pricing.js';
 
 /** The admission ledger's one stream. */
 export const LEDGER_STREAM = 'quota-global';
@@ -15,13 +16,14 @@ export interface Placement {
   namespace: string;
   team?: string;
   footprint: Footprint;
+  /** As admitted: whole micro-dollars since prices are rounded at the source, any float in older events. */
   hourlyUsd: number;
 }
 
 export interface Ledger {
   /** What each deployment holds, as last admitted. */
   placements: Record<string, Placement>;
-  /** Spend per team in the current calendar month (UTC), accrued up to `accruedTo`. */
+  /** Spend per team in the current calendar month (UTC), accrued up to `accruedTo`: dollars of whole micro-dollars. */
   spend: Record<string, { month: string; usd: number }>;
   accruedTo?: string;
   /** Admitted changes within the retention, oldest first; each carries the target revision it leads to. */
@@ -123,22 +125,48 @@ export function accrue(state: Ledger, at: string): Ledger['spend'] {
   const until = latest(state.accruedTo, at);
   const month = monthOf(until);
   const from = state.accruedTo ? Math.max(Date.parse(state.accruedTo), Date.parse(`${month}-01T00:00:00Z`)) : Date.parse(until);
-  const hours = Math.max(0, (Date.parse(until) - from) / 3_600_000);
-  const rates = teamRates(state);
+  const elapsedMs = Math.max(0, Date.parse(until) - from);
+  const rates = teamMicroRates(state);
   const spend: Ledger['spend'] = {};
-  for (const team of new Set([...Object.keys(state.spend), ...Object.keys(rates)])) {
-    const carried = state.spend[team]?.month === month ? state.spend[team].usd : 0;
-    spend[team] = { month, usd: carried + (rates[team] ?? 0) * hours };
+  for (const team of new Set([...Object.keys(state.spend), ...rates.keys()])) {
+    // Spend from older events or snapshots may be any float: it is carried on from its nearest micro-dollar.
+    const carried = state.spend[team]?.month === month ? toMicroUsd(state.spend[team].usd) : 0;
+    spend[team] = { month, usd: fromMicroUsd(carried + accruedMicroUsd(rates.get(team) ?? 0, elapsedMs)) };
   }
   return spend;
 }
 
+const MS_PER_HOUR = 3_600_000n;
+
+/**
+ * Micro-dollars a rate accrues over a stretch, rounded half up. The product of a rate and milliseconds passes
+ * 2^53 within a month for a large fleet, so it is taken in BigInt: exact, hence the same on every replay.
+ */
+function accruedMicroUsd(microUsdPerHour: number, elapsedMs: number): number {
+  return Number((BigInt(microUsdPerHour) * BigInt(elapsedMs) + MS_PER_HOUR / 2n) / MS_PER_HOUR);
+}
+
+/** $/hour of each team's placements, summed exactly; placements without a team count for none. */
 export function teamRates(state: Ledger): Record<string, number> {
-  const rates: Record<string, number> = {};
+  return Object.fromEntries([...teamMicroRates(state)].map(([team, rate]) => [team, fromMicroUsd(rate)]));
+}
+
+function teamMicroRates(state: Ledger): Map<string, number> {
+  const rates = new Map<string, number>();
   for (const placed of Object.values(state.placements)) {
-    if (placed.team !== undefined) rates[placed.team] = (rates[placed.team] ?? 0) + placed.hourlyUsd;
+    if (placed.team !== undefined) rates.set(placed.team, (rates.get(placed.team) ?? 0) + toMicroUsd(placed.hourlyUsd));
   }
   return rates;
+}
+
+/**
+ * $/hour of some placements, summed exactly in whole micro-dollars: the same figure in whatever order they come,
+ * and the same as the fleet-cost read model's sum of the same placements.
+ */
+export function totalHourlyUsd(placements: Iterable<Placement>): number {
+  let total = 0;
+  for (const placed of placements) total += toMicroUsd(placed.hourlyUsd);
+  return fromMicroUsd(total);
 }
 
 /** Usage of every placement but `excluding` that `matches`. */

@@ -2,10 +2,9 @@
 // cluster and GPU SKU.
 import type { Knex } from 'knex';
 import { LEDGER_STREAM, ledgerEvents, type Placement } from '../domain/ledger.js';
+import { roundUsd } from '../domain/pricing.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import type { Projector, TableNames } from './projector.js';
-
-/** The ledger's one stream; ledger events anywhere else are not admissions. */
 
 /** The team of placements whose workload has no `team` label. */
 export const NO_TEAM = '(none)';
@@ -15,8 +14,9 @@ const INSERT_CHUNK = 1000;
 
 type FleetCostTables = 'fleet_placements';
 
+/** Every figure is in dollars of whole micro-dollars: at most six decimals, summed exactly. */
 export interface FleetCost {
-  /** $/hour of everything placed, rounded to cents. */
+  /** $/hour of everything placed. */
   hourlyUsd: number;
   byTeam: { team: string; hourlyUsd: number; gpus: number }[];
   byCluster: { clusterId: string; hourlyUsd: number; gpus: number }[];
@@ -40,7 +40,7 @@ function placementRow(deploymentId: string, placed: Placement, event: RecordedEv
     cpu_millicores: footprint.cpuMillicores,
     memory_bytes: footprint.memoryBytes,
     replicas: footprint.replicas,
-    hourly_usd: placed.hourlyUsd,
+    hourly_usd: roundUsd(placed.hourlyUsd),
     updated_position: event.position,
     updated_at: event.recordedAt,
   };
@@ -48,7 +48,8 @@ function placementRow(deploymentId: string, placed: Placement, event: RecordedEv
 
 export const fleetCostProjector: Projector<FleetCostTables> = {
   name: 'fleet-cost',
-  version: 1,
+  // 2: money as numeric, summed exactly (1 summed float8, whose cent depended on the order rows were read in).
+  version: 2,
   eventTypes: ledgerEvents.types,
   tables: ['fleet_placements'],
 
@@ -60,12 +61,14 @@ export const fleetCostProjector: Projector<FleetCostTables> = {
       t.text('namespace').notNullable();
       t.text('team');
       t.text('gpu_sku');
-      // The ledger's numbers are JSON numbers: float8 keeps them as they are and reads back as numbers.
+      // The ledger's quantities are JSON numbers: float8 keeps them as they are and reads back as numbers.
       t.double('gpus').notNullable();
       t.double('cpu_millicores').notNullable();
       t.double('memory_bytes').notNullable();
       t.double('replicas').notNullable();
-      t.double('hourly_usd').notNullable();
+      // Whole micro-dollars as numeric, so that sum() is exact and the same in whatever order it reads the rows.
+      // The name stays: the previous generation, float8, keeps serving the same query until a rebuild swaps.
+      t.decimal('hourly_usd', 20, 6).notNullable();
       t.specificType('updated_position', 'text collate "C"').notNullable();
       t.timestamp('updated_at', { useTz: true }).notNullable();
     });
@@ -108,6 +111,7 @@ interface GroupRow {
   gpu_sku: string | null;
   /** grouping(team, cluster_id, gpu_sku): a bit set for each column the row is not grouped by. */
   grouped: number | string;
+  /** numeric: a string from PostgreSQL. */
   hourly_usd: number | string | null;
   gpus: number | string | null;
   deployments: number | string;
@@ -117,8 +121,6 @@ const BY_TEAM = 0b011;
 const BY_CLUSTER = 0b101;
 const BY_SKU = 0b110;
 const TOTAL = 0b111;
-
-const cents = (usd: number) => Math.round(usd * 100) / 100;
 
 /** Most expensive first; ties by key in byte order, so the answer is the same on every database. */
 function byCost<Item extends { hourlyUsd: number }>(items: Item[], key: (item: Item) => string): Item[] {
@@ -138,7 +140,8 @@ export async function fleetCost(knex: Knex, tables: TableNames<FleetCostTables>)
 
   const answer: FleetCost = { hourlyUsd: 0, byTeam: [], byCluster: [], byGpuSku: [], deployments: 0 };
   for (const row of result.rows) {
-    const hourlyUsd = cents(Number(row.hourly_usd ?? 0));
+    // Exact already; the rounding only tidies what a previous generation's float8 sum reads while it still serves.
+    const hourlyUsd = roundUsd(Number(row.hourly_usd ?? 0));
     const gpus = Number(row.gpus ?? 0);
     switch (Number(row.grouped)) {
       case BY_TEAM:

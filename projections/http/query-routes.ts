@@ -39,6 +39,7 @@ const page = z.object({ items: z.array(z.record(z.string(), z.unknown())), nextC
 const item = z.record(z.string(), z.unknown());
 
 const text = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
+const dollars = z.number().describe('US dollars per hour, exact to the micro-dollar (at most six decimals)');
 const after = z
   .string()
   .regex(POSITION, 'a position a write answered with, such as 0000000000000302-0000000000000004')
@@ -270,14 +271,14 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
         status: 200,
         schema: z
           .object({
-            hourlyUsd: z.number(),
-            byTeam: z.array(z.object({ team: z.string(), hourlyUsd: z.number(), gpus: z.number() })),
-            byCluster: z.array(z.object({ clusterId: z.string(), hourlyUsd: z.number(), gpus: z.number() })),
-            byGpuSku: z.array(z.object({ sku: z.string(), gpus: z.number(), hourlyUsd: z.number() })),
+            hourlyUsd: dollars,
+            byTeam: z.array(z.object({ team: z.string(), hourlyUsd: dollars, gpus: z.number() })),
+            byCluster: z.array(z.object({ clusterId: z.string(), hourlyUsd: dollars, gpus: z.number() })),
+            byGpuSku: z.array(z.object({ sku: z.string(), gpus: z.number(), hourlyUsd: dollars })),
             deployments: z.number().int(),
           })
           .meta({ id: 'FleetCost' }),
-        description: '$/hour of every placed deployment, by team, cluster and GPU SKU, most expensive first',
+        description: '$/hour of every placed deployment, by team, cluster and GPU SKU, most expensive first; summed exactly in micro-dollars',
       },
       query: onlyAfter,
       handle: async ({ query }) => {

@@ -1,4 +1,5 @@
 // What InfraMind observes of the fleet: the latest telemetry of every node and GPU, and what the fleet costs per hour.
+import { toMicroUsd } from '../../domain/pricing.js';
 import type { LatestSample } from '../../telemetry/sample-store.js';
 
 /** One point of an observation: a series' latest value, labelled with where it was measured. */
@@ -23,7 +24,7 @@ export interface ObservationSource {
 export interface FleetObservationsOptions {
   /** The latest value of every series seen since `since` (SampleStore.latestSamples). */
   latestSamples(query: { since: Date }): Promise<LatestSample[]>;
-  /** The fleet's cost per hour in dollars, from the fleet-cost read model. */
+  /** The fleet's cost per hour in dollars of whole micro-dollars, from the fleet-cost read model. */
   fleetHourlyUsd(): Promise<number>;
   /** Series older than this are left out: a silent node is not observed as if it were still running. */
   freshForMs: number;
@@ -45,7 +46,7 @@ export class FleetObservations implements ObservationSource {
         labels: { ...sample.labels, cluster: sample.clusterId, node: sample.nodeName },
         value: sample.value,
       })),
-      fleetCostMicroUsdPerHour: Math.round(hourlyUsd * 1_000_000),
+      fleetCostMicroUsdPerHour: toMicroUsd(hourlyUsd),
     };
   }
 }

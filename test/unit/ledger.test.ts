@@ -8,12 +8,14 @@ import {
   ledgerEvents,
   monthOf,
   teamRates,
+  totalHourlyUsd,
   usageWhere,
   type Admission,
   type Ledger,
   type LedgerEvent,
   type Placement,
 } from '../../domain/ledger.js';
+import { fromMicroUsd, toMicroUsd } from '../../domain/pricing.js';
 import { given } from '../support/decider.js';
 
 const HOUR = 3_600_000;
@@ -230,6 +232,75 @@ describe('Admission ledger', () => {
       ]);
       // 00:00–03:00 of April at $10/h; the late admission must neither accrue nor wipe April's spend.
       expect(state.spend).to.deep.equal({ ml: { month: '2026-04', usd: 30 } });
+    });
+  });
+
+  describe('money', () => {
+    /** Dollars that are a whole number of micro-dollars, as every figure the ledger computes must be. */
+    const wholeMicroUsd = (usd: number) => fromMicroUsd(toMicroUsd(usd)) === usd;
+
+    it('given placements of $0.10, $0.20 and $0.30 an hour, then they total $0.60 exactly, in any order', () => {
+      const figures = [0.1, 0.2, 0.3].map((hourlyUsd) => placed({ hourlyUsd }));
+      // What a float sum gives instead: the reason sums are taken in micro-dollars.
+      expect(0.1 + 0.2 + 0.3).to.equal(0.6000000000000001);
+      for (const order of [figures, [...figures].reverse(), [figures[1]!, figures[0]!, figures[2]!]]) {
+        expect(totalHourlyUsd(order)).to.equal(0.6);
+      }
+      expect(totalHourlyUsd([])).to.equal(0);
+    });
+    it('given a team of $0.10/h and $0.20/h, then its rate is $0.30/h exactly', () => {
+      const state = stateOf([admitted({ targetId: 'a', placement: placed({ hourlyUsd: 0.1 }) }), admitted({ targetId: 'b', placement: placed({ hourlyUsd: 0.2 }) })]);
+      expect(teamRates(state)).to.deep.equal({ ml: 0.3 });
+    });
+    it('given $0.10/h, when accrued every 20 minutes for an hour, then each step is rounded to the micro-dollar', () => {
+      const state = stateOf([
+        admitted({ placement: placed({ hourlyUsd: 0.1 }) }),
+        admitted({ at: at(1 / 3), targetId: 'other' }),
+        admitted({ at: at(2 / 3), targetId: 'other' }),
+        admitted({ at: at(1), targetId: 'other' }),
+      ]);
+      // 3 × $0.0333333…, each rounded to $0.033333: the same on every fold of the same log.
+      expect(state.spend).to.deep.equal({ ml: { month: '2026-03', usd: 0.099999 } });
+      expect(accrue(stateOf([admitted({ placement: placed({ hourlyUsd: 0.1 }) })]), at(1))).to.deep.equal({ ml: { month: '2026-03', usd: 0.1 } });
+    });
+    it('given a rate of one micro-dollar an hour, when half an hour passes, then half a micro-dollar rounds up', () => {
+      const state = stateOf([admitted({ placement: placed({ hourlyUsd: 0.000001 }) })]);
+      expect(accrue(state, at(0.5))).to.deep.equal({ ml: { month: '2026-03', usd: 0.000001 } });
+      expect(accrue(state, at(0.49))).to.deep.equal({ ml: { month: '2026-03', usd: 0 } });
+    });
+    it('given $7,000.000001/h, when most of a month passes, then it accrues exactly, rounded half up', () => {
+      // 7,000,000,001 µ$/h × 2,520,199,999 ms is 4,900,388,887,644.4999… µ$, and the product is past 2^53: in floats it
+      // comes out as …644.5 and rounds up a micro-dollar too many.
+      const state = stateOf([admitted({ at: '2026-03-01T00:00:00Z', placement: placed({ hourlyUsd: 7_000.000001 }) })]);
+      expect(accrue(state, '2026-03-30T04:03:19.999Z')).to.deep.equal({ ml: { month: '2026-03', usd: 4_900_388.887644 } });
+    });
+    it('given older events with unrounded float costs, then they fold, keep their figures, and sum and accrue in whole micro-dollars', () => {
+      const state = stateOf([
+        admitted({ targetId: 'a', placement: placed({ hourlyUsd: 0.1 + 0.2 }) }),
+        admitted({ targetId: 'b', placement: placed({ hourlyUsd: 1 / 3 }) }),
+        admitted({ at: at(3), targetId: 'other' }),
+      ]);
+      expect(state.placements['b']!.hourlyUsd).to.equal(1 / 3);
+      expect(teamRates(state)).to.deep.equal({ ml: 0.633333 });
+      expect(totalHourlyUsd(Object.values(state.placements))).to.equal(0.633333);
+      expect(state.spend).to.deep.equal({ ml: { month: '2026-03', usd: 1.899999 } });
+    });
+    it('given an older snapshot with an unrounded spend, then accrual carries on from its nearest micro-dollar', () => {
+      const older: LedgerEvent = {
+        type: 'LedgerSnapshotted',
+        data: { placements: { a: placed({ hourlyUsd: 10 }) }, spend: { ml: { month: '2026-03', usd: 30.000000000000004 } }, accruedTo: at(0), history: [] },
+      };
+      expect(accrue(stateOf([older]), at(1))).to.deep.equal({ ml: { month: '2026-03', usd: 40 } });
+    });
+    it('given awkward rates and gaps, then every spend accrued is a whole number of micro-dollars', () => {
+      const rates = [0.1, 0.7, 1.005, 2.675, 1 / 3];
+      const state = stateOf(
+        Array.from({ length: 60 }, (_, i) =>
+          admitted({ at: at((i * 7) / 60), action: 'scale', targetId: `dep-${i % 4}`, placement: placed({ team: i % 2 ? 'ml' : 'vision', hourlyUsd: rates[i % rates.length]! }) }),
+        ),
+      );
+      expect(Object.keys(state.spend)).to.have.members(['ml', 'vision']);
+      for (const { usd } of Object.values(state.spend)) expect(wholeMicroUsd(usd), String(usd)).to.equal(true);
     });
   });
 
