@@ -287,6 +287,9 @@ console.log(`visible  ${quiet.length} writes: p50 ${p50} ms, p99 ${p99} ms, max 
 console.log(
   `visible  under ${loadRate} commands/s (${load.failed} failed ${JSON.stringify(load.statuses)}): ${loaded.length} writes: p50 ${loadedP50} ms, p99 ${loadedP99} ms, max ${percentile(loaded, 1)} ms`,
 );
+// The kernel's high-water mark for this process, which ran the catch-up and then Sentinel: no sampling to miss a peak.
+const rssPeakMb = Math.round(process.resourceUsage().maxRSS / 1024);
+console.log(`memory   peak RSS ${rssPeakMb} MB`);
 console.log(
   JSON.stringify({
     bench: 'projections',
@@ -299,5 +302,6 @@ console.log(
     visible_p99_under_load_ms: loadedP99,
     load_commands_per_s: loadRate,
     load_failed: load.failed,
+    rss_peak_mb: rssPeakMb,
   }),
 );

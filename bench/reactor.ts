@@ -174,6 +174,9 @@ const historyRatio =
     : undefined;
 applied.sort((a, b) => a - b);
 completed.sort((a, b) => a - b);
+// The kernel's high-water mark for this process (Sentinel and the bench's client; a simulator run as its own
+// process is not in it): no sampling to miss a peak.
+const rssPeakMb = Math.round(process.resourceUsage().maxRSS / 1024);
 const result = {
   bench: 'reactor',
   plans: PLANS,
@@ -193,6 +196,7 @@ const result = {
         p99_ratio_last_first: Math.round((historyRatio.p99_last_ms / historyRatio.p99_first_ms) * 100) / 100,
       }
     : {}),
+  rss_peak_mb: rssPeakMb,
 };
 console.log(`applied  ${applied.length} plans: p50 ${result.applied_p50_ms} ms, p99 ${result.applied_p99_ms} ms (target p99 < 1000 ms)`);
 console.log(`complete ${completed.length} plans: p50 ${result.completed_p50_ms} ms, p99 ${result.completed_p99_ms} ms`);
@@ -200,4 +204,5 @@ if (historyRatio) {
   const ratio = historyRatio.p99_last_ms / historyRatio.p99_first_ms;
   console.log(`history  applied p99: first ${WINDOW} ${historyRatio.p99_first_ms} ms, last ${WINDOW} ${historyRatio.p99_last_ms} ms, ratio ${ratio.toFixed(2)} (target <= 1.3)`);
 }
+console.log(`memory   peak RSS ${rssPeakMb} MB`);
 console.log(JSON.stringify(result));

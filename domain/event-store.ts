@@ -52,6 +52,20 @@ export interface AppendResult {
   duplicate: boolean;
 }
 
+/** One stream's part of a multi-stream append. */
+export interface StreamAppend {
+  stream: string;
+  events: EventToAppend[];
+  /** 'any' when absent, as for `append`. */
+  expected?: ExpectedRevision;
+}
+
+export interface CountAfterOptions {
+  filter?: EventFilter;
+  /** Counting stops here: the answer is at most this. No bound when absent. */
+  limit?: number;
+}
+
 export interface ReadStreamOptions {
   /** First revision to read (inclusive). Defaults to the start, or the end when reading backwards. */
   from?: number;
@@ -106,8 +120,22 @@ export interface StreamMetadata {
 
 export interface EventStore {
   append(stream: string, events: EventToAppend[], options?: { expected?: ExpectedRevision }): Promise<AppendResult>;
+  /**
+   * Appends to several streams as one: either every append is stored or none is. A stream whose expected state
+   * does not hold fails the whole call with a ConcurrencyConflict naming that stream; when every event of every
+   * append is stored already (a retry), each is answered as `append` answers one (duplicate: true) and nothing
+   * is written, and when only some are, the call fails with a DuplicateEventConflict. Each append is checked as
+   * `append` checks one, a stream may appear only once, and the events get increasing positions in the order
+   * given, stream by stream. One result per append, in order.
+   */
+  appendMany(appends: StreamAppend[]): Promise<AppendResult[]>;
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
+  /**
+   * How many events (matching `filter`) lie after `after` (from the start when absent), counting at most
+   * `limit`: the events `readAll` would return from there, counted where they are kept rather than loaded.
+   */
+  countAfter(after: Position | undefined, options?: CountAfterOptions): Promise<number>;
   /**
    * True once every event the store will ever order at or before `position` can be read. Until then a
    * `readAll` that finds nothing up to `position` proves nothing: a write ordered before it may still commit.
@@ -225,6 +253,9 @@ const appendRequest = z.object({
   expected: expectedRevision,
 });
 
+/** Every append of a multi-stream append together, so that one transaction stays bounded. */
+const MAX_EVENTS_PER_MULTI_APPEND = MAX_EVENTS_PER_APPEND;
+
 const readStreamRequest = z.object({
   stream: streamName,
   from: z.number().int().min(0).optional(),
@@ -301,6 +332,45 @@ export const validate = {
     // which copies what it parses, runs only to explain a rejection.
     if (appendLooksValid(stream, events, expected)) return;
     parse(appendRequest, { stream, events, expected }, 'append');
+  },
+  /** Checks every append as `append` does, naming the one at fault, and returns them with `expected` filled in. */
+  appendMany(appends: StreamAppend[]): Required<StreamAppend>[] {
+    if (!Array.isArray(appends) || appends.length === 0) {
+      throw new InvalidEventStoreRequest('invalid multi-stream append: it needs at least one stream', [
+        { path: 'appends', message: 'at least one append is required' },
+      ]);
+    }
+    const seen = new Set<string>();
+    let total = 0;
+    const checked = appends.map((append, i) => {
+      const { stream, events, expected = 'any' } = (append ?? {}) as Partial<StreamAppend>;
+      try {
+        validate.append(stream as string, events as EventToAppend[], expected);
+      } catch (error) {
+        if (!(error instanceof InvalidEventStoreRequest)) throw error;
+        const issues = error.issues.map((issue) => ({ path: issue.path === '(root)' ? `appends.${i}` : `appends.${i}.${issue.path}`, message: issue.message }));
+        throw new InvalidEventStoreRequest(
+          `invalid append to stream ${JSON.stringify(stream)} (appends.${i}): ${error.issues.map((e) => `${e.path}: ${e.message}`).join('; ')}`,
+          issues,
+        );
+      }
+      if (seen.has(stream!)) {
+        throw new InvalidEventStoreRequest(
+          `invalid multi-stream append: stream ${JSON.stringify(stream)} appears more than once; put its events in one append`,
+          [{ path: `appends.${i}.stream`, message: 'a stream may appear only once' }],
+        );
+      }
+      seen.add(stream!);
+      total += events!.length;
+      return { stream: stream!, events: events!, expected };
+    });
+    if (total > MAX_EVENTS_PER_MULTI_APPEND) {
+      throw new InvalidEventStoreRequest(
+        `invalid multi-stream append: ${total} events, at most ${MAX_EVENTS_PER_MULTI_APPEND} in all`,
+        [{ path: 'appends', message: `at most ${MAX_EVENTS_PER_MULTI_APPEND} events in all` }],
+      );
+    }
+    return checked;
   },
   readStream(stream: string, options: ReadStreamOptions): void {
     parse(readStreamRequest, { stream, ...options }, 'stream read');

@@ -8,11 +8,17 @@ export class ForwardingEventStore implements EventStore {
   append(...args: Parameters<EventStore['append']>): ReturnType<EventStore['append']> {
     return this.inner.append(...args);
   }
+  appendMany(...args: Parameters<EventStore['appendMany']>): ReturnType<EventStore['appendMany']> {
+    return this.inner.appendMany(...args);
+  }
   readStream(...args: Parameters<EventStore['readStream']>): ReturnType<EventStore['readStream']> {
     return this.inner.readStream(...args);
   }
   readAll(...args: Parameters<EventStore['readAll']>): ReturnType<EventStore['readAll']> {
     return this.inner.readAll(...args);
+  }
+  countAfter(...args: Parameters<EventStore['countAfter']>): ReturnType<EventStore['countAfter']> {
+    return this.inner.countAfter(...args);
   }
   isSettled(...args: Parameters<EventStore['isSettled']>): ReturnType<EventStore['isSettled']> {
     return this.inner.isSettled(...args);

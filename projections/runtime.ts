@@ -371,9 +371,19 @@ export class ProjectionRuntime {
     return this.options.batchSize ?? 500;
   }
 
+  /**
+   * Counted by the store, never by reading the events: the sampler, `GET /projections` and the CLI all ask, and
+   * a projector far behind on a log of large events must not load thousands of them to say so. The age takes
+   * the one oldest event not applied yet.
+   */
   private async lag(projector: Projector | undefined, position: string | null): Promise<{ events: number; seconds: number }> {
-    const page = await this.store.readAll({ after: position ?? undefined, filter: filterOf(projector), limit: LAG_COUNT_LIMIT });
-    const oldest = page.events[0];
-    return { events: page.events.length, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
+    const after = position ?? undefined;
+    const filter = filterOf(projector);
+    const [events, next] = await Promise.all([
+      this.store.countAfter(after, { filter, limit: LAG_COUNT_LIMIT }),
+      this.store.readAll({ after, filter, limit: 1 }),
+    ]);
+    const oldest = events > 0 ? next.events[0] : undefined;
+    return { events, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
   }
 }

@@ -5,6 +5,7 @@ import {
   DuplicateEventConflict,
   InvalidEventStoreRequest,
   type AppendResult,
+  type CountAfterOptions,
   type EventStore,
   type EventToAppend,
   type ExpectedRevision,
@@ -13,17 +14,21 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StreamAppend,
   type StreamMetadata,
   type SubscribeOptions,
   type Subscription,
 } from '../../domain/event-store.js';
 
 type AppendOutcome = 'ok' | 'duplicate' | 'conflict' | 'duplicate_conflict' | 'rejected' | 'error';
+/** `append` writes one stream; `append_many` several in one transaction, which takes longer and conflicts more. */
+type AppendOp = 'append' | 'append_many';
+type ReadKind = 'stream' | 'all' | 'count';
 
 export class InstrumentedEventStore implements EventStore {
-  private readonly appends: Counter<'result'>;
+  private readonly appends: Counter<'result' | 'op'>;
   private readonly appendedEvents: Counter;
-  private readonly appendSeconds: Histogram<'result'>;
+  private readonly appendSeconds: Histogram<'result' | 'op'>;
   private readonly reads: Counter<'kind'>;
   private readonly readSeconds: Histogram<'kind'>;
 
@@ -33,8 +38,8 @@ export class InstrumentedEventStore implements EventStore {
   ) {
     this.appends = new Counter({
       name: 'sentinel_event_store_appends_total',
-      help: 'Appends by result: ok, duplicate (idempotent retry), conflict (expected revision), duplicate_conflict, rejected (bad input), error',
-      labelNames: ['result'],
+      help: 'Appends by result (ok, duplicate (idempotent retry), conflict (expected revision), duplicate_conflict, rejected (bad input), error) and op (append, append_many)',
+      labelNames: ['result', 'op'],
       registers: [registry],
     });
     this.appendedEvents = new Counter({
@@ -44,41 +49,39 @@ export class InstrumentedEventStore implements EventStore {
     });
     this.appendSeconds = new Histogram({
       name: 'sentinel_event_store_append_duration_seconds',
-      help: 'Time to complete an append, by result',
-      labelNames: ['result'],
+      help: 'Time to complete an append, by result and op (append, append_many)',
+      labelNames: ['result', 'op'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     });
     this.reads = new Counter({
       name: 'sentinel_event_store_reads_total',
-      help: 'Reads by kind: stream or all',
+      help: 'Reads by kind: stream, all, or count (events counted without being read)',
       labelNames: ['kind'],
       registers: [registry],
     });
     this.readSeconds = new Histogram({
       name: 'sentinel_event_store_read_duration_seconds',
-      help: 'Time to complete a read, by kind',
+      help: 'Time to complete a read, by kind (stream, all, count)',
       labelNames: ['kind'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],
     });
   }
 
-  async append(stream: string, events: EventToAppend[], options?: { expected?: ExpectedRevision }): Promise<AppendResult> {
-    const stop = this.appendSeconds.startTimer();
-    let outcome: AppendOutcome = 'error';
-    try {
+  append(stream: string, events: EventToAppend[], options?: { expected?: ExpectedRevision }): Promise<AppendResult> {
+    return this.timedAppend('append', () => events.length, async () => {
       const result = await this.inner.append(stream, events, options);
-      outcome = result.duplicate ? 'duplicate' : 'ok';
-      if (!result.duplicate) this.appendedEvents.inc(events.length);
-      return result;
-    } catch (error) {
-      outcome = classify(error);
-      throw error;
-    } finally {
-      stop({ result: outcome });
-      this.appends.inc({ result: outcome });
-    }
+      return { result, duplicate: result.duplicate };
+    });
+  }
+
+  appendMany(appends: StreamAppend[]): Promise<AppendResult[]> {
+    return this.timedAppend('append_many', () => appends.reduce((sum, a) => sum + a.events.length, 0), async () => {
+      const results = await this.inner.appendMany(appends);
+      // All or nothing: a call either wrote its events or found every one of them stored already.
+      return { result: results, duplicate: results.every((r) => r.duplicate) };
+    });
   }
 
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
@@ -87,6 +90,10 @@ export class InstrumentedEventStore implements EventStore {
 
   readAll(options?: ReadAllOptions): Promise<ReadAllResult> {
     return this.timedRead('all', () => this.inner.readAll(options));
+  }
+
+  countAfter(after: Position | undefined, options?: CountAfterOptions): Promise<number> {
+    return this.timedRead('count', () => this.inner.countAfter(after, options));
   }
 
   isSettled(position: Position): Promise<boolean> {
@@ -117,7 +124,25 @@ export class InstrumentedEventStore implements EventStore {
     return this.inner.close();
   }
 
-  private async timedRead<T>(kind: 'stream' | 'all', read: () => Promise<T>): Promise<T> {
+  /** `written` counts the events, asked only once the append has succeeded and its input is known to be good. */
+  private async timedAppend<T>(op: AppendOp, written: () => number, append: () => Promise<{ result: T; duplicate: boolean }>): Promise<T> {
+    const stop = this.appendSeconds.startTimer();
+    let outcome: AppendOutcome = 'error';
+    try {
+      const { result, duplicate } = await append();
+      outcome = duplicate ? 'duplicate' : 'ok';
+      if (!duplicate) this.appendedEvents.inc(written());
+      return result;
+    } catch (error) {
+      outcome = classify(error);
+      throw error;
+    } finally {
+      stop({ result: outcome, op });
+      this.appends.inc({ result: outcome, op });
+    }
+  }
+
+  private async timedRead<T>(kind: ReadKind, read: () => Promise<T>): Promise<T> {
     const stop = this.readSeconds.startTimer({ kind });
     try {
       return await read();

@@ -6,6 +6,7 @@ import {
   InvalidEventStoreRequest,
   comparePositions,
   type EventStore,
+  type Position,
   type RecordedEvent,
 } from '../../domain/event-store.js';
 import { anEvent, collect, events, uniqueStream } from '../support/events.js';
@@ -37,6 +38,12 @@ async function readEverything(store: EventStore, after?: string): Promise<Record
     if (page.events.length === 0) return all;
     checkpoint = page.checkpoint;
   }
+}
+
+/** Waits until nothing ordered before `position` can still commit, so that reads and counts see all of it. */
+async function settled(store: EventStore, position: Position): Promise<void> {
+  // A transaction elsewhere on a shared server may hold the horizon back for a moment.
+  await eventually('the append to settle', () => store.isSettled(position), (done) => done, 10_000);
 }
 
 export function eventStoreContract(fixture: EventStoreFixture): void {
@@ -176,6 +183,171 @@ export function eventStoreContract(fixture: EventStoreFixture): void {
       expect(results.filter((r) => !r.duplicate)).to.have.length(1);
       expect(new Set(results.map((r) => r.position)).size).to.equal(1);
       expect(await store().readStream(stream)).to.have.length(2);
+    });
+  });
+
+  describe('appendMany', () => {
+    it('given two new streams, when appended together, then both read back and the results follow the order given', async () => {
+      const deployment = uniqueStream('deployment');
+      const quota = uniqueStream('quota');
+      const scaled = events(2, 'DeploymentScaled');
+      const admitted = [{ ...anEvent('ChangeAdmitted', { gpus: 2 }), schemaVersion: 2 }];
+      const results = await store().appendMany([
+        { stream: deployment, events: scaled, expected: 'no_stream' },
+        { stream: quota, events: admitted },
+      ]);
+
+      const [readDeployment, readQuota] = [await store().readStream(deployment), await store().readStream(quota)];
+      expect(results).to.have.length(2);
+      expect(results[0]).to.deep.equal({ revision: 1, position: readDeployment[1]!.position, duplicate: false });
+      expect(results[1]).to.deep.equal({ revision: 0, position: readQuota[0]!.position, duplicate: false });
+      expect(readDeployment.map((e) => e.id)).to.deep.equal(scaled.map((e) => e.id));
+      expect(readQuota[0]).to.deep.include({ type: 'ChangeAdmitted', schemaVersion: 2, data: { gpus: 2 }, metadata: admitted[0]!.metadata });
+      // Stream by stream, in the order given.
+      const positions = [...readDeployment, ...readQuota].map((e) => e.position);
+      expect([...positions].sort(comparePositions)).to.deep.equal(positions);
+    });
+
+    it('when one stream is not in its expected state, then nothing of any stream is written and the conflict names it', async () => {
+      const free = uniqueStream('deployment');
+      const taken = uniqueStream('quota');
+      await store().append(taken, events(2));
+      for (const order of ['taken last', 'taken first']) {
+        const appends = [
+          { stream: free, events: events(1), expected: 'no_stream' as const },
+          { stream: taken, events: events(1), expected: 0 },
+        ];
+        const error = await rejection(store().appendMany(order === 'taken last' ? appends : appends.reverse()));
+        expect(error, order).to.be.instanceOf(ConcurrencyConflict);
+        expect(error, order).to.include({ stream: taken, expected: 0, actual: 1 });
+      }
+      expect(await store().readStream(free)).to.deep.equal([]);
+      expect(await store().readStream(taken)).to.have.length(2);
+    });
+
+    it('given a call already stored, when it is sent again, then each append is answered as a duplicate and nothing is written', async () => {
+      const a = uniqueStream('deployment');
+      const b = uniqueStream('quota');
+      await store().append(b, events(3));
+      const call = [
+        { stream: a, events: events(2), expected: 'no_stream' as const },
+        { stream: b, events: events(1), expected: 2 },
+      ];
+      const first = await store().appendMany(call);
+      const again = await store().appendMany(call);
+      expect(again).to.deep.equal(first.map((result) => ({ ...result, duplicate: true })));
+      const withAny = await store().appendMany(call.map(({ stream, events }) => ({ stream, events })));
+      expect(withAny).to.deep.equal(again);
+      expect(await store().readStream(a)).to.have.length(2);
+      expect(await store().readStream(b)).to.have.length(4);
+    });
+
+    it('given one append of a call already stored and another not, then it is a duplicate conflict and writes nothing', async () => {
+      const a = uniqueStream('deployment');
+      const b = uniqueStream('quota');
+      const stored = events(1);
+      await store().append(a, stored);
+      const error = await rejection(store().appendMany([{ stream: a, events: stored }, { stream: b, events: events(1) }]));
+      expect(error).to.be.instanceOf(DuplicateEventConflict).and.include({ stream: a });
+      expect(await store().readStream(b)).to.deep.equal([]);
+    });
+
+    it('20 concurrent calls expecting the same revisions: exactly one succeeds, and only its events are stored', async () => {
+      const a = uniqueStream('deployment');
+      const b = uniqueStream('quota');
+      await store().append(a, events(1));
+      await store().append(b, events(1));
+      const { fulfilled, rejected } = await settleAll(
+        Array.from({ length: 20 }, () =>
+          store().appendMany([
+            { stream: a, events: events(1), expected: 0 },
+            { stream: b, events: events(2), expected: 0 },
+          ]),
+        ),
+      );
+      expect(fulfilled).to.have.length(1);
+      for (const error of rejected) expect(error).to.be.instanceOf(ConcurrencyConflict).and.include({ actual: 1 });
+      expect(await store().readStream(a)).to.have.length(2);
+      expect(await store().readStream(b)).to.have.length(3);
+    });
+
+    it('concurrent calls with any, on the same streams in either order: none lost, revisions dense', async () => {
+      const a = uniqueStream('deployment');
+      const b = uniqueStream('quota');
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) => {
+          const pair = [
+            { stream: a, events: events(2) },
+            { stream: b, events: events(1) },
+          ];
+          return store().appendMany(i % 2 === 0 ? pair : pair.reverse());
+        }),
+      );
+      expect((await store().readStream(a)).map((e) => e.revision)).to.deep.equal([...Array(16).keys()]);
+      expect((await store().readStream(b)).map((e) => e.revision)).to.deep.equal([...Array(8).keys()]);
+    });
+
+    it('a subscriber sees every event of a call, in the order given', async () => {
+      const category = `many${Date.now().toString(36)}`;
+      const start = (await store().readAll({ limit: 1_000_000 })).checkpoint;
+      const subscription = store().subscribe({ after: start, filter: { streamPrefixes: [`${category}-`] } });
+      const received = collect(subscription, 3, 10_000);
+      const [first, second] = [events(1), events(2)];
+      await store().appendMany([
+        { stream: `${category}-b`, events: first },
+        { stream: `${category}-a`, events: second },
+      ]);
+      expect((await received).map((e) => e.id)).to.deep.equal([...first, ...second].map((e) => e.id));
+    });
+
+    const refused: [string, () => Promise<unknown>, string][] = [
+      ['no appends', () => store().appendMany([]), 'appends'],
+      ['an append with no events', () => store().appendMany([{ stream: uniqueStream(), events: events(1) }, { stream: uniqueStream(), events: [] }]), 'appends.1.events'],
+      ['a bad event id, naming where it is', () => store().appendMany([{ stream: uniqueStream(), events: [anEvent(), { ...anEvent(), id: 'nope' }] }]), 'appends.0.events.1.id'],
+      ['a negative expected revision', () => store().appendMany([{ stream: uniqueStream(), events: events(1), expected: -1 }]), 'appends.0.expected'],
+      ['one stream twice', () => {
+        const stream = uniqueStream();
+        return store().appendMany([{ stream, events: events(1) }, { stream, events: events(1) }]);
+      }, 'appends.1.stream'],
+    ];
+    for (const [what, attempt, path] of refused) {
+      it(`refuses ${what} with InvalidEventStoreRequest`, async () => {
+        const error = await rejection(attempt());
+        expect(error).to.be.instanceOf(InvalidEventStoreRequest);
+        expect((error as Error).message).to.match(/^invalid /);
+        expect((error as InvalidEventStoreRequest).issues.map((i) => i.path)).to.include(path);
+      });
+    }
+  });
+
+  describe('countAfter', () => {
+    it('counts what readAll would return after a position: with and without a filter, and up to a limit', async () => {
+      const marker = await store().append(uniqueStream('marker'), [anEvent('CountProbeMarker')]);
+      const category = `count${Date.now().toString(36)}`;
+      await store().append(`${category}-1`, [anEvent('CountProbeA'), anEvent('CountProbeB'), anEvent('CountProbeA')]);
+      await store().append(`${category}-2`, [anEvent('CountProbeB'), anEvent('CountProbeA')]);
+      const last = await store().append(uniqueStream('other'), [anEvent('CountProbeA')]);
+      await settled(store(), last.position);
+      const after = marker.position;
+
+      expect(await store().countAfter(after)).to.equal((await readEverything(store(), after)).length).and.equal(6);
+      expect(await store().countAfter(after, { filter: { types: ['CountProbeA'] } })).to.equal(4);
+      expect(await store().countAfter(after, { filter: { types: ['CountProbeA', 'CountProbeB'] } })).to.equal(6);
+      expect(await store().countAfter(after, { filter: { streamPrefixes: [`${category}-`] } })).to.equal(5);
+      expect(await store().countAfter(after, { filter: { types: ['CountProbeA'], streamPrefixes: [`${category}-`] } })).to.equal(3);
+      expect(await store().countAfter(after, { filter: { types: ['NoSuchEventType'] } })).to.equal(0);
+      expect(await store().countAfter(after, { limit: 4 })).to.equal(4);
+      expect(await store().countAfter(after, { filter: { types: ['CountProbeA'] }, limit: 2 })).to.equal(2);
+      expect(await store().countAfter(after, { limit: 100 })).to.equal(6);
+      expect(await store().countAfter(last.position)).to.equal(0);
+      expect(await store().countAfter(undefined, { limit: 3 })).to.equal(3);
+      expect(await store().countAfter(undefined, { filter: { types: ['CountProbeMarker'] } })).to.be.at.least(1);
+    });
+
+    it('refuses a malformed position, a zero limit and a bad filter', async () => {
+      expect(await rejection(store().countAfter('garbage'))).to.be.instanceOf(InvalidEventStoreRequest);
+      expect(await rejection(store().countAfter(undefined, { limit: 0 }))).to.be.instanceOf(InvalidEventStoreRequest);
+      expect(await rejection(store().countAfter(undefined, { filter: { types: [''] } }))).to.be.instanceOf(InvalidEventStoreRequest);
     });
   });
 

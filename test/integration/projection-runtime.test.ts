@@ -6,11 +6,12 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
-import type { RecordedEvent } from '../../domain/event-store.js';
+import type { CountAfterOptions, Position, ReadAllOptions, ReadStreamOptions, RecordedEvent } from '../../domain/event-store.js';
+import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import type { Projector, TableNames } from '../../projections/projector.js';
-import { ProjectionRuntime } from '../../projections/runtime.js';
+import { LAG_COUNT_LIMIT, ProjectionRuntime } from '../../projections/runtime.js';
 import { createScratchDatabase } from '../support/postgres.js';
-import { events, uniqueStream } from '../support/events.js';
+import { anEvent, events, uniqueStream } from '../support/events.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
@@ -50,6 +51,25 @@ async function counts(knex: Knex, tables: TableNames<'counts'>): Promise<Record<
   const [table] = Object.values(tables) as string[];
   const rows = (await knex(table!).select('stream', 'count')) as { stream: string; count: number }[];
   return Object.fromEntries(rows.map((row) => [row.stream, Number(row.count)]));
+}
+
+/** Notes how the store is read: how many events each read asks for, and what is counted instead. */
+class ReadRecordingStore extends ForwardingEventStore {
+  readonly reads: { kind: 'all' | 'stream'; limit: number | undefined }[] = [];
+  readonly counts: (CountAfterOptions | undefined)[] = [];
+
+  override readAll(options?: ReadAllOptions) {
+    this.reads.push({ kind: 'all', limit: options?.limit });
+    return super.readAll(options);
+  }
+  override readStream(stream: string, options?: ReadStreamOptions) {
+    this.reads.push({ kind: 'stream', limit: options?.limit });
+    return super.readStream(stream, options);
+  }
+  override countAfter(after: Position | undefined, options?: CountAfterOptions) {
+    this.counts.push(options);
+    return super.countAfter(after, options);
+  }
 }
 
 async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -99,6 +119,33 @@ for (const backend of backends) {
       } finally {
         await runtime.stop();
       }
+    });
+
+    it('given a projector far behind on a log of large events, then its lag is counted by the store, reading one event at most', async () => {
+      const projector = counter('large-lag');
+      const first = new ProjectionRuntime(opened.db.knex, store, [projector], { logger, lease: opened.lease() });
+      await first.start();
+      const caughtUp = await store.append(uniqueStream('counted'), events(1, 'Counted'));
+      expect(await first.waitFor(caughtUp.position, ['large-lag'], 10_000)).to.equal(true);
+      await first.stop();
+
+      // 150 events of 64 KB that it reads, beside others it does not.
+      const payload = 'x'.repeat(64 * 1024);
+      let last = caughtUp;
+      for (let i = 0; i < 5; i++) {
+        last = await store.append(uniqueStream('counted'), Array.from({ length: 30 }, () => anEvent('Counted', { payload })));
+        await store.append(uniqueStream('other'), events(3, 'Ignored'));
+      }
+      await eventually(() => store.isSettled(last.position));
+
+      const recording = new ReadRecordingStore(store);
+      const idle = new ProjectionRuntime(opened.db.knex, recording, [projector], { logger, lease: opened.lease() });
+      const [status] = (await idle.status()).filter((s) => s.name === 'large-lag');
+
+      expect(status).to.deep.include({ position: caughtUp.position, lagEvents: 150, active: false });
+      expect(status!.lagSeconds).to.be.above(0);
+      expect(recording.counts).to.deep.include({ filter: { types: ['Counted'] }, limit: LAG_COUNT_LIMIT });
+      expect(recording.reads.filter((read) => read.kind === 'stream' || read.limit !== 1)).to.deep.equal([]);
     });
 
     it('never applies an event twice or loses one across restarts, and a failed batch leaves nothing behind', async () => {

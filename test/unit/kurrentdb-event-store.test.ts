@@ -5,7 +5,11 @@ import { expect } from 'chai';
 import {
   StreamDeletedError,
   StreamNotFoundError,
+  StreamTombstonedError,
+  TransactionMaxSizeExceededError,
+  UnknownError,
   WrongExpectedVersionError,
+  type AppendStreamRequest,
   type AppendStreamState,
   type EventData,
   type Filter,
@@ -17,6 +21,7 @@ import {
 } from '@kurrent/kurrentdb-client';
 import {
   APPEND_ID_KEY,
+  CALLER_METADATA_KEY,
   KurrentDbEventStore,
   SCHEMA_VERSION_KEY,
   type KurrentClientLike,
@@ -25,6 +30,7 @@ import { encodePosition } from '../../adapters/event-store/position.js';
 import {
   ConcurrencyConflict,
   DuplicateEventConflict,
+  EventStoreError,
   InvalidEventStoreRequest,
   StreamDeleted,
   type EventToAppend,
@@ -188,6 +194,46 @@ class FakeKurrentClient {
     return { success: true, nextExpectedRevision: last.revision, position: { ...first.position } };
   }
 
+  /**
+   * Like a KurrentDB 25.1 node: every stream's expected state is checked before anything is written, and a
+   * stream whose event ids are all stored already is a replay, as for appendToStream. The client itself refuses
+   * metadata that is not all strings, before sending anything.
+   */
+  async multiStreamAppend(requests: AppendStreamRequest[]) {
+    for (const request of requests) {
+      for (const e of request.events) {
+        if (e.metadata != null && Object.values(e.metadata).some((value) => typeof value !== 'string')) {
+          throw new Error('multiStreamAppend requires metadata to be a plain object with string keys and string values.');
+        }
+      }
+    }
+    this.enter('multiStreamAppend', [requests]);
+    const decided = requests.map(({ streamName, events, expectedState }): { streamName: string; replayed: bigint } | { streamName: string; events: EventData[] } => {
+      const current = this.currentRevision(streamName);
+      const known = events.map((e) => this.streamEvents(streamName).find((s) => s.id === e.id));
+      if (known.every((k) => k !== undefined)) return { streamName, replayed: known.at(-1)!.revision };
+      const ok =
+        known.every((k) => k === undefined) &&
+        (expectedState === 'any' ||
+          (expectedState === 'no_stream' && current === 'no_stream') ||
+          (expectedState === 'stream_exists' && current !== 'no_stream') ||
+          expectedState === current);
+      if (!ok) throw new WrongExpectedVersionError(undefined, { streamName, expected: expectedState, current });
+      return { streamName, events };
+    });
+    let position = 0n;
+    const responses = decided.map((d) => {
+      if (!('events' in d)) return { streamName: d.streamName, revision: d.replayed };
+      const written = this.write(
+        d.streamName,
+        d.events.map((e) => ({ id: e.id, type: e.type, isJson: true, data: JSON.parse(JSON.stringify(e.data)), metadata: e.metadata })),
+      );
+      position = written.at(-1)!.position.commit;
+      return { streamName: d.streamName, revision: written.at(-1)!.revision };
+    });
+    return { position, responses };
+  }
+
   async *readStream(
     streamName: string,
     options: { fromRevision?: ReadRevision; direction?: string; maxCount?: number | bigint } = {},
@@ -270,6 +316,11 @@ class FakeKurrentClient {
 
 function event(type = 'DeploymentRequested', data: Record<string, unknown> = { replicas: 1 }): EventToAppend {
   return { id: randomUUID(), type, data };
+}
+
+/** What gRPC hands the client when a call fails; the client's errors keep its code and message. */
+function serviceError(code: number) {
+  return { code, message: `${code} failed`, details: 'failed' } as never;
 }
 
 function positionOf(stored: StoredEvent): string {
@@ -468,6 +519,185 @@ describe('KurrentDbEventStore', () => {
           expect(fake.calls).to.deep.equal([]);
         });
       }
+    });
+  });
+
+  describe('appendMany', () => {
+    it('given two streams, then one multiStreamAppend carries both, with metadata of strings only, and the results name each last event', async () => {
+      const { fake, store } = setup();
+      await store.append('quota-global', [event()]);
+      const scaled = { ...event('DeploymentScaled'), schemaVersion: 2, metadata: { correlationId: 'c-1', actor: { id: 'u', kind: 'user' as const } } };
+      const results = await store.appendMany([
+        { stream: 'deployment-1', events: [event(), scaled], expected: 'no_stream' },
+        { stream: 'quota-global', events: [event('ChangeAdmitted')], expected: 0 },
+      ]);
+
+      const [requests] = fake.callsTo('multiStreamAppend')[0]!.args as [AppendStreamRequest[]];
+      expect(requests.map((r) => [r.streamName, r.expectedState])).to.deep.equal([['deployment-1', 'no_stream'], ['quota-global', 0n]]);
+      expect(requests[0]!.events[1]!.metadata).to.deep.include({
+        [CALLER_METADATA_KEY]: JSON.stringify(scaled.metadata),
+        [SCHEMA_VERSION_KEY]: '2',
+      });
+      const [deployment, quota] = [fake.streamEvents('deployment-1'), fake.streamEvents('quota-global')];
+      expect(results).to.deep.equal([
+        { revision: 1, position: positionOf(deployment[1]!), duplicate: false },
+        { revision: 1, position: positionOf(quota[1]!), duplicate: false },
+      ]);
+    });
+
+    it('then its events read back with the caller metadata and schema version they were appended with', async () => {
+      const { store } = setup();
+      const scaled = { ...event('DeploymentScaled'), schemaVersion: 2, metadata: { correlationId: 'c-1', actor: { id: 'u', kind: 'user' as const } } };
+      await store.appendMany([{ stream: 'deployment-1', events: [scaled] }, { stream: 'quota-global', events: [event()] }]);
+      const [read] = await store.readStream('deployment-1');
+      expect(read).to.deep.include({ schemaVersion: 2, metadata: scaled.metadata, data: scaled.data });
+      const { events } = await store.readAll();
+      expect(events.map((e) => [e.stream, e.schemaVersion, e.metadata])).to.deep.equal([
+        ['deployment-1', 2, scaled.metadata],
+        ['quota-global', 1, {}],
+      ]);
+    });
+
+    it('given one stream not in its expected state, then ConcurrencyConflict names it and no stream is written', async () => {
+      const { fake, store } = setup();
+      await store.append('quota-global', [event(), event()]);
+      const error = await rejection(
+        store.appendMany([
+          { stream: 'deployment-1', events: [event()], expected: 'no_stream' },
+          { stream: 'quota-global', events: [event()], expected: 0 },
+        ]),
+      );
+      expect(error).to.be.instanceOf(ConcurrencyConflict);
+      expect(error).to.include({ stream: 'quota-global', expected: 0, actual: 1 });
+      expect(fake.streamEvents('deployment-1')).to.deep.equal([]);
+    });
+
+    it('given a call already stored, when it comes again with exact expectations, then each append is a duplicate of the original', async () => {
+      const { fake, store } = setup();
+      const call = [
+        { stream: 'deployment-1', events: [event(), event()], expected: 'no_stream' as const },
+        { stream: 'quota-global', events: [event()], expected: 'no_stream' as const },
+      ];
+      const original = await store.appendMany(call);
+      await store.append('quota-global', [event()]);
+      expect(await store.appendMany(call)).to.deep.equal(original.map((r) => ({ ...r, duplicate: true })));
+      expect(fake.log).to.have.length(4);
+    });
+
+    it('given a call already stored, when the server replays it by ids, then each append is a duplicate of the original', async () => {
+      const { fake, store } = setup();
+      const call = [{ stream: 'deployment-1', events: [event()] }, { stream: 'quota-global', events: [event()] }];
+      const original = await store.appendMany(call);
+      expect(await store.appendMany(call)).to.deep.equal(original.map((r) => ({ ...r, duplicate: true })));
+      expect(fake.log).to.have.length(2);
+    });
+
+    it('given part of an append already stored, then DuplicateEventConflict names the stored ids and no stream is written', async () => {
+      const { fake, store } = setup();
+      const stored = event();
+      await store.append('deployment-1', [stored]);
+      const error = await rejection(
+        store.appendMany([
+          { stream: 'quota-global', events: [event()] },
+          { stream: 'deployment-1', events: [stored, event()], expected: 'no_stream' },
+        ]),
+      );
+      expect(error).to.be.instanceOf(DuplicateEventConflict);
+      expect(error).to.deep.include({ stream: 'deployment-1', eventIds: [stored.id] });
+      expect(fake.streamEvents('quota-global')).to.deep.equal([]);
+    });
+
+    it('given the server replays one append by its ids and writes another, then the results say which was written', async () => {
+      const { fake, store } = setup();
+      const stored = event();
+      const original = await store.append('deployment-1', [stored]);
+      const results = await store.appendMany([
+        { stream: 'deployment-1', events: [stored] },
+        { stream: 'quota-global', events: [event()] },
+      ]);
+      expect(results[0]).to.deep.equal({ ...original, duplicate: true });
+      expect(results[1]).to.deep.equal({ revision: 0, position: positionOf(fake.streamEvents('quota-global')[0]!), duplicate: false });
+    });
+
+    it('given a stored event id with other content in a retried call, then DuplicateEventConflict', async () => {
+      const { store } = setup();
+      const first = event('DeploymentRequested', { replicas: 1 });
+      const call = [{ stream: 'deployment-1', events: [first], expected: 'no_stream' as const }, { stream: 'quota-global', events: [event()] }];
+      await store.appendMany(call);
+      const changed = [{ ...call[0]!, events: [{ ...first, data: { replicas: 2 } }] }, call[1]!];
+      expect(await rejection(store.appendMany(changed))).to.be.instanceOf(DuplicateEventConflict).and.deep.include({ eventIds: [first.id] });
+    });
+
+    const refusals: [string, () => unknown, (error: unknown) => void][] = [
+      [
+        'a tombstoned stream, then StreamDeleted names it',
+        () => new StreamTombstonedError(serviceError(9), { stream: 'deployment-1' }),
+        (error) => expect(error).to.be.instanceOf(StreamDeleted).and.include({ stream: 'deployment-1' }),
+      ],
+      [
+        'a transaction larger than the server takes, then InvalidEventStoreRequest',
+        () => new TransactionMaxSizeExceededError(serviceError(10), { size: 5_000_000, maxSize: 4_194_304 }),
+        (error) => expect(error).to.be.instanceOf(InvalidEventStoreRequest).and.have.property('message').that.matches(/^invalid .*4194304/),
+      ],
+      [
+        'a server older than 25.1, then an error that says what the server lacks',
+        () => new UnknownError(serviceError(12)),
+        (error) => expect(error).to.be.instanceOf(EventStoreError).and.have.property('message').that.matches(/25\.1/),
+      ],
+    ];
+    for (const [name, failure, check] of refusals) {
+      it(`given ${name}`, async () => {
+        const { fake, store } = setup();
+        fake.failNext.set('multiStreamAppend', failure());
+        check(await rejection(store.appendMany([{ stream: 'deployment-1', events: [event()] }, { stream: 'quota-global', events: [event()] }])));
+      });
+    }
+
+    it('given a request the port rejects, then nothing reaches the client', async () => {
+      const { fake, store } = setup();
+      const error = await rejection(store.appendMany([{ stream: 'deployment-1', events: [event()] }, { stream: 'deployment-1', events: [event()] }]));
+      expect(error).to.be.instanceOf(InvalidEventStoreRequest);
+      expect(fake.calls).to.deep.equal([]);
+    });
+  });
+
+  describe('countAfter', () => {
+    async function mixedLog(pageSize?: number) {
+      const { fake, store } = setup(pageSize);
+      const first = await store.append('deployment-1', [event('DeploymentRequested'), event('DeploymentScaled')]);
+      fake.writeSystemEvent('$stats-127.0.0.1:2113', '$statsCollected');
+      fake.write('deployment-1', [{ id: randomUUID(), type: 'Blob', isJson: false, data: new Uint8Array([1]), metadata: undefined }]);
+      await store.append('workload-1', [event('WorkloadRegistered')]);
+      await store.append('deployment-2', [event('DeploymentRequested'), event('DeploymentScaled'), event('DeploymentScaled')]);
+      return { fake, store, first };
+    }
+
+    it('given user, system and binary events, then it counts what readAll returns, with and without filters', async () => {
+      const { store } = await mixedLog();
+      expect(await store.countAfter(undefined)).to.equal((await store.readAll()).events.length).and.equal(6);
+      expect(await store.countAfter(undefined, { filter: { types: ['DeploymentScaled'] } })).to.equal(3);
+      expect(await store.countAfter(undefined, { filter: { streamPrefixes: ['deployment-'] } })).to.equal(5);
+      expect(await store.countAfter(undefined, { filter: { types: ['DeploymentScaled'], streamPrefixes: ['deployment-2'] } })).to.equal(2);
+    });
+
+    it('given a position, then the event at it and those before are not counted', async () => {
+      const { store, first } = await mixedLog();
+      expect(await store.countAfter(first.position)).to.equal(4);
+    });
+
+    it('given a limit and a small page size, then it stops reading once the limit is reached', async () => {
+      const { fake, store } = await mixedLog(2);
+      const before = fake.callsTo('readAll').length;
+      expect(await store.countAfter(undefined, { limit: 3 })).to.equal(3);
+      expect(fake.callsTo('readAll').length - before).to.equal(2);
+      expect(await store.countAfter(undefined)).to.equal(6);
+    });
+
+    it('given a bad position or limit, then InvalidEventStoreRequest and no read', async () => {
+      const { fake, store } = setup();
+      expect(await rejection(store.countAfter('42'))).to.be.instanceOf(InvalidEventStoreRequest);
+      expect(await rejection(store.countAfter(undefined, { limit: 0 }))).to.be.instanceOf(InvalidEventStoreRequest);
+      expect(fake.calls).to.deep.equal([]);
     });
   });
 

@@ -1,18 +1,23 @@
 // The event store port on KurrentDB / EventStoreDB, through the official gRPC client.
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import {
   ANY,
+  AppendRecordSizeExceededError,
   BACKWARDS,
   END,
   FORWARDS,
   KurrentDBClient,
+  MaxAppendSizeExceededError,
   NO_STREAM,
   START,
   STREAM_EXISTS,
   StreamDeletedError,
   StreamNotFoundError,
   StreamTombstonedError,
+  TransactionMaxSizeExceededError,
+  UnsupportedError,
   WrongExpectedVersionError,
   eventTypeFilter,
   excludeSystemEvents,
@@ -23,7 +28,9 @@ import {
   type AppendResult as KurrentAppendResult,
   type AppendStreamState,
   type CurrentStreamState,
+  type EventData,
   type Filter,
+  type MultiAppendResult,
   type Position as KurrentPosition,
   type ReadPosition,
   type ReadRevision,
@@ -34,10 +41,12 @@ import {
 import {
   ConcurrencyConflict,
   DuplicateEventConflict,
+  EventStoreError,
   InvalidEventStoreRequest,
   StreamDeleted,
   validate,
   type AppendResult,
+  type CountAfterOptions,
   type EventFilter,
   type EventMetadata,
   type EventStore,
@@ -48,6 +57,7 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StreamAppend,
   type StreamMetadata,
   type SubscribeOptions,
   type Subscription,
@@ -58,6 +68,7 @@ import { decodePosition, encodePosition } from '../position.js';
 export type KurrentClientLike = Pick<
   KurrentDBClient,
   | 'appendToStream'
+  | 'multiStreamAppend'
   | 'readStream'
   | 'readAll'
   | 'subscribeToAll'
@@ -78,6 +89,11 @@ export interface KurrentDbEventStoreOptions {
  */
 export const SCHEMA_VERSION_KEY = '$schemaVersion';
 export const APPEND_ID_KEY = '$appendId';
+/**
+ * A multi-stream append takes metadata of string values only, so there the caller's metadata travels whole, as
+ * JSON text under this key, and the store's own values as text.
+ */
+export const CALLER_METADATA_KEY = '$metadata';
 
 const DEFAULT_PAGE_SIZE = 1000;
 /** How far back a rejected append with no exact expected revision looks for ids it already stored. */
@@ -129,7 +145,43 @@ export class KurrentDbEventStore implements EventStore {
       const actual = result.nextExpectedRevision < 0n ? 'no_stream' : Number(result.nextExpectedRevision);
       throw new ConcurrencyConflict(stream, expected, actual);
     }
-    return this.confirmAppend(stream, events, appendId, result);
+    return this.confirmAppend(stream, events, appendId, result.nextExpectedRevision, result.position);
+  }
+
+  /**
+   * One `multiStreamAppend`, which the server commits as one transaction: every stream's events or none. It needs
+   * KurrentDB 25.1 or later; an older server refuses the call, and that refusal is reported as such.
+   *
+   * Where the server acknowledges a stream's append by its event ids alone, as it does for `appendToStream`, a
+   * call that repeats one append already stored beside new ones writes the new ones and answers the repeated one
+   * as a duplicate: the results say which. (PostgreSQL refuses such a call.) A retry of a whole call is answered
+   * as duplicates on both.
+   */
+  async appendMany(appends: StreamAppend[]): Promise<AppendResult[]> {
+    const requests = validate.appendMany(appends);
+    const appendId = randomUUID();
+    let response: MultiAppendResult;
+    try {
+      response = await this.client.multiStreamAppend(
+        requests.map(({ stream, events, expected }) => ({
+          streamName: stream,
+          expectedState: toAppendState(expected),
+          events: events.map((e) => multiAppendEvent(e, appendId)),
+        })),
+      );
+    } catch (error) {
+      return this.multiAppendFailure(requests, error);
+    }
+    const revisions = new Map(response.responses.map((r) => [r.streamName, r.revision]));
+    // The server reports one log position for the whole call; each stream's own comes from its last event.
+    const callPosition: KurrentPosition = { commit: response.position, prepare: response.position };
+    return Promise.all(
+      requests.map(({ stream, events }) => {
+        const revision = revisions.get(stream);
+        if (revision === undefined) throw new Error(`KurrentDB did not report the revision of ${stream} after a multi-stream append`);
+        return this.confirmAppend(stream, events, appendId, revision, callPosition);
+      }),
+    );
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -194,6 +246,40 @@ export class KurrentDbEventStore implements EventStore {
       skipUpTo = encodePosition(last.commit, last.prepare);
     }
     return { events, checkpoint: latest(seen, head) };
+  }
+
+  /**
+   * KurrentDB keeps no count of `$all`: this reads forward from `after`, with the same filter as `readAll`, and
+   * counts what it would return, one page at a time and keeping none of it. The cost is that of reading the
+   * events (their data crosses the wire), bounded by `limit`: ask for a limit.
+   */
+  async countAfter(after: Position | undefined, options: CountAfterOptions = {}): Promise<number> {
+    validate.filter(options.filter);
+    validate.limit(options.limit);
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    let fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
+    const plan = filterPlan(options.filter);
+    let skipUpTo = after;
+    let count = 0;
+    while (count < limit) {
+      // A read from a position includes that position's event, which was already counted; ask for one more.
+      const maxCount = skipUpTo === undefined ? this.pageSize : this.pageSize + 1;
+      let received = 0;
+      let last: KurrentPosition | undefined;
+      for await (const resolved of this.client.readAll({ fromPosition, maxCount, filter: plan.server })) {
+        received += 1;
+        const raw = resolved.event;
+        if (raw === undefined) continue;
+        last = raw.position;
+        if (skipUpTo !== undefined && encodePosition(raw.position.commit, raw.position.prepare) <= skipUpTo) continue;
+        if (plan.accepts(raw) && isPortEvent(raw)) count += 1;
+        if (count >= limit) return count;
+      }
+      if (received < maxCount || last === undefined) break;
+      fromPosition = last;
+      skipUpTo = encodePosition(last.commit, last.prepare);
+    }
+    return count;
   }
 
   /** An append is acknowledged once it has its place in the log's total order, so every position is settled. */
@@ -301,19 +387,19 @@ export class KurrentDbEventStore implements EventStore {
     stream: string,
     events: EventToAppend[],
     appendId: string,
-    result: KurrentAppendResult,
+    revision: bigint,
+    reported: KurrentPosition | undefined,
   ): Promise<AppendResult> {
-    const revision = result.nextExpectedRevision;
     // A read from a hidden revision starts at the next visible one, so the revision must be checked.
     const last = (await this.readRange(stream, revision, 1)).find((e) => e.revision === revision);
     if (last !== undefined && metadataRecord(last.metadata)[APPEND_ID_KEY] === appendId) {
-      return { revision: Number(revision), position: positionOf(last.position ?? result.position), duplicate: false };
+      return { revision: Number(revision), position: positionOf(last.position ?? reported), duplicate: false };
     }
     if (last === undefined) {
       // The stream's own settings (max count, max age, truncate-before) hide the event. A new event is the
       // newest of its stream and stays visible, so this is a replay of events stored long enough ago to be
       // hidden. Their content can no longer be compared, and the server's answer is the only position left.
-      return { revision: Number(revision), position: positionOf(result.position), duplicate: true };
+      return { revision: Number(revision), position: positionOf(reported), duplicate: true };
     }
     const first = revision - BigInt(events.length - 1);
     const stored = new Map(
@@ -364,12 +450,64 @@ export class KurrentDbEventStore implements EventStore {
       : new ConcurrencyConflict(stream, expected, actual);
   }
 
+  /**
+   * A refused multi-stream append wrote nothing. A stream whose expected state did not hold is either a real
+   * conflict or, as for one stream, a retry of a call already stored: then every event of every append is
+   * found, and each is answered as a duplicate.
+   */
+  private async multiAppendFailure(requests: Required<StreamAppend>[], error: unknown): Promise<AppendResult[]> {
+    if (error instanceof WrongExpectedVersionError) {
+      const found = await Promise.all(requests.map(({ stream, events, expected }) => this.storedOf(stream, events, expected)));
+      if (found.every((stored, i) => stored.size === requests[i]!.events.length)) {
+        for (const [i, { stream, events }] of requests.entries()) {
+          const differing = events.filter((e) => !sameContent(e, found[i]!.get(e.id)!)).map((e) => e.id);
+          if (differing.length > 0) throw new DuplicateEventConflict(stream, differing);
+        }
+        return requests.map(({ events }, i) => duplicateResult(events, found[i]!));
+      }
+      const partly = found.findIndex((stored) => stored.size > 0);
+      if (partly >= 0) throw new DuplicateEventConflict(requests[partly]!.stream, [...found[partly]!.keys()]);
+      const failed = requests.find((r) => r.stream === error.streamName);
+      throw new ConcurrencyConflict(error.streamName, failed?.expected ?? 'any', toActual(error.actualState));
+    }
+    throw multiAppendError(error);
+  }
+
+  /** The events of an append the stream already holds, by id: where a retry of it would have put them. */
+  private async storedOf(stream: string, events: EventToAppend[], expected: ExpectedRevision): Promise<Map<string, KurrentRecordedEvent>> {
+    const ids = new Set(events.map((e) => e.id));
+    let candidates: KurrentRecordedEvent[];
+    try {
+      candidates =
+        typeof expected === 'number'
+          ? await this.readRange(stream, BigInt(expected + 1), events.length)
+          : await this.readNewest(stream, events.length + DUPLICATE_SCAN);
+    } catch {
+      // The conflict itself is the answer the caller needs; failing to refine it must not hide it.
+      candidates = [];
+    }
+    return new Map(candidates.filter((e) => ids.has(e.id)).map((e) => [e.id, e]));
+  }
+
   // ---- reads ------------------------------------------------------------------------------------------
 
   private async readRange(stream: string, from: bigint, count: number): Promise<KurrentRecordedEvent[]> {
     const events: KurrentRecordedEvent[] = [];
     try {
       for await (const resolved of this.client.readStream(stream, { fromRevision: from, maxCount: count })) {
+        if (resolved.event !== undefined) events.push(resolved.event);
+      }
+    } catch (error) {
+      if (error instanceof StreamNotFoundError) return [];
+      throw error;
+    }
+    return events;
+  }
+
+  private async readNewest(stream: string, count: number): Promise<KurrentRecordedEvent[]> {
+    const events: KurrentRecordedEvent[] = [];
+    try {
+      for await (const resolved of this.client.readStream(stream, { fromRevision: END, direction: BACKWARDS, maxCount: count })) {
         if (resolved.event !== undefined) events.push(resolved.event);
       }
     } catch (error) {
@@ -499,6 +637,47 @@ function toClientPosition(position: Position): KurrentPosition {
   return { commit, prepare };
 }
 
+/** How the server reports a multi-stream append it refused for a reason other than an expected state. */
+function multiAppendError(error: unknown): unknown {
+  if (error instanceof StreamTombstonedError) return new StreamDeleted(error.stream);
+  if (error instanceof StreamDeletedError) return new StreamDeleted(error.streamName);
+  if (error instanceof TransactionMaxSizeExceededError || error instanceof MaxAppendSizeExceededError) {
+    const limit = error instanceof TransactionMaxSizeExceededError ? `${error.size} bytes, at most ${error.maxSize}` : `at most ${error.maxAppendSize} bytes`;
+    return new InvalidEventStoreRequest(`invalid multi-stream append: larger than the server takes in one transaction (${limit})`, [
+      { path: 'appends', message: 'too large for one transaction on this server' },
+    ]);
+  }
+  if (error instanceof AppendRecordSizeExceededError) {
+    return new InvalidEventStoreRequest(`invalid append to stream ${JSON.stringify(error.stream)}: event ${error.recordId} is ${error.size} bytes, at most ${error.maxSize}`, [
+      { path: 'events', message: `event ${error.recordId} is larger than the server accepts` },
+    ]);
+  }
+  if (error instanceof UnsupportedError || (error as { code?: unknown } | undefined)?.code === GrpcStatus.UNIMPLEMENTED) {
+    return new EventStoreError('multi-stream appends need KurrentDB 25.1 or later; this server does not offer them');
+  }
+  return error;
+}
+
+/** An event as a multi-stream append sends it: metadata of strings only (see CALLER_METADATA_KEY). */
+function multiAppendEvent(event: EventToAppend, appendId: string): EventData {
+  return jsonEvent({
+    id: event.id,
+    type: event.type,
+    data: event.data,
+    metadata: {
+      [CALLER_METADATA_KEY]: JSON.stringify(event.metadata ?? {}),
+      [SCHEMA_VERSION_KEY]: String(event.schemaVersion ?? 1),
+      [APPEND_ID_KEY]: appendId,
+    },
+  });
+}
+
+/** A retried append, every event of which is stored: answered with its last event, as a duplicate. */
+function duplicateResult(events: EventToAppend[], stored: Map<string, KurrentRecordedEvent>): AppendResult {
+  const last = events.map((e) => stored.get(e.id)!).reduce((a, b) => (b.revision > a.revision ? b : a));
+  return { revision: Number(last.revision), position: positionOf(last.position), duplicate: true };
+}
+
 function mapStreamError(stream: string, error: unknown): unknown {
   if (error instanceof StreamDeletedError || error instanceof StreamTombstonedError) return new StreamDeleted(stream);
   return error;
@@ -516,13 +695,13 @@ function mapWriteError(stream: string, expected: ExpectedRevision, error: unknow
  * place in its envelope, so every read leaves them out.
  */
 function toRecordedEvent(event: KurrentRecordedEvent): RecordedEvent | undefined {
-  if (!event.isJson || !isRecord(event.data)) return undefined;
+  if (!isPortEvent(event)) return undefined;
   const { schemaVersion, caller } = splitMetadata(event.metadata);
   return {
     id: event.id,
     stream: event.streamId,
     type: event.type,
-    schemaVersion: isSchemaVersion(schemaVersion) ? schemaVersion : 1,
+    schemaVersion: schemaVersion ?? 1,
     revision: Number(event.revision),
     position: positionOf(event.position),
     recordedAt: event.created,
@@ -531,24 +710,41 @@ function toRecordedEvent(event: KurrentRecordedEvent): RecordedEvent | undefined
   };
 }
 
+function isPortEvent(event: KurrentRecordedEvent): event is KurrentRecordedEvent & { data: Record<string, unknown> } {
+  return event.isJson && isRecord(event.data);
+}
+
 function sameContent(proposed: EventToAppend, stored: KurrentRecordedEvent): boolean {
   if (!stored.isJson || stored.type !== proposed.type) return false;
   const { schemaVersion, caller } = splitMetadata(stored.metadata);
   return (
-    schemaVersion === (proposed.schemaVersion ?? 1) &&
+    (schemaVersion ?? 1) === (proposed.schemaVersion ?? 1) &&
     isDeepStrictEqual(stored.data, asStored(proposed.data)) &&
     isDeepStrictEqual(caller, splitMetadata(asStored(proposed.metadata ?? {})).caller)
   );
 }
 
-/** Stored metadata taken apart into the store's own keys and what the caller wrote. */
-function splitMetadata(metadata: unknown): { schemaVersion: unknown; caller: Record<string, unknown> } {
-  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, ...caller } = metadataRecord(metadata);
-  return { schemaVersion, caller };
+/**
+ * Stored metadata taken apart into the store's own keys and what the caller wrote. An event of a multi-stream
+ * append carries the caller's metadata as JSON text, and any other key there is not the caller's.
+ */
+function splitMetadata(metadata: unknown): { schemaVersion: number | undefined; caller: Record<string, unknown> } {
+  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, [CALLER_METADATA_KEY]: packed, ...caller } = metadataRecord(metadata);
+  return { schemaVersion: schemaVersionOf(schemaVersion), caller: typeof packed === 'string' ? unpackMetadata(packed) : caller };
 }
 
-function isSchemaVersion(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 1;
+function unpackMetadata(packed: string): Record<string, unknown> {
+  try {
+    return metadataRecord(JSON.parse(packed));
+  } catch {
+    return {};
+  }
+}
+
+/** A schema version as stored: a number, or its text from a multi-stream append. */
+function schemaVersionOf(value: unknown): number | undefined {
+  const version = typeof value === 'string' && /^[1-9][0-9]{0,8}$/.test(value) ? Number(value) : value;
+  return typeof version === 'number' && Number.isInteger(version) && version >= 1 ? version : undefined;
 }
 
 /** A value as it comes back from the store after its JSON round trip (undefined fields gone, dates as strings). */

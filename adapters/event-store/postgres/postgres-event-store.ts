@@ -1,4 +1,5 @@
 // The event store on PostgreSQL or PGlite: one prepared statement per append, gap-safe global reads.
+import type { Knex } from 'knex';
 import pg from 'pg';
 import { Gauge, type Registry } from 'prom-client';
 import {
@@ -6,6 +7,7 @@ import {
   DuplicateEventConflict,
   validate,
   type AppendResult,
+  type CountAfterOptions,
   type EventFilter,
   type EventStore,
   type EventToAppend,
@@ -15,6 +17,7 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type RecordedEvent,
+  type StreamAppend,
   type StreamMetadata,
   type SubscribeOptions,
   type Subscription,
@@ -179,6 +182,65 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
+  async appendMany(appends: StreamAppend[]): Promise<AppendResult[]> {
+    const requests = validate.appendMany(appends);
+    const statements = requests.map(({ stream, events, expected }) => appendStatement(stream, events, expected));
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.appendInOneTransaction(statements);
+      if (Array.isArray(outcome)) {
+        this.announce();
+        return outcome.map((last) => this.result(last, false));
+      }
+      // Everything was rolled back. As for one stream: either the whole call is a retry of one already stored,
+      // or a stream has moved on.
+      const stored = await Promise.all(requests.map(({ stream, events }) => this.storedEvents(stream, events)));
+      if (stored.every((s, i) => s.found === requests[i]!.events.length && s.same)) {
+        return stored.map((s) => this.result(s, true));
+      }
+      const partly = stored.findIndex((s) => s.found > 0);
+      if (partly >= 0) {
+        const { stream, events } = requests[partly]!;
+        throw new DuplicateEventConflict(stream, events.map((e) => e.id));
+      }
+      const { stream, expected } = requests[outcome.failed]!;
+      // A race lost to another append, or a deadlock with another multi-stream append, says nothing about the
+      // expected states: decide again, and the statements check them anew.
+      if (outcome.reason !== 'expectation' && attempt < MAX_APPEND_ATTEMPTS) continue;
+      throw new ConcurrencyConflict(stream, expected, stored[outcome.failed]!.current);
+    }
+  }
+
+  /**
+   * Runs each stream's append statement, in the order given, in one transaction: all of them commit, or none
+   * does. The transaction's one id orders every event of the call, so readers see all of them or none.
+   */
+  private async appendInOneTransaction(statements: AppendStatement[]): Promise<AppendRow[] | AppendFailure> {
+    const lasts: AppendRow[] = [];
+    try {
+      await this.db.knex.transaction(async (trx) => {
+        // Inside a transaction, knex hands out the transaction's own connection.
+        const connection = (await (trx.client as Knex.Client).acquireConnection()) as RawConnection;
+        if (statements.length > 1) await runStatement(connection, this.db.kind, lockStreamsStatement(statements));
+        for (const [i, statement] of statements.entries()) {
+          let rows: AppendRow[];
+          try {
+            rows = await runStatement(connection, this.db.kind, statement);
+          } catch (error) {
+            if (lostRace(error)) throw new RolledBack(i, 'race');
+            if (deadlocked(error)) throw new RolledBack(i, 'deadlock');
+            throw error;
+          }
+          if (rows.length === 0) throw new RolledBack(i, 'expectation');
+          lasts.push(rows.reduce((a, b) => (Number(b.revision) > Number(a.revision) ? b : a)));
+        }
+      });
+    } catch (error) {
+      if (error instanceof RolledBack) return { failed: error.index, reason: error.reason };
+      throw error;
+    }
+    return lasts;
+  }
+
   private async storedEvents(stream: string, events: EventToAppend[]) {
     const [row] = await this.db.query<{
       found: BigIntLike;
@@ -228,6 +290,19 @@ export class PostgresEventStore implements EventStore {
     validate.limit(options.limit);
     const after = options.after === undefined ? START : decodePosition(options.after);
     return this.readAllAfter(after, options.filter, options.limit ?? this.polling.batchSize, options.after);
+  }
+
+  async countAfter(after: Position | undefined, options: CountAfterOptions = {}): Promise<number> {
+    validate.filter(options.filter);
+    validate.limit(options.limit);
+    const [txId, seq] = after === undefined ? START : decodePosition(after);
+    const types = options.filter?.types?.length ? options.filter.types : null;
+    const prefixes = options.filter?.streamPrefixes?.length ? options.filter.streamPrefixes.map((p) => `${escapeLike(p)}%`) : null;
+    const params: unknown[] = [txId.toString(), seq.toString(), options.limit ?? null];
+    if (types) params.push(types);
+    if (prefixes) params.push(prefixes);
+    const [row] = await this.db.query<{ count: BigIntLike }>(countSql(types !== null, prefixes !== null), params);
+    return Number(row!.count);
   }
 
   async isSettled(position: Position): Promise<boolean> {
@@ -418,11 +493,78 @@ export class PostgresEventStore implements EventStore {
   }
 }
 
+/**
+ * Counts the events a read from the same place would return, under the same visibility horizon, without
+ * touching their data: only positions and, for a filter, types and stream names are looked at. Each scan walks
+ * an index in log order and stops at the limit ($3; none when null), one scan per type as `readAll` does, so the
+ * cost follows the limit rather than how far behind the position is. (A stream-prefix filter alone still looks
+ * at every event after the position until enough match.) Text per filter shape, each planned for its own index.
+ */
+function countSql(byType: boolean, byPrefix: boolean): string {
+  const prefix = byPrefix ? ` and e.stream like any($${byType ? 5 : 4}::text[])` : '';
+  const after = `(e.tx_id, e.seq) > ($1::xid8, $2::bigint) and ${VISIBLE}${prefix}`;
+  const counted = byType
+    ? `select 1 from unnest($4::text[]) as t(name), lateral (
+         select 1 from sentinel_events e where e.type = t.name and ${after} order by e.tx_id, e.seq limit $3) as x
+        limit $3`
+    : `select 1 from sentinel_events e where ${after} order by e.tx_id, e.seq limit $3`;
+  return `select count(*) as count from (${counted}) as counted`;
+}
+
+/**
+ * Two multi-stream appends that write the same streams in different orders would each insert a revision the
+ * other then waits on: a deadlock, which PostgreSQL breaks only after a second. Taking a lock per stream first,
+ * always in the same order, makes the second wait for the first instead. Single-stream appends take none: one
+ * statement on one stream never waits on a lock while it holds another. The two-key form keeps these locks apart
+ * from the single-key ones that projection leases hold.
+ */
+const STREAM_LOCK_CLASS = 0x53454e54;
+const LOCK_STREAMS_SQL = `
+select count(pg_advisory_xact_lock(${STREAM_LOCK_CLASS}, key)) as locked
+  from (select distinct hashtext(stream) as key from unnest($1::text[]) as s(stream) order by key offset 0) as keys`;
+
+function lockStreamsStatement(statements: AppendStatement[]): AppendStatement {
+  return { name: 'sentinel_lock_streams', text: LOCK_STREAMS_SQL, params: [statements.map((s) => s.params[0])] };
+}
+
+/** Why a multi-stream append's transaction was rolled back, and at which of its appends. */
+interface AppendFailure {
+  failed: number;
+  reason: 'expectation' | 'race' | 'deadlock';
+}
+
+class RolledBack extends Error {
+  constructor(
+    readonly index: number,
+    readonly reason: AppendFailure['reason'],
+  ) {
+    super(`append ${index} of a multi-stream append failed (${reason}); the transaction is rolled back`);
+  }
+}
+
+interface RawConnection {
+  query(text: string | { name: string; text: string; values: unknown[] }, params?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+async function runStatement(connection: RawConnection, kind: Database['kind'], statement: AppendStatement): Promise<AppendRow[]> {
+  const result =
+    statement.name && kind === 'postgres'
+      ? await connection.query({ name: statement.name, text: statement.text, values: statement.params })
+      : await connection.query(statement.text, statement.params);
+  return result.rows as AppendRow[];
+}
+
 /** Statements for appends of up to this many events are prepared once per size and connection. */
 const PREPARED_APPEND_SIZES = 64;
 const appendManyStatements = new Map<number, string>();
 
-function appendStatement(stream: string, events: EventToAppend[], expected: ExpectedRevision) {
+interface AppendStatement {
+  name: string | undefined;
+  text: string;
+  params: unknown[];
+}
+
+function appendStatement(stream: string, events: EventToAppend[], expected: ExpectedRevision): AppendStatement {
   const params: unknown[] = [
     stream,
     typeof expected === 'number' ? 'revision' : expected,
@@ -464,6 +606,14 @@ function lostRace(error: unknown): boolean {
   const { code, constraint, message } = (error ?? {}) as { code?: string; constraint?: string; message?: string };
   const name = constraint ?? message ?? '';
   return code === '23505' && /sentinel_events_stream_(revision|id)/.test(name);
+}
+
+/**
+ * True when PostgreSQL ended the transaction to break a deadlock: two multi-stream appends that write the same
+ * streams in different orders can each wait on a revision the other has inserted.
+ */
+function deadlocked(error: unknown): boolean {
+  return (error as { code?: string } | undefined)?.code === '40P01';
 }
 
 function escapeLike(prefix: string): string {
