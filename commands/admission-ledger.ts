@@ -1,5 +1,5 @@
 // The admission ledger as this process sees it: the state folded from the stream, admissions judged but not yet
-// stored, and the one writer that stores them, many to an append.
+// stored, and the one writer that stores them, many to an append, each together with the change it admits.
 //
 // Every admitted change goes to the single stream `quota-global`, so that quotas and budgets hold under
 // concurrency. Appending each admission with the revision it was judged at made concurrent commands collide on
@@ -8,8 +8,14 @@
 // at once, and the next judgement already counts it. One append at a time stores everything queued, with the
 // revision the queue was built on: another process that wrote in between makes it fail, and every admission in
 // it, and those judged on top of it, fail with a `ConcurrencyConflict` that runs their commands again.
+//
+// An admission is stored in the same atomic append (`appendMany`) as the events of the command it admits. An
+// admission stored without its change would be a ghost: a footprint and a rate-limit entry for something that never
+// ran, which made the ledger count less than ran once the target's real next change replaced the placement, and
+// refused retries that counted the ghost. Now a command that loses its own stream to a concurrent change stores
+// nothing, and runs again; the others in the append are stored without it.
 import { randomUUID } from 'node:crypto';
-import type { EventStore, RecordedEvent } from '../domain/event-store.js';
+import { ConcurrencyConflict, DuplicateEventConflict, type AppendResult, type EventStore, type RecordedEvent, type StreamAppend } from '../domain/event-store.js';
 import { fold } from '../domain/decider.js';
 import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger, type LedgerEvent } from '../domain/ledger.js';
 import { metadataOf, type CommandContext } from './command-handler.js';
@@ -28,8 +34,11 @@ export interface Folded<State> {
 export interface AdmissionTurn {
   /** The ledger the judgement read: what is stored plus what is queued. */
   readonly ledger: Ledger;
-  /** Queues the admission and gives the turn up; resolves once it is stored. */
-  admit(admission: Admission, context: CommandContext): Promise<void>;
+  /**
+   * Queues the admission with the append of the change it admits, and gives the turn up; resolves with the
+   * append's result once both are stored, or rejects when neither is (a `ConcurrencyConflict` names the stream).
+   */
+  admit(admission: Admission, context: CommandContext, append: StreamAppend): Promise<AppendResult>;
   /** Gives the turn up without admitting anything; harmless after `admit` or a second time. */
   release(): void;
 }
@@ -37,7 +46,9 @@ export interface AdmissionTurn {
 interface Queued {
   event: LedgerEvent;
   context: CommandContext;
-  settle(error?: Error): void;
+  /** The change the admission is for, stored in the same append. */
+  append: StreamAppend;
+  settle(outcome: { result: AppendResult } | { error: Error }): void;
 }
 
 export class AdmissionLedger {
@@ -101,9 +112,9 @@ export class AdmissionLedger {
     };
     return {
       ledger,
-      admit: (admission, context) => {
+      admit: (admission, context, append) => {
         if (!held) throw new Error('an admission turn admits once');
-        const stored = this.enqueue(admission, context);
+        const stored = this.enqueue(admission, context, append);
         release();
         return stored;
       },
@@ -111,43 +122,51 @@ export class AdmissionLedger {
     };
   }
 
-  private enqueue(admission: Admission, context: CommandContext): Promise<void> {
+  private enqueue(admission: Admission, context: CommandContext, append: StreamAppend): Promise<AppendResult> {
     const event: LedgerEvent = { type: 'ChangeAdmitted', data: admission };
     if (this.queue.length === 0) {
       this.queueBase = this.stored;
       this.queuedState = this.stored.state;
     }
     this.queuedState = ledgerDecider.evolve(this.queuedState, event);
-    let settle!: (error?: Error) => void;
-    const stored = new Promise<void>((resolve, reject) => {
-      settle = (error) => (error ? reject(error) : resolve());
+    let settle!: Queued['settle'];
+    const stored = new Promise<AppendResult>((resolve, reject) => {
+      settle = (outcome) => ('error' in outcome ? reject(outcome.error) : resolve(outcome.result));
     });
-    this.queue.push({ event, context, settle });
+    this.queue.push({ event, context, append, settle });
     void this.write();
     return stored;
   }
 
-  /** Stores everything queued in one append, while anything is queued; one append at a time. */
+  /**
+   * Stores everything queued, with the changes it admits, in one atomic append, while anything is queued; one
+   * append at a time. A stream may be written once per append: a second change to the same stream waits for the
+   * next one (where, decided on the same revision as the first, it meets the conflict it would have met anyway).
+   */
   private async write(): Promise<void> {
     if (this.writing) return;
     this.writing = true;
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue.slice();
+        const streams = new Set<string>();
+        const batch = this.queue.filter((queued) => !streams.has(queued.append.stream) && streams.add(queued.append.stream));
         const base = this.queueBase;
-        const events = batch.map((queued) => queued.event);
-        const after = fold(ledgerDecider, events, base.state);
+        const after = fold(ledgerDecider, batch.map((queued) => queued.event), base.state);
+        let results: AppendResult[];
         try {
-          const result = await this.store.append(LEDGER_STREAM, this.toAppend(batch, base.revision, after), {
-            expected: base.revision === -1 ? 'no_stream' : base.revision,
-          });
-          this.stored = { state: after, revision: result.revision };
-          this.queueBase = this.stored;
-          this.queue.splice(0, batch.length);
-          for (const queued of batch) queued.settle();
+          results = await this.store.appendMany([
+            { stream: LEDGER_STREAM, events: this.toAppend(batch, base.revision, after), expected: base.revision === -1 ? 'no_stream' : base.revision },
+            ...batch.map((queued) => queued.append),
+          ]);
         } catch (error) {
-          this.fail(error);
+          if ((error instanceof ConcurrencyConflict || error instanceof DuplicateEventConflict) && error.stream !== LEDGER_STREAM) this.leaveOut(batch, error);
+          else this.fail(error);
+          continue;
         }
+        this.stored = { state: after, revision: results[0]!.revision };
+        this.queue = this.queue.filter((queued) => !batch.includes(queued));
+        this.rebase();
+        batch.forEach((queued, i) => queued.settle({ result: results[i + 1]! }));
       }
     } finally {
       this.writing = false;
@@ -155,14 +174,33 @@ export class AdmissionLedger {
   }
 
   /**
-   * An append failed: every queued admission was judged on a ledger that includes what did not get stored, so
-   * all of them fail. A `ConcurrencyConflict` (another process wrote) runs their commands again, and the next
-   * turn reads what the other process wrote forward from the stored copy, which is still true.
+   * One change of the batch lost its stream to a concurrent write (or was stored already, by an earlier try of the
+   * same command): it fails alone (its command runs again, or finds its events) and the rest are stored without it. What was judged after it counted it; with it gone, they asked for no more than
+   * they were judged to take, so they stand.
+   */
+  private leaveOut(batch: Queued[], conflict: ConcurrencyConflict | DuplicateEventConflict): void {
+    const lost = batch.find((queued) => queued.append.stream === conflict.stream);
+    if (!lost) return this.fail(conflict);
+    this.queue = this.queue.filter((queued) => queued !== lost);
+    this.rebase();
+    lost.settle({ error: conflict });
+  }
+
+  /** The queue's ledger again, from what is stored: after some of it was stored, or left out. */
+  private rebase(): void {
+    this.queueBase = this.stored;
+    this.queuedState = fold(ledgerDecider, this.queue.map((queued) => queued.event), this.stored.state);
+  }
+
+  /**
+   * The ledger's append failed: every queued admission was judged on a ledger that includes what did not get
+   * stored, so all of them fail. A `ConcurrencyConflict` (another process wrote) runs their commands again, and the
+   * next turn reads what the other process wrote forward from the stored copy, which is still true.
    */
   private fail(error: unknown): void {
     this.stale = true;
     const reason = error instanceof Error ? error : new Error(String(error));
-    for (const queued of this.queue.splice(0)) queued.settle(reason);
+    for (const queued of this.queue.splice(0)) queued.settle({ error: reason });
   }
 
   private toAppend(batch: Queued[], baseRevision: number, after: Ledger) {

@@ -14,6 +14,7 @@ import {
 } from './aggregate-cache.js';
 import {
   ConcurrencyConflict,
+  DuplicateEventConflict,
   type ActorKind,
   type AppendResult,
   type EventMetadata,
@@ -21,6 +22,7 @@ import {
   type EventToAppend,
   type Position,
   type RecordedEvent,
+  type StreamAppend,
 } from '../domain/event-store.js';
 
 /** What the handler needs to know about an aggregate type. */
@@ -42,8 +44,12 @@ export interface Aggregate<Command, Event extends DomainEvent, State> {
 export interface GateVerdict {
   /** Everything to append, in order: typically the judgement, then the events the command decided. */
   events: DomainEvent[];
-  /** Runs just before the append; a `ConcurrencyConflict` from it runs the whole command again. */
-  admit?: () => Promise<void>;
+  /**
+   * Stores the command's own append together with what the gate admits, as one atomic step (so that nothing is
+   * admitted for a change that was never stored), and answers the append's result. A `ConcurrencyConflict` from it
+   * runs the whole command again. Without it the handler appends the events itself.
+   */
+  admit?: (append: StreamAppend) => Promise<AppendResult>;
   /** Called once the attempt is over, whether `admit` ran or not: gives up what the gate held for it. */
   release?: () => void;
   /** When set, the events are appended and then this is thrown: the command was judged and refused. */
@@ -376,7 +382,9 @@ export class CommandHandler {
       this.options.metrics?.observe(commandType, result, (performance.now() - started) / 1000);
 
     // The conflict the last attempt met on append: the one failure tried again.
-    let conflict: ConcurrencyConflict | undefined;
+    let conflict: ConcurrencyConflict | DuplicateEventConflict | undefined;
+    // How many attempts were lost to another command (or to another process's admissions), not to the system's own records.
+    let contended = 0;
     const attempt = async (): Promise<WriteResult> => {
       const generation = this.cache.generation;
       const loaded = (await this.current(aggregate, stream)) as CacheEntry & { state: StateOf<A> };
@@ -409,15 +417,14 @@ export class CommandHandler {
       }
 
       try {
+        const toAppend = events.map((event, index) => envelope(aggregate, event, index, context));
+        const append: StreamAppend = { stream, events: toAppend, expected: loaded.revision === -1 ? 'no_stream' : loaded.revision };
+        let result: AppendResult;
         try {
-          await verdict?.admit?.();
+          result = verdict?.admit ? await verdict.admit(append) : await this.store.append(stream, toAppend, { expected: append.expected });
         } finally {
           verdict?.release?.();
         }
-        const toAppend = events.map((event, index) => envelope(aggregate, event, index, context));
-        const result = await this.store.append(stream, toAppend, {
-          expected: loaded.revision === -1 ? 'no_stream' : loaded.revision,
-        });
         this.appended(aggregate, stream, loaded, toAppend, result, generation);
         if (verdict?.refusal) {
           outcome('rejected');
@@ -428,34 +435,57 @@ export class CommandHandler {
         return { id, revision: result.revision, position: result.position, appended: result.duplicate ? 0 : events.length };
       } catch (error) {
         if (error === verdict?.refusal) throw error;
-        if (!(error instanceof ConcurrencyConflict)) {
+        // Stored together with an admission, a retried command's events are found as part of a bigger append: the
+        // next attempt finds them in the stream and answers from them.
+        const landedBefore = error instanceof DuplicateEventConflict && error.stream === stream && context.eventIds !== undefined && verdict?.admit !== undefined;
+        if (!(error instanceof ConcurrencyConflict) && !landedBefore) {
           outcome('error');
           throw error;
         }
         // The stream moved on under the state decided on: the next attempt starts from what the store holds. A conflict
-        // on another stream (the admission ledger's, appended to by the gate) says nothing of this one, whose cached
-        // state stays: the next attempt reads only what came after it.
-        if (error.stream === stream) this.cache.evict(stream);
+        // on another stream (the admission ledger's, stored with the gate's admission) says nothing of this one, whose
+        // cached state stays: the next attempt reads only what came after it.
+        if (error.stream !== stream) contended += 1;
+        else {
+          this.cache.evict(stream);
+          if (error instanceof ConcurrencyConflict && (await this.contended(stream, loaded.revision))) contended += 1;
+        }
         conflict = error;
         throw error;
       }
     };
 
-    // The backoff's jitter keeps a crowd of writers to one stream from colliding in lockstep.
+    // The backoff's jitter keeps a crowd of writers to one stream from colliding in lockstep. Only attempts lost to
+    // another command count against `maxAttempts`: the events the system records on its own (a reactor's
+    // observations of the rollout) never decide whether a command is refused, so losing to them only means deciding
+    // again, on the newer state, up to a bound that keeps a runaway writer from holding the command forever.
     try {
       return await retrying(attempt, {
         backoff: CONFLICT_BACKOFF,
-        attempts: this.maxAttempts,
-        retryable: (error) => error === conflict,
+        attempts: this.maxAttempts + MAX_ATTEMPTS_LOST_TO_THE_SYSTEM,
+        retryable: (error) => error === conflict && contended < this.maxAttempts,
         onRetry: () => this.options.metrics?.conflictRetried(commandType),
       });
     } catch (error) {
       if (error !== conflict || !conflict) throw error;
+      if (conflict instanceof DuplicateEventConflict) throw conflict;
       outcome('conflict');
       throw new ConflictAfterRetries(conflict.stream, this.maxAttempts, conflict.actual);
     }
   }
+
+  /**
+   * Whether the events that landed on `stream` after `revision` include another command's (anything not recorded
+   * by Sentinel itself): only those can have changed what a request asked for.
+   */
+  private async contended(stream: string, revision: number): Promise<boolean> {
+    const since = await this.store.readStream(stream, { from: revision + 1, limit: 64 });
+    return since.length === 0 || since.some((event) => event.metadata.actor?.kind !== 'system');
+  }
 }
+
+/** Attempts beyond `maxAttempts` a command may spend losing to events the system recorded on its own. */
+const MAX_ATTEMPTS_LOST_TO_THE_SYSTEM = 50;
 
 /** Between attempts at a command whose stream moved on: from 5 ms, doubling, at most 20 ms. */
 const CONFLICT_BACKOFF = { baseMs: 5, maxMs: 20 };

@@ -9,12 +9,42 @@ export function specOf(deployment: PlacedDeployment): Partial<WorkloadSpec> {
 }
 
 export function footprint(deployment: PlacedDeployment): Footprint {
-  const spec = specOf(deployment);
+  return footprintAt(deployment, deployment.currentRevision);
+}
+
+function footprintAt(deployment: PlacedDeployment, revision: number): Footprint {
+  const spec = (deployment.revisions[revision]?.spec ?? {}) as Partial<WorkloadSpec>;
   if (deployment.status === 'Deleted' || !spec.resources) return NO_FOOTPRINT;
   return footprintOf(spec.resources, deployment.replicas);
 }
 
-/** The change a deployment command makes, as policy sees it. A restart moves no resources. */
+/**
+ * What the deployment can hold on its cluster. A paused deployment is scaled at once but rolls out no new revision
+ * until it is resumed, so its pods may still run the last revision that became available: it holds the larger of
+ * that and what it was told, and the resume is judged on what it then rolls out.
+ */
+export function heldFootprint(deployment: PlacedDeployment): Footprint {
+  const told = footprint(deployment);
+  const running = deployment.availableRevisions.at(-1);
+  if (!deployment.paused || running === undefined || running === deployment.currentRevision) return told;
+  return larger(told, footprintAt(deployment, running));
+}
+
+function larger(a: Footprint, b: Footprint): Footprint {
+  const gpuSku = b.gpus > a.gpus ? b.gpuSku : (a.gpuSku ?? b.gpuSku);
+  return {
+    replicas: Math.max(a.replicas, b.replicas),
+    cpuMillicores: Math.max(a.cpuMillicores, b.cpuMillicores),
+    memoryBytes: Math.max(a.memoryBytes, b.memoryBytes),
+    gpus: Math.max(a.gpus, b.gpus),
+    ...(gpuSku !== undefined ? { gpuSku } : {}),
+  };
+}
+
+/**
+ * The change a deployment command makes, as policy sees it: from what the deployment holds to what it is told. A
+ * restart moves no resources.
+ */
 export function deploymentChange(
   action: ActionKind,
   before: PlacedDeployment | undefined,
@@ -33,7 +63,7 @@ export function deploymentChange(
     ...(spec.namespace ? { namespace: spec.namespace } : {}),
     ...(spec.type ? { workloadType: spec.type } : {}),
     labels: spec.labels ?? {},
-    ...(moves ? { before: before ? footprint(before) : NO_FOOTPRINT, after: footprint(after) } : {}),
+    ...(moves ? { before: before ? heldFootprint(before) : NO_FOOTPRINT, after: footprint(after) } : {}),
     ...(context.emergency ? { emergency: context.emergency } : {}),
   };
 }

@@ -15,7 +15,7 @@ import type { ActionKind } from '../domain/policy.js';
 import { deployments } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
-import { deploymentChange, specOf } from './deployment-change.js';
+import { deploymentChange, heldFootprint, specOf } from './deployment-change.js';
 import { FleetFacts } from './fleet-facts.js';
 import { PolicyEngine, type Judgement } from './policy-engine.js';
 import { UniqueNames, type ClaimRequest } from './unique-names.js';
@@ -138,8 +138,15 @@ export class DeploymentCommands {
     return this.handler.execute(deployments, deploymentId, { type: 'PauseDeployment', deploymentId, reason }, context);
   }
 
+  /** A resume rolls out what the deployment was told while paused: judged like the change it makes. */
   resume(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
-    return this.handler.execute(deployments, deploymentId, { type: 'ResumeDeployment', deploymentId, reason }, context);
+    return this.handler.execute(
+      deployments,
+      deploymentId,
+      { type: 'ResumeDeployment', deploymentId, reason },
+      context,
+      this.judged('resume', deploymentId, context),
+    );
   }
 
   delete(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
@@ -150,6 +157,15 @@ export class DeploymentCommands {
       context,
       this.judged('delete', deploymentId, context),
     );
+  }
+
+  /**
+   * The gate for what a cluster did on its own that changes what a deployment holds (an automatic rollback, a
+   * scale by hand the deployment adopts): judged by policy and admitted to the ledger like any other change, so
+   * the ledger never counts less than runs, and nothing the policies forbid goes ahead unrecorded.
+   */
+  judgedObservation(action: 'rollback' | 'scale', deploymentId: string, context: CommandContext): Gate<DeploymentCommand, DeploymentEvent, Deployment> {
+    return this.judged(action, deploymentId, context);
   }
 
   /**
@@ -174,11 +190,12 @@ export class DeploymentCommands {
         turn.release();
         return { events: [decision], refusal: PolicyEngine.refusal(judgement, `${action} of deployment ${deploymentId}`) };
       }
-      const footprint = after.status === 'Deleted' ? undefined : (change.after ?? change.before);
+      // What it holds once admitted: a paused deployment may still run its last available revision.
+      const footprint = after.status === 'Deleted' ? undefined : change.after ? heldFootprint(after) : change.before;
       return {
         events: [decision, ...events],
         release: turn.release,
-        admit: () =>
+        admit: (append) =>
           turn.admit(
             {
               at: change.at,
@@ -204,6 +221,7 @@ export class DeploymentCommands {
                 : {}),
             },
             context,
+            append,
           ),
       };
     };

@@ -90,9 +90,9 @@ export class UniqueNames {
       const admit = verdict.admit;
       return {
         ...verdict,
-        admit: async () => {
+        admit: async (append) => {
           await this.claim(request, context);
-          await admit?.();
+          return admit ? admit(append) : this.handler.store.append(append.stream, append.events, { expected: append.expected ?? 'any' });
         },
       };
     };

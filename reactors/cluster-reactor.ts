@@ -3,9 +3,11 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { clusters, deployments } from '../commands/aggregates.js';
-import type { CommandContext, CommandHandler } from '../commands/command-handler.js';
+import type { CommandContext, CommandHandler, Gate } from '../commands/command-handler.js';
+import { PolicyViolation } from '../domain/decider.js';
 import {
   automaticRollbackTarget,
+  type Deployment,
   type DeploymentCommand,
   type DriftDifference,
   type PlacedDeployment,
@@ -47,8 +49,20 @@ const CHANGES: ReadonlySet<string> = new Set(DEPLOYMENT_CHANGES);
 /** The drift of an object that was deleted by hand. */
 const ABSENT: DriftDifference[] = [{ field: 'object', expected: 'present', actual: 'absent' }];
 
+/** Judges what a cluster did on its own and admits it to the ledger (`DeploymentCommands.judgedObservation`). */
+export type ObservedChangeGate = (
+  action: 'rollback' | 'scale',
+  deploymentId: string,
+  context: CommandContext,
+) => Gate<DeploymentCommand, DeploymentEvent, Deployment>;
+
 export interface ClusterReactorOptions {
   logger: Logger;
+  /**
+   * How an automatic rollback and an adopted scale by hand are judged and admitted to the ledger. Without it they
+   * are recorded unjudged (tests of the reactor alone); the app always passes it.
+   */
+  judged?: ObservedChangeGate;
   /** How long a rollout may make no progress before the cluster reports it failed (progressDeadlineSeconds). */
   progressDeadlineSeconds: number;
   /** Attempts at recording what the watch showed before giving up on that observation (the next one retries). */
@@ -356,10 +370,18 @@ export class ClusterReactor implements Reactor {
         this.options.logger.warn({ deploymentId, revision, cause: failure }, 'rollout did not complete and is not rolled back automatically; left as it is');
         return;
       }
-      await this.record(
-        { type: 'RecordRolledBack', deploymentId, revision, toRevision: target.revision, cause: failure },
-        observed('rolled-back'),
-      );
+      try {
+        await this.record(
+          { type: 'RecordRolledBack', deploymentId, revision, toRevision: target.revision, cause: failure },
+          observed('rolled-back'),
+          'rollback',
+        );
+      } catch (error) {
+        if (!(error instanceof PolicyViolation)) throw error;
+        // Going back to a larger footprint, or inside a freeze, is a change like any other: refused, the deployment
+        // stays Failed with its cause, and the refusal is recorded on its stream.
+        this.options.logger.error({ deploymentId, revision, toRevision: target.revision, err: error.message }, 'automatic rollback refused by policy; the deployment stays Failed');
+      }
       return;
     }
     if (isComplete(live, desired.replicas)) {
@@ -413,10 +435,22 @@ export class ClusterReactor implements Reactor {
     // An object deleted by hand is put back whatever the policy: adopting it would leave a deployment that runs nothing.
     const adopting = state.driftPolicy === 'adopt' && live !== undefined;
     if (adopting && this.adopted.get(deploymentId) === fingerprint) return;
-    await this.record(
-      { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
-      reactionToObservation(this.name, `${deploymentId}/drift/${observedVersion}`),
-    );
+    // Adopting a scale by hand changes what the deployment holds: judged and admitted like a scale. Refused, the
+    // change is put back instead.
+    const judged = adopting && differences.some((difference) => difference.field === 'replicas') ? 'scale' : undefined;
+    try {
+      await this.record(
+        { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
+        reactionToObservation(this.name, `${deploymentId}/drift/${observedVersion}`),
+        judged,
+      );
+    } catch (error) {
+      if (!(error instanceof PolicyViolation)) throw error;
+      this.options.logger.warn({ deploymentId, revision, differences, err: error.message }, 'a scale by hand may not be adopted under the policies; put back');
+      this.adopted.delete(deploymentId);
+      await this.driver.apply(desired);
+      return;
+    }
     if (adopting) {
       this.adopted.set(deploymentId, fingerprint);
       return;
@@ -451,8 +485,10 @@ export class ClusterReactor implements Reactor {
     });
   }
 
-  private async record(command: DeploymentCommand, context: CommandContext): Promise<void> {
-    await this.handler.execute(deployments, command.deploymentId, command, context);
+  /** Records what was observed; with `judged`, as a change policy judges and the ledger admits. */
+  private async record(command: DeploymentCommand, context: CommandContext, judged?: 'rollback' | 'scale'): Promise<void> {
+    const gate = judged && this.options.judged?.(judged, command.deploymentId, context);
+    await this.handler.execute(deployments, command.deploymentId, command, context, gate || undefined);
   }
 }
 

@@ -1,12 +1,13 @@
 // The admission ledger takes turns within a process and stores what was admitted many to an append; two processes
 // on one store still never both admit on the same ledger. On PGlite.
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
 import { AdmissionLedger } from '../../commands/admission-ledger.js';
 import type { CommandContext } from '../../commands/command-handler.js';
 import { fold } from '../../domain/decider.js';
-import { ConcurrencyConflict, type EventStore } from '../../domain/event-store.js';
+import { ConcurrencyConflict, type EventStore, type StreamAppend } from '../../domain/event-store.js';
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger } from '../../domain/ledger.js';
 
@@ -27,12 +28,19 @@ const admission = (targetId: string, replicas: number): Admission => ({
 
 const gpusPlaced = (ledger: Ledger) => Object.values(ledger.placements).reduce((sum, placed) => sum + placed.footprint.gpus, 0);
 
-/** Counts appends, and can hold one back until let go. */
+/** The change an admission is for: one event in the target's own stream, appended with it. */
+const changeOf = (targetId: string, expected: StreamAppend['expected'] = 'any'): StreamAppend => ({
+  stream: `target-${targetId}`,
+  events: [{ id: randomUUID(), type: 'Changed', data: { targetId } }],
+  expected,
+});
+
+/** Counts the ledger's appends. */
 class CountingStore extends ForwardingEventStore {
   appends = 0;
-  override append(...args: Parameters<EventStore['append']>): ReturnType<EventStore['append']> {
+  override appendMany(...args: Parameters<EventStore['appendMany']>): ReturnType<EventStore['appendMany']> {
     this.appends += 1;
-    return super.append(...args);
+    return super.appendMany(...args);
   }
 }
 
@@ -57,7 +65,7 @@ describe('admission ledger (PGlite)', function () {
       turn.release();
       return 'refused';
     }
-    await turn.admit(admission(targetId, 1), context);
+    await turn.admit(admission(targetId, 1), context, changeOf(targetId));
     return 'admitted';
   }
 
@@ -93,6 +101,44 @@ describe('admission ledger (PGlite)', function () {
     const stored = await store.readStream(LEDGER_STREAM);
     const folded = fold(ledgerDecider, stored.map((e) => ledgerEvents.parse(e.type, e.schemaVersion, e.data)));
     expect(gpusPlaced(folded)).to.equal(10);
+  });
+
+  it('given a change whose stream moved on, when it is admitted in one append with others, then it alone fails, nothing of it is stored, and the others are', async () => {
+    const ledger = new AdmissionLedger(store);
+    await store.append('target-moved', [{ id: randomUUID(), type: 'Changed', data: {} }]);
+    const admit = async (targetId: string, expected: StreamAppend['expected']) => {
+      const turn = await ledger.turn();
+      return turn.admit(admission(targetId, 1), context, changeOf(targetId, expected));
+    };
+
+    const outcomes = await Promise.allSettled([admit('a', 'no_stream'), admit('moved', 'no_stream'), admit('b', 'no_stream')]);
+
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    const lost = (outcomes[1] as PromiseRejectedResult).reason as ConcurrencyConflict;
+    expect(lost).to.be.instanceOf(ConcurrencyConflict);
+    expect(lost.stream).to.equal('target-moved');
+    const stored = await store.readStream(LEDGER_STREAM);
+    expect(stored.map((e) => (e.data as Admission).targetId)).to.have.members(['a', 'b']);
+    expect(await store.readStream('target-moved')).to.have.length(1);
+    expect(await store.readStream('target-a')).to.have.length(1);
+    expect(Object.keys((await new AdmissionLedger(store).current()).state.placements)).to.have.members(['a', 'b']);
+    expect(Object.keys((await ledger.turn()).ledger.placements)).to.have.members(['a', 'b']);
+  });
+
+  it('given a store that fails the append, then neither the admission nor its change is stored', async () => {
+    const failing = new (class extends ForwardingEventStore {
+      override appendMany(): ReturnType<EventStore['appendMany']> {
+        return Promise.reject(new Error('connection lost'));
+      }
+    })(store);
+    const turn = await new AdmissionLedger(failing).turn();
+
+    let failure: unknown;
+    await turn.admit(admission('a', 1), context, changeOf('a')).catch((error: unknown) => (failure = error));
+
+    expect((failure as Error).message).to.equal('connection lost');
+    expect(await store.readStream(LEDGER_STREAM)).to.deep.equal([]);
+    expect(await store.readStream('target-a')).to.deep.equal([]);
   });
 
   it('given a turn that is released without admitting, then the next judgement proceeds and nothing is stored', async () => {

@@ -238,7 +238,8 @@ for (const backend of backends) {
         expect(afterDelete.status).to.equal(422);
 
         const events = await api.stream(`deployment-${deploymentId}`);
-        // Every change that moves the fleet carries its policy decision in the same append; pause and resume do not.
+        // Every change that moves the fleet carries its policy decision in the same append, the resume (which rolls
+        // out what waited) included; a pause does not.
         expect(events.map((e) => e.type)).to.deep.equal([
           'PolicyEvaluated',
           'DeploymentCreated',
@@ -249,6 +250,7 @@ for (const backend of backends) {
           'PolicyEvaluated',
           'DeploymentRestartRequested',
           'DeploymentPaused',
+          'PolicyEvaluated',
           'DeploymentResumed',
           'PolicyEvaluated',
           'DeploymentRollbackRequested',

@@ -321,6 +321,36 @@ describe('CommandHandler on the postgres event store (PGlite)', () => {
       expect(types).to.deep.equal(['ClusterRegistered', 'ClusterUpdated', 'ClusterUpdated', 'ClusterUpdated']);
     });
 
+    /** A rival that records a label change on the cluster before each of the first `races` appends, as `kind`. */
+    const rivalAs = (id: string, kind: 'system' | 'user', races: number) =>
+      new InterceptedStore(store, async (stream, call) => {
+        if (call > races) return;
+        const change = { clusterId: id, changes: { labels: { rival: String(call) } } };
+        await store.append(stream, [{ id: randomUUID(), type: 'ClusterUpdated', data: change, metadata: { actor: { id: 'r', kind } } }]);
+      });
+
+    it('given the system records events on the stream under each of more attempts than maxAttempts, then the command still lands: losing to bookkeeping only means deciding again', async () => {
+      const id = randomUUID();
+      await handler.execute(clusters, id, register(id), context());
+      const retrying = new CommandHandler(rivalAs(id, 'system', 8), { maxAttempts: 3 });
+
+      const result = await retrying.execute(clusters, id, { type: 'UpdateCluster', clusterId: id, changes: { region: 'eu-central-1' } }, context());
+
+      expect(result).to.include({ revision: 9, appended: 1 });
+    });
+
+    it('given another command wins each race, then ConflictAfterRetries after maxAttempts, as before', async () => {
+      const id = randomUUID();
+      await handler.execute(clusters, id, register(id), context());
+      const retrying = new CommandHandler(rivalAs(id, 'user', 8), { maxAttempts: 3 });
+
+      const error = await rejection(retrying.execute(clusters, id, { type: 'UpdateCluster', clusterId: id, changes: { region: 'eu-central-1' } }, context()));
+
+      expect(error).to.be.instanceOf(ConflictAfterRetries);
+      expect(error).to.include({ attempts: 3 });
+      expect(await store.readStream(`cluster-${id}`)).to.have.length(4);
+    });
+
     it('given every append conflicts, then ConflictAfterRetries after maxAttempts with the current revision, and nothing appended', async () => {
       const id = randomUUID();
       await handler.execute(clusters, id, register(id), context());
@@ -439,9 +469,10 @@ describe('CommandHandler on the postgres event store (PGlite)', () => {
 
       await retrying.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context(), async ({ events }) => ({
         events,
-        admit: async () => {
+        admit: async (append) => {
           admits += 1;
           if (admits === 1) throw new ConcurrencyConflict('quota-global', 0, 1);
+          return store.append(append.stream, append.events, { expected: append.expected ?? 'any' });
         },
       }));
 
