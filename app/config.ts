@@ -90,6 +90,8 @@ const schema = z.object({
   SENTINEL_EVICTION_TIMEOUT_SECONDS: integer(1, 3600).default(120),
   /** How often each cluster reactor compares every deployment with its cluster; 0 only on start. */
   SENTINEL_RESYNC_SECONDS: integer(0, 86_400).default(300),
+  /** How often the admission ledger is compared with what every deployment can run; 0 only on start. */
+  SENTINEL_LEDGER_AUDIT_SECONDS: integer(0, 86_400).default(60),
   /** Aggregates whose folded state is kept in memory (least recently used go first); 0: none. */
   SENTINEL_AGGREGATE_CACHE_SIZE: integer(0, 10_000_000).default(10_000),
   /** Events between two snapshots of an aggregate's state; 0: no snapshots. */

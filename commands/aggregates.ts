@@ -9,6 +9,7 @@ import {
   type DeploymentCommand,
   type DeploymentEvent,
 } from '../domain/deployment.js';
+import { ledgerAuditDecider, ledgerAuditEvents, type LedgerAudit, type LedgerAuditCommand, type LedgerAuditEvent } from '../domain/ledger-audit.js';
 import { nodeDecider, nodeEvents, type Node, type NodeCommand, type NodeEvent } from '../domain/node.js';
 import { workloadDecider, workloadEvents, type Workload, type WorkloadCommand, type WorkloadEvent } from '../domain/workload.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
@@ -69,5 +70,13 @@ export const autonomies: Aggregate<AutonomyCommand, AutonomyEvent, Autonomy> = {
   category: 'autonomy',
   decider: autonomyDecider,
   events: autonomyEvents,
+  snapshotVersion: 1,
+};
+
+/** What the periodic comparison of the admission ledger with the deployments found, in stream `ledgeraudit-global`. */
+export const ledgerAudits: Aggregate<LedgerAuditCommand, LedgerAuditEvent, LedgerAudit> = {
+  category: 'ledgeraudit',
+  decider: ledgerAuditDecider,
+  events: ledgerAuditEvents,
   snapshotVersion: 1,
 };

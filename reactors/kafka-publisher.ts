@@ -7,6 +7,7 @@ import { clusterEvents } from '../domain/cluster.js';
 import { deploymentEvents } from '../domain/deployment.js';
 import { comparePositions, type Position, type RecordedEvent } from '../domain/event-store.js';
 import { ledgerEvents } from '../domain/ledger.js';
+import { ledgerAuditEvents } from '../domain/ledger-audit.js';
 import { nodeEvents } from '../domain/node.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
 import { policySetEvents } from '../domain/policy-set.js';
@@ -50,6 +51,7 @@ export const DOMAIN_EVENT_TYPES: readonly string[] = [
       clusterEvents,
       deploymentEvents,
       ledgerEvents,
+      ledgerAuditEvents,
       nodeEvents,
       policyEvents,
       policySetEvents,
