@@ -12,7 +12,7 @@ import { KafkaEventLog } from '../adapters/kafka/kafka-event-log.js';
 import { KafkaPublisher } from '../reactors/kafka-publisher.js';
 import type { Database } from '../adapters/postgres/database.js';
 import { clusters } from '../commands/aggregates.js';
-import { ClusterCommands } from '../commands/cluster-commands.js';
+import { ClusterCommands, NodeDrainCommands } from '../commands/cluster-commands.js';
 import type { Clock } from '../commands/clock.js';
 import type { CommandContext, CommandHandler } from '../commands/command-handler.js';
 import { DeploymentCommands } from '../commands/deployment-commands.js';
@@ -22,6 +22,7 @@ import type { EventStore } from '../domain/event-store.js';
 import { ClusterError, type ClusterDriver } from '../reactors/cluster-driver.js';
 import { ClusterReactor } from '../reactors/cluster-reactor.js';
 import { FleetReactor } from '../reactors/fleet-reactor.js';
+import { LedgerAuditor } from '../reactors/ledger-audit.js';
 import { PlanReactor } from '../reactors/plan-reactor.js';
 import { REACTOR_ACTOR } from '../reactors/reaction-context.js';
 import { ReactorRuntime } from '../reactors/reactor-runtime.js';
@@ -78,6 +79,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
   const simulator = simulated ? await startSimulatedCluster(deps, policy) : undefined;
   const runtime = new ReactorRuntime(deps.db.knex, deps.store, { logger, lease: deps.lease, ...(deps.metrics ? { registry: deps.metrics } : {}) });
   const drivers = new Map<string, ClusterDriver>();
+  const deploymentCommands = new DeploymentCommands(handler, deps.clock, deps.policy);
 
   runtime.add(
     new FleetReactor({
@@ -90,6 +92,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
         runtime.add(
           new ClusterReactor(clusterId, driver, handler, {
             logger,
+            judged: (action, deploymentId, context) => deploymentCommands.judgedObservation(action, deploymentId, context),
             progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS,
             resyncIntervalMs: config.SENTINEL_RESYNC_SECONDS * 1000,
           }),
@@ -109,7 +112,8 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
     new PlanReactor(
       {
         handler,
-        deployments: new DeploymentCommands(handler, deps.clock, deps.policy),
+        deployments: deploymentCommands,
+        drains: new NodeDrainCommands(handler, deps.clock, deps.policy),
         clock: deps.clock,
         async driverFor(clusterId) {
           const driver = drivers.get(clusterId);
@@ -123,6 +127,13 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
         actionTimeoutMs: config.SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS * 1000,
         evictionTimeoutMs: config.SENTINEL_EVICTION_TIMEOUT_SECONDS * 1000,
       },
+    ),
+  );
+
+  runtime.add(
+    new LedgerAuditor(
+      { handler, policy: deps.policy, clock: deps.clock },
+      { logger, intervalMs: config.SENTINEL_LEDGER_AUDIT_SECONDS * 1000, ...(deps.metrics ? { registry: deps.metrics } : {}) },
     ),
   );
 

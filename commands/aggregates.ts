@@ -23,6 +23,8 @@ export const clusters: Aggregate<ClusterCommand, ClusterEvent, Cluster> = {
   category: 'cluster',
   decider: clusterDecider,
   events: clusterEvents,
+  /** A drain is judged when it starts, and its decision recorded in the cluster's stream. */
+  records: policyEvents,
   snapshotVersion: 1,
 };
 

@@ -1,8 +1,12 @@
-// Cluster commands: register, update, cordon, uncordon, deregister.
-import type { ClusterBody, ClusterPatchBody, Credentials, ClusterSpec } from '../domain/cluster.js';
+// Cluster commands: register, update, cordon, uncordon, deregister; and the start of a node's drain, judged by policy.
+import type { Cluster, ClusterBody, ClusterCommand, ClusterEvent, ClusterPatchBody, Credentials, ClusterSpec } from '../domain/cluster.js';
 import { RuleViolation, type FieldError } from '../domain/decider.js';
+import { policyEvents, type PolicyResult } from '../domain/policy-evaluation.js';
+import type { Change } from '../domain/policy.js';
 import { clusters } from './aggregates.js';
-import type { CommandContext, CommandHandler, WriteResult } from './command-handler.js';
+import type { Clock } from './clock.js';
+import { streamOf, type CommandContext, type CommandHandler, type Gate, type WriteResult } from './command-handler.js';
+import { PolicyEngine, type Judgement } from './policy-engine.js';
 import type { SecretStore } from './secrets.js';
 
 /**
@@ -66,4 +70,93 @@ export class ClusterCommands {
     if (credentials.source !== 'kubeconfig-base64') return credentials;
     return { source: 'kubeconfig-base64', secretRef: await this.secrets.put(credentials.data) };
   }
+}
+
+/**
+ * A drain as policy sees it: a change to the cluster that holds the node, moving no resources. Plan validation
+ * judges this same change as a forecast; the drain is judged again when it starts.
+ */
+export function drainChange(clusterId: string, context: CommandContext, now: Date): Change {
+  return {
+    action: 'drain',
+    at: now.toISOString(),
+    actor: context.actor,
+    target: { kind: 'cluster', id: clusterId },
+    clusterId,
+    labels: {},
+    ...(context.emergency ? { emergency: context.emergency } : {}),
+  };
+}
+
+/**
+ * The start of a node's drain, before the node is cordoned: judged by policy at that moment and admitted to the
+ * ledger like a deployment change, so that a change freeze or a rate limit holds for drains at the time they run.
+ */
+export class NodeDrainCommands {
+  constructor(
+    private readonly handler: CommandHandler,
+    private readonly clock: Clock,
+    private readonly policy: PolicyEngine,
+  ) {}
+
+  /**
+   * Records `NodeDrainStarted` with its judgement, or the judgement alone and a `PolicyViolation`: the node must
+   * then not be touched. Sent again with the same event ids, it answers as the first time did, refusal included.
+   */
+  async start(clusterId: string, node: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
+    const written = await this.handler.execute(clusters, clusterId, { type: 'StartNodeDrain', clusterId, node, reason }, context, this.judged(clusterId, node, context));
+    if (written.appended === 0) await this.refusedBefore(clusterId, node, written);
+    return written;
+  }
+
+  /**
+   * The policy gate, as a deployment command's: judge the drain with the ledger to itself, then either record the
+   * refusal alone, or admit the drain to the ledger in the same step as its events.
+   */
+  private judged(clusterId: string, node: string, context: CommandContext): Gate<ClusterCommand, ClusterEvent, Cluster> {
+    return async ({ command, revision, events }) => {
+      const change = drainChange(clusterId, context, this.clock.now());
+      // The ledger is this command's from the judgement until the drain is admitted or refused.
+      const turn = await this.policy.admissionTurn();
+      let judgement: Judgement;
+      try {
+        judgement = await this.policy.judge(command.type, [{ change }], context, turn);
+      } catch (error) {
+        turn.release();
+        throw error;
+      }
+      const decision = { type: 'PolicyEvaluated', data: judgement.decision };
+      if (judgement.verdict === 'deny') {
+        turn.release();
+        return { events: [decision], refusal: PolicyEngine.refusal(judgement, drainSubject(clusterId, node)) };
+      }
+      return {
+        events: [decision, ...events],
+        release: turn.release,
+        admit: (append) =>
+          turn.admit(
+            { at: change.at, action: 'drain', targetId: clusterId, actorId: context.actor.id, targetRevision: revision + 1 + events.length },
+            context,
+            append,
+          ),
+      };
+    };
+  }
+
+  /** A command answered from what it recorded before: when that was a refusal, it is refused again, in its words. */
+  private async refusedBefore(clusterId: string, node: string, written: WriteResult): Promise<void> {
+    const [recorded] = await this.handler.store.readStream(streamOf(clusters, clusterId), { from: written.revision, limit: 1 });
+    if (recorded?.type !== 'PolicyEvaluated') return;
+    const { data: decision } = policyEvents.parse(recorded.type, recorded.schemaVersion, recorded.data);
+    if (decision.verdict !== 'deny') return;
+    // The results were recorded from the engine's own evaluations; read back, their names are plain strings again.
+    const evaluations = decision.evaluations.map(({ verdict, results }) => ({ verdict, results: results as PolicyResult[] }));
+    const refusal = PolicyEngine.refusal({ verdict: decision.verdict, decision, evaluations }, drainSubject(clusterId, node));
+    refusal.recordedIn = { id: clusterId, revision: recorded.revision, position: recorded.position };
+    throw refusal;
+  }
+}
+
+function drainSubject(clusterId: string, node: string): string {
+  return `drain of node ${node} on cluster ${clusterId}`;
 }

@@ -6,6 +6,7 @@ import { DomainError, fold } from '../domain/decider.js';
 import { deploymentDecider, type DeploymentCommand, type PlacedDeployment } from '../domain/deployment.js';
 import type { Change } from '../domain/policy.js';
 import { id } from '../domain/schemas.js';
+import { drainChange } from './cluster-commands.js';
 import type { CommandContext } from './command-handler.js';
 import { deploymentChange, footprint, specOf } from './deployment-change.js';
 import type { FleetFacts } from './fleet-facts.js';
@@ -32,19 +33,7 @@ export async function simulate(
     if (proposal.kind === 'drain') {
       const cluster = await facts.cluster(proposal.clusterId);
       if (!cluster || cluster.status === 'deregistered') return { refused: `cluster ${proposal.clusterId} is not registered` };
-      return {
-        judged: {
-          change: {
-            action: 'drain',
-            at: now.toISOString(),
-            actor: context.actor,
-            target: { kind: 'cluster', id: proposal.clusterId },
-            clusterId: proposal.clusterId,
-            labels: {},
-            ...(context.emergency ? { emergency: context.emergency } : {}),
-          },
-        },
-      };
+      return { judged: { change: drainChange(proposal.clusterId, context, now) } };
     }
     if (proposal.kind === 'create') {
       const deploymentId = '00000000-0000-4000-8000-000000000000';

@@ -77,6 +77,11 @@ export const clusterEvents = defineEvents({
   ClusterConnected: { version: 1, schema: z.object({ clusterId: z.string() }) },
   /** Sentinel cannot reach or use the cluster's API server; `cause` says why in the words of whatever failed. */
   ClusterUnreachable: { version: 1, schema: z.object({ clusterId: z.string(), cause: z.string() }) },
+  /**
+   * Policy let a drain of one of the cluster's nodes begin: the node is cordoned and its pods evicted next. Recorded
+   * with its judgement, so that every drain counts against the cluster's rate limits and stops at a change freeze.
+   */
+  NodeDrainStarted: { version: 1, schema: z.object({ clusterId: z.string(), node: z.string().min(1), reason: z.string().optional() }) },
 });
 export type ClusterEvent = EventOf<typeof clusterEvents>;
 
@@ -98,7 +103,8 @@ export type ClusterCommand =
   | { type: 'UncordonCluster'; clusterId: string }
   | { type: 'DeregisterCluster'; clusterId: string; reason?: string }
   | { type: 'RecordClusterConnected'; clusterId: string }
-  | { type: 'RecordClusterUnreachable'; clusterId: string; cause: string };
+  | { type: 'RecordClusterUnreachable'; clusterId: string; cause: string }
+  | { type: 'StartNodeDrain'; clusterId: string; node: string; reason?: string };
 
 export const initialState: Cluster = { status: 'absent' };
 
@@ -126,6 +132,9 @@ export function evolve(state: Cluster, event: ClusterEvent): Cluster {
       return state.status === 'absent' ? state : { ...state, connection: 'connected' };
     case 'ClusterUnreachable':
       return state.status === 'absent' ? state : { ...state, connection: 'unreachable' };
+    // Recorded to be judged and counted; whether the node takes pods is the cluster's to say, on the node itself.
+    case 'NodeDrainStarted':
+      return state;
   }
 }
 
@@ -156,6 +165,9 @@ export function decide(command: ClusterCommand, state: Cluster): ClusterEvent[] 
       return state.connection === 'connected' ? [] : [{ type: 'ClusterConnected', data: { clusterId } }];
     case 'RecordClusterUnreachable':
       return state.connection === 'unreachable' ? [] : [{ type: 'ClusterUnreachable', data: { clusterId, cause: command.cause } }];
+    // Every drain is a change of its own, never merged with an earlier one of the same node: each is judged and counted.
+    case 'StartNodeDrain':
+      return [{ type: 'NodeDrainStarted', data: { clusterId, node: command.node, reason: command.reason } }];
   }
 }
 
@@ -167,5 +179,6 @@ export function acceptsPlacements(cluster: Cluster): boolean {
 }
 
 function verb(command: ClusterCommand): string {
+  if (command.type === 'StartNodeDrain') return `drain node ${command.node}`;
   return command.type.replace(/Cluster$/, '').toLowerCase();
 }

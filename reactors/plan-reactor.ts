@@ -1,15 +1,16 @@
 // Carries out approved action plans, one action at a time: each change goes through the same deployment commands
-// (and policy) as a person's request, and the plan follows the deployment until it is available, failed or rolled back.
+// (and policy) as a person's request, a drain is judged when it starts, and the plan follows the deployment until it
+// is available, failed or rolled back. No action starts once the plan has expired.
 import type { Logger } from 'pino';
 import { RetryAborted, retrying } from '../adapters/retry.js';
 import { actionPlans, deployments } from '../commands/aggregates.js';
 import type { Clock } from '../commands/clock.js';
-import type { CommandContext, CommandHandler, WriteResult } from '../commands/command-handler.js';
+import type { NodeDrainCommands } from '../commands/cluster-commands.js';
+import { streamOf, type CommandContext, type CommandHandler, type WriteResult } from '../commands/command-handler.js';
 import type { DeploymentCommands } from '../commands/deployment-commands.js';
 import { actionPlanEvents, isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } from '../domain/action-plan.js';
-import { fold } from '../domain/decider.js';
 import type { DeploymentEvent } from '../domain/deployment.js';
-import { comparePositions, type Position, type RecordedEvent } from '../domain/event-store.js';
+import { comparePositions, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
 import { deploymentEventOf, isClusterReaction } from './cluster-reactor.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
@@ -17,8 +18,8 @@ import { declaredTransient } from './failures.js';
 import { reactionTo } from './reaction-context.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
 
-/** Deployment events that can settle an action waiting on that deployment. */
-const SETTLING = ['DeploymentAvailable', 'DeploymentRolloutFailed', 'DeploymentRolledBack', 'DeploymentDeleted'] as const;
+/** Deployment events that can settle an action waiting on that deployment (a pause fails one it holds). */
+const SETTLING = ['DeploymentAvailable', 'DeploymentRolloutFailed', 'DeploymentRolledBack', 'DeploymentDeleted', 'DeploymentPaused'] as const;
 
 export interface PlanReactorOptions {
   logger: Logger;
@@ -36,6 +37,8 @@ export interface PlanReactorOptions {
 export interface PlanReactorDeps {
   handler: CommandHandler;
   deployments: DeploymentCommands;
+  /** The start of a drain, judged by policy and admitted to the ledger before the node is cordoned. */
+  drains: NodeDrainCommands;
   clock: Clock;
   /** The driver for a registered cluster (for drains). */
   driverFor(clusterId: string): Promise<ClusterDriver>;
@@ -43,6 +46,15 @@ export interface PlanReactorDeps {
 
 /** How long a failed rollout is given to be undone by the cluster reactor before the action counts as failed. */
 const UNDO_GRACE_MS = 5000;
+
+/**
+ * Actions a paused deployment holds until it is resumed. Kubernetes pauses rollouts, not scaling, and so does
+ * Sentinel: a scale is carried out on a paused deployment, a new revision, a restart or a reschedule is not.
+ */
+const HELD_WHILE_PAUSED: ReadonlySet<PlanAction['kind']> = new Set(['update', 'rollback', 'restart', 'reschedule']);
+
+/** Events that make a new revision of a deployment, which becomes its current one. */
+const REVISION_MADE: ReadonlySet<string> = new Set(['DeploymentCreated', 'DeploymentUpdated', 'DeploymentRollbackRequested', 'DeploymentRolledBack']);
 
 type Outcome = { ok: true; detail: string } | { ok: false; error: string; rolledBack?: boolean };
 
@@ -140,6 +152,12 @@ export class PlanReactor implements Reactor {
         case 'Executing': {
           const index = plan.actions.findIndex((slot) => slot.status === 'Pending' || slot.status === 'Executing');
           if (index < 0) return;
+          // Execution began in time, but the plan's grounds go stale all the same: past its expiry no further action
+          // starts (one already under way, taken up again after a restart, is followed to its end).
+          if (plan.actions[index]!.status === 'Pending' && this.deps.clock.now().getTime() >= Date.parse(plan.expiresAt)) {
+            await send({ type: 'RecordActionFailed', planId, index, error: `plan expired at ${plan.expiresAt}` }, `expired/${index}`);
+            continue;
+          }
           await send({ type: 'RecordActionStarted', planId, index }, `started/${index}`);
           const outcome = await this.perform(plan, index, approved);
           if (this.signal?.aborted) return;
@@ -152,11 +170,12 @@ export class PlanReactor implements Reactor {
     }
   }
 
+  /** `plan` as it was before this action was recorded as started: its slot is Executing when a restart took it up again. */
   private async perform(plan: Exclude<ActionPlan, { status: 'absent' }>, index: number, approved: RecordedEvent): Promise<Outcome> {
-    const action = plan.actions[index]!.action;
+    const { action, status } = plan.actions[index]!;
     const context: CommandContext = { ...reactionTo(this.name, approved, `action/${index}`), actor: plan.actor, source: `plan:${plan.id}` };
     try {
-      if (action.kind === 'drain') return await this.drain(action);
+      if (action.kind === 'drain') return await this.drain(action, plan.reason, context);
       if (action.kind === 'reschedule' && action.clusterId !== undefined) {
         const { state } = await this.deps.handler.loadState(deployments, action.deploymentId);
         if (state.status !== 'absent' && state.clusterId !== action.clusterId) {
@@ -166,8 +185,10 @@ export class PlanReactor implements Reactor {
       if (action.kind === 'reschedule' && action.nodeSelector === undefined) {
         return { ok: true, detail: `deployment ${action.deploymentId} is already on cluster ${action.clusterId}` };
       }
+      const paused = await this.heldByPause(action, status === 'Executing');
+      if (paused) return { ok: false, error: paused };
       const written = await this.change(action, plan.reason, context);
-      return await this.settled(action.deploymentId, written);
+      return await this.settled(action, written);
     } catch (error) {
       // Refused by policy or by the deployment's rules, or a cluster error that will not heal: the action failed.
       if (error instanceof Error && !declaredTransient(error)) return { ok: false, error: error.message };
@@ -192,27 +213,45 @@ export class PlanReactor implements Reactor {
   }
 
   /**
+   * Why the action cannot be carried out now because its deployment is paused, or undefined when it can. An action
+   * taken up again after a restart may have made its change before the pause: a rollout already under way on the
+   * cluster is followed to its end (`settled` tells a change that still waits).
+   */
+  private async heldByPause(action: Exclude<PlanAction, { kind: 'drain' }>, resumed: boolean): Promise<string | undefined> {
+    if (!HELD_WHILE_PAUSED.has(action.kind)) return undefined;
+    const { state } = await this.deps.handler.loadState(deployments, action.deploymentId);
+    if (state.status === 'absent' || !state.paused) return undefined;
+    if (resumed && (state.status === 'Applying' || state.status === 'Progressing')) return undefined;
+    return pausedCause(action.deploymentId);
+  }
+
+  /**
    * Waits until the deployment runs the change (available at the revision it made), or the rollout failed, in
    * which case the cluster reactor undoes it when it can (a rollback, or a scale back) and the action counts as
-   * rolled back.
+   * rolled back. A change that a paused deployment holds fails the action at once: it would wait for the resume.
    */
-  private async settled(deploymentId: string, written: WriteResult): Promise<Outcome> {
+  private async settled(action: Exclude<PlanAction, { kind: 'drain' }>, written: WriteResult): Promise<Outcome> {
+    const { deploymentId } = action;
+    const { handler } = this.deps;
+    const stream = streamOf(deployments, deploymentId);
     const deadline = Date.now() + this.options.actionTimeoutMs;
+    // A change refused by policy left only its judgement; answered again from it after a restart, the command
+    // reports that event, which is no change at all.
+    if (written.appended === 0 && written.revision >= 0) {
+      const [own] = await handler.store.readStream(stream, { from: written.revision, limit: 1 });
+      if (own?.type === 'PolicyEvaluated' && policyEvents.parse(own.type, own.schemaVersion, own.data).data.verdict === 'deny') {
+        return { ok: false, error: `the change to deployment ${deploymentId} was refused by policy (decision ${own.id})` };
+      }
+    }
     // The revision the change made (or found): later revisions are the cluster's undoing or someone else's change.
     let target: number | undefined;
     let failedSeenAt: number | undefined;
     for (;;) {
-      const loaded = await this.deps.handler.load(deployments, deploymentId);
-      const state = loaded.state;
+      const { state } = await handler.loadState(deployments, deploymentId);
       if (state.status === 'absent') return { ok: false, error: `deployment ${deploymentId} does not exist` };
-      // A change refused by policy left only its judgement; answered again from it after a restart, the
-      // command reports that event, which is no change at all.
-      const own = written.appended === 0 ? loaded.recorded.find((event) => event.position === written.position) : undefined;
-      if (own?.type === 'PolicyEvaluated' && policyEvents.parse(own.type, own.schemaVersion, own.data).data.verdict === 'deny') {
-        return { ok: false, error: `the change to deployment ${deploymentId} was refused by policy (decision ${own.id})` };
-      }
-      target ??= revisionWhenWritten(loaded.recorded, written.position) ?? state.currentRevision;
-      const since = loaded.recorded.filter((event) => written.position === null || comparePositions(event.position, written.position) > 0);
+      target ??= (await this.revisionWhenWritten(deploymentId, written)) ?? state.currentRevision;
+      // Only what came after the change can settle it.
+      const since = await handler.store.readStream(stream, { from: written.revision + 1 });
       const failed = rolloutFailedAt(since, target);
       if (failed) {
         const { cause } = failed.parsed.data;
@@ -227,6 +266,9 @@ export class PlanReactor implements Reactor {
         return state.currentRevision === target
           ? { ok: true, detail: `deployment ${deploymentId} available at revision ${target} with ${state.replicas} replicas` }
           : { ok: false, error: `deployment ${deploymentId} was changed again (revision ${state.currentRevision}) before revision ${target} settled` };
+      } else if (state.paused && state.status === 'Pending' && HELD_WHILE_PAUSED.has(action.kind)) {
+        // Paused before the cluster reactor took the change up (or by the time a restart took the plan up again).
+        return { ok: false, error: pausedCause(deploymentId) };
       }
       const left = deadline - Date.now();
       if (left <= 0) return { ok: false, error: `deployment ${deploymentId} did not settle within ${Math.round(this.options.actionTimeoutMs / 1000)} s` };
@@ -235,8 +277,38 @@ export class PlanReactor implements Reactor {
     }
   }
 
-  private async drain(action: Extract<PlanAction, { kind: 'drain' }>): Promise<Outcome> {
+  /**
+   * The deployment's current revision when the change was written, read back from there to the last event that
+   * made a revision. Read later, the deployment may already have moved on: a rollout that failed fast, or one that
+   * failed while no plan reactor ran, has been rolled back to a newer revision.
+   */
+  private async revisionWhenWritten(deploymentId: string, written: WriteResult): Promise<number | undefined> {
+    if (written.revision < 0) return undefined;
+    const made = await this.deps.handler.latestOf(deployments, deploymentId, REVISION_MADE, written.revision);
+    if (!made) return undefined;
+    const event = deploymentEventOf(made);
+    switch (event.type) {
+      case 'DeploymentCreated':
+        return 1;
+      case 'DeploymentUpdated':
+      case 'DeploymentRollbackRequested':
+        return event.data.revision;
+      case 'DeploymentRolledBack':
+        return event.data.newRevision;
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * Judged first: a drain that policy refuses (a change freeze, a rate limit) fails with the policy's words and
+   * leaves the node as it was. The driver cordons and evicts in one call, all pods side by side: there are no
+   * batches to stop between, so once the drain is let through it runs to its end.
+   */
+  private async drain(action: Extract<PlanAction, { kind: 'drain' }>, reason: string, context: CommandContext): Promise<Outcome> {
+    // A cluster not connected yet is a wait, not a refusal: nothing is judged or admitted before the drain can run.
     const driver = await this.deps.driverFor(action.clusterId);
+    await this.deps.drains.start(action.clusterId, action.node, reason, context);
     const report = await driver.drain(action.node, { evictionTimeoutMs: this.options.evictionTimeoutMs });
     if (report.stuck.length > 0) {
       const stuck = report.stuck.map((pod) => `${pod.pod} (${pod.reason})`).join(', ');
@@ -262,19 +334,8 @@ export class PlanReactor implements Reactor {
   }
 }
 
-/**
- * The deployment's current revision as of `position`. Read later, the deployment may already have moved on: a
- * rollout that failed fast, or one that failed while no plan reactor ran, has been rolled back to a newer revision.
- */
-function revisionWhenWritten(recorded: RecordedEvent[], position: Position | null): number | undefined {
-  if (position === null) return undefined;
-  const records = deployments.records?.types ?? [];
-  const upTo = recorded.filter((event) => comparePositions(event.position, position) <= 0 && !records.includes(event.type));
-  const state = fold(
-    deployments.decider,
-    upTo.map((event) => deployments.events.parse(event.type, event.schemaVersion, event.data)),
-  );
-  return state.status === 'absent' ? undefined : state.currentRevision;
+function pausedCause(deploymentId: string): string {
+  return `deployment ${deploymentId} is paused: resume it first`;
 }
 
 /** The plan an `ActionPlanApproved` event approved, read through the plan's event definitions. */

@@ -9,6 +9,7 @@ import type { ClusterSimulator } from '../../adapters/kubernetes/simulator/index
 import { noHealth } from '../../adapters/policy/file-health-source.js';
 import { SIMULATED_CLUSTER_ID } from '../../app/reactors.js';
 import { systemClock } from '../../commands/clock.js';
+import { NodeDrainCommands } from '../../commands/cluster-commands.js';
 import { CommandHandler } from '../../commands/command-handler.js';
 import { DeploymentCommands } from '../../commands/deployment-commands.js';
 import { PolicyEngine } from '../../commands/policy-engine.js';
@@ -390,6 +391,7 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
     let updating: { deploymentId: string; planId: string };
     let feed: { stop(): Promise<void>; errors: unknown[] };
     let handler: CommandHandler;
+    let policy: PolicyEngine;
     let driver: KubeClusterDriver;
 
     /** A plan reactor of a new reactor process, on the same event store. */
@@ -397,34 +399,41 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
       new PlanReactor(
         {
           handler,
-          deployments: new DeploymentCommands(handler, systemClock, new PolicyEngine(api.eventStore, { prices: DEFAULT_PRICES, health: noHealth })),
+          deployments: new DeploymentCommands(handler, systemClock, policy),
+          drains: new NodeDrainCommands(handler, systemClock, policy),
           clock: systemClock,
           driverFor: () => Promise.resolve(driver),
         },
         { logger, actionTimeoutMs: PATIENCE_MS, evictionTimeoutMs: 2_000, settlePollMs: 100 },
       );
 
-    /** Waits until the plan has started its action and the deployment took the change: the plan now waits on it. */
-    const midAction = (planId: string, deploymentId: string, change: string) =>
+    /**
+     * Waits until the plan has started its action and the deployment took the change (and, when named, recorded
+     * what followed it): the plan now waits on it.
+     */
+    const midAction = (planId: string, deploymentId: string, change: string, followedBy?: string) =>
       eventually(
-        `plan ${planId} waiting on ${change}`,
+        `plan ${planId} waiting on ${change}${followedBy ? ` and ${followedBy}` : ''}`,
         async () => [types(await planEvents(planId)), types(await deploymentEvents(deploymentId))] as const,
-        ([planned, changed]) => planned.at(-1) === 'PlanActionStarted' && changed.includes(change),
+        ([planned, changed]) =>
+          planned.at(-1) === 'PlanActionStarted' && changed.includes(change) && (!followedBy || changed.slice(changed.indexOf(change)).includes(followedBy)),
       );
 
     before(async () => {
-      // Paused deployments take a change but do not roll it out, so each plan waits on its deployment mid-action.
+      // The reactor process goes away while each plan waits on its deployment: a scale of a paused deployment (which
+      // takes a scale, as Kubernetes does), and an update whose pods never become ready, which the cluster gives up
+      // on only at its progress deadline.
       const first = await fleet();
       const second = await fleet();
       const patched = await api.request('patch', `/workloads/${second.workloadId}`, { body: { image: NEVER_READY_IMAGE } });
       expect(patched.status, JSON.stringify(patched.body)).to.equal(202);
-      for (const { deploymentId } of [first, second]) {
-        expect((await api.request('post', `/deployments/${deploymentId}/pause`)).status).to.equal(202);
-      }
+      sim.faults.neverReady(/never-ready/);
+      expect((await api.request('post', `/deployments/${first.deploymentId}/pause`)).status).to.equal(202);
       scaling = { ...first, planId: await submit([{ kind: 'scale', deploymentId: first.deploymentId, replicas: 2 }]) };
       updating = { ...second, planId: await submit([{ kind: 'update', deploymentId: second.deploymentId, workloadRevision: 2 }]) };
       await midAction(scaling.planId, scaling.deploymentId, 'DeploymentScaled');
-      await midAction(updating.planId, updating.deploymentId, 'DeploymentUpdated');
+      // Applied, so that the cluster reactor of the next process follows the rollout it finds on the cluster.
+      await midAction(updating.planId, updating.deploymentId, 'DeploymentUpdated', 'DeploymentApplied');
 
       // The reactor process goes away; the API, the projectors and the cluster simulator stay up.
       await api.sentinel.reactors!.runtime.stop();
@@ -432,6 +441,7 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
 
       // A new reactor process: its cluster reactor is fed the log as the reactor runtime would feed it.
       handler = new CommandHandler(api.eventStore);
+      policy = new PolicyEngine(api.eventStore, { prices: DEFAULT_PRICES, health: noHealth });
       driver = new KubeClusterDriver(kubeConfig, { logger, retry: { baseDelayMs: 10, maxDelayMs: 100, requestTimeoutMs: 5_000 } });
       const cluster = new ClusterReactor(SIMULATED_CLUSTER_ID, driver, handler, { logger, progressDeadlineSeconds: 2 });
       await cluster.start();
@@ -454,9 +464,7 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
 
     it('resumes both plans: the scale completes once, the update that was rolled back meanwhile ends RolledBack', async () => {
       sim.faults.neverReady(/never-ready/);
-      for (const { deploymentId } of [scaling, updating]) {
-        expect((await api.request('post', `/deployments/${deploymentId}/resume`)).status).to.equal(202);
-      }
+      expect((await api.request('post', `/deployments/${scaling.deploymentId}/resume`)).status).to.equal(202);
       // While no plan reactor runs, both rollouts play out: the update fails on its deadline and is rolled back.
       await available(scaling.deploymentId, 2);
       await eventually('the update rolled back and Available again', () => deployment(updating.deploymentId), (view) =>

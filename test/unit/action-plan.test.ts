@@ -257,8 +257,18 @@ describe('ActionPlan decider', () => {
       ]);
       expect(statusOf([...approvedPlan, expired])).to.equal('Expired');
     });
-    it('given an executing plan past its TTL, when expired, then InvalidTransition: the TTL bounds only the wait for execution', () => {
+    it('given an executing plan past its TTL, when expired, then InvalidTransition: what is under way is not undone by the TTL', () => {
       plan(...executing).when({ type: 'ExpirePlan', planId, at: afterTtl }).thenThrows(InvalidTransition, /is Executing: cannot expire/);
+    });
+    it('given an executing plan past its TTL, when its next action is recorded failed before it starts, then the plan fails and the rest are Skipped', () => {
+      const error = `plan expired at ${expiresAt}`;
+      const cause = `action 1 (restart) failed: ${error}`;
+      plan(...executing, succeeded(0))
+        .when({ type: 'RecordActionFailed', planId, index: 1, error })
+        .then([actionFailed(1, error), { type: 'ActionPlanFailed', data: { planId, cause } }]);
+      const ended = [...executing, succeeded(0), actionFailed(1, error), { type: 'ActionPlanFailed', data: { planId, cause } } as const];
+      expect(statusOf(ended)).to.equal('Failed');
+      expect(actionStatuses(ended)).to.deep.equal(['Succeeded', 'Failed', 'Skipped']);
     });
     it('given a plan, when the time on the command is not a date-time, then RuleViolation on at', () => {
       plan(...approvedPlan).when({ type: 'StartPlanExecution', planId, at: 'soon' }).thenThrows(RuleViolation, /at is not a date-time/);

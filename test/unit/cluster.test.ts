@@ -100,6 +100,27 @@ describe('Cluster decider', () => {
     });
   });
 
+  describe('node drains', () => {
+    const drain = { type: 'StartNodeDrain', clusterId, node: 'sim-gpu-1', reason: 'XID 79' } as const;
+    const drainStarted = { type: 'NodeDrainStarted', data: { clusterId, node: 'sim-gpu-1', reason: 'XID 79' } } as const;
+    it('given an active or a cordoned cluster, when a node drain starts, then NodeDrainStarted', () => {
+      given(clusterDecider, [registered]).when(drain).then([drainStarted]);
+      given(clusterDecider, [registered, cordoned]).when(drain).then([drainStarted]);
+    });
+    it('given a drain of the node already started, when another starts, then NodeDrainStarted again: each drain is a change of its own', () => {
+      given(clusterDecider, [registered, drainStarted]).when(drain).then([drainStarted]);
+    });
+    it('given a drain started, then the cluster is as it was', () => {
+      expect(given(clusterDecider, [registered, drainStarted]).state).to.deep.equal(given(clusterDecider, [registered]).state);
+    });
+    it('given nothing, when a node drain starts, then NotFound', () => {
+      given(clusterDecider).when(drain).thenThrows(NotFound);
+    });
+    it('given a deregistered cluster, when a node drain starts, then InvalidTransition naming the node', () => {
+      given(clusterDecider, [registered, deregistered]).when(drain).thenThrows(InvalidTransition, /deregistered: cannot drain node sim-gpu-1/);
+    });
+  });
+
   describe('deregister', () => {
     it('given a cordoned cluster, when deregistered, then ClusterDeregistered', () => {
       given(clusterDecider, [registered, cordoned]).when({ type: 'DeregisterCluster', clusterId }).then([deregistered]);
