@@ -90,8 +90,8 @@ describe('changes a cluster makes on its own, judged when they happen', function
     return current;
   }
 
-  it('given a rollout that fails after a change freeze opened, then the automatic rollback is refused by policy and recorded, and the deployment stays Failed on the new revision', async () => {
-    const namespace = `judged-${randomBytes(3).toString('hex')}`;
+  /** A deployment of one GPU per replica on the simulated cluster, available. */
+  async function deployed(namespace: string, replicas: number): Promise<string> {
     const deploymentId = randomUUID();
     const workload = { id: randomUUID(), status: 'active' as const, specRevision: 1, spec: spec(namespace, 'registry.example/llm:1'), gpu: { count: 1, sku: GPU_SKU } };
     await handler.execute(
@@ -102,13 +102,19 @@ describe('changes a cluster makes on its own, judged when they happen', function
         deploymentId,
         workload,
         cluster: { id: clusterId, status: 'active', gpuSkus: [GPU_SKU] },
-        replicas: 1,
+        replicas,
         strategy: { type: 'rolling', maxSurge: 1, maxUnavailable: 0 },
         driftPolicy: 'revert',
       },
       byOperator(),
     );
     await eventually('revision 1 available', () => state(deploymentId), (s) => s.status === 'Available');
+    return deploymentId;
+  }
+
+  it('given a rollout that fails after a change freeze opened, then the automatic rollback is refused by policy and recorded, and the deployment stays Failed on the new revision', async () => {
+    const namespace = `judged-${randomBytes(3).toString('hex')}`;
+    const deploymentId = await deployed(namespace, 1);
 
     await handler.execute(
       deployments,
