@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import { comparePositions, type EventStore, type Position } from '../domain/event-store.js';
+import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector } from './projector.js';
 import { filterOf, PROJECTION_REGISTRY, type ProjectionLease } from './runtime.js';
 
@@ -83,7 +84,8 @@ export async function rebuildProjection(knex: Knex, store: EventStore, projector
 async function rebuild(knex: Knex, store: EventStore, projector: Projector, options: RebuildOptions): Promise<RebuildResult> {
   const { signal } = options;
   const started = performance.now();
-  const batchSize = options.batchSize ?? DEFAULT_REBUILD_BATCH_SIZE;
+  // Fewer events a read than the batch size when they are large: each page is held whole while it is applied.
+  const pages = new PageSize(options.batchSize ?? DEFAULT_REBUILD_BATCH_SIZE);
   const filter = filterOf(projector);
   const from = await createNextGeneration(knex, projector);
   const generation = from.generation + 1;
@@ -111,7 +113,8 @@ async function rebuild(knex: Knex, store: EventStore, projector: Projector, opti
     const catchUp = async () => {
       for (;;) {
         signal?.throwIfAborted();
-        const page = await store.readAll({ after: readFrom, filter, limit: batchSize });
+        const page = await store.readAll({ after: readFrom, filter, limit: pages.limit });
+        pages.measured(page.events);
         const last = page.events.at(-1);
         if (!last) {
           // An empty page can still move the checkpoint past events the filter skipped; read on until it stops.

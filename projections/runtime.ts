@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
+import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
 import { rebuildProjection } from './rebuild.js';
 import { filterOf, filterOfAll, SharedRead, type Member } from './shared-read.js';
@@ -299,13 +300,15 @@ export class ProjectionRuntime {
 
   /** Reads and applies the projector's own events until a read comes back short: it has reached the head. */
   private async catchUpAlone(member: Member): Promise<void> {
-    const batchSize = this.batchSize;
+    const pages = new PageSize(this.batchSize);
     for (;;) {
       this.abort.signal.throwIfAborted();
-      const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit: batchSize });
+      const limit = pages.limit;
+      const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit });
+      pages.measured(page.events);
       const last = page.events.at(-1);
       if (last) await this.applyBatch(member, page.events, last.position);
-      if (page.events.length < batchSize) return;
+      if (page.events.length < limit) return;
     }
   }
 

@@ -2,6 +2,7 @@
 // that is in step, each applying its own events and keeping its own checkpoint.
 import type { EventFilter, EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
 import { comparePositions } from '../domain/event-store.js';
+import { PageSize } from '../domain/read-pages.js';
 import type { Projector, TableNames } from './projector.js';
 
 /** A projector this process projects, and where it stands. */
@@ -50,11 +51,14 @@ export class SharedRead {
   /** The last event handed out; null when the read started at the beginning and has handed out nothing yet. */
   private position: Position | null = null;
   private onWake: (() => void) | undefined;
+  /** How many events a read of a member's own asks for: fewer when they are large. */
+  private readonly pages: PageSize;
 
   constructor(
     private readonly store: EventStore,
     private readonly options: SharedReadOptions,
   ) {
+    this.pages = new PageSize(options.batchSize);
     options.signal.addEventListener('abort', () => this.wake(), { once: true });
   }
 
@@ -145,9 +149,11 @@ export class SharedRead {
         continue;
       }
       try {
-        const page = await this.store.readAll({ after: member.position ?? undefined, filter: this.options.filter, limit: this.options.batchSize });
+        const limit = this.pages.limit;
+        const page = await this.store.readAll({ after: member.position ?? undefined, filter: this.options.filter, limit });
+        this.pages.measured(page.events);
         const last = page.events.at(-1);
-        if (page.events.length === this.options.batchSize && last && latest !== null && comparePositions(last.position, latest) < 0) waiting.resolve('behind');
+        if (page.events.length === limit && last && latest !== null && comparePositions(last.position, latest) < 0) waiting.resolve('behind');
         else near.push([member, waiting]);
       } catch (error) {
         waiting.reject(error);
@@ -178,10 +184,12 @@ export class SharedRead {
         continue;
       }
       try {
-        const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit: this.options.batchSize });
+        const limit = this.pages.limit;
+        const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit });
+        this.pages.measured(page.events);
         const last = page.events.at(-1);
         if (last) await this.options.apply(member, page.events, last.position);
-        if (page.events.length < this.options.batchSize) {
+        if (page.events.length < limit) {
           member.unsaved = 0;
           this.members.set(member, waiting);
         } else {

@@ -1,5 +1,6 @@
 // A catch-up-then-live subscription built on repeated `readAll` calls, woken by a change signal.
 import type { ReadAllResult, RecordedEvent, SubscribeOptions, Subscription } from '../../domain/event-store.js';
+import { PageSize } from '../../domain/read-pages.js';
 import type { ChangeSignal } from './change-signal.js';
 
 export interface PollingOptions {
@@ -17,13 +18,15 @@ export function pollingSubscription(
   polling: PollingOptions,
 ): Subscription {
   const abort = new AbortController();
-  const batchSize = options.batchSize ?? polling.batchSize;
+  // At most `batchSize` events a read, fewer when they are large: a page is held whole while it is handed out.
+  const pages = new PageSize(options.batchSize ?? polling.batchSize);
 
   async function* run(): AsyncGenerator<RecordedEvent, void, undefined> {
     let checkpoint = options.after;
     let waitMs = polling.minWaitMs;
     while (!abort.signal.aborted) {
-      const { events, checkpoint: next } = await readAll(checkpoint, batchSize);
+      const { events, checkpoint: next } = await readAll(checkpoint, pages.limit);
+      pages.measured(events);
       const advanced = next !== checkpoint;
       checkpoint = next ?? checkpoint;
       for (const event of events) {
