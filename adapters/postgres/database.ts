@@ -1,9 +1,8 @@
 // One handle on Sentinel's SQL database: PostgreSQL through pg, or embedded PGlite, both behind knex.
 import { mkdir } from 'node:fs/promises';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 import type pg from 'pg';
-import ClientPGLite from 'knex-pglite';
 import { lockDataDir } from './data-dir-lock.js';
 
 export type DatabaseKind = 'postgres' | 'pglite';
@@ -60,6 +59,8 @@ export function openPostgres(connectionString: string, options: PostgresOptions 
  * it closes the database (`DataDirInUse` when another process does); without, it lives in memory.
  */
 export async function openPglite(dataDir?: string): Promise<Database> {
+  // Loaded only where it is used: embedded PostgreSQL costs a process on PostgreSQL about 90 MB for nothing.
+  const { PGlite } = await import('@electric-sql/pglite');
   if (!dataDir) return pglite(new PGlite());
   await mkdir(dataDir, { recursive: true });
   const lock = await lockDataDir(dataDir);
@@ -83,6 +84,7 @@ export async function openPglite(dataDir?: string): Promise<Database> {
 
 async function pglite(instance: PGlite): Promise<Database> {
   await instance.waitReady;
+  const { default: ClientPGLite } = await import('knex-pglite');
   const knex = knexFactory({ client: ClientPGLite, connection: { pglite: instance } as Knex.StaticConnectionConfig });
   return wrap('pglite', knex, undefined);
 }
