@@ -1,9 +1,11 @@
 // Memory of a projector that catches up a large log: the process `SENTINEL_ROLE=projector npm start` runs, started on
 // empty read models over a log of large decision events (the kind that once made one run out of memory), with its
 // peak RSS (VmHWM) read from /proc. The bare baseline, in the same run, is the same process started on an empty log.
+// The catch-up runs twice: with the heap cap the projector's manifest sets (NODE_OPTIONS=--max-old-space-size=256),
+// and with V8's default, which sizes the heap from the machine's memory and lets garbage pile up towards it.
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:projector-memory
-// Knobs: BENCH_MEMORY_LOG_MB (1024), BENCH_MEMORY_EVENT_KB (300, the size of each decision). Target: peak RSS under
-// 512 MB. Works in scratch databases it creates on that server and drops afterwards.
+// Knobs: BENCH_MEMORY_LOG_MB (1024), BENCH_MEMORY_EVENT_KB (300, the size of each decision), BENCH_MEMORY_HEAP_MB
+// (256). Target: peak RSS under 512 MB. Works in scratch databases it creates on that server and drops afterwards.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -20,6 +22,7 @@ if (!serverUrl) {
 }
 const LOG_MB = Number(process.env['BENCH_MEMORY_LOG_MB'] ?? 1024);
 const EVENT_KB = Number(process.env['BENCH_MEMORY_EVENT_KB'] ?? 300);
+const HEAP_MB = Number(process.env['BENCH_MEMORY_HEAP_MB'] ?? 256);
 const TARGET_MB = 512;
 const metadata = { correlationId: randomUUID(), causationId: randomUUID(), actor: { id: 'bench', kind: 'user' as const } };
 
@@ -92,10 +95,12 @@ async function fill(url: string): Promise<{ events: number; bytes: number; secon
 }
 
 /** The projector role, as `npm start` runs it, on `url`; its /metrics on a port of its own. */
-function startProjector(url: string, port: number): ChildProcess {
+function startProjector(url: string, port: number, heapMb: number | undefined): ChildProcess {
+  const { NODE_OPTIONS: _inherited, ...env } = process.env;
   return spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
     env: {
-      ...process.env,
+      ...env,
+      ...(heapMb ? { NODE_OPTIONS: `--max-old-space-size=${heapMb}` } : {}),
       SENTINEL_ROLE: 'projector',
       DATABASE_URL: url,
       PORT: String(port),
@@ -103,7 +108,8 @@ function startProjector(url: string, port: number): ChildProcess {
       LOG_LEVEL: 'warn',
       SENTINEL_JWT_SECRET: 'a-bench-signing-secret-of-more-than-32-chars',
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // Kept, and shown only when the projector fails: its shutdown under SIGTERM is not news.
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
 }
 
@@ -125,15 +131,17 @@ async function lagOf(port: number): Promise<number[] | undefined> {
 }
 
 /** Runs a projector until every projection has caught up (lag 0 twice in a row), and reports its memory. */
-async function measure(url: string, port: number): Promise<{ peakMb: number; rssMb: number; seconds: number }> {
-  const child = startProjector(url, port);
+async function measure(url: string, port: number, heapMb?: number): Promise<{ peakMb: number; rssMb: number; seconds: number }> {
+  const child = startProjector(url, port, heapMb);
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   const started = performance.now();
   let memory: { peakMb: number; rssMb: number };
   let zeroes = 0;
   try {
     for (;;) {
       await sleep(1000);
-      if (child.exitCode !== null) throw new Error(`the projector exited with ${child.exitCode} (out of memory?)`);
+      if (child.exitCode !== null) throw new Error(`the projector exited with ${child.exitCode} (out of memory?):\n${stderr}`);
       memory = await memoryOf(child.pid!);
       const lags = await lagOf(port);
       zeroes = lags && lags.every((lag) => lag === 0) ? zeroes + 1 : 0;
@@ -152,16 +160,28 @@ try {
   console.log(`filling a log of about ${LOG_MB} MB with decisions of about ${EVENT_KB} KB`);
   const log = await fill(largeDb.url);
   console.log(`log      ${log.events} events, ${Math.round(log.bytes / 1024 / 1024)} MB of event data in ${log.seconds.toFixed(1)} s`);
-  const bare = await measure(baselineDb.url, 18_181);
+  const bare = await measure(baselineDb.url, 18_181, HEAP_MB);
   console.log(`baseline projector on an empty log: peak RSS ${bare.peakMb} MB`);
-  const large = await measure(largeDb.url, 18_182);
-  console.log(`catch-up projector on the large log: peak RSS ${large.peakMb} MB (target < ${TARGET_MB} MB), RSS after ${large.rssMb} MB, caught up in ${large.seconds.toFixed(1)} s`);
+  const large = await measure(largeDb.url, 18_182, HEAP_MB);
+  console.log(`catch-up projector on the large log, heap capped at ${HEAP_MB} MB: peak RSS ${large.peakMb} MB (target < ${TARGET_MB} MB), RSS after ${large.rssMb} MB, caught up in ${large.seconds.toFixed(1)} s`);
+  // The same catch-up again, over a log of the same size on fresh read models, with V8's default heap limit.
+  const again = await createScratchDatabase(serverUrl);
+  let uncapped: Awaited<ReturnType<typeof measure>>;
+  try {
+    await fill(again.url);
+    uncapped = await measure(again.url, 18_183);
+  } finally {
+    await again.drop();
+  }
+  console.log(`the same with V8's default heap limit: peak RSS ${uncapped.peakMb} MB, caught up in ${uncapped.seconds.toFixed(1)} s`);
   console.log(
     JSON.stringify({
       bench: 'projector-memory',
       log_events: log.events,
       log_mb: Math.round(log.bytes / 1024 / 1024),
       rss_peak_mb: large.peakMb,
+      heap_cap_mb: HEAP_MB,
+      rss_peak_uncapped_mb: uncapped.peakMb,
       baseline_rss_peak_mb: bare.peakMb,
       catch_up_s: Number(large.seconds.toFixed(1)),
       target_mb: TARGET_MB,
