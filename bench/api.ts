@@ -119,7 +119,13 @@ try {
     }
   };
   await drive(WARMUP, CLIENTS, scale);
+  // Whether the process holds more the longer the load runs: RSS sampled through the timed run.
+  const rss: number[] = [];
+  const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 250);
   const commands = await drive(COMMANDS, CLIENTS, scale);
+  clearInterval(sampler);
+  const mb = (bytes: number | undefined) => Math.round((bytes ?? process.memoryUsage().rss) / 1048576);
+  const quarter = rss.slice(0, Math.max(1, Math.floor(rss.length / 4)));
 
   // ---- the ceiling: the appends every such command makes, on the bare store ---------------------------------
   const store: EventStore = sentinel.eventStore;
@@ -149,10 +155,14 @@ try {
     ceiling_p50_ms: percentile(ceiling.latencies, 0.5),
     ceiling_p99_ms: percentile(ceiling.latencies, 0.99),
     ceiling_ratio: Math.round((commandsPerS / ceilingPerS) * 100) / 100,
+    rss_first_quarter_mb: mb(Math.max(...quarter)),
+    rss_last_quarter_mb: mb(Math.max(...rss.slice(-quarter.length))),
+    rss_peak_mb: mb(process.resourceUsage().maxRSS * 1024),
   };
   console.log(`commands ${COMMANDS} scales through HTTP: ${commandsPerS}/s, p50 ${String(result['p50_ms'])} ms, p99 ${String(result['p99_ms'])} ms (targets ≥ 1000/s, p99 < 50 ms); ${refused} refused`);
   console.log(`ceiling  the same count of 2-event + 1-event appends on the bare store: ${ceilingPerS}/s, p50 ${String(result['ceiling_p50_ms'])} ms, p99 ${String(result['ceiling_p99_ms'])} ms`);
   console.log(`ratio    ${String(result['ceiling_ratio'])} of the ceiling`);
+  console.log(`memory   RSS ${String(result['rss_first_quarter_mb'])} MB at most in the first quarter of the run, ${String(result['rss_last_quarter_mb'])} MB in the last; peak ${String(result['rss_peak_mb'])} MB`);
 } finally {
   await sentinel.stop();
   await rm(dataDir, { recursive: true, force: true });

@@ -122,7 +122,7 @@ export class PostgresEventStore implements EventStore {
   private readonly notifyOthers: boolean;
   private listener: CrossProcessListener | undefined;
   private readonly notifyIntervalMs: number;
-  private notifyPending = false;
+  private notifyTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly db: Database,
@@ -408,6 +408,8 @@ export class PostgresEventStore implements EventStore {
   }
 
   async close(): Promise<void> {
+    // A notification still waiting goes now, while the database is open: after, it would only fail.
+    if (this.notifyTimer) await this.notifyNow();
     await this.listener?.stop();
   }
 
@@ -483,13 +485,18 @@ export class PostgresEventStore implements EventStore {
    */
   private announce(): void {
     this.signal.notify();
-    if (!this.notifyOthers || this.notifyPending) return;
-    this.notifyPending = true;
-    setTimeout(() => {
-      this.notifyPending = false;
-      // Subscribers elsewhere also poll, so a lost notification only delays them.
-      this.db.query('select pg_notify($1, null)', [NOTIFY_CHANNEL]).catch(() => undefined);
-    }, this.notifyIntervalMs);
+    if (!this.notifyOthers || this.notifyTimer) return;
+    this.notifyTimer = setTimeout(() => void this.notifyNow(), this.notifyIntervalMs);
+  }
+
+  private notifyNow(): Promise<void> {
+    clearTimeout(this.notifyTimer);
+    this.notifyTimer = undefined;
+    // Subscribers elsewhere also poll, so a lost notification only delays them.
+    return this.db.query('select pg_notify($1, null)', [NOTIFY_CHANNEL]).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 }
 
