@@ -6,6 +6,7 @@ import { JwtTokens } from '../adapters/auth/jwt-tokens.js';
 import { scryptPasswords } from '../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../adapters/auth/principal-store.js';
 import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
+import { KurrentDbEventStore } from '../adapters/event-store/kurrentdb/kurrentdb-event-store.js';
 import { InstrumentedEventStore } from '../adapters/event-store/instrumented-event-store.js';
 import { PostgresEventStore, registerHorizonMetrics } from '../adapters/event-store/postgres/postgres-event-store.js';
 import { createHttpApp, listen } from '../adapters/http/server.js';
@@ -21,15 +22,19 @@ import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
 import { AccessService, type LoginSettings } from '../commands/access.js';
 import { systemClock } from '../commands/clock.js';
 import { CommandHandler } from '../commands/command-handler.js';
+import { commandApi } from '../commands/http/api.js';
 import { PolicyEngine } from '../commands/policy-engine.js';
 import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
 import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-metrics.js';
 import { auditProjector } from '../projections/audit-trail.js';
+import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
-import type { RunningReactors } from './reactors.js';
+import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
+import { startSimulatedAgents } from './simulated-agents.js';
+import { startInframind } from './inframind.js';
 import type { RunningInframindLink } from '../reactors/inframind/link.js';
-import type { RunningTelemetry } from './telemetry.js';
+import { sampleStore, startTelemetry, type RunningTelemetry } from './telemetry.js';
 import { FileHealthSource } from '../adapters/policy/file-health-source.js';
 import { PrometheusApi } from '../adapters/prometheus/prometheus-api.js';
 import { PrometheusHealth } from '../adapters/prometheus/prometheus-health.js';
@@ -124,23 +129,17 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     });
     health.start();
     const policy = new PolicyEngine(store, { prices: files.prices, health });
-    // What a role needs is loaded only in a process that runs it: the Kubernetes client, gRPC and Kafka alone cost
-    // a projector about 190 MB of memory it would never use.
     if (roles.has('reactor')) {
-      const { startReactors } = await import('./reactors.js');
       reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger, metrics });
     }
     if (roles.has('telemetry')) {
-      const { startTelemetry } = await import('./telemetry.js');
       telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
     }
     if (roles.has('inframind')) {
-      const { startInframind } = await import('./inframind.js');
       inframind = await startInframind({ config, db, store, handler, policy, access, projections, clock: systemClock, logger });
     }
     const simulator = reactors?.simulator;
     if (config.SENTINEL_SIMULATED_AGENTS !== 'off' && simulator && telemetry) {
-      const [{ startSimulatedAgents }, { SIMULATED_CLUSTER_ID }] = await Promise.all([import('./simulated-agents.js'), import('./reactors.js')]);
       agents = await startSimulatedAgents({
         simulator,
         clusterId: SIMULATED_CLUSTER_ID,
@@ -153,7 +152,25 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       logger.warn('SENTINEL_SIMULATED_AGENTS=on, but this process runs no cluster simulator and telemetry ingest together: no simulated agents');
     }
 
-    const api = servesApi ? await commandRouter({ config, db, handler, policy, access, secrets, idempotency, projections, health, logger }) : undefined;
+    const api = commandApi({
+      handler,
+      policy,
+      access,
+      secrets,
+      clusterAccess: kubeconfigPolicy(config),
+      idempotency,
+      clock: systemClock,
+      logger,
+      planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
+      version: SENTINEL_VERSION,
+      queryRoutes: queryRoutes({
+        knex: db.knex,
+        runtime: projections,
+        telemetry: sampleStore(config, db),
+        health,
+        staleAfterSeconds: config.SENTINEL_NODE_SILENT_SECONDS,
+      }),
+    });
     let started = false;
     const app = createHttpApp({
       logger,
@@ -165,7 +182,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await store.ping();
         if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
       },
-      routers: api ? [{ path: '/api/v1', router: api }] : [],
+      routers: servesApi ? [{ path: '/api/v1', router: api }] : [],
       metricsToken: config.SENTINEL_METRICS_TOKEN,
     });
     const purge = setInterval(() => {
@@ -273,51 +290,9 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
   return openPglite(dataDir);
 }
 
-/** The command and query API, loaded only by a process that serves it. */
-async function commandRouter(deps: {
-  config: Config;
-  db: Database;
-  handler: CommandHandler;
-  policy: PolicyEngine;
-  access: AccessService;
-  secrets: SecretStore;
-  idempotency: PostgresIdempotencyStore;
-  projections: ProjectionRuntime;
-  health: ObservedHealthSource;
-  logger: Logger;
-}) {
-  const [{ commandApi }, { queryRoutes }, { kubeconfigPolicy }, { sampleStore }] = await Promise.all([
-    import('../commands/http/api.js'),
-    import('../projections/http/query-routes.js'),
-    import('./reactors.js'),
-    import('./telemetry.js'),
-  ]);
-  const { config, db, handler, policy, access, secrets, idempotency, projections, health, logger } = deps;
-  return commandApi({
-    handler,
-    policy,
-    access,
-    secrets,
-    clusterAccess: kubeconfigPolicy(config),
-    idempotency,
-    clock: systemClock,
-    logger,
-    planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
-    version: SENTINEL_VERSION,
-    queryRoutes: queryRoutes({
-      knex: db.knex,
-      runtime: projections,
-      telemetry: sampleStore(config, db),
-      health,
-      staleAfterSeconds: config.SENTINEL_NODE_SILENT_SECONDS,
-    }),
-  });
-}
-
 export async function openEventStore(config: Config, db: Database, logger: Logger): Promise<EventStore> {
   if (config.KURRENTDB_URL) {
     logger.info({ eventStore: redact(config.KURRENTDB_URL) }, 'event store on KurrentDB');
-    const { KurrentDbEventStore } = await import('../adapters/event-store/kurrentdb/kurrentdb-event-store.js');
     return KurrentDbEventStore.connect(config.KURRENTDB_URL);
   }
   return PostgresEventStore.open(db);
