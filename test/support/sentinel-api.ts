@@ -86,7 +86,7 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
   });
   let sentinel: RunningSentinel;
   try {
-    sentinel = await startSentinel(config, pino({ level: 'silent' }));
+    sentinel = await startSentinel(config, pino({ level: process.env['TEST_LOG'] ?? 'silent' }));
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
     throw error;
