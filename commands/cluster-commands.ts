@@ -6,7 +6,7 @@ import type { Change } from '../domain/policy.js';
 import { clusters } from './aggregates.js';
 import type { Clock } from './clock.js';
 import { streamOf, type CommandContext, type CommandHandler, type Gate, type WriteResult } from './command-handler.js';
-import { PolicyEngine, type Judgement } from './policy-engine.js';
+import { PolicyEngine } from './policy-engine.js';
 import type { SecretStore } from './secrets.js';
 
 /**
@@ -116,30 +116,14 @@ export class NodeDrainCommands {
   private judged(clusterId: string, node: string, context: CommandContext): Gate<ClusterCommand, ClusterEvent, Cluster> {
     return async ({ command, revision, events }) => {
       const change = drainChange(clusterId, context, this.clock.now());
-      // The ledger is this command's from the judgement until the drain is admitted or refused.
-      const turn = await this.policy.admissionTurn();
-      let judgement: Judgement;
-      try {
-        judgement = await this.policy.judge(command.type, [{ change }], context, turn);
-      } catch (error) {
-        turn.release();
-        throw error;
-      }
-      const decision = { type: 'PolicyEvaluated', data: judgement.decision };
-      if (judgement.verdict === 'deny') {
-        turn.release();
-        return { events: [decision], refusal: PolicyEngine.refusal(judgement, drainSubject(clusterId, node)) };
-      }
-      return {
-        events: [decision, ...events],
-        release: turn.release,
-        admit: (append) =>
-          turn.admit(
-            { at: change.at, action: 'drain', targetId: clusterId, actorId: context.actor.id, targetRevision: revision + 1 + events.length },
-            context,
-            append,
-          ),
-      };
+      return this.policy.gate({
+        command: command.type,
+        judged: { change },
+        events,
+        context,
+        subject: drainSubject(clusterId, node),
+        admission: { at: change.at, action: 'drain', targetId: clusterId, actorId: context.actor.id, targetRevision: revision + 1 + events.length },
+      });
     };
   }
 

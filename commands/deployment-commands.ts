@@ -17,7 +17,7 @@ import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
 import { deploymentChange, heldFootprint, specOf } from './deployment-change.js';
 import { FleetFacts } from './fleet-facts.js';
-import { PolicyEngine, type Judgement } from './policy-engine.js';
+import type { PolicyEngine } from './policy-engine.js';
 import { UniqueNames, type ClaimRequest } from './unique-names.js';
 
 export class DeploymentCommands {
@@ -176,54 +176,38 @@ export class DeploymentCommands {
     return async ({ command, state, revision, events }) => {
       const after = fold(deploymentDecider, events, state) as PlacedDeployment;
       const change = deploymentChange(action, state.status === 'absent' ? undefined : state, after, context, this.clock.now());
-      // The ledger is this command's from the judgement until the change is admitted or refused.
-      const turn = await this.policy.admissionTurn();
-      let judgement: Judgement;
-      try {
-        judgement = await this.policy.judge(command.type, [{ change, slo: specOf(after).slo }], context, turn);
-      } catch (error) {
-        turn.release();
-        throw error;
-      }
-      const decision = { type: 'PolicyEvaluated', data: judgement.decision };
-      if (judgement.verdict === 'deny') {
-        turn.release();
-        return { events: [decision], refusal: PolicyEngine.refusal(judgement, `${action} of deployment ${deploymentId}`) };
-      }
       // What it holds once admitted: a paused deployment may still run its last available revision.
       const footprint = after.status === 'Deleted' ? undefined : change.after ? heldFootprint(after) : change.before;
-      return {
-        events: [decision, ...events],
-        release: turn.release,
-        admit: (append) =>
-          turn.admit(
-            {
-              at: change.at,
-              action,
-              targetId: deploymentId,
-              actorId: context.actor.id,
-              ...(change.before && change.after && change.after.replicas !== change.before.replicas
-                ? { direction: change.after.replicas > change.before.replicas ? ('up' as const) : ('down' as const) }
-                : {}),
-              targetRevision: revision + 1 + events.length,
-              ...(change.after || after.status === 'Deleted'
-                ? {
-                    placement: footprint
-                      ? {
-                          clusterId: change.clusterId,
-                          namespace: change.namespace ?? '',
-                          ...(change.labels['team'] ? { team: change.labels['team'] } : {}),
-                          footprint,
-                          hourlyUsd: this.policy.price(footprint, change.clusterId),
-                        }
-                      : null,
-                  }
-                : {}),
-            },
-            context,
-            append,
-          ),
-      };
+      return this.policy.gate({
+        command: command.type,
+        judged: { change, slo: specOf(after).slo },
+        events,
+        context,
+        subject: `${action} of deployment ${deploymentId}`,
+        admission: {
+          at: change.at,
+          action,
+          targetId: deploymentId,
+          actorId: context.actor.id,
+          ...(change.before && change.after && change.after.replicas !== change.before.replicas
+            ? { direction: change.after.replicas > change.before.replicas ? ('up' as const) : ('down' as const) }
+            : {}),
+          targetRevision: revision + 1 + events.length,
+          ...(change.after || after.status === 'Deleted'
+            ? {
+                placement: footprint
+                  ? {
+                      clusterId: change.clusterId,
+                      namespace: change.namespace ?? '',
+                      ...(change.labels['team'] ? { team: change.labels['team'] } : {}),
+                      footprint,
+                      hourlyUsd: this.policy.price(footprint, change.clusterId),
+                    }
+                  : null,
+              }
+            : {}),
+        },
+      });
     };
   }
 }

@@ -1,14 +1,14 @@
 // The policy engine on the write side: the current policy set, the admission ledger, the inputs a decision
 // reads, and the `PolicyEvaluated` event that records it.
-import { fold, PolicyViolation } from '../domain/decider.js';
+import { fold, PolicyViolation, type DomainEvent } from '../domain/decider.js';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
-import { accrue, hoursLeftInMonth, totalHourlyUsd, usageWhere, type Ledger } from '../domain/ledger.js';
+import { accrue, hoursLeftInMonth, totalHourlyUsd, usageWhere, type Admission, type Ledger } from '../domain/ledger.js';
 import { compilePolicies, evaluate, rateLimitReadingsFor, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
 import { POLICY_SET_STREAM, policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
 import { hourlyCost, type PriceTable } from '../domain/pricing.js';
 import { AdmissionLedger, type AdmissionTurn, type Folded } from './admission-ledger.js';
-import type { CommandContext } from './command-handler.js';
+import type { CommandContext, GateVerdict } from './command-handler.js';
 
 export { LEDGER_STREAM } from '../domain/ledger.js';
 export { POLICY_SET_STREAM } from '../domain/policy-set.js';
@@ -156,6 +156,41 @@ export class PolicyEngine {
       }),
     ) as PolicyDecision;
     return { verdict, decision, evaluations };
+  }
+
+  /**
+   * The policy gate of a command that changes what runs: judges the change with the ledger to itself, then either
+   * records the refusal alone, or records the decision with the command's events and admits the change to the
+   * ledger in the same atomic append.
+   */
+  async gate(request: {
+    command: string;
+    judged: Judged;
+    events: readonly DomainEvent[];
+    context: CommandContext & { emergency?: { justification: string } };
+    /** What the refusal names: "scale of deployment …". */
+    subject: string;
+    admission: Admission;
+  }): Promise<GateVerdict> {
+    // The ledger is this command's from the judgement until the change is admitted or refused.
+    const turn = await this.admissionTurn();
+    let judgement: Judgement;
+    try {
+      judgement = await this.judge(request.command, [request.judged], request.context, turn);
+    } catch (error) {
+      turn.release();
+      throw error;
+    }
+    const decision = { type: 'PolicyEvaluated', data: judgement.decision };
+    if (judgement.verdict === 'deny') {
+      turn.release();
+      return { events: [decision], refusal: PolicyEngine.refusal(judgement, request.subject) };
+    }
+    return {
+      events: [decision, ...request.events],
+      release: turn.release,
+      admit: (append) => turn.admit(request.admission, request.context, append),
+    };
   }
 
   /** $/hour of a footprint on a cluster, by the configured price table. */

@@ -4,25 +4,19 @@
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import { defineEvents, type Decider, type EventOf } from './decider.js';
+import { footprintSchema } from './ledger.js';
 import type { Footprint } from './policy.js';
 
 /** The audit's one stream. */
 export const LEDGER_AUDIT_ID = 'global';
 
-const footprint = z.object({
-  replicas: z.number(),
-  cpuMillicores: z.number(),
-  memoryBytes: z.number(),
-  gpus: z.number(),
-  gpuSku: z.string().optional(),
-});
 
 const difference = z.object({
   deploymentId: z.string(),
   /** What the ledger holds for it; null when it holds nothing. */
-  ledger: footprint.nullable(),
+  ledger: footprintSchema.nullable(),
   /** What the deployment can run, from its own stream; null when it runs nothing (deleted, or unknown). */
-  deployment: footprint.nullable(),
+  deployment: footprintSchema.nullable(),
 });
 export type LedgerDifference = z.infer<typeof difference>;
 

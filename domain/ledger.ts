@@ -32,7 +32,8 @@ export interface Ledger {
 
 export const initialState: Ledger = { placements: {}, spend: {}, history: [] };
 
-const footprint = z.object({
+/** A footprint as events record it. */
+export const footprintSchema = z.object({
   replicas: z.number(),
   cpuMillicores: z.number(),
   memoryBytes: z.number(),
@@ -44,7 +45,7 @@ const placement = z.object({
   clusterId: z.string(),
   namespace: z.string(),
   team: z.string().optional(),
-  footprint,
+  footprint: footprintSchema,
   hourlyUsd: z.number(),
 });
 
