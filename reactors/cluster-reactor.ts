@@ -271,8 +271,15 @@ export class ClusterReactor implements Reactor {
    */
   private lookAgain(deploymentId: string, ref: ObjectRef): void {
     this.after(deploymentId, async () => {
-      const live = await this.driver.read(ref).catch((error: unknown) => {
-        this.options.logger.warn({ err: error, reactor: this.name, deploymentId }, 'could not read the object back; the watch will report it');
+      // Read until it answers: an apply that changed nothing on the cluster (one applied again after a restart, or
+      // after its reply was lost) is followed by no watch event, and this read is all that moves it on before the
+      // next resync.
+      const live = await retrying(() => this.driver.read(ref), {
+        backoff: { baseMs: 200, maxMs: 5000 },
+        attempts: this.options.observeAttempts ?? 5,
+        retryable: () => this.watch !== undefined,
+      }).catch((error: unknown) => {
+        this.options.logger.warn({ err: error, reactor: this.name, deploymentId }, 'could not read the object back; the watch or the next resync will report it');
       });
       if (live) await this.observeWithRetries({ type: 'MODIFIED', workload: live });
     });

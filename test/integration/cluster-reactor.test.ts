@@ -28,6 +28,7 @@ import {
   type LiveWorkload,
   type ManagedChange,
   type ManagedWatch,
+  type ObjectRef,
 } from '../../reactors/cluster-driver.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
 import type { ProjectionLease } from '../../projections/runtime.js';
@@ -77,9 +78,36 @@ class CountingDriver extends KubeClusterDriver {
   private listener: ((change: ManagedChange) => void) | undefined;
   private holding: { namespace: string; changes: ManagedChange[] } | undefined;
 
-  override apply(desired: DesiredWorkload): Promise<LiveWorkload> {
+  /** Namespaces whose next apply reaches the cluster but whose reply is lost, once the rollout it started is complete. */
+  private readonly lostReplies = new Set<string>();
+  private failingReads = 0;
+
+  override async apply(desired: DesiredWorkload): Promise<LiveWorkload> {
     this.applies += 1;
-    return super.apply(desired);
+    const applied = await super.apply(desired);
+    const namespace = desired.spec.namespace;
+    if (!this.lostReplies.delete(namespace)) return applied;
+    const ref = this.refFor(desired);
+    await waitFor('the rollout complete', () => super.read(ref), (live) => live?.rollout.readyReplicas === desired.replicas && live.rollout.observedGeneration === live.generation, 10_000);
+    throw new ClusterError('connection reset before the reply (the apply reached the cluster)', undefined, true);
+  }
+
+  override read(ref: ObjectRef): Promise<LiveWorkload | undefined> {
+    if (this.failingReads > 0) {
+      this.failingReads -= 1;
+      return Promise.reject(new ClusterError('connection reset while reading', undefined, true));
+    }
+    return super.read(ref);
+  }
+
+  /** The next apply in `namespace` is carried out, and answered with a transient error once its rollout is complete. */
+  loseApplyReply(namespace: string): void {
+    this.lostReplies.add(namespace);
+  }
+
+  /** The next `count` reads fail as a dropped connection would. */
+  failReads(count: number): void {
+    this.failingReads = count;
   }
 
   override watch(onChange: (change: ManagedChange) => void, onConnection?: (report: ConnectionReport) => void): Promise<ManagedWatch> {
@@ -322,6 +350,21 @@ describe('cluster reactor on the cluster simulator', function () {
       await d.event(id, 'DeploymentAvailable', (data) => data['readyReplicas'] === 3);
       const health = (await d.events(id)).map((event) => event.type).filter((type) => /Available|Degraded|Scaled/.test(type));
       expect(health).to.deep.equal(['DeploymentAvailable', 'DeploymentScaled', 'DeploymentAvailable']);
+    });
+
+    it('given an apply whose reply was lost after it reached the cluster, when the retry changes nothing there and the read after it fails once, then the deployment is still seen Available, not left Progressing until a resync', async () => {
+      const ns = namespace('lost-reply');
+      // Nothing the watch shows of this namespace reaches the reactor: it must look for itself.
+      reacting.driver.hold(ns);
+      reacting.driver.loseApplyReply(ns);
+      const id = await d.create(workloadSpec(ns, 'server'));
+      await d.event(id, 'DeploymentApplying', () => true);
+      // The retried apply finds the object as it wants it, so no watch event would follow even if one were shown.
+      await eventually('the first apply answered with its lost reply', async () => reacting.driver.applies, (applies) => applies >= 1);
+      reacting.driver.failReads(1);
+
+      await d.available(id, 1);
+      reacting.driver.deliver([]);
     });
 
     it('scales 2 → 4: the cluster runs 4 replicas and the deployment is Available again at the same revision', async () => {
