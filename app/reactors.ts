@@ -93,6 +93,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
           new ClusterReactor(clusterId, driver, handler, {
             logger,
             judged: (action, deploymentId, context) => deploymentCommands.judgedObservation(action, deploymentId, context),
+            settled: (deploymentId, context) => deploymentCommands.settledObservation(deploymentId, context),
             progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS,
             resyncIntervalMs: config.SENTINEL_RESYNC_SECONDS * 1000,
           }),

@@ -30,6 +30,36 @@ export function heldFootprint(deployment: PlacedDeployment): Footprint {
   return larger(told, footprintAt(deployment, running));
 }
 
+/** The actions that replace pods by a rolling update, which adds up to maxSurge pods above the replicas meanwhile. */
+const ROLLING: ReadonlySet<ActionKind> = new Set(['update', 'rollback', 'restart', 'reschedule', 'resume']);
+
+/** Pods a rolling update of `replicas` may add above them, as Kubernetes rounds maxSurge (up, for a percentage). */
+export function surgePods(deployment: PlacedDeployment): number {
+  const strategy = deployment.revisions[deployment.currentRevision]?.strategy ?? deployment.strategy;
+  // Canary and blue/green are rolled out as a rolling update with Kubernetes' defaults until they are carried out.
+  const maxSurge = strategy.type === 'rolling' ? strategy.maxSurge : '25%';
+  if (typeof maxSurge === 'number') return maxSurge;
+  return Math.ceil((Number(maxSurge.slice(0, -1)) / 100) * deployment.replicas);
+}
+
+/**
+ * What the deployment holds while `action` rolls it out: what it holds, plus the surge pods of a rolling update. A
+ * scale adds or removes pods without a surge; a create starts from none.
+ */
+export function rolloutFootprint(action: ActionKind, deployment: PlacedDeployment): Footprint {
+  const held = heldFootprint(deployment);
+  const surge = ROLLING.has(action) && deployment.status !== 'Deleted' ? surgePods(deployment) : 0;
+  if (surge === 0 || held.replicas === 0) return held;
+  const per = (total: number) => (total / held.replicas) * (held.replicas + surge);
+  return {
+    ...held,
+    replicas: held.replicas + surge,
+    cpuMillicores: per(held.cpuMillicores),
+    memoryBytes: per(held.memoryBytes),
+    gpus: per(held.gpus),
+  };
+}
+
 function larger(a: Footprint, b: Footprint): Footprint {
   const gpuSku = b.gpus > a.gpus ? b.gpuSku : (a.gpuSku ?? b.gpuSku);
   return {
@@ -42,8 +72,8 @@ function larger(a: Footprint, b: Footprint): Footprint {
 }
 
 /**
- * The change a deployment command makes, as policy sees it: from what the deployment holds to what it is told. A
- * restart moves no resources.
+ * The change a deployment command makes, as policy sees it: from what the deployment holds to what it holds while
+ * the change rolls out (a rolling update's surge pods included, which count against quotas and cost like any other).
  */
 export function deploymentChange(
   action: ActionKind,
@@ -53,7 +83,6 @@ export function deploymentChange(
   now: Date,
 ): Change {
   const spec = specOf(after);
-  const moves = action !== 'restart';
   return {
     action,
     at: now.toISOString(),
@@ -63,7 +92,8 @@ export function deploymentChange(
     ...(spec.namespace ? { namespace: spec.namespace } : {}),
     ...(spec.type ? { workloadType: spec.type } : {}),
     labels: spec.labels ?? {},
-    ...(moves ? { before: before ? heldFootprint(before) : NO_FOOTPRINT, after: footprint(after) } : {}),
+    before: before ? heldFootprint(before) : NO_FOOTPRINT,
+    after: rolloutFootprint(action, after),
     ...(context.emergency ? { emergency: context.emergency } : {}),
   };
 }

@@ -11,7 +11,9 @@ import {
   type DeploymentPatchBody,
   type PlacedDeployment,
 } from '../domain/deployment.js';
-import type { ActionKind } from '../domain/policy.js';
+import type { ActionKind, Change, Footprint } from '../domain/policy.js';
+import type { Placement } from '../domain/ledger.js';
+import { sameFootprint } from '../domain/ledger-audit.js';
 import { deployments } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
@@ -160,6 +162,47 @@ export class DeploymentCommands {
   }
 
   /**
+   * The gate for a rollout the cluster completed: the surge pods the ledger held for it are given back, so the ledger
+   * holds what the deployment runs. Bookkeeping, not a change: it is not judged and no rate limit counts it.
+   */
+  settledObservation(deploymentId: string, context: CommandContext): Gate<DeploymentCommand, DeploymentEvent, Deployment> {
+    return async ({ state, revision, events }) => {
+      if (state.status === 'absent') return { events };
+      const after = fold(deploymentDecider, events, state) as PlacedDeployment;
+      if (after.status === 'Deleted') return { events };
+      const turn = await this.policy.admissionTurn();
+      const held = heldFootprint(after);
+      const counted = turn.ledger.placements[deploymentId];
+      if (!counted || sameFootprint(counted.footprint, held)) {
+        turn.release();
+        return { events };
+      }
+      const change = deploymentChange('scale', after, after, context, this.clock.now());
+      return {
+        events,
+        release: turn.release,
+        admit: (append) =>
+          turn.admit(
+            { at: change.at, action: 'scale', targetId: deploymentId, actorId: context.actor.id, targetRevision: revision + events.length, settles: true, placement: this.placement(change, held) },
+            context,
+            append,
+          ),
+      };
+    };
+  }
+
+  /** Where a deployment's footprint sits, and what it costs, as the ledger records it. */
+  private placement(change: Change, footprint: Footprint): Placement {
+    return {
+      clusterId: change.clusterId,
+      namespace: change.namespace ?? '',
+      ...(change.labels['team'] ? { team: change.labels['team'] } : {}),
+      footprint,
+      hourlyUsd: this.policy.price(footprint, change.clusterId),
+    };
+  }
+
+  /**
    * The gate for what a cluster did on its own that changes what a deployment holds (an automatic rollback, a
    * scale by hand the deployment adopts): judged by policy and admitted to the ledger like any other change, so
    * the ledger never counts less than runs, and nothing the policies forbid goes ahead unrecorded.
@@ -176,8 +219,10 @@ export class DeploymentCommands {
     return async ({ command, state, revision, events }) => {
       const after = fold(deploymentDecider, events, state) as PlacedDeployment;
       const change = deploymentChange(action, state.status === 'absent' ? undefined : state, after, context, this.clock.now());
-      // What it holds once admitted: a paused deployment may still run its last available revision.
-      const footprint = after.status === 'Deleted' ? undefined : change.after ? heldFootprint(after) : change.before;
+      // What it holds once admitted: the rollout's surge pods included (released when the rollout completes), and a
+      // paused deployment's last available revision.
+      const footprint = after.status === 'Deleted' ? undefined : change.after;
+      const replicasBefore = state.status === 'absent' ? 0 : state.replicas;
       return this.policy.gate({
         command: command.type,
         judged: { change, slo: specOf(after).slo },
@@ -189,23 +234,9 @@ export class DeploymentCommands {
           action,
           targetId: deploymentId,
           actorId: context.actor.id,
-          ...(change.before && change.after && change.after.replicas !== change.before.replicas
-            ? { direction: change.after.replicas > change.before.replicas ? ('up' as const) : ('down' as const) }
-            : {}),
+          ...(after.replicas !== replicasBefore ? { direction: after.replicas > replicasBefore ? ('up' as const) : ('down' as const) } : {}),
           targetRevision: revision + 1 + events.length,
-          ...(change.after || after.status === 'Deleted'
-            ? {
-                placement: footprint
-                  ? {
-                      clusterId: change.clusterId,
-                      namespace: change.namespace ?? '',
-                      ...(change.labels['team'] ? { team: change.labels['team'] } : {}),
-                      footprint,
-                      hourlyUsd: this.policy.price(footprint, change.clusterId),
-                    }
-                  : null,
-              }
-            : {}),
+          placement: footprint ? this.placement(change, footprint) : null,
         },
       });
     };

@@ -57,6 +57,11 @@ const admitted = z.object({
   direction: z.enum(['up', 'down']).optional(),
   /** The revision of the target's stream this change leads to; a later admission for the same revision replaces it. */
   targetRevision: z.number().int().optional(),
+  /**
+   * Bookkeeping rather than a change: the placement moves (a completed rollout gives its surge pods back) but no
+   * rate limit counts it.
+   */
+  settles: z.literal(true).optional(),
   /** The target's placement after the change: null when it releases everything, absent when unchanged. */
   placement: placement.nullable().optional(),
 });
@@ -94,8 +99,8 @@ export function evolve(state: Ledger, event: LedgerEvent): Ledger {
       // An admission whose outcome never landed (the target moved on first) is replaced by its retry.
       !(past.targetId === admission.targetId && past.targetRevision !== undefined && past.targetRevision === admission.targetRevision),
   );
-  const { placement: _placement, ...past } = admission;
-  history.push(past);
+  const { placement: _placement, settles, ...past } = admission;
+  if (!settles) history.push(past);
   return { placements, spend, accruedTo: latest(state.accruedTo, admission.at), history };
 }
 

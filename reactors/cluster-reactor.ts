@@ -63,6 +63,11 @@ export interface ClusterReactorOptions {
    * are recorded unjudged (tests of the reactor alone); the app always passes it.
    */
   judged?: ObservedChangeGate;
+  /**
+   * How a completed rollout gives back to the ledger the surge pods it was admitted with
+   * (`DeploymentCommands.settledObservation`). Without it the ledger keeps them until the next change.
+   */
+  settled?: (deploymentId: string, context: CommandContext) => Gate<DeploymentCommand, DeploymentEvent, Deployment>;
   /** How long a rollout may make no progress before the cluster reports it failed (progressDeadlineSeconds). */
   progressDeadlineSeconds: number;
   /** Attempts at recording what the watch showed before giving up on that observation (the next one retries). */
@@ -392,7 +397,7 @@ export class ClusterReactor implements Reactor {
       return;
     }
     if (isComplete(live, desired.replicas)) {
-      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, observed('available'));
+      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, observed('available'), 'settled');
       return;
     }
     await progress();
@@ -492,10 +497,14 @@ export class ClusterReactor implements Reactor {
     });
   }
 
-  /** Records what was observed; with `judged`, as a change policy judges and the ledger admits. */
-  private async record(command: DeploymentCommand, context: CommandContext, judged?: 'rollback' | 'scale'): Promise<void> {
-    const gate = judged && this.options.judged?.(judged, command.deploymentId, context);
-    await this.handler.execute(deployments, command.deploymentId, command, context, gate || undefined);
+  /**
+   * Records what was observed: with `rollback` or `scale`, as a change policy judges and the ledger admits; with
+   * `settled`, as a rollout that gives its surge pods back to the ledger.
+   */
+  private async record(command: DeploymentCommand, context: CommandContext, as?: 'rollback' | 'scale' | 'settled'): Promise<void> {
+    const gate =
+      as === 'settled' ? this.options.settled?.(command.deploymentId, context) : as ? this.options.judged?.(as, command.deploymentId, context) : undefined;
+    await this.handler.execute(deployments, command.deploymentId, command, context, gate);
   }
 }
 

@@ -9,10 +9,11 @@ import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import { deployments, ledgerAudits } from '../commands/aggregates.js';
 import type { AggregateState, CommandHandler } from '../commands/command-handler.js';
-import { heldFootprint } from '../commands/deployment-change.js';
+import { heldFootprint, rolloutFootprint } from '../commands/deployment-change.js';
 import type { PolicyEngine } from '../commands/policy-engine.js';
 import type { Clock } from '../commands/clock.js';
 import type { Deployment } from '../domain/deployment.js';
+import type { Footprint } from '../domain/policy.js';
 import { deploymentEventOf } from './cluster-reactor.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { LEDGER_AUDIT_ID, sameFootprint, undercounts, type LedgerDifference } from '../domain/ledger-audit.js';
@@ -120,8 +121,20 @@ export class LedgerAuditor implements Reactor {
       const state = loaded?.state;
       const runs = state && state.status !== 'absent' && state.status !== 'Deleted' ? heldFootprint(state) : null;
       const counted = ledger.placements[id]?.footprint ?? null;
-      if (!sameFootprint(counted, runs)) differences.push({ deploymentId: id, ledger: counted, deployment: runs });
+      if (sameFootprint(counted, runs)) continue;
+      // A rollout under way holds its surge pods too, until it completes and gives them back.
+      if (state && runs && counted && ROLLING_OUT.has(state.status) && state.status !== 'absent' && between(counted, runs, rolloutFootprint('update', state))) continue;
+      differences.push({ deploymentId: id, ledger: counted, deployment: runs });
     }
     return differences;
   }
+}
+
+/** The statuses of a deployment whose rollout has not completed yet. */
+const ROLLING_OUT: ReadonlySet<string> = new Set(['Pending', 'Applying', 'Progressing']);
+
+/** Whether `f` holds at least `low` and at most `high` of every resource. */
+function between(f: Footprint, low: Footprint, high: Footprint): boolean {
+  const keys = ['replicas', 'cpuMillicores', 'memoryBytes', 'gpus'] as const;
+  return keys.every((key) => f[key] >= low[key] && f[key] <= high[key]);
 }

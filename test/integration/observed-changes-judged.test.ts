@@ -11,12 +11,13 @@ import { noHealth } from '../../adapters/policy/file-health-source.js';
 import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
-import { deployments, policySets } from '../../commands/aggregates.js';
+import { clusters, deployments, policySets } from '../../commands/aggregates.js';
 import { systemClock } from '../../commands/clock.js';
 import { CommandHandler, type CommandContext } from '../../commands/command-handler.js';
 import { DeploymentCommands } from '../../commands/deployment-commands.js';
 import { PolicyEngine } from '../../commands/policy-engine.js';
 import type { PlacedDeployment } from '../../domain/deployment.js';
+import { LEDGER_STREAM, type Admission } from '../../domain/ledger.js';
 import type { PolicyDecision } from '../../domain/policy-evaluation.js';
 import { policyBody } from '../../domain/policy.js';
 import { GLOBAL_POLICY_SET } from '../../domain/policy-set.js';
@@ -63,6 +64,13 @@ describe('changes a cluster makes on its own, judged when they happen', function
     await migrateSentinel(db.knex);
     handler = new CommandHandler(store);
     commands = new DeploymentCommands(handler, systemClock, new PolicyEngine(store, { prices: DEFAULT_PRICES, health: noHealth }));
+    // Registered, so that commands judged against the fleet find the cluster active.
+    await handler.execute(
+      clusters,
+      clusterId,
+      { type: 'RegisterCluster', clusterId, spec: { name: 'judged', apiServer: 'https://10.0.0.1:6443', credentials: { source: 'in-cluster' }, region: 'eu', labels: {}, gpuSkus: [GPU_SKU] } },
+      byOperator(),
+    );
     sim = await startClusterSimulator({ podReadyAfterMs: 100, controllerIntervalMs: 25 });
     sim.faults.neverReady(/never-ready/);
     const kubeConfig = new KubeConfig();
@@ -74,6 +82,7 @@ describe('changes a cluster makes on its own, judged when they happen', function
         logger,
         progressDeadlineSeconds: 2,
         judged: (action, deploymentId, context) => commands.judgedObservation(action, deploymentId, context),
+        settled: (deploymentId, context) => commands.settledObservation(deploymentId, context),
       }),
     );
   });
@@ -111,6 +120,28 @@ describe('changes a cluster makes on its own, judged when they happen', function
     await eventually('revision 1 available', () => state(deploymentId), (s) => s.status === 'Available');
     return deploymentId;
   }
+
+  it('given a restart, then the ledger holds its surge pod while it rolls out and gives it back once the cluster shows it complete', async () => {
+    const deploymentId = await deployed(`surge-${randomBytes(3).toString('hex')}`, 2);
+    await commands.scale(deploymentId, 3, byOperator());
+    await eventually('3 replicas available', () => state(deploymentId), (s) => s.status === 'Available' && s.replicas === 3);
+
+    await commands.restart(deploymentId, 'new config', byOperator());
+
+    const placed = async () =>
+      (await store.readStream(LEDGER_STREAM))
+        .map((event) => event.data as Admission)
+        .filter((admission) => admission.targetId === deploymentId && admission.placement)
+        .map((admission) => [admission.placement!.footprint.replicas, admission.settles === true]);
+    // Admitted at 3; the restart at 3 and one surge pod (maxSurge 25%, rounded up); given back once complete.
+    await eventually('the surge given back', placed, (placements) => placements.length === 3);
+    expect(await placed()).to.deep.equal([
+      [3, false],
+      [4, false],
+      [3, true],
+    ]);
+    expect((await state(deploymentId)).status).to.equal('Available');
+  });
 
   it('given a rollout that fails after a change freeze opened, then the automatic rollback is refused by policy and recorded, and the deployment stays Failed on the new revision', async () => {
     const namespace = `judged-${randomBytes(3).toString('hex')}`;

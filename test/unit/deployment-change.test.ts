@@ -1,7 +1,7 @@
 // What a deployment holds on its cluster, as the admission ledger counts it: a paused deployment may still run
 // the last revision that became available, whatever it was told since.
 import { expect } from 'chai';
-import { deploymentChange, heldFootprint } from '../../commands/deployment-change.js';
+import { deploymentChange, heldFootprint, rolloutFootprint, surgePods } from '../../commands/deployment-change.js';
 import { fold } from '../../domain/decider.js';
 import { deploymentDecider, type DeploymentEvent, type PlacedDeployment } from '../../domain/deployment.js';
 
@@ -43,10 +43,42 @@ describe('what a deployment holds', () => {
     expect(heldFootprint(state(created, available(1), paused, updatedTo(1), scaledTo(1)))).to.include({ replicas: 1, gpus: 2 });
   });
 
-  it('given the resume of a deployment told to use less while paused, then the change policy judges is from what runs to what it was told', () => {
+  it('given the resume of a deployment told to use less while paused, then the change policy judges is from what runs to what it was told, with the surge of its rollout', () => {
     const before = state(created, available(1), paused, updatedTo(1));
     const change = deploymentChange('resume', before, state(created, available(1), paused, updatedTo(1), resumed), context, new Date(0));
     expect(change.before).to.include({ gpus: 4 });
-    expect(change.after).to.include({ gpus: 2 });
+    // 2 replicas of 1 GPU, and one more pod while the rolling update (maxSurge 25%, rounded up) replaces them.
+    expect(change.after).to.include({ replicas: 3, gpus: 3 });
+  });
+});
+
+describe('what a rollout holds', () => {
+  const withStrategy = (maxSurge: number | string, replicas = 4): DeploymentEvent => ({
+    type: 'DeploymentCreated',
+    data: { deploymentId, workloadId: 'w', clusterId: 'c', replicas, strategy: { type: 'rolling', maxSurge, maxUnavailable: 1 }, driftPolicy: 'revert', revision: 1, workloadRevision: 1, spec: specWith(1) },
+  });
+
+  it('given maxSurge as a share, then the surge is rounded up as Kubernetes does', () => {
+    expect(surgePods(state(withStrategy('25%', 4)))).to.equal(1);
+    expect(surgePods(state(withStrategy('25%', 5)))).to.equal(2);
+    expect(surgePods(state(withStrategy('0%', 5)))).to.equal(0);
+    expect(surgePods(state(withStrategy(3, 5)))).to.equal(3);
+  });
+
+  it('given an update, a restart, a rollback or a reschedule, then the change holds the surge pods as well', () => {
+    const deployment = state(withStrategy(2, 4), available(1));
+    for (const action of ['update', 'restart', 'rollback', 'reschedule'] as const) {
+      expect(deploymentChange(action, deployment, deployment, context, new Date(0)).after, action).to.include({ replicas: 6, gpus: 6 });
+    }
+  });
+
+  it('given a scale, then no surge: pods are only added or taken away', () => {
+    const deployment = state(withStrategy(2, 4), available(1));
+    expect(rolloutFootprint('scale', deployment)).to.include({ replicas: 4, gpus: 4 });
+  });
+
+  it('given maxSurge 0, then a rollout holds no more than the deployment', () => {
+    const deployment = state(withStrategy(0, 4), available(1));
+    expect(rolloutFootprint('update', deployment)).to.include({ replicas: 4, gpus: 4 });
   });
 });
