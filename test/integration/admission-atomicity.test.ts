@@ -89,6 +89,23 @@ for (const backend of backends) {
       expect(placement.footprint.replicas).to.equal(lastReplicas);
     });
 
+    it('given a namespace at its replica quota, when a deployment in it is restarted, then the rolling update is refused: its surge pod would break the quota', async () => {
+      const clusterId = await created('/clusters', { ...cluster, name: 'atomic-north' });
+      const namespace = `surge-${randomUUID().slice(0, 8)}`;
+      const workloadId = await created('/workloads', { name: 'svc', namespace, type: 'inference', image: 'registry.local/model:1.0', resources: { cpu: '1', memory: '2Gi' } });
+      await created('/policies', { name: `quota-${namespace}`, mode: 'enforce', type: 'quota', selector: { namespaces: [namespace] }, parameters: { limits: { replicas: 4 } } });
+      const deploymentId = await created('/deployments', { workloadId, clusterId, replicas: 4 });
+
+      const restarted = await api.request<{ errors?: { message: string }[] }>('post', `/deployments/${deploymentId}/restart`, { as: 'operator' });
+
+      expect(restarted.status, JSON.stringify(restarted.body)).to.equal(422);
+      expect(restarted.body.errors![0]!.message).to.match(/quota/);
+      // With no surge it rolls within the quota.
+      const noSurge = await api.request('patch', `/deployments/${deploymentId}`, { as: 'operator', body: { strategy: { type: 'rolling', maxSurge: 0, maxUnavailable: 1 } } });
+      expect(noSurge.status, JSON.stringify(noSurge.body)).to.equal(202);
+      expect((await api.request('post', `/deployments/${deploymentId}/restart`, { as: 'operator' })).status).to.equal(202);
+    });
+
     it('given a paused deployment, when it is resumed inside a change freeze, then the resume is refused by policy, recorded, and the deployment stays paused', async () => {
       const clusterId = await created('/clusters', { ...cluster, name: 'atomic-west' });
       const namespace = `frozen-${randomUUID().slice(0, 8)}`;
