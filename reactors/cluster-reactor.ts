@@ -322,9 +322,14 @@ export class ClusterReactor implements Reactor {
     const live = change.workload;
     const { state, revision } = await this.handler.loadState(deployments, live.deploymentId);
     if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted') return;
-    // A paused deployment is followed only through a scale of it; drift and health wait for the resume, which
-    // applies everything that waited (a restart asked for meanwhile would otherwise read as drift and be rolled out).
-    if (state.paused && state.status !== 'Progressing') return;
+    // A paused deployment is followed only through a scale of it: Kubernetes scales a paused Deployment, so a count
+    // changed by hand is put back (or adopted) at once, as for any deployment. The rest of its drift and its health
+    // wait for the resume, which applies everything that waited (a restart or a reschedule asked for meanwhile would
+    // otherwise read as drift and be rolled out).
+    if (state.paused && state.status !== 'Progressing') {
+      if (change.type !== 'DELETED' && (state.status === 'Available' || state.status === 'Degraded')) await this.scaledByHandWhilePaused(state, live);
+      return;
+    }
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
     // Another revision on the cluster: an older one still visible, or a newer one is being applied right now.
     if (live.revision !== desired.revision && change.type !== 'DELETED') return;
@@ -469,6 +474,30 @@ export class ClusterReactor implements Reactor {
     }
     this.adopted.delete(deploymentId);
     await this.driver.apply(desired);
+  }
+
+  /** A paused deployment whose replica count someone changed by hand: only the count is put back, or adopted. */
+  private async scaledByHandWhilePaused(state: PlacedDeployment, seen: LiveWorkload): Promise<void> {
+    const desired = desiredOf(state, this.options.progressDeadlineSeconds);
+    if (seen.revision !== desired.revision || seen.replicas === undefined || seen.replicas === desired.replicas) return;
+    // Judged on the object as it is now, as any drift is: the events queued behind this one still show the hand's count.
+    const live = await this.driver.read(seen.ref);
+    if (!live || live.revision !== desired.revision || live.replicas === undefined || live.replicas === desired.replicas) return;
+    const { id: deploymentId } = state;
+    const differences: DriftDifference[] = [{ field: 'replicas', expected: desired.replicas, actual: live.replicas }];
+    let adopted = state.driftPolicy === 'adopt';
+    try {
+      await this.record(
+        { type: 'RecordDrift', deploymentId, revision: desired.revision, differences, observedVersion: live.resourceVersion },
+        reactionToObservation(this.name, `${deploymentId}/drift/${live.resourceVersion}`),
+        adopted ? 'scale' : undefined,
+      );
+    } catch (error) {
+      if (!(error instanceof PolicyViolation)) throw error;
+      this.options.logger.warn({ deploymentId, differences, err: error.message }, 'a scale by hand may not be adopted under the policies; put back');
+      adopted = false;
+    }
+    if (!adopted) await this.driver.scale(live.ref, desired.replicas);
   }
 
   /**

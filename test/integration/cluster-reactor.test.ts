@@ -433,6 +433,20 @@ describe('cluster reactor on the cluster simulator', function () {
       expect((await d.state(id)).status).to.equal('Deleted');
     });
 
+    it('given a paused deployment scaled by hand, then the count is put back at once while it stays paused: a hand may not hold pods past what was admitted', async () => {
+      const ns = namespace('pause-hand');
+      const id = await d.deployed(workloadSpec(ns, 'server'));
+      await d.execute({ type: 'PauseDeployment', deploymentId: id, reason: 'maintenance window' });
+
+      await scaleOutOfBand(ns, 'server', 5);
+
+      const drift = await d.event(id, 'DriftDetected', (data) => JSON.stringify(data['differences']).includes('replicas'));
+      expect(drift.data).to.deep.include({ resolution: 'revert', differences: [{ field: 'replicas', expected: 2, actual: 5 }] });
+      await eventually('the count put back', async () => (await liveObject(ns, 'server'))?.spec?.replicas, (replicas) => replicas === 2);
+      await podsSettle(ns, id, 2, IMAGE);
+      expect(await d.state(id)).to.deep.include({ paused: true, replicas: 2 });
+    });
+
     it('given a paused deployment, a scale is applied at once (Kubernetes pauses rollouts, not scaling), while a new image waits for the resume', async () => {
       const ns = namespace('pause');
       const spec = workloadSpec(ns, 'server');
