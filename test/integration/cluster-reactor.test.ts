@@ -445,6 +445,9 @@ describe('cluster reactor on the cluster simulator', function () {
       await eventually('the count put back', async () => (await liveObject(ns, 'server'))?.spec?.replicas, (replicas) => replicas === 2);
       await podsSettle(ns, id, 2, IMAGE);
       expect(await d.state(id)).to.deep.include({ paused: true, replicas: 2 });
+      // Left running, not paused, as the tests after this one expect of every deployment they find.
+      await d.execute({ type: 'ResumeDeployment', deploymentId: id });
+      await eventually('resumed', () => d.state(id), (state) => !state.paused && state.status === 'Available');
     });
 
     it('given a paused deployment, a scale is applied at once (Kubernetes pauses rollouts, not scaling), while a new image waits for the resume', async () => {
