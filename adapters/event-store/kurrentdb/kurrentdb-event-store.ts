@@ -213,37 +213,21 @@ export class KurrentDbEventStore implements EventStore {
     validate.filter(options.filter);
     validate.limit(options.limit);
     const after = options.after;
-    let fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
+    // A checkpoint that is not a position is refused before anything is read.
+    if (after !== undefined) toClientPosition(after);
     const limit = options.limit ?? DEFAULT_PAGE_SIZE;
     const plan = filterPlan(options.filter);
     // Taken before the scan: when the scan then reaches the end of the log, every event up to this position
     // has been looked at, so the checkpoint may move past the last match without skipping anything.
     const head = await this.headPosition();
     const events: RecordedEvent[] = [];
-    let skipUpTo = after;
     let seen = after;
-    while (true) {
-      const wanted = Math.min(limit - events.length, this.pageSize);
-      // A read from a position includes that position's event, which was already handled; ask for one more.
-      const maxCount = skipUpTo === undefined ? wanted : wanted + 1;
-      let received = 0;
-      let last: KurrentPosition | undefined;
-      for await (const resolved of this.client.readAll({ fromPosition, maxCount, filter: plan.server })) {
-        received += 1;
-        const raw = resolved.event;
-        if (raw === undefined) continue;
-        last = raw.position;
-        const position = encodePosition(raw.position.commit, raw.position.prepare);
-        if (skipUpTo !== undefined && position <= skipUpTo) continue;
-        seen = position;
-        const event = plan.accepts(raw) ? toRecordedEvent(raw) : undefined;
-        if (event === undefined) continue;
-        events.push(event);
-        if (events.length >= limit) return { events, checkpoint: event.position };
-      }
-      if (received < maxCount || last === undefined) break;
-      fromPosition = last;
-      skipUpTo = encodePosition(last.commit, last.prepare);
+    for await (const { raw, position } of this.forwardAfter(after, plan, () => Math.min(limit - events.length, this.pageSize))) {
+      seen = position;
+      const event = plan.accepts(raw) ? toRecordedEvent(raw) : undefined;
+      if (event === undefined) continue;
+      events.push(event);
+      if (events.length >= limit) return { events, checkpoint: event.position };
     }
     return { events, checkpoint: latest(seen, head) };
   }
@@ -256,14 +240,32 @@ export class KurrentDbEventStore implements EventStore {
   async countAfter(after: Position | undefined, options: CountAfterOptions = {}): Promise<number> {
     validate.filter(options.filter);
     validate.limit(options.limit);
+    if (after !== undefined) toClientPosition(after);
     const limit = options.limit ?? Number.POSITIVE_INFINITY;
-    let fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
     const plan = filterPlan(options.filter);
-    let skipUpTo = after;
+    if (limit <= 0) return 0;
     let count = 0;
-    while (count < limit) {
-      // A read from a position includes that position's event, which was already counted; ask for one more.
-      const maxCount = skipUpTo === undefined ? this.pageSize : this.pageSize + 1;
+    for await (const { raw } of this.forwardAfter(after, plan, () => this.pageSize)) {
+      if (plan.accepts(raw) && isPortEvent(raw)) count += 1;
+      if (count >= limit) break;
+    }
+    return count;
+  }
+
+  /**
+   * Every event of `$all` after `after` that the server-side part of `plan` lets through, read forward a page at a
+   * time (`pageSize` asked before each page), with its position: what `readAll` and `countAfter` go through.
+   */
+  private async *forwardAfter(
+    after: Position | undefined,
+    plan: FilterPlan,
+    pageSize: () => number,
+  ): AsyncGenerator<{ raw: KurrentRecordedEvent; position: Position }> {
+    let fromPosition: ReadPosition = after === undefined ? START : toClientPosition(after);
+    let skipUpTo = after;
+    for (;;) {
+      // A read from a position includes that position's event, which was already handled; ask for one more.
+      const maxCount = skipUpTo === undefined ? pageSize() : pageSize() + 1;
       let received = 0;
       let last: KurrentPosition | undefined;
       for await (const resolved of this.client.readAll({ fromPosition, maxCount, filter: plan.server })) {
@@ -271,15 +273,14 @@ export class KurrentDbEventStore implements EventStore {
         const raw = resolved.event;
         if (raw === undefined) continue;
         last = raw.position;
-        if (skipUpTo !== undefined && encodePosition(raw.position.commit, raw.position.prepare) <= skipUpTo) continue;
-        if (plan.accepts(raw) && isPortEvent(raw)) count += 1;
-        if (count >= limit) return count;
+        const position = encodePosition(raw.position.commit, raw.position.prepare);
+        if (skipUpTo !== undefined && position <= skipUpTo) continue;
+        yield { raw, position };
       }
-      if (received < maxCount || last === undefined) break;
+      if (received < maxCount || last === undefined) return;
       fromPosition = last;
       skipUpTo = encodePosition(last.commit, last.prepare);
     }
-    return count;
   }
 
   /** An append is acknowledged once it has its place in the log's total order, so every position is settled. */
