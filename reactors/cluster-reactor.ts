@@ -261,8 +261,10 @@ export class ClusterReactor implements Reactor {
     const { deploymentId, revision, replicas } = desired;
     const ref = this.driver.refFor(desired);
     const live = await this.driver.read(ref);
-    // The revision it would scale is not on the cluster yet (a change that waits for the resume): the resume applies all.
-    if (!live || live.revision !== revision) return;
+    // Nothing on the cluster yet: the resume applies all. Otherwise the count applies to whatever revision runs, a new
+    // revision waiting for the resume included, as the ledger holds the deployment (`heldFootprint`): told count,
+    // running revision.
+    if (!live) return;
     await this.record({ type: 'RecordApplying', deploymentId, revision }, reactionTo(this.name, event, 'applying'));
     const result = await this.driver.scale(ref, replicas);
     if (!result.scaled) this.options.logger.warn({ deploymentId, replicas, detail: result.detail }, 'the paused deployment was not scaled');
@@ -323,11 +325,11 @@ export class ClusterReactor implements Reactor {
     const { state, revision } = await this.handler.loadState(deployments, live.deploymentId);
     if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted') return;
     // A paused deployment is followed only through a scale of it: Kubernetes scales a paused Deployment, so a count
-    // changed by hand is put back (or adopted) at once, as for any deployment. The rest of its drift and its health
-    // wait for the resume, which applies everything that waited (a restart or a reschedule asked for meanwhile would
-    // otherwise read as drift and be rolled out).
+    // changed by hand is put back (or adopted) at once, as for any deployment, whatever change waits for the resume.
+    // The rest of its drift and its health wait for the resume, which applies everything that waited (a restart or a
+    // reschedule asked for meanwhile would otherwise read as drift and be rolled out).
     if (state.paused && state.status !== 'Progressing') {
-      if (change.type !== 'DELETED' && (state.status === 'Available' || state.status === 'Degraded')) await this.scaledByHandWhilePaused(state, live);
+      if (change.type !== 'DELETED') await this.scaledByHand(state, live);
       return;
     }
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
@@ -337,9 +339,13 @@ export class ClusterReactor implements Reactor {
     switch (state.status) {
       case 'Pending':
       case 'Applying':
-      case 'Failed':
       case 'RolledBack':
         // A change is on its way to the cluster, or the rollout is over and being undone: nothing to judge yet.
+        return;
+      case 'Failed':
+        // A failed rollout stays as it is until the next change (its automatic rollback refused, or none to go back
+        // to), but not a count changed by hand: pods the ledger does not hold are put back (or adopted) at once.
+        if (change.type !== 'DELETED') await this.scaledByHand(state, live);
         return;
       case 'Progressing': {
         if (change.type === 'DELETED') return;
@@ -476,15 +482,24 @@ export class ClusterReactor implements Reactor {
     await this.driver.apply(desired);
   }
 
-  /** A paused deployment whose replica count someone changed by hand: only the count is put back, or adopted. */
-  private async scaledByHandWhilePaused(state: PlacedDeployment, seen: LiveWorkload): Promise<void> {
+  /**
+   * A paused or failed deployment whose replica count someone changed by hand: only the count is put back, or
+   * adopted, whatever revision the object runs (a paused one may still run the revision before a change that waits).
+   */
+  private async scaledByHand(state: PlacedDeployment, seen: LiveWorkload): Promise<void> {
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
-    if (seen.revision !== desired.revision || seen.replicas === undefined || seen.replicas === desired.replicas) return;
+    if (seen.replicas === undefined || seen.replicas === desired.replicas) return;
     // Judged on the object as it is now, as any drift is: the events queued behind this one still show the hand's count.
     const live = await this.driver.read(seen.ref);
-    if (!live || live.revision !== desired.revision || live.replicas === undefined || live.replicas === desired.replicas) return;
+    if (!live || live.replicas === undefined || live.replicas === desired.replicas) return;
     const { id: deploymentId } = state;
     const differences: DriftDifference[] = [{ field: 'replicas', expected: desired.replicas, actual: live.replicas }];
+    if (state.status !== 'Available' && state.status !== 'Degraded') {
+      // A change waiting for the resume, or a failed rollout: no settled count to record a drift of, or to adopt.
+      this.options.logger.warn({ deploymentId, status: state.status, differences }, 'a count changed by hand while the deployment is not settled; put back');
+      await this.driver.scale(live.ref, desired.replicas);
+      return;
+    }
     let adopted = state.driftPolicy === 'adopt';
     try {
       await this.record(

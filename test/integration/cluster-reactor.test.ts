@@ -471,6 +471,56 @@ describe('cluster reactor on the cluster simulator', function () {
       await podsSettle(ns, id, 3, IMAGE_2);
     });
 
+    it('given a paused deployment with a new image waiting for the resume, when it is scaled by hand, then the count is put back at once on the revision it runs', async () => {
+      const ns = namespace('pause-waiting-hand');
+      const spec = workloadSpec(ns, 'server');
+      const id = await d.deployed(spec);
+      await d.execute({ type: 'PauseDeployment', deploymentId: id, reason: 'maintenance window' });
+      const updated = await d.update(id, { ...spec, image: IMAGE_2 }, 2);
+      const { runtime, reactor } = reacting;
+      await eventually('the reactor past the update', () => runtime.checkpoint(reactor.name), (position) => position === updated.position);
+
+      await scaleOutOfBand(ns, 'server', 5);
+
+      await eventually('the count put back', async () => (await liveObject(ns, 'server'))?.spec?.replicas, (replicas) => replicas === 2);
+      await podsSettle(ns, id, 2, IMAGE);
+      expect(await d.state(id)).to.deep.include({ paused: true, status: 'Pending', replicas: 2 });
+      await d.execute({ type: 'ResumeDeployment', deploymentId: id });
+      await d.available(id, 2);
+    });
+
+    it('given a paused deployment with a new image waiting for the resume, when it is scaled down, then the revision it runs is scaled at once: it holds no more than it was told', async () => {
+      const ns = namespace('pause-waiting-scale');
+      const spec = workloadSpec(ns, 'server');
+      const id = await d.deployed(spec, { replicas: 3 });
+      await d.execute({ type: 'PauseDeployment', deploymentId: id, reason: 'maintenance window' });
+      await d.update(id, { ...spec, image: IMAGE_2 }, 2);
+
+      await d.execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 1, cluster: { status: 'active' } });
+
+      await eventually('the count applied', async () => (await liveObject(ns, 'server'))?.spec?.replicas, (replicas) => replicas === 1);
+      expect(mainImage(await liveObject(ns, 'server')), 'the new revision still waits').to.equal(IMAGE);
+      await podsSettle(ns, id, 1, IMAGE);
+      await d.execute({ type: 'ResumeDeployment', deploymentId: id });
+      await d.available(id, 2);
+      await podsSettle(ns, id, 1, IMAGE_2);
+    });
+
+    it('given a deployment whose first rollout failed (nothing to roll back to), when it is scaled by hand, then the count is put back: a failed deployment holds no pods it was not admitted', async () => {
+      const ns = namespace('failed-hand');
+      cluster.sim.faults.neverReady(/\/broken:/);
+      const id = await d.create(workloadSpec(ns, 'server', { image: 'registry.example/acme/broken:1' }), { replicas: 1 });
+      await d.event(id, 'DeploymentRolloutFailed');
+      expect((await d.state(id)).status).to.equal('Failed');
+
+      await scaleOutOfBand(ns, 'server', 4);
+
+      await eventually('the count put back', async () => (await liveObject(ns, 'server'))?.spec?.replicas, (replicas) => replicas === 1);
+      await eventually('the pods of the hand gone', () => podsOf(ns, id), (pods) => pods.length === 1);
+      expect((await d.state(id)).status).to.equal('Failed');
+      await d.execute({ type: 'DeleteDeployment', deploymentId: id, reason: 'never worked' });
+    });
+
     it('given a rollout that never becomes ready, then it fails on the progress deadline and is rolled back to revision 1', async () => {
       const ns = namespace('deadline');
       const spec = workloadSpec(ns, 'server');
