@@ -23,9 +23,11 @@ import { ClusterError, type ClusterDriver } from '../reactors/cluster-driver.js'
 import { ClusterReactor } from '../reactors/cluster-reactor.js';
 import { FleetReactor } from '../reactors/fleet-reactor.js';
 import { LedgerAuditor } from '../reactors/ledger-audit.js';
+import { PlanExpiry } from '../reactors/plan-expiry.js';
 import { PlanReactor } from '../reactors/plan-reactor.js';
 import { REACTOR_ACTOR } from '../reactors/reaction-context.js';
 import { ReactorRuntime } from '../reactors/reactor-runtime.js';
+import { TimerService } from '../reactors/timers.js';
 import type { ProjectionLease } from '../projections/runtime.js';
 import type { Config } from './config.js';
 
@@ -45,6 +47,8 @@ export interface ReactorDeps {
 
 export interface RunningReactors {
   runtime: ReactorRuntime;
+  /** Durable timers: a reactor registers its owner name with them (before they fire for it) and schedules through it. */
+  timers: TimerService;
   /** The simulated cluster, when this process started one. */
   simulator?: ClusterSimulator;
   stop(): Promise<void>;
@@ -80,6 +84,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
   const runtime = new ReactorRuntime(deps.db.knex, deps.store, { logger, lease: deps.lease, ...(deps.metrics ? { registry: deps.metrics } : {}) });
   const drivers = new Map<string, ClusterDriver>();
   const deploymentCommands = new DeploymentCommands(handler, deps.clock, deps.policy);
+  const timers = new TimerService(handler, { logger, ...(deps.metrics ? { registry: deps.metrics } : {}) });
 
   runtime.add(
     new FleetReactor({
@@ -131,6 +136,11 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
     ),
   );
 
+  // Every timer owner registers before the timer service follows the log, so that no firing finds its owner missing.
+  const planExpiry = new PlanExpiry(handler, timers);
+  runtime.add(timers);
+  runtime.add(planExpiry);
+
   runtime.add(
     new LedgerAuditor(
       { handler, policy: deps.policy, clock: deps.clock },
@@ -154,6 +164,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
 
   return {
     runtime,
+    timers,
     ...(simulator ? { simulator } : {}),
     async stop() {
       await runtime.stop();

@@ -11,6 +11,7 @@ import { ledgerAuditEvents } from '../domain/ledger-audit.js';
 import { nodeEvents } from '../domain/node.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
 import { policySetEvents } from '../domain/policy-set.js';
+import { timerEvents } from '../domain/timer.js';
 import { workloadEvents } from '../domain/workload.js';
 import type { Reactor } from './reactor-runtime.js';
 
@@ -55,6 +56,7 @@ export const DOMAIN_EVENT_TYPES: readonly string[] = [
       nodeEvents,
       policyEvents,
       policySetEvents,
+      timerEvents,
       workloadEvents,
     ].flatMap((catalogue): readonly string[] => catalogue.types),
   ),
