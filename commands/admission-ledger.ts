@@ -122,6 +122,19 @@ export class AdmissionLedger {
     };
   }
 
+  /**
+   * Stores a change of the policy set together with `PolicySetChanged` on the ledger, in one atomic append. Every
+   * admission judged against the policy set before it expects the ledger where it was, so its append conflicts and
+   * its command runs again, judged against the new policy set; this process reads the ledger afresh at its next turn.
+   */
+  async storePolicyChange(append: StreamAppend, policySetRevision: number, context: CommandContext): Promise<AppendResult> {
+    const event: LedgerEvent = { type: 'PolicySetChanged', data: { policySetRevision } };
+    const marker = { id: randomUUID(), type: event.type, schemaVersion: ledgerEvents.version(event.type), data: { ...event.data }, metadata: metadataOf(context) };
+    const [, result] = await this.store.appendMany([{ stream: LEDGER_STREAM, events: [marker], expected: 'any' }, append]);
+    this.stale = true;
+    return result!;
+  }
+
   private enqueue(admission: Admission, context: CommandContext, append: StreamAppend): Promise<AppendResult> {
     const event: LedgerEvent = { type: 'ChangeAdmitted', data: admission };
     if (this.queue.length === 0) {

@@ -40,18 +40,19 @@ export class PolicyCommands {
     private readonly clock: Clock,
   ) {}
 
+  // Each change of the policy set is fenced against admissions judged before it (`PolicyEngine.policyChangeGate`).
   async create(policyId: string, policy: PolicyBody, context: CommandContext): Promise<WriteResult> {
-    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'CreatePolicy', policyId, policy }, context);
+    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'CreatePolicy', policyId, policy }, context, this.engine.policyChangeGate(context));
     return { ...result, id: policyId };
   }
 
   async update(policyId: string, patch: PolicyPatchBody, context: CommandContext): Promise<WriteResult> {
-    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'UpdatePolicy', policyId, patch }, context);
+    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'UpdatePolicy', policyId, patch }, context, this.engine.policyChangeGate(context));
     return { ...result, id: policyId };
   }
 
   async delete(policyId: string, context: CommandContext): Promise<WriteResult> {
-    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'DeletePolicy', policyId }, context);
+    const result = await this.handler.execute(policySets, GLOBAL_POLICY_SET, { type: 'DeletePolicy', policyId }, context, this.engine.policyChangeGate(context));
     return { ...result, id: policyId };
   }
 

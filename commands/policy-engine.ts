@@ -8,7 +8,7 @@ import { POLICY_SET_STREAM, policySetDecider, policySetEvents, type PolicySet, t
 import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
 import { hourlyCost, type PriceTable } from '../domain/pricing.js';
 import { AdmissionLedger, type AdmissionTurn, type Folded } from './admission-ledger.js';
-import type { CommandContext, GateVerdict } from './command-handler.js';
+import type { CommandContext, Gate, GateVerdict } from './command-handler.js';
 
 export { LEDGER_STREAM } from '../domain/ledger.js';
 export { POLICY_SET_STREAM } from '../domain/policy-set.js';
@@ -191,6 +191,17 @@ export class PolicyEngine {
       release: turn.release,
       admit: (append) => turn.admit(request.admission, request.context, append),
     };
+  }
+
+  /**
+   * The gate of a command that changes the policy set: its events are stored with a `PolicySetChanged` on the
+   * ledger, so that no admission judged against the policy set before the change is stored after it.
+   */
+  policyChangeGate<Command, Event extends DomainEvent, State>(context: CommandContext): Gate<Command, Event, State> {
+    return async ({ revision, events }) => ({
+      events,
+      admit: (append) => this.admissions.storePolicyChange(append, revision + events.length, context),
+    });
   }
 
   /** $/hour of a footprint on a cluster, by the configured price table. */

@@ -69,6 +69,12 @@ export type Admission = z.infer<typeof admitted>;
 
 export const ledgerEvents = defineEvents({
   ChangeAdmitted: { version: 1, schema: admitted },
+  /**
+   * The policy set changed, stored in the same atomic append as the change: it moves the ledger on, so an admission
+   * judged against the policy set before the change (which expects the ledger where it was) conflicts and is judged
+   * again against the new one. Without it, a change judged just before a freeze was switched on could be stored after.
+   */
+  PolicySetChanged: { version: 1, schema: z.object({ policySetRevision: z.number().int() }) },
   /** The whole state, so loading reads back only to the last snapshot. */
   LedgerSnapshotted: {
     version: 1,
@@ -86,6 +92,7 @@ export type LedgerCommand = { type: 'AdmitChange'; admission: Admission } | { ty
 
 export function evolve(state: Ledger, event: LedgerEvent): Ledger {
   if (event.type === 'LedgerSnapshotted') return structuredClone(event.data) as Ledger;
+  if (event.type === 'PolicySetChanged') return state;
   const admission = event.data;
   const spend = accrue(state, admission.at);
   const placements = { ...state.placements };

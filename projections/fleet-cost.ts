@@ -89,6 +89,7 @@ export const fleetCostProjector: Projector<FleetCostTables> = {
         for (const [id, placed] of Object.entries(e.data.placements)) placements.set(id, placementRow(id, placed, event));
         continue;
       }
+      if (e.type === 'PolicySetChanged') continue;
       const { targetId, placement } = e.data;
       // Absent: the change left the placement as it was (a restart).
       if (placement === undefined) continue;

@@ -9,6 +9,7 @@ import type { CommandContext } from '../../commands/command-handler.js';
 import { fold } from '../../domain/decider.js';
 import { ConcurrencyConflict, type EventStore, type StreamAppend } from '../../domain/event-store.js';
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
+import { rejection } from '../support/rejection.js';
 import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger } from '../../domain/ledger.js';
 
 const context: CommandContext = { correlationId: 'c', causationId: 'c', actor: { id: 'alice', kind: 'user' } };
@@ -149,6 +150,26 @@ describe('admission ledger (PGlite)', function () {
     turn.release();
     (await next).release();
     expect(await store.readStream(LEDGER_STREAM)).to.deep.equal([]);
+  });
+
+  it('given an admission judged before the policy set changed, when the change of the policy set is stored first, then the admission conflicts and stores nothing, and its retry is judged on a fresh ledger', async () => {
+    const ledger = new AdmissionLedger(store);
+    expect(await admitWithin(ledger, 'd-0', 10)).to.equal('admitted');
+    // Judged now, against the policy set as it stands (say, no freeze)…
+    const judgedBefore = await ledger.turn();
+    // …which changes (a freeze switched on) before the admission is stored.
+    const policyChange: StreamAppend = { stream: 'policyset-global', events: [{ id: randomUUID(), type: 'PolicyUpdated', data: { policyId: 'freeze' } }], expected: 'any' };
+    await ledger.storePolicyChange(policyChange, 0, context);
+
+    const error = await rejection(judgedBefore.admit(admission('d-1', 1), context, changeOf('d-1')));
+
+    expect(error).to.be.instanceOf(ConcurrencyConflict);
+    expect((error as ConcurrencyConflict).stream).to.equal(LEDGER_STREAM);
+    expect(await store.readStream('target-d-1'), 'the change was not stored either').to.deep.equal([]);
+    // Its command runs again: the next turn reads the ledger with the policy change, and its append expects it.
+    expect(await admitWithin(ledger, 'd-1', 10)).to.equal('admitted');
+    expect((await store.readStream(LEDGER_STREAM)).map((event) => event.type)).to.deep.equal(['ChangeAdmitted', 'PolicySetChanged', 'ChangeAdmitted']);
+    expect((await store.readStream('policyset-global')).map((event) => event.type)).to.deep.equal(['PolicyUpdated']);
   });
 
   it('given more than 200 admissions in batches, then a snapshot closes the append that crosses 200 and folding from it equals folding everything', async () => {
