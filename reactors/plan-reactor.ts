@@ -247,34 +247,59 @@ export class PlanReactor implements Reactor {
     let target: number | undefined;
     let failedSeenAt: number | undefined;
     for (;;) {
-      const { state } = await handler.loadState(deployments, deploymentId);
-      if (state.status === 'absent') return { ok: false, error: `deployment ${deploymentId} does not exist` };
-      target ??= (await this.revisionWhenWritten(deploymentId, written)) ?? state.currentRevision;
-      // Only what came after the change can settle it.
-      const since = await handler.store.readStream(stream, { from: written.revision + 1 });
-      const failed = rolloutFailedAt(since, target);
-      if (failed) {
-        const { cause } = failed.parsed.data;
-        const undone = since.some((event) => comparePositions(event.position, failed.event.position) > 0 && isClusterReaction(event));
-        if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
-        // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
-        failedSeenAt ??= Date.now();
-        if (Date.now() - failedSeenAt > UNDO_GRACE_MS) return { ok: false, error: `deployment ${deploymentId} failed: ${cause}` };
-      } else if (state.status === 'Deleted') {
-        return { ok: false, error: `deployment ${deploymentId} was deleted` };
-      } else if (state.status === 'Available') {
-        return state.currentRevision === target
-          ? { ok: true, detail: `deployment ${deploymentId} available at revision ${target} with ${state.replicas} replicas` }
-          : { ok: false, error: `deployment ${deploymentId} was changed again (revision ${state.currentRevision}) before revision ${target} settled` };
-      } else if (state.paused && state.status === 'Pending' && HELD_WHILE_PAUSED.has(action.kind)) {
-        // Paused before the cluster reactor took the change up (or by the time a restart took the plan up again).
-        return { ok: false, error: pausedCause(deploymentId) };
+      // Listening before reading: a settling event handled while the reads below are under way wakes the wait after
+      // them, instead of leaving it to the poll.
+      const listening = this.listen(deploymentId);
+      try {
+        const outcome = await this.settledNow(action, written, { target, failedSeenAt, deadline });
+        if ('ok' in outcome) return outcome;
+        ({ target, failedSeenAt } = outcome);
+        await listening.settledOrAfter(Math.min(deadline - Date.now(), this.options.settlePollMs ?? 1000));
+      } finally {
+        listening.stop();
       }
-      const left = deadline - Date.now();
-      if (left <= 0) return { ok: false, error: `deployment ${deploymentId} did not settle within ${Math.round(this.options.actionTimeoutMs / 1000)} s` };
-      await this.wake(deploymentId, Math.min(left, this.options.settlePollMs ?? 1000));
       if (this.signal?.aborted) return { ok: false, error: 'stopped' };
     }
+  }
+
+  /**
+   * Whether the change has settled, judged on the deployment's stream as it is now; if not, what the next look
+   * needs to know (the revision the change made, when a failure was first seen).
+   */
+  private async settledNow(
+    action: Exclude<PlanAction, { kind: 'drain' }>,
+    written: WriteResult,
+    seen: { target: number | undefined; failedSeenAt: number | undefined; deadline: number },
+  ): Promise<Outcome | { target: number; failedSeenAt: number | undefined }> {
+    const { deploymentId } = action;
+    const { handler } = this.deps;
+    const stream = streamOf(deployments, deploymentId);
+    let { target, failedSeenAt } = seen;
+    const { state } = await handler.loadState(deployments, deploymentId);
+    if (state.status === 'absent') return { ok: false, error: `deployment ${deploymentId} does not exist` };
+    target ??= (await this.revisionWhenWritten(deploymentId, written)) ?? state.currentRevision;
+    // Only what came after the change can settle it.
+    const since = await handler.store.readStream(stream, { from: written.revision + 1 });
+    const failed = rolloutFailedAt(since, target);
+    if (failed) {
+      const { cause } = failed.parsed.data;
+      const undone = since.some((event) => comparePositions(event.position, failed.event.position) > 0 && isClusterReaction(event));
+      if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
+      // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
+      failedSeenAt ??= Date.now();
+      if (Date.now() - failedSeenAt > UNDO_GRACE_MS) return { ok: false, error: `deployment ${deploymentId} failed: ${cause}` };
+    } else if (state.status === 'Deleted') {
+      return { ok: false, error: `deployment ${deploymentId} was deleted` };
+    } else if (state.status === 'Available') {
+      return state.currentRevision === target
+        ? { ok: true, detail: `deployment ${deploymentId} available at revision ${target} with ${state.replicas} replicas` }
+        : { ok: false, error: `deployment ${deploymentId} was changed again (revision ${state.currentRevision}) before revision ${target} settled` };
+    } else if (state.paused && state.status === 'Pending' && HELD_WHILE_PAUSED.has(action.kind)) {
+      // Paused before the cluster reactor took the change up (or by the time a restart took the plan up again).
+      return { ok: false, error: pausedCause(deploymentId) };
+    }
+    if (seen.deadline - Date.now() <= 0) return { ok: false, error: `deployment ${deploymentId} did not settle within ${Math.round(this.options.actionTimeoutMs / 1000)} s` };
+    return { target, failedSeenAt };
   }
 
   /**
@@ -317,20 +342,27 @@ export class PlanReactor implements Reactor {
     return { ok: true, detail: `node ${action.node} drained: ${report.evicted.length} pod(s) evicted` };
   }
 
-  /** Resolves when the deployment settles something, or after `ms`. */
-  private wake(deploymentId: string, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wakers = this.waiting.get(deploymentId) ?? new Set<() => void>();
-      this.waiting.set(deploymentId, wakers);
-      const done = () => {
+  /**
+   * Listens for the deployment to settle something from now on: `settledOrAfter` resolves once a settling event has
+   * been handled since `listen` (at once if one already was), or after `ms`. `stop` ends the listening.
+   */
+  private listen(deploymentId: string): { settledOrAfter(ms: number): Promise<void>; stop(): void } {
+    const wakers = this.waiting.get(deploymentId) ?? new Set<() => void>();
+    this.waiting.set(deploymentId, wakers);
+    let woken!: () => void;
+    const settled = new Promise<void>((resolve) => (woken = resolve));
+    wakers.add(woken);
+    return {
+      async settledOrAfter(ms) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms))))]);
         clearTimeout(timer);
-        wakers.delete(done);
+      },
+      stop: () => {
+        wakers.delete(woken);
         if (wakers.size === 0 && this.waiting.get(deploymentId) === wakers) this.waiting.delete(deploymentId);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      wakers.add(done);
-    });
+      },
+    };
   }
 }
 

@@ -421,9 +421,11 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
 
     before(async () => {
       // The reactor process goes away while each plan waits on its deployment: a scale of a paused deployment (which
-      // takes a scale, as Kubernetes does), and an update whose pods never become ready, which the cluster gives up
-      // on only at its progress deadline.
+      // takes a scale, as Kubernetes does) that the cluster has not taken yet (its scale requests fail until the new
+      // process runs; once taken, a plan settles at once), and an update whose pods never become ready, which the
+      // cluster gives up on only at its progress deadline.
       const first = await fleet();
+      sim.faults.failNext(10_000, 503, { method: 'PATCH', path: new RegExp(`/deployments/${first.name}/scale$`) });
       const second = await fleet();
       const patched = await api.request('patch', `/workloads/${second.workloadId}`, { body: { image: NEVER_READY_IMAGE } });
       expect(patched.status, JSON.stringify(patched.body)).to.equal(202);
@@ -463,6 +465,7 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
     after(async () => feed?.stop());
 
     it('resumes both plans: the scale completes once, the update that was rolled back meanwhile ends RolledBack', async () => {
+      sim.faults.clear();
       sim.faults.neverReady(/never-ready/);
       expect((await api.request('post', `/deployments/${scaling.deploymentId}/resume`)).status).to.equal(202);
       // While no plan reactor runs, both rollouts play out: the update fails on its deadline and is rolled back.
