@@ -47,6 +47,15 @@ export class Guardrails {
     }
   }
 
+  /**
+   * A plan event on its way to InfraMind: a plan that ended lets go of its targets now, no later than InfraMind
+   * hears of it (the plan streams followed for `follow` may come round later), so that a plan proposed on the outcome
+   * is not refused as in flight. Only releases: a replay to a resuming InfraMind must not hold old plans again.
+   */
+  ended(event: RecordedEvent): void {
+    if (ENDED.has(event.type)) this.follow(event);
+  }
+
   /** An accepted plan holds its targets at once, ahead of its events coming round on the plan streams. */
   hold(planId: string, actions: readonly PlanAction[]): void {
     for (const target of actions.map(targetKey)) this.inFlight.set(target, (this.inFlight.get(target) ?? new Set()).add(planId));

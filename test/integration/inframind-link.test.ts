@@ -591,8 +591,13 @@ for (const backend of backends) describe(`InfraMind link over gRPC on ${backend.
 
       const cancelled = await api.request('post', `/action-plans/${first.ack.planId}/cancel`, { as: 'operator', body: { reason: 'make room' } });
       expect(cancelled.status).to.equal(202);
-      // The guardrails learn of the cancellation from the plan streams; until then a new plan is refused (and recorded).
-      await eventually('a plan for the cluster is accepted again', () => submitted(connection, [{ drain: { clusterId: cluster, node: 'node-3' } }]), ({ ack }) => ack.verdict === 'ACCEPTED', 20_000);
+      // Once InfraMind hears that the plan ended, a plan proposed on that news is not refused as in flight.
+      for (;;) {
+        const { event } = await nextOf(connection, 'event');
+        connection.send({ ack: { position: event.position } });
+        if (event.type === 'ActionPlanCancelled' && event.stream === `plan-${first.ack.planId}`) break;
+      }
+      expect((await submitted(connection, [{ drain: { clusterId: cluster, node: 'node-3' } }])).ack.verdict).to.equal('ACCEPTED');
     });
 
     it('refuses plans beyond the rate, and takes them again a minute later', async () => {
