@@ -19,9 +19,15 @@ export interface HealthSource {
   health(deploymentId: string): Promise<PolicyInputs['health']>;
 }
 
+/** Where each judgement is counted (Prometheus in the app). */
+export interface DecisionMetrics {
+  decided(command: string, verdict: 'allow' | 'deny'): void;
+}
+
 export interface PolicyEngineOptions {
   prices: PriceTable;
   health: HealthSource;
+  metrics?: DecisionMetrics;
 }
 
 /** A change to judge, with what the handler knows beyond the change itself. */
@@ -146,6 +152,7 @@ export class PolicyEngine {
       });
     }
     const verdict = evaluations.some((e) => e.verdict === 'deny') ? 'deny' : 'allow';
+    this.options.metrics?.decided(command, verdict);
     const decision: PolicyDecision = JSON.parse(
       JSON.stringify({
         command,

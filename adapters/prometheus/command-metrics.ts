@@ -1,6 +1,8 @@
-// Prometheus series for the write side: commands by type and outcome, their latency, and conflict retries.
+// Prometheus series for the write side: commands by type and outcome, their latency, conflict retries, and policy
+// decisions by command and verdict.
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { CommandMetrics } from '../../commands/command-handler.js';
+import type { DecisionMetrics } from '../../commands/policy-engine.js';
 
 export function prometheusCommandMetrics(registry: Registry): CommandMetrics {
   const commands = new Counter({
@@ -29,6 +31,20 @@ export function prometheusCommandMetrics(registry: Registry): CommandMetrics {
     },
     conflictRetried(command) {
       retries.inc({ command });
+    },
+  };
+}
+
+export function prometheusDecisionMetrics(registry: Registry): DecisionMetrics {
+  const decisions = new Counter({
+    name: 'sentinel_policy_decisions_total',
+    help: 'Policy judgements by the command judged (RecordRolledBack: an automatic rollback; RecordDrift: a scale by hand adopted) and verdict',
+    labelNames: ['command', 'verdict'],
+    registers: [registry],
+  });
+  return {
+    decided(command, verdict) {
+      decisions.inc({ command, verdict });
     },
   };
 }
