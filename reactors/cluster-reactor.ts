@@ -1,25 +1,21 @@
 // Drives one cluster: applies each deployment change, follows the rollout through a watch, rolls a failed rollout
 // back to the last revision that became available, and puts right (or adopts) what others change by hand.
-import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { clusters, deployments } from '../commands/aggregates.js';
 import type { CommandContext, CommandHandler, Gate } from '../commands/command-handler.js';
 import { PolicyViolation } from '../domain/decider.js';
+import type { ClusterCommand } from '../domain/cluster.js';
 import {
-  automaticRollbackTarget,
+  deploymentEvents,
   type Deployment,
   type DeploymentCommand,
+  type DeploymentEvent,
   type DriftDifference,
   type PlacedDeployment,
 } from '../domain/deployment.js';
-import type { ClusterCommand } from '../domain/cluster.js';
-import { deploymentEvents, type DeploymentEvent } from '../domain/deployment.js';
 import type { RecordedEvent } from '../domain/event-store.js';
-import { cpuMillicores, memoryBytes } from '../domain/quantity.js';
-import type { WorkloadSpec } from '../domain/workload.js';
 import {
   ClusterError,
-  desiredTemplate,
   type ClusterDriver,
   type ConnectionReport,
   type DesiredWorkload,
@@ -27,11 +23,19 @@ import {
   type ManagedChange,
   type ManagedWatch,
   type ObjectRef,
-  type RolloutStatus,
 } from './cluster-driver.js';
 import { reactionTo, reactionToObservation, reportBy } from './reaction-context.js';
 import { retrying } from '../adapters/retry.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
+import {
+  countChangedByHand,
+  desiredOf,
+  driftOnCluster,
+  driftResolution,
+  healthChange,
+  judgeObservation,
+  type RolloutStep,
+} from './reconcile.js';
 
 /** Deployment events that change what should run; each is answered by applying the deployment's current state. */
 export const DEPLOYMENT_CHANGES = [
@@ -46,8 +50,6 @@ export const DEPLOYMENT_CHANGES = [
   'DeploymentRolledBack',
 ] as const;
 const CHANGES: ReadonlySet<string> = new Set(DEPLOYMENT_CHANGES);
-/** The drift of an object that was deleted by hand. */
-const ABSENT: DriftDifference[] = [{ field: 'object', expected: 'present', actual: 'absent' }];
 
 /** Judges what a cluster did on its own and admits it to the ledger (`DeploymentCommands.judgedObservation`). */
 export type ObservedChangeGate = (
@@ -176,6 +178,14 @@ export class ClusterReactor implements Reactor {
       this.resyncing = undefined;
     });
     return this.resyncing;
+  }
+
+  /**
+   * Resolves once nothing is queued: every observation handed over so far, and every look after a change, has been
+   * judged and carried out (what the watch shows meanwhile included). Tests wait on this rather than on time.
+   */
+  async idle(): Promise<void> {
+    while (this.queues.size > 0) await Promise.allSettled([...this.queues.values()]);
   }
 
   /** One deployment as recorded against the object on the cluster: what is missing is put back, the rest is observed. */
@@ -320,161 +330,134 @@ export class ClusterReactor implements Reactor {
     }
   }
 
+  /** Judges what the watch showed (`judgeObservation`) and carries the judgement out on the cluster and the ledger. */
   private async observe(change: ManagedChange): Promise<void> {
-    const live = change.workload;
-    const { state, revision } = await this.handler.loadState(deployments, live.deploymentId);
-    if (state.status === 'absent' || state.clusterId !== this.clusterId || state.status === 'Deleted') return;
-    // A paused deployment is followed only through a scale of it: Kubernetes scales a paused Deployment, so a count
-    // changed by hand is put back (or adopted) at once, as for any deployment, whatever change waits for the resume.
-    // The rest of its drift and its health wait for the resume, which applies everything that waited (a restart or a
-    // reschedule asked for meanwhile would otherwise read as drift and be rolled out).
-    if (state.paused && state.status !== 'Progressing') {
-      if (change.type !== 'DELETED') await this.scaledByHand(state, live);
-      return;
-    }
+    const seen = change.workload;
+    const { state, revision } = await this.handler.loadState(deployments, seen.deploymentId);
+    if (state.status === 'absent' || state.clusterId !== this.clusterId) return;
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
-    // Another revision on the cluster: an older one still visible, or a newer one is being applied right now.
-    if (live.revision !== desired.revision && change.type !== 'DELETED') return;
-
-    switch (state.status) {
-      case 'Pending':
-      case 'Applying':
-      case 'RolledBack':
-        // A change is on its way to the cluster, or the rollout is over and being undone: nothing to judge yet.
+    const judgement = judgeObservation(state, desired, change);
+    switch (judgement.kind) {
+      case 'ignore':
         return;
-      case 'Failed':
-        // A failed rollout stays as it is until the next change (its automatic rollback refused, or none to go back
-        // to), but not a count changed by hand: pods the ledger does not hold are put back (or adopted) at once.
-        if (change.type !== 'DELETED') await this.scaledByHand(state, live);
+      case 'scaledByHand':
+        await this.scaledByHand(state, desired, seen, judgement.asDrift);
         return;
-      case 'Progressing': {
-        if (change.type === 'DELETED') return;
+      case 'followRollout': {
         const rollout = await this.handler.latestOf(deployments, state.id, CHANGES, revision);
         if (!rollout) throw new Error(`deployment ${state.id} is progressing but its stream holds no change that started it`);
-        await this.followRollout(state, desired, live, rollout);
+        await this.followRollout(state, desired, judgement.step, rollout);
         return;
       }
-      case 'Available':
-      case 'Degraded': {
-        const differences = change.type === 'DELETED' ? ABSENT : driftBetween(desired, live);
-        if (differences.length > 0) await this.drifted(state, desired, live);
-        else await this.followHealth(state, live);
+      case 'drift':
+        await this.drifted(state, desired, seen);
         return;
-      }
+      case 'health':
+        await this.followHealth(state, seen);
+        return;
     }
   }
 
   /**
-   * A rollout in progress, started by the change `rollout`: record how far it got, that it became available, or
-   * that it failed (and roll back).
+   * A rollout in progress, started by the change `rollout`, took `step`: record how far it got, that it became
+   * available, or that it failed (and roll back).
    */
-  private async followRollout(state: PlacedDeployment, desired: DesiredWorkload, live: LiveWorkload, rollout: RecordedEvent): Promise<void> {
-    // Until the controller has seen this generation, the status (a failed condition included) is about the spec
-    // before it: a rolled-back revision would otherwise fail on the condition that made it roll back.
-    if (live.rollout.observedGeneration < live.generation) return;
+  private async followRollout(state: PlacedDeployment, desired: DesiredWorkload, step: RolloutStep, rollout: RecordedEvent): Promise<void> {
     const { id: deploymentId } = state;
     const { revision } = desired;
     // A scale or a restart rolls out again at the same revision: the change that started the rollout tells one
     // rollout's outcomes from another's, so the ids they are recorded under do not collide.
     const key = `${deploymentId}/${revision}/${rollout.id}`;
-    const observed = (step: string) => reactionToObservation(this.name, `${key}/${step}`, rollout.metadata.correlationId);
-    const failure = rolloutFailure(live.rollout);
-    const { readyReplicas, updatedReplicas } = live.rollout;
-    const progress = () =>
-      this.record({ type: 'RecordRolloutProgress', deploymentId, revision, readyReplicas, updatedReplicas }, observed(`progress/${readyReplicas}/${updatedReplicas}`));
-    if (failure) {
-      // How far it got is recorded with the failure: the replicas that run are shown, not left unknown.
-      await progress();
-      // A revision that became available before is recorded Degraded, not Failed: a scale it cannot place is no
-      // reason to go back. An automatic rollback that fails too stays Failed: going back again would only loop.
-      await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause: failure }, observed('failed'));
-      const target = automaticRollbackTarget(state);
-      if (!target) {
-        this.options.logger.warn({ deploymentId, revision, cause: failure }, 'rollout did not complete and is not rolled back automatically; left as it is');
-        return;
-      }
-      try {
-        await this.record(
-          { type: 'RecordRolledBack', deploymentId, revision, toRevision: target.revision, cause: failure },
-          observed('rolled-back'),
-          'rollback',
-        );
-      } catch (error) {
-        if (!(error instanceof PolicyViolation)) throw error;
-        // Going back to a larger footprint, or inside a freeze, is a change like any other: refused, the deployment
-        // stays Failed with its cause, and the refusal is recorded on its stream.
-        this.options.logger.error({ deploymentId, revision, toRevision: target.revision, err: error.message }, 'automatic rollback refused by policy; the deployment stays Failed');
-      }
+    const observed = (name: string) => reactionToObservation(this.name, `${key}/${name}`, rollout.metadata.correlationId);
+    if (step.outcome === 'available') {
+      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas: step.readyReplicas }, observed('available'), 'settled');
       return;
     }
-    if (isComplete(live, desired.replicas)) {
-      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, observed('available'), 'settled');
+    // How far it got is recorded with a failure too: the replicas that run are shown, not left unknown.
+    const { readyReplicas, updatedReplicas } = step;
+    await this.record(
+      { type: 'RecordRolloutProgress', deploymentId, revision, readyReplicas, updatedReplicas },
+      observed(`progress/${readyReplicas}/${updatedReplicas}`),
+    );
+    if (step.outcome === 'progressing') return;
+
+    const { cause, rollbackTo } = step;
+    // A revision that became available before is recorded Degraded, not Failed: a scale it cannot place is no
+    // reason to go back. An automatic rollback that fails too stays Failed: going back again would only loop.
+    await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause }, observed('failed'));
+    if (rollbackTo === undefined) {
+      this.options.logger.warn({ deploymentId, revision, cause }, 'rollout did not complete and is not rolled back automatically; left as it is');
       return;
     }
-    await progress();
+    try {
+      await this.record(
+        { type: 'RecordRolledBack', deploymentId, revision, toRevision: rollbackTo, cause },
+        observed('rolled-back'),
+        'rollback',
+      );
+    } catch (error) {
+      if (!(error instanceof PolicyViolation)) throw error;
+      // Going back to a larger footprint, or inside a freeze, is a change like any other: refused, the deployment
+      // stays Failed with its cause, and the refusal is recorded on its stream.
+      this.options.logger.error({ deploymentId, revision, toRevision: rollbackTo, err: error.message }, 'automatic rollback refused by policy; the deployment stays Failed');
+    }
   }
 
   /**
-   * After the rollout: an available deployment that loses pods is degraded, and available again once it has them back.
-   * A watch event can be older than what the deployment was last judged on (the read after an apply sees the object
-   * as it is now while the events of the rollout that led there are still queued), so a change of health is judged
-   * on the object as it is now: a rollout's early steps are not mistaken for pods lost after it.
+   * A settled deployment whose health the watch showed changing. A watch event can be older than what the deployment
+   * was last judged on (the read after an apply sees the object as it is now while the events of the rollout that
+   * led there are still queued), so the change is judged again on the object as it is now: a rollout's early steps
+   * are not mistaken for pods lost after it.
    */
   private async followHealth(state: PlacedDeployment, seen: LiveWorkload): Promise<void> {
-    if (seen.ref.kind === 'Job') return;
-    const { id: deploymentId, currentRevision: revision } = state;
-    const unavailable = (workload: LiveWorkload) => condition(workload.rollout, 'Available')?.status === 'False';
-    const degrades = state.status === 'Available' && unavailable(seen);
-    const recovers = state.status === 'Degraded' && isComplete(seen, state.replicas);
-    if (!degrades && !recovers) return;
     const live = await this.driver.read(seen.ref);
-    if (!live || live.revision !== revision) return;
-    if (degrades && unavailable(live)) {
-      const available = condition(live.rollout, 'Available')!;
-      const cause = `${available.reason ?? 'Unavailable'}: ${available.message ?? 'fewer pods are ready than the deployment needs'}`;
-      await this.record({ type: 'RecordDegraded', deploymentId, revision, cause }, reactionToObservation(this.name, `${deploymentId}/degraded/${live.resourceVersion}`));
-    } else if (recovers && isComplete(live, state.replicas)) {
-      const { readyReplicas } = live.rollout;
-      await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas }, reactionToObservation(this.name, `${deploymentId}/recovered/${live.resourceVersion}`));
+    const change = live && healthChange(state, live);
+    if (!live || !change) return;
+    const { id: deploymentId, currentRevision: revision } = state;
+    if (change.to === 'Degraded') {
+      await this.record(
+        { type: 'RecordDegraded', deploymentId, revision, cause: change.cause },
+        reactionToObservation(this.name, `${deploymentId}/degraded/${live.resourceVersion}`),
+      );
+    } else {
+      await this.record(
+        { type: 'RecordAvailable', deploymentId, revision, readyReplicas: change.readyReplicas },
+        reactionToObservation(this.name, `${deploymentId}/recovered/${live.resourceVersion}`),
+      );
     }
   }
 
-  /** Someone changed the object by hand: record it, then put the recorded revision back or accept the change. */
   /**
-   * `seen` is what showed the drift: the object's reference and the version it was seen at, which names the drift
-   * when the object is gone by the time it is read.
+   * Someone changed the object by hand: record it, then put the recorded revision back or accept the change. `seen`
+   * is what showed the drift: the object's reference and the version it was seen at, which names the drift when the
+   * object is gone by the time it is read.
    */
   private async drifted(state: PlacedDeployment, desired: DesiredWorkload, seen: Pick<LiveWorkload, 'ref' | 'resourceVersion'>): Promise<void> {
     // The watch events queued behind the one that showed the drift still show it after it has been put right:
     // judged on the object as it is now, one change by hand is recorded, and reverted, once.
     const live = await this.driver.read(seen.ref);
-    // A newer revision is being applied; the rollout that follows judges it.
-    if (live && live.revision !== desired.revision) return;
-    const differences = live ? driftBetween(desired, live) : ABSENT;
+    const differences = driftOnCluster(desired, live);
     if (differences.length === 0) return;
     const observedVersion = live?.resourceVersion ?? seen.resourceVersion;
     const { id: deploymentId, currentRevision: revision } = state;
     const fingerprint = JSON.stringify(differences);
-    // An object deleted by hand is put back whatever the policy: adopting it would leave a deployment that runs nothing.
-    const adopting = state.driftPolicy === 'adopt' && live !== undefined;
-    if (adopting && this.adopted.get(deploymentId) === fingerprint) return;
-    // Adopting a scale by hand changes what the deployment holds: judged and admitted like a scale. Refused, the
-    // change is put back instead.
-    const judged = adopting && differences.some((difference) => difference.field === 'replicas') ? 'scale' : undefined;
+    const resolved = driftResolution(state.driftPolicy, differences, live !== undefined);
+    if (resolved.resolution === 'adopt' && this.adopted.get(deploymentId) === fingerprint) return;
     try {
       await this.record(
         { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
         reactionToObservation(this.name, `${deploymentId}/drift/${observedVersion}`),
-        judged,
+        resolved.resolution === 'adopt' && resolved.judgedAsScale ? 'scale' : undefined,
       );
     } catch (error) {
       if (!(error instanceof PolicyViolation)) throw error;
+      // An adopted count is judged and admitted like a scale: refused, the change is put back instead.
       this.options.logger.warn({ deploymentId, revision, differences, err: error.message }, 'a scale by hand may not be adopted under the policies; put back');
       this.adopted.delete(deploymentId);
       await this.driver.apply(desired);
       return;
     }
-    if (adopting) {
+    if (resolved.resolution === 'adopt') {
       this.adopted.set(deploymentId, fingerprint);
       return;
     }
@@ -485,22 +468,21 @@ export class ClusterReactor implements Reactor {
   /**
    * A paused or failed deployment whose replica count someone changed by hand: only the count is put back, or
    * adopted, whatever revision the object runs (a paused one may still run the revision before a change that waits).
+   * `asDrift`: the deployment is settled, and the count is recorded as drift, adopted or put back by its policy.
    */
-  private async scaledByHand(state: PlacedDeployment, seen: LiveWorkload): Promise<void> {
-    const desired = desiredOf(state, this.options.progressDeadlineSeconds);
-    if (seen.replicas === undefined || seen.replicas === desired.replicas) return;
+  private async scaledByHand(state: PlacedDeployment, desired: DesiredWorkload, seen: LiveWorkload, asDrift: boolean): Promise<void> {
     // Judged on the object as it is now, as any drift is: the events queued behind this one still show the hand's count.
     const live = await this.driver.read(seen.ref);
-    if (!live || live.replicas === undefined || live.replicas === desired.replicas) return;
+    const difference = live && countChangedByHand(desired, live);
+    if (!live || !difference) return;
     const { id: deploymentId } = state;
-    const differences: DriftDifference[] = [{ field: 'replicas', expected: desired.replicas, actual: live.replicas }];
-    if (state.status !== 'Available' && state.status !== 'Degraded') {
-      // A change waiting for the resume, or a failed rollout: no settled count to record a drift of, or to adopt.
+    const differences: DriftDifference[] = [difference];
+    if (!asDrift) {
       this.options.logger.warn({ deploymentId, status: state.status, differences }, 'a count changed by hand while the deployment is not settled; put back');
       await this.driver.scale(live.ref, desired.replicas);
       return;
     }
-    let adopted = state.driftPolicy === 'adopt';
+    let adopted = driftResolution(state.driftPolicy, differences, true).resolution === 'adopt';
     try {
       await this.record(
         { type: 'RecordDrift', deploymentId, revision: desired.revision, differences, observedVersion: live.resourceVersion },
@@ -550,70 +532,6 @@ export class ClusterReactor implements Reactor {
       as === 'settled' ? this.options.settled?.(command.deploymentId, context) : as ? this.options.judged?.(as, command.deploymentId, context) : undefined;
     await this.handler.execute(deployments, command.deploymentId, command, context, gate);
   }
-}
-
-/** What the deployment's current revision asks the cluster to run. */
-export function desiredOf(state: PlacedDeployment, progressDeadlineSeconds: number): DesiredWorkload {
-  const current = state.revisions[state.currentRevision]!;
-  return {
-    deploymentId: state.id,
-    revision: state.currentRevision,
-    // Snapshotted from the workload when the revision was made, where it was validated.
-    spec: current.spec as unknown as WorkloadSpec,
-    replicas: state.replicas,
-    strategy: current.strategy,
-    ...(state.restartedAt ? { restartedAt: state.restartedAt } : {}),
-    ...(state.nodeSelector && Object.keys(state.nodeSelector).length > 0 ? { nodeSelector: state.nodeSelector } : {}),
-    progressDeadlineSeconds,
-  };
-}
-
-/** Why the rollout cannot succeed as it stands, in the cluster's words; undefined while it may still. */
-export function rolloutFailure(rollout: RolloutStatus): string | undefined {
-  const progressing = condition(rollout, 'Progressing');
-  if (progressing?.status === 'False' && progressing.reason === 'ProgressDeadlineExceeded') {
-    return `ProgressDeadlineExceeded: ${progressing.message ?? 'the rollout made no progress within its deadline'}`;
-  }
-  const replicaFailure = condition(rollout, 'ReplicaFailure');
-  if (replicaFailure?.status === 'True') {
-    return `${replicaFailure.reason ?? 'ReplicaFailure'}: ${replicaFailure.message ?? 'pods could not be created'}`;
-  }
-  return undefined;
-}
-
-function condition(rollout: RolloutStatus, type: string) {
-  return rollout.conditions.find((c) => c.type === type);
-}
-
-/** The controller has seen this generation and every replica runs it and is ready. */
-function isComplete(live: LiveWorkload, replicas: number): boolean {
-  const { rollout } = live;
-  return (
-    rollout.observedGeneration >= live.generation &&
-    rollout.updatedReplicas >= replicas &&
-    rollout.readyReplicas >= replicas &&
-    rollout.replicas <= Math.max(replicas, rollout.updatedReplicas)
-  );
-}
-
-/** The fields where the cluster's object differs from the recorded revision; quantities compare by value. */
-export function driftBetween(desired: DesiredWorkload, live: LiveWorkload): DriftDifference[] {
-  const expected = desiredTemplate(desired);
-  const actual = live.template;
-  const differences: DriftDifference[] = [];
-  const compare = (field: string, want: unknown, have: unknown, same = isDeepStrictEqual(want, have)) => {
-    if (!same) differences.push({ field, expected: want ?? null, actual: have ?? null });
-  };
-  if (live.replicas !== undefined) compare('replicas', desired.replicas, live.replicas);
-  compare('image', expected.image, actual.image);
-  compare('command', expected.command, actual.command);
-  compare('args', expected.args, actual.args);
-  compare('env', expected.env, actual.env);
-  compare('cpu', expected.cpu, actual.cpu, cpuMillicores(expected.cpu) === cpuMillicores(actual.cpu));
-  compare('memory', expected.memory, actual.memory, memoryBytes(expected.memory) === memoryBytes(actual.memory));
-  compare('gpus', expected.gpus, actual.gpus);
-  compare('nodeSelector', expected.nodeSelector, actual.nodeSelector);
-  return differences;
 }
 
 /** A deployment event as the domain defines it now: parsed, and upcast from the version it was stored at. */
