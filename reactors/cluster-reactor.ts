@@ -275,9 +275,13 @@ export class ClusterReactor implements Reactor {
     // revision waiting for the resume included, as the ledger holds the deployment (`heldFootprint`): told count,
     // running revision.
     if (!live) return;
-    await this.record({ type: 'RecordApplying', deploymentId, revision }, reactionTo(this.name, event, 'applying'));
+    // A revision that waits for the resume is not being rolled out: only the count of the one that runs changes, and
+    // the deployment stays Pending on the waiting one (recording it Applying would have it followed as a rollout).
+    const waiting = live.revision !== revision;
+    if (!waiting) await this.record({ type: 'RecordApplying', deploymentId, revision }, reactionTo(this.name, event, 'applying'));
     const result = await this.driver.scale(ref, replicas);
     if (!result.scaled) this.options.logger.warn({ deploymentId, replicas, detail: result.detail }, 'the paused deployment was not scaled');
+    if (waiting) return;
     await this.record({ type: 'RecordApplied', deploymentId, revision }, reactionTo(this.name, event, 'applied'));
     this.lookAgain(deploymentId, ref);
   }

@@ -190,6 +190,22 @@ describe('cluster reactor on a fake cluster', () => {
     expect(await typesOf(id)).to.not.include('DriftDetected');
   });
 
+  it('given a paused deployment with a new image waiting for the resume, when it is scaled, then the revision it runs is scaled, it stays Pending, and a count changed by hand after is still put back', async () => {
+    const spec = workloadSpec(`paused-scale-${++names}`);
+    const { id, ref } = await available(spec);
+    await execute({ type: 'PauseDeployment', deploymentId: id });
+    await execute({ type: 'UpdateDeployment', deploymentId: id, workload: { status: 'active', specRevision: 2, spec: { ...spec, image: IMAGE_2 } } });
+    await handleLatestChange(id);
+
+    await execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 1, cluster: { status: 'active' } });
+    await handleLatestChange(id);
+
+    expect(driver.object(ref)).to.deep.include({ revision: 1, replicas: 1 });
+    expect((await handler.loadState(deployments, id)).state).to.deep.include({ status: 'Pending', paused: true, replicas: 1 });
+    await when(() => driver.changeByHand(ref, { replicas: 6 }));
+    expect(driver.object(ref)).to.deep.include({ revision: 1, replicas: 1 });
+  });
+
   it('given an Available deployment, when its object is deleted by hand, then the drift is recorded and the revision applied again', async () => {
     const { id, ref } = await available(workloadSpec(`deleted-${++names}`));
 
