@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { RecordedEvent } from '../domain/event-store.js';
 import { timestamp } from '../domain/schemas.js';
 import { canonicalJson } from './canonical-json.js';
-import { decodeCursor, encodeCursor, InvalidQuery } from './read-models/query.js';
+import { decodeCursor, encodeCursor, filterText, InvalidQuery } from './read-models/query.js';
 import type { Projector, TableNames } from './projector.js';
 
 export { canonicalJson } from './canonical-json.js';
@@ -403,8 +403,6 @@ export interface AuditPage {
   /** Pass it as `cursor` for the next page; null on the last one. */
   nextCursor: string | null;
 }
-
-const filterText = z.string().min(1, 'a non-empty string').max(1024, 'at most 1024 characters');
 
 const auditQuery = z.strictObject({
   actor: z.union([filterText, z.array(filterText).min(1, 'at least one actor')]).optional(),

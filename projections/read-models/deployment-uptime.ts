@@ -12,7 +12,8 @@ import { deploymentEvents, type DeploymentEvent } from '../../domain/deployment.
 import { WORKLOAD_TYPES } from '../../domain/policy.js';
 import type { TableNames } from '../projector.js';
 import { insertRows, RowBatch, type Row } from '../row-batch.js';
-import { acceptsOf, created, iso, lifecycle, lifecycleColumns, listPage, oneOf, parse, sortable, touched, type Filters, type Lifecycle, type ReadModel } from './query.js';
+import { BY_CREATION, foldRows, lifecycleColumns, parseEach, sortable } from './projecting.js';
+import { acceptsOf, iso, lifecycle, listPage, oneOf, type Filters, type Lifecycle, type ReadModel } from './query.js';
 
 /** The windows, in days, that uptime is reported over. */
 export const UPTIME_WINDOWS_DAYS = [1, 7, 30] as const;
@@ -121,7 +122,6 @@ const uptimeItem = (row: UptimeRow) => ({
 });
 
 const uptimeFilters: Filters = { status: oneOf('status', OBSERVED_STATUSES) };
-const ORDER = ['created_position', 'id'] as const;
 const READ_CHUNK = 500;
 
 /** The readiness events, and the creation that makes a deployment known (with its workload's type). */
@@ -148,8 +148,7 @@ export const deploymentUptime: ReadModel<Tables> = {
         t.text('workload_type');
         t.text('status').notNullable();
         t.timestamp('since', { useTz: true });
-        lifecycleColumns(t);
-        t.unique(['created_position', 'id'], { indexName: `${tables.deployment_uptime}_order_idx` });
+        lifecycleColumns(t, tables.deployment_uptime);
         t.index(['status', 'updated_at'], `${tables.deployment_uptime}_status_idx`);
       });
       await trx.schema.createTable(tables.deployment_status_intervals, (t) => {
@@ -164,33 +163,26 @@ export const deploymentUptime: ReadModel<Tables> = {
       });
     },
     async apply(events, trx, tables) {
-      const parsed = events.map((event) => ({ event, e: parse(deploymentEvents, event) }));
       const rows = new RowBatch(trx, tables.deployment_uptime, ['id']);
-      await rows.load(parsed.map(({ e }) => [e.data.deploymentId]));
       const closed: Row[] = [];
-      for (const { event, e } of parsed) {
-        const id = e.data.deploymentId;
-        if (e.type === 'DeploymentCreated') {
-          rows.insert({ id, workload_type: workloadTypeOf(e.data.spec), status: 'unobserved', since: null, ...created(event) });
-          continue;
-        }
-        const row = rows.get([id]);
+      await foldRows(rows, parseEach(deploymentEvents, events), ({ e }) => e.data.deploymentId, (row, { event, e }, id) => {
+        if (e.type === 'DeploymentCreated') return { workload_type: workloadTypeOf(e.data.spec), status: 'unobserved', since: null };
         const seen = readinessOf(e);
-        if (!row || !seen) continue;
+        if (!row || !seen) return undefined;
         const { next, closed: interval } = observe(observedOf(row as unknown as UptimeRow), seen, event.recordedAt);
-        if (next.status === row['status']) continue;
-        rows.update([id], { status: next.status, since: next.since, ...touched(event) });
+        if (next.status === row['status']) return undefined;
         if (interval) {
           closed.push({ deployment_id: id, status: interval.status, started_at: interval.start, ended_at: interval.end, closed_by: event.revision });
         }
-      }
+        return { status: next.status, since: next.since };
+      });
       await rows.flush();
       await insertRows(trx, tables.deployment_status_intervals, closed);
     },
   },
   filters: Object.keys(uptimeFilters),
   accepts: acceptsOf(uptimeFilters),
-  list: (knex, tables, page) => listPage(knex(tables.deployment_uptime).select('*'), ORDER, uptimeFilters, page, uptimeItem),
+  list: (knex, tables, page) => listPage(knex(tables.deployment_uptime).select('*'), BY_CREATION, uptimeFilters, page, uptimeItem),
   async get(knex, tables, id) {
     const row = (await knex(tables.deployment_uptime).where({ id }).first()) as UptimeRow | undefined;
     return row && uptimeItem(row);

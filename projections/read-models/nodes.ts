@@ -1,25 +1,10 @@
 // The nodes read model: every node an agent reports from, whether it is reporting or silent, its GPUs' conditions
 // and why it is unfit, if it is. The row holds the node's state as the domain folds it (`nodeDecider.evolve`), so
 // the status rules live in one place, the domain; the columns beside it are what lists filter and sort by.
-import { nodeDecider, nodeEvents, type Node } from '../../domain/node.js';
+import { nodeDecider, nodeEvents, type Node, type NodeEvent } from '../../domain/node.js';
 import { RowBatch } from '../row-batch.js';
-import {
-  acceptsOf,
-  created,
-  equals,
-  flag,
-  iso,
-  lifecycle,
-  lifecycleColumns,
-  listPage,
-  oneOf,
-  parse,
-  sortable,
-  touched,
-  type Filters,
-  type Lifecycle,
-  type ReadModel,
-} from './query.js';
+import { BY_CREATION, foldRows, lifecycleColumns, parseEach, sortable, type Parsed } from './projecting.js';
+import { acceptsOf, equals, flag, iso, lifecycle, listPage, oneOf, type Filters, type Lifecycle, type ReadModel } from './query.js';
 
 type KnownNode = Exclude<Node, { status: 'absent' }>;
 
@@ -60,8 +45,6 @@ const nodeFilters: Filters = {
   unfit: flag('unfit'),
 };
 
-const ORDER = ['created_position', 'id'] as const;
-
 export const nodes: ReadModel<'nodes'> = {
   projector: {
     name: 'nodes',
@@ -76,31 +59,24 @@ export const nodes: ReadModel<'nodes'> = {
         t.text('status').notNullable();
         t.boolean('unfit').notNullable();
         t.jsonb('state').notNullable();
-        lifecycleColumns(t);
-        t.unique(['created_position', 'id'], { indexName: `${tables.nodes}_order_idx` });
+        lifecycleColumns(t, tables.nodes);
         t.index(['cluster_id'], `${tables.nodes}_cluster_idx`);
       });
     },
     async apply(events, trx, tables) {
       const rows = new RowBatch(trx, tables.nodes, ['id'], new Set(['state']));
-      const idOf = (stream: string) => stream.slice('node-'.length);
-      await rows.load(events.map((event) => [idOf(event.stream)]));
-      for (const event of events) {
-        const id = idOf(event.stream);
-        const e = parse(nodeEvents, event);
-        const before = rows.get([id])?.['state'] as Node | undefined;
-        const state = nodeDecider.evolve(before ?? nodeDecider.initialState, e);
-        if (state.status === 'absent') continue;
-        const columns = { cluster_id: state.clusterId, node_name: state.nodeName, status: state.status, unfit: state.unfit.length > 0, state };
-        if (before === undefined) rows.insert({ id, ...columns, ...created(event) });
-        else rows.update([id], { ...columns, ...touched(event) });
-      }
+      const idOf = ({ event }: Parsed<NodeEvent>) => event.stream.slice('node-'.length);
+      await foldRows(rows, parseEach(nodeEvents, events), idOf, (row, { e }) => {
+        const state = nodeDecider.evolve((row?.['state'] as Node | undefined) ?? nodeDecider.initialState, e);
+        if (state.status === 'absent') return undefined;
+        return { cluster_id: state.clusterId, node_name: state.nodeName, status: state.status, unfit: state.unfit.length > 0, state };
+      });
       await rows.flush();
     },
   },
   filters: Object.keys(nodeFilters),
   accepts: acceptsOf(nodeFilters),
-  list: (knex, tables, page) => listPage(knex(tables.nodes).select('*'), ORDER, nodeFilters, page, nodeItem),
+  list: (knex, tables, page) => listPage(knex(tables.nodes).select('*'), BY_CREATION, nodeFilters, page, nodeItem),
   async get(knex, tables, id) {
     const row = (await knex(tables.nodes).where({ id }).first()) as NodeRow | undefined;
     return row && nodeItem(row);

@@ -1,9 +1,8 @@
-// What every read model shares: its shape, paging with opaque cursors, filters checked before any SQL is built,
-// and the columns and helpers of rows that follow an aggregate's stream.
+// The query side every list shares, the read models' and the audit trail's: a read model's shape, paging with
+// opaque cursors, the one error for a query that cannot be answered, and filters checked before any SQL is built.
+// What their projectors share is in projecting.ts.
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import type { DomainEvent, EventCatalog } from '../../domain/decider.js';
-import type { RecordedEvent } from '../../domain/event-store.js';
 import { timestamp } from '../../domain/schemas.js';
 import type { Projector, TableNames } from '../projector.js';
 
@@ -177,42 +176,13 @@ export async function listPage<Row>(
   };
 }
 
-// ---- small helpers ------------------------------------------------------------------------------------------
-
-/** jsonb parameters go as JSON text: pg would send a JS array as a PostgreSQL array. */
-export function json(value: unknown): string | null {
-  return value === undefined ? null : JSON.stringify(value);
-}
+// ---- what items show ----------------------------------------------------------------------------------------
 
 export function iso(value: unknown): string | null {
   return value === null || value === undefined ? null : new Date(value as string | Date).toISOString();
 }
 
-export function parse<Event extends DomainEvent>(catalog: EventCatalog<Event>, event: RecordedEvent): Event {
-  return catalog.parse(event.type, event.schemaVersion, event.data);
-}
-
-/** Byte order, not the database locale's: positions and ids sort the same everywhere. */
-export function sortable(table: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
-  return table.specificType(column, 'text collate "C"').notNullable();
-}
-
-/** The columns every aggregate's row has: its place in the log and its stream revision. */
-export function lifecycleColumns(table: Knex.CreateTableBuilder): void {
-  sortable(table, 'created_position');
-  table.integer('revision').notNullable();
-  table.timestamp('created_at', { useTz: true }).notNullable();
-  table.timestamp('updated_at', { useTz: true }).notNullable();
-}
-
-export function created(event: RecordedEvent) {
-  return { created_position: event.position, revision: event.revision, created_at: event.recordedAt, updated_at: event.recordedAt };
-}
-
-export function touched(event: RecordedEvent) {
-  return { revision: event.revision, updated_at: event.recordedAt };
-}
-
+/** The columns every aggregate's row has (see `lifecycleColumns`), as rows are read back. */
 export interface Lifecycle {
   revision: number;
   created_at: Date;
