@@ -30,4 +30,4 @@ EXPOSE 8080 50051 9400
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "--import", "tsx"]
-CMD ["app/main.ts"]
+CMD ["--import", "./app/tracing-preload.ts", "app/main.ts"]

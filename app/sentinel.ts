@@ -16,7 +16,7 @@ import { migrateSentinel, sentinelMigrated } from '../adapters/postgres/schema.j
 import { PostgresSecretStore } from '../adapters/postgres/secret-store.js';
 import { PostgresEventLocator, PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
 import { prometheusAggregateStateMetrics } from '../adapters/prometheus/aggregate-state-metrics.js';
-import { prometheusCommandMetrics } from '../adapters/prometheus/command-metrics.js';
+import { prometheusCommandMetrics, prometheusDecisionMetrics } from '../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
 import { AccessService, type LoginSettings } from '../commands/access.js';
@@ -43,6 +43,7 @@ import { deploymentUptime, uptimeReader } from '../projections/read-models/deplo
 import type { SecretStore } from '../commands/secrets.js';
 import type { EventStore } from '../domain/event-store.js';
 import { checkConfig, type Config, type ConfigFiles } from './config.js';
+import { startTracing } from './tracing.js';
 
 export interface RunningSentinel {
   port: number;
@@ -62,6 +63,9 @@ export interface RunningSentinel {
  */
 export async function startSentinel(config: Config, logger: Logger, checked?: ConfigFiles): Promise<RunningSentinel> {
   const files = checked ?? (await checkConfig(config));
+  // Before the database opens: knex loads pg's client then, which the pg instrumentation patches as it loads.
+  const tracing = await startTracing(config.SENTINEL_ROLE);
+  if (tracing.enabled) logger.info('tracing is on: spans are exported as the OTEL_* variables say');
   const metrics = createMetricsRegistry();
   const db = await openDatabase(config, logger);
   let eventStore: EventStore | undefined;
@@ -128,7 +132,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       logger,
     });
     health.start();
-    const policy = new PolicyEngine(store, { prices: files.prices, health });
+    const policy = new PolicyEngine(store, { prices: files.prices, health, metrics: prometheusDecisionMetrics(metrics) });
     if (roles.has('reactor')) {
       reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger, metrics });
     }
@@ -223,6 +227,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await handler.snapshotsWritten();
         await store.close();
         await db.close();
+        await tracing.flush();
       },
     };
   } catch (error) {

@@ -2,7 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import { setImmediate } from 'node:timers/promises';
 import { retrying } from '../adapters/retry.js';
-import { fold, PolicyViolation, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
+import { activeTraceparent, contextFrom, inSpan, type Span } from '../adapters/tracing.js';
+import { DomainError, fold, PolicyViolation, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
 import {
   AggregateCache,
   InvalidatingEventStore,
@@ -374,12 +375,32 @@ export class CommandHandler {
     context: CommandContext,
     gate?: Gate<CommandOf<A>, EventOf<A>, StateOf<A>>,
   ): Promise<WriteResult> {
+    // The command continues the trace its context names (a request's span, a reaction's), else the one active now;
+    // its events carry the command's own span (see `metadataOf`), which is where whoever handles them continues from.
+    const parent = context.traceparent === undefined ? undefined : contextFrom(context.traceparent);
+    const name = `command ${typeof command === 'function' ? aggregate.category : command.type}`;
+    const attributes = { 'sentinel.stream': streamOf(aggregate, id), 'sentinel.actor': context.actor.id };
+    return inSpan(name, { parent, attributes, failure: (error) => !(error instanceof DomainError) }, (span) =>
+      this.decideAndAppend(aggregate, id, command, context, gate, span),
+    );
+  }
+
+  private async decideAndAppend<A extends AnyAggregate>(
+    aggregate: A,
+    id: string,
+    command: CommandOf<A> | ((state: StateOf<A>) => Promise<CommandOf<A>>),
+    context: CommandContext,
+    gate: Gate<CommandOf<A>, EventOf<A>, StateOf<A>> | undefined,
+    span: Span,
+  ): Promise<WriteResult> {
     type Event = EventOf<A>;
     const started = performance.now();
     const stream = streamOf(aggregate, id);
     let commandType = typeof command === 'function' ? aggregate.category : command.type;
-    const outcome = (result: Parameters<CommandMetrics['observe']>[1]) =>
+    const outcome = (result: Parameters<CommandMetrics['observe']>[1]) => {
+      span.setAttribute('sentinel.command.outcome', result);
       this.options.metrics?.observe(commandType, result, (performance.now() - started) / 1000);
+    };
 
     // The conflict the last attempt met on append: the one failure tried again.
     let conflict: ConcurrencyConflict | DuplicateEventConflict | undefined;
@@ -401,9 +422,11 @@ export class CommandHandler {
         const decided: CommandOf<A> =
           typeof command === 'function' ? await (command as (state: StateOf<A>) => Promise<CommandOf<A>>)(loaded.state) : command;
         commandType = decided.type;
+        span.updateName(`command ${commandType}`);
         events = aggregate.decider.decide(decided, loaded.state) as Event[];
         if (events.length > 0 && gate) {
-          verdict = await gate({ command: decided, state: loaded.state, revision: loaded.revision, events: events as EventOf<A>[] });
+          const decision = { command: decided, state: loaded.state, revision: loaded.revision, events: events as EventOf<A>[] };
+          verdict = await inSpan(`policy ${commandType}`, {}, () => gate(decision));
           events = verdict.events;
         }
       } catch (error) {
@@ -421,7 +444,9 @@ export class CommandHandler {
         const append: StreamAppend = { stream, events: toAppend, expected: loaded.revision === -1 ? 'no_stream' : loaded.revision };
         let result: AppendResult;
         try {
-          result = verdict?.admit ? await verdict.admit(append) : await this.store.append(stream, toAppend, { expected: append.expected });
+          result = await inSpan(`append ${aggregate.category}`, { attributes: { 'sentinel.stream': stream, 'sentinel.events': toAppend.length } }, () =>
+            verdict?.admit ? verdict.admit(append) : this.store.append(stream, toAppend, { expected: append.expected }),
+          );
         } finally {
           verdict?.release?.();
         }
@@ -521,12 +546,17 @@ function envelope(aggregate: AnyAggregate, event: DomainEvent, index: number, co
   };
 }
 
+/**
+ * An event's metadata. Its traceparent is the span it is written in (a command's, or the append's); with tracing
+ * off, none is active and the context's, the caller's own, is carried on unchanged.
+ */
 export function metadataOf(context: CommandContext): EventMetadata {
+  const traceparent = activeTraceparent() ?? context.traceparent;
   return {
     correlationId: context.correlationId,
     causationId: context.causationId,
     actor: context.actor,
-    ...(context.traceparent ? { traceparent: context.traceparent } : {}),
+    ...(traceparent ? { traceparent } : {}),
     ...(context.source ? { source: context.source } : {}),
   };
 }

@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
+import { batchParent, inSpan, linkBatch } from '../adapters/tracing.js';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
 import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
@@ -320,6 +321,19 @@ export class ProjectionRuntime {
    * time it holds the visible horizon of the log back is the time of its writes, not of its reads.
    */
   private async applyBatch(member: Member, events: readonly RecordedEvent[], last: Position): Promise<void> {
+    // A batch that only moves the checkpoint is nobody's work to follow.
+    if (events.length === 0) return this.commitBatch(member, events, last);
+    const traceparents = events.map((event) => event.metadata.traceparent);
+    const attributes = { 'sentinel.projector': member.projector.name, 'sentinel.events': events.length, 'sentinel.position': last };
+    // A rebuild that swapped in a new generation moves the checkpoint: the projector follows it, nothing failed.
+    const failure = (error: unknown) => !(error instanceof CheckpointMoved);
+    await inSpan(`project ${member.projector.name}`, { parent: batchParent(traceparents), attributes, failure }, async (span) => {
+      linkBatch(span, traceparents);
+      await this.commitBatch(member, events, last);
+    });
+  }
+
+  private async commitBatch(member: Member, events: readonly RecordedEvent[], last: Position): Promise<void> {
     const { projector } = member;
     const started = performance.now();
     const from = member.position;

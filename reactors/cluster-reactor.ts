@@ -372,7 +372,7 @@ export class ClusterReactor implements Reactor {
     // A scale or a restart rolls out again at the same revision: the change that started the rollout tells one
     // rollout's outcomes from another's, so the ids they are recorded under do not collide.
     const key = `${deploymentId}/${revision}/${rollout.id}`;
-    const observed = (name: string) => reactionToObservation(this.name, `${key}/${name}`, rollout.metadata.correlationId);
+    const observed = (name: string) => reactionToObservation(this.name, `${key}/${name}`, rollout.metadata.correlationId, rollout.metadata.traceparent);
     if (step.outcome === 'available') {
       await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas: step.readyReplicas }, observed('available'), 'settled');
       return;

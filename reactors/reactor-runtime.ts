@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { backoffDelay, pause, RetryAborted, retrying } from '../adapters/retry.js';
+import { contextFrom, failed, inSpan, SpanKind, type Span } from '../adapters/tracing.js';
 import type { EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
 import type { ProjectionLease } from '../projections/runtime.js';
 import { classifyFailure, PermanentFailure, type FailureKind } from './failures.js';
@@ -299,18 +300,23 @@ export class ReactorRuntime {
    */
   private async react(reactor: Reactor, event: RecordedEvent, signal: AbortSignal): Promise<void> {
     const { logger } = this.options;
-    try {
-      await retrying(() => reactor.handle(event, signal), {
-        backoff: { baseMs: this.options.retryBaseMs ?? 200, maxMs: this.options.retryMaxMs ?? 30_000 },
-        retryable: (error) => classifyFailure(error) === 'transient',
-        signal,
-        onRetry: ({ error, attempt, delayMs }) =>
-          logger.warn({ err: error, reactor: reactor.name, event: event.id, type: event.type, attempt, retryInMs: delayMs }, 'reaction failed; trying again'),
-      });
-    } catch (error) {
-      if (error instanceof RetryAborted || signal.aborted) return;
-      await this.park(reactor, event, error);
-    }
+    await reaction(reactor, event, async (span) => {
+      try {
+        await retrying(() => reactor.handle(event, signal), {
+          backoff: { baseMs: this.options.retryBaseMs ?? 200, maxMs: this.options.retryMaxMs ?? 30_000 },
+          retryable: (error) => classifyFailure(error) === 'transient',
+          signal,
+          onRetry: ({ error, attempt, delayMs }) => {
+            span.addEvent('retry', { attempt, 'retry_in_ms': delayMs, 'error': error instanceof Error ? error.message : String(error) });
+            logger.warn({ err: error, reactor: reactor.name, event: event.id, type: event.type, attempt, retryInMs: delayMs }, 'reaction failed; trying again');
+          },
+        });
+      } catch (error) {
+        if (error instanceof RetryAborted || signal.aborted) return;
+        failed(span, error);
+        await this.park(reactor, event, error);
+      }
+    });
   }
 
   /** Sets the event aside, says so (a bug with its stack), and counts it; a failure to park fails the reactor, which starts again from its checkpoint. */
@@ -359,7 +365,7 @@ export class ReactorRuntime {
       const event = (await this.store.readStream(parked.stream)).find((candidate) => candidate.id === parked.eventId);
       try {
         if (!event) throw new PermanentFailure(`event ${parked.eventId} is no longer in stream ${parked.stream}`);
-        await reactor.handle(event, signal);
+        await reaction(reactor, event, () => reactor.handle(event, signal));
         await this.knex(PARKED).where({ id: parked.id }).delete();
         this.options.logger.info({ reactor: reactor.name, event: parked.eventId, parked: parked.id }, 'parked event handled on retry');
       } catch (error) {
@@ -373,6 +379,24 @@ export class ReactorRuntime {
       }
     }
   }
+}
+
+/**
+ * A reactor's handling of one event, in a span that continues the event's trace: the span of the command that
+ * appended it. What the reaction does (Kubernetes calls, the commands it sends) is traced under it.
+ */
+function reaction(reactor: Reactor, event: RecordedEvent, work: (span: Span) => Promise<void>): Promise<void> {
+  return inSpan(`react ${event.type}`, {
+    kind: SpanKind.CONSUMER,
+    parent: contextFrom(event.metadata.traceparent),
+    attributes: {
+      'sentinel.reactor': reactor.name,
+      'sentinel.event.id': event.id,
+      'sentinel.event.type': event.type,
+      'sentinel.stream': event.stream,
+      'sentinel.position': event.position,
+    },
+  }, work);
 }
 
 /** Every event of these types from the start of the log, page by page: for reactors that resume what the log left open. */

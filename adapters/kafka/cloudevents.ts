@@ -39,7 +39,8 @@ export function cloudEventSource(stream: string): string {
   return `/sentinel/${encodeURIComponent(stream)}`;
 }
 
-export function toEventMessage(event: RecordedEvent): EventMessage {
+/** `traceparent` is the span that publishes the event, a child of the event's own; the event's when not given. */
+export function toEventMessage(event: RecordedEvent, traceparent = event.metadata.traceparent): EventMessage {
   const headers: Record<string, string> = {
     [HEADERS.specversion]: '1.0',
     [HEADERS.id]: event.id,
@@ -50,7 +51,7 @@ export function toEventMessage(event: RecordedEvent): EventMessage {
     [HEADERS.position]: event.position,
     [HEADERS.revision]: String(event.revision),
   };
-  if (typeof event.metadata.traceparent === 'string') headers[HEADERS.traceparent] = event.metadata.traceparent;
+  if (typeof traceparent === 'string') headers[HEADERS.traceparent] = traceparent;
   return { key: event.stream, value: JSON.stringify(event.data), headers, timestamp: String(event.recordedAt.getTime()) };
 }
 

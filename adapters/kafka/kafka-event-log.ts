@@ -3,6 +3,7 @@ import { Partitioners, type Admin, type Kafka, type PartitionMetadata, type Prod
 import type { Logger } from 'pino';
 import type { Position, RecordedEvent } from '../../domain/event-store.js';
 import type { PartitionedEventLog } from '../../reactors/kafka-publisher.js';
+import { currentOr, inSpan, SpanKind, traceparentOf } from '../tracing.js';
 import { toEventMessage } from './cloudevents.js';
 import { createKafka } from './client.js';
 import { parsePartitionName, partitionName, readLastPositions, type PartitionName } from './partition-tails.js';
@@ -59,7 +60,14 @@ export class KafkaEventLog implements PartitionedEventLog {
    */
   async publish(event: RecordedEvent, partition: PartitionName): Promise<void> {
     const { topic, partition: index } = parsePartitionName(partition);
-    await this.connected().producer.send({ topic, acks: -1, messages: [{ ...toEventMessage(event), partition: index }] });
+    const producer = this.connected().producer;
+    // The message's traceparent is this send's span (OpenTelemetry's messaging conventions): a consumer's trace goes
+    // on from the publish, which goes on from the event (through the publisher's reaction to it, when there is one).
+    const span = { kind: SpanKind.PRODUCER, parent: currentOr(event.metadata.traceparent), attributes: sendAttributes(event, topic, index) };
+    await inSpan(`send ${topic}`, span, async (sending) => {
+      const message = toEventMessage(event, traceparentOf(sending));
+      await producer.send({ topic, acks: -1, messages: [{ ...message, partition: index }] });
+    });
   }
 
   /**
@@ -107,4 +115,16 @@ export class KafkaEventLog implements PartitionedEventLog {
     if (partitions.length === 0) throw new Error(`Kafka reports no partitions for topic ${topic}`);
     return [...partitions].sort((a, b) => a.partitionId - b.partitionId);
   }
+}
+
+/** A publish's span attributes, as OpenTelemetry's messaging conventions name them for Kafka. */
+function sendAttributes(event: RecordedEvent, topic: string, partition: number) {
+  return {
+    'messaging.system': 'kafka',
+    'messaging.operation.type': 'send',
+    'messaging.destination.name': topic,
+    'messaging.destination.partition.id': String(partition),
+    'messaging.kafka.message.key': event.stream,
+    'messaging.message.id': event.id,
+  };
 }

@@ -41,6 +41,7 @@ import {
   type WorkloadKind,
 } from '../../reactors/cluster-driver.js';
 import { retrying } from '../retry.js';
+import { inChildSpan, SpanKind } from '../tracing.js';
 import { CredentialsError, kubeConfigFor, type KubeConfigOptions, type SecretLookup } from './kubeconfig.js';
 import { refFor, renderManifest, toLiveWorkload, type WorkloadObject } from './manifests.js';
 import {
@@ -260,9 +261,16 @@ export class KubeClusterDriver implements ClusterDriver {
 
   // ---- helpers ----------------------------------------------------------------------------------------
 
+  /**
+   * One call to the API server, tried again as the policy says. Inside a trace (a reaction's) it is a span named by
+   * its verb, the first word of `what`; the watches' relists, outside any, start no trace of their own.
+   */
   private call<T>(what: string, request: () => Promise<T>, options: Omit<RetryOptions, 'policy'> = {}): Promise<T> {
     if (this.closed) return Promise.reject(closedError());
-    return withRetry(what, request, { policy: this.policy, ...options });
+    const attributes = { 'sentinel.kubernetes.call': what };
+    return inChildSpan(`kubernetes ${what.split(' ', 1)[0]}`, { kind: SpanKind.CLIENT, attributes }, () =>
+      withRetry(what, request, { policy: this.policy, ...options }),
+    );
   }
 
   /** The HorizontalPodAutoscaler that sets the object's replicas, if one does. */

@@ -2,8 +2,10 @@
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Logger } from 'pino';
+import { ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_ROUTE } from '@opentelemetry/semantic-conventions';
 import { bearerChallenge, bearerToken, presentsBearerToken } from '../../adapters/http/bearer.js';
 import { sendProblem } from '../../adapters/http/problem.js';
+import { endServerSpan, startServerSpan, traceparentOf, within, type Span } from '../../adapters/tracing.js';
 import type { Principal } from '../../domain/access.js';
 import { Unauthenticated, type AccessService } from '../access.js';
 import type { CommandContext } from '../command-handler.js';
@@ -69,8 +71,9 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
       res.locals['requestId'] = requestId;
       res.setHeader('X-Request-Id', requestId);
       res.setHeader('X-Correlation-Id', headerMatching(req, 'x-correlation-id', CORRELATION_ID) ?? requestId);
+      const span = requestSpan(req, res, route, requestId);
       try {
-        const principal = route.access === 'public' ? undefined : await authenticate(req, options.access);
+        const principal = route.access === 'public' ? undefined : await within(span, () => authenticate(req, options.access));
         if (principal && route.access !== 'public' && !route.access.includes(principal.role)) {
           throw new Forbidden(`role ${principal.role} may not ${route.summary.toLowerCase()}; it needs one of: ${route.access.join(', ')}`);
         }
@@ -85,7 +88,7 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
     };
 
     const publicBody = route.access === 'public' || route.path.startsWith('/auth/');
-    router[route.method](route.path, guard, publicBody ? publicJson : json, async (req: Request, res: Response) => {
+    const handle = async (req: Request, res: Response) => {
       const principal = res.locals['principal'] as Principal | undefined;
       const requestId = res.locals['requestId'] as string;
       try {
@@ -94,7 +97,8 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
           actor: principal ? { id: principal.id, kind: principal.kind } : { id: 'anonymous', kind: 'user' },
           correlationId: res.getHeader('X-Correlation-Id') as string,
           causationId: requestId,
-          traceparent: headerMatching(req, 'traceparent', TRACEPARENT),
+          // The request's own span: the events it appends continue the caller's trace through it.
+          traceparent: traceparentOf(res.locals['span'] as Span),
           source: 'api',
           ...(res.locals['emergency'] ? { emergency: res.locals['emergency'] as { justification: string } } : {}),
         };
@@ -116,7 +120,9 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
       } catch (error) {
         fail(req, res, error);
       }
-    });
+    };
+    // The body is read between the guard and the handler, outside the request's span: it is made active again here.
+    router[route.method](route.path, guard, publicBody ? publicJson : json, (req: Request, res: Response) => within(res.locals['span'] as Span, () => handle(req, res)));
   }
 
   const fail = (req: Request, res: Response, error: unknown) => {
@@ -139,6 +145,23 @@ export function createCommandRouter(options: CommandRouterOptions): Router {
     sendHttpProblem(res, problem);
   });
   return router;
+}
+
+/**
+ * The request's span, named by its route as OpenTelemetry's HTTP conventions say, and ended with the response. It
+ * continues the caller's `traceparent`.
+ */
+function requestSpan(req: Request, res: Response, route: Route, requestId: string): Span {
+  const path = `${req.baseUrl}${route.path}`;
+  const method = route.method.toUpperCase();
+  const span = startServerSpan(`${method} ${path}`, headerMatching(req, 'traceparent', TRACEPARENT), {
+    [ATTR_HTTP_REQUEST_METHOD]: method,
+    [ATTR_HTTP_ROUTE]: path,
+    'sentinel.request_id': requestId,
+  });
+  res.locals['span'] = span;
+  res.once('close', () => endServerSpan(span, res.statusCode));
+  return span;
 }
 
 /** Runs a route's handler and turns a domain refusal into a reply, so idempotency can keep it. */

@@ -5,11 +5,13 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CallRefused, serviceAccountOf } from '../../adapters/grpc/grpc-common.js';
+import { contextFrom, currentOr, inSpan, SpanKind } from '../../adapters/tracing.js';
 import {
   inframindService,
   type InfraMindHello,
   type InfraMindMessage,
   type LinkEvent,
+  type PlanSubmission,
   type SentinelMessage,
 } from '../../adapters/grpc/inframind-proto.js';
 import type { CommandHandler } from '../../commands/command-handler.js';
@@ -249,11 +251,22 @@ class Session {
     if (message.body === 'hello') return this.onHello(message.hello);
     if (!this.hello || !this.window) throw new StreamEnd(grpc.status.INVALID_ARGUMENT, 'the first message must be a hello');
     if (message.body === 'ack') return this.window.acknowledge(message.ack.position);
-    if (message.body === 'plan') {
-      const ack = await this.context.intake.submit(message.plan, this.principal!);
-      return this.send({ body: 'planAck', planAck: ack });
-    }
+    if (message.body === 'plan') return this.onPlan(message.plan);
     throw new StreamEnd(grpc.status.INVALID_ARGUMENT, 'a message with none of hello, plan, ack set');
+  }
+
+  /**
+   * A plan submission, in a span of its own that the plan's events continue: a child of the `traceparent` InfraMind
+   * sent with the stream's metadata, when it sent one.
+   */
+  private onPlan(plan: PlanSubmission): Promise<void> {
+    const traceparent = this.call.metadata.get('traceparent')[0];
+    const attributes = { 'sentinel.plan.id': plan.planId, 'sentinel.inframind.id': this.hello!.inframindId };
+    return inSpan('inframind plan', { kind: SpanKind.SERVER, parent: currentOr(typeof traceparent === 'string' ? traceparent : undefined), attributes }, async (span) => {
+      const ack = await this.context.intake.submit(plan, this.principal!);
+      span.setAttribute('sentinel.plan.verdict', ack.verdict);
+      await this.send({ body: 'planAck', planAck: ack });
+    });
   }
 
   private async onHello(hello: InfraMindHello): Promise<void> {
@@ -282,13 +295,23 @@ class Session {
         await window.room();
         if (this.ended) return;
         window.sent(event.position);
-        await this.send({ body: 'event', event: toLinkEvent(event) });
-        const outcome = await planOutcome(event, this.context.handler);
-        if (outcome) await this.send({ body: 'outcome', outcome });
+        // A plan that ended lets go of its targets no later than InfraMind hears of it.
+        this.context.guardrails?.ended(event);
+        await this.deliver(event);
       }
     } catch (error) {
       this.end(this.statusOf(error));
     }
+  }
+
+  /** One event down to InfraMind, and the outcome of the plan it ended: in a span that continues the event's trace. */
+  private deliver(event: RecordedEvent): Promise<void> {
+    const attributes = { 'sentinel.event.id': event.id, 'sentinel.event.type': event.type, 'sentinel.inframind.id': this.hello!.inframindId };
+    return inSpan(`inframind send ${event.type}`, { kind: SpanKind.PRODUCER, parent: contextFrom(event.metadata.traceparent), attributes }, async () => {
+      await this.send({ body: 'event', event: toLinkEvent(event) });
+      const outcome = await planOutcome(event, this.context.handler);
+      if (outcome) await this.send({ body: 'outcome', outcome });
+    });
   }
 
   /** Writes one message, waiting while the transport's buffer is full: nothing is queued without bound. */
