@@ -375,6 +375,9 @@ export class ClusterReactor implements Reactor {
     const observed = (name: string) => reactionToObservation(this.name, `${key}/${name}`, rollout.metadata.correlationId, rollout.metadata.traceparent);
     if (step.outcome === 'available') {
       await this.record({ type: 'RecordAvailable', deploymentId, revision, readyReplicas: step.readyReplicas }, observed('available'), 'settled');
+      // What was changed by hand while the rollout ran is judged now, on the object as it is: no further watch event
+      // need come to show it.
+      this.lookAgain(deploymentId, this.driver.refFor(desired));
       return;
     }
     // How far it got is recorded with a failure too: the replicas that run are shown, not left unknown.
@@ -391,6 +394,8 @@ export class ClusterReactor implements Reactor {
     await this.record({ type: 'RecordRolloutFailed', deploymentId, revision, cause }, observed('failed'));
     if (rollbackTo === undefined) {
       this.options.logger.warn({ deploymentId, revision, cause }, 'rollout did not complete and is not rolled back automatically; left as it is');
+      // Left as it is, but not with a count changed by hand while it ran: judged now, as above.
+      this.lookAgain(deploymentId, this.driver.refFor(desired));
       return;
     }
     try {

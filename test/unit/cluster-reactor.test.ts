@@ -165,6 +165,25 @@ describe('cluster reactor on a fake cluster', () => {
     expect((await handler.loadState(deployments, id)).state).to.include({ status: 'Available', currentRevision: 3 });
   });
 
+  it('given a scale rolling out, when the count is changed by hand meanwhile and the rollout then times out, then the deployment is Degraded and the count put back', async () => {
+    const { id, ref } = await available(workloadSpec(`scale-hand-${++names}`));
+    await execute({ type: 'ScaleDeployment', deploymentId: id, replicas: 3, cluster: { status: 'active' } });
+    await handleLatestChange(id);
+    await when(() => driver.changeByHand(ref, { replicas: 6 }));
+
+    await when(() =>
+      driver.progress(ref, {
+        replicas: 6,
+        updatedReplicas: 2,
+        readyReplicas: 2,
+        conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet has timed out progressing.' }],
+      }),
+    );
+
+    expect((await handler.loadState(deployments, id)).state).to.include({ status: 'Degraded', replicas: 3 });
+    expect(driver.object(ref)?.replicas, 'no watch event needed to put it back').to.equal(3);
+  });
+
   it('given a paused deployment, when it is scaled by hand, then the drift is recorded and the count put back with a scale', async () => {
     const { id, ref } = await available(workloadSpec(`paused-${++names}`));
     await execute({ type: 'PauseDeployment', deploymentId: id });
