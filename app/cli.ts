@@ -1,13 +1,17 @@
 #!/usr/bin/env tsx
 // `sentinel`: the command line. Verbs that talk to a running Sentinel over its HTTP API (login, get, describe,
-// scale, …; in app/cli/), and operator commands against the database `npm start` uses — projection status and
-// rebuilds, and the way back in when no admin can log in.
+// scale, …; in app/cli/; and policies impact), and operator commands against the database `npm start` uses —
+// projection status and rebuilds, the bulk replay of recorded decisions, and the way back in when no admin can log in.
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { Knex } from 'knex';
 import { pino, type Logger } from 'pino';
+import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { scryptPasswords } from '../adapters/auth/passwords.js';
 import { PostgresLoginThrottle } from '../adapters/auth/login-throttle.js';
@@ -16,16 +20,22 @@ import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lea
 import type { Database } from '../adapters/postgres/database.js';
 import { sentinelMigrated } from '../adapters/postgres/schema.js';
 import { AccessService, type TokenService } from '../commands/access.js';
+import { decisionWindow, replayDecisions, type DecisionIndex, type DecisionReplay, type DecisionWindow } from '../commands/decision-replay.js';
+import { MAX_IMPACT_LIMIT } from '../commands/policy-impact.js';
 import { USER_ROLES, type UserRole } from '../domain/access.js';
 import { DomainError, RuleViolation } from '../domain/decider.js';
 import type { EventStore } from '../domain/event-store.js';
 import { auditProjector } from '../projections/audit-trail.js';
-import type { Projector } from '../projections/projector.js';
-import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
+import type { Projector, TableNames } from '../projections/projector.js';
+import { encodeCursor, policyDecisions, READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { DEFAULT_DROP_AFTER_MS, DEFAULT_REBUILD_BATCH_SIZE, rebuildProjection, RebuildError, type RebuildProgress } from '../projections/rebuild.js';
 import { LAG_COUNT_LIMIT, ProjectionRuntime, type ProjectionStatus } from '../projections/runtime.js';
 import { listParked, requestRetry, type ParkedEvent } from '../reactors/reactor-runtime.js';
+import { URL_OPTION } from './cli/auth-verbs.js';
 import { Exit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, messageOf } from './cli/exit.js';
+import { ApiClient, serverUrl } from './cli/http-client.js';
+import { readStdin } from './cli/stdin.js';
+import { credentialsFor } from './cli/session.js';
 import { count, table } from './cli/tables.js';
 import { registerApiVerbs } from './cli/verbs.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -303,6 +313,212 @@ async function resetPassword(username: string, options: { role?: UserRole }): Pr
   });
 }
 
+// ---- decisions replay ----------------------------------------------------------------------------------------
+
+interface ReplayOptions {
+  from: string;
+  to: string;
+  policy?: string;
+  json?: boolean;
+}
+
+/** The window of a verb's --from and --to; a bad one is a usage error naming the option. */
+function windowOf(options: { from: string; to: string }): DecisionWindow {
+  try {
+    return decisionWindow(options, '--');
+  } catch (error) {
+    if (error instanceof RuleViolation) throw new Exit(error.errors.map((e) => `${e.path}: ${e.message}`).join('\n'), EXIT_USAGE);
+    throw error;
+  }
+}
+
+/**
+ * Re-runs every decision of the window with its recorded inputs and policy-set revision. On a terminal: a progress
+ * line and a summary; otherwise, or with --json: a JSON line per decision that no longer matches, then a summary line.
+ * Exits 1 when any does not match.
+ */
+async function replay(options: ReplayOptions): Promise<void> {
+  const window = windowOf(options);
+  const forPeople = !options.json && process.stdout.isTTY === true;
+  const summary = await withSentinel(async ({ db, store }) => {
+    const runtime = new ProjectionRuntime(db.knex, store, PROJECTORS, { logger: pino({ level: 'silent' }), lease: inProcessLease });
+    const index = readModelIndex(db.knex, () => runtime.tables(policyDecisions.projector));
+    const progress = replayProgress(process.stderr, forPeople);
+    const started = performance.now();
+    let replayed = 0;
+    let mismatched = 0;
+    try {
+      for await (const result of replayDecisions(store, window, { index, ...(options.policy ? { policy: options.policy } : {}) })) {
+        replayed += 1;
+        if (!result.matches) {
+          mismatched += 1;
+          if (forPeople) progress.above(describeMismatch(result));
+          else process.stdout.write(`${JSON.stringify(result)}\n`);
+        }
+        progress.update(replayed, mismatched);
+      }
+    } finally {
+      progress.done();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      from: options.from,
+      to: options.to,
+      ...(options.policy ? { policy: options.policy } : {}),
+      replayed,
+      matched: replayed - mismatched,
+      mismatched,
+      seconds: Number(seconds.toFixed(3)),
+      decisionsPerSecond: Math.round(replayed / Math.max(seconds, 1e-3)),
+    };
+  });
+  if (forPeople) {
+    process.stdout.write(
+      `replayed ${count(summary.replayed)} decisions in ${summary.seconds.toFixed(1)} s (${count(summary.decisionsPerSecond)}/s): ` +
+        `${count(summary.matched)} match, ${count(summary.mismatched)} do not\n`,
+    );
+  } else {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  }
+  if (summary.mismatched > 0) throw new Exit(`${count(summary.mismatched)} of ${count(summary.replayed)} decisions no longer match their record`, EXIT_FAILURE);
+}
+
+function describeMismatch(result: DecisionReplay): string {
+  const head = `${result.eventId} in ${result.stream} at ${result.at}: recorded ${result.recordedVerdict}, replayed ${result.replayedVerdict}`;
+  const difference = result.difference;
+  if (!difference) return head;
+  const { recorded, replayed } = difference;
+  const policy = recorded ?? replayed;
+  if (!policy) return `${head}; evaluation ${difference.evaluation}: its verdict alone differs`;
+  const outcomes = `${recorded?.outcome ?? 'no result'} → ${replayed?.outcome ?? 'no result'}`;
+  return `${head}; evaluation ${difference.evaluation}: ${policy.name} (${policy.type}) ${outcomes}${replayed ? `: ${replayed.message}` : ''}`;
+}
+
+/** `replaying: 12,345 decisions, 8,120/s, 3 do not match`, redrawn in place on a terminal; nothing elsewhere. */
+function replayProgress(stream: NodeJS.WriteStream, shown: boolean) {
+  const interactive = shown && stream.isTTY === true;
+  const started = performance.now();
+  let drawnAt = 0;
+  let line = '';
+  const draw = () => {
+    stream.write(`\r${line}\x1b[K`);
+    drawnAt = performance.now();
+  };
+  return {
+    update(replayed: number, mismatched: number) {
+      if (!interactive || performance.now() - drawnAt < 100) return;
+      const rate = replayed / Math.max((performance.now() - started) / 1000, 1e-3);
+      line = `replaying: ${count(replayed)} decisions, ${count(Math.round(rate))}/s, ${count(mismatched)} do not match`;
+      draw();
+    },
+    /** A line printed on stdout, with the progress line redrawn under it. */
+    above(text: string) {
+      if (interactive && line) stream.write('\r\x1b[K');
+      process.stdout.write(`${text}\n`);
+      if (interactive && line) draw();
+    },
+    done() {
+      if (interactive && line) stream.write('\r\x1b[K');
+    },
+  };
+}
+
+/**
+ * The policy decisions read model as an index of where decisions lie in the log, so that a replay starts near its
+ * window. Without its tables (a database no projector has run on) there is no index, and the log is read from its start.
+ */
+function readModelIndex(knex: Knex, tables: () => Promise<TableNames<'policy_decisions'>>): DecisionIndex {
+  return {
+    async lastBefore(bound) {
+      const names = await tables();
+      if (!(await knex.schema.hasTable(names.policy_decisions))) return undefined;
+      const page =
+        'at' in bound
+          ? await policyDecisions.list(knex, names, { limit: 1, order: 'desc', filters: { to: bound.at.toISOString() } })
+          : await policyDecisions.list(knex, names, { limit: 1, order: 'desc', cursor: encodeCursor([bound.position], 'desc'), filters: {} });
+      const [last] = page.items as { position: string }[];
+      return last?.position;
+    },
+  };
+}
+
+// ---- policies impact -------------------------------------------------------------------------------------------
+
+interface ImpactOptions {
+  file: string;
+  from: string;
+  to: string;
+  maxDecisions?: number;
+  url?: string;
+  json?: boolean;
+}
+
+const group = z.object({ count: z.number(), eventIds: z.array(z.string()) });
+const outcome = z.object({
+  count: z.number(),
+  decisions: z.array(z.object({ eventId: z.string(), at: z.string(), command: z.string(), rules: z.array(z.object({ name: z.string(), type: z.string(), message: z.string() })) })),
+  byTarget: z.array(group.extend({ target: z.object({ kind: z.string(), id: z.string() }) })),
+  byActor: z.array(group.extend({ actor: z.object({ id: z.string(), kind: z.string() }).nullable() })),
+  byRule: z.array(group.extend({ name: z.string(), type: z.string() })),
+});
+/** What the CLI prints of `POST /policies/impact`; --json prints the whole answer. */
+const impactAnswer = z.looseObject({
+  policy: z.object({ name: z.string(), type: z.string(), mode: z.string(), change: z.string() }),
+  window: z.object({ from: z.string(), to: z.string() }),
+  examined: z.number(),
+  truncated: z.boolean(),
+  newlyRefused: outcome,
+  newlyAllowed: outcome,
+  unchanged: z.object({ count: z.number() }),
+  notJudged: z.object({ count: z.number() }),
+});
+
+/** Asks the running Sentinel what the draft in the file would have decided of the decisions in the window. */
+async function impact(options: ImpactOptions): Promise<void> {
+  const policy = await readDraft(options.file);
+  const server = serverUrl(options.url);
+  const answer = await new ApiClient(server, credentialsFor(server)).request('POST', '/policies/impact', impactAnswer, {
+    body: { policy, from: options.from, to: options.to },
+    query: { maxDecisions: options.maxDecisions },
+  });
+  process.stdout.write(options.json ? `${JSON.stringify(answer, null, 2)}\n` : impactReport(answer));
+}
+
+/** The draft: a policy body, or {id, patch}, as YAML or JSON (YAML reads both), from a file or stdin (`-`). */
+async function readDraft(file: string): Promise<unknown> {
+  const name = file === '-' ? 'stdin' : file;
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (error) {
+    throw new Exit(`cannot read the draft policy from ${name}: ${messageOf(error)}`, EXIT_USAGE);
+  }
+  try {
+    return parseYaml(text) as unknown;
+  } catch (error) {
+    throw new Exit(`the draft policy in ${name} is neither YAML nor JSON: ${messageOf(error).split('\n')[0]}`, EXIT_USAGE);
+  }
+}
+
+function impactReport(answer: z.infer<typeof impactAnswer>): string {
+  const { policy, newlyRefused, newlyAllowed } = answer;
+  const lines = [
+    `${policy.type} policy "${policy.name}" (${policy.mode}, ${policy.change}) against ${count(answer.examined)} decisions from ${answer.window.from} to ${answer.window.to}` +
+      `${answer.truncated ? ' (truncated: the window holds more; raise --max-decisions)' : ''}`,
+    `newly refused: ${count(newlyRefused.count)}, newly allowed: ${count(newlyAllowed.count)}, unchanged: ${count(answer.unchanged.count)}` +
+      `${answer.notJudged.count > 0 ? `, not judged (no count recorded for the rate limit's window): ${count(answer.notJudged.count)}` : ''}`,
+  ];
+  for (const [title, outcome] of [['newly refused', newlyRefused], ['newly allowed', newlyAllowed]] as const) {
+    if (outcome.count === 0) continue;
+    lines.push('', `${title}, by rule:`, table(['POLICY', 'TYPE', 'DECISIONS'], outcome.byRule.map((g) => [g.name, g.type, count(g.count)]), [false, false, true]).trimEnd());
+    lines.push(`by target:`, table(['TARGET', 'DECISIONS'], outcome.byTarget.map((g) => [`${g.target.kind}/${g.target.id}`, count(g.count)]), [false, true]).trimEnd());
+    lines.push(`by actor:`, table(['ACTOR', 'DECISIONS'], outcome.byActor.map((g) => [g.actor ? `${g.actor.kind}/${g.actor.id}` : '-', count(g.count)]), [false, true]).trimEnd());
+    const rows = outcome.decisions.map((d) => [d.eventId, d.at, d.command, d.rules.map((r) => `${r.name}: ${r.message}`).join('; ')]);
+    lines.push(`decisions:`, table(['EVENT', 'AT', 'COMMAND', 'WHY'], rows).trimEnd());
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 // ---- the program -----------------------------------------------------------------------------------------
 
 function integer(min: number) {
@@ -315,8 +531,8 @@ function integer(min: number) {
 
 const program = new Command('sentinel')
   .description(
-    'Use Sentinel from the command line. login, get, describe, scale, rollback, restart, deployment watch and plan talk to a running ' +
-      'Sentinel over its HTTP API (--url or SENTINEL_URL; SENTINEL_TOKEN); projections, reactors and users open its database directly and read ' +
+    'Use Sentinel from the command line. login, get, describe, scale, rollback, restart, deployment watch, plan and policies talk to a running ' +
+      'Sentinel over its HTTP API (--url or SENTINEL_URL; SENTINEL_TOKEN); projections, reactors, decisions and users open its database directly and read ' +
       'the same environment as `npm start` (DATABASE_URL or SENTINEL_DATA_DIR, KURRENTDB_URL).',
   )
   .version(version)
@@ -358,6 +574,35 @@ reactors
   .argument('<id>', 'the id `sentinel reactors parked` shows', integer(1))
   .exitOverride()
   .action(retryParked);
+
+const decisions = program.command('decisions').description('recorded policy decisions: replaying them in bulk').exitOverride();
+
+decisions
+  .command('replay')
+  .description(
+    're-run every decision recorded in a window with its recorded inputs and policy-set revision, and report those that no longer match ' +
+      '(exit code 1 when any does not, 0 when all do)',
+  )
+  .requiredOption('--from <time|position>', 'the start of the window (inclusive): an ISO 8601 date-time or a log position')
+  .requiredOption('--to <time|position>', 'the end of the window (exclusive)')
+  .option('--policy <id|name>', 'only the decisions that evaluated this policy')
+  .option('--json', 'JSON lines even on a terminal: one per decision that does not match, then a summary')
+  .exitOverride()
+  .action(replay);
+
+const policiesCommand = program.command('policies').description('policies: the impact of a draft before it is enabled').exitOverride();
+
+policiesCommand
+  .command('impact')
+  .description('what a draft policy, or a change to one, would have decided of the decisions recorded in a window (admin; asks the running Sentinel)')
+  .requiredOption('-f, --file <path>', 'the draft: a policy body as POST /policies takes it, or {id, patch}; YAML or JSON, - for stdin')
+  .requiredOption('--from <time|position>', 'the start of the window (inclusive): an ISO 8601 date-time or a log position')
+  .requiredOption('--to <time|position>', 'the end of the window (exclusive)')
+  .option('--max-decisions <n>', `decisions judged at most (default 100,000; at most ${count(MAX_IMPACT_LIMIT)})`, integer(1))
+  .option(...URL_OPTION)
+  .option('--json', 'print the whole answer as JSON')
+  .exitOverride()
+  .action(impact);
 
 const users = program.command('users').description('user accounts: recovery when nobody can log in').exitOverride();
 

@@ -1,15 +1,17 @@
 // Policy commands (admin): create, update, enable or disable, delete a policy in the global set; and the
-// read-only uses of the engine: what-if evaluation and replay of a recorded decision.
-import { NotFound } from '../domain/decider.js';
+// read-only uses of the engine: what-if evaluation, replay of a recorded decision, and the impact of a draft policy.
+import { NotFound, RuleViolation } from '../domain/decider.js';
 import type { EventStore } from '../domain/event-store.js';
-import { evaluate, policyEvents, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
+import { policyEvents, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
 import { GLOBAL_POLICY_SET } from '../domain/policy-set.js';
 import type { Change, PolicyBody, PolicyInputs, PolicyPatchBody } from '../domain/policy.js';
 import { policySets } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { CommandContext, CommandHandler, WriteResult } from './command-handler.js';
+import { compareWithRecord, decisionWindow, rerun, type DecisionIndex } from './decision-replay.js';
 import type { FleetFacts } from './fleet-facts.js';
 import type { PolicyEngine } from './policy-engine.js';
+import { DEFAULT_IMPACT_LIMIT, draftFrom, policyImpact, type Impact } from './policy-impact.js';
 import { simulate, type ProposedChange } from './simulated-changes.js';
 
 export interface WhatIf {
@@ -38,6 +40,8 @@ export class PolicyCommands {
     private readonly engine: PolicyEngine,
     private readonly facts: FleetFacts,
     private readonly clock: Clock,
+    /** Where decisions lie in the log, so that an impact run starts near its window; from the start of the log without it. */
+    private readonly decisionIndex?: DecisionIndex,
   ) {}
 
   // Each change of the policy set is fenced against admissions judged before it (`PolicyEngine.policyChangeGate`).
@@ -82,20 +86,32 @@ export class PolicyCommands {
     const found = await this.findDecision(eventId);
     if (!found) throw new NotFound('policy decision', eventId);
     const { decision, stream } = found;
-    const set = await this.engine.policySetAt(decision.policySet.revision);
-    const evaluations = decision.evaluations.map((judged) =>
-      evaluate(set, judged.change as unknown as Change, judged.inputs as unknown as PolicyInputs),
-    );
-    const verdict = evaluations.some((e) => e.verdict === 'deny') ? 'deny' : 'allow';
-    const recorded = { verdict: decision.verdict, evaluations: decision.evaluations.map(({ verdict, results }) => ({ verdict, results })) };
+    const replayed = rerun(await this.engine.policySetAt(decision.policySet.revision), decision);
     return {
       eventId,
       stream,
       policySetRevision: decision.policySet.revision,
-      recorded,
-      replayed: { verdict, evaluations },
-      matches: JSON.stringify(recorded.evaluations) === JSON.stringify(evaluations.map(({ verdict, results }) => ({ verdict, results }))) && verdict === decision.verdict,
+      recorded: { verdict: decision.verdict, evaluations: decision.evaluations.map(({ verdict, results }) => ({ verdict, results })) },
+      replayed,
+      matches: compareWithRecord(decision, replayed).matches,
     };
+  }
+
+  /**
+   * What a draft policy, or a change to an existing one (`{id, patch}`), would have decided of the decisions recorded
+   * in the window `from`–`to`: at most `limit` of them, each judged with its recorded inputs and the draft in its
+   * recorded policy set. Appends nothing; a request that is not valid is a `RuleViolation` naming the field.
+   */
+  async impact(request: { policy?: unknown; from?: unknown; to?: unknown }, limit = DEFAULT_IMPACT_LIMIT): Promise<Impact> {
+    const { state } = await this.engine.policySet();
+    // Both parts are checked before either is refused, so that one answer names every field at fault.
+    const window = checked(() => decisionWindow(request));
+    const draft = checked(() => draftFrom(request.policy, state));
+    const errors = [window, draft].flatMap((part) => (part instanceof RuleViolation ? part.errors : []));
+    if (window instanceof RuleViolation || draft instanceof RuleViolation) {
+      throw new RuleViolation(`the impact request is not valid: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, errors);
+    }
+    return policyImpact(this.store, draft, window, { limit, ...(this.decisionIndex ? { index: this.decisionIndex } : {}) });
   }
 
   /** Until the read side indexes decisions, a decision is found by scanning the log's PolicyEvaluated events. */
@@ -108,5 +124,15 @@ export class PolicyCommands {
       if (page.events.length === 0 || !page.checkpoint || page.checkpoint === after) return undefined;
       after = page.checkpoint;
     }
+  }
+}
+
+/** The value, or the `RuleViolation` that refused it. */
+function checked<T>(parse: () => T): T | RuleViolation {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof RuleViolation) return error;
+    throw error;
   }
 }

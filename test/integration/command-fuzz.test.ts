@@ -145,6 +145,11 @@ const VALID: Record<string, (seed: Seed) => unknown> = {
   'POST /autonomy/pause': () => ({ reason: 'fuzz' }),
   'POST /autonomy/resume': () => ({ reason: 'fuzz' }),
   'POST /policies/evaluate': ({ fleet }) => ({ change: { kind: 'scale', deploymentId: fleet.deploymentId, replicas: 3 } }),
+  'POST /policies/impact': ({ fleet }) => ({
+    policy: { id: fleet.policyId, patch: { mode: 'enforce', parameters: { limits: { replicas: 1 } } } },
+    from: new Date(Date.now() - 3_600_000).toISOString(),
+    to: new Date(Date.now() + 60_000).toISOString(),
+  }),
 };
 
 const ID_OF: Record<string, keyof Fleet> = {

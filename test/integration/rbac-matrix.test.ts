@@ -47,6 +47,7 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'PATCH /policies/:id':              ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'DELETE /policies/:id':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'POST /policies/evaluate':          ['deny',  'deny',  'allow', 'allow', 'allow'],
+  'POST /policies/impact':            ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'POST /autonomy/pause':             ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'POST /autonomy/resume':            ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'GET /policy-decisions/:id/replay': ['deny',  'allow', 'allow', 'allow', 'allow'],
@@ -125,6 +126,11 @@ const BODIES: Record<string, (api: TestApi, caller: Caller) => unknown> = {
   }),
   'PATCH /policies/:id': () => ({ priority: 5 }),
   'POST /policies/evaluate': () => ({ change: { kind: 'restart', deploymentId: randomUUID() } }),
+  'POST /policies/impact': () => ({
+    policy: { name: 'rbac-draft', type: 'quota', mode: 'enforce', parameters: { limits: { replicas: 1 } } },
+    from: '2026-01-01T00:00:00Z',
+    to: '2026-01-02T00:00:00Z',
+  }),
   'POST /autonomy/pause': () => ({ reason: 'rbac matrix' }),
   'POST /autonomy/resume': () => ({ reason: 'rbac matrix' }),
 };
