@@ -4,10 +4,20 @@ export type WakeReason = 'notified' | 'timeout' | 'aborted';
 
 export class ChangeSignal {
   private waiters = new Set<(reason: WakeReason) => void>();
+  private notified = 0;
 
-  /** Resolves on the next `notify()`, after `timeoutMs`, or when `abort` fires, whichever comes first. */
-  wait(timeoutMs: number, abort?: AbortSignal): Promise<WakeReason> {
+  /** How many times `notify()` has been called: taken before a read, it lets `wait` count what came during it. */
+  get notifications(): number {
+    return this.notified;
+  }
+
+  /**
+   * Resolves on the next `notify()`, after `timeoutMs`, or when `abort` fires, whichever comes first; at once
+   * when `notify()` has been called since `notifications` read `since`.
+   */
+  wait(timeoutMs: number, abort?: AbortSignal, since?: number): Promise<WakeReason> {
     if (abort?.aborted) return Promise.resolve('aborted');
+    if (since !== undefined && since !== this.notified) return Promise.resolve('notified');
     return new Promise((resolve) => {
       const finish = (reason: WakeReason) => {
         clearTimeout(timer);
@@ -23,6 +33,7 @@ export class ChangeSignal {
   }
 
   notify(): void {
+    this.notified += 1;
     for (const wake of [...this.waiters]) wake('notified');
   }
 

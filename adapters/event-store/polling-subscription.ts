@@ -11,6 +11,21 @@ export interface PollingOptions {
   batchSize: number;
 }
 
+/** A read of the page after `after`, started before anyone waits for it. */
+interface PageRead {
+  after: string | undefined;
+  page: Promise<ReadAllResult>;
+  /** The signal's count when the read began: a notification since may concern an event the read missed. */
+  notifiedBefore: number;
+}
+
+/**
+ * While the consumer handles one page, the next one is being read: one read ahead, so at most two pages are held.
+ * The read ahead starts from the checkpoint the page in hand returned, exactly where a read after it would start,
+ * so order and the visible horizon hold as they would without it; a read that fails surfaces once the consumer
+ * reaches it. Ending the subscription (close(), or `break` out of the loop) waits for a read in flight, so none is
+ * left running against a store about to close.
+ */
 export function pollingSubscription(
   readAll: (after: string | undefined, limit: number) => Promise<ReadAllResult>,
   signal: ChangeSignal,
@@ -21,25 +36,42 @@ export function pollingSubscription(
   // At most `batchSize` events a read, fewer when they are large: a page is held whole while it is handed out.
   const pages = new PageSize(options.batchSize ?? polling.batchSize);
 
+  function startRead(after: string | undefined): PageRead {
+    const notifiedBefore = signal.notifications;
+    const read: PageRead = { after, page: readAll(after, pages.limit), notifiedBefore };
+    // Its failure is reported when the consumer gets to it; until then it must not count as unhandled.
+    read.page.catch(() => undefined);
+    return read;
+  }
+
   async function* run(): AsyncGenerator<RecordedEvent, void, undefined> {
     let checkpoint = options.after;
     let waitMs = polling.minWaitMs;
-    while (!abort.signal.aborted) {
-      const { events, checkpoint: next } = await readAll(checkpoint, pages.limit);
-      pages.measured(events);
-      const advanced = next !== checkpoint;
-      checkpoint = next ?? checkpoint;
-      for (const event of events) {
-        yield event;
+    let ahead: PageRead | undefined;
+    try {
+      while (!abort.signal.aborted) {
+        const current = ahead ?? startRead(checkpoint);
+        ahead = undefined;
+        const { events, checkpoint: next } = await current.page;
         if (abort.signal.aborted) return;
+        pages.measured(events);
+        checkpoint = next ?? checkpoint;
+        if (checkpoint !== current.after) {
+          // Found events, or a filtered read moved past events that did not match: there may be more.
+          waitMs = polling.minWaitMs;
+          ahead = startRead(checkpoint);
+          for (const event of events) {
+            yield event;
+            if (abort.signal.aborted) return;
+          }
+          continue;
+        }
+        // Nothing new. An append notified since the read began may have missed it: read again at once.
+        const reason = await signal.wait(waitMs, abort.signal, current.notifiedBefore);
+        waitMs = reason === 'notified' ? polling.minWaitMs : Math.min(waitMs * 2, polling.maxWaitMs);
       }
-      if (advanced) {
-        // Found events, or a filtered read moved past events that did not match: there may be more.
-        waitMs = polling.minWaitMs;
-        continue;
-      }
-      const reason = await signal.wait(waitMs, abort.signal);
-      waitMs = reason === 'notified' ? polling.minWaitMs : Math.min(waitMs * 2, polling.maxWaitMs);
+    } finally {
+      await ahead?.page.catch(() => undefined);
     }
   }
 

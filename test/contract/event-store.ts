@@ -507,6 +507,39 @@ export function eventStoreContract(fixture: EventStoreFixture): void {
       expect(new Set(seen.map((e) => e.id)).size).to.equal(150);
     });
 
+    it('a consumer slower than the reads gets every event once, in order, across many pages', async () => {
+      const category = `slow${Date.now().toString(36)}`;
+      const start = (await store().readAll({ limit: 1_000_000 })).checkpoint;
+      for (let i = 0; i < 6; i++) await store().append(`${category}-${i % 3}`, events(40));
+      const subscription = store().subscribe({ after: start, filter: { streamPrefixes: [`${category}-`] }, batchSize: 25 });
+      const got: RecordedEvent[] = [];
+      for await (const event of subscription) {
+        got.push(event);
+        // Slower than a read: whatever the store reads ahead is ready long before it is asked for.
+        if (got.length % 5 === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+        if (got.length === 240) break;
+      }
+      await subscription.close();
+      expect(new Set(got.map((e) => e.id)).size).to.equal(240, 'no event delivered twice');
+      for (let i = 1; i < got.length; i++) expect(comparePositions(got[i - 1]!.position, got[i]!.position)).to.equal(-1);
+      for (let i = 0; i < 3; i++) {
+        expect(got.filter((e) => e.stream === `${category}-${i}`).map((e) => e.revision)).to.deep.equal([...Array(80).keys()]);
+      }
+    });
+
+    it('closed in the middle of a page, close() resolves and the iteration is done', async () => {
+      const category = `close${Date.now().toString(36)}`;
+      const start = (await store().readAll({ limit: 1_000_000 })).checkpoint;
+      await store().append(`${category}-1`, events(60));
+      const subscription = store().subscribe({ after: start, filter: { streamPrefixes: [`${category}-`] }, batchSize: 20 });
+      const iterator = subscription[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      expect(first.done).to.equal(false);
+      // The next page may be on its way now; closing waits for it and hands nothing more out.
+      await subscription.close();
+      expect(await iterator.next()).to.deep.equal({ done: true, value: undefined });
+    });
+
     it('goes live: events appended after it caught up arrive promptly', async () => {
       const category = `live${Date.now().toString(36)}`;
       const start = (await store().readAll({ limit: 1_000_000 })).checkpoint;

@@ -450,21 +450,7 @@ export class PostgresEventStore implements EventStore {
 
     // Stream prefixes only: look at a bounded window of the log and report how far it got, so a read for a
     // rare prefix still moves its checkpoint forward at a bounded cost per call.
-    const rows = await this.db.query<EventRow & { scan_end: boolean }>(
-      `with scanned as materialized (
-         select * from sentinel_events
-          where (tx_id, seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
-          order by tx_id, seq limit $4),
-       matched as (
-         select * from scanned where stream like any($5::text[]) order by tx_id, seq limit $3),
-       last_scanned as (
-         select * from scanned order by tx_id desc, seq desc limit 1)
-       select ${EVENT_COLUMNS}, false as scan_end from matched
-       union all
-       select ${EVENT_COLUMNS}, true as scan_end from last_scanned
-       order by scan_end, tx_id, seq`,
-      [...params, this.scanWindow, prefixes],
-    );
+    const rows = await this.db.query<EventRow & { scan_end: boolean }>(WINDOW_READ_SQL, [...params, this.scanWindow, prefixes]);
     const events = rows.filter((r) => !r.scan_end);
     const scanEnd = rows.find((r) => r.scan_end);
     if (events.length === limit || !scanEnd) return page(events, afterPosition);
@@ -499,6 +485,29 @@ export class PostgresEventStore implements EventStore {
     );
   }
 }
+
+/**
+ * A stream-prefix read: the events matching $5 among the next $4 (the window) after ($1, $2), at most $3, and
+ * the window's last position (`scan_end`) when fewer than $3 matched. Both walk the position index in order and
+ * stop early: the matches as soon as $3 are found, so a prefix most events match reads about what it returns;
+ * the window's end only when it is needed. Only the page itself is held and sorted. The window's size is a
+ * subquery so that the planner, which cannot see its value then, plans for the first rows rather than sorting every
+ * later event to pick the window (what it chose without statistics, and PGlite never gathers any). One statement:
+ * the window and its end are judged against the same visible horizon.
+ */
+const WINDOW_READ_SQL = `
+with scan as not materialized (
+  select id, stream, revision, type, schema_version, data, metadata, recorded_at, tx_id, seq from sentinel_events
+   where (tx_id, seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
+   order by tx_id, seq limit (select $4::integer)),
+matched as (
+  select * from scan where stream like any($5::text[]) order by tx_id, seq limit $3),
+scan_end as (
+  select tx_id, seq from scan where (select count(*) from matched) < $3 order by tx_id desc, seq desc limit 1)
+select ${eventColumns('matched')}, false as scan_end from matched
+union all
+select null, null, null, null, null, null, null, null, tx_id, seq, true from scan_end
+order by scan_end, tx_id, seq`;
 
 /**
  * Counts the events a read from the same place would return, under the same visibility horizon, without
