@@ -290,13 +290,15 @@ export async function runLoopSafety(options: LoopSafetyOptions): Promise<LoopSaf
     clearInterval(watcher);
     watcher = undefined;
 
-    const recorded = await eventStore.readStream(LEDGER_STREAM);
-    const admissions = recorded.flatMap((event) => {
-      if (event.type !== 'ChangeAdmitted') return [];
-      const data = ledgerEvents.parse(event.type, event.schemaVersion, event.data);
-      return data.type === 'ChangeAdmitted' && !data.data.settles ? [{ ...data.data, storedAt: event.recordedAt.getTime() }] : [];
-    });
-    const ledger = fold(ledgerDecider, recorded.map((event) => ledgerEvents.parse(event.type, event.schemaVersion, event.data)));
+    // Read and parsed once: the admissions are checked one by one, and folded for the ledger at rest.
+    const recorded = (await eventStore.readStream(LEDGER_STREAM)).map((event) => ({
+      storedAt: event.recordedAt.getTime(),
+      parsed: ledgerEvents.parse(event.type, event.schemaVersion, event.data),
+    }));
+    const admissions = recorded.flatMap(({ parsed, storedAt }) =>
+      parsed.type === 'ChangeAdmitted' && !parsed.data.settles ? [{ ...parsed.data, storedAt }] : [],
+    );
+    const ledger = fold(ledgerDecider, recorded.map(({ parsed }) => parsed));
 
     const frozen = (at: number) => {
       const last = freezeSwitches.filter((change) => change.at <= at).at(-1);
