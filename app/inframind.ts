@@ -1,7 +1,9 @@
 // Wiring of the inframind role: the gRPC link InfraMind connects to, with the plan intake, its guardrails, the
 // observations it is sent and the fleet cost they carry.
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { Database } from '../adapters/postgres/database.js';
+import { grpcServerMetrics } from '../adapters/prometheus/grpc-metrics.js';
 import type { AccessService } from '../commands/access.js';
 import { ActionPlanCommands } from '../commands/action-plan-commands.js';
 import type { Clock } from '../commands/clock.js';
@@ -27,6 +29,8 @@ export interface InframindDeps {
   access: Pick<AccessService, 'authenticate'>;
   projections: ProjectionRuntime;
   clock: Clock;
+  /** Where the link's gRPC RED metrics go. */
+  metrics: Registry;
   logger: Logger;
 }
 
@@ -46,6 +50,7 @@ export async function startInframind(deps: InframindDeps): Promise<RunningInfram
     authenticate: (token) => deps.access.authenticate(token),
     maxUnacknowledged: config.INFRAMIND_MAX_UNACKED,
     keepaliveMs: config.INFRAMIND_KEEPALIVE_SECONDS * 1000,
+    interceptors: [grpcServerMetrics(deps.metrics)],
     observations: {
       source: new FleetObservations({
         latestSamples: (query) => samples.latestSamples(query),

@@ -16,6 +16,7 @@ import { migrateSentinel, sentinelMigrated } from '../adapters/postgres/schema.j
 import { PostgresSecretStore } from '../adapters/postgres/secret-store.js';
 import { PostgresEventLocator, PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
 import { prometheusAggregateStateMetrics } from '../adapters/prometheus/aggregate-state-metrics.js';
+import { prometheusAuditChainMetrics } from '../adapters/prometheus/audit-chain-metrics.js';
 import { prometheusCommandMetrics, prometheusDecisionMetrics } from '../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../adapters/prometheus/login-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
@@ -26,6 +27,7 @@ import { commandApi } from '../commands/http/api.js';
 import { PolicyEngine } from '../commands/policy-engine.js';
 import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
 import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-metrics.js';
+import { AuditChainMonitor } from '../projections/audit-chain-monitor.js';
 import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
@@ -75,6 +77,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let agents: { stop(): Promise<void> } | undefined;
   let health: ObservedHealthSource | undefined;
   let inframind: RunningInframindLink | undefined;
+  let auditChain: AuditChainMonitor | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -113,6 +116,17 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     if (roles.has('projector')) await projections.start();
     else await projections.prepare();
     runtime = projections;
+    // The api role serves GET /audit/verify, and checks the same chain on a schedule for the AuditChainBroken alert.
+    if (servesApi) {
+      auditChain = new AuditChainMonitor({
+        knex: db.knex,
+        table: async () => (await projections.tables(auditProjector)).audit,
+        metrics: prometheusAuditChainMetrics(metrics),
+        logger: logger.child({ component: 'audit-chain' }),
+        intervalSeconds: AUDIT_CHAIN_CHECK_SECONDS,
+      });
+      auditChain.start();
+    }
 
     const handler = new CommandHandler(store, {
       metrics: prometheusCommandMetrics(metrics),
@@ -140,7 +154,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
     }
     if (roles.has('inframind')) {
-      inframind = await startInframind({ config, db, store, handler, policy, access, projections, clock: systemClock, logger });
+      inframind = await startInframind({ config, db, store, handler, policy, access, projections, clock: systemClock, metrics, logger });
     }
     const simulator = reactors?.simulator;
     if (config.SENTINEL_SIMULATED_AGENTS !== 'off' && simulator && telemetry) {
@@ -222,6 +236,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await telemetry?.stop();
         await reactors?.stop();
         await health?.stop();
+        await auditChain?.stop();
         await projections.stop();
         // Snapshots are written after their command answered: the ones under way finish before the pool closes.
         await handler.snapshotsWritten();
@@ -232,6 +247,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     };
   } catch (error) {
     await health?.stop().catch(() => undefined);
+    await auditChain?.stop().catch(() => undefined);
     await agents?.stop().catch(() => undefined);
     await inframind?.stop().catch(() => undefined);
     await telemetry?.stop().catch(() => undefined);
@@ -244,6 +260,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
 }
 
 const SENTINEL_VERSION = '0.1.0';
+/** Seconds between walks of the audit chain; each walk reads every row (see README, Operations: alerts). */
+const AUDIT_CHAIN_CHECK_SECONDS = 300;
 /** How long an Idempotency-Key is remembered. */
 const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
 

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Database } from '../adapters/postgres/database.js';
+import { grpcServerMetrics } from '../adapters/prometheus/grpc-metrics.js';
 import type { AccessService } from '../commands/access.js';
 import { ActionPlanCommands } from '../commands/action-plan-commands.js';
 import type { Clock } from '../commands/clock.js';
@@ -75,6 +76,7 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
       ...(deps.files.telemetryTls ? { tls: deps.files.telemetryTls } : {}),
       listener: kafka ? allListeners(facts, kafka) : facts,
       metrics: deps.metrics,
+      interceptors: [grpcServerMetrics(deps.metrics)],
       logger: log,
       clock: deps.clock,
     });

@@ -42,6 +42,8 @@ export interface TelemetryIngestOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   listener?: StoredBatchListener;
   metrics: Registry;
+  /** Wrapped around every call (the gRPC RED metrics of app/telemetry.ts). */
+  interceptors?: grpc.ServerInterceptor[];
   logger: Logger;
   clock?: Clock;
   /** How long stop() waits for batches being stored before it forces the server down (default 5 s). */
@@ -70,7 +72,7 @@ export async function startTelemetryIngest(options: TelemetryIngestOptions): Pro
   }, MAINTENANCE_INTERVAL_MS).unref();
 
   const streams = new Set<PushStream>();
-  const server = new grpc.Server();
+  const server = new grpc.Server({ interceptors: options.interceptors ?? [] });
   server.addService(telemetryService, {
     push(call: grpc.ServerDuplexStream<AgentMessage, IngestMessage>) {
       const stream = new PushStream(call, { ...options, clock, metrics });

@@ -74,6 +74,8 @@ export interface LinkEvent {
   recordedAtUnixMs: number;
   dataJson: string;
   correlationId: string;
+  /** The span that sent the event (a child of the event's own `metadata.traceparent`); '' when it has none. */
+  traceparent: string;
 }
 
 export interface Violation {

@@ -88,8 +88,8 @@ function pathOf(req: IncomingMessage): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-/** The pattern of the route that answered: its router's mount point and its own path. */
-function routeOf(req: Request, res: Response): string | undefined {
+/** The pattern of the route that answered: its router's mount point and its own path; undefined when none matched. */
+export function routeOf(req: Request, res: Response): string | undefined {
   const path: unknown = (req.route as { path?: unknown } | undefined)?.path;
   if (typeof path !== 'string') return undefined;
   const mountedAt = res.locals[MOUNTED_AT];

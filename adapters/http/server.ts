@@ -7,7 +7,8 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { accessLog, recordMount } from './access-log.js';
+import { httpMetrics } from '../prometheus/http-metrics.js';
+import { accessLog, recordMount, routeOf } from './access-log.js';
 import { bearerChallenge, bearerToken } from './bearer.js';
 import { sendProblem } from './problem.js';
 
@@ -33,6 +34,8 @@ export function createHttpApp(options: HttpServerOptions): express.Express {
   app.disable('x-powered-by');
   // First, so that every answer is logged, whatever answers it.
   app.use(accessLog(options.logger));
+  // Counted by the route pattern that answered, read when the response is done, as the access line is.
+  app.use(httpMetrics(options.metrics, { routeOf }));
   // helmet's defaults (nosniff, no-referrer, HSTS, cross-origin policies), with a CSP and framing rule for JSON.
   app.use(helmet({ contentSecurityPolicy: { useDefaults: false, directives: API_CONTENT_SECURITY_POLICY }, xFrameOptions: { action: 'deny' } }));
   // Every answer is live state or private (tokens among them): nothing may be kept by a cache on the way.

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CallRefused, serviceAccountOf } from '../../adapters/grpc/grpc-common.js';
-import { contextFrom, currentOr, inSpan, SpanKind } from '../../adapters/tracing.js';
+import { contextFrom, currentOr, inSpan, SpanKind, traceparentOf } from '../../adapters/tracing.js';
 import {
   inframindService,
   type InfraMindHello,
@@ -46,6 +46,8 @@ export interface InframindLinkOptions {
   logger: Logger;
   /** How long stop() waits for sessions to finish the message in hand before forcing the server down (default 5 s). */
   shutdownTimeoutMs?: number;
+  /** Wrapped around every call (the gRPC RED metrics of app/inframind.ts). */
+  interceptors?: grpc.ServerInterceptor[];
 }
 
 export interface RunningInframindLink {
@@ -79,6 +81,7 @@ export async function startInframindLink(options: InframindLinkOptions): Promise
   const server = new grpc.Server({
     'grpc.keepalive_time_ms': options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    interceptors: options.interceptors ?? [],
   });
   const claim = (id: string, session: Session) => {
     const previous = sessions.get(id);
@@ -304,11 +307,14 @@ class Session {
     }
   }
 
-  /** One event down to InfraMind, and the outcome of the plan it ended: in a span that continues the event's trace. */
+  /**
+   * One event down to InfraMind, and the outcome of the plan it ended: in a span that continues the event's trace,
+   * and that the message names as its `traceparent` (as a Kafka message names its send span).
+   */
   private deliver(event: RecordedEvent): Promise<void> {
     const attributes = { 'sentinel.event.id': event.id, 'sentinel.event.type': event.type, 'sentinel.inframind.id': this.hello!.inframindId };
-    return inSpan(`inframind send ${event.type}`, { kind: SpanKind.PRODUCER, parent: contextFrom(event.metadata.traceparent), attributes }, async () => {
-      await this.send({ body: 'event', event: toLinkEvent(event) });
+    return inSpan(`inframind send ${event.type}`, { kind: SpanKind.PRODUCER, parent: contextFrom(event.metadata.traceparent), attributes }, async (span) => {
+      await this.send({ body: 'event', event: toLinkEvent(event, traceparentOf(span)) });
       const outcome = await planOutcome(event, this.context.handler);
       if (outcome) await this.send({ body: 'outcome', outcome });
     });
@@ -368,7 +374,7 @@ function followPlans(store: EventStore, guardrails: Guardrails, logger: Logger):
   return subscription;
 }
 
-function toLinkEvent(event: RecordedEvent): LinkEvent {
+function toLinkEvent(event: RecordedEvent, traceparent: string | undefined): LinkEvent {
   return {
     position: event.position,
     id: event.id,
@@ -379,6 +385,7 @@ function toLinkEvent(event: RecordedEvent): LinkEvent {
     recordedAtUnixMs: event.recordedAt.getTime(),
     dataJson: JSON.stringify(event.data),
     correlationId: event.metadata.correlationId ?? '',
+    traceparent: traceparent ?? '',
   };
 }
 

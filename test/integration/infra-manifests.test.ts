@@ -191,6 +191,25 @@ describe('infra: Kubernetes manifests, Dockerfile and compose', function () {
       }
     });
 
+    it('caps the Node.js heap of the api, reactor, telemetry and projector at half to three quarters of the memory limit', () => {
+      const mebibytes = (quantity: string) => {
+        const [, amount, unit] = /^(\d+)(Mi|Gi)$/.exec(quantity) ?? [];
+        if (!amount) throw new Error(`a memory limit in Mi or Gi, not ${quantity}`);
+        return Number(amount) * (unit === 'Gi' ? 1024 : 1);
+      };
+      for (const [kustomization, objects] of rendered) {
+        for (const deployment of objects.filter((object) => object.kind === 'Deployment') as unknown as k8s.V1Deployment[]) {
+          const container = deployment.spec!.template.spec!.containers[0]!;
+          const where = `${kustomization}: ${deployment.metadata!.name}`;
+          const options = container.env!.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+          const heap = Number(/--max-old-space-size=(\d+)/.exec(options)?.[1]);
+          expect(heap, `${where}: NODE_OPTIONS --max-old-space-size`).to.be.above(0);
+          const limit = mebibytes(String(container.resources!.limits!['memory']));
+          expect(heap / limit, `${where}: heap ${heap} MiB of a ${limit} MiB limit`).to.be.within(0.5, 0.75);
+        }
+      }
+    });
+
     it('the dev overlay generates every Secret the pods refer to', () => {
       const objects = rendered.get('infra/kubernetes/overlays/dev')!;
       const secrets = new Set(objects.filter((object) => object.kind === 'Secret').map((object) => object.metadata.name));
