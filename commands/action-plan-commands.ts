@@ -18,6 +18,9 @@ import type { FleetFacts } from './fleet-facts.js';
 import { PolicyEngine, type Judged } from './policy-engine.js';
 import { simulate } from './simulated-changes.js';
 
+/** A plan as submitted; without `onFailure` it stops at a failure (the HTTP body's default). */
+type PlanBody = Omit<ActionPlanBody, 'onFailure'> & Partial<Pick<ActionPlanBody, 'onFailure'>>;
+
 export interface ActionPlanOptions {
   /** Time to live of a plan whose body names neither expiresAt nor ttlSeconds. */
   defaultTtlSeconds: number;
@@ -41,7 +44,7 @@ export class ActionPlanCommands {
    * `guardrails`: what the InfraMind link's own checks (stale basis, rate limit, a plan in flight on the same
    * target) found against the plan, recorded as its rejection like a policy refusal.
    */
-  submit(planId: string, body: ActionPlanBody, submitter: Principal, context: CommandContext, guardrails: Violation[] = []): Promise<WriteResult> {
+  submit(planId: string, body: PlanBody, submitter: Principal, context: CommandContext, guardrails: Violation[] = []): Promise<WriteResult> {
     // Only a service account may speak for InfraMind; a person's plan is always the person's.
     if (body.source === 'inframind' && submitter.kind !== 'service') {
       throw new RuleViolation('only a service account may submit plans on behalf of InfraMind', [
@@ -66,7 +69,7 @@ export class ActionPlanCommands {
     return this.record(planId, { ...proposal, source: 'sentinel' }, context);
   }
 
-  private record(planId: string, body: ActionPlanBody, context: CommandContext, guardrails: Violation[] = []): Promise<WriteResult> {
+  private record(planId: string, body: PlanBody, context: CommandContext, guardrails: Violation[] = []): Promise<WriteResult> {
     const now = this.clock.now();
     const expiresAt = body.expiresAt ?? new Date(now.getTime() + (body.ttlSeconds ?? this.options.defaultTtlSeconds) * 1000).toISOString();
     return this.handler.execute(
@@ -82,6 +85,7 @@ export class ActionPlanCommands {
         submittedAt: now.toISOString(),
         expiresAt,
         shadow: body.shadow,
+        ...(body.onFailure !== undefined ? { onFailure: body.onFailure } : {}),
       },
       context,
       this.validated(planId, context, now, guardrails),

@@ -48,7 +48,7 @@ export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPl
   decider: actionPlanDecider,
   events: actionPlanEvents,
   records: policyEvents,
-  snapshotVersion: 1,
+  snapshotVersion: 2,
 };
 
 /** Nodes that report telemetry, and the health facts derived from it, in stream `node-<nodeId(cluster, node name)>`. */

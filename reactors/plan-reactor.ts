@@ -1,6 +1,7 @@
 // Carries out approved action plans, one action at a time: each change goes through the same deployment commands
 // (and policy) as a person's request, a drain is judged when it starts, and the plan follows the deployment until it
 // is available, failed or rolled back. No action starts once the plan has expired.
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { RetryAborted, retrying } from '../adapters/retry.js';
 import { actionPlans, deployments } from '../commands/aggregates.js';
@@ -8,8 +9,17 @@ import type { Clock } from '../commands/clock.js';
 import type { NodeDrainCommands } from '../commands/cluster-commands.js';
 import { streamOf, type CommandContext, type CommandHandler, type WriteResult } from '../commands/command-handler.js';
 import type { DeploymentCommands } from '../commands/deployment-commands.js';
-import { actionPlanEvents, isTerminal, type ActionPlan, type ActionPlanCommand, type PlanAction } from '../domain/action-plan.js';
-import type { DeploymentEvent } from '../domain/deployment.js';
+import {
+  actionPlanEvents,
+  isTerminal,
+  type ActionPlan,
+  type ActionPlanCommand,
+  type DeploymentAfter,
+  type DeploymentBefore,
+  type PlanAction,
+  type UndoStep,
+} from '../domain/action-plan.js';
+import type { Deployment, DeploymentEvent } from '../domain/deployment.js';
 import { comparePositions, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
 import { deploymentEventOf, isClusterReaction } from './cluster-reactor.js';
@@ -56,7 +66,8 @@ const HELD_WHILE_PAUSED: ReadonlySet<PlanAction['kind']> = new Set(['update', 'r
 /** Events that make a new revision of a deployment, which becomes its current one. */
 const REVISION_MADE: ReadonlySet<string> = new Set(['DeploymentCreated', 'DeploymentUpdated', 'DeploymentRollbackRequested', 'DeploymentRolledBack']);
 
-type Outcome = { ok: true; detail: string } | { ok: false; error: string; rolledBack?: boolean };
+type Outcome = { ok: true; detail: string; after?: DeploymentAfter } | { ok: false; error: string; rolledBack?: boolean };
+type SubmittedPlan = Exclude<ActionPlan, { status: 'absent' }>;
 
 export class PlanReactor implements Reactor {
   readonly name = 'plans';
@@ -143,9 +154,26 @@ export class PlanReactor implements Reactor {
           await send({ type: 'StartPlanExecution', planId, at: this.deps.clock.now().toISOString() }, 'start');
           continue;
         case 'RollingBack': {
-          // The action whose change was undone on the cluster is recorded as failed; then the rollback is complete.
+          // The action whose change was undone on the cluster is recorded as failed; then what the plan carried out is
+          // undone, last first, one action at a time, each step recorded before the next; then the rollback is complete.
           const index = plan.actions.findIndex((slot) => slot.status === 'Executing');
-          if (index >= 0) await send({ type: 'RecordActionFailed', planId, index, error: plan.cause ?? 'rolled back' }, `rolled-back/${index}`);
+          if (index >= 0) {
+            await send({ type: 'RecordActionFailed', planId, index, error: plan.cause ?? 'rolled back' }, `rolled-back/${index}`);
+            continue;
+          }
+          const undoing = plan.actions.findIndex((slot) => slot.status === 'Undoing');
+          if (undoing >= 0) {
+            const outcome = await this.undo(plan, undoing, approved);
+            if (this.signal?.aborted) return;
+            if (outcome.ok) await send({ type: 'RecordActionUndone', planId, index: undoing, detail: outcome.detail }, `undone/${undoing}`);
+            else await send({ type: 'RecordActionNotUndone', planId, index: undoing, reason: outcome.error }, `not-undone/${undoing}`);
+            continue;
+          }
+          const last = plan.actions.findLastIndex((slot) => slot.status === 'Succeeded');
+          if (last >= 0) {
+            await send({ type: 'StartActionUndo', planId, index: last }, `undo/${last}`);
+            continue;
+          }
           await send({ type: 'CompletePlanRollback', planId }, 'rollback-complete');
           return;
         }
@@ -158,10 +186,15 @@ export class PlanReactor implements Reactor {
             await send({ type: 'RecordActionFailed', planId, index, error: `plan expired at ${plan.expiresAt}` }, `expired/${index}`);
             continue;
           }
-          await send({ type: 'RecordActionStarted', planId, index }, `started/${index}`);
+          // What the deployment runs before the change, for an undo: recorded with the start, before the change is made.
+          const before = plan.actions[index]!.status === 'Pending' ? await this.before(plan.actions[index]!.action) : undefined;
+          await send({ type: 'RecordActionStarted', planId, index, ...(before ? { before } : {}) }, `started/${index}`);
           const outcome = await this.perform(plan, index, approved);
           if (this.signal?.aborted) return;
-          if (outcome.ok) await send({ type: 'RecordActionSucceeded', planId, index, detail: outcome.detail }, `succeeded/${index}`);
+          if (outcome.ok) {
+            const { detail, after } = outcome;
+            await send({ type: 'RecordActionSucceeded', planId, index, detail, ...(after ? { after } : {}) }, `succeeded/${index}`);
+          }
           else if (outcome.rolledBack) await send({ type: 'StartPlanRollback', planId, cause: `action ${index}: ${outcome.error}` }, `rollback/${index}`);
           else await send({ type: 'RecordActionFailed', planId, index, error: outcome.error }, `failed/${index}`);
           continue;
@@ -170,8 +203,44 @@ export class PlanReactor implements Reactor {
     }
   }
 
+  /** The deployment an action changes, as it is before the change: what undoing the action goes back to. */
+  private async before(action: PlanAction): Promise<DeploymentBefore | undefined> {
+    if (action.kind === 'drain') return undefined;
+    const { state } = await this.deps.handler.loadState(deployments, action.deploymentId);
+    if (state.status === 'absent') return undefined;
+    const { clusterId, replicas, currentRevision: revision, nodeSelector } = state;
+    return { clusterId, replicas, revision, ...(nodeSelector ? { nodeSelector } : {}) };
+  }
+
+  /**
+   * Carries out the undo the plan recorded for action `index`, through the deployment's commands and so through policy,
+   * in the plan's name, and follows it until the deployment runs it. Only a deployment still as the action left it is
+   * changed back: one changed since by someone else is left as it is. Taken up again after a restart, an undo already
+   * made is found (the deployment runs what it asked for) and followed to its end; its command appends nothing again.
+   */
+  private async undo(plan: SubmittedPlan, index: number, approved: RecordedEvent): Promise<Outcome> {
+    const step = plan.actions[index]!.undo!;
+    const action = undoAction(step);
+    const context: CommandContext = { ...reactionTo(this.name, approved, `undo-change/${index}`), actor: plan.actor, source: `plan:${plan.id}` };
+    try {
+      const { state } = await this.deps.handler.loadState(deployments, step.deploymentId);
+      if (state.status === 'absent' || state.status === 'Deleted') return { ok: false, error: `deployment ${step.deploymentId} is gone: nothing to undo on it` };
+      const since = changedSince(step, state);
+      if (since) return { ok: false, error: `deployment ${step.deploymentId} was changed since the plan changed it (${since}): left as it is` };
+      if (step.kind !== 'scale' && state.paused) return { ok: false, error: pausedCause(step.deploymentId) };
+      const written = await this.change(action, `undo of action ${index} of plan ${plan.id}: ${plan.cause ?? 'the plan rolled back'}`, context);
+      const outcome = await this.settled(action, written);
+      if (outcome.ok) return { ok: true, detail: `${undoneBy(step)}: ${outcome.detail}` };
+      return { ok: false, error: `its undo (${undoneBy(step)}) failed: ${outcome.error}` };
+    } catch (error) {
+      // Refused by policy or by the deployment's rules: recorded on the deployment, named on the plan.
+      if (error instanceof Error && !declaredTransient(error)) return { ok: false, error: `its undo (${undoneBy(step)}) was refused: ${error.message}` };
+      throw error;
+    }
+  }
+
   /** `plan` as it was before this action was recorded as started: its slot is Executing when a restart took it up again. */
-  private async perform(plan: Exclude<ActionPlan, { status: 'absent' }>, index: number, approved: RecordedEvent): Promise<Outcome> {
+  private async perform(plan: SubmittedPlan, index: number, approved: RecordedEvent): Promise<Outcome> {
     const { action, status } = plan.actions[index]!;
     const context: CommandContext = { ...reactionTo(this.name, approved, `action/${index}`), actor: plan.actor, source: `plan:${plan.id}` };
     try {
@@ -292,7 +361,7 @@ export class PlanReactor implements Reactor {
       return { ok: false, error: `deployment ${deploymentId} was deleted` };
     } else if (state.status === 'Available') {
       return state.currentRevision === target
-        ? { ok: true, detail: `deployment ${deploymentId} available at revision ${target} with ${state.replicas} replicas` }
+        ? { ok: true, detail: `deployment ${deploymentId} available at revision ${target} with ${state.replicas} replicas`, after: { replicas: state.replicas, revision: target } }
         : { ok: false, error: `deployment ${deploymentId} was changed again (revision ${state.currentRevision}) before revision ${target} settled` };
     } else if (state.paused && state.status === 'Pending' && HELD_WHILE_PAUSED.has(action.kind)) {
       // Paused before the cluster reactor took the change up (or by the time a restart took the plan up again).
@@ -363,6 +432,49 @@ export class PlanReactor implements Reactor {
         if (wakers.size === 0 && this.waiting.get(deploymentId) === wakers) this.waiting.delete(deploymentId);
       },
     };
+  }
+}
+
+/** The undo as the plan action that carries it out. */
+function undoAction(step: UndoStep): Exclude<PlanAction, { kind: 'drain' }> {
+  switch (step.kind) {
+    case 'scale':
+      return { kind: 'scale', deploymentId: step.deploymentId, replicas: step.replicas };
+    case 'rollback':
+      return { kind: 'rollback', deploymentId: step.deploymentId, toRevision: step.toRevision };
+    case 'reschedule':
+      return { kind: 'reschedule', deploymentId: step.deploymentId, nodeSelector: step.nodeSelector };
+  }
+}
+
+function undoneBy(step: UndoStep): string {
+  switch (step.kind) {
+    case 'scale':
+      return `scaled back from ${step.from} to ${step.replicas} replicas`;
+    case 'rollback':
+      return `rolled back from revision ${step.from} to revision ${step.toRevision}`;
+    case 'reschedule':
+      return `rescheduled back to ${Object.keys(step.nodeSelector).length === 0 ? 'any node' : JSON.stringify(step.nodeSelector)}`;
+  }
+}
+
+/**
+ * How the deployment differs from what the action left, if it does: neither what the action made nor what its undo
+ * makes (an undo already made before a restart took the plan up again is what it asked for, not a change by others).
+ */
+function changedSince(step: UndoStep, state: Exclude<Deployment, { status: 'absent' }>): string | undefined {
+  switch (step.kind) {
+    case 'scale':
+      return state.replicas === step.from || state.replicas === step.replicas ? undefined : `${state.replicas} replicas, not ${step.from}`;
+    case 'rollback': {
+      const current = state.currentRevision;
+      const undoneAlready = current > step.from && state.revisions[current]?.rollbackOf === step.toRevision && !state.revisions[current]?.automaticRollback;
+      return current === step.from || undoneAlready ? undefined : `revision ${current}, not ${step.from}`;
+    }
+    case 'reschedule': {
+      const selector = state.nodeSelector ?? {};
+      return isDeepStrictEqual(selector, step.from) || isDeepStrictEqual(selector, step.nodeSelector) ? undefined : `node selector ${JSON.stringify(selector)}`;
+    }
   }
 }
 

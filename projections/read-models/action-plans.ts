@@ -10,9 +10,13 @@ import {
   type ActionPlanEvent,
   type ActionStatus,
   type Actor,
+  type DeploymentAfter,
+  type DeploymentBefore,
+  type OnFailure,
   type PlanAction,
   type PlanSource,
   type PlanStatus,
+  type UndoStep,
   type Violation,
 } from '../../domain/action-plan.js';
 import { insertRows, RowBatch, type Row } from '../row-batch.js';
@@ -40,6 +44,7 @@ interface PlanRow extends Lifecycle {
   reason: string;
   status: PlanStatus;
   shadow: boolean;
+  on_failure: OnFailure;
   submitted_at: string;
   expires_at: string;
   violations: Violation[] | null;
@@ -56,6 +61,10 @@ interface PlanActionRow {
   status: ActionStatus;
   detail: string | null;
   error: string | null;
+  before: DeploymentBefore | null;
+  after: DeploymentAfter | null;
+  undo: UndoStep | null;
+  undo_detail: string | null;
 }
 
 interface PlanActionEventRow {
@@ -75,11 +84,14 @@ const planItem = (row: PlanRow, actions: PlanActionRow[]) => ({
   reason: row.reason,
   status: row.status,
   shadow: row.shadow,
+  onFailure: row.on_failure,
   submittedAt: row.submitted_at,
   expiresAt: row.expires_at,
   violations: row.violations,
   cause: row.cause,
   cancelledBy: row.cancelled_by,
+  // What a plan that rolled back (or is rolling back) left as it was carried out, and why.
+  notUndone: actions.filter((action) => action.status === 'NotUndone').map((action) => ({ index: action.index, kind: action.kind, reason: action.undo_detail })),
   actions: actions.map((action) => ({
     index: action.index,
     kind: action.kind,
@@ -88,6 +100,9 @@ const planItem = (row: PlanRow, actions: PlanActionRow[]) => ({
     status: action.status,
     detail: action.detail,
     error: action.error,
+    // The change that undoes it (once its undo began), and what the undo did or why the action was not undone.
+    undo: action.undo,
+    undoDetail: action.undo_detail,
   })),
   ...lifecycle(row),
 });
@@ -105,7 +120,8 @@ type PlanTables = 'action_plans' | 'plan_actions' | 'plan_action_events';
 export const actionPlans: ReadModel<PlanTables> = {
   projector: {
     name: 'action-plans',
-    version: 1,
+    // 2: what each action found and left (for its undo), its undo, and the plan's onFailure.
+    version: 2,
     eventTypes: actionPlanEvents.types,
     tables: ['action_plans', 'plan_actions', 'plan_action_events'],
     async createTables(trx, tables) {
@@ -116,6 +132,7 @@ export const actionPlans: ReadModel<PlanTables> = {
         t.text('reason').notNullable();
         t.text('status').notNullable();
         t.boolean('shadow').notNullable();
+        t.text('on_failure').notNullable();
         t.text('submitted_at').notNullable();
         t.text('expires_at').notNullable();
         t.jsonb('violations');
@@ -132,6 +149,10 @@ export const actionPlans: ReadModel<PlanTables> = {
         t.text('status').notNullable();
         t.text('detail');
         t.text('error');
+        t.jsonb('before');
+        t.jsonb('after');
+        t.jsonb('undo');
+        t.text('undo_detail');
         t.primary(['plan_id', 'index']);
       });
       await trx.schema.createTable(tables.plan_action_events, (t) => {
@@ -148,7 +169,7 @@ export const actionPlans: ReadModel<PlanTables> = {
     async apply(events, trx, tables) {
       const parsed = parseEach(actionPlanEvents, events);
       const plans = new RowBatch(trx, tables.action_plans, ['id'], new Set(['actor', 'violations', 'cancelled_by']));
-      const planActions = new RowBatch(trx, tables.plan_actions, ['plan_id', 'index'], new Set(['action', 'target']));
+      const planActions = new RowBatch(trx, tables.plan_actions, ['plan_id', 'index'], new Set(['action', 'target', 'before', 'after', 'undo']));
       await planActions.loadWhere('plan_id', parsed.map(({ e }) => e.data.planId));
       const steps: Row[] = [];
 
@@ -161,7 +182,15 @@ export const actionPlans: ReadModel<PlanTables> = {
         after.actions.forEach((slot, index) => {
           const was = before.status === 'absent' ? undefined : before.actions[index];
           if (was?.status === slot.status) return;
-          const columns = { status: slot.status, detail: slot.detail ?? null, error: slot.error ?? null };
+          const columns = {
+            status: slot.status,
+            detail: slot.detail ?? null,
+            error: slot.error ?? null,
+            before: slot.before ?? null,
+            after: slot.after ?? null,
+            undo: slot.undo ?? null,
+            undo_detail: slot.undoDetail ?? null,
+          };
           if (was) planActions.update([id, index], columns);
           else planActions.insert({ plan_id: id, index, kind: slot.action.kind, action: slot.action, target: actionTarget(slot.action), ...columns });
           steps.push({ plan_id: id, index, stream_revision: event.revision, status: slot.status, at: event.recordedAt, detail, error });
@@ -228,11 +257,16 @@ function planOf(row: PlanRow, actions: readonly PlanActionRow[]): SubmittedPlan 
     submittedAt: row.submitted_at,
     expiresAt: row.expires_at,
     shadow: row.shadow,
-    actions: actions.map(({ action, status, detail, error }) => ({
+    onFailure: row.on_failure,
+    actions: actions.map(({ action, status, detail, error, before, after, undo, undo_detail }) => ({
       action,
       status,
       ...(detail !== null ? { detail } : {}),
       ...(error !== null ? { error } : {}),
+      ...(before !== null ? { before } : {}),
+      ...(after !== null ? { after } : {}),
+      ...(undo !== null ? { undo } : {}),
+      ...(undo_detail !== null ? { undoDetail: undo_detail } : {}),
     })),
     ...(row.violations !== null ? { violations: row.violations } : {}),
     ...(row.cause !== null ? { cause: row.cause } : {}),
@@ -246,6 +280,7 @@ function planColumns(plan: SubmittedPlan): Row {
     reason: plan.reason,
     status: plan.status,
     shadow: plan.shadow,
+    on_failure: plan.onFailure,
     submitted_at: plan.submittedAt,
     expires_at: plan.expiresAt,
     violations: plan.violations ?? null,
@@ -264,5 +299,7 @@ function actionRowsOf(planActions: RowBatch, planId: string): PlanActionRow[] {
 function outcomeOf(e: ActionPlanEvent): { detail?: string; error?: string } {
   if (e.type === 'PlanActionSucceeded') return { detail: e.data.detail };
   if (e.type === 'PlanActionFailed') return { error: e.data.error };
+  if (e.type === 'PlanActionUndone') return { detail: e.data.detail };
+  if (e.type === 'PlanActionNotUndone') return { error: e.data.reason };
   return {};
 }

@@ -51,7 +51,8 @@ const MUST_REACH = [
   'plan Failed',
   'plan Rejected',
   'plan RolledBack',
-  'action RolledBack',
+  'action Undone',
+  'action NotUndone',
   'action Skipped',
 ];
 
@@ -196,7 +197,7 @@ const anyPlanCommand: fc.Arbitrary<PlanDraw> = fc.oneof(
   fc.record({ type: fc.constantFrom('StartPlanValidation' as const, 'ApprovePlan' as const, 'CompletePlanRollback' as const) }),
   fc.record({ type: fc.constant('RejectPlan' as const), violations: fc.constant<Violation[]>([{ path: 'actions.0', message: 'over quota' }]) }),
   fc.record({ type: fc.constant('StartPlanExecution' as const), at: fc.constantFrom(early, late) }),
-  fc.record({ type: fc.constantFrom('RecordActionStarted' as const, 'RecordActionRolledBack' as const), index }),
+  fc.record({ type: fc.constantFrom('RecordActionStarted' as const, 'StartActionUndo' as const), index }),
   fc.record({ type: fc.constant('RecordActionSucceeded' as const), index, detail: fc.option(fc.constant('scaled to 2'), { nil: undefined }) }),
   fc.record({ type: fc.constant('RecordActionFailed' as const), index, error: fc.constant('quota exceeded') }),
   fc.record({ type: fc.constant('StartPlanRollback' as const), cause: fc.constant('operator asked') }),
@@ -220,8 +221,12 @@ function planCommandsFor(plan: SubmittedPlan, planId: string, n: number): Action
     case 'Approved':
       return [...times<ActionPlanCommand>(6, { type: 'StartPlanExecution', planId, at: early }), { type: 'StartPlanExecution', planId, at: late }];
     case 'Executing':
+      // As the plan reactor does: an action is started (a scale recording what it found, for its undo), then succeeds.
+      if (plan.actions[index]!.status === 'Pending') {
+        const before = plan.actions[index]!.action.kind === 'scale' ? { before: { clusterId: cluster.id, replicas: 1, revision: 1 } } : {};
+        return [...times<ActionPlanCommand>(4, { type: 'RecordActionStarted', planId, index, ...before }), { type: 'RecordActionFailed', planId, index, error: 'quota exceeded' }, rollback];
+      }
       return [
-        { type: 'RecordActionStarted', planId, index },
         { type: 'RecordActionSucceeded', planId, index, detail: 'done' },
         ...times<ActionPlanCommand>(2, { type: 'RecordActionSucceeded', planId, index }),
         { type: 'RecordActionFailed', planId, index, error: 'quota exceeded' },
@@ -230,8 +235,16 @@ function planCommandsFor(plan: SubmittedPlan, planId: string, n: number): Action
     case 'Failed':
       return [rollback];
     case 'RollingBack': {
-      const undo = plan.actions.findIndex((slot) => slot.status === 'Succeeded');
-      return undo === -1 ? [{ type: 'CompletePlanRollback', planId }] : [{ type: 'RecordActionRolledBack', planId, index: undo }];
+      // Last first, one at a time: an undo under way is recorded (done or refused), then the next one starts.
+      const undoing = plan.actions.findIndex((slot) => slot.status === 'Undoing');
+      if (undoing >= 0) {
+        return [
+          ...times<ActionPlanCommand>(2, { type: 'RecordActionUndone', planId, index: undoing, detail: 'scaled back' }),
+          { type: 'RecordActionNotUndone', planId, index: undoing, reason: 'refused by policy' },
+        ];
+      }
+      const undo = plan.actions.findLastIndex((slot) => slot.status === 'Succeeded');
+      return undo === -1 ? [{ type: 'CompletePlanRollback', planId }] : [{ type: 'StartActionUndo', planId, index: undo }];
     }
     default:
       return [];
@@ -325,6 +338,8 @@ function expectedPlan(states: SubmittedPlan[]) {
       status: slot.status,
       detail: slot.detail ?? null,
       error: slot.error ?? null,
+      undo: slot.undo ?? null,
+      undoDetail: slot.undoDetail ?? null,
       // Each status the action moved to, from its first (Pending, on submission).
       timeline: states.map((plan) => plan.actions[index]!.status).filter((status, i, all) => i === 0 || status !== all[i - 1]),
     })),
@@ -437,7 +452,7 @@ for (const backend of backends) {
             };
             const shown = {
               ...pick(item, ['status', 'violations', 'cause']),
-              actions: item.actions.map((action) => ({ ...pick(action, ['status', 'detail', 'error']), timeline: action.timeline.map((entry) => entry.status) })),
+              actions: item.actions.map((action) => ({ ...pick(action, ['status', 'detail', 'error', 'undo', 'undoDetail']), timeline: action.timeline.map((entry) => entry.status) })),
             };
             expect(shown, `plan ${id}`).to.deep.equal(expectedPlan(states));
             for (const state of states) {

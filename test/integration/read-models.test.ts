@@ -102,6 +102,7 @@ interface PlanView {
   actor: { id: string };
   violations: { message: string }[] | null;
   cause: string | null;
+  notUndone: { index: number; kind: string; reason: string | null }[];
   actions: {
     index: number;
     kind: string;
@@ -109,6 +110,8 @@ interface PlanView {
     status: string;
     detail: string | null;
     error: string | null;
+    undo: Record<string, unknown> | null;
+    undoDetail: string | null;
     timeline?: { status: string; at: string; detail: string | null; error: string | null }[];
   }[];
 }
@@ -638,12 +641,13 @@ for (const backend of backends) {
       expect(await get<PlanView>(READ_MODELS.actionPlans, planId)).to.deep.include({ status: 'Approved', source: 'user', shadow: false });
 
       await planStep(planId, { type: 'StartPlanExecution', at: new Date().toISOString() });
-      await planStep(planId, { type: 'RecordActionStarted', index: 0 });
+      await planStep(planId, { type: 'RecordActionStarted', index: 0, before: { clusterId: cluster, replicas: 1, revision: 1 } });
       await planStep(planId, { type: 'RecordActionSucceeded', index: 0, detail: 'scaled to 2' });
       await planStep(planId, { type: 'RecordActionStarted', index: 1 });
       await planStep(planId, { type: 'RecordActionFailed', index: 1, error: 'pods did not come back' });
       await planStep(planId, { type: 'StartPlanRollback', cause: 'action 1 failed' });
-      await planStep(planId, { type: 'RecordActionRolledBack', index: 0 });
+      await planStep(planId, { type: 'StartActionUndo', index: 0 });
+      await planStep(planId, { type: 'RecordActionUndone', index: 0, detail: 'scaled back to 1' });
       await planStep(planId, { type: 'CompletePlanRollback' });
 
       // Shadow plans are judged and recorded but never refused; this one breaks the quota.
@@ -664,16 +668,18 @@ for (const backend of backends) {
       expect(plan).to.deep.include({ status: 'RolledBack', cause: 'action 1 failed', violations: null });
       expect(plan!.actor.id).to.equal('alice');
       expect(plan!.actions.map((x) => [x.index, x.kind, x.status])).to.deep.equal([
-        [0, 'scale', 'RolledBack'],
+        [0, 'scale', 'Undone'],
         [1, 'restart', 'Failed'],
         [2, 'drain', 'Skipped'],
       ]);
       expect(plan!.actions[0]!.target).to.deep.equal({ kind: 'deployment', id: a });
       expect(plan!.actions[2]!.target).to.deep.equal({ kind: 'cluster', id: cluster });
       expect(plan!.actions[0]!.detail).to.equal('scaled to 2');
+      expect(plan!.actions[0]).to.deep.include({ undo: { kind: 'scale', deploymentId: a, replicas: 1, from: 2 }, undoDetail: 'scaled back to 1' });
+      expect(plan!.notUndone).to.deep.equal([]);
       expect(plan!.actions[1]!.error).to.equal('pods did not come back');
       const timeline = (index: number) => plan!.actions[index]!.timeline!.map((step) => step.status);
-      expect(timeline(0)).to.deep.equal(['Pending', 'Executing', 'Succeeded', 'RolledBack']);
+      expect(timeline(0)).to.deep.equal(['Pending', 'Executing', 'Succeeded', 'Undoing', 'Undone']);
       expect(timeline(1)).to.deep.equal(['Pending', 'Executing', 'Failed']);
       expect(timeline(2)).to.deep.equal(['Pending', 'Skipped']);
       expect(plan!.actions[0]!.timeline![2]).to.deep.include({ detail: 'scaled to 2', error: null });
@@ -689,7 +695,7 @@ for (const backend of backends) {
       expect(await ids({ status: 'RolledBack' })).to.deep.equal([planId]);
       expect(await ids({ status: 'Cancelled' })).to.deep.equal([cancelledId]);
       const listed = (await list<PlanView>(READ_MODELS.actionPlans)).find((p) => p.id === planId)!;
-      expect(listed.actions.map((x) => x.status)).to.deep.equal(['RolledBack', 'Failed', 'Skipped']);
+      expect(listed.actions.map((x) => x.status)).to.deep.equal(['Undone', 'Failed', 'Skipped']);
       expect(listed.actions[0]).not.to.have.property('timeline');
       await pagesMatchOnePage(READ_MODELS.actionPlans, {}, byId, 1);
     });

@@ -9,6 +9,7 @@ import {
   type ActionPlanEvent,
   type PlanAction,
   type PlanStatus,
+  type UndoStep,
 } from '../../domain/action-plan.js';
 import { InvalidTransition, NotFound, RuleViolation, UnknownEvent } from '../../domain/decider.js';
 import { given } from '../support/decider.js';
@@ -54,13 +55,20 @@ const violations = [{ path: 'actions.0.replicas', message: 'over the GPU quota o
 const rejected: ActionPlanEvent = { type: 'ActionPlanRejected', data: { planId, violations } };
 const executionStarted = { type: 'ActionPlanExecutionStarted', data: { planId, at: beforeTtl } } as const;
 const started = (index: number) => ({ type: 'PlanActionStarted', data: { planId, index } }) as const;
+/** Deployment A as the scale to 3 found it. */
+const beforeA = { clusterId, replicas: 1, revision: 1 };
+const startedScale: ActionPlanEvent = { type: 'PlanActionStarted', data: { planId, index: 0, before: beforeA } };
 const succeeded = (index: number, detail?: string) => ({ type: 'PlanActionSucceeded', data: { planId, index, detail } }) as const;
 const actionFailed = (index: number, error: string) => ({ type: 'PlanActionFailed', data: { planId, index, error } }) as const;
 const completed = { type: 'ActionPlanCompleted', data: { planId } } as const;
 const planFailed = { type: 'ActionPlanFailed', data: { planId, cause: 'action 1 (restart) failed: image pull backoff' } } as const;
 const rollbackStarted = { type: 'ActionPlanRollbackStarted', data: { planId, cause: 'action 1 failed' } } as const;
 const actionRolledBack = (index: number) => ({ type: 'PlanActionRolledBack', data: { planId, index } }) as const;
-const planRolledBack = { type: 'ActionPlanRolledBack', data: { planId } } as const;
+const undoStarted = (index: number, undo: UndoStep) => ({ type: 'PlanActionUndoStarted', data: { planId, index, undo } }) as const;
+const undone = (index: number, detail: string) => ({ type: 'PlanActionUndone', data: { planId, index, detail } }) as const;
+const notUndone = (index: number, reason: string) => ({ type: 'PlanActionNotUndone', data: { planId, index, reason } }) as const;
+const planRolledBack: ActionPlanEvent = { type: 'ActionPlanRolledBack', data: { planId, notUndone: [] } };
+const scaleBackA: UndoStep = { kind: 'scale', deploymentId: deploymentA, replicas: 1, from: 3 };
 const expired = { type: 'ActionPlanExpired', data: { planId, at: afterTtl } } as const;
 const cancelled = { type: 'ActionPlanCancelled', data: { planId, actor: alice, reason: 'not now' } } as const;
 
@@ -68,7 +76,7 @@ const cancelled = { type: 'ActionPlanCancelled', data: { planId, actor: alice, r
 const pending: ActionPlanEvent[] = [submitted];
 const validating = [...pending, validationStarted];
 const approvedPlan = [...validating, approved];
-const executing = [...approvedPlan, executionStarted, started(0)];
+const executing = [...approvedPlan, executionStarted, startedScale];
 const failed = [...executing, succeeded(0), started(1), actionFailed(1, 'image pull backoff'), planFailed];
 const rollingBack = [...failed, rollbackStarted];
 const histories: Record<PlanStatus, ActionPlanEvent[]> = {
@@ -80,7 +88,7 @@ const histories: Record<PlanStatus, ActionPlanEvent[]> = {
   Completed: [...executing, succeeded(0), succeeded(1), succeeded(2), completed],
   Failed: failed,
   RollingBack: rollingBack,
-  RolledBack: [...rollingBack, actionRolledBack(0), planRolledBack],
+  RolledBack: [...rollingBack, undoStarted(0, scaleBackA), undone(0, 'scaled back'), planRolledBack],
   Expired: [...approvedPlan, expired],
   Cancelled: [...pending, cancelled],
 };
@@ -131,7 +139,9 @@ describe('ActionPlan decider', () => {
       { type: 'RecordActionSucceeded', planId, index: 0 },
       { type: 'RecordActionFailed', planId, index: 0, error: 'x' },
       { type: 'StartPlanRollback', planId, cause: 'x' },
-      { type: 'RecordActionRolledBack', planId, index: 0 },
+      { type: 'StartActionUndo', planId, index: 0 },
+      { type: 'RecordActionUndone', planId, index: 0, detail: 'x' },
+      { type: 'RecordActionNotUndone', planId, index: 0, reason: 'x' },
       { type: 'CompletePlanRollback', planId },
       { type: 'CancelPlan', planId, actor: alice },
     ] satisfies ActionPlanCommand[]) {
@@ -197,15 +207,24 @@ describe('ActionPlan decider', () => {
   });
 
   describe('rollback', () => {
-    it('walks Failed → RollingBack → RolledBack', () => {
+    it('walks Failed → RollingBack → (the succeeded action undone) → RolledBack', () => {
       plan(...failed).when({ type: 'StartPlanRollback', planId, cause: 'action 1 failed' }).then([rollbackStarted]);
       expect(statusOf(rollingBack)).to.equal('RollingBack');
-      plan(...rollingBack).when({ type: 'RecordActionRolledBack', planId, index: 0 }).then([actionRolledBack(0)]);
-      plan(...rollingBack, actionRolledBack(0)).when({ type: 'CompletePlanRollback', planId }).then([planRolledBack]);
-      const done = [...rollingBack, actionRolledBack(0), planRolledBack];
+      plan(...rollingBack).when({ type: 'StartActionUndo', planId, index: 0 }).then([undoStarted(0, scaleBackA)]);
+      const undoing = [...rollingBack, undoStarted(0, scaleBackA)];
+      expect(actionStatuses(undoing)).to.deep.equal(['Undoing', 'Failed', 'Skipped']);
+      plan(...undoing).when({ type: 'RecordActionUndone', planId, index: 0, detail: 'scaled back' }).then([undone(0, 'scaled back')]);
+      plan(...undoing, undone(0, 'scaled back')).when({ type: 'CompletePlanRollback', planId }).then([planRolledBack]);
+      const done = [...undoing, undone(0, 'scaled back'), planRolledBack];
       expect(statusOf(done)).to.equal('RolledBack');
-      expect(actionStatuses(done)).to.deep.equal(['RolledBack', 'Failed', 'Skipped']);
+      expect(actionStatuses(done)).to.deep.equal(['Undone', 'Failed', 'Skipped']);
       expect(plan(...done).state).to.deep.include({ cause: 'action 1 failed' });
+    });
+    it('given a plan rolling back with an action not yet undone, when the rollback completes, then InvalidTransition naming it', () => {
+      plan(...rollingBack).when({ type: 'CompletePlanRollback', planId }).thenThrows(InvalidTransition, /action 0 is Succeeded: undo it first/);
+      plan(...rollingBack, undoStarted(0, scaleBackA))
+        .when({ type: 'CompletePlanRollback', planId })
+        .thenThrows(InvalidTransition, /action 0 is Undoing: undo it first/);
     });
     it('given a plan rolling back because its running action was undone, when that action fails, then only PlanActionFailed (the plan is already rolling back)', () => {
       const undoing = [...executing, { type: 'ActionPlanRollbackStarted', data: { planId, cause: 'rollout failed' } } as const];
@@ -224,14 +243,14 @@ describe('ActionPlan decider', () => {
       [1, 'Failed'],
       [2, 'Skipped'],
     ] as const) {
-      it(`given a plan rolling back, when action ${index} (${status}) is rolled back, then InvalidTransition: only succeeded actions roll back`, () => {
+      it(`given a plan rolling back, when action ${index} (${status}) is undone, then InvalidTransition: only succeeded actions are undone`, () => {
         plan(...rollingBack)
-          .when({ type: 'RecordActionRolledBack', planId, index })
-          .thenThrows(InvalidTransition, new RegExp(`action ${index} is ${status}`));
+          .when({ type: 'StartActionUndo', planId, index })
+          .thenThrows(InvalidTransition, new RegExp(`action ${index} is ${status}: only actions carried out are undone`));
       });
     }
     it('given a plan rolling back, when an action outside the plan is rolled back, then RuleViolation on index', () => {
-      plan(...rollingBack).when({ type: 'RecordActionRolledBack', planId, index: 3 }).thenThrows(RuleViolation, /no action 3/);
+      plan(...rollingBack).when({ type: 'StartActionUndo', planId, index: 3 }).thenThrows(RuleViolation, /no action 3/);
     });
   });
 
@@ -329,8 +348,14 @@ describe('ActionPlan decider', () => {
     it('given a failed plan, when the same failure is recorded again, then nothing', () => {
       plan(...failed).when({ type: 'RecordActionFailed', planId, index: 1, error: 'image pull backoff' }).then([]);
     });
-    it('given a rolled-back action, when it is rolled back again, then nothing', () => {
-      plan(...rollingBack, actionRolledBack(0)).when({ type: 'RecordActionRolledBack', planId, index: 0 }).then([]);
+    it('given an undone action, when its undo is started or recorded again, then nothing', () => {
+      const past = [...rollingBack, undoStarted(0, scaleBackA), undone(0, 'scaled back')];
+      plan(...past).when({ type: 'StartActionUndo', planId, index: 0 }).then([]);
+      plan(...past).when({ type: 'RecordActionUndone', planId, index: 0, detail: 'scaled back' }).then([]);
+      plan(...past).when({ type: 'RecordActionNotUndone', planId, index: 0, reason: 'late' }).then([]);
+    });
+    it('given an action whose undo is under way, when its undo is started again, then nothing', () => {
+      plan(...rollingBack, undoStarted(0, scaleBackA)).when({ type: 'StartActionUndo', planId, index: 0 }).then([]);
     });
     it('given a succeeded action, when it is reported failed, then InvalidTransition', () => {
       plan(...executing, succeeded(0))
@@ -369,7 +394,9 @@ describe('ActionPlan decider', () => {
       { type: 'RecordActionSucceeded', planId, index: 2 },
       { type: 'RecordActionFailed', planId, index: 2, error: 'x' },
       { type: 'StartPlanRollback', planId, cause: 'x' },
-      { type: 'RecordActionRolledBack', planId, index: 0 },
+      { type: 'StartActionUndo', planId, index: 0 },
+      { type: 'RecordActionUndone', planId, index: 0, detail: 'x' },
+      { type: 'RecordActionNotUndone', planId, index: 0, reason: 'x' },
       { type: 'CompletePlanRollback', planId },
       { type: 'CancelPlan', planId, actor: alice },
     ];
@@ -386,8 +413,9 @@ describe('ActionPlan decider', () => {
       },
       Completed: { accepts: [], repeats: ['RecordActionStarted', 'RecordActionSucceeded'] },
       Failed: { accepts: ['StartPlanRollback'] },
-      RollingBack: { accepts: ['RecordActionRolledBack', 'CompletePlanRollback'], repeats: ['StartPlanRollback'] },
-      RolledBack: { accepts: [], repeats: ['RecordActionRolledBack'] },
+      // Action 0 succeeded: it is undone before the rollback can complete.
+      RollingBack: { accepts: ['StartActionUndo'], repeats: ['StartPlanRollback'] },
+      RolledBack: { accepts: [], repeats: ['StartActionUndo', 'RecordActionUndone', 'RecordActionNotUndone'] },
       Expired: { accepts: [] },
       Cancelled: { accepts: [] },
     };
@@ -416,8 +444,12 @@ describe('ActionPlan decider', () => {
       return result.error!.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     };
 
-    it('fills source and shadow', () => {
-      expect(actionPlanBody.parse({ reason: 'r', actions: [scale] })).to.deep.equal({ source: 'user', reason: 'r', actions: [scale], shadow: false });
+    it('fills source, shadow and onFailure', () => {
+      expect(actionPlanBody.parse({ reason: 'r', actions: [scale] })).to.deep.equal({ source: 'user', reason: 'r', actions: [scale], shadow: false, onFailure: 'stop' });
+    });
+    it('accepts onFailure "undo", and refuses anything but stop and undo', () => {
+      expect(actionPlanBody.parse({ reason: 'r', actions: [scale], onFailure: 'undo' })).to.deep.include({ onFailure: 'undo' });
+      expect(issues({ reason: 'r', actions: [scale], onFailure: 'rollback' })).to.deep.equal(['onFailure: one of stop, undo']);
     });
     it('accepts an InfraMind shadow plan with a TTL', () => {
       const body = actionPlanBody.parse({ source: 'inframind', reason: 'r', actions: [scale], ttlSeconds: 600, shadow: true });
@@ -501,37 +533,210 @@ describe('ActionPlan decider', () => {
     });
   });
 
+  describe('undo', () => {
+    // Three actions: scale A 2 → 4, update B from revision 1 to 2, update C (whose rollout the cluster rolls back).
+    const deploymentC = '0b4c1d1e-3333-4a4a-8a8a-000000000003';
+    const three: PlanAction[] = [
+      { kind: 'scale', deploymentId: deploymentA, replicas: 4 },
+      { kind: 'update', deploymentId: deploymentB, workloadRevision: 2 },
+      { kind: 'update', deploymentId: deploymentC, workloadRevision: 2 },
+    ];
+    const submittedThree = (onFailure?: 'stop' | 'undo'): ActionPlanEvent => ({
+      type: 'ActionPlanSubmitted',
+      data: { ...submitted.data, actions: three, ...(onFailure ? { onFailure } : {}) },
+    });
+    const startedWith = (index: number, replicas: number, revision: number): ActionPlanEvent => ({
+      type: 'PlanActionStarted',
+      data: { planId, index, before: { clusterId, replicas, revision } },
+    });
+    const succeededWith = (index: number, replicas: number, revision: number): ActionPlanEvent => ({
+      type: 'PlanActionSucceeded',
+      data: { planId, index, detail: `available at revision ${revision}`, after: { replicas, revision } },
+    });
+    const carriedOut = (onFailure?: 'stop' | 'undo') => [
+      submittedThree(onFailure),
+      validationStarted,
+      approved,
+      executionStarted,
+      startedWith(0, 2, 1),
+      succeededWith(0, 4, 1),
+      startedWith(1, 1, 1),
+      succeededWith(1, 1, 2),
+      startedWith(2, 1, 3),
+    ];
+    const rolledBackCause = { type: 'ActionPlanRollbackStarted', data: { planId, cause: 'action 2: deployment rolled back' } } as const;
+    const undoB: UndoStep = { kind: 'rollback', deploymentId: deploymentB, toRevision: 1, from: 2 };
+    const undoA: UndoStep = { kind: 'scale', deploymentId: deploymentA, replicas: 2, from: 4 };
+    const rollingBackThree = [...carriedOut(), rolledBackCause, actionFailed(2, 'rolled back')];
+
+    it('given a plan whose third rollout was rolled back, when its actions are undone, then last first: B back to its revision, then A to its replicas', () => {
+      plan(...rollingBackThree).when({ type: 'StartActionUndo', planId, index: 1 }).then([undoStarted(1, undoB)]);
+      const bUndone = [...rollingBackThree, undoStarted(1, undoB), undone(1, 'rolled back to revision 1')];
+      plan(...bUndone).when({ type: 'StartActionUndo', planId, index: 0 }).then([undoStarted(0, undoA)]);
+      const allUndone = [...bUndone, undoStarted(0, undoA), undone(0, 'scaled back to 2')];
+      plan(...allUndone).when({ type: 'CompletePlanRollback', planId }).then([planRolledBack]);
+      expect(actionStatuses([...allUndone, planRolledBack])).to.deep.equal(['Undone', 'Undone', 'Failed']);
+      const { state } = plan(...allUndone);
+      expect(state.status !== 'absent' && state.actions[1]).to.deep.include({
+        undo: undoB,
+        undoDetail: 'rolled back to revision 1',
+        before: { clusterId, replicas: 1, revision: 1 },
+        after: { replicas: 1, revision: 2 },
+      });
+    });
+    it('given a plan rolling back, when an earlier action is undone before a later one, then InvalidTransition: last first', () => {
+      plan(...rollingBackThree)
+        .when({ type: 'StartActionUndo', planId, index: 0 })
+        .thenThrows(InvalidTransition, /action 1 was carried out after it: undo that first/);
+    });
+    it('given an undo under way, when another undo starts, then InvalidTransition: one at a time', () => {
+      // Action 1 was left (not undone) by the time; action 0 waits for nothing else, but an undo under way blocks it.
+      const past = [...rollingBackThree, undoStarted(1, undoB)];
+      plan(...past).when({ type: 'StartActionUndo', planId, index: 0 }).thenThrows(InvalidTransition, /the undo of action 1 is under way/);
+    });
+    it('given an undo that policy refused, when the rollback completes, then the plan names the action it left as it was', () => {
+      const reason = 'its undo (rolled back from revision 2 to revision 1) was refused: change freeze';
+      const past = [...rollingBackThree, undoStarted(1, undoB)];
+      plan(...past).when({ type: 'RecordActionNotUndone', planId, index: 1, reason }).then([notUndone(1, reason)]);
+      const left = [...past, notUndone(1, reason), undoStarted(0, undoA), undone(0, 'scaled back to 2')];
+      plan(...left).when({ type: 'CompletePlanRollback', planId }).then([
+        { type: 'ActionPlanRolledBack', data: { planId, notUndone: [{ index: 1, kind: 'update', reason }] } },
+      ]);
+      expect(actionStatuses(left)).to.deep.equal(['Undone', 'NotUndone', 'Failed']);
+    });
+    it('given a succeeded action not undoing, when it is recorded undone or not undone, then InvalidTransition: its undo never started', () => {
+      plan(...rollingBackThree).when({ type: 'RecordActionUndone', planId, index: 1, detail: 'x' }).thenThrows(InvalidTransition, /action 1 is Succeeded/);
+      plan(...rollingBackThree).when({ type: 'RecordActionNotUndone', planId, index: 1, reason: 'x' }).thenThrows(InvalidTransition, /action 1 is Succeeded/);
+    });
+    it('given an executing plan, when an undo starts, then InvalidTransition: only a plan rolling back undoes', () => {
+      plan(...carriedOut()).when({ type: 'StartActionUndo', planId, index: 1 }).thenThrows(InvalidTransition, /is Executing: cannot start an undo/);
+    });
+
+    describe('onFailure', () => {
+      it('given a plan that stops on failure (the default), when its third action fails, then the plan is Failed and nothing is undone', () => {
+        plan(...carriedOut())
+          .when({ type: 'RecordActionFailed', planId, index: 2, error: 'quota' })
+          .then([actionFailed(2, 'quota'), { type: 'ActionPlanFailed', data: { planId, cause: 'action 2 (update) failed: quota' } }]);
+      });
+      it('given a plan marked to undo, when its third action fails, then the plan rolls back instead', () => {
+        plan(...carriedOut('undo'))
+          .when({ type: 'RecordActionFailed', planId, index: 2, error: 'quota' })
+          .then([actionFailed(2, 'quota'), { type: 'ActionPlanRollbackStarted', data: { planId, cause: 'action 2 (update) failed: quota' } }]);
+        expect(plan(submittedThree('undo')).state).to.deep.include({ onFailure: 'undo' });
+        expect(plan(submittedThree()).state).to.deep.include({ onFailure: 'stop' });
+      });
+      it('given a submission with onFailure, then the event records it; without, the event leaves it out', () => {
+        plan().when({ ...submit, onFailure: 'undo' }).then([{ ...submitted, data: { ...submitted.data, onFailure: 'undo' } }]);
+        plan().when(submit).then([submitted]);
+      });
+    });
+
+    describe('what undoes each kind of action', () => {
+      const recorded = (action: PlanAction, before?: object, after?: object): ActionPlanEvent[] => [
+        { type: 'ActionPlanSubmitted', data: { ...submitted.data, actions: [action, { kind: 'restart', deploymentId: deploymentB }] } },
+        validationStarted,
+        approved,
+        executionStarted,
+        { type: 'PlanActionStarted', data: { planId, index: 0, ...(before ? { before: { clusterId, ...before } } : {}) } } as ActionPlanEvent,
+        { type: 'PlanActionSucceeded', data: { planId, index: 0, ...(after ? { after } : {}) } } as ActionPlanEvent,
+        actionFailed(1, 'x'),
+        planFailed,
+        rollbackStarted,
+      ];
+      const undoing = (past: ActionPlanEvent[]) => plan(...past).when({ type: 'StartActionUndo', planId, index: 0 }).events();
+
+      it('a scale goes back to the replicas before it; one that changed nothing is undone at once', () => {
+        expect(undoing(recorded({ kind: 'scale', deploymentId: deploymentA, replicas: 5 }, { replicas: 2, revision: 1 }))).to.deep.equal([
+          undoStarted(0, { kind: 'scale', deploymentId: deploymentA, replicas: 2, from: 5 }),
+        ]);
+        expect(undoing(recorded({ kind: 'scale', deploymentId: deploymentA, replicas: 2 }, { replicas: 2, revision: 1 }))).to.deep.equal([
+          undone(0, `nothing to undo: deployment ${deploymentA} already had 2 replicas`),
+        ]);
+      });
+      it('an update or a rollback goes back to the revision before it, by a rollback', () => {
+        for (const action of [
+          { kind: 'update', deploymentId: deploymentA },
+          { kind: 'rollback', deploymentId: deploymentA, toRevision: 1 },
+        ] as const) {
+          expect(undoing(recorded(action, { replicas: 2, revision: 3 }, { replicas: 2, revision: 4 }))).to.deep.equal([
+            undoStarted(0, { kind: 'rollback', deploymentId: deploymentA, toRevision: 3, from: 4 }),
+          ]);
+        }
+      });
+      it('a reschedule within its cluster goes back to the node selector before it', () => {
+        const action = { kind: 'reschedule', deploymentId: deploymentA, nodeSelector: { pool: 'b' } } as const;
+        expect(undoing(recorded(action, { replicas: 2, revision: 1, nodeSelector: { pool: 'a' } }))).to.deep.equal([
+          undoStarted(0, { kind: 'reschedule', deploymentId: deploymentA, nodeSelector: { pool: 'a' }, from: { pool: 'b' } }),
+        ]);
+        expect(undoing(recorded(action, { replicas: 2, revision: 1 }))).to.deep.equal([
+          undoStarted(0, { kind: 'reschedule', deploymentId: deploymentA, nodeSelector: {}, from: { pool: 'b' } }),
+        ]);
+      });
+      for (const [action, reason] of [
+        [{ kind: 'restart', deploymentId: deploymentA }, /a restart cannot be undone/],
+        [{ kind: 'drain', clusterId, node: 'gpu-node-1' }, /a drain is not undone: .* node gpu-node-1 stays cordoned/],
+        [{ kind: 'reschedule', deploymentId: deploymentA, clusterId: deploymentB }, /a move to cluster .* is not undone/],
+      ] as const) {
+        it(`a ${action.kind} is named as not undone: ${reason.source}`, () => {
+          const [event] = undoing(recorded(action, action.kind === 'drain' ? undefined : { replicas: 2, revision: 1 }));
+          expect(event?.type).to.equal('PlanActionNotUndone');
+          expect(event?.type === 'PlanActionNotUndone' && event.data.reason).to.match(reason);
+        });
+      }
+      it('an action recorded without what it found (before undo existed) is named as not undone', () => {
+        const [event] = undoing(recorded({ kind: 'scale', deploymentId: deploymentA, replicas: 5 }));
+        expect(event).to.deep.equal(notUndone(0, `what deployment ${deploymentA} ran before the action was not recorded`));
+        const [update] = undoing(recorded({ kind: 'update', deploymentId: deploymentA }, { replicas: 1, revision: 1 }));
+        expect(update?.type === 'PlanActionNotUndone' && update.data.reason).to.match(/revision the action made .* was not recorded/);
+      });
+    });
+  });
+
   describe('events', () => {
     const samples: ActionPlanEvent[] = [
-      submitted,
+      { ...submitted, data: { ...submitted.data, onFailure: 'undo' } },
       validationStarted,
       approved,
       rejected,
       executionStarted,
       expired,
-      started(0),
-      { type: 'PlanActionSucceeded', data: { planId, index: 0, detail: 'scaled to 3' } },
+      startedScale,
+      { type: 'PlanActionSucceeded', data: { planId, index: 0, detail: 'scaled to 3', after: { replicas: 3, revision: 1 } } },
       actionFailed(1, 'image pull backoff'),
       completed,
       planFailed,
       rollbackStarted,
+      undoStarted(0, scaleBackA),
+      undone(0, 'scaled back'),
+      notUndone(0, 'change freeze'),
       actionRolledBack(0),
-      planRolledBack,
+      { type: 'ActionPlanRolledBack', data: { planId, notUndone: [{ index: 1, kind: 'restart', reason: 'a restart cannot be undone' }] } },
       cancelled,
     ];
     it('has a sample of every event type', () => {
       expect(samples.map((event) => event.type)).to.have.members([...actionPlanEvents.types]);
     });
     for (const event of samples) {
-      it(`parses ${event.type} at version 1`, () => {
-        expect(actionPlanEvents.version(event.type)).to.equal(1);
-        expect(actionPlanEvents.parse(event.type, 1, JSON.parse(JSON.stringify(event.data)))).to.deep.equal(event);
+      it(`parses ${event.type} at its current version`, () => {
+        const version = actionPlanEvents.version(event.type);
+        expect(actionPlanEvents.parse(event.type, version, JSON.parse(JSON.stringify(event.data)))).to.deep.equal(event);
       });
     }
+    it('reads the version 1 events of the types that gained a field: as they were, and a v1 rollback names nothing left', () => {
+      expect(actionPlanEvents.parse('ActionPlanSubmitted', 1, submitted.data)).to.deep.equal(submitted);
+      expect(plan(actionPlanEvents.parse('ActionPlanSubmitted', 1, submitted.data)).state).to.deep.include({ onFailure: 'stop' });
+      expect(actionPlanEvents.parse('PlanActionStarted', 1, { planId, index: 0 })).to.deep.equal(started(0));
+      expect(actionPlanEvents.parse('PlanActionSucceeded', 1, { planId, index: 0, detail: 'd' })).to.deep.equal(succeeded(0, 'd'));
+      expect(actionPlanEvents.parse('ActionPlanRolledBack', 1, { planId })).to.deep.equal(planRolledBack);
+    });
+    it('reads a PlanActionRolledBack recorded by hand as the action undone', () => {
+      expect(actionStatuses([...rollingBack, actionRolledBack(0)])).to.deep.equal(['Undone', 'Failed', 'Skipped']);
+    });
     it('refuses an unknown schema version, an unknown type and data that does not match', () => {
-      expect(() => actionPlanEvents.parse('ActionPlanSubmitted', 2, submitted.data)).to.throw(UnknownEvent);
+      expect(() => actionPlanEvents.parse('ActionPlanSubmitted', 3, submitted.data)).to.throw(UnknownEvent);
       expect(() => actionPlanEvents.parse('ActionPlanExploded', 1, {})).to.throw(UnknownEvent);
       expect(() => actionPlanEvents.parse('PlanActionStarted', 1, { planId, index: -1 })).to.throw(UnknownEvent);
+      expect(() => actionPlanEvents.parse('PlanActionUndoStarted', 1, { planId, index: 0, undo: { kind: 'restart' } })).to.throw(UnknownEvent);
     });
   });
 });
