@@ -20,6 +20,7 @@ const TYPES_BY_STATUS: Record<number, string> = {
   405: 'method-not-allowed',
   413: 'body-too-large',
   415: 'unsupported-media-type',
+  431: 'headers-too-large',
   500: 'internal-error',
   503: 'unavailable',
 };
@@ -33,4 +34,20 @@ export function sendProblem(res: Response, { type, ...problem }: Problem): void 
     .status(problem.status)
     .type('application/problem+json')
     .json({ type: type ?? problemType(problem.status), ...problem });
+}
+
+/**
+ * A whole HTTP/1.1 answer carrying a problem, for a request Node's parser refused before any route saw it (the
+ * connection closes after it).
+ */
+export function rawProblemResponse(problem: Problem): string {
+  const body = JSON.stringify({ type: problem.type ?? problemType(problem.status), ...problem });
+  return [
+    `HTTP/1.1 ${problem.status} ${problem.title}`,
+    'Content-Type: application/problem+json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    '',
+    body,
+  ].join('\r\n');
 }

@@ -2,6 +2,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import helmet from 'helmet';
@@ -10,7 +11,7 @@ import type { Registry } from 'prom-client';
 import { httpMetrics } from '../prometheus/http-metrics.js';
 import { accessLog, recordMount, routeOf } from './access-log.js';
 import { bearerChallenge, bearerToken } from './bearer.js';
-import { sendProblem } from './problem.js';
+import { rawProblemResponse, sendProblem, type Problem } from './problem.js';
 
 export interface HttpServerOptions {
   logger: Logger;
@@ -97,6 +98,7 @@ export interface RunningHttpServer {
 
 export async function listen(app: express.Express, host: string, port: number): Promise<RunningHttpServer> {
   const server = http.createServer(app);
+  server.on('clientError', answerUnparsable);
   server.listen(port, host);
   await once(server, 'listening');
   return {
@@ -109,6 +111,25 @@ export async function listen(app: express.Express, host: string, port: number): 
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * A request Node's parser refused before any route saw it is answered with a problem like any other, not with
+ * Node's bare status line: request line and headers beyond the server's limit (`--max-http-header-size`, 16 KiB by
+ * default) with 431, anything else it cannot parse with 400. A connection reset or timed out is just closed.
+ */
+function answerUnparsable(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const problem: Problem =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? { status: 431, title: 'Request Header Fields Too Large', detail: `the request line and headers are larger than ${http.maxHeaderSize} bytes` }
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? { status: 408, title: 'Request Timeout', detail: 'the request did not arrive in time' }
+        : { status: 400, title: 'Bad Request', detail: 'not a well-formed HTTP/1.1 request' };
+  socket.end(rawProblemResponse(problem));
 }
 
 /**
