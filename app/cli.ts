@@ -38,6 +38,7 @@ import { readStdin } from './cli/stdin.js';
 import { credentialsFor } from './cli/session.js';
 import { count, table } from './cli/tables.js';
 import { registerApiVerbs } from './cli/verbs.js';
+import { registerForensicsVerbs } from './cli/forensics-verbs.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 /**
@@ -603,6 +604,8 @@ policiesCommand
   .option('--json', 'print the whole answer as JSON')
   .exitOverride()
   .action(impact);
+
+registerForensicsVerbs(program, { withSentinel });
 
 const users = program.command('users').description('user accounts: recovery when nobody can log in').exitOverride();
 

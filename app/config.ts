@@ -96,6 +96,12 @@ const schema = z.object({
   SENTINEL_AGGREGATE_CACHE_SIZE: integer(0, 10_000_000).default(10_000),
   /** Events between two snapshots of an aggregate's state; 0: no snapshots. */
   SENTINEL_SNAPSHOT_EVERY: integer(0, 1_000_000).default(100),
+  // The Ed25519 key (PEM) audit checkpoints are signed with: `sentinel audit export`, and the anchors below.
+  AUDIT_SIGNING_KEY_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  // A file the projector role appends a signed anchor of the audit trail's head to (needs AUDIT_SIGNING_KEY_FILE);
+  // GET /audit/verify then also checks the live chain against the last one.
+  AUDIT_ANCHOR_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
+  AUDIT_ANCHOR_INTERVAL_SECONDS: integer(1, 86_400).default(300),
   // Cluster credentials are data, not code: what a kubeconfig may make this process run, read or trust.
   SENTINEL_KUBECONFIG_EXEC_ALLOW: list(z.string(), 'command names or absolute paths, comma-separated, e.g. aws,kubelogin'),
   // Its default (<SENTINEL_DATA_DIR>/kubeconfigs) is derived where it is used: an empty value is refused here.

@@ -30,6 +30,10 @@ import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-m
 import { AuditChainMonitor } from '../projections/audit-chain-monitor.js';
 import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { signingKeyFrom } from '../commands/audit-export.js';
+import { startAnchoring } from '../commands/audit-export-anchor.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
@@ -43,7 +47,7 @@ import { PrometheusHealth } from '../adapters/prometheus/prometheus-health.js';
 import { ObservedHealthSource } from '../commands/observed-health.js';
 import { deploymentUptime, uptimeReader } from '../projections/read-models/deployment-uptime.js';
 import type { SecretStore } from '../commands/secrets.js';
-import type { EventStore } from '../domain/event-store.js';
+import { isCorrelationReader, type EventStore } from '../domain/event-store.js';
 import { checkConfig, type Config, type ConfigFiles } from './config.js';
 import { startTracing } from './tracing.js';
 
@@ -78,6 +82,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let health: ObservedHealthSource | undefined;
   let inframind: RunningInframindLink | undefined;
   let auditChain: AuditChainMonitor | undefined;
+  let anchoring: { stop(): Promise<void> } | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -126,6 +131,22 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         intervalSeconds: AUDIT_CHAIN_CHECK_SECONDS,
       });
       auditChain.start();
+    }
+
+    // Signed anchors of the audit trail's head, appended to a file outside the database by the projector role.
+    const signingKey: KeyObject | undefined = config.AUDIT_SIGNING_KEY_FILE
+      ? signingKeyFrom(await readFile(config.AUDIT_SIGNING_KEY_FILE, 'utf8'), `AUDIT_SIGNING_KEY_FILE (${config.AUDIT_SIGNING_KEY_FILE})`)
+      : undefined;
+    if (config.AUDIT_ANCHOR_FILE && roles.has('projector')) {
+      if (!signingKey) throw new Error('AUDIT_ANCHOR_FILE is set, but AUDIT_SIGNING_KEY_FILE is not: anchors are signed with that key');
+      anchoring = startAnchoring({
+        knex: db.knex,
+        table: async () => (await projections.tables(auditProjector)).audit,
+        key: signingKey,
+        file: config.AUDIT_ANCHOR_FILE,
+        intervalSeconds: config.AUDIT_ANCHOR_INTERVAL_SECONDS,
+        logger: logger.child({ component: 'audit-anchor' }),
+      });
     }
 
     const handler = new CommandHandler(store, {
@@ -187,6 +208,12 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         telemetry: sampleStore(config, db),
         health,
         staleAfterSeconds: config.SENTINEL_NODE_SILENT_SECONDS,
+        events: store,
+        snapshots: new PostgresSnapshotStore(db),
+        ...(isCorrelationReader(store) ? { correlations: store } : {}),
+        ...(config.AUDIT_ANCHOR_FILE
+          ? { auditAnchors: { file: config.AUDIT_ANCHOR_FILE, ...(signingKey ? { publicKey: createPublicKey(signingKey) } : {}) } }
+          : {}),
       }),
     });
     let started = false;
@@ -237,6 +264,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await reactors?.stop();
         await health?.stop();
         await auditChain?.stop();
+        await anchoring?.stop();
         await projections.stop();
         // Snapshots are written after their command answered: the ones under way finish before the pool closes.
         await handler.snapshotsWritten();
@@ -248,6 +276,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   } catch (error) {
     await health?.stop().catch(() => undefined);
     await auditChain?.stop().catch(() => undefined);
+    await anchoring?.stop().catch(() => undefined);
     await agents?.stop().catch(() => undefined);
     await inframind?.stop().catch(() => undefined);
     await telemetry?.stop().catch(() => undefined);

@@ -4,8 +4,12 @@
 // One round runs before the log is analyzed, then ROUNDS after (the figure): see the ANALYZE below.
 //   npm run bench:forensics                                                             (embedded PGlite)
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:forensics   (PGlite, then a scratch database there)
-// The other figures of issue 19 (as-of reads, fleet snapshots, audit export) are printed as not measured.
-import { randomUUID } from 'node:crypto';
+// On the same log, with BENCH_FORENSICS_CLUSTERS cluster streams of BENCH_FORENSICS_STREAM_EVENTS events each added
+// (default 100 × 1,000), each with a snapshot written at 90% of its stream: the p99 of 500 `?asOf=` folds at random
+// points of random clusters (half at a time, half at a position; points below the snapshot fold from the first event);
+// then the audit trail of the whole log, exported with a signed checkpoint and verified offline: rows per second.
+// Fleet snapshots at a time are printed as not measured.
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, openPostgres, type Database } from '../adapters/postgres/database.js';
@@ -16,6 +20,12 @@ import { compilePolicies, evaluate, rateLimitReadingsFor, type CompiledPolicySet
 import { POLICY_SET_STREAM } from '../domain/policy-set.js';
 import type { ActionKind, Change, PastAction, Policy, PolicyInputs } from '../domain/policy.js';
 import { createScratchDatabase } from '../test/support/postgres.js';
+import { PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
+import { migrateSentinel } from '../adapters/postgres/schema.js';
+import { clusters } from '../commands/aggregates.js';
+import { AuditExportWriter, verifyExport } from '../commands/audit-export.js';
+import { auditProjector, readAuditChain } from '../projections/audit-trail.js';
+import { stateAsOf, type AsOf } from '../projections/time-travel.js';
 
 const DECISIONS = Number(process.env['BENCH_FORENSICS_DECISIONS'] ?? 20_000);
 const POLICIES = 60;
@@ -25,6 +35,9 @@ const STREAMS = 1000;
 const SEED_BATCH = 2000;
 const ROUNDS = 3;
 const TARGET_PER_S = 5000;
+const CLUSTERS = Number(process.env['BENCH_FORENSICS_CLUSTERS'] ?? 100);
+const STREAM_EVENTS = Number(process.env['BENCH_FORENSICS_STREAM_EVENTS'] ?? 1000);
+const AS_OF_READS = 500;
 
 const NAMESPACES = 40;
 const GPU = 'nvidia-a100-80gb';
@@ -168,6 +181,10 @@ interface Figures {
   /** Before the planner has statistics of the log: the embedded default's state until something analyzes it. */
   replayPerSUnanalyzed: number;
   impactPerS: number;
+  asOfP99Ms: number;
+  asOfP99MsFromSnapshot: number;
+  exportRowsPerS: number;
+  logEvents: number;
 }
 
 async function run(database: string, db: Database): Promise<Figures> {
@@ -201,10 +218,105 @@ async function run(database: string, db: Database): Promise<Figures> {
       `${database}: impact of a draft quota: ${impact.examined.toLocaleString('en-US')} decisions at ${impactPerS.toLocaleString('en-US')}/s; ` +
         `newly refused ${impact.newlyRefused.count}, newly allowed ${impact.newlyAllowed.count}, unchanged ${impact.unchanged.count}`,
     );
-    return { replayPerS: median(rates), replayPerSUnanalyzed: unanalyzed, impactPerS };
+    const asOf = await asOfReads(database, db, store);
+    const exported = await exportAndVerify(database, db, store);
+    return { replayPerS: median(rates), replayPerSUnanalyzed: unanalyzed, impactPerS, ...asOf, ...exported };
   } finally {
     await store.close();
   }
+}
+
+/** CLUSTERS cluster streams of STREAM_EVENTS events, a snapshot of each at 90%, then AS_OF_READS as-of folds. */
+async function asOfReads(database: string, db: Database, store: EventStore): Promise<{ asOfP99Ms: number; asOfP99MsFromSnapshot: number; logEvents: number }> {
+  await migrateSentinel(db.knex);
+  const snapshots = new PostgresSnapshotStore(db);
+  const ids = Array.from({ length: CLUSTERS }, () => randomUUID());
+  const spec = { name: 'bench', apiServer: 'https://10.0.0.1:6443', region: 'us-east-1', labels: {}, gpuSkus: [], credentials: { source: 'in-cluster' } };
+  for (let first = 0; first < CLUSTERS; first += 10) {
+    // Ten clusters per round, interleaved append by append, so that each stream is spread over the log.
+    const batch = ids.slice(first, first + 10);
+    for (let done = 0; done < STREAM_EVENTS; done += 100) {
+      await store.appendMany(
+        batch.map((clusterId) => ({
+          stream: `cluster-${clusterId}`,
+          events: Array.from({ length: Math.min(100, STREAM_EVENTS - done) }, (_, i) => {
+            const n = done + i;
+            const data =
+              n === 0
+                ? { type: 'ClusterRegistered', data: { clusterId, spec: { ...spec, name: `bench-${clusterId.slice(0, 8)}` } } }
+                : n % 2 === 1
+                  ? { type: 'ClusterUnreachable', data: { clusterId, cause: `timeout ${n}` } }
+                  : { type: 'ClusterConnected', data: { clusterId } };
+            return { id: randomUUID(), ...data, metadata: { correlationId: randomUUID(), source: 'bench' } };
+          }),
+        })),
+      );
+    }
+  }
+  const at = Math.floor(STREAM_EVENTS * 0.9);
+  for (const clusterId of ids) {
+    const folded = await stateAsOf(store, clusters, clusterId, { position: 'ffffffffffffffff-ffffffffffffffff' }, { pageSize: 1000 });
+    const [event] = await store.readStream(`cluster-${clusterId}`, { from: at, to: at, limit: 1 });
+    const state = await stateAsOf(store, clusters, clusterId, { position: event!.position }, { pageSize: 1000 });
+    if (!folded || !state) throw new Error(`cluster ${clusterId} did not fold`);
+    await snapshots.write({ stream: `cluster-${clusterId}`, revision: at, position: event!.position, version: clusters.snapshotVersion!, state: JSON.stringify(state.state) });
+  }
+  await db.query('analyze sentinel_events');
+  const logEvents = Number((await db.query<{ n: string }>('select count(*)::text as n from sentinel_events'))[0]!.n);
+  const all: number[] = [];
+  const fromSnapshot: number[] = [];
+  for (let i = 0; i < AS_OF_READS; i++) {
+    const clusterId = ids[i % CLUSTERS]!;
+    const revision = Math.floor(Math.random() * STREAM_EVENTS);
+    const [event] = await store.readStream(`cluster-${clusterId}`, { from: revision, to: revision, limit: 1 });
+    const point: AsOf = i % 2 === 0 ? { at: event!.recordedAt } : { position: event!.position };
+    const started = performance.now();
+    const answer = await stateAsOf(store, clusters, clusterId, point, { snapshots, pageSize: 1000 });
+    const ms = performance.now() - started;
+    if (answer === undefined || answer.asOf.revision < revision) throw new Error(`as-of ${JSON.stringify(point)} of cluster ${clusterId} answered ${answer?.asOf.revision}`);
+    all.push(ms);
+    if (answer.asOf.fromSnapshot !== null) fromSnapshot.push(ms);
+  }
+  const p99 = (values: number[]) => Number([...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.99))]!.toFixed(1));
+  const figures = { asOfP99Ms: p99(all), asOfP99MsFromSnapshot: p99(fromSnapshot), logEvents };
+  console.log(
+    `${database}: as-of on a ${logEvents.toLocaleString('en-US')}-event log (${CLUSTERS} streams of ${STREAM_EVENTS.toLocaleString('en-US')} events, a snapshot at ${at}): ` +
+      `p99 ${figures.asOfP99Ms} ms over ${AS_OF_READS} reads; p99 ${figures.asOfP99MsFromSnapshot} ms of the ${fromSnapshot.length} that started from the snapshot`,
+  );
+  return figures;
+}
+
+/** The audit trail of the whole log, projected; then exported with a signed checkpoint and verified: rows per second. */
+async function exportAndVerify(database: string, db: Database, store: EventStore): Promise<{ exportRowsPerS: number }> {
+  const tables = { audit: 'bench_audit' };
+  await db.knex.transaction((trx) => auditProjector.createTables(trx, tables));
+  for (let after: string | undefined; ; ) {
+    const page = await store.readAll({ after, limit: 5000 });
+    if (page.events.length === 0) break;
+    await db.knex.transaction((trx) => auditProjector.apply(page.events, trx, tables));
+    after = page.checkpoint;
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const started = performance.now();
+  const writer = new AuditExportWriter(privateKey, { from: null, to: null });
+  const lines: string[] = [];
+  let headed = false;
+  for await (const page of readAuditChain(db.knex, tables.audit, {}, 5000)) {
+    if (!headed) lines.push(writer.header(page[0]!.prevHash));
+    headed = true;
+    lines.push(writer.page(page));
+  }
+  lines.push(writer.checkpoint());
+  const exportSeconds = (performance.now() - started) / 1000;
+  const verified = verifyExport(lines.join('').split('\n'), publicKey);
+  const seconds = (performance.now() - started) / 1000;
+  if (!verified.ok || verified.rows !== writer.exported) throw new Error(`the export did not verify: ${JSON.stringify(verified)}`);
+  const exportRowsPerS = Math.round(writer.exported / seconds);
+  console.log(
+    `${database}: audit export of ${writer.exported.toLocaleString('en-US')} rows in ${exportSeconds.toFixed(1)} s, verified offline in ${(seconds - exportSeconds).toFixed(1)} s: ` +
+      `${exportRowsPerS.toLocaleString('en-US')} rows/s exported and verified`,
+  );
+  return { exportRowsPerS };
 }
 
 /** One bulk replay of the whole log: decisions per second, every one of them checked to match. */
@@ -249,20 +361,20 @@ if (serverUrl) {
 // The slower backend measured is the figure the target is held to.
 const replayPerS = Math.min(...Object.values(figures).map((f) => f.replayPerS));
 console.log(`replay: ${replayPerS.toLocaleString('en-US')} decisions/s on the slower backend measured (target ≥ ${TARGET_PER_S.toLocaleString('en-US')})`);
-for (const [figure, why] of [
-  ['asof_p99_ms', 'aggregate as-of reads are not part of this bench yet'],
-  ['snapshot_s', 'fleet snapshots at a time are not part of this bench yet'],
-  ['export_rows_per_s', 'the anchored audit export is not part of this bench yet'],
-]) {
+const slowest = (figure: (f: Figures) => number, worst: (...values: number[]) => number) => worst(...Object.values(figures).map(figure));
+const asOfP99Ms = slowest((f) => f.asOfP99Ms, Math.max);
+const exportRowsPerS = slowest((f) => f.exportRowsPerS, Math.min);
+console.log(`as-of: p99 ${asOfP99Ms} ms on the slower backend measured (target < 100 ms); audit export and verification: ${exportRowsPerS.toLocaleString('en-US')} rows/s (target ≥ 50,000)`);
+for (const [figure, why] of [['snapshot_s', 'fleet snapshots at a time are not part of this bench yet']]) {
   console.log(`not measured: ${figure} (${why})`);
 }
 console.log(
   JSON.stringify({
     bench: 'forensics',
-    asof_p99_ms: null,
+    asof_p99_ms: asOfP99Ms,
     snapshot_s: null,
     replay_per_s: replayPerS,
-    export_rows_per_s: null,
+    export_rows_per_s: exportRowsPerS,
     decisions: DECISIONS,
     replay_per_s_pglite: figures['pglite']?.replayPerS ?? null,
     replay_per_s_postgres: figures['postgres']?.replayPerS ?? null,
@@ -270,5 +382,12 @@ console.log(
     replay_per_s_postgres_before_analyze: figures['postgres']?.replayPerSUnanalyzed ?? null,
     impact_per_s_pglite: figures['pglite']?.impactPerS ?? null,
     impact_per_s_postgres: figures['postgres']?.impactPerS ?? null,
+    asof_log_events: Math.max(...Object.values(figures).map((f) => f.logEvents)),
+    asof_p99_ms_pglite: figures['pglite']?.asOfP99Ms ?? null,
+    asof_p99_ms_postgres: figures['postgres']?.asOfP99Ms ?? null,
+    asof_p99_ms_from_snapshot_pglite: figures['pglite']?.asOfP99MsFromSnapshot ?? null,
+    asof_p99_ms_from_snapshot_postgres: figures['postgres']?.asOfP99MsFromSnapshot ?? null,
+    export_rows_per_s_pglite: figures['pglite']?.exportRowsPerS ?? null,
+    export_rows_per_s_postgres: figures['postgres']?.exportRowsPerS ?? null,
   }),
 );

@@ -153,6 +153,22 @@ export interface EventStore {
   close(): Promise<void>;
 }
 
+/** At most this many events are read for one correlation id: a causal timeline, not a log dump. */
+export const MAX_CORRELATED_EVENTS = 10_000;
+
+/**
+ * Every event recorded under one correlation id (`metadata.correlationId`), across streams, in log order: what a
+ * causal timeline is built from. A store offers it beside the `EventStore` port when it can find them without
+ * reading the whole log (an index, a by-correlation projection). Events a stream's metadata hides are left out.
+ */
+export interface CorrelationReader {
+  readCorrelated(correlationId: string, options?: { limit?: number }): Promise<RecordedEvent[]>;
+}
+
+export function isCorrelationReader(store: unknown): store is CorrelationReader {
+  return typeof (store as Partial<CorrelationReader> | undefined)?.readCorrelated === 'function';
+}
+
 export function comparePositions(a: Position, b: Position): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -383,6 +399,18 @@ export const validate = {
   },
   stream(stream: string): void {
     parse(streamName, stream, 'stream name');
+  },
+  correlationId(correlationId: string, limit: number | undefined): void {
+    parse(
+      z
+        .string()
+        .min(1, 'a correlation id is required')
+        .max(512, 'a correlation id is at most 512 characters')
+        .refine((value) => !/\p{Cc}/u.test(value), 'a correlation id has no control characters'),
+      correlationId,
+      'correlation id',
+    );
+    parse(z.number().int().min(1).max(MAX_CORRELATED_EVENTS, `at most ${MAX_CORRELATED_EVENTS}`).optional(), limit, 'limit');
   },
   metadata(metadata: StreamMetadata): void {
     parse(metadataRequest, metadata, 'stream metadata');

@@ -175,7 +175,7 @@ function jsonRows(rows: readonly RowValues[]): string {
 // ---- the hash chain -------------------------------------------------------------------------------------
 
 /** What a row's hash covers: every column but the two hashes. */
-interface AuditRecord {
+export interface AuditRecord {
   position: string;
   eventId: string;
   stream: string;
@@ -291,11 +291,51 @@ interface StoredRow {
  * that it links to the row before. Reports the first row that does not hold up.
  */
 export async function verifyAuditTrail(knex: Knex, table: string, options: { batchSize?: number } = {}): Promise<AuditVerification> {
-  const batchSize = options.batchSize ?? 1000;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, not ${batchSize}`);
   let expectedPrev = GENESIS_HASH;
-  let after: string | undefined;
   let rows = 0;
+  for await (const page of readAuditChain(knex, table, {}, options.batchSize)) {
+    for (const row of page) {
+      rows++;
+      const brokenAt = { id: row.record.eventId, position: row.record.position };
+      if (row.prevHash !== expectedPrev) {
+        return { ok: false, rows, brokenAt, reason: "prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)" };
+      }
+      if (auditRowHash(row.prevHash, row.record) !== row.hash) {
+        return { ok: false, rows, brokenAt, reason: "hash does not match the row's contents (the row or its hash was changed)" };
+      }
+      expectedPrev = row.hash;
+    }
+  }
+  return { ok: true, rows };
+}
+
+/** A row of the chain as stored: what was hashed, and the hashes it holds. */
+export interface AuditChainRow {
+  record: AuditRecord;
+  prevHash: string;
+  hash: string;
+}
+
+/**
+ * The hash a row must hold: SHA-256 of the previous row's hash and the record's canonical JSON. `content`, when
+ * given, is the canonical text of the record's content, made once by a caller that writes it too.
+ */
+export function auditRowHash(prevHash: string, record: AuditRecord, content: string = canonicalJson(record.content)): string {
+  return chainHash(prevHash, record, content);
+}
+
+/**
+ * The stored chain in log order, a page at a time, from position `from` (inclusive) to `to` (exclusive), the whole
+ * chain when neither is given.
+ */
+export async function* readAuditChain(
+  knex: Knex,
+  table: string,
+  range: { from?: string; to?: string },
+  batchSize = 1000,
+): AsyncGenerator<AuditChainRow[]> {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, not ${batchSize}`);
+  let after: string | undefined;
   for (;;) {
     const page = (await knex(table)
       .select(
@@ -318,23 +358,21 @@ export async function verifyAuditTrail(knex: Knex, table: string, options: { bat
       )
       .modify((query) => {
         if (after !== undefined) query.where('position', '>', after);
+        else if (range.from !== undefined) query.where('position', '>=', range.from);
+        if (range.to !== undefined) query.where('position', '<', range.to);
       })
       .orderBy('position')
       .limit(batchSize)) as StoredRow[];
-    for (const row of page) {
-      rows++;
-      const brokenAt = { id: row.event_id, position: row.position };
-      if (row.prev_hash !== expectedPrev) {
-        return { ok: false, rows, brokenAt, reason: "prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)" };
-      }
-      if (chainHash(row.prev_hash, storedRecord(row), canonicalJson(row.content)) !== row.hash) {
-        return { ok: false, rows, brokenAt, reason: "hash does not match the row's contents (the row or its hash was changed)" };
-      }
-      expectedPrev = row.hash;
-    }
-    if (page.length < batchSize) return { ok: true, rows };
+    if (page.length > 0) yield page.map((row) => ({ record: storedRecord(row), prevHash: row.prev_hash, hash: row.hash }));
+    if (page.length < batchSize) return;
     after = page.at(-1)!.position;
   }
+}
+
+/** The first position, in log order, of a row recorded at or after the time; undefined when none was. */
+export async function firstAuditPositionAt(knex: Knex, table: string, at: Date): Promise<string | undefined> {
+  const row = (await knex(table).where('recorded_at', '>=', at).orderBy('position').first('position')) as { position: string } | undefined;
+  return row?.position;
 }
 
 function storedRecord(row: StoredRow): AuditRecord {

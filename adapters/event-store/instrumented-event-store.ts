@@ -4,7 +4,9 @@ import {
   ConcurrencyConflict,
   DuplicateEventConflict,
   InvalidEventStoreRequest,
+  isCorrelationReader,
   type AppendResult,
+  type CorrelationReader,
   type CountAfterOptions,
   type EventStore,
   type EventToAppend,
@@ -23,9 +25,9 @@ import {
 type AppendOutcome = 'ok' | 'duplicate' | 'conflict' | 'duplicate_conflict' | 'rejected' | 'error';
 /** `append` writes one stream; `append_many` several in one transaction, which takes longer and conflicts more. */
 type AppendOp = 'append' | 'append_many';
-type ReadKind = 'stream' | 'all' | 'count';
+type ReadKind = 'stream' | 'all' | 'count' | 'correlation';
 
-export class InstrumentedEventStore implements EventStore {
+export class InstrumentedEventStore implements EventStore, CorrelationReader {
   private readonly appends: Counter<'result' | 'op'>;
   private readonly appendedEvents: Counter;
   private readonly appendSeconds: Histogram<'result' | 'op'>;
@@ -56,13 +58,13 @@ export class InstrumentedEventStore implements EventStore {
     });
     this.reads = new Counter({
       name: 'sentinel_event_store_reads_total',
-      help: 'Reads by kind: stream, all, or count (events counted without being read)',
+      help: 'Reads by kind: stream, all, count (events counted without being read), or correlation (one correlation id across streams)',
       labelNames: ['kind'],
       registers: [registry],
     });
     this.readSeconds = new Histogram({
       name: 'sentinel_event_store_read_duration_seconds',
-      help: 'Time to complete a read, by kind (stream, all, count)',
+      help: 'Time to complete a read, by kind (stream, all, count, correlation)',
       labelNames: ['kind'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],
@@ -86,6 +88,15 @@ export class InstrumentedEventStore implements EventStore {
 
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]> {
     return this.timedRead('stream', () => this.inner.readStream(stream, options));
+  }
+
+  /** The wrapped store's, when it reads by correlation id; otherwise it refuses, naming the store. */
+  readCorrelated(correlationId: string, options?: { limit?: number }): Promise<RecordedEvent[]> {
+    const inner = this.inner;
+    if (!isCorrelationReader(inner)) {
+      return Promise.reject(new Error(`${inner.constructor.name} cannot read events by correlation id`));
+    }
+    return this.timedRead('correlation', () => inner.readCorrelated(correlationId, options));
   }
 
   readAll(options?: ReadAllOptions): Promise<ReadAllResult> {

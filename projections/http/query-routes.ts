@@ -1,5 +1,7 @@
 // The query API: read models, the audit trail and projection status, with the same auth and problems as the
-// command API. `?after=<position>` waits (bounded) until the read side has passed a write's position.
+// command API. `?after=<position>` waits (bounded) until the read side has passed a write's position; `?asOf=` on a
+// cluster, workload, deployment or action plan folds its stream up to a time or position instead (time-travel.ts).
+import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { PostgresPrincipalStore } from '../../adapters/auth/principal-store.js';
 import type { PrincipalStore } from '../../commands/access.js';
@@ -16,6 +18,13 @@ import { fleetGpus, gpuReadings, type TelemetryReadings } from '../fleet-gpus.js
 import { deploymentHistory, instant, InvalidQuery, MAX_PAGE_SIZE, ORDERS, READ_MODELS, type Order, type ReadModel } from '../read-models.js';
 import { uptimeOf } from '../read-models/deployment-uptime.js';
 import type { ProjectionRuntime } from '../runtime.js';
+import type { SnapshotStore } from '../../commands/aggregate-cache.js';
+import type { Aggregate } from '../../commands/command-handler.js';
+import { actionPlans, clusters, deployments, workloads } from '../../commands/aggregates.js';
+import type { CorrelationReader, EventStore } from '../../domain/event-store.js';
+import { asOfParameter, parseAsOf, stateAsOf } from '../time-travel.js';
+import { forensicsRoutes } from './forensics-routes.js';
+import { lastAnchor, verifyAgainstAnchor } from '../../commands/audit-export-anchor.js';
 
 export interface QueryRoutesOptions {
   knex: Knex;
@@ -32,6 +41,17 @@ export interface QueryRoutesOptions {
   /** The health source the policy rules read (`ObservedHealthSource`): latency, success rate and the file's override; without it, uptime only. */
   health?: { latest(deploymentId: string): Promise<LatestLatency> };
   now?: () => Date;
+  /** The log, for `?asOf=` (time travel) on a cluster, workload, deployment or action plan. */
+  events?: EventStore;
+  /** The write side's snapshots, which an `?asOf=` fold starts from when one lies at or below the point. */
+  snapshots?: SnapshotStore;
+  /** Reads a correlation's events across streams, for the causal timeline. */
+  correlations?: CorrelationReader;
+  /**
+   * The file the audit trail's signed anchors are appended to: `GET /audit/verify` then also checks the live chain
+   * against the last one, with `publicKey` (else the key the anchor names).
+   */
+  auditAnchors?: { file: string; publicKey?: KeyObject };
 }
 
 const POSITION = /^[0-9a-f]{16}-[0-9a-f]{16}$/;
@@ -75,6 +95,7 @@ function listParameters(filters: Readonly<Record<string, z.ZodType<string>>>): Q
 }
 
 const onlyAfter = queryParameters({ after });
+const afterOrAsOf = queryParameters({ after, asOf: asOfParameter.optional() });
 
 /** The filters of a list's query: the parameters that are neither paging nor `after`. */
 function filtersOf(query: ListQuery): Record<string, string> {
@@ -145,7 +166,27 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
     return { ...deployment, waitingFor: `cluster ${cluster.name} is unreachable${since}: ${cluster.connection.cause ?? 'no cause recorded'}` };
   };
 
-  const collection = (path: string, kind: string, model: ReadModel, described: string, shown: (found: unknown) => Promise<unknown> = async (found) => found): Route[] => [
+  /**
+   * `?asOf=`: the aggregate's stream folded up to that time or position, in the AsOf shape (`{id, stream, asOf:
+   * {revision, position, recordedAt, eventsFolded, fromSnapshot}, state}`): the state the write side decides against,
+   * not the read model's row, whose columns (times of changes, histories) the fold does not keep.
+   */
+  const asOf = async (aggregate: AnyAggregate, kind: string, id: string, value: string) => {
+    if (!options.events) throw new Error('this server was started without the event store the asOf parameter reads');
+    const point = parseAsOf(value)!;
+    const found = await stateAsOf(options.events, aggregate, id, point, options.snapshots ? { snapshots: options.snapshots } : {});
+    if (found === undefined) throw new NotFound(kind, id);
+    return found;
+  };
+
+  const collection = (
+    path: string,
+    kind: string,
+    model: ReadModel,
+    described: string,
+    shown: (found: unknown) => Promise<unknown> = async (found) => found,
+    aggregate?: AnyAggregate,
+  ): Route[] => [
     route({
       ...readers,
       method: 'get',
@@ -172,11 +213,17 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
             path: `${path}/:id`,
             operationId: `get${pascal(kind)}`,
             summary: `Show a ${kind}`,
-            query: onlyAfter,
-            success: { status: 200, schema: item, description: `the ${kind}` },
-            handle: async ({ params, query }) => {
-              await caughtUp(query.after, [model.projector.name]);
+            query: aggregate ? afterOrAsOf : onlyAfter,
+            success: {
+              status: 200,
+              schema: item,
+              description: aggregate ? `the ${kind}; with asOf, its stream folded up to that point, in the AsOf shape` : `the ${kind}`,
+            },
+            handle: async ({ params, query }: { params: Record<string, string>; query: { after?: string; asOf?: string } }) => {
               const id = pathId(params, kind);
+              // The log is the record: as of a point, nothing waits for the read side.
+              if (aggregate && query.asOf !== undefined) return { status: 200, body: await asOf(aggregate, kind, id, query.asOf) };
+              await caughtUp(query.after, [model.projector.name]);
               const found = await model.get!(knex, await runtime.tables(model.projector), id);
               if (found === undefined) throw new NotFound(kind, id);
               return { status: 200, body: await shown(found) };
@@ -197,9 +244,9 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
   });
 
   return [
-    ...collection('/clusters', 'cluster', READ_MODELS.clusters, 'in order of registration'),
-    ...collection('/workloads', 'workload', READ_MODELS.workloads, 'in order of registration'),
-    ...collection('/deployments', 'deployment', READ_MODELS.deployments, 'in order of creation; from and to filter by creation time', withWait),
+    ...collection('/clusters', 'cluster', READ_MODELS.clusters, 'in order of registration', undefined, clusters),
+    ...collection('/workloads', 'workload', READ_MODELS.workloads, 'in order of registration', undefined, workloads),
+    ...collection('/deployments', 'deployment', READ_MODELS.deployments, 'in order of creation; from and to filter by creation time', withWait, deployments),
     route({
       ...readers,
       method: 'get',
@@ -258,7 +305,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
         return { status: 200, body: fleetGpus(samples, now(), windowSeconds, staleAfterSeconds) };
       },
     }),
-    ...collection('/action-plans', 'action plan', READ_MODELS.actionPlans, 'in order of submission; from and to filter by submission time'),
+    ...collection('/action-plans', 'action plan', READ_MODELS.actionPlans, 'in order of submission; from and to filter by submission time', undefined, actionPlans),
     ...collection('/policies', 'policy', READ_MODELS.policies, 'in order of creation'),
     ...collection('/policy-decisions', 'policy decision', { ...READ_MODELS.policyDecisions, get: undefined }, 'in log order; from and to filter by the time of the decision'),
     route({
@@ -307,13 +354,30 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       method: 'get',
       path: '/audit/verify',
       operationId: 'verifyAudit',
-      summary: 'Verify the audit trail’s hash chain',
+      summary: 'Verify the audit trail’s hash chain (and, when anchors are written, the chain against the last one)',
       success: {
         status: 200,
-        schema: z.object({ ok: z.boolean(), rows: z.number().int(), brokenAt: z.object({ id: z.string(), position: z.string() }).optional() }).meta({ id: 'AuditVerification' }),
-        description: '{ok: true, rows} or {ok: false, rows, brokenAt: {id, position}}',
+        schema: z
+          .object({
+            ok: z.boolean(),
+            rows: z.number().int(),
+            brokenAt: z.object({ id: z.string(), position: z.string() }).optional(),
+            reason: z.string().optional(),
+            anchor: z
+              .object({ position: z.string().nullable(), hash: z.string(), rows: z.number().int(), signedAt: z.string(), ok: z.boolean(), reason: z.string().optional() })
+              .optional(),
+          })
+          .meta({ id: 'AuditVerification' }),
+        description:
+          '{ok: true, rows} or {ok: false, rows, brokenAt: {id, position}, reason}; with anchors, also anchor: {position, hash, rows, signedAt, ok, reason?} ' +
+          '(ok is false too when the chain no longer holds the last anchor: rewritten with recomputed hashes, or rows removed before it)',
       },
-      handle: async () => ({ status: 200, body: await verifyAuditTrail(knex, (await runtime.tables(auditProjector)).audit) }),
+      handle: async () => {
+        const table = (await runtime.tables(auditProjector)).audit;
+        const anchors = options.auditAnchors;
+        if (anchors === undefined) return { status: 200, body: await verifyAuditTrail(knex, table) };
+        return { status: 200, body: await verifyAgainstAnchor(knex, table, await lastAnchor(anchors.file), anchors.publicKey) };
+      },
     }),
     route({
       ...readers,
@@ -324,5 +388,9 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       success: { status: 200, schema: z.object({ items: z.array(item) }), description: 'name, version, generation, position, eventsApplied, lagEvents, lagSeconds, active' },
       handle: async () => ({ status: 200, body: { items: await runtime.status() } }),
     }),
+    ...forensicsRoutes({ ...(options.correlations ? { correlations: options.correlations } : {}) }),
   ];
 }
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any aggregate: the fold only passes its own events to its own evolve
+type AnyAggregate = Aggregate<any, any, unknown>;

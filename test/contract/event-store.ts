@@ -1,11 +1,14 @@
 // The one contract every EventStore adapter must keep; run against each adapter by event-store.test.ts.
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import {
   ConcurrencyConflict,
   DuplicateEventConflict,
   InvalidEventStoreRequest,
   comparePositions,
+  isCorrelationReader,
   type EventStore,
+  type EventToAppend,
   type Position,
   type RecordedEvent,
 } from '../../domain/event-store.js';
@@ -597,6 +600,48 @@ export function eventStoreContract(fixture: EventStoreFixture): void {
       await store().append(stream, events(3));
       expect(await rejection(store().deleteStream(stream, { expected: 1 }))).to.be.instanceOf(ConcurrencyConflict);
       expect(await store().readStream(stream)).to.have.length(3);
+    });
+  });
+
+  describe('readCorrelated (a store that reads by correlation id)', () => {
+    const correlated = (correlationId: string, count: number): EventToAppend[] =>
+      events(count).map((e) => ({ ...e, metadata: { ...e.metadata, correlationId, causationId: 'request-1' } }));
+
+    it('given one correlation across streams and appends, then it reads exactly its events, in log order', async function () {
+      const reader = store();
+      if (!isCorrelationReader(reader)) return this.skip();
+      const [correlationId, other] = [`corr-${randomUUID()}`, `corr-${randomUUID()}`];
+      const [a, b, c] = [uniqueStream(), uniqueStream(), uniqueStream()];
+      await reader.append(a, correlated(correlationId, 2));
+      await reader.append(b, correlated(other, 2));
+      await reader.appendMany([
+        { stream: b, events: correlated(correlationId, 1) },
+        { stream: c, events: correlated(correlationId, 2) },
+      ]);
+      await reader.append(a, correlated(correlationId, 1));
+      const expected = (await Promise.all([a, b, c].map((s) => reader.readStream(s))))
+        .flat()
+        .filter((e) => e.metadata.correlationId === correlationId)
+        .sort((x, y) => comparePositions(x.position, y.position));
+      // A store may index correlations behind its writes (KurrentDB's projection): what it reads must come to this.
+      const read = await eventually('the correlation to be read whole', () => reader.readCorrelated(correlationId), (found) => found.length >= 6, 10_000);
+      expect(read).to.deep.equal(expected);
+      expect(read.map((e) => e.stream)).to.deep.equal([a, a, b, c, c, a]);
+      expect((await reader.readCorrelated(correlationId, { limit: 2 })).map((e) => e.id)).to.deep.equal(expected.slice(0, 2).map((e) => e.id));
+    });
+
+    it('leaves out what a stream hides, reads an unknown id as empty, and refuses an empty id or one with control characters', async function () {
+      const reader = store();
+      if (!isCorrelationReader(reader)) return this.skip();
+      const correlationId = `corr-${randomUUID()}`;
+      const stream = uniqueStream();
+      await reader.append(stream, correlated(correlationId, 3));
+      await eventually('the correlation to be read', () => reader.readCorrelated(correlationId), (found) => found.length === 3, 10_000);
+      await reader.setStreamMetadata(stream, { truncateBefore: 2 });
+      expect((await reader.readCorrelated(correlationId)).map((e) => e.revision)).to.deep.equal([2]);
+      expect(await reader.readCorrelated(`corr-${randomUUID()}`)).to.deep.equal([]);
+      expect(await rejection(reader.readCorrelated(''))).to.be.instanceOf(InvalidEventStoreRequest);
+      expect(await rejection(reader.readCorrelated('a\u0000b'))).to.be.instanceOf(InvalidEventStoreRequest);
     });
   });
 }

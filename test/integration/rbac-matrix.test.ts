@@ -71,6 +71,7 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'GET /audit':                       ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /audit/verify':                ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /projections':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /timeline':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /openapi.json':                ['allow', 'allow', 'allow', 'allow', 'allow'],
 };
 

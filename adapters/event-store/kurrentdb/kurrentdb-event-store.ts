@@ -42,10 +42,12 @@ import {
   ConcurrencyConflict,
   DuplicateEventConflict,
   EventStoreError,
+  MAX_CORRELATED_EVENTS,
   InvalidEventStoreRequest,
   StreamDeleted,
   validate,
   type AppendResult,
+  type CorrelationReader,
   type CountAfterOptions,
   type EventFilter,
   type EventMetadata,
@@ -94,6 +96,11 @@ export const APPEND_ID_KEY = '$appendId';
  * JSON text under this key, and the store's own values as text.
  */
 export const CALLER_METADATA_KEY = '$metadata';
+/**
+ * The caller's correlation id, copied where KurrentDB's `$by_correlation_id` standard projection looks for it, so
+ * that it links every event of a correlation into `$bc-<correlationId>`; removed again on read.
+ */
+export const CORRELATION_ID_KEY = '$correlationId';
 
 const DEFAULT_PAGE_SIZE = 1000;
 /** How far back a rejected append with no exact expected revision looks for ids it already stored. */
@@ -103,7 +110,7 @@ const DELETE_ATTEMPTS = 5;
 /** KurrentDB's own stream settings; `acl` and `cacheControl` are not the port's and survive its writes. */
 const SYSTEM_METADATA_KEYS = ['maxAge', 'maxCount', 'truncateBefore', 'cacheControl', 'acl'] as const;
 
-export class KurrentDbEventStore implements EventStore {
+export class KurrentDbEventStore implements EventStore, CorrelationReader {
   private readonly pageSize: number;
 
   constructor(
@@ -131,7 +138,7 @@ export class KurrentDbEventStore implements EventStore {
         id: e.id,
         type: e.type,
         data: e.data,
-        metadata: { ...e.metadata, [SCHEMA_VERSION_KEY]: e.schemaVersion ?? 1, [APPEND_ID_KEY]: appendId },
+        metadata: { ...e.metadata, ...correlationKey(e.metadata), [SCHEMA_VERSION_KEY]: e.schemaVersion ?? 1, [APPEND_ID_KEY]: appendId },
       }),
     );
     let result: KurrentAppendResult;
@@ -207,6 +214,30 @@ export class KurrentDbEventStore implements EventStore {
       throw mapStreamError(stream, error);
     }
     return events;
+  }
+
+  /**
+   * Through `$bc-<correlationId>`, the stream of links KurrentDB's `$by_correlation_id` standard projection keeps
+   * (it must be running, reading `$correlationId`, its default). Links resolve to the events themselves, whose own
+   * metadata is checked again; a link whose event is gone (deleted, truncated, past its max age) is left out.
+   */
+  async readCorrelated(correlationId: string, options: { limit?: number } = {}): Promise<RecordedEvent[]> {
+    validate.correlationId(correlationId, options.limit);
+    const limit = options.limit ?? MAX_CORRELATED_EVENTS;
+    const events: RecordedEvent[] = [];
+    try {
+      for await (const resolved of this.client.readStream(`$bc-${correlationId}`, { fromRevision: START, direction: FORWARDS, resolveLinkTos: true })) {
+        const event = resolved.event === undefined ? undefined : toRecordedEvent(resolved.event);
+        if (event === undefined || event.metadata.correlationId !== correlationId) continue;
+        events.push(event);
+        if (events.length >= limit) break;
+      }
+    } catch (error) {
+      if (error instanceof StreamNotFoundError) return [];
+      throw error;
+    }
+    // Links are appended as the projection gets to them; the log's order is the events' own positions.
+    return events.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
@@ -659,6 +690,12 @@ function multiAppendError(error: unknown): unknown {
   return error;
 }
 
+/** The store's copy of the caller's correlation id, when there is one (see CORRELATION_ID_KEY). */
+function correlationKey(metadata: EventToAppend['metadata']): Record<string, string> {
+  const correlationId = metadata?.correlationId;
+  return typeof correlationId === 'string' ? { [CORRELATION_ID_KEY]: correlationId } : {};
+}
+
 /** An event as a multi-stream append sends it: metadata of strings only (see CALLER_METADATA_KEY). */
 function multiAppendEvent(event: EventToAppend, appendId: string): EventData {
   return jsonEvent({
@@ -667,6 +704,7 @@ function multiAppendEvent(event: EventToAppend, appendId: string): EventData {
     data: event.data,
     metadata: {
       [CALLER_METADATA_KEY]: JSON.stringify(event.metadata ?? {}),
+      ...correlationKey(event.metadata),
       [SCHEMA_VERSION_KEY]: String(event.schemaVersion ?? 1),
       [APPEND_ID_KEY]: appendId,
     },
@@ -730,7 +768,13 @@ function sameContent(proposed: EventToAppend, stored: KurrentRecordedEvent): boo
  * append carries the caller's metadata as JSON text, and any other key there is not the caller's.
  */
 function splitMetadata(metadata: unknown): { schemaVersion: number | undefined; caller: Record<string, unknown> } {
-  const { [SCHEMA_VERSION_KEY]: schemaVersion, [APPEND_ID_KEY]: _appendId, [CALLER_METADATA_KEY]: packed, ...caller } = metadataRecord(metadata);
+  const {
+    [SCHEMA_VERSION_KEY]: schemaVersion,
+    [APPEND_ID_KEY]: _appendId,
+    [CALLER_METADATA_KEY]: packed,
+    [CORRELATION_ID_KEY]: _correlationId,
+    ...caller
+  } = metadataRecord(metadata);
   return { schemaVersion: schemaVersionOf(schemaVersion), caller: typeof packed === 'string' ? unpackMetadata(packed) : caller };
 }
 

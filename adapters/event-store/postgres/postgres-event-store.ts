@@ -5,8 +5,10 @@ import { Gauge, type Registry } from 'prom-client';
 import {
   ConcurrencyConflict,
   DuplicateEventConflict,
+  MAX_CORRELATED_EVENTS,
   validate,
   type AppendResult,
+  type CorrelationReader,
   type CountAfterOptions,
   type EventFilter,
   type EventStore,
@@ -115,7 +117,7 @@ function once<T>(read: () => Promise<T>): () => Promise<T> {
   };
 }
 
-export class PostgresEventStore implements EventStore {
+export class PostgresEventStore implements EventStore, CorrelationReader {
   private readonly signal = new ChangeSignal();
   private readonly polling: PollingOptions;
   private readonly scanWindow: number;
@@ -281,6 +283,26 @@ export class PostgresEventStore implements EventStore {
         limit $4`,
       [stream, lowest ?? null, highest ?? null, options.limit ?? null],
       backwards ? 'sentinel_read_stream_backwards' : 'sentinel_read_stream',
+    );
+    return rows.map(toRecordedEvent);
+  }
+
+  /** Through the (correlation id, tx_id, seq) index of migration 002; hidden as `readStream` hides them. */
+  async readCorrelated(correlationId: string, options: { limit?: number } = {}): Promise<RecordedEvent[]> {
+    validate.correlationId(correlationId, options.limit);
+    const rows = await this.db.query<EventRow>(
+      `select ${eventColumns('e')}
+         from sentinel_events e
+         left join sentinel_stream_metadata m on m.stream = e.stream
+        where e.metadata ->> 'correlationId' = $1
+          and e.revision >= coalesce(m.truncate_before, 0)
+          and (m.max_age is null or e.recorded_at >= now() - make_interval(secs => m.max_age))
+          and (m.max_count is null
+               or e.revision > (select c.revision from sentinel_events c where c.stream = e.stream order by c.revision desc limit 1) - m.max_count)
+        order by e.tx_id, e.seq
+        limit $2`,
+      [correlationId, options.limit ?? MAX_CORRELATED_EVENTS],
+      'sentinel_read_correlated',
     );
     return rows.map(toRecordedEvent);
   }
