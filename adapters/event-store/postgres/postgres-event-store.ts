@@ -26,6 +26,7 @@ import {
 } from '../../../domain/event-store.js';
 import type { Database } from '../../postgres/database.js';
 import { ChangeSignal } from '../change-signal.js';
+import { PgliteStatistics } from './pglite-statistics.js';
 import { pollingSubscription, type PollingOptions } from '../polling-subscription.js';
 import { decodePosition, encodePosition } from '../position.js';
 import { DUPLICATES_SQL, appendManySql } from './append.js';
@@ -125,6 +126,8 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
   private listener: CrossProcessListener | undefined;
   private readonly notifyIntervalMs: number;
   private notifyTimer: NodeJS.Timeout | undefined;
+  /** PGlite only: it has no autovacuum to keep the planner's statistics current. */
+  private readonly statistics: PgliteStatistics | undefined;
 
   private constructor(
     private readonly db: Database,
@@ -138,12 +141,15 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     this.scanWindow = options.scanWindow ?? 10_000;
     this.notifyOthers = db.kind === 'postgres' && (options.notifyOtherProcesses ?? true);
     this.notifyIntervalMs = options.notifyIntervalMs ?? 10;
+    this.statistics = db.kind === 'pglite' ? new PgliteStatistics(db) : undefined;
   }
 
   /** Applies the event store's migrations, then returns the store. */
   static async open(db: Database, options: PostgresEventStoreOptions = {}): Promise<PostgresEventStore> {
     await migrateEventStore(db.knex);
-    return new PostgresEventStore(db, options);
+    const store = new PostgresEventStore(db, options);
+    await store.statistics?.start();
+    return store;
   }
 
   async append(
@@ -163,7 +169,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
       }
       if (rows?.length) {
         const last = rows.reduce((a, b) => (Number(b.revision) > Number(a.revision) ? b : a));
-        this.announce();
+        this.announce(events.length);
         return this.result(last, false);
       }
       // A conflict, or a race lost to another append of this stream: either this append is a retry of one
@@ -190,7 +196,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     for (let attempt = 1; ; attempt++) {
       const outcome = await this.appendInOneTransaction(statements);
       if (Array.isArray(outcome)) {
-        this.announce();
+        this.announce(requests.reduce((sum, { events }) => sum + events.length, 0));
         return outcome.map((last) => this.result(last, false));
       }
       // Everything was rolled back. As for one stream: either the whole call is a retry of one already stored,
@@ -433,6 +439,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     // A notification still waiting goes now, while the database is open: after, it would only fail.
     if (this.notifyTimer) await this.notifyNow();
     await this.listener?.stop();
+    await this.statistics?.idle();
   }
 
   private async readAllAfter(
@@ -491,7 +498,8 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
    * Wakes local subscribers at once, and subscribers in other processes with one NOTIFY per interval at most,
    * sent on its own rather than inside appends: NOTIFY serializes the commits of the transactions that send it.
    */
-  private announce(): void {
+  private announce(appended: number): void {
+    this.statistics?.appended(appended);
     this.signal.notify();
     if (!this.notifyOthers || this.notifyTimer) return;
     this.notifyTimer = setTimeout(() => void this.notifyNow(), this.notifyIntervalMs);
