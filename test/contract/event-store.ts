@@ -390,7 +390,7 @@ export function eventStoreContract(fixture: EventStoreFixture): void {
       const b = uniqueStream('beta');
       await store().append(a, events(3));
       await store().append(b, events(2));
-      await store().append(a, events(1));
+      await settled(store(), (await store().append(a, events(1))).position);
       const firstPage = await store().readAll({ after: start, limit: 4 });
       expect(firstPage.events).to.have.length(4);
       const rest = await readEverything(store(), firstPage.checkpoint);
@@ -405,7 +405,7 @@ export function eventStoreContract(fixture: EventStoreFixture): void {
       const category = `cat${Date.now().toString(36)}`;
       const stream = uniqueStream(category);
       await store().append(stream, [anEvent('FilterProbeA'), anEvent('FilterProbeB'), anEvent('FilterProbeA')]);
-      await store().append(uniqueStream('other'), [anEvent('FilterProbeA')]);
+      await settled(store(), (await store().append(uniqueStream('other'), [anEvent('FilterProbeA')])).position);
 
       const byType = await store().readAll({ after: start, filter: { types: ['FilterProbeB'] } });
       expect(byType.events.map((e) => e.type)).to.deep.equal(['FilterProbeB']);
