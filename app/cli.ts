@@ -39,6 +39,7 @@ import { credentialsFor } from './cli/session.js';
 import { count, table } from './cli/tables.js';
 import { registerApiVerbs } from './cli/verbs.js';
 import { registerForensicsVerbs } from './cli/forensics-verbs.js';
+import { registerRolloutVerbs } from './cli/rollout-verbs.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 /**
@@ -541,6 +542,7 @@ const program = new Command('sentinel')
   .showHelpAfterError();
 
 registerApiVerbs(program);
+registerRolloutVerbs(program);
 
 const projections = program.command('projections').description('the read side: status and rebuilds').exitOverride();
 

@@ -25,6 +25,12 @@ import { FleetReactor } from '../reactors/fleet-reactor.js';
 import { LedgerAuditor } from '../reactors/ledger-audit.js';
 import { PlanExpiry } from '../reactors/plan-expiry.js';
 import { PlanReactor } from '../reactors/plan-reactor.js';
+import { PrometheusApi } from '../adapters/prometheus/prometheus-api.js';
+import type { MetricProvider } from '../reactors/analysis-runner.js';
+import { createPrometheusMetricProvider } from '../reactors/prometheus-metric-provider.js';
+import { RolloutReactor } from '../reactors/rollout-reactor.js';
+import { createTelemetryMetricProvider } from '../reactors/telemetry-metric-provider.js';
+import { SampleStore } from '../telemetry/sample-store.js';
 import { REACTOR_ACTOR } from '../reactors/reaction-context.js';
 import { ReactorRuntime } from '../reactors/reactor-runtime.js';
 import { TimerService } from '../reactors/timers.js';
@@ -138,8 +144,22 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
 
   // Every timer owner registers before the timer service follows the log, so that no firing finds its owner missing.
   const planExpiry = new PlanExpiry(handler, timers);
+  const rolloutReactor = new RolloutReactor(handler, timers, {
+    logger,
+    async driverFor(clusterId) {
+      const driver = drivers.get(clusterId);
+      if (!driver) throw new ClusterError(`cluster ${clusterId} is not connected in this process (yet)`, undefined, true);
+      return driver;
+    },
+    providers: metricProviders(deps),
+    progressDeadlineSeconds: config.SENTINEL_PROGRESS_DEADLINE_SECONDS,
+    clock: deps.clock,
+    judged: (action, deploymentId, context) => deploymentCommands.judgedObservation(action, deploymentId, context),
+    settled: (deploymentId, context) => deploymentCommands.settledObservation(deploymentId, context),
+  });
   runtime.add(timers);
   runtime.add(planExpiry);
+  runtime.add(rolloutReactor);
 
   runtime.add(
     new LedgerAuditor(
@@ -171,6 +191,17 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
       await Promise.allSettled([...drivers.values()].map((driver) => driver.close()));
       await simulator?.close();
     },
+  };
+}
+
+/** Where canary analysis reads its metrics: Prometheus when PROMETHEUS_URL is set, and Sentinel's own telemetry. */
+function metricProviders(deps: ReactorDeps): { prometheus?: MetricProvider; telemetry: MetricProvider } {
+  const url = deps.config.PROMETHEUS_URL;
+  const api = url ? new PrometheusApi(url) : undefined;
+  const samples = new SampleStore(deps.db);
+  return {
+    ...(api ? { prometheus: createPrometheusMetricProvider((promql) => api.instantQuery(promql)) } : {}),
+    telemetry: createTelemetryMetricProvider({ samples: { latestSamples: (query) => samples.latestSamples(query) } }),
   };
 }
 

@@ -12,15 +12,24 @@ import {
   type PlacedDeployment,
 } from '../domain/deployment.js';
 import type { ActionKind, Change, Footprint } from '../domain/policy.js';
+import { NoRolloutInProgress, rolloutDecider, rolloutIdOf, rolloutStreamEvents, type Rollout, type RolloutCommand, type RolloutEvent } from '../domain/rollout.js';
 import type { Placement } from '../domain/ledger.js';
 import { sameFootprint } from '../domain/ledger-audit.js';
 import { deployments } from './aggregates.js';
 import type { Clock } from './clock.js';
-import type { CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
+import type { Aggregate, CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
 import { deploymentChange, heldFootprint, specOf } from './deployment-change.js';
 import { FleetFacts } from './fleet-facts.js';
 import type { PolicyEngine } from './policy-engine.js';
 import { UniqueNames, type ClaimRequest } from './unique-names.js';
+
+/** The canary rollout of one revision of a deployment, with its analysis runs, in stream `rollout-<deploymentId>.<revision>`. */
+export const rollouts: Aggregate<RolloutCommand, RolloutEvent, Rollout> = {
+  category: 'rollout',
+  decider: rolloutDecider,
+  events: rolloutStreamEvents,
+  snapshotVersion: 1,
+};
 
 export class DeploymentCommands {
   private readonly facts: FleetFacts;
@@ -159,6 +168,28 @@ export class DeploymentCommands {
       context,
       this.judged('delete', deploymentId, context),
     );
+  }
+
+  /** Ends what the canary rollout of the current revision waits on, or (`full`) skips every step left. */
+  promote(deploymentId: string, full: boolean, context: CommandContext): Promise<WriteResult> {
+    return this.onRollout(deploymentId, 'promote', context, (rolloutId) => ({ type: 'PromoteRollout', rolloutId, full, at: this.clock.now().toISOString() }));
+  }
+
+  /** Stops the canary rollout of the current revision: traffic back to the stable side, the deployment back on its stable revision. */
+  abort(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
+    const cause = `aborted by ${context.actor.id}${reason ? `: ${reason}` : ''}`;
+    return this.onRollout(deploymentId, 'abort', context, (rolloutId) => ({ type: 'AbortRollout', rolloutId, cause, at: this.clock.now().toISOString() }));
+  }
+
+  private async onRollout(deploymentId: string, verb: string, context: CommandContext, command: (rolloutId: string) => RolloutCommand): Promise<WriteResult> {
+    const { state } = await this.handler.loadState(deployments, deploymentId);
+    if (state.status === 'absent') throw new NotFound('deployment', deploymentId);
+    const rolloutId = rolloutIdOf(deploymentId, state.currentRevision);
+    const rollout = await this.handler.loadState(rollouts, rolloutId);
+    if (rollout.state.status === 'absent') {
+      throw new NoRolloutInProgress('deployment', deploymentId, state.status, verb, `no canary rollout of revision ${state.currentRevision} is in progress`);
+    }
+    return this.handler.execute(rollouts, rolloutId, command(rolloutId), context);
   }
 
   /**

@@ -3,6 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ClusterStatus } from './cluster.js';
 import { changedFields, defineEvents, InvalidTransition, NotFound, RuleViolation, type Decider, type EventOf, type FieldError } from './decider.js';
+import { analysisTemplate, durationMs } from './analysis/analysis.js';
 import { id, reason } from './schemas.js';
 
 // ---- bodies -------------------------------------------------------------------------------------------
@@ -31,21 +32,57 @@ const rollingStrategy = z
     path: ['maxUnavailable'],
   });
 
-const canaryStep = z.strictObject({
-  weight: z.int({ error: 'a whole percentage of traffic from 1 to 100' }).min(1, 'at least 1').max(100, 'at most 100'),
-  pauseSeconds: z.int({ error: 'a whole number of seconds, 0 or more' }).min(0, 'at least 0').optional(),
+const WEIGHT = 'a whole percentage of traffic from 1 to 100';
+const SECONDS = 'a whole number of seconds, 0 or more';
+const DURATION_TEXT = 'a duration such as "30s", "5m" or "1m30s"';
+const duration = z.string({ error: DURATION_TEXT }).refine((text) => /^(\d+(ms|s|m|h))+$/.test(text) && durationMs(text) > 0, DURATION_TEXT);
+
+/** `{weight}`: send this share of the replicas to the canary. `pauseSeconds`, the older form, pauses after it. */
+const weightStep = z.strictObject({
+  weight: z.int({ error: WEIGHT }).min(1, 'at least 1').max(100, 'at most 100'),
+  pauseSeconds: z.int({ error: SECONDS }).min(0, 'at least 0').optional(),
 });
+
+/** `{pause: {seconds}}`: wait that long; `{pause: {}}` waits until promoted. */
+const pauseStep = z.strictObject({
+  pause: z.strictObject({ seconds: z.int({ error: SECONDS }).min(0, 'at least 0').optional() }, { error: 'an object such as {"seconds": 60}, or {} to wait until promoted' }),
+});
+
+/**
+ * `{analysis: {...}}`: judge the canary by metrics before going on. `template` is a template written inline, or
+ * `"inference"` (the default): the built-in inference template held to the workload's SLO, whose `interval`,
+ * `count`, `rateWindow` and `inconclusiveLimit` the step may set. `initialDelay` waits before the first measurement.
+ */
+const analysisStep = z.strictObject({
+  analysis: z.strictObject(
+    {
+      template: z.union([z.literal('inference'), analysisTemplate], { error: '"inference", or a template {name, metrics: [...]}' }).default('inference'),
+      args: z.record(z.string(), z.string({ error: 'a string' })).optional(),
+      interval: duration.optional(),
+      count: z.int({ error: 'a whole number, 1 or more' }).min(1, 'at least 1').max(1000, 'at most 1000').optional(),
+      rateWindow: duration.optional(),
+      inconclusiveLimit: z.int({ error: 'a whole number, 0 or more' }).min(0, 'at least 0').optional(),
+      initialDelay: duration.optional(),
+    },
+    { error: 'an object such as {"template": "inference", "interval": "1m"}' },
+  ),
+});
+
+export const canaryStep = z.union([weightStep, pauseStep, analysisStep], {
+  error: 'a step: {"weight": 20}, {"pause": {"seconds": 60}}, {"pause": {}} or {"analysis": {"template": "inference"}}',
+});
+export type CanaryStep = z.infer<typeof canaryStep>;
 
 const canaryStrategy = z.strictObject({
   type: z.literal('canary'),
   steps: z
-    .array(canaryStep, { error: 'a list of steps such as [{"weight": 10}, {"weight": 50}, {"weight": 100}]' })
+    .array(canaryStep, { error: 'a list of steps such as [{"weight": 10}, {"pause": {"seconds": 60}}, {"weight": 50}]' })
     .min(1, 'at least one step')
     .max(20, 'at most 20 steps')
-    .refine(
-      (steps) => steps.every((step, i) => i === 0 || step.weight > steps[i - 1]!.weight),
-      'step weights strictly increasing, such as 10, 50, 100',
-    ),
+    .refine((steps) => {
+      const weights = steps.flatMap((step) => ('weight' in step ? [step.weight] : []));
+      return weights.every((weight, i) => i === 0 || weight > weights[i - 1]!);
+    }, 'step weights strictly increasing, such as 10, 50, 100'),
 });
 
 const blueGreenStrategy = z.strictObject({
@@ -107,6 +144,11 @@ export const pauseBody = reasonBody;
 export const resumeBody = reasonBody;
 /** `DELETE /deployments/:id` */
 export const deleteBody = reasonBody;
+/** `POST /deployments/:id/abort`: stops the canary rollout in progress. */
+export const abortBody = reasonBody;
+/** `POST /deployments/:id/promote`: ends the pause or analysis the canary waits on; `full` skips every step left. */
+export const promoteBody = z.strictObject({ full: z.boolean({ error: 'true or false' }).optional() });
+export type PromoteBody = z.infer<typeof promoteBody>;
 export type ReasonBody = z.infer<typeof reasonBody>;
 
 // ---- events -------------------------------------------------------------------------------------------
@@ -114,6 +156,17 @@ export type ReasonBody = z.infer<typeof reasonBody>;
 /** The workload spec a revision runs, snapshotted so that history never depends on the workload's stream. */
 const specSnapshot = z.record(z.string(), z.unknown());
 const revision = z.int().min(1);
+
+/** One measurement that failed a canary's analysis, as its `AnalysisMeasured` event recorded it. */
+const failedMeasurement = z.object({
+  runId: z.string(),
+  metric: z.string(),
+  outcome: z.string(),
+  value: z.unknown(),
+  message: z.string(),
+  measuredAt: z.string(),
+});
+export type FailedMeasurement = z.infer<typeof failedMeasurement>;
 
 export const deploymentEvents = defineEvents({
   DeploymentCreated: {
@@ -182,7 +235,11 @@ export const deploymentEvents = defineEvents({
     schema: z.object({ deploymentId: z.string(), revision, readyReplicas: z.int().min(0) }),
   },
   DeploymentDegraded: { version: 1, schema: z.object({ deploymentId: z.string(), revision, cause: z.string() }) },
-  DeploymentRolloutFailed: { version: 1, schema: z.object({ deploymentId: z.string(), revision, cause: z.string() }) },
+  /** `failedMeasurements`: for a canary its analysis aborted, the measurements that failed it. */
+  DeploymentRolloutFailed: {
+    version: 1,
+    schema: z.object({ deploymentId: z.string(), revision, cause: z.string(), failedMeasurements: z.array(failedMeasurement).optional() }),
+  },
   /**
    * The cluster rolled `revision` back to `toRevision` by itself. What now runs is recorded as a new revision,
    * `newRevision`, copying `toRevision`, so the event alone says what is current.
@@ -314,7 +371,7 @@ export type DeploymentCommand =
   | { type: 'RecordRolloutProgress'; deploymentId: string; revision: number; readyReplicas: number; updatedReplicas: number }
   | { type: 'RecordAvailable'; deploymentId: string; revision: number; readyReplicas: number }
   | { type: 'RecordDegraded'; deploymentId: string; revision: number; cause: string }
-  | { type: 'RecordRolloutFailed'; deploymentId: string; revision: number; cause: string }
+  | { type: 'RecordRolloutFailed'; deploymentId: string; revision: number; cause: string; failedMeasurements?: FailedMeasurement[] }
   | { type: 'RecordRolledBack'; deploymentId: string; revision: number; toRevision: number; cause: string }
   | { type: 'RecordDrift'; deploymentId: string; revision: number; differences: DriftDifference[]; observedVersion: string };
 
@@ -468,7 +525,8 @@ export function decide(command: DeploymentCommand, state: Deployment): Deploymen
         return [{ type: 'DeploymentDegraded', data: { deploymentId, revision, cause } }];
       }
       if (state.status === 'Failed' && state.lastCause === cause) return [];
-      return [{ type: 'DeploymentRolloutFailed', data: { deploymentId, revision, cause } }];
+      const measured = command.failedMeasurements && command.failedMeasurements.length > 0 ? { failedMeasurements: command.failedMeasurements } : {};
+      return [{ type: 'DeploymentRolloutFailed', data: { deploymentId, revision, cause, ...measured } }];
     }
     case 'RecordRolledBack': {
       if (isStale(state, command.revision)) return [];
@@ -533,6 +591,7 @@ function noAutomaticRollback(state: PlacedDeployment): string | undefined {
 
 function create(command: Extract<DeploymentCommand, { type: 'CreateDeployment' }>): DeploymentEvent[] {
   const { deploymentId, workload, cluster, replicas, strategy, driftPolicy } = command;
+  refuseNotCarriedOut(strategy);
   const errors: FieldError[] = [];
   if (!workload) errors.push({ path: 'workloadId', message: 'no such workload' });
   else if (workload.status === 'retired') errors.push({ path: 'workloadId', message: 'retired: it takes no new deployments' });
@@ -567,6 +626,7 @@ function create(command: Extract<DeploymentCommand, { type: 'CreateDeployment' }
 
 function update(command: Extract<DeploymentCommand, { type: 'UpdateDeployment' }>, state: PlacedDeployment): DeploymentEvent[] {
   const { deploymentId, workload } = command;
+  if (command.strategy) refuseNotCarriedOut(command.strategy);
   if (workload.status === 'retired') {
     throw violation(`workload ${state.workloadId} is retired: it takes no new revisions`, 'workloadId', 'retired: no new revisions');
   }
@@ -635,6 +695,16 @@ function withRevision(state: PlacedDeployment, revision: DeploymentRevision, sta
 
 function latestRevision(state: PlacedDeployment): number {
   return Math.max(...Object.keys(state.revisions).map(Number));
+}
+
+/**
+ * Blue/green is accepted by the schema (and in events recorded before) but not carried out: refused, rather than
+ * rolled out as something else.
+ */
+function refuseNotCarriedOut(strategy: Strategy): void {
+  if (strategy.type === 'blue_green') {
+    throw violation('blue_green is not carried out yet: use rolling or canary', 'strategy.type', 'blue_green is not carried out yet: one of rolling, canary');
+  }
 }
 
 function violation(message: string, path: string, fieldMessage: string): RuleViolation {

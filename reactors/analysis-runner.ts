@@ -145,3 +145,32 @@ export async function runAnalysis(events: readonly AnalysisEvent[], options: Ana
   if (run.status !== 'completed' || run.verdict === undefined) throw new Error(`analysis run ${runId} stopped without a verdict`);
   return run.verdict;
 }
+
+/** When the run's next measurement is due (its earliest metric's), or undefined when it has a verdict. */
+export function nextDueAt(run: AnalysisRun): Date | undefined {
+  if (run.status !== 'running') return undefined;
+  const times = run.template.metrics.flatMap((metric) => {
+    const at = nextMeasurementAt(run, metric.name);
+    return at ? [at.getTime()] : [];
+  });
+  return times.length === 0 ? undefined : new Date(Math.min(...times));
+}
+
+/**
+ * One round of a run driven from outside (a durable timer per round): the readings of every metric due at `at`, in
+ * template order, each through its provider. The caller records them (`recordMeasurement`) as one step.
+ */
+export async function measureDue(
+  run: AnalysisRun,
+  providers: AnalysisRunnerOptions['providers'],
+  at: Date,
+): Promise<{ metric: string; reading: Reading }[]> {
+  if (run.status !== 'running') return [];
+  const byMetric = providersFor(run, providers);
+  const due = run.template.metrics.filter((metric) => {
+    const next = nextMeasurementAt(run, metric.name);
+    return next !== undefined && next.getTime() <= at.getTime();
+  });
+  const readings = await Promise.all(due.map((metric) => read(run, metric, byMetric.get(metric.name)!, at)));
+  return due.map((metric, index) => ({ metric: metric.name, reading: readings[index]! }));
+}

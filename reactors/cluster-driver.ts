@@ -18,6 +18,10 @@ export const MANAGED_BY_VALUE = 'sentinel';
 export const DEPLOYMENT_ID_LABEL = 'sentinel.io/deployment-id';
 export const REVISION_ANNOTATION = 'sentinel.io/revision';
 export const RESTARTED_AT_ANNOTATION = 'sentinel.io/restarted-at';
+/** On a canary's object and its pods: which side of a canary rollout they are. The stable side carries none. */
+export const ROLLOUT_ROLE_LABEL = 'sentinel.io/rollout-role';
+/** The name of a canary's object: the deployment's object's name with this suffix. */
+export const CANARY_SUFFIX = '-canary';
 /** A workload label that asks for a StatefulSet instead of the kind its type implies. */
 export const KIND_LABEL = 'sentinel.io/kind';
 
@@ -34,6 +38,8 @@ export interface DesiredWorkload {
   restartedAt?: string;
   /** How long a rollout may make no progress before the cluster reports ProgressDeadlineExceeded. */
   progressDeadlineSeconds?: number;
+  /** `canary`: the canary's object of a canary rollout, named `<name>-canary`, next to the stable one. */
+  role?: 'canary';
 }
 
 /** The part of a pod template Sentinel decides, as it is on the cluster; compared field by field to find drift. */
@@ -59,6 +65,8 @@ export interface LiveWorkload {
   replicas?: number;
   template: TemplateFacts;
   rollout: RolloutStatus;
+  /** `canary` for a canary rollout's object, which the rollout reactor drives and the cluster reactor leaves alone. */
+  role?: 'canary';
 }
 
 export interface Condition {
@@ -128,7 +136,7 @@ export class ClusterError extends Error {
 /** One Kubernetes cluster, as a reactor drives it. Every write is idempotent: doing it twice changes nothing. */
 export interface ClusterDriver {
   /** The object kind and name a desired workload is written as. */
-  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec'>): ObjectRef;
+  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec' | 'role'>): ObjectRef;
   /** Server-side apply (field manager `sentinel`) of the object for this revision. */
   apply(desired: DesiredWorkload): Promise<LiveWorkload>;
   /** Sets replicas through the scale subresource, unless an HPA owns them. */

@@ -3,6 +3,8 @@
 import type { Logger } from 'pino';
 import { clusters, deployments } from '../commands/aggregates.js';
 import type { CommandContext, CommandHandler, Gate } from '../commands/command-handler.js';
+import { rollouts } from '../commands/deployment-commands.js';
+import { rolloutIdOf } from '../domain/rollout.js';
 import { PolicyViolation } from '../domain/decider.js';
 import type { ClusterCommand } from '../domain/cluster.js';
 import {
@@ -28,6 +30,7 @@ import { reactionTo, reactionToObservation, reportBy } from './reaction-context.
 import { retrying } from '../adapters/retry.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
 import {
+  canaryRollout,
   countChangedByHand,
   desiredOf,
   driftOnCluster,
@@ -201,11 +204,14 @@ export class ClusterReactor implements Reactor {
     if (state.status === 'Deleted') {
       // A delete that did not reach the cluster (it was unreachable, or lost its objects and got them back) is done now.
       if (await this.driver.read(ref)) await this.driver.delete(ref);
+      const canary = this.driver.refFor({ ...desired, role: 'canary' });
+      if (await this.driver.read(canary)) await this.driver.delete(canary);
       this.placed.delete(deploymentId);
       return;
     }
-    // A change on its way is the change's to apply; a paused deployment waits for its resume.
-    if (state.paused || state.status === 'Pending' || state.status === 'Applying') return;
+    // A change on its way is the change's to apply; a paused deployment waits for its resume; a canary is the
+    // rollout reactor's until its rollout completes.
+    if (state.paused || state.status === 'Pending' || state.status === 'Applying' || (await this.rolloutOwns(state))) return;
     const live = await this.driver.read(ref);
     if (live) {
       await this.observeWithRetries({ type: 'MODIFIED', workload: live });
@@ -241,8 +247,12 @@ export class ClusterReactor implements Reactor {
     const ref = this.driver.refFor(desired);
     if (state.status === 'Deleted') {
       await this.driver.delete(ref);
+      await this.driver.delete(this.driver.refFor({ ...desired, role: 'canary' }));
       return;
     }
+    // A canary revision is the rollout reactor's until its rollout completes: rolled out here it would replace the
+    // stable side at once.
+    if (await this.rolloutOwns(state)) return;
     if (state.paused) {
       // Kubernetes pauses rollouts, not scaling: a paused deployment takes a new replica count at the revision it
       // runs, while a new revision, a restart or a reschedule waits until it is resumed.
@@ -264,6 +274,13 @@ export class ClusterReactor implements Reactor {
     }
     await this.record({ type: 'RecordApplied', deploymentId, revision }, reactionTo(this.name, event, 'applied'));
     this.lookAgain(deploymentId, ref);
+  }
+
+  /** Whether the current revision is a canary whose rollout has not completed (or has not started yet). */
+  private async rolloutOwns(state: PlacedDeployment): Promise<boolean> {
+    if (!canaryRollout(state)) return false;
+    const { state: rollout } = await this.handler.loadState(rollouts, rolloutIdOf(state.id, state.currentRevision));
+    return rollout.status !== 'Completed';
   }
 
   /** A scale of a paused deployment: only the replica count of the revision on the cluster changes. */

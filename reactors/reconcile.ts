@@ -1,7 +1,7 @@
 // The cluster reactor's reconcile rules, without I/O: what a deployment asks the cluster to run, how far a rollout got
 // in the cluster's own words, where an object drifted, and what an object the watch showed means for its deployment.
 import { isDeepStrictEqual } from 'node:util';
-import { automaticRollbackTarget, type DriftDifference, type DriftPolicy, type PlacedDeployment } from '../domain/deployment.js';
+import { automaticRollbackTarget, lastAvailableRevision, type DriftDifference, type DriftPolicy, type PlacedDeployment } from '../domain/deployment.js';
 import { cpuMillicores, memoryBytes } from '../domain/quantity.js';
 import type { WorkloadSpec } from '../domain/workload.js';
 import { desiredTemplate, type Condition, type DesiredWorkload, type LiveWorkload, type ManagedChange, type RolloutStatus } from './cluster-driver.js';
@@ -47,7 +47,8 @@ const IGNORE: Judgement = { kind: 'ignore' };
 export function judgeObservation(state: PlacedDeployment, desired: DesiredWorkload, change: ManagedChange): Judgement {
   const live = change.workload;
   const deleted = change.type === 'DELETED';
-  if (state.status === 'Deleted') return IGNORE;
+  // A canary's object is the rollout reactor's: neither drift nor a rollout of the deployment's own object.
+  if (state.status === 'Deleted' || live.role === 'canary') return IGNORE;
   // A paused deployment is followed only through a scale of it: Kubernetes scales a paused Deployment, so a count
   // changed by hand is put back (or adopted) at once, as for any deployment, whatever change waits for the resume.
   // The rest of its drift and its health wait for the resume, which applies everything that waited (a restart or a
@@ -142,6 +143,19 @@ export type DriftResolution = { resolution: 'revert' } | { resolution: 'adopt'; 
 export function driftResolution(policy: DriftPolicy, differences: DriftDifference[], objectPresent: boolean): DriftResolution {
   if (policy !== 'adopt' || !objectPresent) return { resolution: 'revert' };
   return { resolution: 'adopt', judgedAsScale: differences.some((difference) => difference.field === 'replicas') };
+}
+
+/**
+ * Whether the current revision is to be carried out as a canary, next to the stable revision, by the rollout reactor
+ * rather than rolled out over it: a canary strategy, a revision that is not a rollback and never became available, and
+ * an earlier revision that did (the first revision of a deployment just deploys, as Argo Rollouts does).
+ */
+export function canaryRollout(state: PlacedDeployment): { stableRevision: number } | undefined {
+  const current = state.revisions[state.currentRevision];
+  if (!current || current.strategy.type !== 'canary' || current.rollbackOf !== undefined) return undefined;
+  if (state.availableRevisions.includes(state.currentRevision)) return undefined;
+  const stable = lastAvailableRevision(state, state.currentRevision);
+  return stable ? { stableRevision: stable.revision } : undefined;
 }
 
 /** What the deployment's current revision asks the cluster to run. */

@@ -98,7 +98,7 @@ export class KubeClusterDriver implements ClusterDriver {
     this.autoscaling = new AutoscalingV2Api(configuration);
   }
 
-  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec'>): ObjectRef {
+  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec' | 'role'>): ObjectRef {
     return refFor(desired);
   }
 

@@ -1,12 +1,14 @@
 // Translates between what Sentinel wants running (DesiredWorkload) and Kubernetes objects: manifests out, LiveWorkload in.
 import type { V1Container, V1Deployment, V1Job, V1ObjectMeta, V1PodTemplateSpec, V1StatefulSet } from '@kubernetes/client-node';
 import {
+  CANARY_SUFFIX,
   DEPLOYMENT_ID_LABEL,
   KIND_LABEL,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
   RESTARTED_AT_ANNOTATION,
   REVISION_ANNOTATION,
+  ROLLOUT_ROLE_LABEL,
   desiredTemplate,
   type Condition,
   type DesiredWorkload,
@@ -30,8 +32,9 @@ export function kindFor(desired: Pick<DesiredWorkload, 'spec'>): WorkloadKind {
   return desired.spec.type === 'inference' ? 'Deployment' : 'Job';
 }
 
-export function refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec'>): ObjectRef {
-  return { kind: kindFor(desired), namespace: desired.spec.namespace, name: desired.spec.name };
+export function refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec' | 'role'>): ObjectRef {
+  const name = desired.role === 'canary' ? `${desired.spec.name}${CANARY_SUFFIX}` : desired.spec.name;
+  return { kind: kindFor(desired), namespace: desired.spec.namespace, name };
 }
 
 export interface RenderOptions {
@@ -52,7 +55,8 @@ export function renderManifest(desired: DesiredWorkload, options: RenderOptions 
     annotations: { [REVISION_ANNOTATION]: String(desired.revision) },
   };
   const replicas = options.omitReplicas ? {} : { replicas: desired.replicas };
-  const selector = { matchLabels: { [DEPLOYMENT_ID_LABEL]: desired.deploymentId } };
+  // A canary selects its own pods only; the stable side's selector is what it always was (a selector cannot change).
+  const selector = { matchLabels: { [DEPLOYMENT_ID_LABEL]: desired.deploymentId, ...(desired.role ? { [ROLLOUT_ROLE_LABEL]: desired.role } : {}) } };
 
   switch (ref.kind) {
     case 'Deployment':
@@ -99,7 +103,12 @@ export function renderManifest(desired: DesiredWorkload, options: RenderOptions 
 
 /** Workload labels go on the object and its pods; Sentinel's own labels are written last so a workload cannot forge them. */
 function managedLabels(desired: DesiredWorkload): Record<string, string> {
-  return { ...desired.spec.labels, [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [DEPLOYMENT_ID_LABEL]: desired.deploymentId };
+  return {
+    ...desired.spec.labels,
+    [MANAGED_BY_LABEL]: MANAGED_BY_VALUE,
+    [DEPLOYMENT_ID_LABEL]: desired.deploymentId,
+    ...(desired.role ? { [ROLLOUT_ROLE_LABEL]: desired.role } : {}),
+  };
 }
 
 function rollingUpdate(desired: DesiredWorkload): NonNullable<V1Deployment['spec']>['strategy'] {
@@ -107,8 +116,8 @@ function rollingUpdate(desired: DesiredWorkload): NonNullable<V1Deployment['spec
   if (strategy.type === 'rolling') {
     return { type: 'RollingUpdate', rollingUpdate: { maxSurge: strategy.maxSurge, maxUnavailable: strategy.maxUnavailable } };
   }
-  // Canary and blue/green need traffic splitting, which is out of scope for this adapter: until a traffic layer
-  // exists they roll out as a plain RollingUpdate with Kubernetes' default surge and unavailability.
+  // A canary's weight is carried out by the rollout reactor through replica counts of two objects; each object
+  // itself (the stable side taking the new spec on completion, a canary's own pods) rolls with Kubernetes' defaults.
   return { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } };
 }
 
@@ -169,6 +178,7 @@ export function toLiveWorkload(kind: WorkloadKind, object: WorkloadObject): Live
     ...(kind !== 'Job' ? { replicas: (object as V1Deployment | V1StatefulSet).spec?.replicas ?? 1 } : {}),
     template: templateFacts(template),
     rollout: kind === 'Job' ? jobRollout(object as V1Job) : replicaRollout(object as V1Deployment | V1StatefulSet),
+    ...(metadata.labels?.[ROLLOUT_ROLE_LABEL] === 'canary' ? { role: 'canary' as const } : {}),
   };
 }
 

@@ -1,10 +1,12 @@
 // Routes for deployments (operator and up). Each answers 202: the reactor carries the change to the cluster.
 import { rolesFrom } from '../../domain/access.js';
 import {
+  abortBody,
   deleteBody,
   deploymentBody,
   deploymentPatchBody,
   pauseBody,
+  promoteBody,
   restartBody,
   resumeBody,
   rollbackBody,
@@ -92,6 +94,28 @@ export function deploymentRoutes(deployments: DeploymentCommands): Route[] {
       bodyOptional: true,
       success: recorded,
       handle: async ({ body, params, context }) => accepted(await deployments.resume(id(params), body.reason, context)),
+    }),
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments/:id/promote',
+      operationId: 'promoteDeployment',
+      summary: 'Promote the canary rollout in progress: end its pause or analysis, or (full) skip every step left',
+      body: promoteBody,
+      bodyOptional: true,
+      success: { status: 202, schema: writeResult, description: 'recorded; the rollout reactor goes on with the next step' },
+      handle: async ({ body, params, context }) => accepted(await deployments.promote(id(params), body.full ?? false, context)),
+    }),
+    route({
+      ...common,
+      method: 'post',
+      path: '/deployments/:id/abort',
+      operationId: 'abortDeployment',
+      summary: 'Abort the canary rollout in progress: traffic back to the stable revision',
+      body: abortBody,
+      bodyOptional: true,
+      success: { status: 202, schema: writeResult, description: 'recorded; the rollout reactor scales the canary down and the stable side back up' },
+      handle: async ({ body, params, context }) => accepted(await deployments.abort(id(params), body.reason, context)),
     }),
     route({
       ...common,

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { bearerChallenge } from '../../adapters/http/bearer.js';
 import type { Problem } from '../../adapters/http/problem.js';
 import { DomainError, NotFound, PolicyViolation, RuleViolation } from '../../domain/decider.js';
+import { NoRolloutInProgress } from '../../domain/rollout.js';
 import { InvalidEventStoreRequest } from '../../domain/event-store.js';
 import { InvalidPrincipalQuery, LoginThrottled, NameTaken, Unauthenticated } from '../access.js';
 import { ConflictAfterRetries } from '../command-handler.js';
@@ -133,6 +134,9 @@ export function toProblem(error: unknown): HttpProblem | undefined {
   }
   if (error instanceof IdempotencyKeyReused) {
     return { type: `${TYPE}idempotency-key-reused`, title: 'Unprocessable Content', status: 422, detail: error.message };
+  }
+  if (error instanceof NoRolloutInProgress) {
+    return { type: `${TYPE}no-rollout-in-progress`, title: 'Conflict', status: 409, detail: error.message };
   }
   if (error instanceof DomainError) {
     return {

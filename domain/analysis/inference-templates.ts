@@ -43,6 +43,11 @@ export interface InferenceAnalysisOptions {
   minGpuMemoryHeadroomRatio?: number;
   /** How many inconclusive measurements (no traffic, missing series) a metric tolerates before it is inconclusive; default 0. */
   inconclusiveLimit?: number;
+  /**
+   * Whether GPU memory headroom (from Sentinel's telemetry) is analysed; default true. A workload without GPUs has no
+   * framebuffer to read, and would only ever be inconclusive on it.
+   */
+  gpuMemoryHeadroom?: boolean;
 }
 
 /** The success rate the error metric holds the canary to when the SLO names none. */
@@ -104,13 +109,17 @@ export function inferenceAnalysisTemplate(options: InferenceAnalysisOptions = {}
       successCondition: `result >= baseline * ${options.minThroughputRatio ?? 0.9}`,
       ...common,
     },
-    {
-      name: 'gpu-memory-headroom',
-      provider: 'telemetry',
-      query: `${GPU_MEMORY_HEADROOM_METRIC}{cluster="{{args.clusterId}}",node=~"{{args.canaryNodes}}"}`,
-      successCondition: `min(result) >= ${options.minGpuMemoryHeadroomRatio ?? 0.05}`,
-      ...common,
-    },
+    ...(options.gpuMemoryHeadroom === false
+      ? []
+      : [
+          {
+            name: 'gpu-memory-headroom',
+            provider: 'telemetry',
+            query: `${GPU_MEMORY_HEADROOM_METRIC}{cluster="{{args.clusterId}}",node=~"{{args.canaryNodes}}"}`,
+            successCondition: `min(result) >= ${options.minGpuMemoryHeadroomRatio ?? 0.05}`,
+            ...common,
+          },
+        ]),
   ];
   return analysisTemplate.parse({ name: 'inference', metrics });
 }

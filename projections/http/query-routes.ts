@@ -24,6 +24,7 @@ import { actionPlans, clusters, deployments, workloads } from '../../commands/ag
 import type { CorrelationReader, EventStore } from '../../domain/event-store.js';
 import { asOfParameter, parseAsOf, stateAsOf } from '../time-travel.js';
 import { forensicsRoutes } from './forensics-routes.js';
+import { rolloutRoutes } from './rollout-routes.js';
 import { lastAnchor, verifyAgainstAnchor } from '../../commands/audit-export-anchor.js';
 
 export interface QueryRoutesOptions {
@@ -389,6 +390,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       handle: async () => ({ status: 200, body: { items: await runtime.status() } }),
     }),
     ...forensicsRoutes({ ...(options.correlations ? { correlations: options.correlations } : {}) }),
+    ...rolloutRoutes({ events: options.events }),
   ];
 }
 

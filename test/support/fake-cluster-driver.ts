@@ -59,7 +59,7 @@ export class FakeClusterDriver implements ClusterDriver {
 
   // ---- the port -------------------------------------------------------------------------------------
 
-  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec'>): ObjectRef {
+  refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec' | 'role'>): ObjectRef {
     return refFor(desired);
   }
 
@@ -78,6 +78,7 @@ export class FakeClusterDriver implements ClusterDriver {
       resourceVersion: '',
       generation: (previous?.generation ?? 0) + 1,
       rollout: previous?.rollout ?? { observedGeneration: 0, replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, conditions: [] },
+      ...(desired.role ? { role: desired.role } : {}),
       ...spec,
     });
   }
