@@ -2,6 +2,7 @@
 // moves its checkpoint after the event's effects. Handlers are idempotent, so a replay after a crash changes nothing.
 // A failure is handled by its kind (failures.ts): a transient one is tried again with backoff, any other parks the
 // event so the reactor goes on with the next one; a parked event is tried again when someone asks.
+import { setMaxListeners } from 'node:events';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -176,6 +177,8 @@ export class ReactorRuntime {
   add(reactor: Reactor): void {
     if (this.running.has(reactor.name)) throw new Error(`reactor ${reactor.name} is already running`);
     const abort = new AbortController();
+    // Every lane in flight waits on this one signal (each try and each backoff listens to it): no bound is right.
+    setMaxListeners(0, abort.signal);
     if (this.abort.signal.aborted) abort.abort();
     const entry: Running = { reactor, abort, done: Promise.resolve() };
     entry.done = this.loop(entry).finally(() => {
