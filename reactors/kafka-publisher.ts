@@ -2,6 +2,7 @@
 import { accessEvents } from '../domain/access.js';
 import { autonomyEvents } from '../domain/autonomy.js';
 import { actionPlanEvents } from '../domain/action-plan.js';
+import { analysisEvents } from '../domain/analysis/analysis.js';
 import { claimEvents } from '../domain/claim.js';
 import { clusterEvents } from '../domain/cluster.js';
 import { deploymentEvents } from '../domain/deployment.js';
@@ -11,6 +12,7 @@ import { ledgerAuditEvents } from '../domain/ledger-audit.js';
 import { nodeEvents } from '../domain/node.js';
 import { policyEvents } from '../domain/policy-evaluation.js';
 import { policySetEvents } from '../domain/policy-set.js';
+import { rolloutEvents } from '../domain/rollout.js';
 import { timerEvents } from '../domain/timer.js';
 import { workloadEvents } from '../domain/workload.js';
 import type { Reactor } from './reactor-runtime.js';
@@ -47,6 +49,7 @@ export const DOMAIN_EVENT_TYPES: readonly string[] = [
     [
       accessEvents,
       actionPlanEvents,
+      analysisEvents,
       autonomyEvents,
       claimEvents,
       clusterEvents,
@@ -56,6 +59,7 @@ export const DOMAIN_EVENT_TYPES: readonly string[] = [
       nodeEvents,
       policyEvents,
       policySetEvents,
+      rolloutEvents,
       timerEvents,
       workloadEvents,
     ].flatMap((catalogue): readonly string[] => catalogue.types),
