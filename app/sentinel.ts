@@ -172,7 +172,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       reactors = await startReactors({ config, db, store, handler, policy, secrets, clock: systemClock, lease, logger, metrics });
     }
     if (roles.has('telemetry')) {
-      telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger });
+      telemetry = await startTelemetry({ config, files, db, store, handler, policy, access, clock: systemClock, metrics, logger, lease });
     }
     if (roles.has('inframind')) {
       inframind = await startInframind({ config, db, store, handler, policy, access, projections, clock: systemClock, metrics, logger });

@@ -1,7 +1,9 @@
 // Wiring of the telemetry role: the gRPC ingest node agents push to, the sample store behind it, the health facts
-// derived from what they push, the silence check, and the remediation that proposes draining an unfit node.
+// derived from what they push, the silence check, and the remediation that proposes draining an unfit node (a reactor
+// following the facts in the log, so a fact recorded just before a crash still gets its plan).
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lease.js';
 import type { Database } from '../adapters/postgres/database.js';
 import { grpcServerMetrics } from '../adapters/prometheus/grpc-metrics.js';
 import type { AccessService } from '../commands/access.js';
@@ -12,6 +14,8 @@ import { FleetFacts } from '../commands/fleet-facts.js';
 import { NodeHealthCommands } from '../commands/node-commands.js';
 import type { PolicyEngine } from '../commands/policy-engine.js';
 import type { EventStore } from '../domain/event-store.js';
+import type { ProjectionLease } from '../projections/runtime.js';
+import { ReactorRuntime } from '../reactors/reactor-runtime.js';
 import { HealthFacts } from '../telemetry/health-facts.js';
 import { startTelemetryIngest } from '../telemetry/ingest-server.js';
 import { allListeners, KafkaTelemetrySink } from '../telemetry/kafka-sink.js';
@@ -30,6 +34,8 @@ export interface TelemetryDeps {
   clock: Clock;
   metrics: Registry;
   logger: Logger;
+  /** The lease that keeps remediation to one active instance; one of its own on the database when not given. */
+  lease?: ProjectionLease;
 }
 
 export interface RunningTelemetry {
@@ -49,14 +55,7 @@ export function sampleStore(config: Config, db: Database): SampleStore {
 export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTelemetry> {
   const { config, handler, logger } = deps;
   const log = logger.child({ component: 'telemetry' });
-  const remediation =
-    config.SENTINEL_REMEDIATION_MODE === 'off'
-      ? undefined
-      : new Remediation(new ActionPlanCommands(handler, deps.clock, deps.policy, new FleetFacts(handler), { defaultTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS }), {
-          mode: config.SENTINEL_REMEDIATION_MODE,
-          logger: log,
-        });
-  const facts = new HealthFacts(new NodeHealthCommands(handler), deps.store, remediation, {
+  const facts = new HealthFacts(new NodeHealthCommands(handler), deps.store, {
     intervalMs: config.SENTINEL_NODE_CHECK_SECONDS * 1000,
     silentAfterMs: config.SENTINEL_NODE_SILENT_SECONDS * 1000,
     clock: deps.clock,
@@ -67,6 +66,7 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
     ? new KafkaTelemetrySink({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID, topicPrefix: config.KAFKA_TOPIC_PREFIX, logger: log })
     : undefined;
   await facts.start();
+  const remediation = config.SENTINEL_REMEDIATION_MODE === 'off' ? undefined : startRemediation(deps, log);
   try {
     const ingest = await startTelemetryIngest({
       host: config.TELEMETRY_GRPC_HOST,
@@ -86,12 +86,24 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
       async stop() {
         await ingest.stop();
         await facts.stop();
+        await remediation?.stop();
         await kafka?.close();
       },
     };
   } catch (error) {
     await facts.stop();
+    await remediation?.stop();
     await kafka?.close();
     throw error;
   }
+}
+
+/** Remediation as a reactor of its own: from its checkpoint, under its lease, in a runtime of this role's. */
+function startRemediation(deps: TelemetryDeps, log: Logger): ReactorRuntime {
+  const { config, db, handler } = deps;
+  const lease = deps.lease ?? (db.kind === 'postgres' && db.connectionString ? new AdvisoryLease(db.connectionString) : inProcessLease);
+  const runtime = new ReactorRuntime(db.knex, deps.store, { logger: log, lease });
+  const plans = new ActionPlanCommands(handler, deps.clock, deps.policy, new FleetFacts(handler), { defaultTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS });
+  runtime.add(new Remediation(plans, deps.store, { mode: config.SENTINEL_REMEDIATION_MODE, logger: log }));
+  return runtime;
 }

@@ -1,10 +1,10 @@
 // Health facts from the telemetry pipeline: each stored batch becomes node facts, and a timer finds silent nodes.
+// What a fact leads to (remediation) follows the facts in the log, never this listener: a crash loses nothing.
 import type { Batch } from '../adapters/grpc/telemetry-proto.js';
 import type { StoredBatchListener } from './ingest-server.js';
 import { systemClock, type Clock } from '../commands/clock.js';
 import type { NodeHealthCommands, RecordedFacts } from '../commands/node-commands.js';
 import type { EventStore } from '../domain/event-store.js';
-import type { Remediation } from './remediation.js';
 
 export const DEFAULT_SILENCE_CHECK_INTERVAL_MS = 30_000;
 /** A node is silent after this many check intervals without a batch (90 s at the default interval). */
@@ -34,7 +34,6 @@ export class HealthFacts implements StoredBatchListener {
   constructor(
     private readonly commands: NodeHealthCommands,
     private readonly store: EventStore,
-    private readonly remediation: Remediation | undefined,
     private readonly options: HealthFactsOptions = {},
   ) {
     this.intervalMs = positive('intervalMs', options.intervalMs ?? DEFAULT_SILENCE_CHECK_INTERVAL_MS);
@@ -42,10 +41,9 @@ export class HealthFacts implements StoredBatchListener {
     this.clock = options.clock ?? systemClock;
   }
 
-  /** Records the batch's facts, then proposes remediation when they made the node unfit. */
+  /** Records the facts the batch establishes about its node. */
   async batchStored(batch: Batch, receivedAt: Date): Promise<void> {
-    const recorded = await this.commands.observe(batch, receivedAt);
-    await this.remediation?.react(recorded);
+    await this.commands.observe(batch, receivedAt);
   }
 
   /** Learns the nodes the log knows of, then checks for silent ones every interval until `stop`. */

@@ -366,16 +366,25 @@ export function droppedIncrease(previous: number, reported: number): number {
  */
 function columnsOf(samples: readonly Sample[]): [string, string, string, string] {
   const series = new Map<string, number>();
+  // Samples of one series usually share their labels object (the ingest's decoder makes it so): found by identity
+  // first, the series key is built only once per distinct labels object and metric.
+  const byLabels = new Map<object, Map<string, number>>();
   const seriesList: string[] = [];
   const indexes: number[] = new Array(samples.length);
   const values: number[] = new Array(samples.length);
   const times: number[] = new Array(samples.length);
   samples.forEach((sample, i) => {
-    const key = seriesKey(sample);
-    let index = series.get(key);
+    let metrics = byLabels.get(sample.labels);
+    let index = metrics?.get(sample.metric);
     if (index === undefined) {
-      series.set(key, (index = seriesList.length));
-      seriesList.push(JSON.stringify({ metric: sample.metric, labels: sample.labels }));
+      const key = seriesKey(sample);
+      index = series.get(key);
+      if (index === undefined) {
+        series.set(key, (index = seriesList.length));
+        seriesList.push(JSON.stringify({ metric: sample.metric, labels: sample.labels }));
+      }
+      if (!metrics) byLabels.set(sample.labels, (metrics = new Map()));
+      metrics.set(sample.metric, index);
     }
     indexes[i] = index;
     values[i] = sample.value;

@@ -72,12 +72,23 @@ for (const backend of backends) {
       await opened?.close();
     });
 
-    /** A node of its own, with the pipeline a process runs for it: commands, remediation in `mode`, health facts. */
+    /**
+     * Hands every fact of `stream` the remediation follows to it, as its reactor would deliver them from the log
+     * (test/integration/remediation.test.ts runs it in the reactor runtime, across restarts).
+     */
+    async function remediate(remediation: Remediation, stream: string): Promise<void> {
+      for (const event of await store.readStream(stream)) {
+        if (remediation.eventTypes.includes(event.type)) await remediation.handle(event);
+      }
+    }
+
+    /** A node of its own, with the pipeline a process runs for it: commands, health facts, remediation in `mode`. */
     function node(mode: RemediationMode = 'propose') {
       counter += 1;
       const nodeName = `gpu-node-${RUN}-${counter}`;
       const commands = new NodeHealthCommands(handler);
-      const facts = new HealthFacts(commands, store, new Remediation(noted, { mode }), { intervalMs: INTERVAL_MS });
+      const facts = new HealthFacts(commands, store, { intervalMs: INTERVAL_MS });
+      const remediation = new Remediation(noted, store, { mode });
       let sequence = 0;
       const batch = (samples: Sample[]): Batch => ({
         agentId: `agent-${nodeName}`,
@@ -91,9 +102,11 @@ for (const backend of backends) {
       const stream = `node-${nodeId(clusterId, nodeName)}`;
       return {
         nodeName,
+        stream,
         commands,
         facts,
         batch,
+        remediate: () => remediate(remediation, stream),
         events: async () => (await store.readStream(stream)).map((event) => event.type),
       };
     }
@@ -139,6 +152,7 @@ for (const backend of backends) {
       // The gauge read again later: the same XID at the same driver time.
       await n.facts.batchStored(n.batch([sample('DCGM_FI_DEV_XID_ERRORS', 79, 5)]), at(7));
       expect(await n.events()).to.deep.equal(['NodeRegistered', 'GpuXidErrorObserved']);
+      await n.remediate();
 
       expect(proposed.get(n.nodeName), 'plans proposed').to.have.length(1);
       const submitted = await drainPlansFor(n.nodeName);
@@ -159,16 +173,20 @@ for (const backend of backends) {
       await n.facts.batchStored(n.batch([sample('DCGM_FI_DEV_XID_ERRORS', 79, 5)]), at(5));
       await n.facts.batchStored(n.batch([sample('DCGM_FI_DEV_ECC_DBE_AGG_TOTAL', 2, 8)]), at(8));
       expect(await n.events()).to.deep.equal(['NodeRegistered', 'GpuXidErrorObserved', 'GpuEccDoubleBitErrorsGrew']);
+      await n.remediate();
       expect(proposed.get(n.nodeName), 'plans proposed').to.have.length(1);
       expect(await drainPlansFor(n.nodeName)).to.have.length(1);
     });
 
-    it('two processes given the same batch record its facts once', async () => {
+    it('two processes given the same batch record its facts once; a second remediation (after a hand-over) proposes no second plan', async () => {
       const n = node();
-      const other = new HealthFacts(new NodeHealthCommands(handler), store, new Remediation(noted), { intervalMs: INTERVAL_MS });
+      const other = new HealthFacts(new NodeHealthCommands(handler), store, { intervalMs: INTERVAL_MS });
       const batch = n.batch([sample('DCGM_FI_DEV_XID_ERRORS', 48, 5)]);
       await Promise.all([n.facts.batchStored(batch, at(5)), other.batchStored(batch, at(5))]);
       expect(await n.events()).to.deep.equal(['NodeRegistered', 'GpuXidErrorObserved']);
+      // One remediation is active at a time (its lease); the one that takes over replays the facts.
+      await n.remediate();
+      await remediate(new Remediation(noted, store), n.stream);
       expect(await drainPlansFor(n.nodeName)).to.have.length(1);
     });
 
@@ -180,6 +198,7 @@ for (const backend of backends) {
       await n.facts.batchStored(n.batch([throttle(0, 5)]), at(5));
       await n.facts.batchStored(n.batch([throttle(0, 6)]), at(6));
       expect(await n.events()).to.deep.equal(['NodeRegistered', 'GpuThrottlingBegan', 'GpuThrottlingEnded']);
+      await n.remediate();
       expect(await drainPlansFor(n.nodeName)).to.have.length(0);
     });
 
@@ -206,7 +225,7 @@ for (const backend of backends) {
       const [registered] = await store.readStream(`node-${nodeId(clusterId, n.nodeName)}`);
       await eventually('the registration to be readable from the whole log', () => store.isSettled(registered!.position), (settled) => settled, 10_000);
       const commands = new NodeHealthCommands(handler);
-      const restarted = new HealthFacts(commands, store, undefined, { intervalMs: INTERVAL_MS, clock: { now: () => at(1000) } });
+      const restarted = new HealthFacts(commands, store, { intervalMs: INTERVAL_MS, clock: { now: () => at(1000) } });
       await restarted.start();
       await restarted.stop();
       expect(commands.knownNodes()).to.include(nodeId(clusterId, n.nodeName));
@@ -220,6 +239,7 @@ for (const backend of backends) {
       const n = node('off');
       await n.facts.batchStored(n.batch([sample('DCGM_FI_DEV_XID_ERRORS', 79, 5)]), at(5));
       expect(await n.events()).to.deep.equal(['NodeRegistered', 'GpuXidErrorObserved']);
+      await n.remediate();
       expect(proposed.get(n.nodeName), 'plans proposed').to.equal(undefined);
     });
 
@@ -227,6 +247,7 @@ for (const backend of backends) {
       const n = node('execute');
       await n.facts.batchStored(n.batch([sample('sentinel_gpu_lost', 1, 5, { pci_bus_id: '00000000:3B:00.0' })]), at(5));
       expect(await n.events()).to.deep.equal(['NodeRegistered', 'GpuFellOffBus']);
+      await n.remediate();
       const [plan] = await drainPlansFor(n.nodeName);
       expect(plan!.data).to.deep.include({ source: 'sentinel', shadow: false });
       expect((await store.readStream(plan!.stream)).at(-1)!.type).to.equal('ActionPlanApproved');
