@@ -3,7 +3,7 @@
 import { fold, PolicyViolation, type DomainEvent } from '../domain/decider.js';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
 import { accrue, hoursLeftInMonth, totalHourlyUsd, usageWhere, type Admission, type Ledger } from '../domain/ledger.js';
-import { compilePolicies, evaluate, rateLimitReadingsFor, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
+import { compilePolicies, evaluate, rateLimitReadingsFor, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision, type PolicyResult } from '../domain/policy-evaluation.js';
 import { POLICY_SET_STREAM, policySetDecider, policySetEvents, type PolicySet, type PolicySetEvent } from '../domain/policy-set.js';
 import type { Change, Footprint, PolicyInputs } from '../domain/policy.js';
 import { hourlyCost, type PriceTable } from '../domain/pricing.js';
@@ -21,7 +21,8 @@ export interface HealthSource {
 
 /** Where each judgement is counted (Prometheus in the app). */
 export interface DecisionMetrics {
-  decided(command: string, verdict: 'allow' | 'deny'): void;
+  /** One judgement: its verdict, and each policy's result in it (by the policy's type and mode, never its id). */
+  decided(command: string, verdict: 'allow' | 'deny', results: readonly Pick<PolicyResult, 'type' | 'mode' | 'outcome'>[]): void;
 }
 
 export interface PolicyEngineOptions {
@@ -152,7 +153,7 @@ export class PolicyEngine {
       });
     }
     const verdict = evaluations.some((e) => e.verdict === 'deny') ? 'deny' : 'allow';
-    this.options.metrics?.decided(command, verdict);
+    this.options.metrics?.decided(command, verdict, evaluations.flatMap((evaluation) => evaluation.results));
     const decision: PolicyDecision = JSON.parse(
       JSON.stringify({
         command,

@@ -42,9 +42,16 @@ export function prometheusDecisionMetrics(registry: Registry): DecisionMetrics {
     labelNames: ['command', 'verdict'],
     registers: [registry],
   });
+  const results = new Counter({
+    name: 'sentinel_policy_results_total',
+    help: 'Results of each policy in each judgement, by the policy type, its mode (enforce, dry_run) and outcome (pass, fail, not_applicable)',
+    labelNames: ['type', 'mode', 'outcome'],
+    registers: [registry],
+  });
   return {
-    decided(command, verdict) {
+    decided(command, verdict, judged) {
       decisions.inc({ command, verdict });
+      for (const { type, mode, outcome } of judged) results.inc({ type, mode, outcome });
     },
   };
 }
