@@ -8,15 +8,15 @@ describe('policy decision metrics', () => {
     const registry = new Registry();
     const metrics = prometheusDecisionMetrics(registry);
     metrics.decided('ScaleDeployment', 'deny', [
-      { type: 'gpu_quota', mode: 'enforce', outcome: 'fail' },
-      { type: 'gpu_quota', mode: 'enforce', outcome: 'fail' },
+      { type: 'quota', mode: 'enforce', outcome: 'fail' },
+      { type: 'quota', mode: 'enforce', outcome: 'fail' },
       { type: 'cost_ceiling', mode: 'dry_run', outcome: 'pass' },
     ]);
     metrics.decided('ScaleDeployment', 'allow', []);
     const text = await registry.metrics();
     expect(text).to.include('sentinel_policy_decisions_total{command="ScaleDeployment",verdict="deny"} 1');
     expect(text).to.include('sentinel_policy_decisions_total{command="ScaleDeployment",verdict="allow"} 1');
-    expect(text).to.include('sentinel_policy_results_total{type="gpu_quota",mode="enforce",outcome="fail"} 2');
+    expect(text).to.include('sentinel_policy_results_total{type="quota",mode="enforce",outcome="fail"} 2');
     expect(text).to.include('sentinel_policy_results_total{type="cost_ceiling",mode="dry_run",outcome="pass"} 1');
   });
 });
