@@ -1,7 +1,7 @@
 // Deployment commands from people: create, scale, update, roll back, restart, pause, resume, delete. Facts
 // about the workload and cluster are read fresh on every attempt and handed to the decider on the command;
 // every change that moves the fleet is judged by policy and recorded with its decision.
-import { fold, NotFound } from '../domain/decider.js';
+import { fold, NotFound, RuleViolation } from '../domain/decider.js';
 import {
   deploymentDecider,
   type Deployment,
@@ -19,9 +19,10 @@ import { deployments } from './aggregates.js';
 import type { Clock } from './clock.js';
 import type { Aggregate, CommandContext, CommandHandler, Gate, WriteResult } from './command-handler.js';
 import { deploymentChange, heldFootprint, specOf } from './deployment-change.js';
-import { FleetFacts } from './fleet-facts.js';
+import { FleetFacts, type WorkloadWithRevisions } from './fleet-facts.js';
 import type { PolicyEngine } from './policy-engine.js';
 import { UniqueNames, type ClaimRequest } from './unique-names.js';
+import { gpuRequest } from '../domain/workload.js';
 
 /** The canary rollout of one revision of a deployment, with its analysis runs, in stream `rollout-<deploymentId>.<revision>`. */
 export const rollouts: Aggregate<RolloutCommand, RolloutEvent, Rollout> = {
@@ -44,8 +45,11 @@ export class DeploymentCommands {
     this.names = new UniqueNames(handler, clock);
   }
 
-  /** One deployment of a workload per cluster: a second would write the same Kubernetes object. */
-  create(deploymentId: string, body: DeploymentBody, context: CommandContext): Promise<WriteResult> {
+  /**
+   * One deployment of a workload per cluster: a second would write the same Kubernetes object. It runs the workload's
+   * latest spec revision, or `workloadRevision` (a plan's move runs what the deployment it moves runs).
+   */
+  create(deploymentId: string, body: DeploymentBody, context: CommandContext, workloadRevision?: number): Promise<WriteResult> {
     const { workloadId, clusterId } = body;
     const placement: ClaimRequest = {
       key: `deployment:${workloadId}@${clusterId}`,
@@ -64,7 +68,7 @@ export class DeploymentCommands {
       async () => ({
         type: 'CreateDeployment' as const,
         deploymentId,
-        workload: await this.facts.workload(body.workloadId),
+        workload: atRevision(await this.facts.workload(body.workloadId), workloadRevision),
         cluster: await this.facts.cluster(body.clusterId),
         replicas: body.replicas,
         strategy: body.strategy,
@@ -272,6 +276,20 @@ export class DeploymentCommands {
       });
     };
   }
+}
+
+/** The workload as its spec revision `n` had it (absent: as it is now); a revision it never had is refused. */
+function atRevision(workload: WorkloadWithRevisions | undefined, n: number | undefined): WorkloadWithRevisions | undefined {
+  if (!workload || n === undefined || n === workload.specRevision) return workload;
+  const spec = workload.revisions[n];
+  if (!spec) {
+    throw new RuleViolation(`workload ${workload.id} has no spec revision ${n}`, [
+      { path: 'workloadRevision', message: `no such spec revision: the workload has revisions 1 to ${workload.specRevision}` },
+    ]);
+  }
+  const gpu = gpuRequest(spec);
+  const { gpu: _latest, ...rest } = workload;
+  return { ...rest, specRevision: n, spec, ...(gpu ? { gpu } : {}) };
 }
 
 /** The deployment the command is about; the decider would refuse an absent one, but its facts are needed first. */

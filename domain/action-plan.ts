@@ -1,5 +1,6 @@
 // The ActionPlan aggregate: a batch of changes asked for by a person or by InfraMind, checked, then carried out or rolled back.
 import { isDeepStrictEqual } from 'node:util';
+import { v5 as uuidv5 } from 'uuid';
 import { z } from 'zod';
 import { defineEvents, InvalidTransition, NotFound, RuleViolation, type Decider, type EventOf } from './decider.js';
 import { id, labels, reason, timestamp } from './schemas.js';
@@ -115,9 +116,29 @@ export const deploymentBefore = z.object({
 });
 export type DeploymentBefore = z.infer<typeof deploymentBefore>;
 
-/** What a deployment ran once the action settled: an undo goes ahead only while it still runs that. */
-export const deploymentAfter = z.object({ replicas: z.int().min(0), revision: z.int().min(1) });
+/**
+ * What a deployment ran once the action settled: an undo goes ahead only while it still runs that. After a move to
+ * another cluster, `deploymentId` and `clusterId` name the deployment that runs it now (the one moved is deleted).
+ */
+export const deploymentAfter = z.object({
+  replicas: z.int().min(0),
+  revision: z.int().min(1),
+  deploymentId: z.string().optional(),
+  clusterId: z.string().optional(),
+});
 export type DeploymentAfter = z.infer<typeof deploymentAfter>;
+
+/** Namespace of the ids of deployments a plan creates (uuid v5). */
+const PLAN_DEPLOYMENT_NAMESPACE = '3d0f6b52-9e41-5c7a-8b2d-7a4e1c9f0b63';
+
+/**
+ * The id of the deployment that action `index` of plan `planId` creates on the cluster it moves a deployment to
+ * (`there`), or back on the cluster it came from when the move is undone (`back`): derived, so that a move taken up
+ * again after a restart finds the deployment it created instead of making another.
+ */
+export function movedDeploymentId(planId: string, index: number, direction: 'there' | 'back' = 'there'): string {
+  return uuidv5(`${planId}\u0000${index}\u0000${direction === 'there' ? 'move' : 'move-back'}`, PLAN_DEPLOYMENT_NAMESPACE);
+}
 
 /** The change that undoes an action, carried out through the deployment's own commands (and judged by policy). */
 export const undoStep = z.discriminatedUnion('kind', [
@@ -128,6 +149,20 @@ export const undoStep = z.discriminatedUnion('kind', [
     deploymentId: z.string(),
     nodeSelector: z.record(z.string(), z.string()),
     from: z.record(z.string(), z.string()),
+  }),
+  /**
+   * A move to another cluster, undone by the reverse move: the deployment the move created (`deploymentId`, on
+   * `from`), as the move left it (`replicas`, `revision`), is created again on `toClusterId` and then deleted.
+   */
+  z.object({
+    kind: z.literal('move'),
+    deploymentId: z.string(),
+    from: z.string(),
+    toClusterId: z.string(),
+    replicas: z.int().min(0),
+    revision: z.int().min(1),
+    /** The node selector the deployment had on `toClusterId` before the move, if it had one. */
+    nodeSelector: z.record(z.string(), z.string()).optional(),
   }),
 ]);
 export type UndoStep = z.infer<typeof undoStep>;
@@ -163,18 +198,21 @@ export const actionPlanEvents = defineEvents({
   ActionPlanExpired: { version: 1, schema: z.object({ planId: z.string(), at: timestamp }) },
   /** v2: `before`, the deployment as the action found it (none for a drain, nor in v1). */
   PlanActionStarted: { version: 2, schema: z.object({ planId: z.string(), index, before: deploymentBefore.optional() }), upcast: { 1: asIs } },
-  /** v2: `after`, what the deployment ran once the action settled (none for a drain, nor in v1). */
+  /**
+   * v2: `after`, what the deployment ran once the action settled (none for a drain, nor in v1). v3: `after.deploymentId`
+   * and `after.clusterId`, the deployment a move created on the other cluster (none in v2: nothing was moved then).
+   */
   PlanActionSucceeded: {
-    version: 2,
+    version: 3,
     schema: z.object({ planId: z.string(), index, detail: z.string().optional(), after: deploymentAfter.optional() }),
-    upcast: { 1: asIs },
+    upcast: { 1: asIs, 2: asIs },
   },
   PlanActionFailed: { version: 1, schema: z.object({ planId: z.string(), index, error: z.string() }) },
   ActionPlanCompleted: { version: 1, schema: z.object({ planId: z.string() }) },
   ActionPlanFailed: { version: 1, schema: z.object({ planId: z.string(), cause: z.string() }) },
   ActionPlanRollbackStarted: { version: 1, schema: z.object({ planId: z.string(), cause: z.string() }) },
-  /** The undo of a succeeded action begins: `undo` is the change that puts back what it changed. */
-  PlanActionUndoStarted: { version: 1, schema: z.object({ planId: z.string(), index, undo: undoStep }) },
+  /** The undo of a succeeded action begins: `undo` is the change that puts back what it changed. v2: `undo.kind` may be `move`. */
+  PlanActionUndoStarted: { version: 2, schema: z.object({ planId: z.string(), index, undo: undoStep }), upcast: { 1: asIs } },
   PlanActionUndone: { version: 1, schema: z.object({ planId: z.string(), index, detail: z.string() }) },
   /** The action stays as it was carried out: it cannot be undone, policy refused its undo, or the undo failed. */
   PlanActionNotUndone: { version: 1, schema: z.object({ planId: z.string(), index, reason: z.string() }) },
@@ -535,7 +573,8 @@ function startUndo(command: Extract<ActionPlanCommand, { type: 'StartActionUndo'
 /**
  * What undoes an action that was carried out: a scale goes back to the replicas before it, an update or a rollback
  * back to the revision before it (by a rollback to that revision), a reschedule within the cluster back to the node
- * selector before it. A restart cannot be undone: the pods it replaced are gone. A drain is not undone: the pods it
+ * selector before it, a move to another cluster by the reverse move (the deployment it created is moved back to the
+ * cluster it came from, as a new deployment: the one moved was deleted, and a deleted deployment stays deleted). A restart cannot be undone: the pods it replaced are gone. A drain is not undone: the pods it
  * evicted run elsewhere now and would not go back, and uncordoning the node would put work back on a node that is
  * typically drained because it is failing; whether it takes work again is for a person to decide. An action recorded
  * without what it found (before plans kept it) is not undone: what to go back to is unknown.
@@ -561,7 +600,10 @@ export function undoOf(slot: PlanActionState): { step: UndoStep } | { nothing: s
       return { step: { kind: 'rollback', deploymentId, toRevision: before.revision, from: after.revision } };
     case 'reschedule': {
       if (action.clusterId !== undefined && action.clusterId !== before.clusterId) {
-        return { cannot: `a move to cluster ${action.clusterId} is not undone: moving back is a plan of its own, judged on both clusters again` };
+        if (!after?.deploymentId) return { cannot: `the deployment the move of ${deploymentId} created on cluster ${action.clusterId} was not recorded` };
+        const { replicas, revision } = after;
+        const back = { kind: 'move' as const, deploymentId: after.deploymentId, from: action.clusterId, toClusterId: before.clusterId, replicas, revision };
+        return { step: before.nodeSelector ? { ...back, nodeSelector: before.nodeSelector } : back };
       }
       const previous = before.nodeSelector ?? {};
       if (!action.nodeSelector || isDeepStrictEqual(previous, action.nodeSelector)) {

@@ -203,9 +203,8 @@ export class ClusterReactor implements Reactor {
     const ref = this.driver.refFor(desired);
     if (state.status === 'Deleted') {
       // A delete that did not reach the cluster (it was unreachable, or lost its objects and got them back) is done now.
-      if (await this.driver.read(ref)) await this.driver.delete(ref);
-      const canary = this.driver.refFor({ ...desired, role: 'canary' });
-      if (await this.driver.read(canary)) await this.driver.delete(canary);
+      await this.deleteOwn(deploymentId, ref);
+      await this.deleteOwn(deploymentId, this.driver.refFor({ ...desired, role: 'canary' }));
       this.placed.delete(deploymentId);
       return;
     }
@@ -227,6 +226,17 @@ export class ClusterReactor implements Reactor {
     await this.driver.apply(desired);
   }
 
+  /**
+   * Deletes the object at `ref` if it is this deployment's. Objects are named after the workload, so a later deployment
+   * of the same workload on this cluster (a plan's move back, a delete and a create) takes the same name: a delete
+   * handled again after a restart, or a resync of the deleted deployment, must leave that one's object alone.
+   */
+  private async deleteOwn(deploymentId: string, ref: ObjectRef): Promise<void> {
+    const live = await this.driver.read(ref);
+    // An object without the label (written before it was set) is taken as the deleted deployment's, as before.
+    if (live && (live.deploymentId === deploymentId || live.deploymentId === '')) await this.driver.delete(ref);
+  }
+
   /** Changes to different deployments do not depend on each other: they are applied side by side. */
   keyOf(event: RecordedEvent): string {
     return deploymentEventOf(event).data.deploymentId;
@@ -246,8 +256,8 @@ export class ClusterReactor implements Reactor {
     const desired = desiredOf(state, this.options.progressDeadlineSeconds);
     const ref = this.driver.refFor(desired);
     if (state.status === 'Deleted') {
-      await this.driver.delete(ref);
-      await this.driver.delete(this.driver.refFor({ ...desired, role: 'canary' }));
+      await this.deleteOwn(deploymentId, ref);
+      await this.deleteOwn(deploymentId, this.driver.refFor({ ...desired, role: 'canary' }));
       return;
     }
     // A canary revision is the rollout reactor's until its rollout completes: rolled out here it would replace the

@@ -12,6 +12,7 @@ import type { DeploymentCommands } from '../commands/deployment-commands.js';
 import {
   actionPlanEvents,
   isTerminal,
+  movedDeploymentId,
   type ActionPlan,
   type ActionPlanCommand,
   type DeploymentAfter,
@@ -19,7 +20,7 @@ import {
   type PlanAction,
   type UndoStep,
 } from '../domain/action-plan.js';
-import type { Deployment, DeploymentEvent } from '../domain/deployment.js';
+import type { Deployment, DeploymentEvent, PlacedDeployment } from '../domain/deployment.js';
 import { comparePositions, type RecordedEvent } from '../domain/event-store.js';
 import type { ClusterDriver } from './cluster-driver.js';
 import { deploymentEventOf, isClusterReaction } from './cluster-reactor.js';
@@ -220,8 +221,19 @@ export class PlanReactor implements Reactor {
    */
   private async undo(plan: SubmittedPlan, index: number, approved: RecordedEvent): Promise<Outcome> {
     const step = plan.actions[index]!.undo!;
-    const action = undoAction(step);
     const context: CommandContext = { ...reactionTo(this.name, approved, `undo-change/${index}`), actor: plan.actor, source: `plan:${plan.id}` };
+    if (step.kind === 'move') {
+      const moves = (name: string): CommandContext => ({ ...reactionTo(this.name, approved, `undo-change/${index}/move-${name}`), actor: plan.actor, source: `plan:${plan.id}` });
+      try {
+        const outcome = await this.moveBack(plan, index, step, moves);
+        if (outcome.ok) return { ok: true, detail: `${undoneBy(step)}: ${outcome.detail}` };
+        return { ok: false, error: `its undo (${undoneBy(step)}) failed: ${outcome.error}` };
+      } catch (error) {
+        if (error instanceof Error && !declaredTransient(error)) return { ok: false, error: `its undo (${undoneBy(step)}) was refused: ${error.message}` };
+        throw error;
+      }
+    }
+    const action = undoAction(step);
     try {
       const { state } = await this.deps.handler.loadState(deployments, step.deploymentId);
       if (state.status === 'absent' || state.status === 'Deleted') return { ok: false, error: `deployment ${step.deploymentId} is gone: nothing to undo on it` };
@@ -248,7 +260,18 @@ export class PlanReactor implements Reactor {
       if (action.kind === 'reschedule' && action.clusterId !== undefined) {
         const { state } = await this.deps.handler.loadState(deployments, action.deploymentId);
         if (state.status !== 'absent' && state.clusterId !== action.clusterId) {
-          return { ok: false, error: `moving deployment ${action.deploymentId} to another cluster is not carried out yet: reschedule within its cluster with a nodeSelector` };
+          const paused = await this.heldByPause(action, status === 'Executing');
+          if (paused) return { ok: false, error: paused };
+          const revision = plan.actions[index]!.before?.revision ?? state.currentRevision;
+          return await this.move({
+            source: state,
+            toClusterId: action.clusterId,
+            revision,
+            ...(action.nodeSelector ? { nodeSelector: action.nodeSelector } : {}),
+            targetId: movedDeploymentId(plan.id, index),
+            reason: plan.reason,
+            context: (step) => ({ ...reactionTo(this.name, approved, `action/${index}/move-${step}`), actor: plan.actor, source: `plan:${plan.id}` }),
+          });
         }
       }
       if (action.kind === 'reschedule' && action.nodeSelector === undefined) {
@@ -261,6 +284,109 @@ export class PlanReactor implements Reactor {
     } catch (error) {
       // Refused by policy or by the deployment's rules, or a cluster error that will not heal: the action failed.
       if (error instanceof Error && !declaredTransient(error)) return { ok: false, error: error.message };
+      throw error;
+    }
+  }
+
+  /**
+   * Moves a deployment to another cluster: the same workload at the revision the source runs (`revision`), with its
+   * replicas, strategy and drift policy, is created there as a new deployment (`targetId`, derived from the plan and
+   * the action), followed until it is available, and then the source is deleted. Each step goes through the
+   * deployment commands, so policy judges the create on the target (quota, cost) and the delete on the source. A
+   * target that does not become available is deleted again and the source is left as it was: the move is taken back,
+   * as a cluster takes back a rollout that failed. Taken up again after a restart, each step already made is found
+   * (its command, sent with the same derived ids, appends nothing again) and the move goes on from there.
+   */
+  private async move(request: MoveRequest): Promise<Outcome> {
+    const { source, toClusterId, targetId, reason, context } = request;
+    const { deployments: commands, handler } = this.deps;
+    const moving = `the move of deployment ${source.id} from cluster ${source.clusterId} to cluster ${toClusterId}`;
+    const { state: found } = await handler.loadState(deployments, targetId);
+    if (source.status === 'Deleted' && found.status === 'absent') return { ok: false, error: `deployment ${source.id} was deleted: there is nothing to move` };
+    const runs = source.revisions[request.revision] ?? source.revisions[source.currentRevision]!;
+
+    // The target: created at the spec revision the source runs.
+    const body = { workloadId: source.workloadId, clusterId: toClusterId, replicas: source.replicas, strategy: runs.strategy, driftPolicy: source.driftPolicy };
+    let written: WriteResult;
+    try {
+      written = await commands.create(targetId, body, context('create'), runs.workloadRevision);
+    } catch (error) {
+      // Refused by policy on the target (quota, cost), or the target already runs the workload: nothing was moved.
+      if (error instanceof Error && !declaredTransient(error)) return { ok: false, error: `${moving} was refused: ${error.message}` };
+      throw error;
+    }
+    const { state: target } = await handler.loadState(deployments, targetId);
+    if (target.status === 'absent') return { ok: false, error: `${moving} was refused: deployment ${targetId} was not created` };
+    if (target.status === 'Deleted') return { ok: false, rolledBack: true, error: `${moving} failed: deployment ${targetId} on cluster ${toClusterId} was deleted` };
+    let settled: Outcome;
+    try {
+      if (request.nodeSelector) {
+        const rescheduled = await commands.reschedule(targetId, request.nodeSelector, reason, context('reschedule'));
+        if (rescheduled.revision > written.revision) written = rescheduled;
+      }
+      settled = await this.settled({ kind: 'update', deploymentId: targetId }, written, 0);
+    } catch (error) {
+      // The reschedule of the target refused (by policy, say): the target is taken back like one that failed.
+      if (!(error instanceof Error) || declaredTransient(error)) throw error;
+      settled = { ok: false, error: error.message };
+    }
+    if (this.signal?.aborted) return { ok: false, error: 'stopped' };
+    if (!settled.ok) {
+      const left = await this.deleteDeployment(targetId, `${moving} failed: ${settled.error}`, context('take-back'));
+      const after = left ?? `deployment ${targetId} on cluster ${toClusterId} was deleted again and ${source.id} stays on cluster ${source.clusterId}`;
+      return { ok: false, rolledBack: left === undefined, error: `${moving} failed: ${settled.error}; ${after}` };
+    }
+    const after = settled.after!;
+
+    const left = await this.deleteDeployment(source.id, `${moving}: ${reason}`, context('delete'));
+    if (left) return { ok: false, error: `${moving} left deployment ${targetId} available on cluster ${toClusterId}, but ${left}` };
+    return {
+      ok: true,
+      detail: `deployment ${source.id} moved from cluster ${source.clusterId} to cluster ${toClusterId} as deployment ${targetId}, available at revision ${after.revision} with ${after.replicas} replicas; deployment ${source.id} deleted`,
+      after: { ...after, deploymentId: targetId, clusterId: toClusterId },
+    };
+  }
+
+  /**
+   * Undoes a move by the reverse move: the deployment the move created goes back to the cluster it came from, as a new
+   * deployment (the one moved is deleted for good), at the revision and replicas the move left, and is then deleted.
+   * Only while it still runs what the move left; taken up again after a restart, the reverse move goes on from there.
+   */
+  private async moveBack(plan: SubmittedPlan, index: number, step: Extract<UndoStep, { kind: 'move' }>, context: (step: string) => CommandContext): Promise<Outcome> {
+    const { handler } = this.deps;
+    const targetId = movedDeploymentId(plan.id, index, 'back');
+    const [{ state }, { state: back }] = await Promise.all([handler.loadState(deployments, step.deploymentId), handler.loadState(deployments, targetId)]);
+    if (state.status === 'absent' || (state.status === 'Deleted' && back.status === 'absent')) {
+      return { ok: false, error: `deployment ${step.deploymentId} is gone: nothing to undo on it` };
+    }
+    if (back.status === 'absent') {
+      const since = changedSince(step, state);
+      if (since) return { ok: false, error: `deployment ${step.deploymentId} was changed since the plan changed it (${since}): left as it is` };
+      if (state.paused) return { ok: false, error: pausedCause(step.deploymentId) };
+    }
+    return this.move({
+      source: state,
+      toClusterId: step.toClusterId,
+      revision: step.revision,
+      ...(step.nodeSelector ? { nodeSelector: step.nodeSelector } : {}),
+      targetId,
+      reason: `undo of action ${index} of plan ${plan.id}: ${plan.cause ?? 'the plan rolled back'}`,
+      context,
+    });
+  }
+
+  /**
+   * Deletes a deployment through its command (and policy), unless it is gone already; undefined once it is, or else why
+   * it is still there (a refusal, or a failure that will not heal).
+   */
+  private async deleteDeployment(deploymentId: string, reason: string, context: CommandContext): Promise<string | undefined> {
+    const { state } = await this.deps.handler.loadState(deployments, deploymentId);
+    if (state.status === 'absent' || state.status === 'Deleted') return undefined;
+    try {
+      await this.deps.deployments.delete(deploymentId, reason, context);
+      return undefined;
+    } catch (error) {
+      if (error instanceof Error && !declaredTransient(error)) return `deployment ${deploymentId} could not be deleted and is left as it is: ${error.message}`;
       throw error;
     }
   }
@@ -299,7 +425,7 @@ export class PlanReactor implements Reactor {
    * which case the cluster reactor undoes it when it can (a rollback, or a scale back) and the action counts as
    * rolled back. A change that a paused deployment holds fails the action at once: it would wait for the resume.
    */
-  private async settled(action: Exclude<PlanAction, { kind: 'drain' }>, written: WriteResult): Promise<Outcome> {
+  private async settled(action: Exclude<PlanAction, { kind: 'drain' }>, written: WriteResult, undoGraceMs = UNDO_GRACE_MS): Promise<Outcome> {
     const { deploymentId } = action;
     const { handler } = this.deps;
     const stream = streamOf(deployments, deploymentId);
@@ -320,7 +446,7 @@ export class PlanReactor implements Reactor {
       // them, instead of leaving it to the poll.
       const listening = this.listen(deploymentId);
       try {
-        const outcome = await this.settledNow(action, written, { target, failedSeenAt, deadline });
+        const outcome = await this.settledNow(action, written, { target, failedSeenAt, deadline, undoGraceMs });
         if ('ok' in outcome) return outcome;
         ({ target, failedSeenAt } = outcome);
         await listening.settledOrAfter(Math.min(deadline - Date.now(), this.options.settlePollMs ?? 1000));
@@ -338,7 +464,7 @@ export class PlanReactor implements Reactor {
   private async settledNow(
     action: Exclude<PlanAction, { kind: 'drain' }>,
     written: WriteResult,
-    seen: { target: number | undefined; failedSeenAt: number | undefined; deadline: number },
+    seen: { target: number | undefined; failedSeenAt: number | undefined; deadline: number; undoGraceMs: number },
   ): Promise<Outcome | { target: number; failedSeenAt: number | undefined }> {
     const { deploymentId } = action;
     const { handler } = this.deps;
@@ -356,7 +482,7 @@ export class PlanReactor implements Reactor {
       if (undone) return { ok: false, rolledBack: true, error: `deployment ${deploymentId} rolled back: ${cause}` };
       // No earlier state to go back to: after a short grace for the cluster reactor, the action failed.
       failedSeenAt ??= Date.now();
-      if (Date.now() - failedSeenAt > UNDO_GRACE_MS) return { ok: false, error: `deployment ${deploymentId} failed: ${cause}` };
+      if (Date.now() - failedSeenAt >= seen.undoGraceMs) return { ok: false, error: `deployment ${deploymentId} failed: ${cause}` };
     } else if (state.status === 'Deleted') {
       return { ok: false, error: `deployment ${deploymentId} was deleted` };
     } else if (state.status === 'Available') {
@@ -435,8 +561,20 @@ export class PlanReactor implements Reactor {
   }
 }
 
-/** The undo as the plan action that carries it out. */
-function undoAction(step: UndoStep): Exclude<PlanAction, { kind: 'drain' }> {
+/** A move of `source` to another cluster, as `targetId` there; `context` names each of its commands. */
+interface MoveRequest {
+  source: PlacedDeployment;
+  toClusterId: string;
+  /** The deployment revision whose workload spec revision the target runs. */
+  revision: number;
+  nodeSelector?: Record<string, string>;
+  targetId: string;
+  reason: string;
+  context: (step: string) => CommandContext;
+}
+
+/** The undo as the plan action that carries it out (a move is carried out by `moveBack`). */
+function undoAction(step: Exclude<UndoStep, { kind: 'move' }>): Exclude<PlanAction, { kind: 'drain' }> {
   switch (step.kind) {
     case 'scale':
       return { kind: 'scale', deploymentId: step.deploymentId, replicas: step.replicas };
@@ -455,6 +593,8 @@ function undoneBy(step: UndoStep): string {
       return `rolled back from revision ${step.from} to revision ${step.toRevision}`;
     case 'reschedule':
       return `rescheduled back to ${Object.keys(step.nodeSelector).length === 0 ? 'any node' : JSON.stringify(step.nodeSelector)}`;
+    case 'move':
+      return `moved back from cluster ${step.from} to cluster ${step.toClusterId}`;
   }
 }
 
@@ -475,6 +615,10 @@ function changedSince(step: UndoStep, state: Exclude<Deployment, { status: 'abse
       const selector = state.nodeSelector ?? {};
       return isDeepStrictEqual(selector, step.from) || isDeepStrictEqual(selector, step.nodeSelector) ? undefined : `node selector ${JSON.stringify(selector)}`;
     }
+    case 'move':
+      return state.replicas === step.replicas && state.currentRevision === step.revision
+        ? undefined
+        : `${state.replicas} replicas at revision ${state.currentRevision}, not ${step.replicas} at revision ${step.revision}`;
   }
 }
 

@@ -433,6 +433,21 @@ describe('cluster reactor on the cluster simulator', function () {
       expect((await d.state(id)).status).to.equal('Deleted');
     });
 
+    it('given a deployment deleted and a later one of the same workload on the cluster, when the reactor resyncs, then the later one\'s object is left alone: a delete touches only its own', async () => {
+      const ns = namespace('successor');
+      const first = await d.deployed(workloadSpec(ns, 'server'));
+      await d.execute({ type: 'DeleteDeployment', deploymentId: first, reason: 'moved to another cluster' });
+      await eventually('the Deployment gone', () => liveObject(ns, 'server'), (live) => live === undefined);
+      const second = await d.deployed(workloadSpec(ns, 'server'));
+      const placed = await liveObject(ns, 'server');
+
+      await reacting.reactor.resync();
+      const live = await liveObject(ns, 'server');
+      expect(live?.metadata?.labels?.[DEPLOYMENT_ID_LABEL]).to.equal(second);
+      expect(live?.metadata?.uid, 'the same object, never deleted and applied again').to.equal(placed?.metadata?.uid);
+      expect((await d.events(second)).filter((event) => event.type === 'DriftDetected')).to.deep.equal([]);
+    });
+
     it('given a paused deployment scaled by hand, then the count is put back at once while it stays paused: a hand may not hold pods past what was admitted', async () => {
       const ns = namespace('pause-hand');
       const id = await d.deployed(workloadSpec(ns, 'server'));

@@ -5,6 +5,7 @@ import {
   actionPlanEvents,
   actionTarget,
   cancelBody,
+  movedDeploymentId,
   type ActionPlanCommand,
   type ActionPlanEvent,
   type PlanAction,
@@ -18,6 +19,7 @@ const planId = '0b4c1d1e-2222-4a4a-8a8a-000000000001';
 const deploymentA = '0b4c1d1e-3333-4a4a-8a8a-000000000001';
 const deploymentB = '0b4c1d1e-3333-4a4a-8a8a-000000000002';
 const clusterId = '0b4c1d1e-1111-4a4a-8a8a-000000000001';
+const otherCluster = '0b4c1d1e-1111-4a4a-8a8a-000000000002';
 const alice = { id: 'alice', kind: 'user' } as const;
 const submittedAt = '2026-01-31T12:00:00Z';
 const expiresAt = '2026-01-31T13:00:00Z';
@@ -675,7 +677,7 @@ describe('ActionPlan decider', () => {
       for (const [action, reason] of [
         [{ kind: 'restart', deploymentId: deploymentA }, /a restart cannot be undone/],
         [{ kind: 'drain', clusterId, node: 'gpu-node-1' }, /a drain is not undone: .* node gpu-node-1 stays cordoned/],
-        [{ kind: 'reschedule', deploymentId: deploymentA, clusterId: deploymentB }, /a move to cluster .* is not undone/],
+        [{ kind: 'reschedule', deploymentId: deploymentA, clusterId: otherCluster }, /the deployment the move of .* created on cluster .* was not recorded/],
       ] as const) {
         it(`a ${action.kind} is named as not undone: ${reason.source}`, () => {
           const [event] = undoing(recorded(action, action.kind === 'drain' ? undefined : { replicas: 2, revision: 1 }));
@@ -683,6 +685,28 @@ describe('ActionPlan decider', () => {
           expect(event?.type === 'PlanActionNotUndone' && event.data.reason).to.match(reason);
         });
       }
+      it('a move to another cluster goes back by the reverse move of the deployment it created, as the move left it', () => {
+        const moved = '0b4c1d1e-3333-4a4a-8a8a-000000000009';
+        const action = { kind: 'reschedule', deploymentId: deploymentA, clusterId: otherCluster } as const;
+        const after = { replicas: 2, revision: 2, deploymentId: moved, clusterId: otherCluster };
+        expect(undoing(recorded(action, { replicas: 2, revision: 3 }, after))).to.deep.equal([
+          undoStarted(0, { kind: 'move', deploymentId: moved, from: otherCluster, toClusterId: clusterId, replicas: 2, revision: 2 }),
+        ]);
+        // With a node selector too: the reverse move puts back the one the deployment had on its own cluster.
+        expect(undoing(recorded({ ...action, nodeSelector: { pool: 'b' } }, { replicas: 2, revision: 3, nodeSelector: { pool: 'a' } }, after))).to.deep.equal([
+          undoStarted(0, { kind: 'move', deploymentId: moved, from: otherCluster, toClusterId: clusterId, replicas: 2, revision: 2, nodeSelector: { pool: 'a' } }),
+        ]);
+        // Naming the cluster it is on already is a reschedule within it, undone as one.
+        expect(undoing(recorded({ ...action, clusterId }, { replicas: 2, revision: 1 }))).to.deep.equal([
+          undone(0, `nothing to undo: deployment ${deploymentA} stayed where it was`),
+        ]);
+      });
+      it('the deployments a move creates have ids derived from the plan and the action: the same on every look, one per direction', () => {
+        expect(movedDeploymentId(planId, 0)).to.equal(movedDeploymentId(planId, 0, 'there'));
+        const ids = [movedDeploymentId(planId, 0), movedDeploymentId(planId, 0, 'back'), movedDeploymentId(planId, 1), movedDeploymentId(deploymentA, 0)];
+        expect(new Set(ids).size).to.equal(4);
+        for (const id of ids) expect(id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      });
       it('an action recorded without what it found (before undo existed) is named as not undone', () => {
         const [event] = undoing(recorded({ kind: 'scale', deploymentId: deploymentA, replicas: 5 }));
         expect(event).to.deep.equal(notUndone(0, `what deployment ${deploymentA} ran before the action was not recorded`));
@@ -701,12 +725,12 @@ describe('ActionPlan decider', () => {
       executionStarted,
       expired,
       startedScale,
-      { type: 'PlanActionSucceeded', data: { planId, index: 0, detail: 'scaled to 3', after: { replicas: 3, revision: 1 } } },
+      { type: 'PlanActionSucceeded', data: { planId, index: 0, detail: 'moved', after: { replicas: 3, revision: 1, deploymentId: deploymentB, clusterId: otherCluster } } },
       actionFailed(1, 'image pull backoff'),
       completed,
       planFailed,
       rollbackStarted,
-      undoStarted(0, scaleBackA),
+      undoStarted(0, { kind: 'move', deploymentId: deploymentB, from: otherCluster, toClusterId: clusterId, replicas: 3, revision: 1, nodeSelector: { pool: 'a' } }),
       undone(0, 'scaled back'),
       notUndone(0, 'change freeze'),
       actionRolledBack(0),
@@ -727,6 +751,10 @@ describe('ActionPlan decider', () => {
       expect(plan(actionPlanEvents.parse('ActionPlanSubmitted', 1, submitted.data)).state).to.deep.include({ onFailure: 'stop' });
       expect(actionPlanEvents.parse('PlanActionStarted', 1, { planId, index: 0 })).to.deep.equal(started(0));
       expect(actionPlanEvents.parse('PlanActionSucceeded', 1, { planId, index: 0, detail: 'd' })).to.deep.equal(succeeded(0, 'd'));
+      // v2 of a success and of an undo: as they were (no move named, and no move to undo, before moves were carried out).
+      const afterV2 = { planId, index: 0, detail: 'd', after: { replicas: 3, revision: 2 } };
+      expect(actionPlanEvents.parse('PlanActionSucceeded', 2, afterV2)).to.deep.equal({ type: 'PlanActionSucceeded', data: afterV2 });
+      expect(actionPlanEvents.parse('PlanActionUndoStarted', 1, { planId, index: 0, undo: scaleBackA })).to.deep.equal(undoStarted(0, scaleBackA));
       expect(actionPlanEvents.parse('ActionPlanRolledBack', 1, { planId })).to.deep.equal(planRolledBack);
     });
     it('reads a PlanActionRolledBack recorded by hand as the action undone', () => {
