@@ -17,7 +17,7 @@ import { DEFAULT_PRICES } from '../../domain/pricing.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
 import { ClusterReactor } from '../../reactors/cluster-reactor.js';
 import { PlanReactor } from '../../reactors/plan-reactor.js';
-import { startTestApi, type TestApi } from '../support/sentinel-api.js';
+import { startWithSimulator, type TestApi } from '../support/sentinel-api.js';
 import { eventually as waitFor } from '../support/eventually.js';
 
 const RUN = randomBytes(3).toString('hex');
@@ -62,17 +62,7 @@ describe('plan execution: HTTP API → plan reactor → cluster reactor → simu
   const cleanups: (() => Promise<unknown>)[] = [];
 
   before(async () => {
-    api = await startTestApi(undefined, {
-      SENTINEL_ROLE: 'api,projector,reactor',
-      SENTINEL_CLUSTER_SIMULATOR: 'on',
-      SENTINEL_PROGRESS_DEADLINE_SECONDS: '2',
-      SENTINEL_EVICTION_TIMEOUT_SECONDS: '2',
-    });
-    const simulator = api.sentinel.reactors?.simulator;
-    if (!simulator) throw new Error('the reactor role did not start the cluster simulator');
-    sim = simulator;
-    kubeConfig = new KubeConfig();
-    kubeConfig.loadFromString(sim.kubeconfig());
+    ({ api, sim, kubeConfig } = await startWithSimulator({ SENTINEL_EVICTION_TIMEOUT_SECONDS: '2' }));
     apps = kubeConfig.makeApiClient(AppsV1Api);
     core = kubeConfig.makeApiClient(CoreV1Api);
     disruption = kubeConfig.makeApiClient(PolicyV1Api);

@@ -8,7 +8,7 @@ import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kub
 import { SIMULATED_CLUSTER_ID } from '../../app/reactors.js';
 import { movedDeploymentId } from '../../domain/action-plan.js';
 import { eventually as waitFor } from '../support/eventually.js';
-import { startTestApi, type TestApi } from '../support/sentinel-api.js';
+import { startWithSimulator, type TestApi } from '../support/sentinel-api.js';
 import { FAST } from '../support/simulator-clients.js';
 
 const RUN = randomBytes(3).toString('hex');
@@ -56,14 +56,7 @@ describe('plans that move a deployment to another cluster: create on the target,
   };
 
   before(async () => {
-    api = await startTestApi(undefined, {
-      SENTINEL_ROLE: 'api,projector,reactor',
-      SENTINEL_CLUSTER_SIMULATOR: 'on',
-      SENTINEL_PROGRESS_DEADLINE_SECONDS: '2',
-    });
-    const simulator = api.sentinel.reactors?.simulator;
-    if (!simulator) throw new Error('the reactor role did not start the cluster simulator');
-    simA = simulator;
+    ({ api, sim: simA } = await startWithSimulator());
     simA.faults.neverReady(/:broken$/);
     appsA = appsOf(simA);
     simB = await startClusterSimulator(FAST);

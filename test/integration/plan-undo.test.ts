@@ -7,7 +7,7 @@ import type { ClusterSimulator } from '../../adapters/kubernetes/simulator/index
 import { SIMULATED_CLUSTER_ID } from '../../app/reactors.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
 import { eventually as waitFor } from '../support/eventually.js';
-import { startTestApi, type TestApi } from '../support/sentinel-api.js';
+import { startWithSimulator, type TestApi } from '../support/sentinel-api.js';
 
 const RUN = randomBytes(3).toString('hex');
 const IMAGE = 'registry.example/undo/server:1';
@@ -44,16 +44,8 @@ describe('plans that undo: a failed third action rolls the plan back and undoes 
   const cleanups: (() => Promise<unknown>)[] = [];
 
   before(async () => {
-    api = await startTestApi(undefined, {
-      SENTINEL_ROLE: 'api,projector,reactor',
-      SENTINEL_CLUSTER_SIMULATOR: 'on',
-      SENTINEL_PROGRESS_DEADLINE_SECONDS: '2',
-    });
-    const simulator = api.sentinel.reactors?.simulator;
-    if (!simulator) throw new Error('the reactor role did not start the cluster simulator');
-    sim = simulator;
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromString(sim.kubeconfig());
+    let kubeConfig: KubeConfig;
+    ({ api, sim, kubeConfig } = await startWithSimulator());
     apps = kubeConfig.makeApiClient(AppsV1Api);
     // Pods of a `:broken` image never become ready: their rollout fails on its deadline and the cluster rolls it back.
     sim.faults.neverReady(/:broken$/);

@@ -3,7 +3,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
+import type { ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
 import { loadConfig } from '../../app/config.js';
 import { startSentinel, type RunningSentinel } from '../../app/sentinel.js';
 import type { Role } from '../../domain/access.js';
@@ -162,4 +164,33 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+export interface SimulatedSentinel {
+  api: TestApi;
+  /** The cluster simulator the reactor role started, registered as cluster `SIMULATED_CLUSTER_ID`. */
+  sim: ClusterSimulator;
+  /** Credentials for the simulator, for tests that look at the cluster themselves. */
+  kubeConfig: KubeConfig;
+}
+
+/**
+ * Sentinel in-process with its reactors and the built-in cluster simulator, for tests that follow a change from the
+ * API to the cluster. Rollouts that do not become ready fail after 2 s (`SENTINEL_PROGRESS_DEADLINE_SECONDS`).
+ */
+export async function startWithSimulator(extraEnv: Record<string, string> = {}): Promise<SimulatedSentinel> {
+  const api = await startTestApi(undefined, {
+    SENTINEL_ROLE: 'api,projector,reactor',
+    SENTINEL_CLUSTER_SIMULATOR: 'on',
+    SENTINEL_PROGRESS_DEADLINE_SECONDS: '2',
+    ...extraEnv,
+  });
+  const sim = api.sentinel.reactors?.simulator;
+  if (!sim) {
+    await api.stop();
+    throw new Error('the reactor role did not start the cluster simulator');
+  }
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromString(sim.kubeconfig());
+  return { api, sim, kubeConfig };
 }
