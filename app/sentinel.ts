@@ -30,6 +30,8 @@ import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-m
 import { AuditChainMonitor } from '../projections/audit-chain-monitor.js';
 import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
+import { liveRoutes, readSideFloor } from '../projections/http/live-routes.js';
+import { consoleRouter } from './console/console-router.js';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { signingKeyFrom } from '../commands/audit-export.js';
@@ -216,6 +218,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
           : {}),
       }),
     });
+    // The log followed live (Server-Sent Events) by the console, under the query API's auth.
+    const live = liveRoutes({ store, access, start: readSideFloor(db.knex), logger });
     let started = false;
     const app = createHttpApp({
       logger,
@@ -227,7 +231,13 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await store.ping();
         if (!(await sentinelMigrated(db.knex))) throw new Error('the database schema is behind this build');
       },
-      routers: servesApi ? [{ path: '/api/v1', router: api }] : [],
+      routers: servesApi
+        ? [
+            { path: '/api/v1', router: live },
+            { path: '/api/v1', router: api },
+            { path: '/', router: consoleRouter() },
+          ]
+        : [],
       metricsToken: config.SENTINEL_METRICS_TOKEN,
     });
     const purge = setInterval(() => {
@@ -257,6 +267,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       ...(inframind ? { inframindPort: inframind.port } : {}),
       async stop() {
         clearInterval(purge);
+        // Open event streams would hold the server's close until its timeout: they end first, and clients reconnect.
+        await live.endStreams();
         await server.close(config.SHUTDOWN_TIMEOUT_MS);
         await agents?.stop();
         await inframind?.stop();

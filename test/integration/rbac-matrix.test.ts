@@ -75,6 +75,7 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'GET /audit/verify':                ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /projections':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /timeline':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /events/stream':               ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /openapi.json':                ['allow', 'allow', 'allow', 'allow', 'allow'],
 };
 
@@ -144,8 +145,20 @@ const BODIES: Record<string, (api: TestApi, caller: Caller) => unknown> = {
 let counter = 0;
 const unique = () => `${process.pid}-${++counter}`;
 
-/** `GET /openapi.json` is mounted beside the command routes, not among them. */
-const OUTSIDE_THE_ROUTE_TABLE = ['GET /openapi.json'];
+/** `GET /openapi.json` and the live event stream are mounted beside the command routes, not among them. */
+const OUTSIDE_THE_ROUTE_TABLE = ['GET /openapi.json', 'GET /events/stream'];
+
+/** Routes whose answer is a stream that does not end: only the status and headers are read, then it is closed. */
+const STREAMING = new Set(['GET /events/stream']);
+
+async function openStream(api: TestApi, path: string, caller: Caller) {
+  const abort = new AbortController();
+  const headers: Record<string, string> = caller === 'anonymous' ? {} : { authorization: `Bearer ${api.tokens[caller]}` };
+  const response = await fetch(api.url + path, { headers, signal: abort.signal });
+  const body = response.ok ? {} : ((await response.json()) as Record<string, unknown>);
+  abort.abort();
+  return { status: response.status, headers: response.headers, body };
+}
 
 /** The rows `commandApi` mounts; their handlers never run here, so the services behind them can be stand-ins. */
 function routeRows() {
@@ -193,7 +206,9 @@ describe('RBAC matrix: every route × every caller', function () {
       it(`${key} as ${caller}: ${expected}`, async () => {
         const body = await BODIES[key]?.(api, caller);
         const head = await api.head();
-        const reply = await api.request(method.toLowerCase(), path.replaceAll(':id', randomUUID()), { as: caller, body });
+        const reply = STREAMING.has(key)
+          ? await openStream(api, path, caller)
+          : await api.request(method.toLowerCase(), path.replaceAll(':id', randomUUID()), { as: caller, body });
         const said = `${reply.status} ${JSON.stringify(reply.body)?.slice(0, 300)}`;
 
         if (verdict === 'allow') {
