@@ -158,7 +158,7 @@ const specSnapshot = z.record(z.string(), z.unknown());
 const revision = z.int().min(1);
 
 /** One measurement that failed a canary's analysis, as its `AnalysisMeasured` event recorded it. */
-const failedMeasurement = z.object({
+export const failedMeasurement = z.object({
   runId: z.string(),
   metric: z.string(),
   outcome: z.string(),

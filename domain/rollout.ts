@@ -17,7 +17,7 @@ import {
   type Reading,
 } from './analysis/analysis.js';
 import { defineEvents, InvalidTransition, NotFound, RuleViolation, type Decider, type EventOf } from './decider.js';
-import { canaryStep, type CanaryStep, type FailedMeasurement } from './deployment.js';
+import { canaryStep, failedMeasurement, type CanaryStep, type FailedMeasurement } from './deployment.js';
 import { timestamp } from './schemas.js';
 
 /**
@@ -65,15 +65,6 @@ export function splitReplicas(replicas: number, weight: number): { canaryReplica
 const rolloutId = z.string().min(1);
 const step = z.int().min(0);
 const count = z.int().min(0);
-
-const failedMeasurement = z.object({
-  runId: z.string(),
-  metric: z.string(),
-  outcome: z.string(),
-  value: z.unknown(),
-  message: z.string(),
-  measuredAt: z.string(),
-});
 
 export const rolloutEvents = defineEvents({
   /** The canary revision starts next to the stable one. */
