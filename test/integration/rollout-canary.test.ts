@@ -72,7 +72,12 @@ describe('canary rollouts on the cluster simulator, analysed through a real Prom
     });
 
     it('aborts the slow canary at its first usable measurement: canary gone, stable at full replicas, failure with the measurements, back on the stable spec', async () => {
-      await h.until('the slow canary rolled back', () => h.deployment(slow), (d) => d.status === 'Available' && d.currentRevision === 3);
+      // The rollout rides along, so that a timeout prints where it stood (its steps, runs and measurements).
+      await h.until(
+        'the slow canary rolled back',
+        async () => ({ deployment: await h.deployment(slow), rollout: await h.rollout(slow, 2) }),
+        ({ deployment: d }) => d.status === 'Available' && d.currentRevision === 3,
+      );
       const rollout = (await h.rollout(slow, 2)) as StartedRollout;
       expect(rollout.status).to.equal('Aborted');
       const [run] = rollout.runs;

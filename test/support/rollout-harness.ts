@@ -42,12 +42,14 @@ export const SLOW_IMAGE = 'registry.local/llm:1.1-slow';
 export const LATENCY_SLO_MS = 1500;
 
 /**
- * Analysis as short as the 1 s scrape allows: rate() over 2 s, a measurement a second. The first waits until the
- * canary's series cover a whole window: rate() over a series younger than its window reads too low, and would fail
- * a good canary's throughput against the stable side's.
+ * Analysis as short as the 1 s scrape allows: a measurement a second, rate() over 4 s. The window holds four scrapes,
+ * as Prometheus advises: over 2 s, a scrape that came late (a busy machine) left one sample in the window, rate() had
+ * nothing to say, and three such readings in a row paused the rollout for a person instead of judging it. The first
+ * measurement waits until the canary's series cover a whole window: rate() over a series younger than its window
+ * reads too low, and would fail a good canary's throughput against the stable side's.
  */
 export function quickAnalysis(count = 2): CanaryStep {
-  return { analysis: { template: 'inference', interval: '1s', count, rateWindow: '2s', inconclusiveLimit: 2, initialDelay: '3s' } };
+  return { analysis: { template: 'inference', interval: '1s', count, rateWindow: '4s', inconclusiveLimit: 2, initialDelay: '5s' } };
 }
 
 export interface Reacting {
