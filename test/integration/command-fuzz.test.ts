@@ -10,6 +10,13 @@ import { queryRoutes } from '../../projections/http/query-routes.js';
 import { READ_MODELS } from '../../projections/read-models.js';
 import { startTestApi, type TestApi } from '../support/sentinel-api.js';
 
+/**
+ * Runs per property: half of what each names by default, to keep the suite's time; `FUZZ_SCALE` (a positive number)
+ * scales them, `FUZZ_SCALE=4` for a long search before a release.
+ */
+const FUZZ_SCALE = Number(process.env['FUZZ_SCALE'] ?? 0.5);
+const runs = (base: number) => Math.max(10, Math.round(base * (FUZZ_SCALE > 0 ? FUZZ_SCALE : 0.5)));
+
 // ---- the routes and a valid body for each ---------------------------------------------------------------
 
 /** The rows `commandApi` mounts; their handlers never run here, so the services behind them can be stand-ins. */
@@ -569,7 +576,7 @@ describe('command API under fuzzing', function () {
       fc.asyncProperty(arbitrary, async ([route, body]) => {
         await exchange(ROUTE.get(route)!, JSON.stringify(body), JSON_TYPE);
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -581,7 +588,7 @@ describe('command API under fuzzing', function () {
         const body = mutate(VALID[key]!(await seed(route)), changes);
         await exchange(route, JSON.stringify(body), JSON_TYPE);
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -606,7 +613,7 @@ describe('command API under fuzzing', function () {
         const answer = await exchange(route, bytes, contentTypeHeader(type));
         expect(answer.status, answer.said).to.equal(400);
       }),
-      { numRuns: 150 },
+      { numRuns: runs(150) },
     );
   });
 
@@ -631,7 +638,7 @@ describe('command API under fuzzing', function () {
         const answer = await exchange(route, body, contentTypeHeader(type));
         expect(answer.status, answer.said).to.equal(route.body ? 415 : 400);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 
@@ -649,7 +656,7 @@ describe('command API under fuzzing', function () {
         const answer = await exchange(route, bytes, { ...JSON_TYPE, 'content-encoding': encoding });
         expect(answer.status, answer.said).to.equal(expected);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 
@@ -667,7 +674,7 @@ describe('command API under fuzzing', function () {
         const { body, headers } = await validRequest(route);
         await exchange(route, body, headers, `${pathFor(route, fleet)}?${query}`);
       }),
-      { numRuns: 80 },
+      { numRuns: runs(80) },
     );
   });
 
@@ -681,7 +688,7 @@ describe('command API under fuzzing', function () {
         expect(answer.status, answer.said).to.equal(400);
         expect((JSON.parse(answer.text) as { errors: { path: string }[] }).errors[0]!.path, answer.said).to.equal(name);
       }),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
   });
 
@@ -692,7 +699,7 @@ describe('command API under fuzzing', function () {
         const { body, headers } = await validRequest(route);
         await exchange(route, body, { ...headers, ...fuzzed });
       }),
-      { numRuns: 80 },
+      { numRuns: runs(80) },
     );
   });
 
@@ -706,7 +713,7 @@ describe('command API under fuzzing', function () {
         const answer = await exchange(route, body, headers, route.path.replace(':id', id));
         expect(answer.status, answer.said).to.be.within(400, 499);
       }),
-      { numRuns: 80 },
+      { numRuns: runs(80) },
     );
   });
 });
