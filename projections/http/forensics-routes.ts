@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { BadRequest } from '../../commands/http/problems.js';
 import { queryParameters, route, type Route } from '../../commands/http/route.js';
-import { rolesFrom } from '../../domain/access.js';
+import { readers } from './readers.js';
 import { NotFound } from '../../domain/decider.js';
 import type { CorrelationReader } from '../../domain/event-store.js';
 import { timelineOf } from '../timeline.js';
@@ -33,9 +33,7 @@ const timelineQuery = queryParameters({
 export function forensicsRoutes(options: ForensicsRoutesOptions): Route[] {
   return [
     route({
-      tag: 'queries',
-      access: rolesFrom('viewer', { system: true }),
-      idempotent: false,
+      ...readers,
       method: 'get',
       path: '/timeline',
       operationId: 'timeline',

@@ -9,7 +9,6 @@ import { healthReport, type LatestLatency } from '../../commands/observed-health
 import { queryParameters, route, type QueryParameters, type Route } from '../../commands/http/route.js';
 import { BadRequest, NotYetVisible } from '../../commands/http/problems.js';
 import { pathId } from '../../commands/http/replies.js';
-import { rolesFrom } from '../../domain/access.js';
 import { NotFound } from '../../domain/decider.js';
 import type { Knex } from 'knex';
 import { auditProjector, queryAudit, verifyAuditTrail } from '../audit-trail.js';
@@ -24,6 +23,7 @@ import { actionPlans, clusters, deployments, workloads } from '../../commands/ag
 import type { CorrelationReader, EventStore } from '../../domain/event-store.js';
 import { asOfParameter, parseAsOf, stateAsOf } from '../time-travel.js';
 import { forensicsRoutes } from './forensics-routes.js';
+import { readers } from './readers.js';
 import { rolloutRoutes } from './rollout-routes.js';
 import { lastAnchor, verifyAgainstAnchor } from '../../commands/audit-export-anchor.js';
 
@@ -118,7 +118,6 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
   const { knex, runtime } = options;
   const principals = options.principals ?? new PostgresPrincipalStore(knex);
   const tablesNow = (model: ReadModel) => runtime.tables(model.projector);
-  const readers = { tag: 'queries', access: rolesFrom('viewer', { system: true }), idempotent: false } as const;
 
   /** Waits for `?after=` when given; only the projectors the answer comes from are waited for. */
   const caughtUp = async (position: string | undefined, projectors: string[]) => {

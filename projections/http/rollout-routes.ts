@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { route, type Route } from '../../commands/http/route.js';
 import { pathId } from '../../commands/http/replies.js';
-import { rolesFrom } from '../../domain/access.js';
+import { readers } from './readers.js';
 import { fold, NotFound } from '../../domain/decider.js';
 import { deploymentDecider, deploymentEvents, type DeploymentEvent, type PlacedDeployment } from '../../domain/deployment.js';
 import type { EventStore } from '../../domain/event-store.js';
@@ -19,9 +19,7 @@ const view = z.record(z.string(), z.unknown()).meta({ id: 'Rollout' });
 export function rolloutRoutes(options: RolloutRoutesOptions): Route[] {
   return [
     route({
-      tag: 'queries',
-      access: rolesFrom('viewer', { system: true }),
-      idempotent: false,
+      ...readers,
       method: 'get',
       path: '/deployments/:id/rollout',
       operationId: 'deploymentRollout',
