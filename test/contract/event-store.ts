@@ -9,10 +9,9 @@ import {
   isCorrelationReader,
   type EventStore,
   type EventToAppend,
-  type Position,
   type RecordedEvent,
 } from '../../domain/event-store.js';
-import { anEvent, collect, events, uniqueStream } from '../support/events.js';
+import { anEvent, collect, events, settled, uniqueStream } from '../support/events.js';
 import { eventually } from '../support/eventually.js';
 import { rejection } from '../support/rejection.js';
 
@@ -41,12 +40,6 @@ async function readEverything(store: EventStore, after?: string): Promise<Record
     if (page.events.length === 0) return all;
     checkpoint = page.checkpoint;
   }
-}
-
-/** Waits until nothing ordered before `position` can still commit, so that reads and counts see all of it. */
-async function settled(store: EventStore, position: Position): Promise<void> {
-  // A transaction elsewhere on a shared server may hold the horizon back for a moment.
-  await eventually('the append to settle', () => store.isSettled(position), (done) => done, 10_000);
 }
 
 export function eventStoreContract(fixture: EventStoreFixture): void {

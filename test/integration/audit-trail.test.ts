@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import type { Knex } from 'knex';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
-import type { EventMetadata, EventToAppend, RecordedEvent } from '../../domain/event-store.js';
+import type { EventMetadata, EventToAppend, Position, RecordedEvent } from '../../domain/event-store.js';
 import {
   GENESIS_HASH,
   auditProjector,
@@ -18,6 +18,7 @@ import {
 } from '../../projections/audit-trail.js';
 import { tableNames } from '../../projections/projector.js';
 import { InvalidQuery } from '../../projections/read-models/query.js';
+import { settled } from '../support/events.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
 
 interface Backend {
@@ -61,7 +62,7 @@ function event(type: string, data: Record<string, unknown>, metadata?: EventMeta
 }
 
 /** Appends the fixture in four groups, a few milliseconds apart, so time ranges can split it. */
-async function appendFixture(store: PostgresEventStore): Promise<void> {
+async function appendFixture(store: PostgresEventStore): Promise<Position> {
   const created = event('DeploymentCreated', { deploymentId: '1234', workloadId: 'w1', clusterId: 'east', replicas: 2 }, { actor: alice, correlationId: 'c-create' });
   await store.append('deployment-1234', [
     created,
@@ -93,9 +94,10 @@ async function appendFixture(store: PostgresEventStore): Promise<void> {
 
   await store.append('cluster-east', [event('ClusterUncordoned', { clusterId: 'east' }, { actor: bob, correlationId: 'c-cordon' })]);
   await store.append('user-u1', [event('UserUpdated', { userId: 'u1', role: 'admin', passwordChanged: true }, { actor: alice, correlationId: 'c-user' })]);
-  await store.append('deployment-5678', [
+  const last = await store.append('deployment-5678', [
     event('PolicyEvaluated', { command: 'DeleteDeployment', verdict: 'deny', policySet: { stream: 'policyset-main', revision: 3 }, evaluations: [] }, { actor: bob, correlationId: 'c-delete' }),
   ]);
+  return last.position;
 }
 
 /**
@@ -214,7 +216,7 @@ for (const backend of backends) {
       opened = await backend.open();
       knex = opened.db.knex;
       store = await PostgresEventStore.open(opened.db);
-      await appendFixture(store);
+      await settled(store, await appendFixture(store));
       events = (await store.readAll({ limit: 10_000 })).events;
       table = await createTrail(knex, generation);
       await project(knex, generation, events, [1, 3, 5, 2, 8]);

@@ -1,6 +1,7 @@
 // Builders for events in tests.
 import { randomUUID } from 'node:crypto';
-import type { EventToAppend, RecordedEvent } from '../../domain/event-store.js';
+import type { EventStore, EventToAppend, Position, RecordedEvent } from '../../domain/event-store.js';
+import { eventually } from './eventually.js';
 
 export function anEvent(type = 'SomethingHappened', data: Record<string, unknown> = {}): EventToAppend {
   return { id: randomUUID(), type, data, metadata: { correlationId: randomUUID(), actor: { id: 'test', kind: 'system' } } };
@@ -33,4 +34,12 @@ export async function collect(
     await subscription.close();
   }
   return received;
+}
+
+/**
+ * Waits until nothing ordered before `position` can still commit, so that reads and counts see all of it: on a
+ * shared PostgreSQL server, a transaction in any other database holds the visible horizon back for a moment.
+ */
+export async function settled(store: Pick<EventStore, 'isSettled'>, position: Position): Promise<void> {
+  await eventually('the append to settle', () => store.isSettled(position), (done) => done, 10_000);
 }

@@ -9,7 +9,8 @@ import type { ClusterSimulator } from '../../adapters/kubernetes/simulator/index
 import { loadConfig } from '../../app/config.js';
 import { startSentinel, type RunningSentinel } from '../../app/sentinel.js';
 import type { Role } from '../../domain/access.js';
-import type { EventStore, RecordedEvent } from '../../domain/event-store.js';
+import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../../domain/event-store.js';
+import { settled } from './events.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from './postgres.js';
 
 export const ADMIN_PASSWORD = 'admin-password-for-tests';
@@ -95,9 +96,12 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
   }
   const url = `http://127.0.0.1:${sentinel.port}/api/v1`;
   let lastSeen: string | undefined;
-  // A reader sees an event only once every older transaction has ended (projectors write all the time), so
-  // the head is read until it holds still.
+  // The newest position a command this client sent was answered with.
+  let lastWritten: Position | undefined;
+  // A reader sees an event only once every older transaction on the server has ended: first every write this
+  // client was answered for settles; then, for what reactors append in reply, the head is read until it holds still.
   const settledHead = async (): Promise<string | undefined> => {
+    if (lastWritten !== undefined) await settled(sentinel.eventStore, lastWritten);
     for (let previous = await readHead(), attempts = 0; ; attempts += 1) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       const current = await readHead();
@@ -126,7 +130,10 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
     }
     const response = await fetch(url + route, { method: method.toUpperCase(), headers, body });
     const text = await response.text();
-    return { status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as Body };
+    const parsed = (text ? JSON.parse(text) : undefined) as Body;
+    const position = (parsed as { position?: unknown } | undefined)?.position;
+    if (response.ok && typeof position === 'string' && (lastWritten === undefined || comparePositions(position, lastWritten) > 0)) lastWritten = position;
+    return { status: response.status, headers: response.headers, body: parsed };
   };
 
   const login = async (username: string, password: string) => {
