@@ -102,6 +102,10 @@ const schema = z.object({
   // GET /audit/verify then also checks the live chain against the last one.
   AUDIT_ANCHOR_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
   AUDIT_ANCHOR_INTERVAL_SECONDS: integer(1, 86_400).default(300),
+  // The api role verifies the audit chain every interval: the rows appended since the last verification, and the
+  // whole chain from the first row on every AUDIT_VERIFY_FULL_EVERY-th one (and the first after a start).
+  AUDIT_VERIFY_INTERVAL_SECONDS: integer(1, 86_400).default(300),
+  AUDIT_VERIFY_FULL_EVERY: integer(1, 10_000).default(12),
   // Cluster credentials are data, not code: what a kubeconfig may make this process run, read or trust.
   SENTINEL_KUBECONFIG_EXEC_ALLOW: list(z.string(), 'command names or absolute paths, comma-separated, e.g. aws,kubelogin'),
   // Its default (<SENTINEL_DATA_DIR>/kubeconfigs) is derived where it is used: an empty value is refused here.

@@ -26,6 +26,7 @@ import { LedgerAuditor } from '../reactors/ledger-audit.js';
 import { PlanExpiry } from '../reactors/plan-expiry.js';
 import { PlanReactor } from '../reactors/plan-reactor.js';
 import { PrometheusApi } from '../adapters/prometheus/prometheus-api.js';
+import { prometheusPlanMetrics } from '../adapters/prometheus/plan-metrics.js';
 import type { MetricProvider } from '../reactors/analysis-runner.js';
 import { createPrometheusMetricProvider } from '../reactors/prometheus-metric-provider.js';
 import { RolloutReactor } from '../reactors/rollout-reactor.js';
@@ -138,6 +139,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
         logger,
         actionTimeoutMs: config.SENTINEL_PLAN_ACTION_TIMEOUT_SECONDS * 1000,
         evictionTimeoutMs: config.SENTINEL_EVICTION_TIMEOUT_SECONDS * 1000,
+        ...(deps.metrics ? { metrics: prometheusPlanMetrics(deps.metrics) } : {}),
       },
     ),
   );

@@ -130,7 +130,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         table: async () => (await projections.tables(auditProjector)).audit,
         metrics: prometheusAuditChainMetrics(metrics),
         logger: logger.child({ component: 'audit-chain' }),
-        intervalSeconds: AUDIT_CHAIN_CHECK_SECONDS,
+        intervalSeconds: config.AUDIT_VERIFY_INTERVAL_SECONDS,
+        fullEvery: config.AUDIT_VERIFY_FULL_EVERY,
       });
       auditChain.start();
     }
@@ -301,8 +302,6 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
 }
 
 const SENTINEL_VERSION = '0.1.0';
-/** Seconds between walks of the audit chain; each walk reads every row (see README, Operations: alerts). */
-const AUDIT_CHAIN_CHECK_SECONDS = 300;
 /** How long an Idempotency-Key is remembered. */
 const IDEMPOTENCY_RETENTION_MS = 24 * 3_600_000;
 

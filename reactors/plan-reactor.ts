@@ -1,6 +1,7 @@
 // Carries out approved action plans, one action at a time: each change goes through the same deployment commands
 // (and policy) as a person's request, a drain is judged when it starts, and the plan follows the deployment until it
-// is available, failed or rolled back. No action starts once the plan has expired.
+// is available, failed or rolled back. No action starts once the plan has expired. It also times each plan, from its
+// submission to its end, for the plan duration metric.
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { RetryAborted, retrying } from '../adapters/retry.js';
@@ -10,6 +11,7 @@ import type { NodeDrainCommands } from '../commands/cluster-commands.js';
 import { streamOf, type CommandContext, type CommandHandler, type WriteResult } from '../commands/command-handler.js';
 import type { DeploymentCommands } from '../commands/deployment-commands.js';
 import {
+  actionPlanDecider,
   actionPlanEvents,
   isTerminal,
   movedDeploymentId,
@@ -18,6 +20,7 @@ import {
   type DeploymentAfter,
   type DeploymentBefore,
   type PlanAction,
+  type PlanStatus,
   type UndoStep,
 } from '../domain/action-plan.js';
 import type { Deployment, DeploymentEvent, PlacedDeployment } from '../domain/deployment.js';
@@ -32,8 +35,29 @@ import { everyEventOf, type Reactor } from './reactor-runtime.js';
 /** Deployment events that can settle an action waiting on that deployment (a pause fails one it holds). */
 const SETTLING = ['DeploymentAvailable', 'DeploymentRolloutFailed', 'DeploymentRolledBack', 'DeploymentDeleted', 'DeploymentPaused'] as const;
 
+/** Events that can end a plan: each leaves it in an end status (below). */
+const ENDING = ['ActionPlanCompleted', 'ActionPlanFailed', 'ActionPlanRolledBack', 'ActionPlanRejected', 'ActionPlanExpired', 'ActionPlanCancelled'] as const;
+
+/**
+ * How a plan ended: its status once it ended, in snake case. Failed counts as an end, though a person may still roll
+ * the plan back: nothing more happens to it until someone does, and that later rollback is not counted again.
+ */
+export const PLAN_OUTCOMES = ['completed', 'failed', 'rolled_back', 'rejected', 'expired', 'cancelled'] as const;
+export type PlanOutcome = (typeof PLAN_OUTCOMES)[number];
+
+/** What the plan reactor measures; implemented over prom-client in adapters/prometheus. */
+export interface PlanMetrics {
+  /** A plan ended: `seconds` from its submission to its end, both as recorded in the log. */
+  ended(outcome: PlanOutcome, seconds: number): void;
+}
+
+/** Plans whose end this process observed lately: a redelivery after the reactor started again observes nothing. */
+const REMEMBERED_ENDS = 1024;
+
 export interface PlanReactorOptions {
   logger: Logger;
+  /** Times each plan that ends; a shadow plan, never carried out, is not timed. */
+  metrics?: PlanMetrics;
   /** How long one action may take to settle (its deployment available, failed or rolled back). */
   actionTimeoutMs: number;
   /** How long a drain waits on a pod whose eviction a disruption budget keeps refusing. */
@@ -72,7 +96,7 @@ type SubmittedPlan = Exclude<ActionPlan, { status: 'absent' }>;
 
 export class PlanReactor implements Reactor {
   readonly name = 'plans';
-  readonly eventTypes = ['ActionPlanApproved', ...SETTLING];
+  readonly eventTypes = ['ActionPlanApproved', ...SETTLING, ...ENDING];
   /** Plans being carried out in this process: one drive per plan. */
   private readonly drives = new Map<string, Promise<void>>();
   /** Actions waiting on a deployment, woken when it settles. */
@@ -80,6 +104,8 @@ export class PlanReactor implements Reactor {
   private signal: AbortSignal | undefined;
   /** Ends this instance's drives on `stop()`, also when the runtime's signal stays live (a lost lease). */
   private lifetime = new AbortController();
+  /** Streams of the plans whose end was observed here, oldest first, at most `REMEMBERED_ENDS`. */
+  private readonly ended = new Set<string>();
 
   constructor(
     private readonly deps: PlanReactorDeps,
@@ -105,12 +131,28 @@ export class PlanReactor implements Reactor {
   async handle(event: RecordedEvent, signal: AbortSignal): Promise<void> {
     this.signal ??= signal;
     if (event.type === 'ActionPlanApproved') this.drive(planIdOf(event), event);
+    else if ((ENDING as readonly string[]).includes(event.type)) await this.observeEnd(event);
     else for (const wake of this.waiting.get(deploymentEventOf(event).data.deploymentId) ?? []) wake();
   }
 
   /** Plans this process is carrying out now. */
   inFlight(): number {
     return this.drives.size;
+  }
+
+  /**
+   * Times the plan when `end` is the event that ended it: its first end, of a plan that is not a shadow. The times are
+   * those the log recorded, so the plan's own events say how long it took, whoever carried it out and whenever.
+   */
+  private async observeEnd(end: RecordedEvent): Promise<void> {
+    const metrics = this.options.metrics;
+    if (!metrics || this.ended.has(end.stream)) return;
+    const recorded = await this.deps.handler.store.readStream(end.stream, { to: end.revision });
+    const found = endOf(recorded);
+    if (!found || found.end.id !== end.id) return;
+    if (this.ended.size >= REMEMBERED_ENDS) this.ended.delete(this.ended.values().next().value!);
+    this.ended.add(end.stream);
+    metrics.ended(found.outcome, Math.max(0, (found.end.recordedAt.getTime() - found.submitted.recordedAt.getTime()) / 1000));
   }
 
   private drive(planId: string, approved: RecordedEvent): void {
@@ -624,6 +666,32 @@ function changedSince(step: UndoStep, state: Exclude<Deployment, { status: 'abse
 
 function pausedCause(deploymentId: string): string {
   return `deployment ${deploymentId} is paused: resume it first`;
+}
+
+/** Statuses in which a plan has ended: the terminal ones, and Failed, which waits for a person. */
+function hasEnded(status: ActionPlan['status']): status is PlanStatus {
+  return isTerminal(status) || status === 'Failed';
+}
+
+/**
+ * Where a plan's stream says it ended: its submission, the first event after which its status (as the decider folds
+ * it) is an end status, and that status as an outcome. Undefined for a plan that has not ended, or a shadow plan.
+ */
+function endOf(recorded: RecordedEvent[]): { submitted: RecordedEvent; end: RecordedEvent; outcome: PlanOutcome } | undefined {
+  const submitted = recorded.find((event) => event.type === 'ActionPlanSubmitted');
+  let plan: ActionPlan = actionPlanDecider.initialState;
+  for (const event of recorded) {
+    // The plan's stream also holds its policy decisions, which do not change its state.
+    if (!(actionPlanEvents.types as readonly string[]).includes(event.type)) continue;
+    plan = actionPlanDecider.evolve(plan, actionPlanEvents.parse(event.type, event.schemaVersion, event.data));
+    if (plan.status === 'absent' || plan.shadow) return undefined;
+    if (hasEnded(plan.status)) return submitted && { submitted, end: event, outcome: outcomeOf(plan.status) };
+  }
+  return undefined;
+}
+
+function outcomeOf(status: PlanStatus): PlanOutcome {
+  return status.replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase() as PlanOutcome;
 }
 
 /** The plan an `ActionPlanApproved` event approved, read through the plan's event definitions. */

@@ -1,7 +1,8 @@
 // Runs reactors: each follows the log from its checkpoint under a lease, handles every event at least once, and
 // moves its checkpoint after the event's effects. Handlers are idempotent, so a replay after a crash changes nothing.
 // A failure is handled by its kind (failures.ts): a transient one is tried again with backoff, any other parks the
-// event so the reactor goes on with the next one; a parked event is tried again when someone asks.
+// event so the reactor goes on with the next one; a parked event is tried again when someone asks. How far each
+// reactor trails the log is sampled for its metrics, as the projection runtime does for projectors.
 import { setMaxListeners } from 'node:events';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
@@ -9,7 +10,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { backoffDelay, pause, RetryAborted, retrying } from '../adapters/retry.js';
 import { contextFrom, failed, inSpan, SpanKind, type Span } from '../adapters/tracing.js';
 import type { EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
-import type { ProjectionLease } from '../projections/runtime.js';
+import { LAG_COUNT_LIMIT, type ProjectionLease } from '../projections/runtime.js';
 import { classifyFailure, PermanentFailure, type FailureKind } from './failures.js';
 
 export interface Reactor {
@@ -45,8 +46,21 @@ export interface ReactorRuntimeOptions {
   restartMaxMs?: number;
   /** How often an active reactor looks for parked events someone asked to be tried again. */
   parkedPollMs?: number;
-  /** Where `sentinel_reactor_parked_events_total` and `sentinel_reactor_parked_events` are registered, when given. */
+  /**
+   * Where `sentinel_reactor_parked_events_total`, `sentinel_reactor_parked_events` and `sentinel_reactor_lag_events`
+   * and `_seconds` are registered, when given.
+   */
   registry?: Registry;
+  /** How often the lag of each reactor is sampled for the metrics (10 s when not given). */
+  lagSampleMs?: number;
+}
+
+/** How far a reactor trails the log. */
+export interface ReactorLag {
+  /** Events of its types after its checkpoint (counted up to 10,000). */
+  events: number;
+  /** Age of the oldest of them; 0 when it is caught up. */
+  seconds: number;
 }
 
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
@@ -114,9 +128,14 @@ function toParked(row: ParkedRow): ParkedEvent {
   };
 }
 
-/** The runtime's Prometheus series: events parked since start, and those parked now (read from the table on scrape). */
-class ParkedMetrics {
+/**
+ * The runtime's Prometheus series: events parked since start, those parked now (read from the table on scrape), and
+ * how far each reactor trails the log (sampled).
+ */
+class RuntimeMetrics {
   private readonly parked: Counter<'reactor' | 'kind'>;
+  private readonly lagEvents: Gauge<'reactor'>;
+  private readonly lagSeconds: Gauge<'reactor'>;
 
   constructor(registry: Registry, knex: Knex, logger: Logger) {
     this.parked = new Counter({
@@ -144,10 +163,33 @@ class ParkedMetrics {
         }
       },
     });
+    this.lagEvents = new Gauge({
+      name: 'sentinel_reactor_lag_events',
+      help: 'Events of the types a reactor handles that lie after its checkpoint (counted up to 10000), as of the last sample',
+      labelNames: ['reactor'],
+      registers: [registry],
+    });
+    this.lagSeconds = new Gauge({
+      name: 'sentinel_reactor_lag_seconds',
+      help: 'Age of the oldest event a reactor has not moved its checkpoint past yet; 0 when caught up',
+      labelNames: ['reactor'],
+      registers: [registry],
+    });
   }
 
   park(reactor: string, kind: ParkedEvent['kind']): void {
     this.parked.inc({ reactor, kind });
+  }
+
+  lag(reactor: string, lag: ReactorLag): void {
+    this.lagEvents.set({ reactor }, lag.events);
+    this.lagSeconds.set({ reactor }, lag.seconds);
+  }
+
+  /** A reactor taken out of the runtime (its cluster deregistered): its series go with it. */
+  removed(reactor: string): void {
+    this.lagEvents.remove({ reactor });
+    this.lagSeconds.remove({ reactor });
   }
 }
 
@@ -163,14 +205,24 @@ export class ReactorRuntime {
   private readonly abort = new AbortController();
   private readonly running = new Map<string, Running>();
   private readonly active = new Set<string>();
-  private readonly metrics: ParkedMetrics | undefined;
+  private readonly metrics: RuntimeMetrics | undefined;
+  private readonly lagTimer: NodeJS.Timeout | undefined;
+  /** The lag sample under way, if any: a slow one is not overtaken by the next. */
+  private sampling: Promise<void> | undefined;
 
   constructor(
     private readonly knex: Knex,
     private readonly store: EventStore,
     private readonly options: ReactorRuntimeOptions,
   ) {
-    this.metrics = options.registry && new ParkedMetrics(options.registry, knex, options.logger);
+    this.metrics = options.registry && new RuntimeMetrics(options.registry, knex, options.logger);
+    // Lag is measured against the log, so it is sampled rather than kept up on every event. Every instance samples
+    // every reactor it runs, the standbys too: a reactor whose active instance stopped shows its lag growing.
+    if (this.metrics) {
+      this.lagTimer = setInterval(() => {
+        this.sampling ??= this.sampleLag().finally(() => (this.sampling = undefined));
+      }, options.lagSampleMs ?? 10_000).unref();
+    }
   }
 
   /** Starts following the log with this reactor; it may be added while others run. One reactor of a name at a time. */
@@ -182,7 +234,9 @@ export class ReactorRuntime {
     if (this.abort.signal.aborted) abort.abort();
     const entry: Running = { reactor, abort, done: Promise.resolve() };
     entry.done = this.loop(entry).finally(() => {
-      if (this.running.get(reactor.name) === entry) this.running.delete(reactor.name);
+      if (this.running.get(reactor.name) !== entry) return;
+      this.running.delete(reactor.name);
+      this.metrics?.removed(reactor.name);
     });
     this.running.set(reactor.name, entry);
   }
@@ -210,7 +264,39 @@ export class ReactorRuntime {
     return row?.position;
   }
 
+  /**
+   * How far a reactor of this runtime trails the log, from its checkpoint; undefined when none of that name runs here.
+   * Counted by the store, never by reading the events; the age takes the one oldest event past the checkpoint.
+   */
+  async lag(name: string): Promise<ReactorLag | undefined> {
+    const reactor = this.running.get(name)?.reactor;
+    if (!reactor) return undefined;
+    const after = await this.checkpoint(name);
+    const filter = { types: [...reactor.eventTypes] };
+    const [events, next] = await Promise.all([
+      this.store.countAfter(after, { filter, limit: LAG_COUNT_LIMIT }),
+      this.store.readAll({ after, filter, limit: 1 }),
+    ]);
+    const oldest = events > 0 ? next.events[0] : undefined;
+    return { events, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
+  }
+
+  private async sampleLag(): Promise<void> {
+    for (const name of [...this.running.keys()]) {
+      try {
+        const lag = await this.lag(name);
+        // Taken out while it was measured: its series are gone and stay gone.
+        if (lag && this.running.has(name)) this.metrics?.lag(name, lag);
+      } catch (error) {
+        this.options.logger.warn({ err: error, reactor: name }, 'cannot measure how far the reactor trails the log; its lag metrics keep their last value');
+        return;
+      }
+    }
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.lagTimer);
+    await this.sampling;
     this.abort.abort();
     const entries = [...this.running.values()];
     for (const entry of entries) entry.abort.abort();

@@ -1,5 +1,6 @@
-// The reactor runtime: at-least-once handling from a checkpoint, retries, and side-by-side lanes whose checkpoint
-// never passes an event that is not yet handled.
+// The reactor runtime: at-least-once handling from a checkpoint, retries, side-by-side lanes whose checkpoint never
+// passes an event that is not yet handled, and how far each reactor trails the log.
+import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import { pino } from 'pino';
@@ -125,6 +126,57 @@ describe('reactor runtime', function () {
     await new Promise((resolve) => setTimeout(resolve, 200));
     await again.stop();
     expect(handled).to.deep.equal([]);
+  });
+
+  describe('lag', () => {
+    /** The value of a lag gauge for one reactor; undefined when it has no series. */
+    async function lagGauge(registry: Registry, name: string, reactor: string): Promise<number | undefined> {
+      return (await registry.getSingleMetric(name)!.get()).values.find((value) => value.labels['reactor'] === reactor)?.value;
+    }
+
+    it('given a reactor held on its first event, then its lag counts the events past its checkpoint and the age of the oldest, and is 0 once it catches up', async () => {
+      // A type of its own, so that other tests' events are not counted.
+      const type = `Lagged${randomUUID().replaceAll('-', '')}`;
+      const stream = uniqueStream('lagged');
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const reactor: Reactor = {
+        name: `lag-${stream}`,
+        eventTypes: [type],
+        async handle() {
+          await held;
+        },
+      };
+      const registry = new Registry();
+      const runtime = new ReactorRuntime(db.knex, store, { logger, lease: inProcessLease, registry, lagSampleMs: 10 });
+      const written = await store.append(stream, events(3, type));
+      const [oldest] = await store.readStream(stream);
+      runtime.add(reactor);
+      try {
+        const before = Date.now();
+        const lag = await runtime.lag(reactor.name);
+        const after = Date.now();
+        expect(lag!.events).to.equal(3);
+        expect(lag!.seconds).to.be.within((before - oldest!.recordedAt.getTime()) / 1000, (after - oldest!.recordedAt.getTime()) / 1000);
+        await eventually(async () => (await lagGauge(registry, 'sentinel_reactor_lag_events', reactor.name)) === 3);
+        await eventually(async () => ((await lagGauge(registry, 'sentinel_reactor_lag_seconds', reactor.name)) ?? 0) > 0);
+
+        release();
+        await eventually(async () => (await runtime.checkpoint(reactor.name)) === written.position);
+        expect(await runtime.lag(reactor.name)).to.deep.equal({ events: 0, seconds: 0 });
+        await eventually(async () => (await lagGauge(registry, 'sentinel_reactor_lag_events', reactor.name)) === 0);
+        await eventually(async () => (await lagGauge(registry, 'sentinel_reactor_lag_seconds', reactor.name)) === 0);
+
+        // Taken out of the runtime (its cluster deregistered, say): its series go, and it has no lag here.
+        await runtime.remove(reactor.name);
+        expect(await runtime.lag(reactor.name)).to.equal(undefined);
+        expect(await lagGauge(registry, 'sentinel_reactor_lag_events', reactor.name)).to.equal(undefined);
+        expect(await lagGauge(registry, 'sentinel_reactor_lag_seconds', reactor.name)).to.equal(undefined);
+      } finally {
+        release();
+        await runtime.stop();
+      }
+    });
   });
 
   describe('failures by kind', () => {
