@@ -158,6 +158,7 @@ export async function startReactors(deps: ReactorDeps): Promise<RunningReactors>
     clock: deps.clock,
     judged: (action, deploymentId, context) => deploymentCommands.judgedObservation(action, deploymentId, context),
     settled: (deploymentId, context) => deploymentCommands.settledObservation(deploymentId, context),
+    ...(deps.metrics ? { registry: deps.metrics } : {}),
   });
   runtime.add(timers);
   runtime.add(planExpiry);

@@ -36,7 +36,9 @@ const ROLLING: ReadonlySet<ActionKind> = new Set(['update', 'rollback', 'restart
 /** Pods a rolling update of `replicas` may add above them, as Kubernetes rounds maxSurge (up, for a percentage). */
 export function surgePods(deployment: PlacedDeployment): number {
   const strategy = deployment.revisions[deployment.currentRevision]?.strategy ?? deployment.strategy;
-  // Canary and blue/green are rolled out as a rolling update with Kubernetes' defaults until they are carried out.
+  // Blue/green runs both sides at once: the preview reaches the full count next to the old side before the switch.
+  if (strategy.type === 'blue_green') return deployment.replicas;
+  // A canary's objects roll (the stable one taking the canary's spec at its end) with Kubernetes' defaults.
   const maxSurge = strategy.type === 'rolling' ? strategy.maxSurge : '25%';
   if (typeof maxSurge === 'number') return maxSurge;
   return Math.ceil((Number(maxSurge.slice(0, -1)) / 100) * deployment.replicas);

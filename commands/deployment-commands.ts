@@ -24,7 +24,7 @@ import type { PolicyEngine } from './policy-engine.js';
 import { UniqueNames, type ClaimRequest } from './unique-names.js';
 import { gpuRequest } from '../domain/workload.js';
 
-/** The canary rollout of one revision of a deployment, with its analysis runs, in stream `rollout-<deploymentId>.<revision>`. */
+/** The canary or blue/green rollout of one revision of a deployment, with its analysis runs, in stream `rollout-<deploymentId>.<revision>`. */
 export const rollouts: Aggregate<RolloutCommand, RolloutEvent, Rollout> = {
   category: 'rollout',
   decider: rolloutDecider,
@@ -174,12 +174,12 @@ export class DeploymentCommands {
     );
   }
 
-  /** Ends what the canary rollout of the current revision waits on, or (`full`) skips every step left. */
+  /** Ends what the canary or blue/green rollout of the current revision waits on, or (`full`) skips every step left. */
   promote(deploymentId: string, full: boolean, context: CommandContext): Promise<WriteResult> {
     return this.onRollout(deploymentId, 'promote', context, (rolloutId) => ({ type: 'PromoteRollout', rolloutId, full, at: this.clock.now().toISOString() }));
   }
 
-  /** Stops the canary rollout of the current revision: traffic back to the stable side, the deployment back on its stable revision. */
+  /** Stops the rollout of the current revision: traffic back to the stable (or active) side, the deployment back on its stable revision. */
   abort(deploymentId: string, reason: string | undefined, context: CommandContext): Promise<WriteResult> {
     const cause = `aborted by ${context.actor.id}${reason ? `: ${reason}` : ''}`;
     return this.onRollout(deploymentId, 'abort', context, (rolloutId) => ({ type: 'AbortRollout', rolloutId, cause, at: this.clock.now().toISOString() }));
@@ -191,7 +191,7 @@ export class DeploymentCommands {
     const rolloutId = rolloutIdOf(deploymentId, state.currentRevision);
     const rollout = await this.handler.loadState(rollouts, rolloutId);
     if (rollout.state.status === 'absent') {
-      throw new NoRolloutInProgress('deployment', deploymentId, state.status, verb, `no canary rollout of revision ${state.currentRevision} is in progress`);
+      throw new NoRolloutInProgress('deployment', deploymentId, state.status, verb, `no rollout of revision ${state.currentRevision} is in progress`);
     }
     return this.handler.execute(rollouts, rolloutId, command(rolloutId), context);
   }

@@ -53,8 +53,7 @@ const pauseStep = z.strictObject({
  * `"inference"` (the default): the built-in inference template held to the workload's SLO, whose `interval`,
  * `count`, `rateWindow` and `inconclusiveLimit` the step may set. `initialDelay` waits before the first measurement.
  */
-const analysisStep = z.strictObject({
-  analysis: z.strictObject(
+const analysisSpec = z.strictObject(
     {
       template: z.union([z.literal('inference'), analysisTemplate], { error: '"inference", or a template {name, metrics: [...]}' }).default('inference'),
       args: z.record(z.string(), z.string({ error: 'a string' })).optional(),
@@ -65,16 +64,36 @@ const analysisStep = z.strictObject({
       initialDelay: duration.optional(),
     },
     { error: 'an object such as {"template": "inference", "interval": "1m"}' },
-  ),
-});
+  );
+const analysisStep = z.strictObject({ analysis: analysisSpec });
+
+export type AnalysisSpec = z.infer<typeof analysisSpec>;
 
 export const canaryStep = z.union([weightStep, pauseStep, analysisStep], {
   error: 'a step: {"weight": 20}, {"pause": {"seconds": 60}}, {"pause": {}} or {"analysis": {"template": "inference"}}',
 });
 export type CanaryStep = z.infer<typeof canaryStep>;
 
+const NAME_TEXT = 'a Kubernetes object name: lower case letters, digits, "-" and ".", starting and ending with a letter or digit';
+const objectName = z
+  .string({ error: NAME_TEXT })
+  .max(253, 'at most 253 characters')
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, NAME_TEXT);
+
+/**
+ * `trafficRouting: {httpRoute: {name, namespace?}}`: a Gateway API HTTPRoute (in the workload's namespace unless named)
+ * whose backend weights carry the canary's weight between the stable Service `<name>` and the canary Service
+ * `<name>-canary`, on top of the replica counts.
+ */
+const trafficRouting = z.strictObject(
+  { httpRoute: z.strictObject({ name: objectName, namespace: objectName.optional() }, { error: 'an object such as {"name": "llm-route"}' }) },
+  { error: 'an object such as {"httpRoute": {"name": "llm-route"}}' },
+);
+export type TrafficRouting = z.infer<typeof trafficRouting>;
+
 const canaryStrategy = z.strictObject({
   type: z.literal('canary'),
+  trafficRouting: trafficRouting.optional(),
   steps: z
     .array(canaryStep, { error: 'a list of steps such as [{"weight": 10}, {"pause": {"seconds": 60}}, {"weight": 50}]' })
     .min(1, 'at least one step')
@@ -85,12 +104,28 @@ const canaryStrategy = z.strictObject({
     }, 'step weights strictly increasing, such as 10, 50, 100'),
 });
 
-const blueGreenStrategy = z.strictObject({
-  type: z.literal('blue_green'),
-  previewReplicas: z.int({ error: 'a whole number of replicas, 0 or more' }).min(0, 'at least 0').optional(),
-  autoPromote: z.boolean({ error: 'true or false' }).default(false),
-  scaleDownDelaySeconds: z.int({ error: 'a whole number of seconds, 0 or more' }).min(0, 'at least 0').default(30),
-});
+/**
+ * Blue/green: the new revision runs as a preview (`<name>-preview`, `previewReplicas` pods, all of them by default)
+ * behind the preview Service while the active Service `<name>` keeps sending traffic to the old side. It is promoted
+ * by hand, or with `autoPromote` once the preview is ready, `prePromotionAnalysis` passed and `autoPromotionSeconds`
+ * went by; the active Service then selects the preview, and the old side is scaled down after
+ * `scaleDownDelaySeconds`.
+ */
+export const blueGreenStrategy = z
+  .strictObject({
+    type: z.literal('blue_green'),
+    // At least 0 as events recorded before have it; a new revision with 0 is refused (`refuseUnworkable`).
+    previewReplicas: z.int({ error: 'a whole number of replicas, 1 or more' }).min(0, 'at least 1').optional(),
+    autoPromote: z.boolean({ error: 'true or false' }).default(false),
+    autoPromotionSeconds: z.int({ error: SECONDS }).min(0, 'at least 0').max(86_400, 'at most 86400 (a day)').optional(),
+    prePromotionAnalysis: analysisSpec.optional(),
+    scaleDownDelaySeconds: z.int({ error: SECONDS }).min(0, 'at least 0').default(30),
+  })
+  .refine((blueGreen) => blueGreen.autoPromotionSeconds === undefined || blueGreen.autoPromote, {
+    error: 'autoPromotionSeconds applies only with "autoPromote": true',
+    path: ['autoPromotionSeconds'],
+  });
+export type BlueGreenStrategy = z.infer<typeof blueGreenStrategy>;
 
 /** How a new revision replaces the old one. */
 export const strategy = z.discriminatedUnion('type', [rollingStrategy, canaryStrategy, blueGreenStrategy], {
@@ -591,7 +626,7 @@ function noAutomaticRollback(state: PlacedDeployment): string | undefined {
 
 function create(command: Extract<DeploymentCommand, { type: 'CreateDeployment' }>): DeploymentEvent[] {
   const { deploymentId, workload, cluster, replicas, strategy, driftPolicy } = command;
-  refuseNotCarriedOut(strategy);
+  refuseUnworkable(strategy);
   const errors: FieldError[] = [];
   if (!workload) errors.push({ path: 'workloadId', message: 'no such workload' });
   else if (workload.status === 'retired') errors.push({ path: 'workloadId', message: 'retired: it takes no new deployments' });
@@ -626,7 +661,7 @@ function create(command: Extract<DeploymentCommand, { type: 'CreateDeployment' }
 
 function update(command: Extract<DeploymentCommand, { type: 'UpdateDeployment' }>, state: PlacedDeployment): DeploymentEvent[] {
   const { deploymentId, workload } = command;
-  if (command.strategy) refuseNotCarriedOut(command.strategy);
+  if (command.strategy) refuseUnworkable(command.strategy);
   if (workload.status === 'retired') {
     throw violation(`workload ${state.workloadId} is retired: it takes no new revisions`, 'workloadId', 'retired: no new revisions');
   }
@@ -697,13 +732,10 @@ function latestRevision(state: PlacedDeployment): number {
   return Math.max(...Object.keys(state.revisions).map(Number));
 }
 
-/**
- * Blue/green is accepted by the schema (and in events recorded before) but not carried out: refused, rather than
- * rolled out as something else.
- */
-function refuseNotCarriedOut(strategy: Strategy): void {
-  if (strategy.type === 'blue_green') {
-    throw violation('blue_green is not carried out yet: use rolling or canary', 'strategy.type', 'blue_green is not carried out yet: one of rolling, canary');
+/** What the schema takes (as events recorded before have it) but no new revision may ask for. */
+function refuseUnworkable(strategy: Strategy): void {
+  if (strategy.type === 'blue_green' && strategy.previewReplicas === 0) {
+    throw violation('a blue/green preview needs at least one pod', 'strategy.previewReplicas', 'at least 1 (or leave it out for as many as the deployment has)');
   }
 }
 

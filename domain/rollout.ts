@@ -1,7 +1,9 @@
-// The canary step machine of one revision's rollout (stream `rollout-<deploymentId>.<revision>`): every weight set,
-// pause, analysis run and measurement, promotion, abort and completion is an event, so a rollout replays and explains
-// itself. The weight is approximated by replica counts: the canary gets ceil(weight% of the replicas), the stable side
-// the rest, so the two together never hold more pods than the deployment was admitted with.
+// The step machine of one revision's canary or blue/green rollout (stream `rollout-<deploymentId>.<revision>`): every
+// weight set, preview, switch, scale-down, pause, analysis run and measurement, promotion, abort and completion is an
+// event, so a rollout replays and explains itself. A canary's weight is approximated by replica counts: the canary gets
+// ceil(weight% of the replicas), the stable side the rest, so the two together never hold more pods than the
+// deployment was admitted with. A blue/green rollout is the same machine over fixed steps: the preview, its
+// pre-promotion analysis, the wait for promotion, the switch of the active Service, the scale-down delay, the scale-down.
 import { z } from 'zod';
 import {
   analysisEvents,
@@ -17,7 +19,7 @@ import {
   type Reading,
 } from './analysis/analysis.js';
 import { defineEvents, InvalidTransition, NotFound, RuleViolation, type Decider, type EventOf } from './decider.js';
-import { canaryStep, failedMeasurement, type CanaryStep, type FailedMeasurement } from './deployment.js';
+import { blueGreenStrategy, canaryStep, failedMeasurement, type BlueGreenStrategy, type CanaryStep, type FailedMeasurement } from './deployment.js';
 import { timestamp } from './schemas.js';
 
 /**
@@ -37,11 +39,40 @@ export function rolloutIdOf(deploymentId: string, revision: number): string {
 
 export type AnalysisStepSpec = Extract<CanaryStep, { analysis: unknown }>['analysis'];
 
-/** One step as the machine carries it out; the older `{weight, pauseSeconds}` form is a weight and then a pause. */
+/**
+ * One step as the machine carries it out; the older `{weight, pauseSeconds}` form is a weight and then a pause.
+ * `preview`, `switch` and `scaleDown` are blue/green's: the preview starts, the active Service switches to it, the old
+ * side is scaled down.
+ */
 export type RolloutStepSpec =
   | { kind: 'weight'; weight: number }
   | { kind: 'pause'; seconds?: number }
-  | { kind: 'analysis'; analysis: AnalysisStepSpec };
+  | { kind: 'analysis'; analysis: AnalysisStepSpec }
+  | { kind: 'preview' }
+  | { kind: 'switch' }
+  | { kind: 'scaleDown' };
+
+export type RolloutStrategy = 'canary' | 'blue_green';
+
+/**
+ * A blue/green rollout's steps: the preview, its pre-promotion analysis if any, then a pause (until promoted, or
+ * `autoPromotionSeconds` with `autoPromote`; none when that is 0), the switch, the scale-down delay, the scale-down.
+ */
+export function blueGreenSteps(strategy: BlueGreenStrategy): RolloutStepSpec[] {
+  const promotion: RolloutStepSpec[] = !strategy.autoPromote
+    ? [{ kind: 'pause' }]
+    : (strategy.autoPromotionSeconds ?? 0) > 0
+      ? [{ kind: 'pause', seconds: strategy.autoPromotionSeconds! }]
+      : [];
+  return [
+    { kind: 'preview' },
+    ...(strategy.prePromotionAnalysis ? [{ kind: 'analysis' as const, analysis: strategy.prePromotionAnalysis }] : []),
+    ...promotion,
+    { kind: 'switch' },
+    ...(strategy.scaleDownDelaySeconds > 0 ? [{ kind: 'pause' as const, seconds: strategy.scaleDownDelaySeconds }] : []),
+    { kind: 'scaleDown' },
+  ];
+}
 
 export function stepsOf(steps: readonly CanaryStep[]): RolloutStepSpec[] {
   return steps.flatMap((step): RolloutStepSpec[] => {
@@ -67,7 +98,7 @@ const step = z.int().min(0);
 const count = z.int().min(0);
 
 export const rolloutEvents = defineEvents({
-  /** The canary revision starts next to the stable one. */
+  /** The new revision starts next to the stable one: a canary with its `steps`, or blue/green as `blueGreen` says. */
   RolloutStarted: {
     version: 1,
     schema: z.object({
@@ -76,10 +107,18 @@ export const rolloutEvents = defineEvents({
       revision: z.int().min(1),
       stableRevision: z.int().min(1),
       replicas: count,
-      steps: z.array(canaryStep).min(1),
+      /** A canary's steps; none for blue/green, whose steps follow from `blueGreen`. */
+      steps: z.array(canaryStep),
+      blueGreen: blueGreenStrategy.optional(),
       startedAt: timestamp,
     }),
   },
+  /** Blue/green: the preview object and its Service start, with `previewReplicas` pods; no traffic reaches it yet. */
+  RolloutPreviewStarted: { version: 1, schema: z.object({ rolloutId, step, previewReplicas: count, at: timestamp }) },
+  /** Blue/green: the active Service selects the preview, at the deployment's full `replicas`. */
+  RolloutSwitched: { version: 1, schema: z.object({ rolloutId, step, replicas: count, at: timestamp }) },
+  /** Blue/green: the old side is scaled down, the scale-down delay over. */
+  RolloutScaledDown: { version: 1, schema: z.object({ rolloutId, step, at: timestamp }) },
   RolloutWeightSet: {
     version: 1,
     schema: z.object({ rolloutId, step, weight: z.int().min(0).max(100), canaryReplicas: count, stableReplicas: count, at: timestamp }),
@@ -112,7 +151,7 @@ export const rolloutEvents = defineEvents({
       at: timestamp,
     }),
   },
-  /** Every step passed: the stable side takes the canary's spec at full replicas. */
+  /** Every step passed: the stable side takes the new revision's spec at full replicas, and the side object goes. */
   RolloutCompleted: { version: 1, schema: z.object({ rolloutId, revision: z.int().min(1), at: timestamp }) },
 });
 export type RolloutStepEvent = EventOf<typeof rolloutEvents>;
@@ -157,6 +196,9 @@ export type Waiting = { kind: 'pause'; step: number; until?: string; reason: 'st
 
 export interface StartedRollout {
   status: RolloutStatus;
+  strategy: RolloutStrategy;
+  /** A blue/green rollout's strategy. */
+  blueGreen?: BlueGreenStrategy;
   rolloutId: string;
   deploymentId: string;
   revision: number;
@@ -166,7 +208,9 @@ export interface StartedRollout {
   /** The next step to begin; `steps.length` once every step has begun. */
   step: number;
   waiting?: Waiting;
+  /** The share of traffic on the new revision: a canary's weight; for blue/green 0, and 100 once switched. */
   weight: number;
+  /** The new revision's pods: the canary's, or blue/green's preview. */
   canaryReplicas: number;
   stableReplicas: number;
   runs: RolloutRun[];
@@ -183,15 +227,17 @@ export const initialState: Rollout = { status: 'absent' };
 
 export function evolve(state: Rollout, event: RolloutEvent): Rollout {
   if (event.type === 'RolloutStarted') {
-    const { rolloutId, deploymentId, revision, stableRevision, replicas, steps, startedAt } = event.data;
+    const { rolloutId, deploymentId, revision, stableRevision, replicas, steps, blueGreen, startedAt } = event.data;
     return {
       status: 'Progressing',
+      strategy: blueGreen ? 'blue_green' : 'canary',
+      ...(blueGreen ? { blueGreen } : {}),
       rolloutId,
       deploymentId,
       revision,
       stableRevision,
       replicas,
-      steps: stepsOf(steps),
+      steps: blueGreen ? blueGreenSteps(blueGreen) : stepsOf(steps),
       step: 0,
       weight: 0,
       canaryReplicas: 0,
@@ -215,6 +261,12 @@ export function evolve(state: Rollout, event: RolloutEvent): Rollout {
       const { replicas, canaryReplicas, stableReplicas } = event.data;
       return { ...state, replicas, canaryReplicas, stableReplicas };
     }
+    case 'RolloutPreviewStarted':
+      return { ...state, step: event.data.step + 1, canaryReplicas: event.data.previewReplicas };
+    case 'RolloutSwitched':
+      return { ...state, step: event.data.step + 1, weight: 100, replicas: event.data.replicas, canaryReplicas: event.data.replicas };
+    case 'RolloutScaledDown':
+      return { ...state, step: event.data.step + 1, stableReplicas: 0 };
     case 'RolloutResumed':
       return withoutWaiting({ ...state, status: 'Progressing' });
     case 'RolloutAnalysisStarted': {
@@ -223,6 +275,13 @@ export function evolve(state: Rollout, event: RolloutEvent): Rollout {
     }
     case 'RolloutPromoted': {
       const promoted = withoutWaiting({ ...state, status: 'Progressing' });
+      if (state.strategy === 'blue_green') {
+        // Blue/green's promotion is its switch: whatever it waited on before it (preview, analysis, pause) is over.
+        // Once switched, a promotion ends the scale-down delay (`full`: also when it has not begun yet).
+        const switchAt = stepIndex(state, 'switch');
+        if (state.step <= switchAt) return { ...promoted, step: switchAt };
+        return event.data.full ? { ...promoted, step: Math.max(state.step, stepIndex(state, 'scaleDown')) } : promoted;
+      }
       return event.data.full ? { ...promoted, step: state.steps.length } : promoted;
     }
     case 'RolloutAborted': {
@@ -262,7 +321,18 @@ function withoutWaiting(state: StartedRollout): StartedRollout {
 // ---- commands -----------------------------------------------------------------------------------------
 
 export type RolloutCommand =
-  | { type: 'StartRollout'; rolloutId: string; deploymentId: string; revision: number; stableRevision: number; replicas: number; steps: CanaryStep[]; at: string }
+  | {
+      type: 'StartRollout';
+      rolloutId: string;
+      deploymentId: string;
+      revision: number;
+      stableRevision: number;
+      replicas: number;
+      /** A canary's steps; for blue/green, `blueGreen` instead. */
+      steps: CanaryStep[];
+      blueGreen?: BlueGreenStrategy;
+      at: string;
+    }
   /**
    * Begins the next step, or completes the rollout once every step has begun. `replicas`: the deployment's count now
    * (a scale during the rollout applies from the next weight on). `runId` names the run an analysis step starts, and
@@ -275,6 +345,8 @@ export type RolloutCommand =
       at: string;
       runId: string;
       analysis?: { template: AnalysisTemplate; args: Record<string, string> };
+      /** The step the sender saw as the next one: when another has begun since, the command is stale and records nothing. */
+      step?: number;
     }
   | { type: 'ResumeRollout'; rolloutId: string; step: number; at: string }
   /** The deployment's new replica count, split at the weight the rollout stands at. */
@@ -293,8 +365,10 @@ export function decide(command: RolloutCommand, state: Rollout): RolloutEvent[] 
   const { rolloutId } = command;
   if (command.type === 'StartRollout') {
     if (state.status !== 'absent') return [];
-    const { deploymentId, revision, stableRevision, replicas, steps, at } = command;
-    return [{ type: 'RolloutStarted', data: { rolloutId, deploymentId, revision, stableRevision, replicas, steps, startedAt: at } }];
+    const { deploymentId, revision, stableRevision, replicas, steps, blueGreen, at } = command;
+    if (!blueGreen && steps.length === 0) throw new RuleViolation(`rollout ${rolloutId}: a canary needs at least one step`, [{ path: 'steps', message: 'at least one step' }]);
+    const started = blueGreen ? { steps: [], blueGreen } : { steps };
+    return [{ type: 'RolloutStarted', data: { rolloutId, deploymentId, revision, stableRevision, replicas, ...started, startedAt: at } }];
   }
   if (state.status === 'absent') throw new NotFound('rollout', rolloutId);
   switch (command.type) {
@@ -310,11 +384,14 @@ export function decide(command: RolloutCommand, state: Rollout): RolloutEvent[] 
       return measured(command, state);
     case 'RescaleRollout': {
       if (!isInProgress(state) || command.replicas === state.replicas) return [];
-      const split = splitReplicas(command.replicas, state.weight);
+      const split = state.blueGreen ? blueGreenSplit(state, state.blueGreen, command.replicas) : splitReplicas(command.replicas, state.weight);
       return [{ type: 'RolloutRescaled', data: { rolloutId, replicas: command.replicas, ...split, at: command.at } }];
     }
     case 'PromoteRollout': {
       if (!isInProgress(state)) throw new NoRolloutInProgress('rollout', rolloutId, state.status, 'promote', 'no rollout is in progress');
+      if (state.strategy === 'blue_green' && !isSwitched(state)) {
+        return [{ type: 'RolloutPromoted', data: { rolloutId, step: state.waiting?.step ?? state.step, full: command.full, at: command.at } }];
+      }
       if (!command.full && !state.waiting) {
         throw new InvalidTransition('rollout', rolloutId, state.status, 'promote', 'it waits on no pause or analysis now: promote with {"full": true} to skip every step left');
       }
@@ -326,6 +403,10 @@ export function decide(command: RolloutCommand, state: Rollout): RolloutEvent[] 
         if (command.superseded) return [];
         throw new NoRolloutInProgress('rollout', rolloutId, state.status, 'abort', 'no rollout is in progress');
       }
+      if (state.strategy === 'blue_green' && state.step > stepIndex(state, 'scaleDown')) {
+        if (command.superseded) return [];
+        throw new InvalidTransition('rollout', rolloutId, state.status, 'abort', 'the old side is scaled down already: the rollout is completing, and there is nothing left to switch back to');
+      }
       const step = Math.max(0, state.waiting?.step ?? state.step - 1);
       return [{ type: 'RolloutAborted', data: { rolloutId, step, cause: command.cause, failedMeasurements: [], superseded: command.superseded ?? false, at: command.at } }];
     }
@@ -335,6 +416,7 @@ export function decide(command: RolloutCommand, state: Rollout): RolloutEvent[] 
 function advance(command: Extract<RolloutCommand, { type: 'AdvanceRollout' }>, state: StartedRollout): RolloutEvent[] {
   const { rolloutId, at } = command;
   if (state.status !== 'Progressing' || state.waiting) return [];
+  if (command.step !== undefined && command.step !== state.step) return [];
   const spec = state.steps[state.step];
   if (!spec) return [{ type: 'RolloutCompleted', data: { rolloutId, revision: state.revision, at } }];
   const step = state.step;
@@ -345,6 +427,12 @@ function advance(command: Extract<RolloutCommand, { type: 'AdvanceRollout' }>, s
       const until = spec.seconds === undefined ? {} : { until: new Date(Date.parse(at) + spec.seconds * 1000).toISOString() };
       return [{ type: 'RolloutPaused', data: { rolloutId, step, ...until, reason: 'step', at } }];
     }
+    case 'preview':
+      return [{ type: 'RolloutPreviewStarted', data: { rolloutId, step, previewReplicas: state.blueGreen?.previewReplicas ?? command.replicas, at } }];
+    case 'switch':
+      return [{ type: 'RolloutSwitched', data: { rolloutId, step, replicas: command.replicas, at } }];
+    case 'scaleDown':
+      return [{ type: 'RolloutScaledDown', data: { rolloutId, step, at } }];
     case 'analysis': {
       if (!command.analysis) throw new RuleViolation(`rollout ${rolloutId}: step ${step} is an analysis, and no template was given to run`, [{ path: 'analysis', message: 'required' }]);
       const started = startAnalysisRun({ runId: command.runId, template: command.analysis.template, args: command.analysis.args, at: new Date(at) });
@@ -384,6 +472,24 @@ function measured(command: Extract<RolloutCommand, { type: 'RecordMeasurements' 
   }
   if (completed.data.verdict === 'inconclusive') return [...events, { type: 'RolloutPaused', data: { rolloutId, step, reason: 'inconclusive', at } }];
   return events;
+}
+
+/** Where the step of `kind` is among the rollout's steps; past the end when it has none. */
+function stepIndex(state: StartedRollout, kind: RolloutStepSpec['kind']): number {
+  const at = state.steps.findIndex((step) => step.kind === kind);
+  return at === -1 ? state.steps.length : at;
+}
+
+/** Whether a blue/green rollout's active Service selects the preview. */
+export function isSwitched(state: StartedRollout): boolean {
+  return state.strategy === 'blue_green' && state.step > stepIndex(state, 'switch');
+}
+
+/** Blue/green's counts over a new replica count: the preview follows it unless its own count is set, until switched. */
+function blueGreenSplit(state: StartedRollout, strategy: BlueGreenStrategy, replicas: number): { canaryReplicas: number; stableReplicas: number } {
+  const previewStarted = state.steps.slice(0, state.step).some((step) => step.kind === 'preview');
+  const canaryReplicas = isSwitched(state) ? replicas : previewStarted ? (strategy.previewReplicas ?? replicas) : 0;
+  return { canaryReplicas, stableReplicas: state.stableReplicas === 0 ? 0 : replicas };
 }
 
 export const rolloutDecider: Decider<RolloutCommand, RolloutEvent, Rollout> = { initialState, evolve, decide };

@@ -18,10 +18,21 @@ export const MANAGED_BY_VALUE = 'sentinel';
 export const DEPLOYMENT_ID_LABEL = 'sentinel.io/deployment-id';
 export const REVISION_ANNOTATION = 'sentinel.io/revision';
 export const RESTARTED_AT_ANNOTATION = 'sentinel.io/restarted-at';
-/** On a canary's object and its pods: which side of a canary rollout they are. The stable side carries none. */
+/** On a canary's or a blue/green preview's object and its pods: which side of a rollout they are. The stable side carries none. */
 export const ROLLOUT_ROLE_LABEL = 'sentinel.io/rollout-role';
+/**
+ * On the pods of a canary or a preview, instead of the deployment id: the deployment whose rollout they belong to. So a
+ * selector on the deployment id (the stable Service, the health queries) finds the stable side's pods alone, and a
+ * selector on this label and the role finds one side's.
+ */
+export const ROLLOUT_OF_LABEL = 'sentinel.io/rollout-of';
 /** The name of a canary's object: the deployment's object's name with this suffix. */
 export const CANARY_SUFFIX = '-canary';
+/** The name of a blue/green preview's object and of its Service: the deployment's object's name with this suffix. */
+export const PREVIEW_SUFFIX = '-preview';
+
+/** The side objects of a rollout, next to the deployment's own (stable) object. */
+export type RolloutRole = 'canary' | 'preview';
 /** A workload label that asks for a StatefulSet instead of the kind its type implies. */
 export const KIND_LABEL = 'sentinel.io/kind';
 
@@ -38,8 +49,11 @@ export interface DesiredWorkload {
   restartedAt?: string;
   /** How long a rollout may make no progress before the cluster reports ProgressDeadlineExceeded. */
   progressDeadlineSeconds?: number;
-  /** `canary`: the canary's object of a canary rollout, named `<name>-canary`, next to the stable one. */
-  role?: 'canary';
+  /**
+   * `canary`: the canary's object of a canary rollout, named `<name>-canary`; `preview`: a blue/green rollout's preview,
+   * named `<name>-preview`. Each next to the stable one.
+   */
+  role?: RolloutRole;
 }
 
 /** The part of a pod template Sentinel decides, as it is on the cluster; compared field by field to find drift. */
@@ -65,8 +79,8 @@ export interface LiveWorkload {
   replicas?: number;
   template: TemplateFacts;
   rollout: RolloutStatus;
-  /** `canary` for a canary rollout's object, which the rollout reactor drives and the cluster reactor leaves alone. */
-  role?: 'canary';
+  /** A rollout's side object (canary or preview), which the rollout reactor drives and the cluster reactor leaves alone. */
+  role?: RolloutRole;
 }
 
 export interface Condition {
@@ -158,10 +172,62 @@ export interface ClusterDriver {
    */
   watch(onChange: (change: ManagedChange) => void, onConnection?: (report: ConnectionReport) => void): Promise<ManagedWatch>;
   /**
+   * The Services and Gateway API routes of the cluster, through which blue/green switches and a routed canary weighs
+   * traffic; absent where the driver cannot manage them (such rollouts are then aborted at their start, saying why).
+   */
+  readonly traffic?: TrafficDriver;
+  /**
    * Lets go of the cluster: every watch stops, and every call after this fails (transiently, so that a reaction
    * caught in between is dropped rather than recorded). For a cluster deregistered, or whose credentials changed.
    */
   close(): Promise<void>;
+}
+
+/** Where one Service (or route) lives. */
+export interface NamedRef {
+  namespace: string;
+  name: string;
+}
+
+/** The one port a rollout's Services expose: 80, to the pods' 8000 (vLLM's OpenAI server's default). */
+export const SERVICE_PORT = { name: 'http', port: 80, targetPort: 8000 } as const;
+
+/** A Service Sentinel keeps for a rollout: the pods it sends traffic to, by label. */
+export interface DesiredService extends NamedRef {
+  deploymentId: string;
+  selector: Record<string, string>;
+}
+
+/** A Service as the cluster has it. */
+export interface LiveService extends NamedRef {
+  deploymentId: string;
+  selector: Record<string, string>;
+  resourceVersion: string;
+}
+
+/**
+ * One backend of a route, a Service, and the share of its requests it gets (a Gateway API weight, out of the sum of
+ * them). A Service in another namespace than the route's needs a ReferenceGrant there, as the Gateway API requires.
+ */
+export interface BackendWeight {
+  service: string;
+  namespace: string;
+  weight: number;
+}
+
+/** Services, and the routes in front of them. Every write is idempotent. */
+export interface TrafficDriver {
+  /** Server-side apply (field manager `sentinel`): creates the Service, or patches its selector to the one given. */
+  applyService(service: DesiredService): Promise<LiveService>;
+  readService(ref: NamedRef): Promise<LiveService | undefined>;
+  /** Deleting what is already gone succeeds. */
+  deleteService(ref: NamedRef): Promise<void>;
+  /**
+   * Sets the weights of the route's backend references that name one of `backends`' Services, in every rule that
+   * names any of them (a rule naming one gets the others added next to it); other backends and rules are left as they
+   * are. Fails, without retrying, when the route does not exist.
+   */
+  setRouteWeights(route: NamedRef, backends: BackendWeight[]): Promise<void>;
 }
 
 /** The template facts a desired workload should produce on the cluster: what drift is measured against. */

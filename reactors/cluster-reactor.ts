@@ -17,7 +17,9 @@ import {
 } from '../domain/deployment.js';
 import type { RecordedEvent } from '../domain/event-store.js';
 import {
+  CANARY_SUFFIX,
   ClusterError,
+  PREVIEW_SUFFIX,
   type ClusterDriver,
   type ConnectionReport,
   type DesiredWorkload,
@@ -30,7 +32,7 @@ import { reactionTo, reactionToObservation, reportBy } from './reaction-context.
 import { retrying } from '../adapters/retry.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
 import {
-  canaryRollout,
+  progressiveRollout,
   countChangedByHand,
   desiredOf,
   driftOnCluster,
@@ -204,7 +206,7 @@ export class ClusterReactor implements Reactor {
     if (state.status === 'Deleted') {
       // A delete that did not reach the cluster (it was unreachable, or lost its objects and got them back) is done now.
       await this.deleteOwn(deploymentId, ref);
-      await this.deleteOwn(deploymentId, this.driver.refFor({ ...desired, role: 'canary' }));
+      await this.deleteRolloutSides(deploymentId, desired);
       this.placed.delete(deploymentId);
       return;
     }
@@ -237,6 +239,19 @@ export class ClusterReactor implements Reactor {
     if (live && (live.deploymentId === deploymentId || live.deploymentId === '')) await this.driver.delete(ref);
   }
 
+  /** A deleted deployment's rollout objects: a canary's or a preview's object, and the Services rollouts made. */
+  private async deleteRolloutSides(deploymentId: string, desired: DesiredWorkload): Promise<void> {
+    await this.deleteOwn(deploymentId, this.driver.refFor({ ...desired, role: 'canary' }));
+    await this.deleteOwn(deploymentId, this.driver.refFor({ ...desired, role: 'preview' }));
+    const traffic = this.driver.traffic;
+    if (!traffic) return;
+    for (const name of [desired.spec.name, `${desired.spec.name}${PREVIEW_SUFFIX}`, `${desired.spec.name}${CANARY_SUFFIX}`]) {
+      const ref = { namespace: desired.spec.namespace, name };
+      const live = await traffic.readService(ref);
+      if (live?.deploymentId === deploymentId) await traffic.deleteService(ref);
+    }
+  }
+
   /** Changes to different deployments do not depend on each other: they are applied side by side. */
   keyOf(event: RecordedEvent): string {
     return deploymentEventOf(event).data.deploymentId;
@@ -257,7 +272,7 @@ export class ClusterReactor implements Reactor {
     const ref = this.driver.refFor(desired);
     if (state.status === 'Deleted') {
       await this.deleteOwn(deploymentId, ref);
-      await this.deleteOwn(deploymentId, this.driver.refFor({ ...desired, role: 'canary' }));
+      await this.deleteRolloutSides(deploymentId, desired);
       return;
     }
     // A canary revision is the rollout reactor's until its rollout completes: rolled out here it would replace the
@@ -286,9 +301,9 @@ export class ClusterReactor implements Reactor {
     this.lookAgain(deploymentId, ref);
   }
 
-  /** Whether the current revision is a canary whose rollout has not completed (or has not started yet). */
+  /** Whether the current revision is a canary or blue/green whose rollout has not completed (or has not started yet). */
   private async rolloutOwns(state: PlacedDeployment): Promise<boolean> {
-    if (!canaryRollout(state)) return false;
+    if (!progressiveRollout(state)) return false;
     const { state: rollout } = await this.handler.loadState(rollouts, rolloutIdOf(state.id, state.currentRevision));
     return rollout.status !== 'Completed';
   }

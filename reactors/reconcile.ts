@@ -47,8 +47,8 @@ const IGNORE: Judgement = { kind: 'ignore' };
 export function judgeObservation(state: PlacedDeployment, desired: DesiredWorkload, change: ManagedChange): Judgement {
   const live = change.workload;
   const deleted = change.type === 'DELETED';
-  // A canary's object is the rollout reactor's: neither drift nor a rollout of the deployment's own object.
-  if (state.status === 'Deleted' || live.role === 'canary') return IGNORE;
+  // A canary's or a preview's object is the rollout reactor's: neither drift nor a rollout of the deployment's own object.
+  if (state.status === 'Deleted' || live.role !== undefined) return IGNORE;
   // A paused deployment is followed only through a scale of it: Kubernetes scales a paused Deployment, so a count
   // changed by hand is put back (or adopted) at once, as for any deployment, whatever change waits for the resume.
   // The rest of its drift and its health wait for the resume, which applies everything that waited (a restart or a
@@ -146,16 +146,16 @@ export function driftResolution(policy: DriftPolicy, differences: DriftDifferenc
 }
 
 /**
- * Whether the current revision is to be carried out as a canary, next to the stable revision, by the rollout reactor
- * rather than rolled out over it: a canary strategy, a revision that is not a rollback and never became available, and
- * an earlier revision that did (the first revision of a deployment just deploys, as Argo Rollouts does).
+ * Whether the current revision is to be carried out as a canary or blue/green, next to the stable revision, by the
+ * rollout reactor rather than rolled out over it: such a strategy, a revision that is not a rollback and never became
+ * available, and an earlier revision that did (the first revision of a deployment just deploys, as Argo Rollouts does).
  */
-export function canaryRollout(state: PlacedDeployment): { stableRevision: number } | undefined {
+export function progressiveRollout(state: PlacedDeployment): { stableRevision: number; strategy: 'canary' | 'blue_green' } | undefined {
   const current = state.revisions[state.currentRevision];
-  if (!current || current.strategy.type !== 'canary' || current.rollbackOf !== undefined) return undefined;
+  if (!current || (current.strategy.type !== 'canary' && current.strategy.type !== 'blue_green') || current.rollbackOf !== undefined) return undefined;
   if (state.availableRevisions.includes(state.currentRevision)) return undefined;
   const stable = lastAvailableRevision(state, state.currentRevision);
-  return stable ? { stableRevision: stable.revision } : undefined;
+  return stable ? { stableRevision: stable.revision, strategy: current.strategy.type } : undefined;
 }
 
 /** What the deployment's current revision asks the cluster to run. */

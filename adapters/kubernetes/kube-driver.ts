@@ -6,6 +6,7 @@ import {
   AutoscalingV2Api,
   BatchV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   ListWatch,
   PatchStrategy,
   ServerConfiguration,
@@ -19,6 +20,7 @@ import {
   type SecurityAuthentication,
   type V1Deployment,
   type V1Pod,
+  type V1Service,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -29,21 +31,27 @@ import {
   MANAGED_BY_VALUE,
   RESTARTED_AT_ANNOTATION,
   type ClusterDriver,
+  type BackendWeight,
   type ConnectionReport,
+  type DesiredService,
   type DesiredWorkload,
   type DrainOptions,
   type DrainReport,
+  type LiveService,
   type LiveWorkload,
   type ManagedChange,
   type ManagedWatch,
+  type NamedRef,
   type ObjectRef,
   type ScaleResult,
+  type TrafficDriver,
   type WorkloadKind,
 } from '../../reactors/cluster-driver.js';
 import { retrying } from '../retry.js';
 import { inChildSpan, SpanKind } from '../tracing.js';
 import { CredentialsError, kubeConfigFor, type KubeConfigOptions, type SecretLookup } from './kubeconfig.js';
-import { refFor, renderManifest, toLiveWorkload, type WorkloadObject } from './manifests.js';
+import { HttpRouteRouter } from './http-route-router.js';
+import { refFor, renderManifest, renderService, toLiveService, toLiveWorkload, type WorkloadObject } from './manifests.js';
 import {
   DEFAULT_RETRY_POLICY,
   KubeApiError,
@@ -75,7 +83,7 @@ export interface KubeDriverOptions {
 const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`;
 const MIRROR_POD_ANNOTATION = 'kubernetes.io/config.mirror';
 
-export class KubeClusterDriver implements ClusterDriver {
+export class KubeClusterDriver implements ClusterDriver, TrafficDriver {
   private readonly policy: RetryPolicy;
   private readonly authentication: PooledAuthentication;
   private readonly watches = new Set<ManagedObjectsWatch>();
@@ -84,6 +92,8 @@ export class KubeClusterDriver implements ClusterDriver {
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
   private readonly autoscaling: AutoscalingV2Api;
+  private readonly routes: HttpRouteRouter;
+  readonly traffic: TrafficDriver = this;
 
   constructor(
     private readonly kubeConfig: KubeConfig,
@@ -96,6 +106,7 @@ export class KubeClusterDriver implements ClusterDriver {
     this.batch = new BatchV1Api(configuration);
     this.core = new CoreV1Api(configuration);
     this.autoscaling = new AutoscalingV2Api(configuration);
+    this.routes = new HttpRouteRouter(new CustomObjectsApi(configuration), (what, request, options) => this.call(what, request, options));
   }
 
   refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec' | 'role'>): ObjectRef {
@@ -195,6 +206,38 @@ export class KubeClusterDriver implements ClusterDriver {
       if (isStatus(error, 404)) return undefined;
       throw error;
     }
+  }
+
+  async applyService(service: DesiredService): Promise<LiveService> {
+    const { name, namespace } = service;
+    const body = renderService(service);
+    const applyPatch = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+    const live = await this.call(`apply Service ${namespace}/${name}`, (): Promise<V1Service> =>
+      this.core.patchNamespacedService({ name, namespace, body, fieldManager: FIELD_MANAGER, force: true }, applyPatch),
+    );
+    return toLiveService(live);
+  }
+
+  async readService(ref: NamedRef): Promise<LiveService | undefined> {
+    try {
+      return toLiveService(await this.call(`read Service ${ref.namespace}/${ref.name}`, () => this.core.readNamespacedService({ name: ref.name, namespace: ref.namespace })));
+    } catch (error) {
+      if (isStatus(error, 404)) return undefined;
+      throw error;
+    }
+  }
+
+  async deleteService(ref: NamedRef): Promise<void> {
+    try {
+      await this.call(`delete Service ${ref.namespace}/${ref.name}`, () => this.core.deleteNamespacedService({ name: ref.name, namespace: ref.namespace }));
+    } catch (error) {
+      if (isStatus(error, 404)) return;
+      throw error;
+    }
+  }
+
+  setRouteWeights(route: NamedRef, backends: BackendWeight[]): Promise<void> {
+    return this.routes.setWeights(route, backends);
   }
 
   cordon(node: string): Promise<void> {

@@ -1,17 +1,22 @@
 // Translates between what Sentinel wants running (DesiredWorkload) and Kubernetes objects: manifests out, LiveWorkload in.
-import type { V1Container, V1Deployment, V1Job, V1ObjectMeta, V1PodTemplateSpec, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1Job, V1ObjectMeta, V1PodTemplateSpec, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import {
   CANARY_SUFFIX,
   DEPLOYMENT_ID_LABEL,
   KIND_LABEL,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
+  PREVIEW_SUFFIX,
   RESTARTED_AT_ANNOTATION,
   REVISION_ANNOTATION,
+  ROLLOUT_OF_LABEL,
   ROLLOUT_ROLE_LABEL,
+  SERVICE_PORT,
   desiredTemplate,
   type Condition,
+  type DesiredService,
   type DesiredWorkload,
+  type LiveService,
   type LiveWorkload,
   type ObjectRef,
   type RolloutStatus,
@@ -32,8 +37,10 @@ export function kindFor(desired: Pick<DesiredWorkload, 'spec'>): WorkloadKind {
   return desired.spec.type === 'inference' ? 'Deployment' : 'Job';
 }
 
+const ROLE_SUFFIX = { canary: CANARY_SUFFIX, preview: PREVIEW_SUFFIX } as const;
+
 export function refFor(desired: Pick<DesiredWorkload, 'deploymentId' | 'spec' | 'role'>): ObjectRef {
-  const name = desired.role === 'canary' ? `${desired.spec.name}${CANARY_SUFFIX}` : desired.spec.name;
+  const name = desired.role ? `${desired.spec.name}${ROLE_SUFFIX[desired.role]}` : desired.spec.name;
   return { kind: kindFor(desired), namespace: desired.spec.namespace, name };
 }
 
@@ -55,8 +62,8 @@ export function renderManifest(desired: DesiredWorkload, options: RenderOptions 
     annotations: { [REVISION_ANNOTATION]: String(desired.revision) },
   };
   const replicas = options.omitReplicas ? {} : { replicas: desired.replicas };
-  // A canary selects its own pods only; the stable side's selector is what it always was (a selector cannot change).
-  const selector = { matchLabels: { [DEPLOYMENT_ID_LABEL]: desired.deploymentId, ...(desired.role ? { [ROLLOUT_ROLE_LABEL]: desired.role } : {}) } };
+  // A side object selects its own pods only; the stable side's selector is what it always was (a selector cannot change).
+  const selector = { matchLabels: podSelector(desired) };
 
   switch (ref.kind) {
     case 'Deployment':
@@ -111,6 +118,46 @@ function managedLabels(desired: DesiredWorkload): Record<string, string> {
   };
 }
 
+/** The labels that pick one object's pods: the deployment id for the stable side, the rollout and role for a side object. */
+function podSelector(desired: Pick<DesiredWorkload, 'deploymentId' | 'role'>): Record<string, string> {
+  return desired.role ? { [ROLLOUT_OF_LABEL]: desired.deploymentId, [ROLLOUT_ROLE_LABEL]: desired.role } : { [DEPLOYMENT_ID_LABEL]: desired.deploymentId };
+}
+
+/**
+ * A side object's pods carry the rollout they belong to instead of the deployment id, so that what selects the
+ * deployment's pods by its id (the stable Service, health queries) does not take them for the stable side's.
+ */
+function podLabels(desired: DesiredWorkload): Record<string, string> {
+  if (!desired.role) return managedLabels(desired);
+  const { [DEPLOYMENT_ID_LABEL]: _deploymentId, ...rest } = managedLabels(desired);
+  return { ...rest, [ROLLOUT_OF_LABEL]: desired.deploymentId };
+}
+
+/** The Service Sentinel server-side applies for a rollout: its one port, and the pods it selects. */
+export function renderService(service: DesiredService): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: service.name,
+      namespace: service.namespace,
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [DEPLOYMENT_ID_LABEL]: service.deploymentId },
+    },
+    spec: { type: 'ClusterIP', selector: service.selector, ports: [{ ...SERVICE_PORT, protocol: 'TCP' }] },
+  };
+}
+
+export function toLiveService(service: V1Service): LiveService {
+  const metadata = service.metadata ?? {};
+  return {
+    namespace: metadata.namespace ?? '',
+    name: metadata.name ?? '',
+    deploymentId: metadata.labels?.[DEPLOYMENT_ID_LABEL] ?? '',
+    selector: { ...service.spec?.selector },
+    resourceVersion: metadata.resourceVersion ?? '',
+  };
+}
+
 function rollingUpdate(desired: DesiredWorkload): NonNullable<V1Deployment['spec']>['strategy'] {
   const { strategy } = desired;
   if (strategy.type === 'rolling') {
@@ -125,7 +172,7 @@ function podTemplate(desired: DesiredWorkload, restartPolicy: 'Always' | 'OnFail
   const facts = desiredTemplate(desired);
   return {
     metadata: {
-      labels: managedLabels(desired),
+      labels: podLabels(desired),
       ...(desired.restartedAt ? { annotations: { [RESTARTED_AT_ANNOTATION]: desired.restartedAt } } : {}),
     },
     spec: {
@@ -178,8 +225,12 @@ export function toLiveWorkload(kind: WorkloadKind, object: WorkloadObject): Live
     ...(kind !== 'Job' ? { replicas: (object as V1Deployment | V1StatefulSet).spec?.replicas ?? 1 } : {}),
     template: templateFacts(template),
     rollout: kind === 'Job' ? jobRollout(object as V1Job) : replicaRollout(object as V1Deployment | V1StatefulSet),
-    ...(metadata.labels?.[ROLLOUT_ROLE_LABEL] === 'canary' ? { role: 'canary' as const } : {}),
+    ...roleOf(metadata.labels?.[ROLLOUT_ROLE_LABEL]),
   };
+}
+
+function roleOf(label: string | undefined): { role?: 'canary' | 'preview' } {
+  return label === 'canary' || label === 'preview' ? { role: label } : {};
 }
 
 function templateFacts(template: V1PodTemplateSpec | undefined): TemplateFacts {

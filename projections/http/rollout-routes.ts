@@ -23,7 +23,7 @@ export function rolloutRoutes(options: RolloutRoutesOptions): Route[] {
       method: 'get',
       path: '/deployments/:id/rollout',
       operationId: 'deploymentRollout',
-      summary: "Show a deployment's newest canary rollout: its steps, weights, analysis runs and what it waits for",
+      summary: "Show a deployment's newest canary or blue/green rollout: its steps, weights, analysis runs and what it waits for",
       success: { status: 200, schema: view, description: 'the rollout as its step machine stands' },
       handle: async ({ params }) => {
         const id = pathId(params, 'deployment');
@@ -59,6 +59,8 @@ export interface RolloutView {
   stableRevision: number;
   /** The deployment's revision now: after an abort, the revision that went back to the stable spec. */
   deploymentRevision: number;
+  /** `canary` or `blue_green`. */
+  strategy: string;
   status: string;
   /** The step the rollout is at (1-based), of how many. */
   step: { current: number; of: number };
@@ -88,6 +90,7 @@ export function rolloutView(deployment: PlacedDeployment, rollout: StartedRollou
     revision: rollout.revision,
     stableRevision: rollout.stableRevision,
     deploymentRevision: deployment.currentRevision,
+    strategy: rollout.strategy,
     status: rollout.status,
     step: { current: Math.min(currentIndex === -1 ? rollout.step : currentIndex + 1, rollout.steps.length), of: rollout.steps.length },
     weight: { canary: rollout.weight, stable: 100 - rollout.weight },
@@ -128,6 +131,12 @@ function describeStep(step: RolloutStepSpec): string {
       return step.seconds === undefined ? 'pause until promoted' : `pause ${step.seconds}s`;
     case 'analysis':
       return `analysis ${typeof step.analysis.template === 'string' ? step.analysis.template : step.analysis.template.name}`;
+    case 'preview':
+      return 'preview';
+    case 'switch':
+      return 'switch the active Service to the preview';
+    case 'scaleDown':
+      return 'scale down the old side';
   }
 }
 
@@ -140,6 +149,6 @@ function waitingFor(rollout: StartedRollout): string | null {
   }
   if (waiting?.kind === 'analysis') return `analysis run ${waiting.runId}`;
   const next = rollout.steps[rollout.step];
-  if (!next) return 'the stable side to take the canary spec';
+  if (!next) return 'the stable side to take the new spec';
   return next.kind === 'weight' ? `the canary pods at weight ${next.weight} to be ready` : `step ${rollout.step + 1} to begin`;
 }

@@ -108,7 +108,10 @@ const API_GROUPS: Record<string, string> = { apps: 'apps', batch: 'batch', core:
 const VERBS: Record<string, string> = { read: 'get', list: 'list', patch: 'patch', delete: 'delete', create: 'create', replace: 'update' };
 const SUBRESOURCES = ['Scale', 'Eviction', 'Status'];
 
-/** `group resource verb` for each client call in kube-driver.ts, and `watch` for each path the informers watch. */
+/**
+ * `group resource verb` for each client call in kube-driver.ts, `watch` for each path the informers watch, and the
+ * HTTPRoute calls of http-route-router.ts.
+ */
 function driverPermissions(): Set<string> {
   const source = readFileSync('adapters/kubernetes/kube-driver.ts', 'utf8');
   const permissions = new Set<string>();
@@ -120,6 +123,11 @@ function driverPermissions(): Set<string> {
     permissions.add(`${API_GROUPS[client!]} ${resource} ${VERBS[verb!]}`);
   }
   for (const [, group, resource] of source.matchAll(/path: '\/apis\/(\w+)\/v\d+\/(\w+)'/g)) permissions.add(`${group} ${resource} watch`);
+  // The HTTPRoute router reaches the one custom resource it names (HTTP_ROUTE_API) through the custom objects API.
+  const router = readFileSync('adapters/kubernetes/http-route-router.ts', 'utf8');
+  for (const [, verb] of router.matchAll(/this\.custom\.(get|replace)NamespacedCustomObject\(/g)) {
+    permissions.add(`gateway.networking.k8s.io httproutes ${verb === 'get' ? 'get' : 'update'}`);
+  }
   return permissions;
 }
 

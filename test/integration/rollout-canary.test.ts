@@ -191,7 +191,7 @@ describe('canary rollouts on the cluster simulator, analysed through a real Prom
       let refused: unknown;
       await h.commands.abort(id, undefined, operator).catch((error: unknown) => (refused = error));
       expect(refused).to.be.instanceOf(InvalidTransition);
-      expect((refused as Error).message).to.match(/no canary rollout of revision 1 is in progress/);
+      expect((refused as Error).message).to.match(/no rollout of revision 1 is in progress/);
     });
   });
 });

@@ -218,29 +218,35 @@ describe('canary rollout decider', () => {
   });
 
   describe('the deployment', () => {
-    it('refuses blue/green, which is not carried out yet, rather than rolling it out as something else', () => {
-      const created: DeploymentEvent = {
-        type: 'DeploymentCreated',
-        data: {
-          deploymentId,
-          workloadId: deploymentId,
-          clusterId: deploymentId,
-          replicas: 2,
-          strategy: { type: 'rolling', maxSurge: '25%', maxUnavailable: '25%' },
-          driftPolicy: 'revert',
-          revision: 1,
-          workloadRevision: 1,
-          spec: {},
-        },
-      };
+    const created: DeploymentEvent = {
+      type: 'DeploymentCreated',
+      data: {
+        deploymentId,
+        workloadId: deploymentId,
+        clusterId: deploymentId,
+        replicas: 2,
+        strategy: { type: 'rolling', maxSurge: '25%', maxUnavailable: '25%' },
+        driftPolicy: 'revert',
+        revision: 1,
+        workloadRevision: 1,
+        spec: {},
+      },
+    };
+    it('given a deployment, when updated to blue/green, then a new revision with that strategy', () => {
+      const blueGreen = strategy.parse({ type: 'blue_green', autoPromote: true, autoPromotionSeconds: 60 });
+      given(deploymentDecider, [created])
+        .when({ type: 'UpdateDeployment', deploymentId, workload: { status: 'active', specRevision: 1, spec: {} }, strategy: blueGreen })
+        .then([{ type: 'DeploymentUpdated', data: { deploymentId, revision: 2, workloadRevision: 1, spec: {}, strategy: blueGreen } }]);
+    });
+    it('given a blue/green with a preview of no pods (which events recorded before may hold), then refused naming the field', () => {
       given(deploymentDecider, [created])
         .when({
           type: 'UpdateDeployment',
           deploymentId,
           workload: { status: 'active', specRevision: 1, spec: {} },
-          strategy: { type: 'blue_green', autoPromote: false, scaleDownDelaySeconds: 30 },
+          strategy: { type: 'blue_green', previewReplicas: 0, autoPromote: false, scaleDownDelaySeconds: 30 },
         })
-        .thenThrows(RuleViolation, /blue_green is not carried out yet/);
+        .thenThrows(RuleViolation, /a blue\/green preview needs at least one pod/);
     });
   });
 });

@@ -1,15 +1,10 @@
 // Defaulting and validation of objects on their way into the store, with the field paths and wording of the API server.
 import { isDeepStrictEqual } from 'node:util';
 import { invalid } from './api-error.js';
-import { DEPLOYMENTS, HPAS, JOBS, NAMESPACES, NODES, PDBS, PODS, STATEFULSETS, type ResourceDef } from './resources.js';
+import { DEPLOYMENTS, HPAS, HTTP_ROUTES, JOBS, NAMESPACES, NODES, PDBS, PODS, SERVICES, STATEFULSETS, type ResourceDef } from './resources.js';
 import { selectorMatches } from './selectors.js';
+import { defaultService, validateHttpRoute, validateService, type Cause } from './service-admission.js';
 import { isRecord, type KubeObject, type LabelSelector } from './types.js';
-
-interface Cause {
-  field: string;
-  message: string;
-  type?: string;
-}
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const PERCENT_OR_INT = /^\d+%$/;
@@ -182,6 +177,9 @@ export function applyDefaults(def: ResourceDef, object: KubeObject): void {
     case NODES:
       object.spec = spec;
       break;
+    case SERVICES:
+      defaultService(object);
+      break;
     default:
       break;
   }
@@ -265,6 +263,12 @@ export function validate(def: ResourceDef, object: KubeObject, old: KubeObject |
       }
       break;
     }
+    case SERVICES:
+      validateService(object, old, causes);
+      break;
+    case HTTP_ROUTES:
+      validateHttpRoute(object, causes);
+      break;
     default:
       break;
   }

@@ -90,6 +90,19 @@ export const RESOURCES: ResourceDef[] = [
     viewOf: { storage: 'v1/events', read: eventsV1View },
   },
   {
+    group: '',
+    version: 'v1',
+    plural: 'services',
+    singular: 'service',
+    kind: 'Service',
+    categories: ['all'],
+    namespaced: true,
+    shortNames: ['svc'],
+    tracksGeneration: false,
+    subresources: ['status'],
+    verbs: ALL_VERBS,
+  },
+  {
     group: 'apps',
     version: 'v1',
     plural: 'deployments',
@@ -152,6 +165,19 @@ export const RESOURCES: ResourceDef[] = [
     subresources: ['status'],
     verbs: ALL_VERBS,
   },
+  {
+    // Gateway API routes, stored as the API server stores a custom resource: validated only as far as the fields
+    // traffic routing reads (backend weights), with no gateway behind them.
+    group: 'gateway.networking.k8s.io',
+    version: 'v1',
+    plural: 'httproutes',
+    singular: 'httproute',
+    kind: 'HTTPRoute',
+    namespaced: true,
+    tracksGeneration: true,
+    subresources: ['status'],
+    verbs: ALL_VERBS,
+  },
 ];
 
 export function apiVersionOf(def: ResourceDef): string {
@@ -182,6 +208,8 @@ export const JOBS = resourceByKind('Job');
 export const PDBS = resourceByKind('PodDisruptionBudget');
 export const HPAS = resourceByKind('HorizontalPodAutoscaler');
 export const EVENTS = resourceByKind('Event');
+export const SERVICES = resourceByKind('Service');
+export const HTTP_ROUTES = resourceByKind('HTTPRoute');
 export const EVENTS_V1 = RESOURCES.find((r) => r.group === 'events.k8s.io')!;
 
 const SUBRESOURCE_KINDS: Record<string, { kind: string; group?: string; version?: string; verbs: string[] }> = {
