@@ -102,6 +102,16 @@ const schema = z.object({
   // GET /audit/verify then also checks the live chain against the last one.
   AUDIT_ANCHOR_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
   AUDIT_ANCHOR_INTERVAL_SECONDS: integer(1, 86_400).default(300),
+  // The same anchors on a Kafka topic (needs KAFKA_BROKERS): true for sentinel.audit-anchors.v1, or a topic name.
+  AUDIT_ANCHOR_KAFKA: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .regex(/^(true|false|[A-Za-z0-9._-]{1,249})$/, 'true (the topic sentinel.audit-anchors.v1), false, or a topic name: letters, digits, ".", "_" or "-"')
+      .optional(),
+  ),
+  // Fleet snapshots at a time (POST /forensics/snapshots) are dropped this long after they were asked for.
+  SENTINEL_FLEET_SNAPSHOT_TTL_SECONDS: integer(60, 7 * 86_400).default(3600),
   // The api role verifies the audit chain every interval: the rows appended since the last verification, and the
   // whole chain from the first row on every AUDIT_VERIFY_FULL_EVERY-th one (and the first after a start).
   AUDIT_VERIFY_INTERVAL_SECONDS: integer(1, 86_400).default(300),
@@ -170,6 +180,10 @@ const refined = schema
   .refine((config) => !(config.SENTINEL_JWT_SECRET && config.SENTINEL_JWT_SECRET_FILE), {
     path: ['SENTINEL_JWT_SECRET_FILE'],
     message: 'set SENTINEL_JWT_SECRET or SENTINEL_JWT_SECRET_FILE, not both',
+  })
+  .refine((config) => config.AUDIT_ANCHOR_KAFKA === undefined || config.AUDIT_ANCHOR_KAFKA === 'false' || config.KAFKA_BROKERS !== undefined, {
+    path: ['AUDIT_ANCHOR_KAFKA'],
+    message: 'anchors on Kafka need KAFKA_BROKERS: set it, or AUDIT_ANCHOR_KAFKA=false',
   })
   // The embedded database is one process's alone: no other process could keep this one's read side moving.
   .refine((config) => !embedded(config) || !config.SENTINEL_ROLE.includes('api') || config.SENTINEL_ROLE.includes('projector'), {

@@ -35,7 +35,8 @@ import { consoleRouter } from './console/console-router.js';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { signingKeyFrom } from '../commands/audit-export.js';
-import { startAnchoring } from '../commands/audit-export-anchor.js';
+import { anchorTopicOf, FileAnchorLog, KafkaAnchorLog, startAnchoring, type AnchorLog } from '../commands/audit-export-anchor.js';
+import { FleetSnapshots } from '../projections/fleet-snapshot.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
@@ -85,6 +86,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   let inframind: RunningInframindLink | undefined;
   let auditChain: AuditChainMonitor | undefined;
   let anchoring: { stop(): Promise<void> } | undefined;
+  let anchorLogs: AnchorLog[] = [];
+  let fleetSnapshots: FleetSnapshots | undefined;
   try {
     const opened = await openEventStore(config, db, logger);
     if (opened instanceof PostgresEventStore) registerHorizonMetrics(opened, metrics);
@@ -136,20 +139,36 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       auditChain.start();
     }
 
-    // Signed anchors of the audit trail's head, appended to a file outside the database by the projector role.
+    // Signed anchors of the audit trail's head, published outside the database (a file, a Kafka topic) by the
+    // projector role; the api role checks the chain against the last one.
     const signingKey: KeyObject | undefined = config.AUDIT_SIGNING_KEY_FILE
       ? signingKeyFrom(await readFile(config.AUDIT_SIGNING_KEY_FILE, 'utf8'), `AUDIT_SIGNING_KEY_FILE (${config.AUDIT_SIGNING_KEY_FILE})`)
       : undefined;
-    if (config.AUDIT_ANCHOR_FILE && roles.has('projector')) {
-      if (!signingKey) throw new Error('AUDIT_ANCHOR_FILE is set, but AUDIT_SIGNING_KEY_FILE is not: anchors are signed with that key');
+    const anchorTopic = anchorTopicOf(config.AUDIT_ANCHOR_KAFKA);
+    anchorLogs = [
+      ...(config.AUDIT_ANCHOR_FILE ? [new FileAnchorLog(config.AUDIT_ANCHOR_FILE)] : []),
+      ...(anchorTopic && config.KAFKA_BROKERS
+        ? [new KafkaAnchorLog({ brokers: config.KAFKA_BROKERS, topic: anchorTopic, clientId: `${config.KAFKA_CLIENT_ID}-audit-anchors`, logger })]
+        : []),
+    ];
+    if (anchorLogs.length > 0 && roles.has('projector')) {
+      if (!signingKey) throw new Error('AUDIT_ANCHOR_FILE or AUDIT_ANCHOR_KAFKA is set, but AUDIT_SIGNING_KEY_FILE is not: anchors are signed with that key');
       anchoring = startAnchoring({
         knex: db.knex,
         table: async () => (await projections.tables(auditProjector)).audit,
         key: signingKey,
-        file: config.AUDIT_ANCHOR_FILE,
+        logs: anchorLogs,
         intervalSeconds: config.AUDIT_ANCHOR_INTERVAL_SECONDS,
         logger: logger.child({ component: 'audit-anchor' }),
       });
+    }
+    // Fleet snapshots at a time, projected and served by the api role, dropped when they expire.
+    if (servesApi) {
+      fleetSnapshots = new FleetSnapshots(db.knex, store, {
+        ttlSeconds: config.SENTINEL_FLEET_SNAPSHOT_TTL_SECONDS,
+        logger: logger.child({ component: 'fleet-snapshots' }),
+      });
+      fleetSnapshots.start();
     }
 
     const handler = new CommandHandler(store, {
@@ -214,9 +233,9 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         events: store,
         snapshots: new PostgresSnapshotStore(db),
         ...(isCorrelationReader(store) ? { correlations: store } : {}),
-        ...(config.AUDIT_ANCHOR_FILE
-          ? { auditAnchors: { file: config.AUDIT_ANCHOR_FILE, ...(signingKey ? { publicKey: createPublicKey(signingKey) } : {}) } }
-          : {}),
+        // The Kafka topic when there is one (every process reads the same), else the file.
+        ...(anchorLogs.length > 0 ? { auditAnchors: { log: anchorLogs.at(-1)!, ...(signingKey ? { publicKey: createPublicKey(signingKey) } : {}) } } : {}),
+        ...(fleetSnapshots ? { fleetSnapshots } : {}),
       }),
     });
     // The log followed live (Server-Sent Events) by the console, under the query API's auth.
@@ -278,6 +297,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         await health?.stop();
         await auditChain?.stop();
         await anchoring?.stop();
+        await fleetSnapshots?.stop();
+        await Promise.allSettled(anchorLogs.map((log) => log.close()));
         await projections.stop();
         // Snapshots are written after their command answered: the ones under way finish before the pool closes.
         await handler.snapshotsWritten();
@@ -290,6 +311,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
     await health?.stop().catch(() => undefined);
     await auditChain?.stop().catch(() => undefined);
     await anchoring?.stop().catch(() => undefined);
+    await fleetSnapshots?.stop().catch(() => undefined);
+    await Promise.allSettled(anchorLogs.map((log) => log.close()));
     await agents?.stop().catch(() => undefined);
     await inframind?.stop().catch(() => undefined);
     await telemetry?.stop().catch(() => undefined);

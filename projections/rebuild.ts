@@ -2,10 +2,12 @@
 // keeps serving queries and the live runtime keeps applying to it, then swaps the new one in.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
-import { comparePositions, type EventStore, type Position } from '../domain/event-store.js';
+import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
 import { PageSize } from '../domain/read-pages.js';
-import { tableNames, type Projector } from './projector.js';
+import { tableNames, type Projector, type TableNames } from './projector.js';
 import { filterOf, PROJECTION_REGISTRY, type ProjectionLease } from './runtime.js';
+import { filterOfAll } from './shared-read.js';
+import { within, type AsOf } from './time-travel.js';
 
 export interface RebuildProgress {
   /** Events applied to the new generation so far. */
@@ -84,9 +86,6 @@ export async function rebuildProjection(knex: Knex, store: EventStore, projector
 async function rebuild(knex: Knex, store: EventStore, projector: Projector, options: RebuildOptions): Promise<RebuildResult> {
   const { signal } = options;
   const started = performance.now();
-  // Fewer events a read than the batch size when they are large: each page is held whole while it is applied.
-  const pages = new PageSize(options.batchSize ?? DEFAULT_REBUILD_BATCH_SIZE);
-  const filter = filterOf(projector);
   const from = await createNextGeneration(knex, projector);
   const generation = from.generation + 1;
   const tables = tableNames(projector, generation);
@@ -95,52 +94,21 @@ async function rebuild(knex: Knex, store: EventStore, projector: Projector, opti
   try {
     let total = await countEvents(store, projector, signal);
     const projecting = performance.now();
-    let applied = 0;
-    /** The last event applied to the new generation: its checkpoint once swapped. */
-    let position: Position | undefined;
-    /** Where reading goes on from; with a filter it can lie past `position`. */
-    let readFrom: Position | undefined;
-
-    const report = () => {
+    const report = (applied: number) => {
       total = Math.max(total, applied);
       const seconds = (performance.now() - projecting) / 1000;
       const eventsPerSecond = seconds > 0 ? applied / seconds : 0;
       const left = total - applied;
       options.onProgress?.({ applied, total, eventsPerSecond, etaSeconds: left === 0 ? 0 : eventsPerSecond > 0 ? left / eventsPerSecond : Infinity });
     };
+    const feed = new GenerationFeed(knex, store, [{ projector, tables }], { batchSize: options.batchSize, signal, onBatch: report });
 
-    /** Applies everything after `readFrom` that the store shows now. */
-    const catchUp = async () => {
-      for (;;) {
-        signal?.throwIfAborted();
-        const page = await store.readAll({ after: readFrom, filter, limit: pages.limit });
-        pages.measured(page.events);
-        const last = page.events.at(-1);
-        if (!last) {
-          // An empty page can still move the checkpoint past events the filter skipped; read on until it stops.
-          if (page.checkpoint === undefined || page.checkpoint === readFrom) return;
-          readFrom = page.checkpoint;
-          continue;
-        }
-        await knex.transaction(async (trx) => {
-          // Nothing serves these tables until the swap, which commits as usual; a crash before it drops them.
-          await trx.raw('set local synchronous_commit = off');
-          await projector.apply(page.events, trx, tables);
-        });
-        applied += page.events.length;
-        position = last.position;
-        readFrom = page.checkpoint ?? last.position;
-        if (applied > total) total = applied;
-        report();
-      }
-    };
-
-    report();
+    report(0);
     let swapAttempts = 0;
     for (;;) {
-      await catchUp();
+      await feed.catchUp();
       swapAttempts += 1;
-      if (await swap(knex, projector, from, { generation, position, events: applied })) break;
+      if (await swap(knex, projector, from, { generation, position: feed.position, events: feed.applied })) break;
       if (swapAttempts >= MAX_SWAP_ATTEMPTS) {
         throw new RebuildError(
           `the live projector of ${projector.name} kept getting ahead of the rebuild (${swapAttempts} swaps tried); try again when the log is quieter`,
@@ -163,10 +131,10 @@ async function rebuild(knex: Knex, store: EventStore, projector: Projector, opti
       version: projector.version,
       previousGeneration: from.generation,
       generation,
-      position: position ?? null,
-      events: applied,
+      position: feed.position ?? null,
+      events: feed.applied,
       seconds: (performance.now() - started) / 1000,
-      eventsPerSecond: projectedSeconds > 0 ? applied / projectedSeconds : 0,
+      eventsPerSecond: projectedSeconds > 0 ? feed.applied / projectedSeconds : 0,
       swapAttempts,
       previousDropped: dropError === undefined,
       ...(dropError !== undefined ? { dropError } : {}),
@@ -246,4 +214,107 @@ async function countEvents(store: EventStore, projector: Projector, signal: Abor
   signal?.throwIfAborted();
   // Counted where the events are kept: a rebuild of a log of large events must not load them to report progress.
   return store.countAfter(undefined, { filter: filterOf(projector) });
+}
+
+// ---- projecting the log into a generation of tables nothing serves yet --------------------------------------
+
+/** A projector and the tables of the generation it is projected into. */
+export interface GenerationTarget {
+  projector: Projector;
+  tables: TableNames;
+}
+
+export interface GenerationFeedOptions {
+  /** Events per read; each page is applied in one transaction. */
+  batchSize?: number;
+  signal?: AbortSignal;
+  /** Stops at the first event past this point: the generation then shows the log as it stood there. */
+  until?: AsOf;
+  /** The schema the tables lie in: each batch's transaction then resolves names in it alone (see fleet-snapshot.ts). */
+  schema?: string;
+  /** Called after every batch with the events applied so far. */
+  onBatch?: (applied: number) => void;
+}
+
+/**
+ * Reads the log from the start (or from where the last `catchUp` stopped) and applies it to the targets' tables, one
+ * read of the log for all of them, each page in one transaction. A rebuild feeds one projector and catches up again
+ * until its swap holds; a fleet snapshot feeds every read model up to a point.
+ */
+export class GenerationFeed {
+  /** Events applied, counted once per target that read them. */
+  applied = 0;
+  /** The last event read and applied (to some target): a rebuild's checkpoint once swapped. */
+  position: Position | undefined;
+  /** True once an event past `until` was read: nothing after it is applied. */
+  passed = false;
+  /** Where reading goes on from; with a filter it can lie past `position`. */
+  private readFrom: Position | undefined;
+  private readonly pages: PageSize;
+  private readonly types: (ReadonlySet<string> | undefined)[];
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly store: EventStore,
+    private readonly targets: readonly GenerationTarget[],
+    private readonly options: GenerationFeedOptions = {},
+  ) {
+    // Fewer events a read than the batch size when they are large: each page is held whole while it is applied.
+    this.pages = new PageSize(options.batchSize ?? DEFAULT_REBUILD_BATCH_SIZE);
+    this.types = targets.map(({ projector }) => (projector.eventTypes ? new Set(projector.eventTypes) : undefined));
+  }
+
+  /** Applies everything after where reading stands that the store shows now (up to `until`). */
+  async catchUp(): Promise<void> {
+    const { signal, until } = this.options;
+    const filter = filterOfAll(this.targets.map(({ projector }) => projector));
+    while (!this.passed) {
+      signal?.throwIfAborted();
+      const page = await this.store.readAll({ after: this.readFrom, filter, limit: this.pages.limit });
+      this.pages.measured(page.events);
+      let events = page.events;
+      if (until !== undefined) {
+        const past = events.findIndex((event) => !within(event, until));
+        if (past >= 0) {
+          events = events.slice(0, past);
+          this.passed = true;
+        }
+      }
+      const last = events.at(-1);
+      if (!last) {
+        if (this.passed) return;
+        // An empty page can still move the checkpoint past events the filter skipped; read on until it stops.
+        if (page.checkpoint === undefined || page.checkpoint === this.readFrom) return;
+        this.readFrom = page.checkpoint;
+        continue;
+      }
+      await this.apply(events);
+      this.position = last.position;
+      this.readFrom = this.passed ? last.position : (page.checkpoint ?? last.position);
+      this.options.onBatch?.(this.applied);
+    }
+  }
+
+  private async apply(events: readonly RecordedEvent[]): Promise<void> {
+    const { schema } = this.options;
+    let applied = 0;
+    await this.knex.transaction(async (trx) => {
+      // Nothing serves these tables yet: a crash before they are used drops them (a rebuild's swap commits as usual).
+      await trx.raw('set local synchronous_commit = off');
+      if (schema !== undefined) await trx.raw('select set_config(?, ?, true)', ['search_path', quoteIdentifier(schema)]);
+      for (const [index, { projector, tables }] of this.targets.entries()) {
+        const types = this.types[index];
+        const own = types === undefined ? events : events.filter((event) => types.has(event.type));
+        if (own.length === 0) continue;
+        await projector.apply(own, trx, tables);
+        applied += own.length;
+      }
+    });
+    this.applied += applied;
+  }
+}
+
+/** A name as PostgreSQL reads it between double quotes. */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

@@ -1,5 +1,7 @@
-// Forensics verbs: `explain` (the causal timelines of a plan or a deployment, from the running Sentinel), and
-// `audit export` / `audit verify` (a signed export of the audit trail's hash chain, verified offline).
+// Forensics verbs: `explain` (the causal timelines of a plan or a deployment, from the running Sentinel),
+// `forensics snapshot` (every read model as it stood at a time, as JSON lines), and `audit export` / `audit verify`
+// (a signed export of the audit trail's hash chain, verified offline).
+import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -13,6 +15,16 @@ import type { Database } from '../../adapters/postgres/database.js';
 import { AuditExportWriter, publicKeyFrom, SIGNING_KEY_VARIABLE, signingKeyFrom, SigningKeyError, verifyExport } from '../../commands/audit-export.js';
 import type { EventStore } from '../../domain/event-store.js';
 import { auditProjector, firstAuditPositionAt, GENESIS_HASH, readAuditChain } from '../../projections/audit-trail.js';
+import {
+  createSnapshot,
+  dropSnapshot,
+  FLEET_COST,
+  listSnapshot,
+  projectSnapshot,
+  SNAPSHOT_CONTENTS,
+  SNAPSHOT_READ_MODELS,
+  snapshotFleetCost,
+} from '../../projections/fleet-snapshot.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { parseAsOf, AS_OF_ACCEPTS } from '../../projections/time-travel.js';
 import type { Timeline, TimelineNode } from '../../projections/timeline.js';
@@ -37,6 +49,20 @@ export function registerForensicsVerbs(program: Command, deps: ForensicsDeps): v
     .option('--json', 'print the timelines as JSON')
     .exitOverride()
     .action((kind: string, id: string, options: ExplainOptions) => explain(kind, id, options));
+
+  program
+    .command('forensics')
+    .description('forensics over the database Sentinel uses')
+    .exitOverride()
+    .command('snapshot')
+    .description(
+      'project every read model up to a time or log position into a scratch snapshot, write its rows as JSON lines ' +
+        '(a header line, then one line per row with its read model), and drop the snapshot',
+    )
+    .requiredOption('--at <time|position>', 'an ISO 8601 date-time with a zone (every event recorded at or before it) or a log position (every event at or before it)')
+    .option('--out <file>', 'the file to write (it must not exist yet); standard output when absent')
+    .exitOverride()
+    .action((options: SnapshotOptions) => fleetSnapshot(options, deps));
 
   const audit = program.command('audit').description('the audit trail: a signed export of its hash chain, and its offline verification').exitOverride();
 
@@ -153,7 +179,7 @@ async function signingKey(): Promise<KeyObject> {
   }
 }
 
-function pointOf(option: '--from' | '--to', value: string | undefined) {
+function pointOf(option: string, value: string | undefined) {
   if (value === undefined) return undefined;
   const point = parseAsOf(value);
   if (point === undefined) throw new Exit(`${option}: ${AS_OF_ACCEPTS}`, EXIT_USAGE);
@@ -208,6 +234,80 @@ async function hashBefore(db: Database, table: string, position: string | undefi
   if (position !== undefined) query.where('position', '<', position);
   const row = (await query) as { hash: string } | undefined;
   return row?.hash ?? GENESIS_HASH;
+}
+
+// ---- forensics snapshot ------------------------------------------------------------------------------------
+
+interface SnapshotOptions {
+  at: string;
+  out?: string;
+}
+
+/** Rows read from the snapshot at a time, and lines written in one go. */
+const SNAPSHOT_PAGE = 500;
+/** Only for a process killed before it drops its snapshot: the API's sweeper drops it after this. */
+const CLI_SNAPSHOT_TTL_SECONDS = 3600;
+
+/**
+ * The snapshot as JSON lines: `{"kind":"snapshot", at, position, events, contents}` first, then one
+ * `{"kind":"row","readModel":…,"row":…}` per row in each read model's list order (the fleet's cost is one row).
+ */
+async function fleetSnapshot(options: SnapshotOptions, deps: ForensicsDeps): Promise<void> {
+  const point = pointOf('--at', options.at)!;
+  let out: NodeJS.WritableStream = process.stdout;
+  if (options.out !== undefined) {
+    try {
+      const file = createWriteStream(options.out, { flags: 'wx' });
+      await once(file, 'open');
+      out = file;
+    } catch (error) {
+      throw new Exit(`--out: cannot create ${options.out}: ${messageOf(error)}${(error as { code?: string }).code === 'EEXIST' ? ' (a snapshot never overwrites a file)' : ''}`, EXIT_USAGE);
+    }
+  }
+  const write = async (value: unknown) => {
+    if (!out.write(`${JSON.stringify(value)}\n`)) await once(out, 'drain');
+  };
+  const started = performance.now();
+  const summary = await deps
+    .withSentinel(async ({ db, store }) => {
+      const id = randomUUID();
+      await createSnapshot(db.knex, { id, at: options.at, ttlSeconds: CLI_SNAPSHOT_TTL_SECONDS });
+      try {
+        const status = await projectSnapshot(db.knex, store, id, point);
+        await write({ kind: 'snapshot', at: options.at, position: status.position, events: status.events, contents: SNAPSHOT_CONTENTS });
+        let rows = 0;
+        for (const readModel of Object.keys(SNAPSHOT_READ_MODELS)) {
+          for (let cursor: string | undefined; ; ) {
+            const page = await listSnapshot(db.knex, id, readModel, { limit: SNAPSHOT_PAGE, cursor, filters: {} });
+            for (const row of page.items) await write({ kind: 'row', readModel, row });
+            rows += page.items.length;
+            if (page.nextCursor === null) break;
+            cursor = page.nextCursor;
+          }
+        }
+        await write({ kind: 'row', readModel: FLEET_COST, row: await snapshotFleetCost(db.knex, id) });
+        return { rows: rows + 1, events: status.events, position: status.position };
+      } finally {
+        await dropSnapshot(db.knex, id);
+      }
+    })
+    .catch(async (error: unknown) => {
+      if (options.out !== undefined) {
+        (out as WriteStream).destroy();
+        await rm(options.out, { force: true });
+      }
+      if (error instanceof Exit) throw error;
+      throw new Exit(`forensics snapshot failed${options.out !== undefined ? `, and ${options.out} was removed` : ''}: ${messageOf(error)}`, EXIT_FAILURE);
+    });
+  if (options.out !== undefined) {
+    out.end();
+    await once(out, 'finish');
+  }
+  process.stderr.write(
+    `snapshot at ${options.at}: ${summary.events} events applied, up to position ${summary.position ?? '(none: nothing lay at or before it)'}; ` +
+      `${summary.rows} rows of ${SNAPSHOT_CONTENTS.length} read models written${options.out !== undefined ? ` to ${options.out}` : ''} ` +
+      `in ${((performance.now() - started) / 1000).toFixed(1)} s; the scratch snapshot was dropped\n`,
+  );
 }
 
 // ---- audit verify --------------------------------------------------------------------------------------------

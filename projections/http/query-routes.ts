@@ -25,7 +25,8 @@ import { asOfParameter, parseAsOf, stateAsOf } from '../time-travel.js';
 import { forensicsRoutes } from './forensics-routes.js';
 import { readers } from './readers.js';
 import { rolloutRoutes } from './rollout-routes.js';
-import { lastAnchor, verifyAgainstAnchor } from '../../commands/audit-export-anchor.js';
+import { verifyAgainstAnchor, type AnchorLog } from '../../commands/audit-export-anchor.js';
+import type { FleetSnapshotService } from './forensics-routes.js';
 
 export interface QueryRoutesOptions {
   knex: Knex;
@@ -49,10 +50,12 @@ export interface QueryRoutesOptions {
   /** Reads a correlation's events across streams, for the causal timeline. */
   correlations?: CorrelationReader;
   /**
-   * The file the audit trail's signed anchors are appended to: `GET /audit/verify` then also checks the live chain
-   * against the last one, with `publicKey` (else the key the anchor names).
+   * Where the audit trail's signed anchors are published (a file, a Kafka topic): `GET /audit/verify` then also checks
+   * the live chain against the last one, with `publicKey` (else the key the anchor names).
    */
-  auditAnchors?: { file: string; publicKey?: KeyObject };
+  auditAnchors?: { log: Pick<AnchorLog, 'last'>; publicKey?: KeyObject };
+  /** Fleet snapshots at a time (`FleetSnapshots`), served under /forensics/snapshots. */
+  fleetSnapshots?: FleetSnapshotService;
 }
 
 const POSITION = /^[0-9a-f]{16}-[0-9a-f]{16}$/;
@@ -376,7 +379,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
         const table = (await runtime.tables(auditProjector)).audit;
         const anchors = options.auditAnchors;
         if (anchors === undefined) return { status: 200, body: await verifyAuditTrail(knex, table) };
-        return { status: 200, body: await verifyAgainstAnchor(knex, table, await lastAnchor(anchors.file), anchors.publicKey) };
+        return { status: 200, body: await verifyAgainstAnchor(knex, table, await anchors.log.last(), anchors.publicKey) };
       },
     }),
     route({
@@ -388,7 +391,10 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       success: { status: 200, schema: z.object({ items: z.array(item) }), description: 'name, version, generation, position, eventsApplied, lagEvents, lagSeconds, active' },
       handle: async () => ({ status: 200, body: { items: await runtime.status() } }),
     }),
-    ...forensicsRoutes({ ...(options.correlations ? { correlations: options.correlations } : {}) }),
+    ...forensicsRoutes({
+      ...(options.correlations ? { correlations: options.correlations } : {}),
+      ...(options.fleetSnapshots ? { snapshots: options.fleetSnapshots } : {}),
+    }),
     ...rolloutRoutes({ events: options.events }),
   ];
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
-import { anchorOf, lastAnchor, verifyAgainstAnchor, writeAnchor, type AnchoredVerification } from '../../commands/audit-export-anchor.js';
+import { anchorOf, FileAnchorLog, lastAnchor, verifyAgainstAnchor, writeAnchor, type AnchoredVerification } from '../../commands/audit-export-anchor.js';
 import type { EventStore } from '../../domain/event-store.js';
 import { auditProjector, auditRowHash, readAuditChain, verifyAuditTrail } from '../../projections/audit-trail.js';
 import { queryRoutes } from '../../projections/http/query-routes.js';
@@ -97,7 +97,7 @@ for (const backend of backends) {
         knex,
         runtime: { tables: async () => ({ audit: table }) } as never,
         telemetry: {} as never,
-        auditAnchors: { file, publicKey },
+        auditAnchors: { log: new FileAnchorLog(file), publicKey },
       }).find((r) => r.path === '/audit/verify')!;
       const reply = (await route.handle({} as never)) as { status: number; body: AnchoredVerification };
       expect(reply.status).to.equal(200);

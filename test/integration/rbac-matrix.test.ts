@@ -75,6 +75,18 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'GET /audit/verify':                ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /projections':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /timeline':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'POST /forensics/snapshots':                              ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id':                           ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'DELETE /forensics/snapshots/:id':                        ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/clusters':                  ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/workloads':                 ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/deployments':               ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/action-plans':              ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/policies':                  ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/policy-decisions':          ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/nodes':                     ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/deployment-uptime':         ['deny',  'deny',  'deny',  'allow', 'deny' ],
+  'GET /forensics/snapshots/:id/fleet-cost':                ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'GET /events/stream':               ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /openapi.json':                ['allow', 'allow', 'allow', 'allow', 'allow'],
 };
@@ -140,6 +152,7 @@ const BODIES: Record<string, (api: TestApi, caller: Caller) => unknown> = {
   }),
   'POST /autonomy/pause': () => ({ reason: 'rbac matrix' }),
   'POST /autonomy/resume': () => ({ reason: 'rbac matrix' }),
+  'POST /forensics/snapshots': () => ({ at: '2026-01-01T00:00:00Z' }),
 };
 
 let counter = 0;
