@@ -92,6 +92,14 @@ export type ClusterStatus = 'active' | 'cordoned' | 'deregistered';
 /** Whether Sentinel can reach the cluster: unknown until it has tried with the credentials recorded now. */
 export type ConnectionState = 'unknown' | 'connected' | 'unreachable';
 
+/**
+ * Whether an update makes the cluster's connection unknown again: new credentials or a new address are tried
+ * afresh, since what was known of the old ones says nothing of them. The read model applies the same rule.
+ */
+export function reconnectsAfter(changes: { apiServer?: unknown; credentials?: unknown }): boolean {
+  return changes.apiServer !== undefined || changes.credentials !== undefined;
+}
+
 export type Cluster =
   | { status: 'absent' }
   | { status: ClusterStatus; id: string; spec: ClusterSpec; cordonReason?: string; connection: ConnectionState };
@@ -114,10 +122,11 @@ export function evolve(state: Cluster, event: ClusterEvent): Cluster {
       return { status: 'active', id: event.data.clusterId, spec: event.data.spec, connection: 'unknown' };
     case 'ClusterUpdated': {
       if (state.status === 'absent') return state;
-      const { apiServer, credentials } = event.data.changes;
-      // New credentials or a new address are tried afresh: what was known of the old ones says nothing of them.
-      const reconnects = apiServer !== undefined || credentials !== undefined;
-      return { ...state, spec: { ...state.spec, ...event.data.changes }, connection: reconnects ? 'unknown' : state.connection };
+      return {
+        ...state,
+        spec: { ...state.spec, ...event.data.changes },
+        connection: reconnectsAfter(event.data.changes) ? 'unknown' : state.connection,
+      };
     }
     case 'ClusterCordoned':
       return state.status === 'absent' ? state : { ...state, status: 'cordoned', cordonReason: event.data.reason };

@@ -1,5 +1,5 @@
 // The clusters read model: every registered cluster, whether it takes placements, and whether Sentinel reaches it.
-import { clusterEvents, type ClusterStatus, type ConnectionState, type Credentials } from '../../domain/cluster.js';
+import { clusterEvents, reconnectsAfter, type ClusterStatus, type ConnectionState, type Credentials } from '../../domain/cluster.js';
 import { RowBatch } from '../row-batch.js';
 import { BY_CREATION, created, lifecycleColumns, parseEach, sortable, touched } from './projecting.js';
 import { acceptsOf, equals, lifecycle, listPage, oneOf, type Filters, type Lifecycle, type ReadModel } from './query.js';
@@ -101,8 +101,7 @@ export const clusters: ReadModel<'clusters'> = {
               ...(labels !== undefined ? { labels } : {}),
               ...(gpuSkus !== undefined ? { gpu_skus: gpuSkus } : {}),
               ...(credentials !== undefined ? { credentials: visibleCredentials(credentials) } : {}),
-              // New credentials or a new address are tried afresh.
-              ...(apiServer !== undefined || credentials !== undefined ? { connection: 'unknown', connection_since: event.recordedAt, connection_cause: null } : {}),
+              ...(reconnectsAfter(e.data.changes) ? { connection: 'unknown', connection_since: event.recordedAt, connection_cause: null } : {}),
               ...touched(event),
             });
             break;
