@@ -32,6 +32,8 @@ import { reactionTo, reactionToObservation, reportBy } from './reaction-context.
 import { retrying } from '../adapters/retry.js';
 import { everyEventOf, type Reactor } from './reactor-runtime.js';
 import {
+  adoptedAlready,
+  adoptedDrift,
   progressiveRollout,
   countChangedByHand,
   desiredOf,
@@ -39,6 +41,7 @@ import {
   driftResolution,
   healthChange,
   judgeObservation,
+  type AdoptedDrift,
   type RolloutStep,
 } from './reconcile.js';
 
@@ -105,7 +108,7 @@ export class ClusterReactor implements Reactor {
   /** Observations are handled one at a time per deployment, in the order the watch delivered them. */
   private readonly queues = new Map<string, Promise<void>>();
   /** Differences already adopted, so that an adopted change is recorded once rather than on every status update. */
-  private readonly adopted = new Map<string, string>();
+  private readonly adopted = new Map<string, AdoptedDrift>();
   /** Every deployment ever placed on this cluster and not yet seen deleted: what a resync goes through. */
   private readonly placed = new Set<string>();
   private placedRead = false;
@@ -491,9 +494,8 @@ export class ClusterReactor implements Reactor {
     if (differences.length === 0) return;
     const observedVersion = live?.resourceVersion ?? seen.resourceVersion;
     const { id: deploymentId, currentRevision: revision } = state;
-    const fingerprint = JSON.stringify(differences);
     const resolved = driftResolution(state.driftPolicy, differences, live !== undefined);
-    if (resolved.resolution === 'adopt' && this.adopted.get(deploymentId) === fingerprint) return;
+    if (resolved.resolution === 'adopt' && adoptedAlready(this.adopted.get(deploymentId), differences)) return;
     try {
       await this.record(
         { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
@@ -509,7 +511,7 @@ export class ClusterReactor implements Reactor {
       return;
     }
     if (resolved.resolution === 'adopt') {
-      this.adopted.set(deploymentId, fingerprint);
+      this.adopted.set(deploymentId, adoptedDrift(differences));
       return;
     }
     this.adopted.delete(deploymentId);

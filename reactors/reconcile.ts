@@ -145,6 +145,22 @@ export function driftResolution(policy: DriftPolicy, differences: DriftDifferenc
   return { resolution: 'adopt', judgedAsScale: differences.some((difference) => difference.field === 'replicas') };
 }
 
+/** Differences an adopted drift was recorded with, each keyed by its content. */
+export type AdoptedDrift = ReadonlySet<string>;
+
+export function adoptedDrift(differences: readonly DriftDifference[]): AdoptedDrift {
+  return new Set(differences.map((difference) => JSON.stringify(difference)));
+}
+
+/**
+ * Whether a drift under `adopt` is one already recorded: every difference the object shows now was among those
+ * adopted. Adopting a count makes it the deployment's own, so the same edit seen again (the watch events queued
+ * behind the first) shows fewer differences, never new ones: a count and an image changed together are one drift.
+ */
+export function adoptedAlready(adopted: AdoptedDrift | undefined, differences: readonly DriftDifference[]): boolean {
+  return adopted !== undefined && differences.every((difference) => adopted.has(JSON.stringify(difference)));
+}
+
 /**
  * Whether the current revision is to be carried out as a canary or blue/green, next to the stable revision, by the
  * rollout reactor rather than rolled out over it: such a strategy, a revision that is not a rollback and never became

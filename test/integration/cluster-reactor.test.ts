@@ -649,6 +649,30 @@ describe('cluster reactor on the cluster simulator', function () {
         expect(await driftsOf(id), 'one adoption recorded once').to.have.length(1);
       });
 
+      it('given the adopt policy, when someone changes the count and the image in one edit, then one drift is recorded and both are kept', async () => {
+        const ns = namespace('adopt-both');
+        const id = await d.deployed(workloadSpec(ns, 'server'), { driftPolicy: 'adopt' });
+        const rogue = 'registry.example/rogue/server:7';
+        await cluster.apps.patchNamespacedDeployment(
+          {
+            name: 'server',
+            namespace: ns,
+            body: { spec: { replicas: 3, template: { spec: { containers: [{ name: 'main', image: rogue }] } } } },
+            fieldManager: 'kubectl',
+          },
+          setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+        );
+
+        const drift = await d.event(id, 'DriftDetected');
+        expect(drift.data).to.deep.include({ revision: 1, resolution: 'adopt' });
+        expect(drift.data['differences']).to.deep.include({ field: 'replicas', expected: 2, actual: 3 });
+        await eventually('the deployment adopts 3 replicas', () => d.state(id), (state) => state.replicas === 3);
+        // The rollout of the edit sends a stream of watch events, each showing the image still differing.
+        await podsSettle(ns, id, 3, rogue);
+        await reacting.reactor.resync();
+        expect(await driftsOf(id), 'one edit by hand, recorded once').to.have.length(1);
+      });
+
       it('given an image changed by hand, then it is reverted to the recorded revision', async () => {
         const ns = namespace('drift-image');
         const id = await d.deployed(workloadSpec(ns, 'server'));

@@ -6,6 +6,8 @@ import { fold } from '../../domain/decider.js';
 import { deploymentDecider, type DeploymentEvent, type PlacedDeployment } from '../../domain/deployment.js';
 import { desiredTemplate, type DesiredWorkload, type LiveWorkload, type ManagedChange, type RolloutStatus } from '../../reactors/cluster-driver.js';
 import {
+  adoptedAlready,
+  adoptedDrift,
   countChangedByHand,
   desiredOf,
   driftBetween,
@@ -396,6 +398,22 @@ describe('answering what was judged, on the object as it is now', () => {
 
   it('given an image changed by hand under adopt, then adopted with nothing to admit', () => {
     expect(driftResolution('adopt', [{ field: 'image', expected: 'a', actual: 'b' }], true)).to.deep.equal({ resolution: 'adopt', judgedAsScale: false });
+  });
+
+  it('given a count and an image changed together and adopted, when the object is seen again with the count now the deployment\'s own, then it is the same drift', () => {
+    const adopted = adoptedDrift([
+      { field: 'replicas', expected: 3, actual: 5 },
+      { field: 'image', expected: 'a', actual: 'b' },
+    ]);
+    expect(adoptedAlready(adopted, [{ field: 'image', expected: 'a', actual: 'b' }])).to.equal(true);
+    expect(adoptedAlready(adopted, [{ field: 'replicas', expected: 3, actual: 5 }, { field: 'image', expected: 'a', actual: 'b' }])).to.equal(true);
+  });
+
+  it('given an adopted drift, when the object shows a new count or another image, then it is a new drift', () => {
+    const adopted = adoptedDrift([{ field: 'replicas', expected: 3, actual: 5 }, { field: 'image', expected: 'a', actual: 'b' }]);
+    expect(adoptedAlready(adopted, [{ field: 'replicas', expected: 5, actual: 7 }, { field: 'image', expected: 'a', actual: 'b' }])).to.equal(false);
+    expect(adoptedAlready(adopted, [{ field: 'image', expected: 'a', actual: 'c' }])).to.equal(false);
+    expect(adoptedAlready(undefined, [{ field: 'image', expected: 'a', actual: 'b' }])).to.equal(false);
   });
 
   it('given the object deleted by hand under adopt, then put back all the same: adopting it would run nothing', () => {
