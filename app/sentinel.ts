@@ -30,7 +30,7 @@ import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-m
 import { AuditChainMonitor } from '../projections/audit-chain-monitor.js';
 import { auditProjector } from '../projections/audit-trail.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
-import { liveRoutes, readSideFloor } from '../projections/http/live-routes.js';
+import { LIVE_OPENAPI_PATHS, liveRoutes, readSideFloor } from '../projections/http/live-routes.js';
 import { consoleRouter } from './console/console-router.js';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -224,6 +224,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       logger,
       planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
       version: SENTINEL_VERSION,
+      documentedPaths: LIVE_OPENAPI_PATHS,
       queryRoutes: queryRoutes({
         knex: db.knex,
         runtime: projections,
@@ -233,6 +234,8 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
         events: store,
         snapshots: new PostgresSnapshotStore(db),
         ...(isCorrelationReader(store) ? { correlations: store } : {}),
+        // Where this process runs a reactor, its lag counts only the events it reads.
+        reactorEventTypes: (reactor) => reactors?.runtime.eventTypesOf(reactor),
         // The Kafka topic when there is one (every process reads the same), else the file.
         ...(anchorLogs.length > 0 ? { auditAnchors: { log: anchorLogs.at(-1)!, ...(signingKey ? { publicKey: createPublicKey(signingKey) } : {}) } } : {}),
         ...(fleetSnapshots ? { fleetSnapshots } : {}),

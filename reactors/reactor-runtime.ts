@@ -259,6 +259,11 @@ export class ReactorRuntime {
     return this.active.has(name);
   }
 
+  /** The event types a reactor this runtime runs reads; undefined for one it does not run. */
+  eventTypesOf(name: string): readonly string[] | undefined {
+    return this.running.get(name)?.reactor.eventTypes;
+  }
+
   async checkpoint(name: string): Promise<Position | undefined> {
     const row = (await this.knex(CHECKPOINTS).where({ name }).first('position')) as { position: string } | undefined;
     return row?.position;

@@ -14,7 +14,7 @@ export const CONSOLE_CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /** The paths that answer the shell; the script reads the path (and query) and renders that page. */
-export const CONSOLE_PAGES = ['/', '/login', '/deployments', '/deployments/:id', '/plans', '/plans/:id', '/decisions', '/timeline', '/audit'] as const;
+export const CONSOLE_PAGES = ['/', '/login', '/deployments', '/deployments/:id', '/plans', '/plans/:id', '/decisions', '/timeline', '/audit', '/operations'] as const;
 
 const ASSETS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'assets');
 
@@ -87,6 +87,7 @@ function shellHtml(script: string, stylesheet: string): string {
 <a href="/plans">Action plans</a>
 <a href="/decisions">Policy decisions</a>
 <a href="/audit">Audit trail</a>
+<a href="/operations">Projections and reactors</a>
 </nav>
 <span id="live" class="live" role="status" aria-live="polite"></span>
 <button type="button" id="logout" hidden>Sign out</button>

@@ -39,6 +39,8 @@ export interface CommandApiOptions {
   version: string;
   /** Routes of the read side, served under the same auth and described in the same document. */
   queryRoutes?: readonly Route[];
+  /** OpenAPI path items of what is served beside the route table (the live event stream), for the same document. */
+  documentedPaths?: Record<string, Record<string, unknown>>;
 }
 
 export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idempotency' | 'version'>): Route[] {
@@ -58,7 +60,7 @@ export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idemp
 /** The router to mount at /api/v1. */
 export function commandApi(options: CommandApiOptions): Router {
   const routes = [...commandRoutes(options), ...(options.queryRoutes ?? [])];
-  const document = openApiDocument(routes, { version: options.version });
+  const document = openApiDocument(routes, { version: options.version }, options.documentedPaths);
   const router = express.Router();
   router.get('/openapi.json', (_req, res) => {
     res.json(document);

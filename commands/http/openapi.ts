@@ -44,7 +44,15 @@ const PROBLEMS: Record<number, string> = {
   503: 'the read side has not reached the position given as `after` yet; retry after Retry-After',
 };
 
-export function openApiDocument(routes: readonly Route[], info: { version: string }): Record<string, unknown> {
+/**
+ * `served`: path items written by hand for what is served beside the route table (a stream, whose answer is not
+ * JSON); a path the table serves too is refused.
+ */
+export function openApiDocument(
+  routes: readonly Route[],
+  info: { version: string },
+  served: Record<string, Record<string, unknown>> = {},
+): Record<string, unknown> {
   const components: Record<string, JsonSchema> = {};
   const toSchema = (schema: z.ZodType, io: 'input' | 'output'): JsonSchema => {
     const { $schema: _ignored, $defs, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' });
@@ -115,6 +123,11 @@ export function openApiDocument(routes: readonly Route[], info: { version: strin
         ),
       },
     };
+  }
+
+  for (const [path, item] of Object.entries(served)) {
+    if (paths[path]) throw new Error(`${path} is served by the route table; it needs no path item written by hand`);
+    paths[path] = item;
   }
 
   const document = {

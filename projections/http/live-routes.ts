@@ -1,8 +1,12 @@
 // `GET /events/stream`: every new event of the log as Server-Sent Events, for pages that show the read side live.
 // Only what an event is (position, stream, type, time) goes out; a page re-reads what it shows through the query API.
+// The bearer token is checked when the stream opens and again while it is open: the stream ends when the token
+// expires, and at the first heartbeat after its login is ended, its user disabled or its service account revoked.
+import { decodeJwt } from 'jose';
 import express, { type Request, type Response, type Router } from 'express';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { sendProblem } from '../../adapters/http/problem.js';
 import { bearerChallenge, bearerToken, presentsBearerToken } from '../../adapters/http/bearer.js';
 import type { AccessService } from '../../commands/access.js';
@@ -21,20 +25,97 @@ export interface LiveRoutesOptions {
    */
   start: () => Promise<Position | undefined>;
   logger: Logger;
-  /** A comment line this often keeps proxies and the browser from closing an idle stream; 15 s unless given. */
+  /**
+   * A comment line this often keeps proxies and the browser from closing an idle stream, and the token is checked
+   * again as it is sent (`access.authenticate`: a token revoked since the stream opened ends it); 15 s unless given.
+   */
   heartbeatMs?: number;
+  /** When a token stops being valid by itself (undefined: never); the JWT's `exp` claim unless given. */
+  expiresAt?: (token: string) => Date | undefined;
 }
 
 /** Who may follow the log live: whoever may read the query API. */
 export const LIVE_ROLES: readonly Role[] = rolesFrom('viewer', { system: true });
 export const LIVE_PATH = '/events/stream';
 
+/** The frame that ends a stream whose token is no longer valid; its data is the problem a request would get (401). */
+export const LIVE_UNAUTHENTICATED_EVENT = 'unauthenticated';
+
 /** What each Server-Sent Event carries, as its `data:` line (JSON); the event's `id:` is `position`. */
-export interface LiveEvent {
-  position: Position;
-  stream: string;
-  type: string;
-  recordedAt: string;
+export const liveEvent = z
+  .object({
+    position: z.string().describe('the event’s position in the log; also the `id:` of its frame, to resume after with Last-Event-ID'),
+    stream: z.string().describe('the stream it was appended to, `<category>-<id>`'),
+    type: z.string().describe('the event type, e.g. DeploymentScaled'),
+    recordedAt: z.string().describe('when it was recorded, ISO 8601'),
+  })
+  .describe('LiveEvent: what an `appended` frame carries');
+export type LiveEvent = z.infer<typeof liveEvent>;
+
+const RESUME_ID = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * The OpenAPI path item of the stream, which is served beside the route table (its answer does not end, and is not
+ * JSON): for the document to list with the table's routes.
+ */
+export const LIVE_OPENAPI_PATHS: Record<string, Record<string, unknown>> = {
+  [LIVE_PATH]: {
+    get: {
+      operationId: 'followEvents',
+      summary: 'Follow the log live, as Server-Sent Events',
+      description:
+        'Every event appended after the start, as one `appended` frame each (`id:` its position, `data:` a LiveEvent), in log order, ' +
+        'with a `: heartbeat` comment every 15 s. Without Last-Event-ID the stream starts where the slowest projection stands, so a ' +
+        'client that opens it first and reads the query API second misses no change. The token is checked again at each heartbeat ' +
+        'and the stream ends when it expires: a last `unauthenticated` frame (data: the problem, status 401) says why; refresh the ' +
+        'token and reconnect with Last-Event-ID.',
+      tags: ['queries'],
+      'x-sentinel-roles': LIVE_ROLES,
+      parameters: [
+        {
+          name: 'Last-Event-ID',
+          in: 'header',
+          required: false,
+          description: 'resume after this event: the `id:` of the last frame received (a log position); only later events are sent',
+          schema: { type: 'string', pattern: RESUME_ID.source },
+        },
+        {
+          name: 'X-Correlation-Id',
+          in: 'header',
+          required: false,
+          description: "ties the request to a caller's id; echoed back, and a request id is used when absent or not valid",
+          schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' },
+        },
+      ],
+      responses: {
+        200: {
+          description: 'a stream of Server-Sent Events that does not end by itself',
+          headers: { 'X-Correlation-Id': { description: "the X-Correlation-Id sent, or this request's id", schema: { type: 'string' } } },
+          content: {
+            'text/event-stream': {
+              schema: { type: 'string', description: 'frames `id: <position>`, `event: appended`, `data: <LiveEvent as JSON>`; a last `event: unauthenticated` frame carries a Problem' },
+              'x-sentinel-events': {
+                appended: { id: 'the event’s position', data: jsonSchema(liveEvent) },
+                [LIVE_UNAUTHENTICATED_EVENT]: { data: { $ref: '#/components/schemas/Problem' } },
+              },
+            },
+          },
+        },
+        400: problemResponse('a query parameter was given (the route takes none), or Last-Event-ID is not a position this stream sent'),
+        401: problemResponse('no valid bearer token'),
+        403: problemResponse('the caller’s role may not do this'),
+      },
+    },
+  },
+};
+
+function jsonSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12' });
+  return rest;
+}
+
+function problemResponse(description: string) {
+  return { description, content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
 }
 
 /**
@@ -68,11 +149,10 @@ export function liveRoutes(options: LiveRoutesOptions): LiveRouter {
 
   router.get(LIVE_PATH, async (req: Request, res: Response) => {
     let subscription: Subscription;
+    let token: string;
     try {
-      const principal = await authenticate(req, options.access);
-      if (!LIVE_ROLES.includes(principal.role)) {
-        throw new Forbidden(`role ${principal.role} may not follow the log; it needs one of: ${LIVE_ROLES.join(', ')}`);
-      }
+      token = bearerOf(req);
+      await allowed(token, options.access);
       const [unknown] = Object.keys(req.query);
       if (unknown !== undefined) {
         throw new BadRequest(400, `unknown query parameter ${JSON.stringify(unknown)}: GET ${LIVE_PATH} takes none (resume with the Last-Event-ID header)`, [
@@ -80,7 +160,7 @@ export function liveRoutes(options: LiveRoutesOptions): LiveRouter {
         ]);
       }
       const resume = req.get('last-event-id');
-      if (resume !== undefined && !/^[\x21-\x7e]{1,128}$/.test(resume)) {
+      if (resume !== undefined && !RESUME_ID.test(resume)) {
         throw new BadRequest(400, 'Last-Event-ID must be the id of an event this stream sent (a log position)', [
           { path: 'Last-Event-ID', message: 'a log position, as the id: of an event this stream sent' },
         ]);
@@ -101,14 +181,42 @@ export function liveRoutes(options: LiveRoutesOptions): LiveRouter {
     // The browser waits this long before it reconnects on its own (an EventSource does; a fetch reader may read it).
     res.write('retry: 1000\n\n');
 
-    const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), heartbeatMs);
     let closed = false;
+    let expiry: NodeJS.Timeout | undefined;
     const end = async () => {
       closed = true;
       clearInterval(heartbeat);
+      clearTimeout(expiry);
       open.delete(end);
       await subscription.close();
     };
+    /** Tells the client why (the problem a request with this token now gets), and ends the stream. */
+    const refuseFromNow = async (error: Unauthenticated | Forbidden) => {
+      if (closed) return;
+      const { headers: _headers, ...problem } = toProblem(error)!;
+      res.write(`event: ${LIVE_UNAUTHENTICATED_EVENT}\ndata: ${JSON.stringify(problem)}\n\n`);
+      await end();
+    };
+    let checking = false;
+    const heartbeat = setInterval(() => {
+      res.write(': heartbeat\n\n');
+      if (checking) return;
+      checking = true;
+      allowed(token, options.access)
+        .catch(async (error: unknown) => {
+          if (error instanceof Unauthenticated || error instanceof Forbidden) return refuseFromNow(error);
+          // Not an answer about the token (the principal store did not answer): checked again at the next heartbeat.
+          options.logger.warn({ err: error }, 'checking the token of a live event stream failed; checking again at the next heartbeat');
+        })
+        .finally(() => (checking = false));
+    }, heartbeatMs);
+    const expiresAt = (options.expiresAt ?? jwtExpiry)(token);
+    if (expiresAt !== undefined) {
+      expiry = setTimeout(
+        () => void refuseFromNow(new Unauthenticated('the token has expired; refresh it and reconnect with Last-Event-ID')),
+        Math.min(MAX_TIMER_MS, Math.max(0, expiresAt.getTime() - Date.now())),
+      );
+    }
     open.add(end);
     req.on('close', () => void end());
     try {
@@ -154,12 +262,30 @@ function frame(event: RecordedEvent): string {
   return `id: ${event.position}\nevent: appended\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
-async function authenticate(req: Request, access: Pick<AccessService, 'authenticate'>): Promise<Principal> {
+/** Longest delay a Node.js timer takes; a token valid for longer is checked again before it fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function bearerOf(req: Request): string {
   const header = req.get('authorization');
   if (!header) throw new Unauthenticated('this route needs a bearer token: Authorization: Bearer <token>');
   const token = bearerToken(header);
   if (token === undefined) throw new Unauthenticated('the Authorization header must be "Bearer <token>"');
-  return access.authenticate(token);
+  return token;
+}
+
+/** The principal the token stands for now, if it may follow the log; throws `Unauthenticated` or `Forbidden`. */
+async function allowed(token: string, access: Pick<AccessService, 'authenticate'>): Promise<Principal> {
+  const principal = await access.authenticate(token);
+  if (!LIVE_ROLES.includes(principal.role)) {
+    throw new Forbidden(`role ${principal.role} may not follow the log; it needs one of: ${LIVE_ROLES.join(', ')}`);
+  }
+  return principal;
+}
+
+/** The `exp` claim of a JWT the access service has verified already; undefined for a token without one (a service account's). */
+function jwtExpiry(token: string): Date | undefined {
+  const { exp } = decodeJwt(token);
+  return exp === undefined ? undefined : new Date(exp * 1000);
 }
 
 function refuse(req: Request, res: Response, error: unknown, logger: Logger): void {

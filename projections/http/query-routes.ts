@@ -23,6 +23,7 @@ import { actionPlans, clusters, deployments, workloads } from '../../commands/ag
 import type { CorrelationReader, EventStore } from '../../domain/event-store.js';
 import { asOfParameter, parseAsOf, stateAsOf } from '../time-travel.js';
 import { forensicsRoutes } from './forensics-routes.js';
+import { operationsRoutes } from './operations-routes.js';
 import { readers } from './readers.js';
 import { rolloutRoutes } from './rollout-routes.js';
 import { verifyAgainstAnchor, type AnchorLog } from '../../commands/audit-export-anchor.js';
@@ -56,6 +57,8 @@ export interface QueryRoutesOptions {
   auditAnchors?: { log: Pick<AnchorLog, 'last'>; publicKey?: KeyObject };
   /** Fleet snapshots at a time (`FleetSnapshots`), served under /forensics/snapshots. */
   fleetSnapshots?: FleetSnapshotService;
+  /** The event types each reactor this process runs reads, so that `GET /reactors` counts its lag in those alone. */
+  reactorEventTypes?: (reactor: string) => readonly string[] | undefined;
 }
 
 const POSITION = /^[0-9a-f]{16}-[0-9a-f]{16}$/;
@@ -396,6 +399,7 @@ export function queryRoutes(options: QueryRoutesOptions): Route[] {
       ...(options.fleetSnapshots ? { snapshots: options.fleetSnapshots } : {}),
     }),
     ...rolloutRoutes({ events: options.events }),
+    ...operationsRoutes({ knex, events: options.events, reactorEventTypes: options.reactorEventTypes }),
   ];
 }
 

@@ -46,7 +46,7 @@ describe('console', function () {
 
   describe('served by Sentinel', () => {
     it('answers every page path with the shell under its own CSP, and the assets under hashed, immutable names', async () => {
-      for (const pagePath of ['/', '/deployments', `/deployments/${randomUUID()}`, '/plans', '/decisions', '/audit', '/timeline', '/login']) {
+      for (const pagePath of ['/', '/deployments', `/deployments/${randomUUID()}`, '/plans', '/decisions', '/audit', '/timeline', '/operations', '/login']) {
         const response = await fetch(origin + pagePath);
         expect(response.status, pagePath).to.equal(200);
         expect(response.headers.get('content-type'), pagePath).to.match(/^text\/html/);
@@ -171,6 +171,20 @@ describe('console', function () {
       await loaded();
     };
 
+    /** The replay dialog has its answer: the decision replayed to the same verdict, and says it matches. */
+    const replayed = async (verdict: string) => {
+      const dialog = page.getByRole('dialog', { name: 'Replay of a policy decision' });
+      await dialog.locator('#replay-matches').waitFor();
+      expect(await dialog.locator('#replay-matches').textContent()).to.match(/^✓ Matches/);
+      expect(await dialog.locator('#replay-recorded').textContent()).to.equal(verdict);
+      expect(await dialog.locator('#replay-replayed').textContent()).to.equal(verdict);
+      const outcomes = await dialog.locator('table.replay-results tbody tr').evaluateAll((rows) =>
+        rows.map((row) => [...(row as unknown as { cells: { textContent: string }[] }).cells].slice(2, 4).map((cell) => cell.textContent)),
+      );
+      expect(outcomes.length, 'each policy’s result, recorded and replayed').to.be.greaterThan(0);
+      for (const [recorded, replay] of outcomes) expect(replay).to.equal(recorded);
+    };
+
     it('signs in on the login page and shows the fleet', async () => {
       await page.goto(`${origin}/`);
       await page.waitForURL(/\/login\?next=%2F$/);
@@ -237,6 +251,13 @@ describe('console', function () {
       expect(decision).to.contain('deny').and.to.contain(`two replicas in ${namespace}`);
       await accessible('plan');
 
+      // Replayed with the policy set and inputs it recorded, the decision comes out the same.
+      await page.locator('section.decision').first().getByRole('button', { name: 'Replay' }).click();
+      await replayed('deny');
+      await accessible('replay');
+      await page.getByRole('dialog').getByRole('button', { name: 'Close' }).click();
+      await page.getByRole('dialog').waitFor({ state: 'hidden' });
+
       await follow('Explain this decision');
       expect(await page.locator('h1').textContent()).to.equal('Causal timeline');
       const tree = await page.locator('#data').textContent();
@@ -255,10 +276,37 @@ describe('console', function () {
       expect([...new Set(verdicts)]).to.deep.equal(['deny']);
       await accessible('decisions');
 
+      // Replay from the list: the newest refusal, which is the plan's.
+      await page.locator('#decisions tbody tr').first().getByRole('button', { name: 'Replay' }).click();
+      await replayed('deny');
+      await page.keyboard.press('Escape');
+      await page.getByRole('dialog').waitFor({ state: 'hidden' });
+
       await follow('Audit trail');
+      await page.getByRole('button', { name: 'Verify the hash chain' }).click();
       await page.waitForSelector('#audit-verify:text("Hash chain verified")');
       expect(await page.locator('#audit tbody tr').count()).to.be.greaterThan(0);
       await accessible('audit');
+    });
+
+    it('shows each projection and reactor with its lag, and the parked events', async () => {
+      await follow('Projections and reactors');
+      const projections = await page.locator('#projections tbody tr td:first-child').allTextContents();
+      expect(projections).to.include.members(['deployments', 'policy-decisions', 'audit']);
+      const reactors = await page.locator('#reactors tbody tr td:first-child').allTextContents();
+      expect(reactors).to.include.members(['fleet', 'plans', `cluster-${SIMULATED_CLUSTER_ID}`]);
+      await page.locator('#parked-heading').waitFor();
+      expect(await page.locator('#data').textContent()).to.match(/\d+ parked/);
+      await accessible('operations');
+    });
+
+    it('shows the fleet’s cost by cluster and by GPU SKU', async () => {
+      const cluster = await api.request<{ name: string }>('get', `/clusters/${SIMULATED_CLUSTER_ID}`, { as: 'viewer' });
+      await follow('Fleet');
+      await page.locator('#cost-by-cluster').waitFor();
+      expect(await page.locator('#cost-by-cluster tbody td:first-child').allTextContents()).to.include(cluster.body.name);
+      expect(await page.locator('#cost-by-sku caption').textContent()).to.contain('GPU SKU');
+      await accessible('fleet-cost');
     });
   });
 });

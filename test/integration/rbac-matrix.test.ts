@@ -74,6 +74,8 @@ const MATRIX: Record<string, readonly [anonymous: Verdict, viewer: Verdict, oper
   'GET /audit':                       ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /audit/verify':                ['deny',  'allow', 'allow', 'allow', 'allow'],
   'GET /projections':                 ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /reactors':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
+  'GET /reactors/parked':             ['deny',  'deny',  'allow', 'allow', 'deny' ],
   'GET /timeline':                    ['deny',  'allow', 'allow', 'allow', 'allow'],
   'POST /forensics/snapshots':                              ['deny',  'deny',  'deny',  'allow', 'deny' ],
   'GET /forensics/snapshots/:id':                           ['deny',  'deny',  'deny',  'allow', 'deny' ],
@@ -196,13 +198,13 @@ describe('RBAC matrix: every route × every caller', function () {
     expect(new Set(served).size, 'a route served twice').to.equal(served.length);
     expect(Object.keys(MATRIX).sort()).to.deep.equal([...served].sort());
 
-    // The published document lists the same command routes, so a client sees no route the table misses.
+    // The published document lists the same routes and the stream, so a client sees no route the table misses.
     const document = await api.request<{ paths: Record<string, Record<string, unknown>> }>('get', '/openapi.json', { as: 'anonymous' });
     expect(document.status).to.equal(200);
     const documented = Object.entries(document.body.paths).flatMap(([path, operations]) =>
       Object.keys(operations).map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
     );
-    expect(documented.sort()).to.deep.equal(routeRows().map(keyOf).sort());
+    expect(documented.sort()).to.deep.equal([...routeRows().map(keyOf), 'GET /events/stream'].sort());
   });
 
   it('has a body for every route that takes one', () => {

@@ -161,7 +161,13 @@ const live = {
         const headers = { authorization: `Bearer ${token()}`, accept: 'text/event-stream' };
         if (this.lastId) headers['last-event-id'] = this.lastId;
         const response = await fetch(`${API}/events/stream`, { headers, signal: this.controller.signal });
-        if (response.status === 401 && (await refreshTokens())) continue;
+        if (response.status === 401) {
+          if (await refreshTokens()) continue;
+          // The login is over (expired, ended or disabled): sign in again.
+          signOut();
+          navigate(`/login?${new URLSearchParams({ next: location.pathname + location.search })}`);
+          return;
+        }
         if (!response.ok || !response.body) throw new Error(`the live stream answered ${response.status}`);
         this.show('Live');
         opened();
@@ -192,6 +198,7 @@ const live = {
   },
   dispatch(block) {
     let id;
+    let type = 'message';
     let data = '';
     for (const line of block.split(/\r?\n/)) {
       if (line.startsWith(':')) continue;
@@ -199,9 +206,11 @@ const live = {
       const field = colon < 0 ? line : line.slice(0, colon);
       const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
       if (field === 'id') id = value;
+      else if (field === 'event') type = value;
       else if (field === 'data') data += data ? `\n${value}` : value;
     }
-    if (!data) return;
+    // The server ends the stream after this frame (the token expired or was revoked); the reconnect refreshes it.
+    if (!data || type !== 'appended') return;
     if (id) this.lastId = id;
     const event = JSON.parse(data);
     for (const listener of this.listeners) listener(event);
@@ -226,6 +235,7 @@ const PAGES = [
   { path: /^\/decisions$/, page: decisionsPage },
   { path: /^\/timeline$/, page: timelinePage },
   { path: /^\/audit$/, page: auditPage },
+  { path: /^\/operations$/, page: operationsPage },
 ];
 
 function fleetPage() {
@@ -239,11 +249,15 @@ function fleetPage() {
         get('/fleet/cost', {}, { after }),
         get('/nodes', { limit: 500 }, { after }),
       ]);
+      const names = new Map(clusters.items.map((c) => [c.id, c.name]));
+      const clusterName = (id) => names.get(id) ?? shortId(id);
       return [
         h('section', { 'aria-labelledby': 'cost-heading' },
           h('h2', { id: 'cost-heading' }, 'Cost'),
           h('p', { class: 'figure' }, h('span', { id: 'fleet-cost' }, money(cost.hourlyUsd)), ` across ${cost.deployments} placed deployments`),
-          table('Cost per hour by team', ['Team', 'GPUs', 'Cost'], cost.byTeam, (t) => [t.team, t.gpus, money(t.hourlyUsd)]),
+          table('Cost per hour by team', ['Team', 'GPUs', 'Cost'], cost.byTeam, (t) => [t.team, t.gpus, money(t.hourlyUsd)], { id: 'cost-by-team' }),
+          table('Cost per hour by cluster', ['Cluster', 'GPUs', 'Cost'], cost.byCluster, (c) => [clusterName(c.clusterId), c.gpus, money(c.hourlyUsd)], { id: 'cost-by-cluster' }),
+          table('Cost per hour by GPU SKU (whole cost of the deployments holding them)', ['SKU', 'GPUs', 'Cost'], cost.byGpuSku, (s) => [s.sku, s.gpus, money(s.hourlyUsd)], { id: 'cost-by-sku' }),
         ),
         h('section', { 'aria-labelledby': 'clusters-heading' },
           h('h2', { id: 'clusters-heading' }, 'Clusters'),
@@ -417,7 +431,8 @@ function planPage([, id]) {
 function decisionSection(decision) {
   return h('section', { class: 'decision' },
     h('h3', {}, `${decision.command}: `, badge(decision.verdict), ' ', time(decision.recordedAt)),
-    h('p', {}, `Policy set revision ${decision.policySetRevision}. `, explainLink(decision.correlationId, 'Explain this decision'), ' · ', eventLink(decision.stream, decision.position, 'its event')),
+    h('p', {}, `Policy set revision ${decision.policySetRevision}. `, explainLink(decision.correlationId, 'Explain this decision'), ' · ', eventLink(decision.stream, decision.position, 'its event'), ' ',
+      replayButton(decision)),
     ...decision.evaluations.map((evaluation) =>
       table(`${evaluation.action} ${evaluation.target?.kind ?? ''} ${shortId(evaluation.target?.id)}: ${evaluation.verdict}`, ['Policy', 'Type', 'Mode', 'Outcome', 'Message'], evaluation.results ?? [], (r) => [
         r.name ?? shortId(r.policyId), r.type, r.mode, badge(r.outcome), r.message ?? '—',
@@ -433,11 +448,123 @@ function decisionsPage(_match, query) {
     controls: () => filterForm([{ name: 'verdict', label: 'Verdict', options: ['', 'allow', 'deny'] }], query),
     async view(after) {
       const page = await get('/policy-decisions', { limit: 200, order: 'desc', verdict: query.get('verdict') ?? undefined }, { after });
-      return table('Policy decisions, newest first', ['When', 'Command', 'Verdict', 'Of', 'Rules that refused', 'Explain', 'Caused by'], page.items, (d) => [
+      return table('Policy decisions, newest first', ['When', 'Command', 'Verdict', 'Of', 'Rules that refused', 'Explain', 'Caused by', 'Replay'], page.items, (d) => [
         time(d.recordedAt), d.command, badge(d.verdict), entityLink(d.stream),
         d.evaluations.flatMap((e) => (e.results ?? []).filter((r) => r.outcome === 'fail').map((r) => `${r.name ?? r.policyId}: ${r.message ?? r.outcome}`)).join('; ') || '—',
-        explainLink(d.correlationId), eventLink(d.stream, d.position),
+        explainLink(d.correlationId), eventLink(d.stream, d.position), replayButton(d),
       ], { id: 'decisions' });
+    },
+  };
+}
+
+/**
+ * "Replay": the decision re-run with the policy set and inputs it recorded, shown beside the record in a dialog, which
+ * stays open while the page under it is re-read.
+ */
+function replayButton(decision) {
+  return h('button', { type: 'button', class: 'replay', 'aria-haspopup': 'dialog', onclick: () => void showReplay(decision) }, 'Replay');
+}
+
+async function showReplay(decision) {
+  const dialog = replayDialog();
+  const body = dialog.querySelector('.dialog-body');
+  body.replaceChildren(h('p', {}, 'Replaying…'));
+  dialog.setAttribute('aria-busy', 'true');
+  if (!dialog.open) dialog.showModal();
+  try {
+    const replay = await get(`/policy-decisions/${encodeURIComponent(decision.eventId)}/replay`);
+    body.replaceChildren(...replayView(decision, replay));
+  } catch (error) {
+    if (error instanceof SignedOut) {
+      dialog.close();
+      navigate(`/login?${new URLSearchParams({ next: location.pathname + location.search })}`);
+      return;
+    }
+    body.replaceChildren(h('p', { class: 'error', role: 'alert' }, error instanceof ApiProblem ? `${error.status}: ${error.message}` : String(error)));
+  }
+  dialog.setAttribute('aria-busy', 'false');
+}
+
+/** One dialog for the whole console, outside the page's data, so a live re-read does not take it away. */
+function replayDialog() {
+  const existing = document.getElementById('replay');
+  if (existing) return existing;
+  const dialog = h('dialog', { id: 'replay', 'aria-labelledby': 'replay-heading' },
+    h('h2', { id: 'replay-heading' }, 'Replay of a policy decision'),
+    h('div', { class: 'dialog-body' }),
+    h('form', { method: 'dialog' }, h('button', { type: 'submit' }, 'Close')),
+  );
+  document.body.append(dialog);
+  return dialog;
+}
+
+function replayView(decision, replay) {
+  const recorded = replay.recorded.evaluations;
+  const replayed = replay.replayed.evaluations;
+  return [
+    h('p', { id: 'replay-matches', class: replay.matches ? 'verdict-match ok' : 'verdict-match error' },
+      replay.matches ? '✓ Matches: ' : '✗ Differs: ',
+      replay.matches
+        ? 'the replayed verdict and every policy’s result equal the recorded ones.'
+        : 'the replay does not give what was recorded; the policy set or the rules changed meaning since.'),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Decision'), h('dd', {}, `${decision.command} of `, code(replay.stream), ` (policy set revision ${replay.policySetRevision})`),
+      h('dt', {}, 'Recorded verdict'), h('dd', { id: 'replay-recorded' }, badge(replay.recorded.verdict)),
+      h('dt', {}, 'Replayed verdict'), h('dd', { id: 'replay-replayed' }, badge(replay.replayed.verdict)),
+    ),
+    ...recorded.map((was, i) => {
+      const now = replayed[i] ?? { verdict: '—', results: [] };
+      const rows = Array.from({ length: Math.max(was.results.length, now.results.length) }, (_, r) => ({ was: was.results[r], now: now.results[r] }));
+      const judged = decision.evaluations?.[i];
+      const of = judged ? `${judged.action} ${judged.target?.kind ?? ''} ${shortId(judged.target?.id)}` : `change ${i + 1}`;
+      return table(`${of}: recorded ${was.verdict}, replayed ${now.verdict}`, ['Policy', 'Mode', 'Recorded', 'Replayed', 'Recorded message', 'Replayed message'], rows, ({ was: a, now: b }) => [
+        (a ?? b)?.name ?? shortId((a ?? b)?.policyId), (a ?? b)?.mode ?? '—', badge(a?.outcome), badge(b?.outcome), a?.message ?? '—', b?.message ?? '—',
+      ], { class: 'replay-results' });
+    }),
+  ];
+}
+
+function operationsPage() {
+  return {
+    title: 'Projections and reactors',
+    // Every event moves some lag: re-read at most every two seconds, not on each.
+    coalesceMs: 2000,
+    watches: () => true,
+    async view() {
+      const [projections, reactors, parked] = await Promise.all([
+        get('/projections'),
+        get('/reactors'),
+        get('/reactors/parked').catch((error) => {
+          if (error instanceof ApiProblem && error.status === 403) return undefined;
+          throw error;
+        }),
+      ]);
+      return [
+        h('section', { 'aria-labelledby': 'projections-heading' },
+          h('h2', { id: 'projections-heading' }, 'Projections'),
+          table('Each projection: where it stands in the log, and how far behind it is', ['Projection', 'Version', 'Generation', 'Applied', 'Lag (events)', 'Lag (s)', 'Active here', 'Position', 'Updated'], projections.items, (p) => [
+            p.name, p.version, p.generation, p.eventsApplied, p.lagEvents, number(p.lagSeconds, 1), p.active ? 'yes' : 'no', code(p.position), time(p.updatedAt),
+          ], { id: 'projections' }),
+        ),
+        h('section', { 'aria-labelledby': 'reactors-heading' },
+          h('h2', { id: 'reactors-heading' }, 'Reactors'),
+          table('Each reactor: its checkpoint, what it has not handled yet, and the events it set aside', ['Reactor', 'Lag (events)', 'Lag (s)', 'Parked', 'Parked on a bug', 'Checkpoint', 'Updated'], reactors.items, (r) => [
+            r.name, r.lagCounts === 'all-events' ? `≤ ${r.lagEvents}` : r.lagEvents, number(r.lagSeconds, 1), r.parked, r.parkedBugs, code(r.position), time(r.updatedAt),
+          ], { id: 'reactors' }),
+          reactors.items.some((r) => r.lagCounts === 'all-events') ? h('p', { class: 'note' }, '≤: every event after the checkpoint, counted where this server does not run the reactor to know which it reads.') : null,
+        ),
+        h('section', { 'aria-labelledby': 'parked-heading' },
+          h('h2', { id: 'parked-heading' }, 'Parked events'),
+          parked === undefined
+            ? h('p', {}, 'Parked events are shown to operators and admins.')
+            : [
+                h('p', {}, `${parked.total} parked${parked.total > parked.items.length ? `, the newest ${parked.items.length} shown` : ''}. `, code('sentinel reactors retry <id>'), ' tries one again.'),
+                table('Events reactors set aside, newest first', ['Id', 'Reactor', 'Event', 'Of', 'Kind', 'Failures', 'Error', 'Parked', 'Retry asked'], parked.items, (p) => [
+                  p.id, p.reactor, eventLink(p.stream, p.position, p.type), entityLink(p.stream), badge(p.kind), p.failures, p.error, time(p.parkedAt), time(p.retryRequestedAt),
+                ], { id: 'parked' }),
+              ],
+        ),
+      ];
     },
   };
 }
@@ -484,23 +611,51 @@ function auditPage(_match, query) {
   return {
     title: 'Audit trail',
     watches: (event) => !query.get('stream') || event.stream === query.get('stream'),
-    controls: () => filterForm([
-      { name: 'stream', label: 'Stream', text: true },
-      { name: 'type', label: 'Event type', text: true },
-      { name: 'correlationId', label: 'Correlation id', text: true },
-    ], query),
+    controls: () => h('div', {},
+      filterForm([
+        { name: 'stream', label: 'Stream', text: true },
+        { name: 'type', label: 'Event type', text: true },
+        { name: 'correlationId', label: 'Correlation id', text: true },
+      ], query),
+      verification(),
+    ),
     async view(after) {
       const filters = { stream: query.get('stream') ?? undefined, type: query.get('type') ?? undefined, correlationId: query.get('correlationId') ?? undefined };
-      const [page, verify] = await Promise.all([get('/audit', { ...filters, limit: 200, order: 'desc' }, { after }), get('/audit/verify')]);
+      const page = await get('/audit', { ...filters, limit: 200, order: 'desc' }, { after });
       const items = page.items.map((entry) => ({ ...entry, __current: entry.position === at }));
       return [
-        h('p', { id: 'audit-verify', class: verify.ok ? 'ok' : 'error' }, verify.ok ? `Hash chain verified: ${verify.rows} rows hold.` : `Hash chain broken at ${verify.brokenAt?.position ?? '?'}: ${verify.reason ?? ''}`),
         table('Audit trail, newest first', ['When', 'Actor', 'Event', 'Stream', 'Summary', 'Position', 'Explain'], items, (e) => [
           time(e.time), e.actor ? `${e.actor.kind} ${shortId(e.actor.id)}` : '—', e.type, entityLink(e.stream), e.summary, code(e.position), explainLink(e.correlationId),
         ], { id: 'audit' }),
       ];
     },
   };
+}
+
+/**
+ * The hash chain's verification, when asked: it reads and hashes every row of the trail, which takes seconds on a
+ * long one, so neither a visit of the page nor a live update runs it.
+ */
+function verification() {
+  const status = h('p', { id: 'audit-verify', role: 'status' });
+  const button = h('button', { type: 'button', id: 'audit-verify-button' }, 'Verify the hash chain');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    status.className = '';
+    status.textContent = 'Verifying every row of the hash chain…';
+    try {
+      const verify = await get('/audit/verify');
+      status.className = verify.ok ? 'ok' : 'error';
+      status.textContent = verify.ok ? `Hash chain verified: ${verify.rows} rows hold.` : `Hash chain broken at ${verify.brokenAt?.position ?? '?'}: ${verify.reason ?? ''}`;
+    } catch (error) {
+      if (error instanceof SignedOut) return;
+      status.className = 'error';
+      status.textContent = `The hash chain could not be verified: ${error instanceof ApiProblem ? `${error.status}: ${error.message}` : String(error)}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h('div', { class: 'verify' }, button, status);
 }
 
 /** A GET form that puts its fields in the page's query string. */
@@ -604,7 +759,7 @@ function pageView(page, container) {
     timer = setTimeout(() => {
       timer = undefined;
       void load(latest);
-    }, DEBOUNCE_MS);
+    }, page.coalesceMs ?? DEBOUNCE_MS);
   };
   live.listeners.add(onEvent);
   return {
