@@ -9,10 +9,10 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { anchorOf, FileAnchorLog, lastAnchor, verifyAgainstAnchor, writeAnchor, type AnchoredVerification } from '../../commands/audit-export-anchor.js';
-import type { EventStore } from '../../domain/event-store.js';
+import type { EventStore, Position } from '../../domain/event-store.js';
 import { auditProjector, auditRowHash, readAuditChain, verifyAuditTrail } from '../../projections/audit-trail.js';
 import { queryRoutes } from '../../projections/http/query-routes.js';
-import { anEvent } from '../support/events.js';
+import { anEvent, settled } from '../support/events.js';
 import { eventually } from '../support/eventually.js';
 import { backends } from '../support/projection-backends.js';
 import { startTestApi } from '../support/sentinel-api.js';
@@ -36,7 +36,9 @@ for (const backend of backends) {
     }
 
     async function append(count: number): Promise<void> {
-      for (let i = 0; i < count; i++) await store.append(`deployment-${randomUUID()}`, [anEvent('DeploymentScaled', { replicas: i })]);
+      let last: Position | undefined;
+      for (let i = 0; i < count; i++) last = (await store.append(`deployment-${randomUUID()}`, [anEvent('DeploymentScaled', { replicas: i })])).position;
+      if (last !== undefined) await settled(store, last);
       await project();
     }
 
