@@ -251,6 +251,39 @@ const checkpointLine = z.strictObject({
   signature: z.string(),
 });
 
+/** How a row line written by `AuditExportWriter` ends: its content's canonical text, then the closing brace. */
+const CONTENT_MEMBER = ',"content":';
+
+/**
+ * The row on this line, when the line is a row that links to `prevHash` and whose content's text, as written,
+ * hashes to the row's hash; otherwise undefined, and the line is read whole (which also names what is wrong).
+ *
+ * The writer puts the content last, as the very text its hash covers. So the members before it are parsed alone,
+ * and the rest of the line, up to the closing brace, is hashed as it stands instead of being parsed and written
+ * out again: a row of a kilobyte decision costs a parse of its few short members and one hash. When that text
+ * hashes to the row's hash it is the canonical text of the content the row was hashed over (anything else would
+ * be a SHA-256 collision), so it is valid JSON, and the line is exactly the members before it plus that content:
+ * what the whole-line reading would have accepted.
+ */
+function hashedRowLine(text: string, prevHash: string): { position: string; eventId: string; hash: string } | undefined {
+  const at = text.indexOf(CONTENT_MEMBER);
+  if (at < 0 || text.charCodeAt(text.length - 1) !== 0x7d) return undefined;
+  let head: unknown;
+  try {
+    head = JSON.parse(`${text.slice(0, at)}}`);
+  } catch {
+    return undefined;
+  }
+  const members = head as Record<string, unknown> | null;
+  if (typeof members !== 'object' || members === null || Array.isArray(members) || members['kind'] !== 'row') return undefined;
+  // The content's own text stands in for it: present, whatever it holds.
+  if (rowLineProblem({ ...members, content: true }) !== undefined) return undefined;
+  const { kind: _kind, prevHash: linked, hash, ...record } = members as Omit<ExportRow, 'content'>;
+  if (linked !== prevHash) return undefined;
+  if (auditRowHash(linked, { ...record, content: undefined }, text.slice(at + CONTENT_MEMBER.length, -1)) !== hash) return undefined;
+  return { position: record.position, eventId: record.eventId, hash };
+}
+
 /**
  * Checks an export line by line, without the database: each row's hash against its contents, each row's link to
  * the one before (an edited row, a deleted one, rows out of order), and the end of the chain against the signed
@@ -270,6 +303,19 @@ export function verifyExport(lines: Iterable<string>, publicKey?: KeyObject): Ex
   for (const text of lines) {
     number += 1;
     if (text.trim() === '') continue;
+    if (header !== undefined && checkpoint === undefined) {
+      const row = hashedRowLine(text, lastHash!);
+      if (row !== undefined) {
+        if (lastPosition !== null && row.position <= lastPosition) {
+          return fail({ line: number, position: row.position, eventId: row.eventId, reason: `out of log order: position ${row.position} comes after ${lastPosition} (rows were reordered)` });
+        }
+        rows += 1;
+        firstPosition ??= row.position;
+        lastPosition = row.position;
+        lastHash = row.hash;
+        continue;
+      }
+    }
     let value: unknown;
     try {
       value = JSON.parse(text);

@@ -84,18 +84,17 @@ export async function stateAsOf<Command, Event extends DomainEvent, State>(
 ): Promise<StateAsOf<State> | undefined> {
   const stream = streamOf(aggregate, id);
   const pageSize = options.pageSize ?? 1000;
-  const base = (await fromSnapshot(store, aggregate, stream, point, options.snapshots)) ?? {
-    state: aggregate.decider.initialState,
-    revision: -1,
-    event: undefined,
-    snapshot: null,
-  };
+  const snapshot = await fromSnapshot(store, aggregate, stream, point, options.snapshots);
+  const base = snapshot?.base ?? { state: aggregate.decider.initialState, revision: -1, event: undefined, snapshot: null };
+  // A snapshot past the point still bounds the fold: its event and every later one lie past the point too.
+  const last = snapshot?.past === undefined ? undefined : snapshot.past - 1;
   const records = new Set(aggregate.records?.types ?? []);
   let { state, revision } = base;
-  let last = base.event;
+  let lastEvent = base.event;
   let folded = 0;
-  for (let from = base.revision + 1; ; ) {
-    const page = await store.readStream(stream, { from, limit: pageSize });
+  for (let from = base.revision + 1; last === undefined || from <= last; ) {
+    const limit = last === undefined ? pageSize : Math.min(pageSize, last - from + 1);
+    const page = await store.readStream(stream, { from, ...(last !== undefined ? { to: last } : {}), limit });
     let passed = false;
     for (const event of page) {
       if (!within(event, point)) {
@@ -104,21 +103,21 @@ export async function stateAsOf<Command, Event extends DomainEvent, State>(
       }
       if (!records.has(event.type)) state = aggregate.decider.evolve(state, aggregate.events.parse(event.type, event.schemaVersion, event.data));
       revision = event.revision;
-      last = event;
+      lastEvent = event;
       folded += 1;
     }
-    if (passed || page.length < pageSize) break;
+    if (passed || page.length < limit) break;
     from = page.at(-1)!.revision + 1;
   }
   // Before its first event, or with only records (a decision appended ahead of its change) folded: not there yet.
-  if (revision < 0 || last === undefined || (state as { status?: unknown }).status === 'absent') return undefined;
+  if (revision < 0 || lastEvent === undefined || (state as { status?: unknown }).status === 'absent') return undefined;
   return {
     id,
     stream,
     asOf: {
       revision,
-      position: last.position,
-      recordedAt: last.recordedAt.toISOString(),
+      position: lastEvent.position,
+      recordedAt: lastEvent.recordedAt.toISOString(),
       eventsFolded: folded,
       fromSnapshot: base.snapshot,
     },
@@ -126,20 +125,25 @@ export async function stateAsOf<Command, Event extends DomainEvent, State>(
   };
 }
 
+/**
+ * Where the fold starts: `base` when the stored snapshot can be folded on from; `past`, the snapshot's revision, when
+ * it is sound but lies past the point; undefined when there is none to use.
+ */
 async function fromSnapshot<Command, Event extends DomainEvent, State>(
   store: EventStore,
   aggregate: Aggregate<Command, Event, State>,
   stream: string,
   point: AsOf,
   snapshots: SnapshotStore | undefined,
-): Promise<Base<State> | undefined> {
+): Promise<{ base: Base<State>; past?: undefined } | { base?: undefined; past: number } | undefined> {
   if (!snapshots || aggregate.snapshotVersion === undefined) return undefined;
   const [snapshot, metadata] = await Promise.all([snapshots.read(stream), store.getStreamMetadata(stream)]);
   if (!snapshot || snapshot.version !== aggregate.snapshotVersion || !Number.isSafeInteger(snapshot.revision) || snapshot.revision < 0) return undefined;
   if ((metadata.truncateBefore ?? 0) > 0 || metadata.maxCount !== undefined || metadata.maxAge !== undefined) return undefined;
   // The snapshot's own event says where it lies: its position, and the time it was recorded.
   const [event] = await store.readStream(stream, { from: snapshot.revision, to: snapshot.revision, limit: 1 });
-  if (!event || event.revision !== snapshot.revision || !within(event, point)) return undefined;
+  if (!event || event.revision !== snapshot.revision) return undefined;
+  if (!within(event, point)) return { past: snapshot.revision };
   let state: State;
   try {
     state = JSON.parse(snapshot.state) as State;
@@ -148,5 +152,5 @@ async function fromSnapshot<Command, Event extends DomainEvent, State>(
     return undefined;
   }
   if (state === null || state === undefined) return undefined;
-  return { state, revision: snapshot.revision, event, snapshot: snapshot.revision };
+  return { base: { state, revision: snapshot.revision, event, snapshot: snapshot.revision } };
 }
