@@ -156,6 +156,8 @@ try {
       cold_load_ms: { snapshot: coldSnapshot, full: coldFull },
       p99_ratio_long_short_off: round(offLong.p99_ms / offShort.p99_ms),
       p99_ratio_long_short: ratio,
+      // The target by its name: p99 of a command on a stream of 10,000 events within 1.3× of one on a stream of 10.
+      p99_ratio_10k_vs_10: ratio,
     }),
   );
 } finally {

@@ -35,19 +35,33 @@ export interface Evaluation {
   results: PolicyResult[];
 }
 
-/** A policy with its selector turned into sets and its validity into numbers, built once per policy-set revision. */
+/**
+ * A policy made ready to judge, built once per policy-set revision: its selector turned into sets, its validity
+ * into numbers, and the fields every result repeats copied beside the rule, so that judging a change reads one
+ * object per policy.
+ */
 interface CompiledPolicy {
   policy: Policy;
+  id: string;
+  name: string;
+  type: PolicyType;
+  mode: PolicyMode;
+  priority: number;
+  /** A failure of this policy denies the change. */
+  enforce: boolean;
+  parameters: Policy['parameters'];
   rule: Rule<PolicyType>;
   validFrom: number;
   validUntil: number;
-  clusters?: ReadonlySet<string>;
-  namespaces?: ReadonlySet<string>;
-  labels?: readonly [string, string][];
-  workloadTypes?: ReadonlySet<string>;
-  actorKinds?: ReadonlySet<string>;
-  actorIds?: ReadonlySet<string>;
-  actions?: ReadonlySet<string>;
+  clusters: ReadonlySet<string> | undefined;
+  namespaces: ReadonlySet<string> | undefined;
+  /** Workload labels the selector requires, names and values side by side. */
+  labelNames: readonly string[] | undefined;
+  labelValues: readonly string[] | undefined;
+  workloadTypes: ReadonlySet<string> | undefined;
+  actorKinds: ReadonlySet<string> | undefined;
+  actorIds: ReadonlySet<string> | undefined;
+  actions: ReadonlySet<string> | undefined;
 }
 
 export interface CompiledPolicySet {
@@ -70,12 +84,20 @@ export function compilePolicies(policies: Iterable<Policy>, revision: number): C
     .map(
       (policy): CompiledPolicy => ({
         policy,
+        id: policy.id,
+        name: policy.name,
+        type: policy.type,
+        mode: policy.mode,
+        priority: policy.priority,
+        enforce: policy.mode === 'enforce',
+        parameters: policy.parameters,
         rule: RULES[policy.type] as Rule<PolicyType>,
         validFrom: policy.validFrom ? Date.parse(policy.validFrom) : -Infinity,
         validUntil: policy.validUntil ? Date.parse(policy.validUntil) : Infinity,
         clusters: set(policy.selector.clusters),
         namespaces: set(policy.selector.namespaces),
-        labels: policy.selector.labels ? Object.entries(policy.selector.labels) : undefined,
+        labelNames: policy.selector.labels ? Object.keys(policy.selector.labels) : undefined,
+        labelValues: policy.selector.labels ? Object.values(policy.selector.labels) : undefined,
         workloadTypes: set(policy.selector.workloadTypes),
         actorKinds: set(policy.selector.actors?.kinds),
         actorIds: set(policy.selector.actors?.ids),
@@ -108,8 +130,8 @@ function applies(p: CompiledPolicy, change: Change, at: number): boolean {
   if (p.workloadTypes && (change.workloadType === undefined || !p.workloadTypes.has(change.workloadType))) return false;
   if (p.actorKinds && !p.actorKinds.has(change.actor.kind)) return false;
   if (p.actorIds && !p.actorIds.has(change.actor.id)) return false;
-  if (p.labels) {
-    for (const [key, value] of p.labels) if (change.labels[key] !== value) return false;
+  if (p.labelNames && p.labelValues) {
+    for (let i = 0; i < p.labelNames.length; i += 1) if (change.labels[p.labelNames[i]!] !== p.labelValues[i]) return false;
   }
   return true;
 }
@@ -122,7 +144,7 @@ export function rateLimitReadingsFor(set: CompiledPolicySet, change: Change, his
   const at = Date.parse(change.at);
   const limits: ParametersOf<'rate_limit'>[] = [];
   for (const compiled of candidates(set, change)) {
-    if (compiled.policy.type === 'rate_limit' && applies(compiled, change, at)) limits.push(compiled.policy.parameters as ParametersOf<'rate_limit'>);
+    if (compiled.type === 'rate_limit' && applies(compiled, change, at)) limits.push(compiled.parameters as ParametersOf<'rate_limit'>);
   }
   return readRateLimits(limits, change, history);
 }
@@ -139,23 +161,26 @@ export function evaluate(set: CompiledPolicySet, change: Change, inputs: PolicyI
   let verdict: Evaluation['verdict'] = 'allow';
   for (const compiled of candidates(set, change)) {
     if (!applies(compiled, change, at)) continue;
-    const { policy } = compiled;
-    if (policy.type === 'rate_limit' && !given.rateLimits) given = { ...inputs, rateLimits: rateLimitReadingsFor(set, change, inputs.history ?? []) };
-    const result = compiled.rule(policy.parameters, change, given);
-    if (result.outcome === 'fail' && policy.mode === 'enforce') verdict = 'deny';
-    const recorded: PolicyResult = {
-      policyId: policy.id,
-      name: policy.name,
-      type: policy.type,
-      mode: policy.mode,
-      priority: policy.priority,
-      outcome: result.outcome,
-      message: result.message,
-    };
-    if (result.breakGlass) recorded.breakGlass = true;
-    results.push(recorded);
+    if (compiled.type === 'rate_limit' && !given.rateLimits) given = { ...inputs, rateLimits: rateLimitReadingsFor(set, change, inputs.history ?? []) };
+    const result = compiled.rule(compiled.parameters, change, given);
+    if (result.outcome === 'fail' && compiled.enforce) verdict = 'deny';
+    const recorded = resultOf(compiled, result);
+    results.push(result.breakGlass ? { ...recorded, breakGlass: true } : recorded);
   }
   return { verdict, results };
+}
+
+/** What a decision records of one policy's result; `breakGlass` is added only where a freeze was broken. */
+function resultOf(compiled: CompiledPolicy, result: RuleResult): PolicyResult {
+  return {
+    policyId: compiled.id,
+    name: compiled.name,
+    type: compiled.type,
+    mode: compiled.mode,
+    priority: compiled.priority,
+    outcome: result.outcome,
+    message: result.message,
+  };
 }
 
 /** The enforce failures of an evaluation: what a refusal reports. */

@@ -1,5 +1,6 @@
 // The change_freeze rule: no changes inside a freeze window, unless an admin breaks the glass.
 import type { Day, ParametersOf, RecurringWindow, Rule } from '../policy.js';
+import { instant } from './instant.js';
 
 type FreezeParameters = ParametersOf<'change_freeze'>;
 
@@ -56,7 +57,7 @@ const pad = (n: number) => (n < 10 ? `0${n}` : `${n}`);
 
 function activeAt(parameters: FreezeParameters, ms: number): string | undefined {
   for (const window of parameters.windows ?? []) {
-    if (ms >= Date.parse(window.start) && ms < Date.parse(window.end)) return `the freeze from ${window.start} to ${window.end}`;
+    if (ms >= instant(window.start) && ms < instant(window.end)) return `the freeze from ${window.start} to ${window.end}`;
   }
   for (const window of parameters.recurring ?? []) {
     const local = localTime(ms, window.timeZone);
@@ -75,7 +76,7 @@ export function activeFreezeWindow(parameters: FreezeParameters, at: Date): stri
 
 /** Applies to every action: a freeze stops deletes and rollbacks as much as scale-ups. */
 export const changeFreeze: Rule<'change_freeze'> = (parameters, change) => {
-  const at = Date.parse(change.at);
+  const at = instant(change.at);
   if (Number.isNaN(at)) return { outcome: 'fail', message: `the change's time "${change.at}" is not an ISO date-time` };
   const window = activeAt(parameters, at);
   if (window === undefined) return { outcome: 'pass', message: `no change freeze at ${change.at}` };

@@ -24,32 +24,49 @@ function fixed(n: number, max: number, min = 0): string {
   return sign + grouped + (dot === -1 ? '' : text.slice(dot));
 }
 
+/**
+ * A printer that prints each number once: a decision of a thousand policies prints the same few figures (the
+ * change's totals, the fleet's cost) once per policy, and a policy set's limits again in every decision.
+ */
+function remembered(print: (n: number) => string): (n: number) => string {
+  const printed = new Map<number, string>();
+  return (n) => {
+    let text = printed.get(n);
+    if (text === undefined) {
+      if (printed.size >= 4096) printed.clear();
+      text = print(n);
+      printed.set(n, text);
+    }
+    return text;
+  };
+}
+
 /** "$1,234.50" */
-export const usd = (dollars: number): string => {
+export const usd = remembered((dollars: number): string => {
   const text = fixed(dollars, 2, 2);
   return text.startsWith('-') ? `-$${text.slice(1)}` : `$${text}`;
-};
+});
 
 /** Money is compared as it is printed, in whole cents, so "$400.00" is never "over" a ceiling of "$400.00". */
 export const cents = (dollars: number): number => Math.round(dollars * 100);
 
 /** "12.5 GiB" */
-export const gib = (bytes: number): string => `${fixed(bytes / 2 ** 30, 2)} GiB`;
+export const gib = remembered((bytes: number): string => `${fixed(bytes / 2 ** 30, 2)} GiB`);
 
 /** "2.5 cores", "1 core" */
-export const cores = (millicores: number): string => `${fixed(millicores / 1000, 3)} ${millicores === 1000 ? 'core' : 'cores'}`;
+export const cores = remembered((millicores: number): string => `${fixed(millicores / 1000, 3)} ${millicores === 1000 ? 'core' : 'cores'}`);
 
 /** "1,024" */
-export const count = (n: number): string => fixed(n, 0);
+export const count = remembered((n: number): string => fixed(n, 0));
 
 /** A ratio as a precise percentage, for uptime and success rates: "99.90%", "99.995%". */
-export const percent = (ratio: number): string => `${fixed(ratio * 100, 3, 2)}%`;
+export const percent = remembered((ratio: number): string => `${fixed(ratio * 100, 3, 2)}%`);
 
 /** A ratio as a rough share of something, such as an error budget: "50%", "12.5%". */
-export const share = (ratio: number): string => `${fixed(ratio * 100, 1)}%`;
+export const share = remembered((ratio: number): string => `${fixed(ratio * 100, 1)}%`);
 
 /** "250 ms" */
-export const ms = (milliseconds: number): string => `${fixed(milliseconds, 1)} ms`;
+export const ms = remembered((milliseconds: number): string => `${fixed(milliseconds, 1)} ms`);
 
 /** "1 day", "30 days" */
 export const days = (n: number): string => (n === 1 ? '1 day' : `${n} days`);

@@ -2,6 +2,7 @@
 // What it needs of the admitted changes is read first (`readRateLimits`): a count per window and the target's last
 // scale. A decision records those readings, not the changes, and the rule judges from the readings alone.
 import type { Change, ParametersOf, PastAction, RateLimitReadings, Rule } from '../policy.js';
+import { instant } from './instant.js';
 
 type Limit = ParametersOf<'rate_limit'>;
 type Per = Limit['per'];
@@ -98,12 +99,18 @@ export function readRateLimits(limits: readonly Limit[], change: Change, history
   };
 }
 
+/** The reading of one scope and window, if the decision read it. */
+function windowOf(readings: RateLimitReadings, per: Per, windowSeconds: number): RateLimitReadings['windows'][number] | undefined {
+  for (const reading of readings.windows) if (reading.per === per && reading.windowSeconds === windowSeconds) return reading;
+  return undefined;
+}
+
 export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
-  const now = Date.parse(change.at);
+  const now = instant(change.at);
   if (Number.isNaN(now)) return { outcome: 'fail', message: `the change's time "${change.at}" is not an ISO date-time` };
   const { maxActions, windowSeconds, per, stabilizationSeconds } = parameters;
   const readings = inputs.rateLimits;
-  const window = readings?.windows.find((reading) => reading.per === per && reading.windowSeconds === windowSeconds);
+  const window = readings && windowOf(readings, per, windowSeconds);
   // Evaluation reads every applicable limit's window; a missing one means the inputs were not gathered for this set.
   if (!readings || !window) {
     return { outcome: 'fail', message: `no count of the changes ${scope(per, change)} in the last ${windowSeconds} s was read to judge by` };
@@ -112,13 +119,13 @@ export const rateLimit: Rule<'rate_limit'> = (parameters, change, inputs) => {
   const counted = `${plural(window.count, 'change')} ${scope(per, change)} in the last ${windowSeconds} s; at most ${maxActions} allowed`;
   let overLimit: string | undefined;
   if (window.count >= maxActions) {
-    const next = Date.parse(window.reached?.find((reached) => reached.maxActions === maxActions)?.nextAllowedAt ?? '');
+    const next = instant(window.reached?.find((reached) => reached.maxActions === maxActions)?.nextAllowedAt ?? '');
     overLimit = Number.isFinite(next) ? `${counted}; next allowed at ${iso(next)}` : counted;
   }
 
   const direction = stabilizationSeconds === undefined ? undefined : scaleDirection(change);
   const last = readings.lastScale;
-  const lastAt = last ? Date.parse(last.at) : Number.NaN;
+  const lastAt = last ? instant(last.at) : Number.NaN;
   const flapping =
     direction !== undefined && last !== undefined && last.direction !== direction && lastAt > now - stabilizationSeconds! * 1000 && lastAt <= now
       ? `${change.target.kind} ${change.target.id} was scaled ${last.direction} at ${iso(lastAt)}; a scale ${direction} is refused until ` +
