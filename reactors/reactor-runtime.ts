@@ -95,6 +95,16 @@ interface ParkedRow {
   retry_requested_at: Date | string | null;
 }
 
+/** The newest `limit` parked events, of one reactor or of all, newest first, and how many there are in all. */
+export async function newestParked(knex: Knex, limit: number, reactor?: string): Promise<{ items: ParkedEvent[]; total: number }> {
+  const of = () => (reactor === undefined ? knex(PARKED) : knex(PARKED).where({ reactor }));
+  const [rows, [count]] = await Promise.all([
+    of().orderBy('id', 'desc').limit(limit).select('*') as Promise<ParkedRow[]>,
+    of().count({ total: '*' }) as unknown as Promise<{ total: number | string }[]>,
+  ]);
+  return { items: rows.map(toParked), total: Number(count?.total ?? 0) };
+}
+
 /** Every parked event, of one reactor or of all, oldest first. */
 export async function listParked(knex: Knex, reactor?: string): Promise<ParkedEvent[]> {
   const query = knex(PARKED).orderBy('id');

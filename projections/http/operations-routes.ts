@@ -7,6 +7,7 @@ import { queryParameters, route, type Route } from '../../commands/http/route.js
 import { rolesFrom } from '../../domain/access.js';
 import type { EventStore, Position } from '../../domain/event-store.js';
 import { LAG_COUNT_LIMIT } from '../runtime.js';
+import { newestParked, type ParkedEvent } from '../../reactors/reactor-runtime.js';
 import { readers } from './readers.js';
 
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
@@ -45,19 +46,8 @@ export interface ReactorStatus {
   parkedBugs: number;
 }
 
-export interface ParkedEventItem {
-  id: number;
-  reactor: string;
-  eventId: string;
-  stream: string;
-  type: string;
-  position: Position;
-  kind: 'permanent' | 'bug';
-  error: string;
-  failures: number;
-  parkedAt: string;
-  retryRequestedAt: string | null;
-}
+/** A parked event as the API answers it: the reactor runtime's own record. */
+export type ParkedEventItem = ParkedEvent;
 
 const reactorStatus = z
   .object({
@@ -164,43 +154,8 @@ export function operationsRoutes(options: OperationsRoutesOptions): Route[] {
         description: `{items, total}: the newest ${PARKED_LIST_LIMIT} parked events, newest first, and how many there are; \`sentinel reactors retry <id>\` tries one again`,
       },
       handle: async ({ query }) => {
-        const of = () => (query.reactor === undefined ? knex(PARKED) : knex(PARKED).where({ reactor: query.reactor }));
-        const [rows, [count]] = await Promise.all([
-          of().orderBy('id', 'desc').limit(PARKED_LIST_LIMIT).select('*') as Promise<ParkedRow[]>,
-          of().count({ total: '*' }) as unknown as Promise<{ total: number | string }[]>,
-        ]);
-        return { status: 200, body: { items: rows.map(parkedItem), total: Number(count?.total ?? 0) } };
+        return { status: 200, body: await newestParked(knex, PARKED_LIST_LIMIT, query.reactor) };
       },
     }),
   ];
-}
-
-interface ParkedRow {
-  id: number | string;
-  reactor: string;
-  event_id: string;
-  event_stream: string;
-  event_type: string;
-  event_position: string;
-  kind: 'permanent' | 'bug';
-  error: string;
-  failures: number;
-  parked_at: Date | string;
-  retry_requested_at: Date | string | null;
-}
-
-function parkedItem(row: ParkedRow): ParkedEventItem {
-  return {
-    id: Number(row.id),
-    reactor: row.reactor,
-    eventId: row.event_id,
-    stream: row.event_stream,
-    type: row.event_type,
-    position: row.event_position,
-    kind: row.kind,
-    error: row.error,
-    failures: row.failures,
-    parkedAt: iso(row.parked_at)!,
-    retryRequestedAt: iso(row.retry_requested_at),
-  };
 }
