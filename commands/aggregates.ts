@@ -40,7 +40,7 @@ export const deployments: Aggregate<DeploymentCommand, DeploymentEvent, Deployme
   decider: deploymentDecider,
   events: deploymentEvents,
   records: policyEvents,
-  snapshotVersion: 1,
+  snapshotVersion: 2,
 };
 
 export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPlan> = {

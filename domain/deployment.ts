@@ -351,6 +351,11 @@ export interface PlacedDeployment {
   nodeSelector?: Record<string, string>;
   /** Why it last went wrong; kept after it recovers. */
   lastCause?: string;
+  /**
+   * The differences of the last drift adopted, with the revision it was adopted on: what the cluster may keep
+   * showing (an image changed by hand stays changed) without it being a new change by hand.
+   */
+  adoptedDrift?: { revision: number; differences: DriftDifference[] };
 }
 
 export type Deployment = { status: 'absent' } | PlacedDeployment;
@@ -481,7 +486,12 @@ export function evolve(state: Deployment, event: DeploymentEvent): Deployment {
     }
     case 'DriftDetected': {
       const replicas = event.data.differences.find((difference) => difference.field === 'replicas');
-      return event.data.resolution === 'adopt' && typeof replicas?.actual === 'number' ? { ...state, replicas: replicas.actual } : state;
+      if (event.data.resolution !== 'adopt') return state;
+      return {
+        ...state,
+        ...(typeof replicas?.actual === 'number' ? { replicas: replicas.actual } : {}),
+        adoptedDrift: { revision: event.data.revision, differences: event.data.differences },
+      };
     }
   }
 }

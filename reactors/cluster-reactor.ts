@@ -495,7 +495,9 @@ export class ClusterReactor implements Reactor {
     const observedVersion = live?.resourceVersion ?? seen.resourceVersion;
     const { id: deploymentId, currentRevision: revision } = state;
     const resolved = driftResolution(state.driftPolicy, differences, live !== undefined);
-    if (resolved.resolution === 'adopt' && adoptedAlready(this.adopted.get(deploymentId), differences)) return;
+    // Known from this process's own adoption, or from the log (a restarted reactor, another instance).
+    const adoptedBefore = state.adoptedDrift?.revision === revision ? adoptedDrift(state.adoptedDrift.differences) : undefined;
+    if (resolved.resolution === 'adopt' && (adoptedAlready(this.adopted.get(deploymentId), differences) || adoptedAlready(adoptedBefore, differences))) return;
     try {
       await this.record(
         { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },

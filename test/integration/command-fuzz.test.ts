@@ -159,6 +159,8 @@ const VALID: Record<string, (seed: Seed) => unknown> = {
     from: new Date(Date.now() - 3_600_000).toISOString(),
     to: new Date(Date.now() + 60_000).toISOString(),
   }),
+  'POST /forensics/snapshots': () => ({ at: new Date().toISOString() }),
+  'DELETE /forensics/snapshots/:id': () => undefined,
 };
 
 /** Write routes that act on a canary rollout in progress: refused with 409 when there is none. */

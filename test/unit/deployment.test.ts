@@ -608,6 +608,15 @@ describe('Deployment decider', () => {
       const state = given(deploymentDecider, [...live, adopting, detected]).state;
       expect(state.status !== 'absent' && state.replicas).to.equal(5);
     });
+    it('given an adopted drift of the image, then the deployment remembers what it adopted and on which revision, so a restarted reactor knows it', () => {
+      const adopting: DeploymentEvent = { type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: 'adopt', previousDriftPolicy: 'revert' } };
+      const image = [{ field: 'image', expected: 'registry.local/llama:1.0', actual: 'registry.local/llama:rogue' }];
+      const detected: DeploymentEvent = { type: 'DriftDetected', data: { deploymentId, revision: 1, differences: image, resolution: 'adopt', observedVersion: '43' } };
+      const state = given(deploymentDecider, [...live, adopting, detected]).state;
+      expect(state.status !== 'absent' && state.adoptedDrift).to.deep.equal({ revision: 1, differences: image });
+      const reverted: DeploymentEvent = { type: 'DriftDetected', data: { deploymentId, revision: 1, differences: image, resolution: 'revert', observedVersion: '44' } };
+      expect(given(deploymentDecider, [...live, reverted]).state).to.not.have.property('adoptedDrift');
+    });
     it('given a deployment that adopts drift, when its object was deleted by hand, then DriftDetected with resolution revert: a deletion is never adopted', () => {
       const adopting: DeploymentEvent = { type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: 'adopt', previousDriftPolicy: 'revert' } };
       const absent = [{ field: 'object', expected: 'present', actual: 'absent' }];
