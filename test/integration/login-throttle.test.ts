@@ -293,7 +293,9 @@ for (const backend of backends) {
         expect(last.headers.get('retry-after')).to.match(/^[1-9]\d*$/);
         expect(last.body).to.include({ type: 'urn:sentinel:problem:login-throttled', status: 429, title: 'Too Many Requests' });
       }
-      expect(unknown.last.body).to.deep.equal(known.last.body);
+      // Alike but for the wait, which depends on how long the guesses took (a slow machine lets one more through).
+      const withoutWait = (body: unknown) => ({ ...(body as Record<string, unknown>), detail: String((body as { detail?: unknown }).detail).replace(/wait \d+ seconds?/, 'wait N seconds') });
+      expect(withoutWait(unknown.last.body)).to.deep.equal(withoutWait(known.last.body));
       expect(await metric('failed')).to.equal(failedBefore + failures(known.statuses) + failures(unknown.statuses));
       expect(await metric('throttled')).to.be.at.least(80 - failures(known.statuses) - failures(unknown.statuses));
       // Never a password in the log.
