@@ -2,7 +2,7 @@
 // real Prometheus scraping the simulator's per-pod vLLM metrics. Promoted by hand and automatically, the old side
 // scaled down after the delay, and a preview that fails its analysis aborted with the active Service untouched.
 import { randomUUID } from 'node:crypto';
-import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { deployments } from '../../commands/aggregates.js';
 import type { CommandContext } from '../../commands/command-handler.js';
@@ -34,10 +34,8 @@ describe('blue/green rollouts on the cluster simulator, analysed through a real 
       this.skip();
     }
     h = await startRolloutHarness();
-    const kc = new KubeConfig();
-    kc.loadFromString(h.sim.kubeconfig());
-    apps = kc.makeApiClient(AppsV1Api);
-    core = kc.makeApiClient(CoreV1Api);
+    apps = h.kubeConfig.makeApiClient(AppsV1Api);
+    core = h.kubeConfig.makeApiClient(CoreV1Api);
   });
   after(async () => {
     await h?.stop();

@@ -2,7 +2,7 @@
 // through a real Prometheus that scrapes the simulator's per-pod vLLM metrics; a good canary promotes through every
 // step, a slow one is aborted at its first usable measurement, and a restart mid-pause resumes on the recorded due time.
 import { expect } from 'chai';
-import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { InvalidTransition } from '../../domain/decider.js';
 import type { CommandContext } from '../../commands/command-handler.js';
@@ -26,9 +26,7 @@ describe('canary rollouts on the cluster simulator, analysed through a real Prom
       this.skip();
     }
     h = await startRolloutHarness();
-    const kc = new KubeConfig();
-    kc.loadFromString(h.sim.kubeconfig());
-    apps = kc.makeApiClient(AppsV1Api);
+    apps = h.kubeConfig.makeApiClient(AppsV1Api);
   });
   after(async () => {
     await h?.stop();

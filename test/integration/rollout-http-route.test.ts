@@ -2,7 +2,7 @@
 // (stable Service / canary Service) on top of the replica counts, read back from the simulator's stored route; at the
 // end everything is on the stable Service again. A route that does not exist stops the rollout, naming it.
 import { randomUUID } from 'node:crypto';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { HTTP_ROUTE_API, weightsOf } from '../../adapters/kubernetes/http-route-router.js';
 import { deployments } from '../../commands/aggregates.js';
@@ -30,11 +30,9 @@ describe('a canary routed through a Gateway API HTTPRoute, on the cluster simula
       this.skip();
     }
     h = await startRolloutHarness();
-    const kc = new KubeConfig();
-    kc.loadFromString(h.sim.kubeconfig());
-    apps = kc.makeApiClient(AppsV1Api);
-    core = kc.makeApiClient(CoreV1Api);
-    custom = kc.makeApiClient(CustomObjectsApi);
+    apps = h.kubeConfig.makeApiClient(AppsV1Api);
+    core = h.kubeConfig.makeApiClient(CoreV1Api);
+    custom = h.kubeConfig.makeApiClient(CustomObjectsApi);
   });
   after(async () => {
     await h?.stop();

@@ -60,6 +60,8 @@ export interface Reacting {
 
 export interface RolloutHarness {
   sim: ClusterSimulator;
+  /** The simulator's kubeconfig, for the tests' own clients (`h.kubeConfig.makeApiClient(AppsV1Api)`). */
+  kubeConfig: KubeConfig;
   handler: CommandHandler;
   store: EventStore;
   /** The deployment commands people send (promote and abort among them), judged by an empty policy set. */
@@ -153,6 +155,7 @@ export async function startRolloutHarness(
   const execute = (command: DeploymentCommand) => handler.execute(deployments, command.deploymentId, command, byOperator());
   const harness: RolloutHarness = {
     sim,
+    kubeConfig,
     handler,
     store,
     commands,
