@@ -11,8 +11,13 @@ import type { Sample } from '../../adapters/grpc/telemetry-proto.js';
 import { eventually } from '../support/eventually.js';
 import { backends, type TestApi } from '../support/sentinel-api.js';
 
-/** Two GPUs whose readings the test sets; GPU 1 reports XID 79 (fell off the bus) once `failing` is set. */
+/**
+ * Two GPUs whose readings the test sets; GPU 1 reports XID 79 (fell off the bus) once `failing` is set, always with
+ * the same time. That time is taken when the collector is made, never written out: the ingest refuses a sample older
+ * than its retention, so a fixed date would turn into a refused batch a week after it was written.
+ */
 function fakeGpus(): Collector & { failing: boolean; utilisation: number } {
+  const xidAt = Date.now();
   return {
     name: 'gpu',
     failing: false,
@@ -28,7 +33,7 @@ function fakeGpus(): Collector & { failing: boolean; utilisation: number } {
           sample('DCGM_FI_DEV_FB_FREE', 80_000),
           sample('DCGM_FI_DEV_GPU_TEMP', 60 + gpu),
           sample('DCGM_FI_DEV_POWER_USAGE', 300),
-          ...(this.failing && gpu === 1 ? [{ ...sample('DCGM_FI_DEV_XID_ERRORS', 79), timestampUnixMs: 1_796_000_000_000 }] : []),
+          ...(this.failing && gpu === 1 ? [{ ...sample('DCGM_FI_DEV_XID_ERRORS', 79), timestampUnixMs: xidAt }] : []),
         ];
       });
     },
