@@ -49,7 +49,7 @@ for (const backend of backends) {
       return reply.body.id;
     }
 
-    it('given five simultaneous requests on one deployment, three times over, then every admission points at the change it admitted and the ledger holds what the deployment was last told', async () => {
+    it('given five simultaneous requests on one deployment, three times over, then every admission points at the change it admitted and the ledger holds what the deployment was last told (a restart’s surge included)', async () => {
       const clusterId = await created('/clusters', cluster);
       const workloadId = await created('/workloads', {
         name: `svc-${randomUUID().slice(0, 8)}`,
@@ -84,9 +84,14 @@ for (const backend of backends) {
         );
       }
       expect(admissions).to.have.length(changes.size);
-      const lastReplicas = [...changes.values()].filter((e) => e.type !== 'DeploymentRestartRequested').at(-1)!.data['replicas'];
-      const placement = admissions.filter(({ admission }) => admission.placement).at(-1)!.admission.placement as Placement;
-      expect(placement.footprint.replicas).to.equal(lastReplicas);
+      // The ledger's last placement is the last change's: what it told the deployment, plus, for a restart, the
+      // surge pods of its rolling update (25% of the replicas, rounded up, by default), held until the rollout ends.
+      const lastChange = [...changes.values()].at(-1)!;
+      const lastReplicas = [...changes.values()].filter((e) => e.type !== 'DeploymentRestartRequested').at(-1)!.data['replicas'] as number;
+      const lastPlaced = admissions.filter(({ admission }) => admission.placement).at(-1)!.admission;
+      expect(lastPlaced.targetRevision).to.equal(lastChange.revision);
+      const surge = lastChange.type === 'DeploymentRestartRequested' ? Math.ceil(lastReplicas * 0.25) : 0;
+      expect((lastPlaced.placement as Placement).footprint.replicas).to.equal(lastReplicas + surge);
     });
 
     it('given a namespace at its replica quota, when a deployment in it is restarted, then the rolling update is refused: its surge pod would break the quota', async () => {
