@@ -634,5 +634,3 @@ try {
     process.exitCode = EXIT_FAILURE;
   }
 }
-// The command is done: whatever a driver left open must not keep the process alive.
-setTimeout(() => process.exit(), 1000).unref();
