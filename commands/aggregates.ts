@@ -40,7 +40,7 @@ export const deployments: Aggregate<DeploymentCommand, DeploymentEvent, Deployme
   decider: deploymentDecider,
   events: deploymentEvents,
   records: policyEvents,
-  snapshotVersion: 2,
+  snapshotVersion: 3,
 };
 
 export const actionPlans: Aggregate<ActionPlanCommand, ActionPlanEvent, ActionPlan> = {

@@ -352,8 +352,8 @@ export interface PlacedDeployment {
   /** Why it last went wrong; kept after it recovers. */
   lastCause?: string;
   /**
-   * The differences of the last drift adopted, with the revision it was adopted on: what the cluster may keep
-   * showing (an image changed by hand stays changed) without it being a new change by hand.
+   * The differences adopted on a revision, each field's latest, with that revision: what the deployment took from the
+   * cluster as its own (an image changed by hand stays changed, a replay applies it too) until a new revision.
    */
   adoptedDrift?: { revision: number; differences: DriftDifference[] };
 }
@@ -485,12 +485,16 @@ export function evolve(state: Deployment, event: DeploymentEvent): Deployment {
       return { ...rolledBack, lastCause: cause };
     }
     case 'DriftDetected': {
-      const replicas = event.data.differences.find((difference) => difference.field === 'replicas');
-      if (event.data.resolution !== 'adopt') return state;
+      const { revision, differences, resolution } = event.data;
+      if (resolution !== 'adopt') return state;
+      const replicas = differences.find((difference) => difference.field === 'replicas');
+      // A later adoption on the same revision adds to the earlier one: a field adopted again takes its new value.
+      const earlier = state.adoptedDrift?.revision === revision ? state.adoptedDrift.differences : [];
+      const kept = earlier.filter((before) => !differences.some((difference) => difference.field === before.field));
       return {
         ...state,
         ...(typeof replicas?.actual === 'number' ? { replicas: replicas.actual } : {}),
-        adoptedDrift: { revision: event.data.revision, differences: event.data.differences },
+        adoptedDrift: { revision, differences: [...kept, ...differences] },
       };
     }
   }

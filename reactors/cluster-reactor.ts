@@ -41,7 +41,6 @@ import {
   driftResolution,
   healthChange,
   judgeObservation,
-  type AdoptedDrift,
   type RolloutStep,
 } from './reconcile.js';
 
@@ -107,8 +106,6 @@ export class ClusterReactor implements Reactor {
   private watch: ManagedWatch | undefined;
   /** Observations are handled one at a time per deployment, in the order the watch delivered them. */
   private readonly queues = new Map<string, Promise<void>>();
-  /** Differences already adopted, so that an adopted change is recorded once rather than on every status update. */
-  private readonly adopted = new Map<string, AdoptedDrift>();
   /** Every deployment ever placed on this cluster and not yet seen deleted: what a resync goes through. */
   private readonly placed = new Set<string>();
   private placedRead = false;
@@ -495,9 +492,10 @@ export class ClusterReactor implements Reactor {
     const observedVersion = live?.resourceVersion ?? seen.resourceVersion;
     const { id: deploymentId, currentRevision: revision } = state;
     const resolved = driftResolution(state.driftPolicy, differences, live !== undefined);
-    // Known from this process's own adoption, or from the log (a restarted reactor, another instance).
+    // What was adopted is in the desired spec, so it shows no difference; this catches a field the spec cannot carry
+    // as the cluster shows it (a node selector without the GPU label), recorded once from the log rather than again.
     const adoptedBefore = state.adoptedDrift?.revision === revision ? adoptedDrift(state.adoptedDrift.differences) : undefined;
-    if (resolved.resolution === 'adopt' && (adoptedAlready(this.adopted.get(deploymentId), differences) || adoptedAlready(adoptedBefore, differences))) return;
+    if (resolved.resolution === 'adopt' && adoptedAlready(adoptedBefore, differences)) return;
     try {
       await this.record(
         { type: 'RecordDrift', deploymentId, revision, differences, observedVersion },
@@ -508,16 +506,10 @@ export class ClusterReactor implements Reactor {
       if (!(error instanceof PolicyViolation)) throw error;
       // An adopted count is judged and admitted like a scale: refused, the change is put back instead.
       this.options.logger.warn({ deploymentId, revision, differences, err: error.message }, 'a scale by hand may not be adopted under the policies; put back');
-      this.adopted.delete(deploymentId);
       await this.driver.apply(desired);
       return;
     }
-    if (resolved.resolution === 'adopt') {
-      this.adopted.set(deploymentId, adoptedDrift(differences));
-      return;
-    }
-    this.adopted.delete(deploymentId);
-    await this.driver.apply(desired);
+    if (resolved.resolution === 'revert') await this.driver.apply(desired);
   }
 
   /**

@@ -174,20 +174,53 @@ export function progressiveRollout(state: PlacedDeployment): { stableRevision: n
   return stable ? { stableRevision: stable.revision, strategy: current.strategy.type } : undefined;
 }
 
-/** What the deployment's current revision asks the cluster to run. */
+/**
+ * What the deployment's current revision asks the cluster to run: the revision's spec, with what was adopted from the
+ * cluster on that revision laid over it (so a replay, a resync or a restart applies the adopted image, not the old one).
+ */
 export function desiredOf(state: PlacedDeployment, progressDeadlineSeconds: number): DesiredWorkload {
   const current = state.revisions[state.currentRevision]!;
+  const adopted = state.adoptedDrift?.revision === state.currentRevision ? state.adoptedDrift.differences : [];
+  // Snapshotted from the workload when the revision was made, where it was validated.
+  const { spec, nodeSelector } = withAdopted(current.spec as unknown as WorkloadSpec, state.nodeSelector, adopted);
   return {
     deploymentId: state.id,
     revision: state.currentRevision,
-    // Snapshotted from the workload when the revision was made, where it was validated.
-    spec: current.spec as unknown as WorkloadSpec,
+    spec,
     replicas: state.replicas,
     strategy: current.strategy,
     ...(state.restartedAt ? { restartedAt: state.restartedAt } : {}),
-    ...(state.nodeSelector && Object.keys(state.nodeSelector).length > 0 ? { nodeSelector: state.nodeSelector } : {}),
+    ...(nodeSelector && Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
     progressDeadlineSeconds,
   };
+}
+
+/**
+ * The pod template fields of `adopted` (as `driftBetween` names them) laid over a spec. The replica count is not
+ * among them: adopting it changed the deployment's own count, which later scales change in turn.
+ */
+export function withAdopted(
+  spec: WorkloadSpec,
+  nodeSelector: Record<string, string> | undefined,
+  adopted: readonly DriftDifference[],
+): { spec: WorkloadSpec; nodeSelector: Record<string, string> | undefined } {
+  let result = { spec, nodeSelector };
+  for (const { field, actual } of adopted) {
+    const resources = result.spec.resources;
+    const strings = Array.isArray(actual) && actual.every((item) => typeof item === 'string') ? (actual as string[]) : undefined;
+    const record = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? (actual as Record<string, string>) : undefined;
+    if (field === 'image' && typeof actual === 'string') result = { ...result, spec: { ...result.spec, image: actual } };
+    else if ((field === 'command' || field === 'args') && (strings || actual === null)) {
+      const { [field]: _dropped, ...rest } = result.spec;
+      result = { ...result, spec: strings ? { ...rest, [field]: strings } : rest };
+    } else if (field === 'env' && record) result = { ...result, spec: { ...result.spec, env: record } };
+    else if ((field === 'cpu' || field === 'memory') && typeof actual === 'string') {
+      result = { ...result, spec: { ...result.spec, resources: { ...resources, [field]: actual } } };
+    } else if (field === 'gpus' && typeof actual === 'number' && resources.gpu) {
+      result = { ...result, spec: { ...result.spec, resources: { ...resources, gpu: { ...resources.gpu, count: actual } } } };
+    } else if (field === 'nodeSelector' && record) result = { ...result, nodeSelector: record };
+  }
+  return result;
 }
 
 /** Why the rollout cannot succeed as it stands, in the cluster's words; undefined while it may still. */

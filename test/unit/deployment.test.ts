@@ -617,6 +617,20 @@ describe('Deployment decider', () => {
       const reverted: DeploymentEvent = { type: 'DriftDetected', data: { deploymentId, revision: 1, differences: image, resolution: 'revert', observedVersion: '44' } };
       expect(given(deploymentDecider, [...live, reverted]).state).to.not.have.property('adoptedDrift');
     });
+    it('given an adopted image and count, when the image is adopted again on the same revision, then the count stays adopted and the image takes its new value', () => {
+      const adopting: DeploymentEvent = { type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: 'adopt', previousDriftPolicy: 'revert' } };
+      const first = [
+        { field: 'replicas', expected: 2, actual: 3 },
+        { field: 'image', expected: 'registry.local/llama:1.0', actual: 'registry.local/llama:rogue' },
+      ];
+      const second = [{ field: 'image', expected: 'registry.local/llama:rogue', actual: 'registry.local/llama:rogue-2' }];
+      const detected = (differences: DriftDifference[], observedVersion: string): DeploymentEvent => ({
+        type: 'DriftDetected',
+        data: { deploymentId, revision: 1, differences, resolution: 'adopt', observedVersion },
+      });
+      const state = given(deploymentDecider, [...live, adopting, detected(first, '43'), detected(second, '44')]).state;
+      expect(state.status !== 'absent' && state.adoptedDrift).to.deep.equal({ revision: 1, differences: [first[0], second[0]] });
+    });
     it('given a deployment that adopts drift, when its object was deleted by hand, then DriftDetected with resolution revert: a deletion is never adopted', () => {
       const adopting: DeploymentEvent = { type: 'DeploymentDriftPolicyChanged', data: { deploymentId, driftPolicy: 'adopt', previousDriftPolicy: 'revert' } };
       const absent = [{ field: 'object', expected: 'present', actual: 'absent' }];

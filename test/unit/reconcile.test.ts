@@ -199,6 +199,40 @@ describe('what the deployment asks the cluster to run', () => {
     expect(wanted.nodeSelector).to.deep.equal({ zone: 'b' });
   });
 
+  it('given an image, env and memory adopted from the cluster, then the desired spec carries them, and the object that showed them has no drift', () => {
+    const adopted: DeploymentEvent = {
+      type: 'DriftDetected',
+      data: {
+        deploymentId,
+        revision: 1,
+        resolution: 'adopt',
+        observedVersion: '9',
+        differences: [
+          { field: 'replicas', expected: 3, actual: 4 },
+          { field: 'image', expected: spec.image, actual: 'registry.local/llama:hotfix' },
+          { field: 'env', expected: { MODEL: 'llama-3' }, actual: { MODEL: 'llama-3', DEBUG: '1' } },
+          { field: 'memory', expected: '8Gi', actual: '12Gi' },
+        ],
+      },
+    };
+    const state = deployment(created('adopt'), ...rolledOut(1), adopted);
+    const wanted = desiredOf(state, 120);
+    expect(wanted.replicas).to.equal(4);
+    expect(wanted.spec).to.deep.include({ image: 'registry.local/llama:hotfix', env: { MODEL: 'llama-3', DEBUG: '1' } });
+    expect(wanted.spec.resources).to.deep.include({ cpu: '2', memory: '12Gi' });
+    const edited = live({ image: 'registry.local/llama:hotfix', env: { MODEL: 'llama-3', DEBUG: '1' }, memory: '12Gi' }, 4);
+    expect(driftBetween(wanted, { ...edited, revision: 1 })).to.deep.equal([]);
+  });
+
+  it('given an image adopted on revision 1, when revision 2 is made, then revision 2 runs its own image', () => {
+    const adopted: DeploymentEvent = {
+      type: 'DriftDetected',
+      data: { deploymentId, revision: 1, resolution: 'adopt', observedVersion: '9', differences: [{ field: 'image', expected: spec.image, actual: 'registry.local/llama:hotfix' }] },
+    };
+    const state = deployment(created('adopt'), ...rolledOut(1), adopted, updatedTo2);
+    expect(desiredOf(state, 120).spec.image).to.equal('registry.local/llama:2.0');
+  });
+
   it('given a reschedule back to no selector, then no node selector of its own', () => {
     const state = deployment(created(), { type: 'DeploymentRescheduled', data: { deploymentId, nodeSelector: {}, previousNodeSelector: { zone: 'b' } } });
     expect(desiredOf(state, 120)).to.not.have.property('nodeSelector');
