@@ -1,7 +1,9 @@
 // The node agent put together: collection rounds over every collector, /metrics, and the push to Sentinel.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -14,7 +16,16 @@ import { nvidiaSmiCollector } from './nvidia-smi.js';
 import { TelemetryPush, type PushOptions } from './push.js';
 import { xidLogCollector } from './xid-log.js';
 
-export const AGENT_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const AGENT_VERSION: string = packageVersion();
+
+/** The version in the nearest package.json above this module: from agent/ in the source tree, dist/agent/ in the bundle. */
+function packageVersion(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+  }
+}
 
 export interface StartAgentOptions {
   config: AgentConfig;

@@ -1,7 +1,7 @@
-// What one node agent costs its node: the real agent (`agent/main.ts`, as `npm run agent` starts it) collecting the
-// host and 8 GPUs every 10 s through a fake `nvidia-smi`, pushing to an ingest and serving /metrics, measured from
-// /proc after a warm-up: CPU as a share of one core, and the largest resident set seen.
-import { spawn } from 'node:child_process';
+// What one node agent costs its node: the real agent as the image runs it (the bundle `npm run build:agent` makes,
+// on plain node) collecting the host and 8 GPUs every 10 s through a fake `nvidia-smi`, pushing to an ingest and
+// serving /metrics, measured from /proc after a warm-up: CPU as a share of one core, and the largest resident set seen.
+import { execFile, spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -44,12 +44,20 @@ async function rssMiBOf(pid: number): Promise<number> {
   return kib / 1024;
 }
 
+/** Builds the agent's bundle (dist/agent/main.mjs) as the image does, and answers its path. */
+async function buildAgent(): Promise<string> {
+  await new Promise<void>((resolve, reject) =>
+    execFile('npm', ['run', '--silent', 'build:agent'], (error, _stdout, stderr) => (error ? reject(new Error(`npm run build:agent failed: ${stderr}`)) : resolve())),
+  );
+  return path.resolve('dist/agent/main.mjs');
+}
+
 export async function measureAgent(options: { ingestPort: number; token: string; warmupSeconds: number; seconds: number }): Promise<AgentFootprint> {
   const dir = await mkdtemp(path.join(tmpdir(), 'agent-footprint-'));
   const nvidiaSmi = path.join(dir, 'nvidia-smi');
   await writeFile(nvidiaSmi, nvidiaSmiScript());
   await chmod(nvidiaSmi, 0o755);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('agent/main.ts')], {
+  const child = spawn(process.execPath, [await buildAgent()], {
     env: {
       ...process.env,
       AGENT_SENTINEL_ADDRESS: `127.0.0.1:${options.ingestPort}`,
