@@ -3,10 +3,10 @@
 // serving /metrics, measured from /proc after a warm-up: CPU as a share of one core, and the largest resident set seen.
 import { execFile, spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../test/support/ports.js';
 
 export interface AgentFootprint {
   cpuPercent: number;
@@ -23,13 +23,6 @@ function nvidiaSmiScript(): string {
   return `#!/bin/sh\ncat <<'EOF'\n${rows.join('\n')}\nEOF\n`;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** utime + stime of a process, in seconds (clock ticks of 100 Hz, as on every Linux this runs on). */
 async function cpuSecondsOf(pid: number): Promise<number> {

@@ -1,8 +1,6 @@
 // `sentinel` over the HTTP API as a user runs it: the real CLI in its own process, configured only by its
 // environment, against one real server with the reactors and the simulated cluster.
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -10,6 +8,7 @@ import { parse } from 'yaml';
 import { SIMULATED_CLUSTER_ID } from '../../app/reactors.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { ADMIN_PASSWORD, startTestApi, type TestApi } from '../support/sentinel-api.js';
+import { freePort } from '../support/ports.js';
 
 interface WriteAnswer {
   id: string;
@@ -21,14 +20,6 @@ interface StoredCredentials {
   servers: Record<string, { username: string; accessToken: string; refreshToken: string; accessExpiresAt: string }>;
 }
 
-/** A port nothing listens on: bound, then closed again. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function succeeded(result: CliResult): CliResult {
   expect(result.code, `exit code; stderr: ${result.stderr}`).to.equal(0);
@@ -84,7 +75,7 @@ describe('sentinel CLI over the HTTP API', function () {
   });
 
   it('says so when the server cannot be reached', async () => {
-    const nowhere = `http://127.0.0.1:${await closedPort()}`;
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
     const [login, get] = await Promise.all([
       cli(['login', '--url', nowhere, '--username', 'admin', '--password-stdin'], `${ADMIN_PASSWORD}\n`),
       cli(['get', 'clusters'], undefined, { SENTINEL_URL: nowhere, SENTINEL_TOKEN: 'any' }),

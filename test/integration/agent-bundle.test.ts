@@ -3,7 +3,6 @@
 // works from the source tree (a file found relative to it, a TypeScript-only import) fails here.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
@@ -15,17 +14,10 @@ import { startTelemetryIngest, type RunningTelemetryIngest } from '../../telemet
 import { SampleStore } from '../../telemetry/sample-store.js';
 import { fakeNvidiaSmi, type FakeNvidiaSmi } from '../fixtures/agent/fake-nvidia-smi.js';
 import { eventually } from '../support/eventually.js';
+import { freePort } from '../support/ports.js';
 
 const TOKEN = 'agent-bundle-test-token';
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 describe('the bundled node agent (npm run build:agent) on plain node', function () {
   this.timeout(120_000);

@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -20,6 +20,7 @@ import { PolicyEngine, type Judged } from '../../commands/policy-engine.js';
 import { GLOBAL_POLICY_SET } from '../../domain/policy-set.js';
 import { footprintOf, policyBody, type PolicyBody } from '../../domain/policy.js';
 import { DEFAULT_PRICES } from '../../domain/pricing.js';
+import { freePort } from '../support/ports.js';
 
 const SERVING = randomUUID();
 const IDLE = randomUUID();
@@ -66,13 +67,6 @@ function vllmMetrics(): Server {
   });
 }
 
-async function freePort(): Promise<number> {
-  const server = createTcpServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** Asks again until `ready` says yes: Prometheus has to start, then scrape twice before a rate exists. */
 async function until<T>(what: string, ask: () => Promise<T>, ready: (answer: T) => boolean, timeoutMs = 30_000): Promise<T> {

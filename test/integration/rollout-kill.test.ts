@@ -4,7 +4,6 @@
 // a new pause) and completes the rollout.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -15,6 +14,7 @@ import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kub
 import type { RecordedEvent } from '../../domain/event-store.js';
 import { eventually } from '../support/eventually.js';
 import { FAST } from '../support/simulator-clients.js';
+import { freePort } from '../support/ports.js';
 
 const PASSWORD = 'rollout-kill-admin-password';
 /** Long enough for a kill and a second start of Sentinel (tsx, PGlite, migrations) on a busy machine to fit inside. */
@@ -22,13 +22,6 @@ const PAUSE_SECONDS = 30;
 const STABLE_IMAGE = 'registry.local/llm:1.0';
 const NEXT_IMAGE = 'registry.local/llm:1.1';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Sentinel {
   url: string;

@@ -5,7 +5,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watch, type V1Pod } from '@kubernetes/client-node';
@@ -17,6 +16,7 @@ import { podBehaviour } from '../../adapters/kubernetes/simulator/pod-metrics.js
 import { createPrometheusMetricProvider, type PromSample } from '../../reactors/prometheus-metric-provider.js';
 import { eventually } from '../support/eventually.js';
 import { clients, FAST, type Clients } from '../support/simulator-clients.js';
+import { freePort } from '../support/ports.js';
 
 const NAMESPACE = 'serving';
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -274,12 +274,3 @@ describe('simulator pod metrics', function () {
   });
 });
 
-/** A loopback port nothing listens on now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no TCP port');
-  return address.port;
-}

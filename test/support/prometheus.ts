@@ -2,11 +2,11 @@
 // killed and cleaned up afterwards. The Debian package's binaries (/usr/bin/prometheus, /usr/bin/promtool).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { eventually } from './eventually.js';
+import { freePort } from './ports.js';
 
 /** Why Prometheus tests cannot run here, or undefined when both binaries answer. */
 export const PROMETHEUS_SKIP_REASON = missingBinary('prometheus') ?? missingBinary('promtool');
@@ -87,17 +87,6 @@ async function kill(child: ChildProcess, exited: Promise<void>): Promise<void> {
   await exited;
 }
 
-/** A port the kernel just handed out on loopback, released for Prometheus to take. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function missingBinary(name: string): string | undefined {
   const run = spawnSync(name, ['--version']);
