@@ -3,10 +3,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import { comparePositions, type EventFilter, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
+import type { Lease } from '../domain/lease.js';
 import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
-import { filterOf, PROJECTION_REGISTRY, type ProjectionLease } from './runtime.js';
-import { filterOfAll } from './shared-read.js';
+import { PROJECTION_REGISTRY } from './registry.js';
+import { filterOf, filterOfAll } from './shared-read.js';
 import { within, type AsOf } from './time-travel.js';
 
 export interface RebuildProgress {
@@ -30,7 +31,7 @@ export interface RebuildOptions {
    */
   dropAfterMs?: number;
   /** Held as `rebuild:<name>` for the whole rebuild, so two rebuilds of one projection never overlap. */
-  lease?: ProjectionLease;
+  lease?: Lease;
   /** Stops before the swap (after the batch in hand); the new generation's tables are dropped. */
   signal?: AbortSignal;
 }

@@ -5,21 +5,20 @@ import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { batchParent, inSpan, linkBatch } from '../adapters/tracing.js';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
+import type { Lease } from '../domain/lease.js';
+import { followUnderLease, lagAfter, type Held } from '../domain/log-follower.js';
 import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
 import { rebuildProjection } from './rebuild.js';
+import { PROJECTION_REGISTRY } from './registry.js';
 import { filterOf, filterOfAll, SharedRead, type Member } from './shared-read.js';
 
 export { filterOf } from './shared-read.js';
+export { PROJECTION_REGISTRY } from './registry.js';
+export { LAG_COUNT_LIMIT } from '../domain/log-follower.js';
 
 /** One active instance per projector across processes: whoever holds the lease projects, the others wait. */
-export interface ProjectionLease {
-  /** True when this process now holds (or already held) the lease for `name`. */
-  tryAcquire(name: string): Promise<boolean>;
-  /** False once the lease was lost (the connection holding it died). */
-  stillHeld(name: string): Promise<boolean>;
-  release(name: string): Promise<void>;
-}
+export type ProjectionLease = Lease;
 
 export interface ProjectionMetrics {
   applied(projector: string, events: number, seconds: number): void;
@@ -65,11 +64,7 @@ export class CheckpointMoved extends Error {
   override name = 'CheckpointMoved';
 }
 
-/** The registry table (migration 002-projections). */
-export const PROJECTION_REGISTRY = 'sentinel_projections';
 const REGISTRY = PROJECTION_REGISTRY;
-/** `lagEvents` counts up to this many. */
-export const LAG_COUNT_LIMIT = 10_000;
 /** A projector with nothing to apply moves its checkpoint once this many batches of the log have gone by. */
 const IDLE_CHECKPOINT_BATCHES = 10;
 
@@ -246,39 +241,44 @@ export class ProjectionRuntime {
     logger.info({ projector: projector.name, generation: result.generation, events: result.events }, 'rebuilt and swapped in');
   }
 
-  private async loop(projector: Projector): Promise<void> {
-    const { lease, logger } = this.options;
-    while (!this.abort.signal.aborted) {
-      try {
-        this.feed.registering(projector.name, true);
-        if (!(await lease.tryAcquire(projector.name))) {
-          this.feed.registering(projector.name, false);
-          await sleep(this.options.standbyRetryMs ?? 1000, undefined, { signal: this.abort.signal });
-          continue;
-        }
+  /**
+   * Projects under the projector's lease, a standby until it is held. The lease is kept through a failure: the
+   * projector goes on from its checkpoint, at once when a rebuild moved it, a second later otherwise.
+   */
+  private loop(projector: Projector): Promise<void> {
+    const { logger } = this.options;
+    return followUnderLease({
+      lease: this.options.lease,
+      name: projector.name,
+      signal: this.abort.signal,
+      standbyRetryMs: this.options.standbyRetryMs,
+      keepLeaseOnFailure: true,
+      trying: () => this.feed.registering(projector.name, true),
+      standby: () => this.feed.registering(projector.name, false),
+      follow: async (held) => {
         this.active.add(projector.name);
         logger.info({ projector: projector.name }, 'projecting');
-        await this.project(projector);
-      } catch (error) {
+        await this.project(projector, held);
+      },
+      failed: (error) => {
         this.feed.registering(projector.name, false);
-        if (this.abort.signal.aborted) return;
         if (error instanceof CheckpointMoved) {
           // Most often a rebuild that swapped in a new generation: follow it at once, from its checkpoint.
           logger.info({ projector: projector.name }, 'checkpoint moved; continuing from the registry');
-          continue;
+          return 0;
         }
         this.active.delete(projector.name);
         logger.error({ err: error, projector: projector.name }, 'projector stopped; retrying');
-        await sleep(1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
-      }
-    }
+        return 1000;
+      },
+    });
   }
 
   /**
    * Registers the projector (upgrading it first when its version is new), then hands it to the shared read.
    * Resolves when the runtime stops; rejects with whatever took the projector off the shared read.
    */
-  private async project(projector: Projector): Promise<void> {
+  private async project(projector: Projector, lease: Held): Promise<void> {
     let registered: Registered;
     this.feed.registering(projector.name, true);
     try {
@@ -293,6 +293,7 @@ export class ProjectionRuntime {
       tables: tableNames(projector, registered.generation),
       position: registered.position,
       unsaved: 0,
+      lease,
     };
     // A projector far behind the others reads on its own until it has caught up, so the others never wait for
     // it nor read again what they have applied.
@@ -374,7 +375,7 @@ export class ProjectionRuntime {
       }
       throw error;
     }
-    if (!(await this.options.lease.stillHeld(member.projector.name))) throw new Error(`lost the lease on ${member.projector.name}`);
+    await member.lease.confirm();
   }
 
   private async checkpointMoved(member: Member): Promise<boolean> {
@@ -388,19 +389,8 @@ export class ProjectionRuntime {
     return this.options.batchSize ?? 500;
   }
 
-  /**
-   * Counted by the store, never by reading the events: the sampler, `GET /projections` and the CLI all ask, and
-   * a projector far behind on a log of large events must not load thousands of them to say so. The age takes
-   * the one oldest event not applied yet.
-   */
-  private async lag(projector: Projector | undefined, position: string | null): Promise<{ events: number; seconds: number }> {
-    const after = position ?? undefined;
-    const filter = filterOf(projector);
-    const [events, next] = await Promise.all([
-      this.store.countAfter(after, { filter, limit: LAG_COUNT_LIMIT }),
-      this.store.readAll({ after, filter, limit: 1 }),
-    ]);
-    const oldest = events > 0 ? next.events[0] : undefined;
-    return { events, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
+  /** Asked by the sampler, `GET /projections` and the CLI alike, so counted by the store (see `lagAfter`). */
+  private lag(projector: Projector | undefined, position: string | null): Promise<{ events: number; seconds: number }> {
+    return lagAfter(this.store, position ?? undefined, filterOf(projector));
   }
 }

@@ -2,6 +2,7 @@
 // that is in step, each applying its own events and keeping its own checkpoint.
 import type { EventFilter, EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
 import { comparePositions } from '../domain/event-store.js';
+import { batchesOf, type Held } from '../domain/log-follower.js';
 import { PageSize } from '../domain/read-pages.js';
 import type { Projector, TableNames } from './projector.js';
 
@@ -16,6 +17,8 @@ export interface Member {
   position: Position | null;
   /** Events the shared read has handed out since its checkpoint last moved. */
   unsaved: number;
+  /** Its lease, confirmed after each batch it applies. */
+  lease: Held;
 }
 
 /** How a member left the shared read without an error. */
@@ -241,28 +244,4 @@ export function filterOf(projector: Projector | undefined): EventFilter | undefi
 export function filterOfAll(projectors: readonly Projector[]): EventFilter | undefined {
   if (projectors.some((projector) => !projector.eventTypes)) return undefined;
   return { types: [...new Set(projectors.flatMap((projector) => projector.eventTypes!))] };
-}
-
-/** Groups a subscription's events: whatever has arrived together, up to `max`, goes in one batch. */
-async function* batchesOf(subscription: Subscription, max: number): AsyncGenerator<RecordedEvent[]> {
-  const iterator = subscription[Symbol.asyncIterator]();
-  const idle = Symbol('idle');
-  let pending = iterator.next();
-  for (;;) {
-    const first = await pending;
-    if (first.done) return;
-    const batch = [first.value];
-    pending = iterator.next();
-    while (batch.length < max) {
-      const next = await Promise.race([pending, new Promise<typeof idle>((resolve) => setImmediate(() => resolve(idle)))]);
-      if (next === idle) break;
-      if (next.done) {
-        yield batch;
-        return;
-      }
-      batch.push(next.value);
-      pending = iterator.next();
-    }
-    yield batch;
-  }
 }

@@ -22,11 +22,6 @@ import type { Reactor } from './reactor-runtime.js';
  * can say what was written last. Partitions are named by the log; the publisher only compares and remembers them.
  */
 export interface PartitionedEventLog {
-  /**
-   * Events of one lane may share a partition, so the publisher sends them one at a time in log order; events of
-   * different lanes never share one and go out side by side. Synchronous: the reactor runtime asks it per event.
-   */
-  laneOf(event: RecordedEvent): string;
   /** The partition the event goes to: the same for every event of a stream. */
   partitionOf(event: RecordedEvent): Promise<string>;
   /**
@@ -36,8 +31,19 @@ export interface PartitionedEventLog {
   lastPositions(partitions?: ReadonlySet<string>): Promise<Map<string, Position>>;
   /** Stores one event in its partition; resolves once the log has it durably. */
   publish(event: RecordedEvent, partition: string): Promise<void>;
+  /**
+   * Stores events, each in its partition and in the order given within each, in one request; resolves once the
+   * log has them all durably. A failure may leave any of them stored. When absent, events go one `publish` at a time.
+   */
+  publishAll?(events: readonly PartitionedEvent[]): Promise<void>;
   connect(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** An event and the partition it goes to. */
+export interface PartitionedEvent {
+  event: RecordedEvent;
+  partition: string;
 }
 
 /**
@@ -69,11 +75,12 @@ export const DOMAIN_EVENT_TYPES: readonly string[] = [
 export const KAFKA_PUBLISHER = 'kafka-publisher';
 
 /**
- * The runtime handles an event at least once: it moves the checkpoint only after `handle` returns, so after a
- * crash the events since the checkpoint come again, and some of them may already be in the log. Each partition
- * holds its events in log order (the lanes of `laneOf` one event at a time, an idempotent producer),
- * so its last position says exactly which events it already has: on start the publisher reads every partition's
- * last position, and an event at or below its partition's is skipped.
+ * The runtime hands over events in batches, at least once: it moves the checkpoint only after `handleBatch`
+ * returns, so after a crash the events since the checkpoint come again, and some of them may already be in the
+ * log. Each partition holds its events in log order (one batch at a time, in log order within it, through an
+ * idempotent producer), so its last position says exactly which events it already has: on start the publisher
+ * reads every partition's last position, and an event at or below its partition's is skipped. A batch is one
+ * request to the log and one checkpoint, rather than a round trip to each per event.
  */
 export class KafkaPublisher implements Reactor {
   readonly name = KAFKA_PUBLISHER;
@@ -94,25 +101,34 @@ export class KafkaPublisher implements Reactor {
     this.published = await this.log.lastPositions();
   }
 
-  keyOf(event: RecordedEvent): string {
-    return this.log.laneOf(event);
+  /** One event: what the runtime falls back to when a batch failed for good, and a parked event's retry. */
+  async handle(event: RecordedEvent): Promise<void> {
+    await this.handleBatch([event]);
   }
 
-  async handle(event: RecordedEvent): Promise<void> {
-    const partition = await this.log.partitionOf(event);
-    if (this.unsure.has(partition)) await this.reread(partition);
-    if (this.alreadyPublished(partition, event.position)) return;
+  async handleBatch(events: readonly RecordedEvent[]): Promise<void> {
+    const partitions = await Promise.all(events.map((event) => this.log.partitionOf(event)));
+    for (const partition of new Set(partitions)) if (this.unsure.has(partition)) await this.reread(partition);
+    const due = events
+      .map((event, i) => ({ event, partition: partitions[i]! }))
+      .filter(({ event, partition }) => !this.alreadyPublished(partition, event.position));
+    if (due.length === 0) return;
     try {
-      await this.log.publish(event, partition);
+      await this.publishAll(due);
     } catch (error) {
-      this.unsure.add(partition);
+      for (const { partition } of due) this.unsure.add(partition);
       throw error;
     }
-    this.published.set(partition, event.position);
+    for (const { event, partition } of due) this.published.set(partition, event.position);
   }
 
   async stop(): Promise<void> {
     await this.log.close();
+  }
+
+  private async publishAll(due: readonly PartitionedEvent[]): Promise<void> {
+    if (this.log.publishAll) return this.log.publishAll(due);
+    for (const { event, partition } of due) await this.log.publish(event, partition);
   }
 
   private alreadyPublished(partition: string, position: Position): boolean {

@@ -1,5 +1,6 @@
-// Runs reactors: each follows the log from its checkpoint under a lease, handles every event at least once, and
-// moves its checkpoint after the event's effects. Handlers are idempotent, so a replay after a crash changes nothing.
+// Runs reactors: each follows the log from its checkpoint under a lease (domain/log-follower.ts, as projectors do),
+// handles every event at least once, and moves its checkpoint after the event's effects (after each batch, for a
+// reactor that takes batches). Handlers are idempotent, so a replay after a crash changes nothing.
 // A failure is handled by its kind (failures.ts): a transient one is tried again with backoff, any other parks the
 // event so the reactor goes on with the next one; a parked event is tried again when someone asks. How far each
 // reactor trails the log is sampled for its metrics, as the projection runtime does for projectors.
@@ -7,10 +8,11 @@ import { setMaxListeners } from 'node:events';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { backoffDelay, pause, RetryAborted, retrying } from '../adapters/retry.js';
-import { contextFrom, failed, inSpan, SpanKind, type Span } from '../adapters/tracing.js';
-import type { EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
-import { LAG_COUNT_LIMIT, type ProjectionLease } from '../projections/runtime.js';
+import { backoffDelay, RetryAborted, retrying } from '../adapters/retry.js';
+import { batchParent, contextFrom, failed, inSpan, linkBatch, SpanKind, type Span } from '../adapters/tracing.js';
+import type { EventStore, Position, RecordedEvent } from '../domain/event-store.js';
+import type { Lease } from '../domain/lease.js';
+import { batchesOf, followUnderLease, lagAfter, type Held, type Lag } from '../domain/log-follower.js';
 import { classifyFailure, PermanentFailure, type FailureKind } from './failures.js';
 
 export interface Reactor {
@@ -24,6 +26,15 @@ export interface Reactor {
    * backoff; a permanent failure or a bug parks the event, and the reactor goes on with the next one.
    */
   handle(event: RecordedEvent, signal: AbortSignal): Promise<void>;
+  /**
+   * When given, the runtime hands over the events it has in hand together (up to `maxBatch`) and moves the
+   * checkpoint once per batch: for a firehose reactor whose work is cheaper in bulk. Failures are judged as for
+   * `handle`: a transient one tries the whole batch again; after any other, the batch's events go one at a time
+   * through `handle`, so only the event that fails is parked. Such a reactor has no lanes (`keyOf` is not asked).
+   */
+  handleBatch?(events: readonly RecordedEvent[], signal: AbortSignal): Promise<void>;
+  /** Most events in one `handleBatch` (500 when not given). */
+  maxBatch?: number;
   /** When the lease is lost or the runtime stops. */
   stop?(): Promise<void>;
   /**
@@ -36,7 +47,7 @@ export interface Reactor {
 
 export interface ReactorRuntimeOptions {
   logger: Logger;
-  lease: ProjectionLease;
+  lease: Lease;
   /** How often a standby tries for the lease. */
   standbyRetryMs?: number;
   /** Backoff between attempts at an event that failed: doubling from `retryBaseMs` to `retryMaxMs`. */
@@ -55,13 +66,8 @@ export interface ReactorRuntimeOptions {
   lagSampleMs?: number;
 }
 
-/** How far a reactor trails the log. */
-export interface ReactorLag {
-  /** Events of its types after its checkpoint (counted up to 10,000). */
-  events: number;
-  /** Age of the oldest of them; 0 when it is caught up. */
-  seconds: number;
-}
+/** How far a reactor trails the log: events of its types after its checkpoint, and the age of the oldest. */
+export type ReactorLag = Lag;
 
 const CHECKPOINTS = 'sentinel_reactor_checkpoints';
 const PARKED = 'sentinel_reactor_parked';
@@ -203,11 +209,10 @@ class RuntimeMetrics {
   }
 }
 
-/** One reactor in the runtime: its own stop signal, its subscription while it follows the log, and its loop. */
+/** One reactor in the runtime: its own stop signal (which also closes its subscription), and its loop. */
 interface Running {
   reactor: Reactor;
   abort: AbortController;
-  subscription?: Subscription;
   done: Promise<void>;
 }
 
@@ -260,7 +265,6 @@ export class ReactorRuntime {
     const entry = this.running.get(name);
     if (!entry) return;
     entry.abort.abort();
-    await entry.subscription?.close();
     await entry.done;
   }
 
@@ -286,14 +290,7 @@ export class ReactorRuntime {
   async lag(name: string): Promise<ReactorLag | undefined> {
     const reactor = this.running.get(name)?.reactor;
     if (!reactor) return undefined;
-    const after = await this.checkpoint(name);
-    const filter = { types: [...reactor.eventTypes] };
-    const [events, next] = await Promise.all([
-      this.store.countAfter(after, { filter, limit: LAG_COUNT_LIMIT }),
-      this.store.readAll({ after, filter, limit: 1 }),
-    ]);
-    const oldest = events > 0 ? next.events[0] : undefined;
-    return { events, seconds: oldest ? Math.max(0, (Date.now() - oldest.recordedAt.getTime()) / 1000) : 0 };
+    return lagAfter(this.store, await this.checkpoint(name), { types: [...reactor.eventTypes] });
   }
 
   private async sampleLag(): Promise<void> {
@@ -315,87 +312,121 @@ export class ReactorRuntime {
     this.abort.abort();
     const entries = [...this.running.values()];
     for (const entry of entries) entry.abort.abort();
-    await Promise.all(entries.map((entry) => entry.subscription?.close()));
     await Promise.allSettled(entries.map((entry) => entry.done));
   }
 
-  private async loop(entry: Running): Promise<void> {
-    const { lease, logger } = this.options;
+  /**
+   * Reacts under the reactor's lease, a standby until it is held. A reactor that fails to start or stops is
+   * stopped, lets go of its lease, and starts again with backoff, saying so once per cause.
+   */
+  private loop(entry: Running): Promise<void> {
+    const { logger } = this.options;
     const { reactor } = entry;
     const signal = entry.abort.signal;
-    // A reactor that cannot start (its cluster is unreachable) tries again with backoff, and says so once per cause.
     let failures = 0;
     let lastFailure: string | undefined;
-    while (!signal.aborted) {
-      let acquired = false;
-      try {
-        acquired = await lease.tryAcquire(`reactor:${reactor.name}`);
-        if (!acquired) {
-          await pause(this.options.standbyRetryMs ?? 1000, signal);
-          continue;
-        }
+    return followUnderLease({
+      lease: this.options.lease,
+      name: `reactor:${reactor.name}`,
+      signal,
+      standbyRetryMs: this.options.standbyRetryMs,
+      follow: async (held) => {
         this.active.add(reactor.name);
         if (failures === 0) logger.info({ reactor: reactor.name }, 'reacting');
         await reactor.start?.(signal);
-        if (signal.aborted) break;
+        if (signal.aborted) return;
         if (failures > 0) logger.info({ reactor: reactor.name, failures }, 'reacting again');
         failures = 0;
         lastFailure = undefined;
-        await this.follow(entry);
-      } catch (error) {
-        if (signal.aborted) break;
+        await this.follow(reactor, held, signal);
+      },
+      failed: (error) => {
         failures += 1;
         const failure = error instanceof Error ? error.message : String(error);
         const delay = backoffDelay(failures, { baseMs: 1000, maxMs: this.options.restartMaxMs ?? 30_000 });
         if (failure === lastFailure) logger.debug({ err: error, reactor: reactor.name, failures, retryInMs: Math.round(delay) }, 'reactor still failing; starting again');
         else logger.error({ err: error, reactor: reactor.name, failures, retryInMs: Math.round(delay) }, 'reactor stopped; starting again');
         lastFailure = failure;
-        await pause(delay, signal);
-      } finally {
-        if (acquired) {
-          this.active.delete(reactor.name);
-          await reactor.stop?.().catch((error: unknown) => logger.error({ err: error, reactor: reactor.name }, 'reactor did not stop cleanly'));
-          await lease.release(`reactor:${reactor.name}`).catch(() => undefined);
-        }
-      }
-    }
+        return delay;
+      },
+      letGo: async () => {
+        this.active.delete(reactor.name);
+        await reactor.stop?.().catch((error: unknown) => logger.error({ err: error, reactor: reactor.name }, 'reactor did not stop cleanly'));
+      },
+    });
   }
 
-  private async follow(entry: Running): Promise<void> {
-    const { reactor } = entry;
-    const signal = entry.abort.signal;
-    const subscription = this.store.subscribe({ after: await this.checkpoint(reactor.name), filter: { types: [...reactor.eventTypes] } });
-    entry.subscription = subscription;
-    // stop() or remove() may have run while this was subscribing, before there was a subscription to close.
-    if (signal.aborted) await subscription.close();
+  private async follow(reactor: Reactor, held: Held, signal: AbortSignal): Promise<void> {
+    const subscription = held.subscribe(this.store, { after: await this.checkpoint(reactor.name), filter: { types: [...reactor.eventTypes] } });
     const lanes = new Lanes(reactor.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     const retries = this.retryWhenAsked(reactor, signal);
     try {
+      if (reactor.handleBatch) {
+        for await (const batch of batchesOf(subscription, reactor.maxBatch ?? DEFAULT_MAX_BATCH)) {
+          await this.reactToBatch(reactor, batch, signal);
+          if (signal.aborted) return;
+          await this.saveCheckpoint(reactor, held, batch.at(-1)!.position);
+        }
+        return;
+      }
       for await (const event of subscription) {
         if (!reactor.keyOf) {
           await this.react(reactor, event, signal);
           if (signal.aborted) return;
-          await this.saveCheckpoint(reactor, event.position);
+          await this.saveCheckpoint(reactor, held, event.position);
           continue;
         }
         // Events of one key in log order, different keys side by side; the checkpoint only passes an event
         // once it and every event before it are handled, so a restart never skips one.
         await lanes.run(reactor.keyOf(event), event.position, () => this.react(reactor, event, signal), async (handled) => {
-          if (!signal.aborted) await this.saveCheckpoint(reactor, handled);
+          if (!signal.aborted) await this.saveCheckpoint(reactor, held, handled);
         });
         if (signal.aborted) return;
       }
     } finally {
       await retries.stop();
-      if (entry.subscription === subscription) entry.subscription = undefined;
       await subscription.close();
       await lanes.settled();
     }
   }
 
-  private async saveCheckpoint(reactor: Reactor, position: Position): Promise<void> {
+  private async saveCheckpoint(reactor: Reactor, held: Held, position: Position): Promise<void> {
     await this.knex(CHECKPOINTS).insert({ name: reactor.name, position, updated_at: this.knex.fn.now() }).onConflict('name').merge();
-    if (!(await this.options.lease.stillHeld(`reactor:${reactor.name}`))) throw new Error(`lost the lease on reactor ${reactor.name}`);
+    await held.confirm();
+  }
+
+  /**
+   * Handles a batch: a transient failure tries the whole batch again, with backoff, until it succeeds or the
+   * reactor stops. After any other failure the batch's events are handled one at a time (see `react`), so only
+   * the event that fails is parked and the others are handled. Resolves once the checkpoint may pass the batch.
+   */
+  private async reactToBatch(reactor: Reactor, batch: readonly RecordedEvent[], signal: AbortSignal): Promise<void> {
+    const { logger } = this.options;
+    const traceparents = batch.map((event) => event.metadata.traceparent);
+    const attributes = { 'sentinel.reactor': reactor.name, 'sentinel.events': batch.length, 'sentinel.position': batch.at(-1)!.position };
+    try {
+      // One span for the batch: it continues the first event's trace and links the others', as a projector's does.
+      const failure = (error: unknown) => !(error instanceof RetryAborted);
+      await inSpan('react batch', { kind: SpanKind.CONSUMER, parent: batchParent(traceparents), attributes, failure }, async (span) => {
+        linkBatch(span, traceparents);
+        await retrying(() => reactor.handleBatch!(batch, signal), {
+          backoff: { baseMs: this.options.retryBaseMs ?? 200, maxMs: this.options.retryMaxMs ?? 30_000 },
+          retryable: (error) => classifyFailure(error) === 'transient',
+          signal,
+          onRetry: ({ error, attempt, delayMs }) => {
+            span.addEvent('retry', { attempt, 'retry_in_ms': delayMs, 'error': error instanceof Error ? error.message : String(error) });
+            logger.warn({ err: error, reactor: reactor.name, events: batch.length, from: batch[0]!.position, attempt, retryInMs: delayMs }, 'batch reaction failed; trying again');
+          },
+        });
+      });
+    } catch (error) {
+      if (error instanceof RetryAborted || signal.aborted) return;
+      logger.warn({ err: error, reactor: reactor.name, events: batch.length, from: batch[0]!.position }, 'batch reaction failed for good; handling its events one at a time');
+      for (const event of batch) {
+        await this.react(reactor, event, signal);
+        if (signal.aborted) return;
+      }
+    }
   }
 
   /**
@@ -514,6 +545,7 @@ export async function* everyEventOf(store: EventStore, types: string[]): AsyncGe
 }
 
 const DEFAULT_MAX_IN_FLIGHT = 16;
+const DEFAULT_MAX_BATCH = 500;
 
 /**
  * Work in lanes: one lane per key, in order within it, up to `max` pieces at once. `done` is told the position

@@ -1,9 +1,9 @@
 // Kafka as the publisher's partitioned log: a topic per stream category, the stream as key, one idempotent producer.
-import { Partitioners, type Admin, type Kafka, type PartitionMetadata, type Producer } from 'kafkajs';
+import { Partitioners, type Admin, type Kafka, type Message, type PartitionMetadata, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Position, RecordedEvent } from '../../domain/event-store.js';
-import type { PartitionedEventLog } from '../../reactors/kafka-publisher.js';
-import { currentOr, inSpan, SpanKind, traceparentOf } from '../tracing.js';
+import type { PartitionedEvent, PartitionedEventLog } from '../../reactors/kafka-publisher.js';
+import { currentOr, inSpan, linkBatch, SpanKind, traceparentOf } from '../tracing.js';
 import { toEventMessage } from './cloudevents.js';
 import { createKafka } from './client.js';
 import { parsePartitionName, partitionName, readLastPositions, type PartitionName } from './partition-tails.js';
@@ -35,11 +35,6 @@ export class KafkaEventLog implements PartitionedEventLog {
     this.prefix = options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
   }
 
-  /** A topic is a lane: its partitions are written one event at a time, in log order. */
-  laneOf(event: RecordedEvent): string {
-    return topicOf(event.stream, this.prefix);
-  }
-
   async partitionOf(event: RecordedEvent): Promise<PartitionName> {
     const topic = topicOf(event.stream, this.prefix);
     const partitionMetadata = await this.partitionsOf(topic);
@@ -67,6 +62,33 @@ export class KafkaEventLog implements PartitionedEventLog {
     await inSpan(`send ${topic}`, span, async (sending) => {
       const message = toEventMessage(event, traceparentOf(sending));
       await producer.send({ topic, acks: -1, messages: [{ ...message, partition: index }] });
+    });
+  }
+
+  /**
+   * A batch of events in one producer request, each to the partition the publisher chose, in the order given
+   * within each partition. The send's span continues the first event's trace and links the others'; each
+   * message's traceparent is that span, or its event's own when nothing records spans.
+   */
+  async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
+    const producer = this.connected().producer;
+    const traceparents = events.map(({ event }) => event.metadata.traceparent);
+    const span = {
+      kind: SpanKind.PRODUCER,
+      parent: currentOr(traceparents.find((traceparent) => traceparent !== undefined)),
+      attributes: { 'messaging.system': 'kafka', 'messaging.operation.type': 'send', 'messaging.batch.message_count': events.length },
+    };
+    await inSpan('send batch', span, async (sending) => {
+      linkBatch(sending, traceparents);
+      const traceparent = traceparentOf(sending);
+      const byTopic = new Map<string, Message[]>();
+      for (const { event, partition } of events) {
+        const { topic, partition: index } = parsePartitionName(partition);
+        const messages = byTopic.get(topic) ?? [];
+        messages.push({ ...toEventMessage(event, traceparent), partition: index });
+        byTopic.set(topic, messages);
+      }
+      await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
     });
   }
 

@@ -1,9 +1,9 @@
-// Projection leases as PostgreSQL session advisory locks, each held on a connection of its own: if the
-// process dies, PostgreSQL closes the connection and the lock passes to a standby.
+// Leases (projectors, reactors, rebuilds) as PostgreSQL session advisory locks, each held on a connection of its
+// own: if the process dies, PostgreSQL closes the connection and the lock passes to a standby.
 import pg from 'pg';
-import type { ProjectionLease } from '../../projections/runtime.js';
+import type { Lease } from '../../domain/lease.js';
 
-export class AdvisoryLease implements ProjectionLease {
+export class AdvisoryLease implements Lease {
   private readonly held = new Map<string, pg.Client>();
 
   constructor(private readonly connectionString: string) {}
@@ -42,7 +42,7 @@ export class AdvisoryLease implements ProjectionLease {
 }
 
 /** PGlite lives inside one process, so that process is the only instance there can be. */
-export const inProcessLease: ProjectionLease = {
+export const inProcessLease: Lease = {
   tryAcquire: async () => true,
   stillHeld: async () => true,
   release: async () => undefined,

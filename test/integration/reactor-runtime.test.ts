@@ -1,5 +1,5 @@
 // The reactor runtime: at-least-once handling from a checkpoint, retries, side-by-side lanes whose checkpoint never
-// passes an event that is not yet handled, and how far each reactor trails the log.
+// passes an event that is not yet handled, batches for a batch reactor, and how far each reactor trails the log.
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
@@ -240,6 +240,50 @@ describe('reactor runtime', function () {
       } finally {
         await runtime.stop();
       }
+    });
+
+    it('given a batch reactor and a poison event in a batch, then it gets the events in batches, its checkpoint moves once per batch, and only the poison event is parked', async () => {
+      const stream = uniqueStream('batched');
+      const batches: number[][] = [];
+      const checkpointsBefore: (string | undefined)[] = [];
+      const handled: number[] = [];
+      const index = (event: RecordedEvent) => (event.data as { i: number }).i;
+      const reactor: Reactor = {
+        name: `batch-${stream}`,
+        eventTypes: ['Batched'],
+        maxBatch: 4,
+        async handleBatch(batch) {
+          checkpointsBefore.push(await runtime.checkpoint(reactor.name));
+          batches.push(batch.map(index));
+          if (batch.some((event) => index(event) === 5)) throw new PermanentFailure('the broker refused one of them');
+          handled.push(...batch.map(index));
+        },
+        async handle(event) {
+          if (index(event) === 5) throw new PermanentFailure('the broker refused it');
+          handled.push(index(event));
+        },
+      };
+      let checkpointWrites = 0;
+      const countWrites = (query: { sql: string; bindings?: unknown[] }) => {
+        if (query.sql.startsWith('insert into "sentinel_reactor_checkpoints"') && query.bindings?.includes(reactor.name)) checkpointWrites += 1;
+      };
+      const runtime = new ReactorRuntime(db.knex, store, { logger, lease: inProcessLease });
+      const written = await store.append(stream, events(10, 'Batched'));
+      const stored = await store.readStream(stream);
+      db.knex.on('query', countWrites);
+      runtime.add(reactor);
+      try {
+        await eventually(async () => (await runtime.checkpoint(reactor.name)) === written.position);
+      } finally {
+        await runtime.stop();
+        db.knex.off('query', countWrites);
+      }
+      expect(batches).to.deep.equal([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+      expect(checkpointWrites).to.equal(batches.length);
+      // Each batch starts where the one before it left the checkpoint: at its last event.
+      expect(checkpointsBefore).to.deep.equal([undefined, stored[3]!.position, stored[7]!.position]);
+      expect(handled).to.deep.equal([0, 1, 2, 3, 4, 6, 7, 8, 9]);
+      expect((await listParked(db.knex, reactor.name)).map((parked) => parked.eventId)).to.deep.equal([stored[5]!.id]);
     });
 
     it('given a retry asked for an id that is not parked, then nothing', async () => {

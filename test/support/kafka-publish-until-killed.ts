@@ -1,6 +1,6 @@
 // Child process for the Kafka exactly-once test: runs the Kafka publisher on a PostgreSQL store until it is killed.
-// Prints `published <position> <event id>` per event Kafka acknowledged. With PUBLISHER_STALL_AFTER=n, the n-th
-// acknowledged event's handler never returns (it prints `stalled <position> <event id>`), so the runtime's
+// Prints `published <position> <event id>` per event Kafka acknowledged. With PUBLISHER_STALL_AFTER=n, the handler of
+// the n-th acknowledged event's batch never returns (it prints `stalled <position> <event id>`), so the runtime's
 // checkpoint can never cover that event: the process is then killed with an event in Kafka beyond its checkpoint.
 import { pino } from 'pino';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
@@ -9,7 +9,7 @@ import { KafkaEventLog } from '../../adapters/kafka/kafka-event-log.js';
 import { AdvisoryLease } from '../../adapters/postgres/advisory-lease.js';
 import { openPostgres } from '../../adapters/postgres/database.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
-import { KafkaPublisher } from '../../reactors/kafka-publisher.js';
+import { KafkaPublisher, type PartitionedEvent } from '../../reactors/kafka-publisher.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
 
 const url = required('PUBLISHER_DATABASE_URL');
@@ -20,12 +20,23 @@ class AnnouncingEventLog extends KafkaEventLog {
 
   override async publish(event: RecordedEvent, partition: string): Promise<void> {
     await super.publish(event, partition);
-    this.acknowledged += 1;
-    if (this.acknowledged === stallAfter) {
-      process.stdout.write(`stalled ${event.position} ${event.id}\n`);
-      await new Promise<never>(() => undefined);
+    await this.announce([event]);
+  }
+
+  override async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
+    await super.publishAll(events);
+    await this.announce(events.map(({ event }) => event));
+  }
+
+  private async announce(events: readonly RecordedEvent[]): Promise<void> {
+    for (const event of events) {
+      this.acknowledged += 1;
+      if (this.acknowledged === stallAfter) {
+        process.stdout.write(`stalled ${event.position} ${event.id}\n`);
+        await new Promise<never>(() => undefined);
+      }
+      process.stdout.write(`published ${event.position} ${event.id}\n`);
     }
-    process.stdout.write(`published ${event.position} ${event.id}\n`);
   }
 }
 
