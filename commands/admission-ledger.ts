@@ -45,6 +45,8 @@ export interface AdmissionTurn {
 
 interface Queued {
   event: LedgerEvent;
+  /** The ledger with this admission and every one queued before it counted. */
+  ledger: Ledger;
   context: CommandContext;
   /** The change the admission is for, stored in the same append. */
   append: StreamAppend;
@@ -146,7 +148,7 @@ export class AdmissionLedger {
     const stored = new Promise<AppendResult>((resolve, reject) => {
       settle = (outcome) => ('error' in outcome ? reject(outcome.error) : resolve(outcome.result));
     });
-    this.queue.push({ event, context, append, settle });
+    this.queue.push({ event, ledger: this.queuedState, context, append, settle });
     void this.write();
     return stored;
   }
@@ -164,7 +166,10 @@ export class AdmissionLedger {
         const streams = new Set<string>();
         const batch = this.queue.filter((queued) => !streams.has(queued.append.stream) && streams.add(queued.append.stream));
         const base = this.queueBase;
-        const after = fold(ledgerDecider, batch.map((queued) => queued.event), base.state);
+        // Evolving the ledger costs as much as its history is long: a batch that is the head of the queue (the usual
+        // case) ends where its last admission's ledger stands, folded once already when it was queued.
+        const head = batch.every((queued, i) => this.queue[i] === queued);
+        const after = head ? batch.at(-1)!.ledger : fold(ledgerDecider, batch.map((queued) => queued.event), base.state);
         let results: AppendResult[];
         try {
           results = await this.store.appendMany([
@@ -177,8 +182,10 @@ export class AdmissionLedger {
           continue;
         }
         this.stored = { state: after, revision: results[0]!.revision };
-        this.queue = this.queue.filter((queued) => !batch.includes(queued));
-        this.rebase();
+        this.queue = head ? this.queue.slice(batch.length) : this.queue.filter((queued) => !batch.includes(queued));
+        // What was queued after the head was folded on top of it: it stands as it is.
+        if (head) this.queueBase = this.stored;
+        else this.rebase();
         batch.forEach((queued, i) => queued.settle({ result: results[i + 1]! }));
       }
     } finally {
@@ -202,7 +209,8 @@ export class AdmissionLedger {
   /** The queue's ledger again, from what is stored: after some of it was stored, or left out. */
   private rebase(): void {
     this.queueBase = this.stored;
-    this.queuedState = fold(ledgerDecider, this.queue.map((queued) => queued.event), this.stored.state);
+    this.queuedState = this.stored.state;
+    for (const queued of this.queue) queued.ledger = this.queuedState = ledgerDecider.evolve(this.queuedState, queued.event);
   }
 
   /**

@@ -137,6 +137,11 @@ export interface CommandHandlerOptions {
   stateMetrics?: AggregateStateMetrics;
   /** Where an unreadable snapshot or a failed snapshot write is reported. */
   logger?: { warn(fields: Record<string, unknown>, message: string): void };
+  /**
+   * Whether a command's first attempt may decide on the state kept in memory without reading the stream for what
+   * came since (the append's expected revision still checks it); true unless given. False reads before every attempt.
+   */
+  decideFromMemory?: boolean;
 }
 
 export const DEFAULT_AGGREGATE_CACHE_SIZE = 10_000;
@@ -149,6 +154,7 @@ export class CommandHandler {
   private readonly cache: AggregateCache;
   private readonly snapshotEvery: number;
   private readonly snapshotWrites = new Set<Promise<void>>();
+  private readonly decideFromMemory: boolean;
 
   constructor(
     store: EventStore,
@@ -157,6 +163,7 @@ export class CommandHandler {
     this.maxAttempts = options.maxAttempts ?? 5;
     this.cache = new AggregateCache(options.cacheSize ?? DEFAULT_AGGREGATE_CACHE_SIZE);
     this.snapshotEvery = Math.max(1, options.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY);
+    this.decideFromMemory = options.decideFromMemory ?? true;
     this.store = new InvalidatingEventStore(store, (stream) => this.cache.invalidate(stream));
   }
 
@@ -406,9 +413,16 @@ export class CommandHandler {
     let conflict: ConcurrencyConflict | DuplicateEventConflict | undefined;
     // How many attempts were lost to another command (or to another process's admissions), not to the system's own records.
     let contended = 0;
+    // The first attempt may decide on the state kept in memory without reading the stream: what it appends expects
+    // the revision that state was folded to, so a stream that moved on meanwhile makes it conflict and run again on
+    // what the store holds. An answer that appends nothing has no such check, and is given only on a fresh read.
+    let trustMemory = this.decideFromMemory && context.eventIds === undefined;
     const attempt = async (): Promise<WriteResult> => {
       const generation = this.cache.generation;
-      const loaded = (await this.current(aggregate, stream)) as CacheEntry & { state: StateOf<A> };
+      const remembered = trustMemory ? this.cache.get(stream, aggregate) : undefined;
+      trustMemory = false;
+      if (remembered) this.options.stateMetrics?.loaded(aggregate.category, 'cache', 0);
+      const loaded = (remembered ?? (await this.current(aggregate, stream))) as CacheEntry & { state: StateOf<A> };
       // Looked for after the load: whatever the state was folded from, the lookup sees too.
       const replayed = await this.replayOf(stream, context);
       if (replayed) {
@@ -430,11 +444,13 @@ export class CommandHandler {
           events = verdict.events;
         }
       } catch (error) {
+        if (remembered) return attempt();
         outcome('rejected');
         throw error;
       }
       if (events.length === 0) {
         verdict?.release?.();
+        if (remembered) return attempt();
         outcome('unchanged');
         return { id, revision: loaded.revision, position: loaded.position, appended: 0 };
       }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { defineEvents, type Decider, type EventOf } from './decider.js';
 import { ACTION_KINDS, NO_USAGE, type Footprint, type PastAction, type Usage } from './policy.js';
 import { fromMicroUsd, toMicroUsd } from './pricing.js';
+import { instantAt } from './rules/instant.js';
 
 /** The admission ledger's one stream. */
 export const LEDGER_STREAM = 'quota-global';
@@ -102,7 +103,7 @@ export function evolve(state: Ledger, event: LedgerEvent): Ledger {
   const horizon = Date.parse(latest(state.accruedTo, admission.at)) - HISTORY_RETENTION_MS;
   const history = state.history.filter(
     (past) =>
-      Date.parse(past.at) > horizon &&
+      instantAt(past) > horizon &&
       // An admission whose outcome never landed (the target moved on first) is replaced by its retry.
       !(past.targetId === admission.targetId && past.targetRevision !== undefined && past.targetRevision === admission.targetRevision),
   );

@@ -13,18 +13,38 @@ export interface JwtTokenOptions {
   secret: Uint8Array;
   accessTtlSeconds: number;
   refreshTtlSeconds: number;
+  /** How many verified tokens' claims are kept, so a token sent again is not checked again; 0 keeps none. */
+  verifiedCacheSize?: number;
+  /** Milliseconds since the epoch; the system clock unless given. */
+  now?: () => number;
+}
+
+/** Claims of a verified token, and the instant (ms) from which the token has expired. */
+interface Verified {
+  claims: TokenClaims;
+  expiresAtMs: number;
 }
 
 export class JwtTokens implements TokenService {
   readonly accessTtlSeconds: number;
   readonly refreshTtlSeconds: number;
   private readonly secret: Uint8Array;
+  /**
+   * A token's claims depend only on its bytes and the secret, until it expires: a client sends the same access token
+   * with every request, and checking its signature each time was a tenth of a command's CPU. Whether its principal
+   * and session are still live is not kept here; the access service asks the store on every request.
+   */
+  private readonly verified = new Map<string, Verified>();
+  private readonly verifiedCacheSize: number;
+  private readonly now: () => number;
 
   constructor(options: JwtTokenOptions) {
     if (options.secret.byteLength < 32) throw new Error('the JWT signing secret must be at least 32 bytes');
     this.secret = options.secret;
     this.accessTtlSeconds = options.accessTtlSeconds;
     this.refreshTtlSeconds = options.refreshTtlSeconds;
+    this.verifiedCacheSize = options.verifiedCacheSize ?? 10_000;
+    this.now = options.now ?? Date.now;
   }
 
   async issue(type: TokenType, subject: string, tokenId: string, session?: TokenSession): Promise<string> {
@@ -44,19 +64,44 @@ export class JwtTokens implements TokenService {
   }
 
   async verify(token: string): Promise<TokenClaims> {
+    const known = this.verified.get(token);
+    if (known && this.now() < known.expiresAtMs) return known.claims;
+    // Expired since it was kept: forgotten, and refused by the full check below.
+    if (known) this.verified.delete(token);
+    const verified = await this.check(token);
+    this.keep(token, verified);
+    return verified.claims;
+  }
+
+  private keep(token: string, verified: Verified): void {
+    if (this.verifiedCacheSize <= 0) return;
+    // Shared by every request that sends the token: nobody may change them.
+    Object.freeze(verified.claims.session);
+    Object.freeze(verified.claims);
+    // Oldest first out: a Map iterates in insertion order.
+    if (this.verified.size >= this.verifiedCacheSize) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, verified);
+  }
+
+  private async check(token: string): Promise<Verified> {
     try {
       // Pinning the algorithm refuses `alg: none` and any key confusion.
-      const { payload } = await jwtVerify(token, this.secret, { algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE });
+      const { payload } = await jwtVerify(token, this.secret, {
+        algorithms: ['HS256'],
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        currentDate: new Date(this.now()),
+      });
       const type = payload['typ'];
       if (!TYPES.includes(type as TokenType) || !isUuid(payload.sub) || !isUuid(payload.jti)) throw new Unauthenticated('the token lacks its claims');
-      if (type === 'service') return { type, subject: payload.sub, tokenId: payload.jti };
+      if (type === 'service') return { claims: { type, subject: payload.sub, tokenId: payload.jti }, expiresAtMs: payload.exp === undefined ? Infinity : payload.exp * 1000 };
       if (payload.exp === undefined) throw new Unauthenticated('the token has no expiry');
       const epoch = payload['ep'];
       const family = payload['fam'];
       if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0 || !isUuid(family)) {
         throw new Unauthenticated('the token lacks its claims');
       }
-      return { type: type as TokenType, subject: payload.sub, tokenId: payload.jti, session: { epoch, family } };
+      return { claims: { type: type as TokenType, subject: payload.sub, tokenId: payload.jti, session: { epoch, family } }, expiresAtMs: payload.exp * 1000 };
     } catch (error) {
       if (error instanceof Unauthenticated) throw error;
       if (error instanceof errors.JWTExpired) throw new Unauthenticated('the token has expired');

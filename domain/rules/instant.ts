@@ -12,3 +12,16 @@ export function instant(text: string): number {
   }
   return ms;
 }
+
+const entries = new WeakMap<object, number>();
+
+/**
+ * The instant of an entry's `at`, parsed once for the entry's life: an admitted change in the ledger's history is
+ * never changed and is shared by every ledger after it, so the ledger's fold and each rate-limit reading would
+ * otherwise parse the whole history again, every time.
+ */
+export function instantAt(entry: { readonly at: string }): number {
+  let ms = entries.get(entry);
+  if (ms === undefined) entries.set(entry, (ms = Date.parse(entry.at)));
+  return ms;
+}

@@ -2,7 +2,7 @@
 // What it needs of the admitted changes is read first (`readRateLimits`): a count per window and the target's last
 // scale. A decision records those readings, not the changes, and the rule judges from the readings alone.
 import type { Change, ParametersOf, PastAction, RateLimitReadings, Rule } from '../policy.js';
-import { instant } from './instant.js';
+import { instant, instantAt } from './instant.js';
 
 type Limit = ParametersOf<'rate_limit'>;
 type Per = Limit['per'];
@@ -69,7 +69,7 @@ export function readRateLimits(limits: readonly Limit[], change: Change, history
   let lastScaleAt = -Infinity;
   let lastScaleDirection: Direction | undefined;
   for (const entry of history) {
-    const at = Date.parse(entry.at);
+    const at = instantAt(entry);
     if (!(at <= now)) continue;
     for (const window of counted) if (at > window.start && inScope(entry, window.per, change)) window.times.push(at);
     if (

@@ -543,6 +543,69 @@ describe('CommandHandler on the postgres event store (PGlite)', () => {
     });
   });
 
+  describe('deciding from the state in memory', () => {
+    /** Counts the reads of each stream. */
+    class ReadCountingStore extends ForwardingEventStore {
+      readonly reads = new Map<string, number>();
+      override readStream(...args: Parameters<EventStore['readStream']>): ReturnType<EventStore['readStream']> {
+        this.reads.set(args[0], (this.reads.get(args[0]) ?? 0) + 1);
+        return super.readStream(...args);
+      }
+      override async close() {}
+    }
+
+    it('given the state in memory is current, when a command changes it, then it is appended without reading the stream, and the state is the full fold', async () => {
+      const id = randomUUID();
+      const counting = new ReadCountingStore(store);
+      const cached = new CommandHandler(counting);
+      await cached.execute(clusters, id, register(id), context());
+      const before = counting.reads.get(`cluster-${id}`);
+
+      const result = await cached.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+
+      expect(result).to.include({ revision: 1, appended: 1 });
+      expect(counting.reads.get(`cluster-${id}`)).to.equal(before);
+      const full = await handler.load(clusters, id);
+      expect(await cached.loadState(clusters, id)).to.deep.equal({ state: full.state, revision: full.revision, position: full.position });
+    });
+
+    it('given another handler moved the stream on, when by the state in memory the command changes nothing, then the stream is read and the command decided on what it holds', async () => {
+      const id = randomUUID();
+      const cached = new CommandHandler(store);
+      await cached.execute(clusters, id, register(id), context());
+      await cached.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+      await handler.execute(clusters, id, { type: 'UncordonCluster', clusterId: id }, context());
+
+      const result = await cached.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+
+      expect(result).to.include({ revision: 3, appended: 1 });
+      expect((await store.readStream(`cluster-${id}`)).map((e) => e.type)).to.deep.equal(['ClusterRegistered', 'ClusterCordoned', 'ClusterUncordoned', 'ClusterCordoned']);
+    });
+
+    it('given another handler created the stream, when by the state in memory the command is refused, then the stream is read and the command lands', async () => {
+      const id = randomUUID();
+      const cached = new CommandHandler(store);
+      expect((await cached.loadState(clusters, id)).revision).to.equal(-1);
+      await handler.execute(clusters, id, register(id), context());
+
+      const result = await cached.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+
+      expect(result).to.include({ revision: 1, appended: 1 });
+    });
+
+    it('given deciding from memory turned off, then every command reads its stream first', async () => {
+      const id = randomUUID();
+      const counting = new ReadCountingStore(store);
+      const reading = new CommandHandler(counting, { decideFromMemory: false });
+      await reading.execute(clusters, id, register(id), context());
+      const before = counting.reads.get(`cluster-${id}`) ?? 0;
+
+      await reading.execute(clusters, id, { type: 'CordonCluster', clusterId: id }, context());
+
+      expect(counting.reads.get(`cluster-${id}`)).to.equal(before + 1);
+    });
+  });
+
   describe('metrics', () => {
     it('reports ok, unchanged, rejected, replayed and error outcomes', async () => {
       const metrics = recordingMetrics();

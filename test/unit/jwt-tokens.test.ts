@@ -171,6 +171,43 @@ describe('JwtTokens', () => {
     }
   });
 
+  describe('verified tokens kept', () => {
+    it('given a token verified before, when it has expired since, then it is refused as expired, however often it was sent', async () => {
+      let clock = Date.now();
+      const timed = new JwtTokens({ secret, accessTtlSeconds: 60, refreshTtlSeconds: 120, now: () => clock });
+      const token = await timed.issue('access', USER, TOKEN, session);
+      for (let i = 0; i < 3; i++) expect(await timed.verify(token)).to.deep.equal({ type: 'access', subject: USER, tokenId: TOKEN, session });
+      clock += 61_000;
+      const error = await rejection(timed.verify(token));
+      expect(error).to.be.instanceOf(Unauthenticated);
+      expect((error as Error).message).to.match(/expired/);
+    });
+
+    it('given a token verified before, when one differing from it only in its signature is sent, then that one is refused', async () => {
+      const token = await tokens.issue('access', USER, TOKEN, session);
+      await tokens.verify(token);
+      const [header, payload, signature] = token.split('.');
+      const flipped = `${header}.${payload}.${signature!.startsWith('A') ? 'B' : 'A'}${signature!.slice(1)}`;
+      await refused(flipped, /ERR_JWS_SIGNATURE_VERIFICATION_FAILED/);
+    });
+
+    it('given the claims of a kept token, then they cannot be changed by whoever is handed them', async () => {
+      const token = await tokens.issue('access', USER, TOKEN, session);
+      const claims = await tokens.verify(token);
+      expect(() => ((claims as { subject: string }).subject = randomUUID())).to.throw(TypeError);
+      expect(await tokens.verify(token)).to.deep.include({ subject: USER });
+    });
+
+    it('given no room to keep any, then every verification checks the token, and expiry still holds', async () => {
+      let clock = Date.now();
+      const none = new JwtTokens({ secret, accessTtlSeconds: 60, refreshTtlSeconds: 120, verifiedCacheSize: 0, now: () => clock });
+      const token = await none.issue('access', USER, TOKEN, session);
+      expect(await none.verify(token)).to.deep.include({ subject: USER });
+      clock += 61_000;
+      expect(await rejection(none.verify(token))).to.be.instanceOf(Unauthenticated);
+    });
+  });
+
   describe('construction', () => {
     it('given a secret shorter than 32 bytes, then it is refused', () => {
       expect(() => new JwtTokens({ secret: new Uint8Array(31), accessTtlSeconds: 900, refreshTtlSeconds: 3600 })).to.throw(/at least 32 bytes/);

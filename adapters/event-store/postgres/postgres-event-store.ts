@@ -1,5 +1,4 @@
 // The event store on PostgreSQL or PGlite: one prepared statement per append, gap-safe global reads.
-import type { Knex } from 'knex';
 import pg from 'pg';
 import { Gauge, type Registry } from 'prom-client';
 import {
@@ -192,9 +191,16 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
 
   async appendMany(appends: StreamAppend[]): Promise<AppendResult[]> {
     const requests = validate.appendMany(appends);
-    const statements = requests.map(({ stream, events, expected }) => appendStatement(stream, events, expected));
+    const text = JSON.stringify(
+      requests.map(({ stream, events, expected }) => ({
+        stream,
+        kind: typeof expected === 'number' ? 'revision' : expected,
+        expected: typeof expected === 'number' ? expected : null,
+        events: events.map((e) => ({ id: e.id, type: e.type, schemaVersion: e.schemaVersion ?? 1, data: e.data, metadata: e.metadata ?? {} })),
+      })),
+    );
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.appendInOneTransaction(statements);
+      const outcome = await this.appendInOneStatement(text, requests);
       if (Array.isArray(outcome)) {
         this.announce(requests.reduce((sum, { events }) => sum + events.length, 0));
         return outcome.map((last) => this.result(last, false));
@@ -219,32 +225,29 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
   }
 
   /**
-   * Runs each stream's append statement, in the order given, in one transaction: all of them commit, or none
-   * does. The transaction's one id orders every event of the call, so readers see all of them or none.
+   * Runs every stream's append, in the order given, as one statement (`sentinel_append_many`, migration 003): all of
+   * them commit, or none does, in one round trip. The transaction's one id orders every event of the call, so
+   * readers see all of them or none.
    */
-  private async appendInOneTransaction(statements: AppendStatement[]): Promise<AppendRow[] | AppendFailure> {
-    const lasts: AppendRow[] = [];
+  private async appendInOneStatement(appends: string, requests: StreamAppend[]): Promise<AppendRow[] | AppendFailure> {
+    let rows: ManyRow[];
     try {
-      await this.db.knex.transaction(async (trx) => {
-        // Inside a transaction, knex hands out the transaction's own connection.
-        const connection = (await (trx.client as Knex.Client).acquireConnection()) as RawConnection;
-        if (statements.length > 1) await runStatement(connection, this.db.kind, lockStreamsStatement(statements));
-        for (const [i, statement] of statements.entries()) {
-          let rows: AppendRow[];
-          try {
-            rows = await runStatement(connection, this.db.kind, statement);
-          } catch (error) {
-            if (lostRace(error)) throw new RolledBack(i, 'race');
-            if (deadlocked(error)) throw new RolledBack(i, 'deadlock');
-            throw error;
-          }
-          if (rows.length === 0) throw new RolledBack(i, 'expectation');
-          lasts.push(rows.reduce((a, b) => (Number(b.revision) > Number(a.revision) ? b : a)));
-        }
-      });
+      rows = await this.db.query<ManyRow>(APPEND_MANY_SQL, [appends], 'sentinel_append_many');
     } catch (error) {
-      if (error instanceof RolledBack) return { failed: error.index, reason: error.reason };
+      const { code, detail } = (error ?? {}) as { code?: string; detail?: string };
+      if (code === EXPECTATION_FAILED) return { failed: Number(detail), reason: 'expectation' };
+      // Which stream the race or the deadlock was on matters only to the error that ends the attempts.
+      const failed = Math.max(0, requests.findIndex(({ stream }) => detail?.includes(`=(${stream}, `)));
+      if (lostRace(error)) return { failed, reason: 'race' };
+      if (deadlocked(error)) return { failed, reason: 'deadlock' };
       throw error;
+    }
+    const lasts: AppendRow[] = [];
+    for (const row of rows) {
+      const last = lasts[row.append_index];
+      if (!last || Number(row.stored_revision) > Number(last.revision)) {
+        lasts[row.append_index] = { revision: row.stored_revision, tx_id: row.stored_tx_id, seq: row.stored_seq };
+      }
     }
     return lasts;
   }
@@ -557,48 +560,32 @@ function countSql(byType: boolean, byPrefix: boolean): string {
   return `select count(*) as count from (${counted}) as counted`;
 }
 
-/**
+/*
  * Two multi-stream appends that write the same streams in different orders would each insert a revision the
- * other then waits on: a deadlock, which PostgreSQL breaks only after a second. Taking a lock per stream first,
- * always in the same order, makes the second wait for the first instead. Single-stream appends take none: one
- * statement on one stream never waits on a lock while it holds another. The two-key form keeps these locks apart
- * from the single-key ones that projection leases hold.
+ * other then waits on: a deadlock, which PostgreSQL breaks only after a second. `sentinel_append_many` takes a lock
+ * per stream first, always in the same order, so the second waits for the first instead; its lock class is
+ * 0x53454e54 ('SENT'). Single-stream appends take none: one statement on one stream never waits on a lock while it
+ * holds another. The two-key form keeps these locks apart from the single-key ones that projection leases hold.
  */
-const STREAM_LOCK_CLASS = 0x53454e54;
-const LOCK_STREAMS_SQL = `
-select count(pg_advisory_xact_lock(${STREAM_LOCK_CLASS}, key)) as locked
-  from (select distinct hashtext(stream) as key from unnest($1::text[]) as s(stream) order by key offset 0) as keys`;
 
-function lockStreamsStatement(statements: AppendStatement[]): AppendStatement {
-  return { name: 'sentinel_lock_streams', text: LOCK_STREAMS_SQL, params: [statements.map((s) => s.params[0])] };
-}
-
-/** Why a multi-stream append's transaction was rolled back, and at which of its appends. */
+/** Why a multi-stream append was rolled back, and at which of its appends. */
 interface AppendFailure {
   failed: number;
   reason: 'expectation' | 'race' | 'deadlock';
 }
 
-class RolledBack extends Error {
-  constructor(
-    readonly index: number,
-    readonly reason: AppendFailure['reason'],
-  ) {
-    super(`append ${index} of a multi-stream append failed (${reason}); the transaction is rolled back`);
-  }
+/** A row `sentinel_append_many` stored: the index of its append, and its revision and position. */
+interface ManyRow {
+  append_index: number;
+  stored_revision: BigIntLike;
+  stored_tx_id: string;
+  stored_seq: BigIntLike;
 }
 
-interface RawConnection {
-  query(text: string | { name: string; text: string; values: unknown[] }, params?: unknown[]): Promise<{ rows: unknown[] }>;
-}
+const APPEND_MANY_SQL = 'select append_index, stored_revision, stored_tx_id, stored_seq from sentinel_append_many($1::jsonb)';
 
-async function runStatement(connection: RawConnection, kind: Database['kind'], statement: AppendStatement): Promise<AppendRow[]> {
-  const result =
-    statement.name && kind === 'postgres'
-      ? await connection.query({ name: statement.name, text: statement.text, values: statement.params })
-      : await connection.query(statement.text, statement.params);
-  return result.rows as AppendRow[];
-}
+/** The SQLSTATE `sentinel_append_many` raises when an append's expected state does not hold; its detail is the index. */
+const EXPECTATION_FAILED = 'SE409';
 
 /** Statements for appends of up to this many events are prepared once per size and connection. */
 const PREPARED_APPEND_SIZES = 64;
