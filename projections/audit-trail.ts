@@ -252,7 +252,9 @@ function chainHash(prevHash: string, record: AuditRecord, content: string): stri
   let text = `${prevHash}\n`;
   let separator = '{';
   for (const key of RECORD_KEYS) {
-    const member = key === 'content' ? content : canonicalJson(record[key]);
+    const value = record[key];
+    // Every member but the content is text, a number or null, whose canonical text is its plain JSON.
+    const member = key === 'content' ? content : typeof value === 'object' && value !== null ? canonicalJson(value) : JSON.stringify(value);
     // Undefined has no JSON form, so it is left out, as canonicalJson leaves it out.
     if (member === undefined) continue;
     text += `${separator}${MEMBER_NAMES.get(key)!}${member}`;
@@ -268,23 +270,49 @@ export type AuditVerification =
   | { ok: true; rows: number }
   | { ok: false; rows: number; brokenAt: { id: string; position: string }; reason: string };
 
-interface StoredRow {
-  position: string;
-  event_id: string;
-  stream: string;
-  type: string;
-  revision: string;
-  recorded_us: string;
-  actor_id: string | null;
-  actor_kind: string | null;
-  action: string;
-  correlation_id: string | null;
-  causation_id: string | null;
-  summary: string;
-  content: unknown;
-  prev_hash: string;
-  hash: string;
-}
+/**
+ * A stored row as `readAuditChain` reads it: its columns in `STORED_COLUMNS` order, the revision and the time (in
+ * microseconds) as text, the content as its JSON value.
+ */
+type StoredRow = [
+  position: string,
+  eventId: string,
+  stream: string,
+  type: string,
+  revision: string,
+  recordedMicros: string,
+  actorId: string | null,
+  actorKind: string | null,
+  action: string,
+  correlationId: string | null,
+  causationId: string | null,
+  summary: string,
+  content: unknown,
+  prevHash: string,
+  hash: string,
+];
+
+/** The columns of a `StoredRow`, as SQL over the audit table. */
+const STORED_COLUMNS = [
+  'position',
+  'event_id',
+  'stream',
+  'type',
+  'revision::text',
+  // Microseconds, so an edit below the millisecond is caught too.
+  '(extract(epoch from recorded_at) * 1000000)::bigint::text',
+  'actor_id',
+  'actor_kind',
+  'action',
+  'correlation_id',
+  'causation_id',
+  'summary',
+  'content',
+  'prev_hash',
+  'hash',
+];
+/** The same columns as a select list, each named `c<index>`. */
+const STORED_SELECT = STORED_COLUMNS.map((sql, i) => `${sql} as c${i}`).join(', ');
 
 /**
  * Walks the table in log order, a page at a time, recomputing every row's hash from its columns and checking
@@ -327,6 +355,11 @@ export function auditRowHash(prevHash: string, record: AuditRecord, content: str
 /**
  * The stored chain in log order, a page at a time, from position `from` (inclusive) to `to` (exclusive), the whole
  * chain when neither is given.
+ *
+ * On embedded PGlite each page is read as one JSON text, an array of rows each an array of columns, made by the
+ * database: one value to receive and parse, where fifteen columns a row are each received, decoded and converted
+ * on their own there (most of the cost of reading the chain). A PostgreSQL server's driver reads columns cheaply,
+ * and building the text costs the server more than it saves, so there the rows are read as they are.
  */
 export async function* readAuditChain(
   knex: Knex,
@@ -335,38 +368,34 @@ export async function* readAuditChain(
   batchSize = 1000,
 ): AsyncGenerator<AuditChainRow[]> {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, not ${batchSize}`);
+  const asText = !onServer(knex);
   let after: string | undefined;
   for (;;) {
-    const page = (await knex(table)
-      .select(
-        'position',
-        'event_id',
-        'stream',
-        'type',
-        knex.raw('revision::text as revision'),
-        // Microseconds, so an edit below the millisecond is caught too.
-        knex.raw('(extract(epoch from recorded_at) * 1000000)::bigint::text as recorded_us'),
-        'actor_id',
-        'actor_kind',
-        'action',
-        'correlation_id',
-        'causation_id',
-        'summary',
-        'content',
-        'prev_hash',
-        'hash',
-      )
+    const rows = knex(table)
+      .select(knex.raw(asText ? `json_build_array(${STORED_COLUMNS.join(', ')}) as stored, position` : STORED_SELECT))
       .modify((query) => {
         if (after !== undefined) query.where('position', '>', after);
         else if (range.from !== undefined) query.where('position', '>=', range.from);
         if (range.to !== undefined) query.where('position', '<', range.to);
       })
       .orderBy('position')
-      .limit(batchSize)) as StoredRow[];
-    if (page.length > 0) yield page.map((row) => ({ record: storedRecord(row), prevHash: row.prev_hash, hash: row.hash }));
+      .limit(batchSize);
+    let page: StoredRow[];
+    if (asText) {
+      const [{ page: text }] = (await knex.from(rows.as('page')).select(knex.raw('json_agg(stored order by position)::text as page'))) as [{ page: string | null }];
+      page = text === null ? [] : (JSON.parse(text) as StoredRow[]);
+    } else {
+      page = ((await rows) as Record<string, unknown>[]).map((row) => STORED_COLUMNS.map((_, i) => row[`c${i}`]) as StoredRow);
+    }
+    if (page.length > 0) yield page.map(chainRowOf);
     if (page.length < batchSize) return;
-    after = page.at(-1)!.position;
+    after = page.at(-1)![0];
   }
+}
+
+/** Whether the knex instance speaks to a PostgreSQL server through node-postgres (rather than to embedded PGlite). */
+function onServer(knex: Knex): boolean {
+  return (knex.client as Knex.Client).config.client === 'pg';
 }
 
 /** The first position, in log order, of a row recorded at or after the time; undefined when none was. */
@@ -375,27 +404,41 @@ export async function firstAuditPositionAt(knex: Knex, table: string, at: Date):
   return row?.position;
 }
 
-function storedRecord(row: StoredRow): AuditRecord {
-  const revision = Number(row.revision);
+function chainRowOf(row: StoredRow): AuditChainRow {
+  const [position, eventId, stream, type, revisionText, recordedMicros, actorId, actorKind, action, correlationId, causationId, summary, content, prevHash, hash] = row;
+  const revision = Number(revisionText);
   return {
-    position: row.position,
-    eventId: row.event_id,
-    stream: row.stream,
-    type: row.type,
-    revision: Number.isSafeInteger(revision) ? revision : row.revision,
-    recordedAt: isoFromMicros(BigInt(row.recorded_us)),
-    actorId: row.actor_id,
-    actorKind: row.actor_kind,
-    action: row.action,
-    correlationId: row.correlation_id,
-    causationId: row.causation_id,
-    summary: row.summary,
-    content: row.content,
+    record: {
+      position,
+      eventId,
+      stream,
+      type,
+      revision: Number.isSafeInteger(revision) ? revision : revisionText,
+      recordedAt: isoFromMicros(recordedMicros),
+      actorId,
+      actorKind,
+      action,
+      correlationId,
+      causationId,
+      summary,
+      content,
+    },
+    prevHash,
+    hash,
   };
 }
 
 /** Millisecond ISO text, as the hash was taken over; a time off the millisecond gives text that cannot match. */
-function isoFromMicros(micros: bigint): string {
+function isoFromMicros(text: string): string {
+  const micros = Number(text);
+  // Exact in a double up to 2^53 microseconds (the year 2255); beyond that, or before 1970, in BigInt arithmetic.
+  if (!Number.isSafeInteger(micros) || micros < 0) return isoFromBigMicros(BigInt(text));
+  const rest = micros % 1000;
+  const iso = new Date((micros - rest) / 1000).toISOString();
+  return rest === 0 ? iso : iso.replace('Z', `${rest.toString().padStart(3, '0')}Z`);
+}
+
+function isoFromBigMicros(micros: bigint): string {
   const millis = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
   const iso = new Date(Number(millis)).toISOString();
   const rest = ((micros % 1000n) + 1000n) % 1000n;
