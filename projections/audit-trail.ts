@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setImmediate as yieldToOthers } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -333,6 +334,9 @@ export async function verifyAuditTrail(knex: Knex, table: string, options: { bat
       }
       expectedPrev = row.hash;
     }
+    // Let requests that came in while this page was hashed queue their queries before the next page's: on embedded
+    // PGlite the walk and every other request share one connection and one thread.
+    await yieldToOthers();
   }
   return { ok: true, rows };
 }

@@ -300,6 +300,58 @@ describe('console', function () {
       await accessible('operations');
     });
 
+    /** The query API's paths the page asks for (with their query strings) while `act` runs and until `shown` holds. */
+    async function readsDuring(act: () => Promise<unknown>, shown: () => Promise<unknown>): Promise<string[]> {
+      const reads: string[] = [];
+      const seen = (request: { url(): string }) => {
+        const url = new URL(request.url());
+        if (url.pathname.startsWith('/api/v1/') && url.pathname !== '/api/v1/events/stream') reads.push(url.pathname + url.search);
+      };
+      page.on('request', seen);
+      try {
+        await act();
+        await shown();
+      } finally {
+        page.off('request', seen);
+      }
+      return reads;
+    }
+
+    it('re-reads only what a live event touched: the scaled deployment on the list, the new decision on the decisions page', async () => {
+      await follow('Deployments');
+      const row = page.locator(`#deployments tr:has(a[href="/deployments/${deploymentId}"])`);
+      await row.waitFor();
+      const scale = (replicas: number) => api.request('post', `/deployments/${deploymentId}/scale`, { as: 'operator', body: { replicas } });
+
+      const onList = await readsDuring(
+        () => scale(1),
+        () => page.waitForFunction((id: string) => {
+          const cells = (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } }).document
+            .querySelector(`#deployments tr:has(a[href="/deployments/${id}"]) td:nth-child(3)`);
+          return cells?.textContent === '1 / 1';
+        }, deploymentId),
+      );
+      expect(onList.length, 'something was read').to.be.greaterThan(0);
+      for (const read of onList) expect(read, 'the scaled deployment alone, not the list').to.match(new RegExp(`^/api/v1/deployments/${deploymentId}\\?after=`));
+
+      await follow('Policy decisions');
+      const newestOf = () => page.locator('#decisions tbody tr').first().locator('td').nth(3).textContent();
+      const before = await page.locator('#decisions tbody tr').count();
+      const onDecisions = await readsDuring(
+        () => scale(2),
+        () => page.waitForFunction((count: number) =>
+          (globalThis as unknown as { document: { querySelectorAll(s: string): { length: number } } }).document.querySelectorAll('#decisions tbody tr').length > count, before),
+      );
+      expect(await newestOf()).to.equal(`deployment-${deploymentId}`);
+      expect(onDecisions.length, 'something was read').to.be.greaterThan(0);
+      for (const read of onDecisions) {
+        const [path, query] = read.split('?');
+        expect(path).to.equal('/api/v1/policy-decisions');
+        expect(Number(new URLSearchParams(query).get('limit')), 'the newest decisions, as many as events came, not the whole page').to.be.lessThan(10);
+      }
+      await accessible('decisions-live');
+    });
+
     it('shows the fleet’s cost by cluster and by GPU SKU', async () => {
       const cluster = await api.request<{ name: string }>('get', `/clusters/${SIMULATED_CLUSTER_ID}`, { as: 'viewer' });
       await follow('Fleet');

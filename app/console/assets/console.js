@@ -6,8 +6,9 @@
 const API = '/api/v1';
 const TOKEN = 'sentinel.accessToken';
 const REFRESH = 'sentinel.refreshToken';
-const DEBOUNCE_MS = 200;
 const RECONNECT_MS = 1000;
+/** Least time between the starts of two live re-reads of a page. */
+const REFRESH_GAP_MS = 250;
 
 // ---- DOM -------------------------------------------------------------------------------------------------------
 
@@ -217,6 +218,45 @@ const live = {
   },
 };
 
+// ---- live lists ------------------------------------------------------------------------------------------------
+
+/** Rows a list page shows: the newest. */
+const LIST_LIMIT = 200;
+/** Most aggregates a live update re-reads one by one; when more changed at once, the list is read again whole. */
+const ONE_BY_ONE = 3;
+
+/**
+ * A list of aggregates newest first (by `createdAt`), brought up to date with the events since it was read: each
+ * aggregate they touch is read alone and its row replaced, added or dropped. The whole list is read the first time,
+ * when many changed at once, and when a row leaves a full list (the next one in would be unknown).
+ */
+async function rowsTouched(items, events, category, { list, one, shows }) {
+  const ids = events && [...new Set(events.filter((event) => event.stream.startsWith(category)).map((event) => event.stream.slice(category.length)))];
+  if (!items || !ids || ids.length > ONE_BY_ONE) return (await list()).items;
+  const fresh = await Promise.all(ids.map(one));
+  const full = items.length >= LIST_LIMIT;
+  const oldest = items.at(-1);
+  const rows = items.filter((row) => !ids.includes(row.id));
+  for (const [i, row] of fresh.entries()) {
+    const shown = items.some((item) => item.id === ids[i]);
+    if (row && shows(row) && (!full || shown || row.createdAt >= oldest.createdAt)) rows.push(row);
+    else if (shown && full) return (await list()).items;
+  }
+  // Stable: rows created in the same millisecond keep the order the list gave them.
+  return rows.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0)).slice(0, LIST_LIMIT);
+}
+
+/**
+ * Entries of the log newest first (decisions, the audit trail), with the ones the events added on top: no more
+ * than one new entry per event, so the newest `events.length` entries under the same filters hold every new one.
+ */
+async function entriesAdded(items, events, read) {
+  if (!items || !events || events.length >= LIST_LIMIT) return (await read(LIST_LIMIT)).items;
+  const newest = items[0]?.position ?? '';
+  const added = (await read(events.length)).items.filter((entry) => entry.position > newest);
+  return [...added, ...items].slice(0, LIST_LIMIT);
+}
+
 // ---- pages -----------------------------------------------------------------------------------------------------
 
 const categoryOf = (stream) => stream.slice(0, stream.indexOf('-') + 1);
@@ -239,16 +279,24 @@ const PAGES = [
 ];
 
 function fleetPage() {
+  // What each part shows, and the categories of the events that change it.
+  const reads = {
+    clusters: { categories: ['cluster-'], read: (after) => get('/clusters', { limit: 500 }, { after }) },
+    gpus: { categories: ['node-'], read: () => get('/fleet/gpus') },
+    cost: { categories: ['cluster-', 'deployment-', 'quota-'], read: (after) => get('/fleet/cost', {}, { after }) },
+    nodes: { categories: ['node-'], read: (after) => get('/nodes', { limit: 500 }, { after }) },
+  };
+  const shown = {};
   return {
     title: 'Fleet',
-    watches: (event) => ['cluster-', 'node-', 'deployment-', 'quota-'].includes(categoryOf(event.stream)),
-    async view(after) {
-      const [clusters, gpus, cost, nodes] = await Promise.all([
-        get('/clusters', { limit: 500 }, { after }),
-        get('/fleet/gpus'),
-        get('/fleet/cost', {}, { after }),
-        get('/nodes', { limit: 500 }, { after }),
-      ]);
+    watches: (event) => Object.values(reads).some(({ categories }) => categories.includes(categoryOf(event.stream))),
+    async view(after, events) {
+      const touched = Object.entries(reads).filter(
+        ([part, { categories }]) => !events || shown[part] === undefined || events.some((event) => categories.includes(categoryOf(event.stream))),
+      );
+      const fresh = await Promise.all(touched.map(([, { read }]) => read(after)));
+      touched.forEach(([part], i) => (shown[part] = fresh[i]));
+      const { clusters, gpus, cost, nodes } = shown;
       const names = new Map(clusters.items.map((c) => [c.id, c.name]));
       const clusterName = (id) => names.get(id) ?? shortId(id);
       return [
@@ -317,13 +365,19 @@ function loginPage() {
 }
 
 function deploymentsPage(_match, query) {
+  let items;
   return {
     title: 'Deployments',
     watches: (event) => event.stream.startsWith('deployment-'),
     controls: () => filterForm([{ name: 'status', label: 'Status', options: ['', 'Pending', 'Applying', 'Progressing', 'Available', 'Degraded', 'Failed', 'RolledBack', 'Deleted'] }], query),
-    async view(after) {
-      const page = await get('/deployments', { limit: 200, order: 'desc', status: query.get('status') ?? undefined }, { after });
-      return table('Deployments, newest first', ['Deployment', 'Status', 'Ready / desired', 'Strategy', 'Revision', 'Cluster', 'Updated', 'Caused by'], page.items, (d) => [
+    async view(after, events) {
+      const status = query.get('status') ?? undefined;
+      items = await rowsTouched(items, events, 'deployment-', {
+        list: () => get('/deployments', { limit: LIST_LIMIT, order: 'desc', status }, { after }),
+        one: (id) => get(`/deployments/${encodeURIComponent(id)}`, {}, { after, optional: true }),
+        shows: (d) => !status || d.status === status,
+      });
+      return table('Deployments, newest first', ['Deployment', 'Status', 'Ready / desired', 'Strategy', 'Revision', 'Cluster', 'Updated', 'Caused by'], items, (d) => [
         link(`/deployments/${encodeURIComponent(d.id)}`, shortId(d.id)), badge(d.status), `${d.readyReplicas ?? 0} / ${d.replicas}`, d.strategy?.type ?? '—',
         d.currentRevision, shortId(d.clusterId), time(d.updatedAt), link(`/audit?${new URLSearchParams({ stream: `deployment-${d.id}` })}`, 'events'),
       ], { id: 'deployments' });
@@ -333,13 +387,20 @@ function deploymentsPage(_match, query) {
 
 function deploymentPage([, id]) {
   const stream = `deployment-${id}`;
+  // This deployment's rollouts, one stream per revision (`rollout-<id>.<revision>`).
+  const rollouts = `rollout-${id}.`;
+  const path = `/deployments/${encodeURIComponent(id)}`;
+  let deployment;
+  let history;
   return {
     title: `Deployment ${shortId(id)}`,
-    watches: (event) => event.stream === stream || event.stream.startsWith('rollout-'),
-    async view(after) {
-      const [deployment, history] = await Promise.all([get(`/deployments/${encodeURIComponent(id)}`, {}, { after }), get(`/deployments/${encodeURIComponent(id)}/history`, {}, { after })]);
+    watches: (event) => event.stream === stream || event.stream.startsWith(rollouts),
+    async view(after, events) {
+      // A rollout's event changes the rollout alone; the deployment's own events change its facts and history.
+      const own = !events || deployment === undefined || events.some((event) => event.stream === stream);
+      if (own) [deployment, history] = await Promise.all([get(path, {}, { after }), get(`${path}/history`, {}, { after })]);
       const progressive = deployment.strategy && deployment.strategy.type !== 'rolling';
-      const rollout = progressive ? await get(`/deployments/${encodeURIComponent(id)}/rollout`, {}, { optional: true }) : undefined;
+      const rollout = progressive ? await get(`${path}/rollout`, {}, { optional: true }) : undefined;
       return [
         h('dl', { class: 'facts' },
           h('dt', {}, 'Status'), h('dd', { id: 'deployment-status' }, badge(deployment.status)),
@@ -378,6 +439,7 @@ function rolloutSection(rollout) {
 }
 
 function plansPage(_match, query) {
+  let items;
   return {
     title: 'Action plans',
     watches: (event) => event.stream.startsWith('plan-'),
@@ -385,9 +447,15 @@ function plansPage(_match, query) {
       { name: 'status', label: 'Status', options: ['', 'Pending', 'Validating', 'Approved', 'Rejected', 'Executing', 'Completed', 'Failed', 'RollingBack', 'RolledBack', 'Expired', 'Cancelled'] },
       { name: 'source', label: 'Source', options: ['', 'user', 'inframind', 'sentinel'] },
     ], query),
-    async view(after) {
-      const page = await get('/action-plans', { limit: 200, order: 'desc', status: query.get('status') ?? undefined, source: query.get('source') ?? undefined }, { after });
-      return table('Action plans, newest first', ['Plan', 'Status', 'Source', 'Reason', 'Actions', 'Violations', 'Submitted', 'Caused by'], page.items, (p) => [
+    async view(after, events) {
+      const status = query.get('status') ?? undefined;
+      const source = query.get('source') ?? undefined;
+      items = await rowsTouched(items, events, 'plan-', {
+        list: () => get('/action-plans', { limit: LIST_LIMIT, order: 'desc', status, source }, { after }),
+        one: (id) => get(`/action-plans/${encodeURIComponent(id)}`, {}, { after, optional: true }),
+        shows: (p) => (!status || p.status === status) && (!source || p.source === source),
+      });
+      return table('Action plans, newest first', ['Plan', 'Status', 'Source', 'Reason', 'Actions', 'Violations', 'Submitted', 'Caused by'], items, (p) => [
         link(`/plans/${encodeURIComponent(p.id)}`, shortId(p.id)), badge(p.status), p.source, p.reason ?? '—', p.actions.length,
         (p.violations ?? []).length, time(p.submittedAt), link(`/audit?${new URLSearchParams({ stream: `plan-${p.id}` })}`, 'events'),
       ], { id: 'plans' });
@@ -442,13 +510,15 @@ function decisionSection(decision) {
 }
 
 function decisionsPage(_match, query) {
+  let items;
   return {
     title: 'Policy decisions',
     watches: (event) => event.type === 'PolicyEvaluated',
     controls: () => filterForm([{ name: 'verdict', label: 'Verdict', options: ['', 'allow', 'deny'] }], query),
-    async view(after) {
-      const page = await get('/policy-decisions', { limit: 200, order: 'desc', verdict: query.get('verdict') ?? undefined }, { after });
-      return table('Policy decisions, newest first', ['When', 'Command', 'Verdict', 'Of', 'Rules that refused', 'Explain', 'Caused by', 'Replay'], page.items, (d) => [
+    async view(after, events) {
+      const verdict = query.get('verdict') ?? undefined;
+      items = await entriesAdded(items, events, (limit) => get('/policy-decisions', { limit, order: 'desc', verdict }, { after }));
+      return table('Policy decisions, newest first', ['When', 'Command', 'Verdict', 'Of', 'Rules that refused', 'Explain', 'Caused by', 'Replay'], items, (d) => [
         time(d.recordedAt), d.command, badge(d.verdict), entityLink(d.stream),
         d.evaluations.flatMap((e) => (e.results ?? []).filter((r) => r.outcome === 'fail').map((r) => `${r.name ?? r.policyId}: ${r.message ?? r.outcome}`)).join('; ') || '—',
         explainLink(d.correlationId), eventLink(d.stream, d.position), replayButton(d),
@@ -608,6 +678,7 @@ function timelineNode(node) {
 
 function auditPage(_match, query) {
   const at = query.get('at');
+  let entries;
   return {
     title: 'Audit trail',
     watches: (event) => !query.get('stream') || event.stream === query.get('stream'),
@@ -619,10 +690,10 @@ function auditPage(_match, query) {
       ], query),
       verification(),
     ),
-    async view(after) {
+    async view(after, events) {
       const filters = { stream: query.get('stream') ?? undefined, type: query.get('type') ?? undefined, correlationId: query.get('correlationId') ?? undefined };
-      const page = await get('/audit', { ...filters, limit: 200, order: 'desc' }, { after });
-      const items = page.items.map((entry) => ({ ...entry, __current: entry.position === at }));
+      entries = await entriesAdded(entries, events, (limit) => get('/audit', { ...filters, limit, order: 'desc' }, { after }));
+      const items = entries.map((entry) => ({ ...entry, __current: entry.position === at }));
       return [
         table('Audit trail, newest first', ['When', 'Actor', 'Event', 'Stream', 'Summary', 'Position', 'Explain'], items, (e) => [
           time(e.time), e.actor ? `${e.actor.kind} ${shortId(e.actor.id)}` : '—', e.type, entityLink(e.stream), e.summary, code(e.position), explainLink(e.correlationId),
@@ -722,48 +793,75 @@ async function render() {
   await view.load();
 }
 
-/** Loads a page's data, and loads it again (debounced) when an event it watches arrives. */
+/**
+ * Loads a page's data, and again when an event it watches arrives: at once for a lone event, so it is on screen one
+ * read after it arrived; in a burst, once more when the read under way is done and REFRESH_GAP_MS have passed since
+ * it began, with every event that came meanwhile, so a busy log costs a few reads a second however fast it grows.
+ * A page with `coalesceMs` waits that long after the first event of a burst instead. `view(after, events)` gets the
+ * events since its last read (none on the first), so it can re-read only what they touch.
+ */
 function pageView(page, container) {
   let timer;
-  let latest;
-  let loading = Promise.resolve();
+  let pending = [];
+  let loading;
   let disposed = false;
-  const load = (after) => {
-    loading = loading.then(async () => {
+  const load = async (events) => {
+    const after = events?.at(-1)?.position;
+    try {
+      const content = await page.view(after, events);
       if (disposed) return;
-      try {
-        const content = await page.view(after);
-        if (disposed) return;
-        container.replaceChildren();
-        append(container, [content]);
-        container.setAttribute('aria-busy', 'false');
-        container.dataset.loadedAfter = after ?? '';
-      } catch (error) {
-        if (disposed) return;
-        if (error instanceof SignedOut) {
-          navigate(`/login?${new URLSearchParams({ next: location.pathname + location.search })}`);
-          return;
-        }
-        container.replaceChildren(h('p', { class: 'error', role: 'alert' }, error instanceof ApiProblem ? `${error.status}: ${error.message}` : String(error)));
-        container.setAttribute('aria-busy', 'false');
+      container.replaceChildren();
+      append(container, [content]);
+      container.setAttribute('aria-busy', 'false');
+      container.dataset.loadedAfter = after ?? '';
+    } catch (error) {
+      if (disposed) return;
+      if (error instanceof SignedOut) {
+        navigate(`/login?${new URLSearchParams({ next: location.pathname + location.search })}`);
+        return;
       }
-    });
-    return loading;
+      container.replaceChildren(h('p', { class: 'error', role: 'alert' }, error instanceof ApiProblem ? `${error.status}: ${error.message}` : String(error)));
+      container.setAttribute('aria-busy', 'false');
+    }
+  };
+  let began = -Infinity;
+  /** Reads what the pending events touched, now or a little later, unless a read is under way. */
+  const schedule = () => {
+    if (pending.length === 0 || loading !== undefined || timer !== undefined || disposed) return;
+    const wait = page.coalesceMs ?? Math.max(0, began + REFRESH_GAP_MS - Date.now());
+    if (wait === 0) {
+      void drain();
+      return;
+    }
+    timer = setTimeout(() => {
+      timer = undefined;
+      void drain();
+    }, wait);
+  };
+  const drain = async () => {
+    const events = pending;
+    pending = [];
+    began = Date.now();
+    loading = load(events);
+    await loading;
+    loading = undefined;
+    // What arrived during the read is read next.
+    schedule();
   };
   const onEvent = (event) => {
     if (!page.watches?.(event)) return;
-    latest = event.position;
-    // Coalesced, not postponed: a burst of events is read once, at most DEBOUNCE_MS after its first one, so a
-    // rollout that keeps appending still shows on screen within that time.
-    if (timer !== undefined) return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      void load(latest);
-    }, page.coalesceMs ?? DEBOUNCE_MS);
+    pending.push(event);
+    schedule();
   };
-  live.listeners.add(onEvent);
   return {
-    load: () => load(undefined),
+    async load() {
+      began = Date.now();
+      loading = load(undefined);
+      live.listeners.add(onEvent);
+      await loading;
+      loading = undefined;
+      schedule();
+    },
     dispose() {
       disposed = true;
       clearTimeout(timer);
