@@ -101,6 +101,22 @@ interface ParkedRow {
   retry_requested_at: Date | string | null;
 }
 
+/** Every reactor's checkpoint as stored: the position it has handled up to, and when that last moved. */
+export async function reactorCheckpoints(knex: Knex): Promise<{ name: string; position: Position; updatedAt: Date | string }[]> {
+  const rows = (await knex(CHECKPOINTS).select('name', 'position', 'updated_at')) as { name: string; position: string; updated_at: Date | string }[];
+  return rows.map((row) => ({ name: row.name, position: row.position, updatedAt: row.updated_at }));
+}
+
+/** How many events each reactor has parked, and how many of them for a bug; reactors with none are left out. */
+export async function parkedCounts(knex: Knex): Promise<Map<string, { parked: number; bugs: number }>> {
+  const rows = (await knex(PARKED)
+    .select('reactor')
+    .count({ parked: '*' })
+    .select(knex.raw("count(*) filter (where kind = 'bug') as bugs"))
+    .groupBy('reactor')) as { reactor: string; parked: number | string; bugs: number | string }[];
+  return new Map(rows.map((row) => [row.reactor, { parked: Number(row.parked), bugs: Number(row.bugs) }]));
+}
+
 /** The newest `limit` parked events, of one reactor or of all, newest first, and how many there are in all. */
 export async function newestParked(knex: Knex, limit: number, reactor?: string): Promise<{ items: ParkedEvent[]; total: number }> {
   const of = () => (reactor === undefined ? knex(PARKED) : knex(PARKED).where({ reactor }));

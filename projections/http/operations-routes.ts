@@ -7,11 +7,9 @@ import { queryParameters, route, type Route } from '../../commands/http/route.js
 import { rolesFrom } from '../../domain/access.js';
 import type { EventStore, Position } from '../../domain/event-store.js';
 import { LAG_COUNT_LIMIT } from '../runtime.js';
-import { newestParked, type ParkedEvent } from '../../reactors/reactor-runtime.js';
+import { newestParked, parkedCounts, reactorCheckpoints, type ParkedEvent } from '../../reactors/reactor-runtime.js';
 import { readers } from './readers.js';
 
-const CHECKPOINTS = 'sentinel_reactor_checkpoints';
-const PARKED = 'sentinel_reactor_parked';
 
 /** The most parked events one answer lists, newest first; `total` says how many there are. */
 export const PARKED_LIST_LIMIT = 500;
@@ -114,26 +112,19 @@ export function operationsRoutes(options: OperationsRoutesOptions): Route[] {
         description: `every reactor that has handled or parked an event, by name: position, updatedAt, lagEvents (up to ${LAG_COUNT_LIMIT}), lagSeconds, lagCounts, parked, parkedBugs`,
       },
       handle: async () => {
-        const [checkpoints, parked] = await Promise.all([
-          knex(CHECKPOINTS).select('name', 'position', 'updated_at') as Promise<{ name: string; position: string; updated_at: Date | string }[]>,
-          knex(PARKED)
-            .select('reactor')
-            .count({ parked: '*' })
-            .select(knex.raw("count(*) filter (where kind = 'bug') as bugs"))
-            .groupBy('reactor') as Promise<{ reactor: string; parked: number | string; bugs: number | string }[]>,
-        ]);
-        const names = [...new Set([...checkpoints.map((row) => row.name), ...parked.map((row) => row.reactor)])].sort();
+        const [checkpoints, parked] = await Promise.all([reactorCheckpoints(knex), parkedCounts(knex)]);
+        const names = [...new Set([...checkpoints.map((row) => row.name), ...parked.keys()])].sort();
         const items: ReactorStatus[] = await Promise.all(
           names.map(async (name) => {
             const checkpoint = checkpoints.find((row) => row.name === name);
-            const set = parked.find((row) => row.reactor === name);
+            const set = parked.get(name);
             return {
               name,
               position: checkpoint?.position ?? null,
-              updatedAt: iso(checkpoint?.updated_at ?? null),
+              updatedAt: iso(checkpoint?.updatedAt ?? null),
               ...(await lagOf(name, checkpoint?.position)),
-              parked: Number(set?.parked ?? 0),
-              parkedBugs: Number(set?.bugs ?? 0),
+              parked: set?.parked ?? 0,
+              parkedBugs: set?.bugs ?? 0,
             };
           }),
         );
