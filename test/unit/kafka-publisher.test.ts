@@ -1,20 +1,21 @@
-// The Kafka publisher's exactly-once rule against an in-memory partitioned log, and its coverage of every domain event type.
+// The Kafka publisher against an in-memory partitioned log: its exactly-once rule, one request per batch, and its coverage of every domain event type.
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import { encodePosition } from '../../adapters/event-store/position.js';
 import type { Position, RecordedEvent } from '../../domain/event-store.js';
-import { DOMAIN_EVENT_TYPES, KafkaPublisher, type PartitionedEventLog } from '../../reactors/kafka-publisher.js';
+import { DOMAIN_EVENT_TYPES, KafkaPublisher, type PartitionedEvent, type PartitionedEventLog } from '../../reactors/kafka-publisher.js';
 
-/** Partitions named after the stream's category; `loseAnswers` stores an event but fails the call, as a lost answer does. */
+/**
+ * Partitions named after the stream's category; every request is recorded (a batch is one); `loseAnswers` stores
+ * what was sent but fails the call, as a lost answer does.
+ */
 class MemoryLog implements PartitionedEventLog {
   readonly partitions = new Map<string, RecordedEvent[]>();
+  readonly requests: string[][] = [];
   loseAnswers = 0;
 
-  laneOf(): string {
-    return 'one-lane';
-  }
   async partitionOf(event: RecordedEvent): Promise<string> {
     return event.stream.split('-')[0]!;
   }
@@ -24,7 +25,11 @@ class MemoryLog implements PartitionedEventLog {
     return last;
   }
   async publish(event: RecordedEvent, partition: string): Promise<void> {
-    this.partitions.set(partition, [...(this.partitions.get(partition) ?? []), event]);
+    await this.publishAll([{ event, partition }]);
+  }
+  async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
+    this.requests.push(events.map(({ event }) => event.id));
+    for (const { event, partition } of events) this.partitions.set(partition, [...(this.partitions.get(partition) ?? []), event]);
     if (this.loseAnswers-- > 0) throw new Error('request timed out');
   }
   async connect(): Promise<void> {}
@@ -118,3 +123,37 @@ function isCatalogue(value: unknown): value is { types: readonly string[] } {
   const candidate = value as Record<string, unknown>;
   return Array.isArray(candidate.types) && typeof candidate.parse === 'function' && typeof candidate.version === 'function';
 }
+
+describe('Kafka publisher: batches', () => {
+  it('given a batch across partitions, then it goes to the log in one request, in log order', async () => {
+    const log = new MemoryLog();
+    const publisher = new KafkaPublisher(log);
+    await publisher.start();
+    await publisher.handleBatch([recorded('deployment-a', 1n), recorded('cluster-a', 2n), recorded('deployment-a', 3n)]);
+    expect(log.requests).to.deep.equal([['deployment-a@1', 'cluster-a@2', 'deployment-a@3']]);
+    expect(log.ids('deployment')).to.deep.equal(['deployment-a@1', 'deployment-a@3']);
+  });
+
+  it('given a batch that comes again after a crash, then only the events its partitions lack are sent', async () => {
+    const log = new MemoryLog();
+    log.partitions.set('deployment', [recorded('deployment-a', 1n), recorded('deployment-a', 2n)]);
+    const publisher = new KafkaPublisher(log);
+    await publisher.start();
+    await publisher.handleBatch([1n, 2n, 3n].map((at) => recorded('deployment-a', at)).concat(recorded('cluster-a', 4n)));
+    expect(log.requests).to.deep.equal([['deployment-a@3', 'cluster-a@4']]);
+  });
+
+  it('given a batch whose answer was lost after the log stored it, when the runtime tries it again, then nothing is stored twice', async () => {
+    const log = new MemoryLog();
+    const publisher = new KafkaPublisher(log);
+    await publisher.start();
+    const batch = [recorded('plan-a', 1n), recorded('cluster-a', 2n)];
+    log.loseAnswers = 1;
+    let error: unknown;
+    await publisher.handleBatch(batch).catch((thrown: unknown) => (error = thrown));
+    expect(error).to.be.an('error');
+    await publisher.handleBatch([...batch, recorded('plan-a', 3n)]);
+    expect(log.ids('plan')).to.deep.equal(['plan-a@1', 'plan-a@3']);
+    expect(log.ids('cluster')).to.deep.equal(['cluster-a@2']);
+  });
+});
