@@ -68,27 +68,37 @@ export class KafkaEventLog implements PartitionedEventLog {
   /**
    * A batch of events in one producer request, each to the partition the publisher chose, in the order given
    * within each partition. The send's span continues the first event's trace and links the others'; each
-   * message's traceparent is that span, or its event's own when nothing records spans.
+   * message's traceparent is that span, or its event's own when nothing records spans. The span is named after the
+   * topic (`send <topic>`, as a single event's is) when the batch goes to one, `send batch` otherwise.
    */
   async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
+    if (events.length === 1) return this.publish(events[0]!.event, events[0]!.partition);
     const producer = this.connected().producer;
     const traceparents = events.map(({ event }) => event.metadata.traceparent);
+    const byTopic = new Map<string, { event: RecordedEvent; partition: number }[]>();
+    for (const { event, partition } of events) {
+      const { topic, partition: index } = parsePartitionName(partition);
+      byTopic.set(topic, [...(byTopic.get(topic) ?? []), { event, partition: index }]);
+    }
+    const [only] = byTopic.size === 1 ? [...byTopic.keys()] : [];
     const span = {
       kind: SpanKind.PRODUCER,
       parent: currentOr(traceparents.find((traceparent) => traceparent !== undefined)),
-      attributes: { 'messaging.system': 'kafka', 'messaging.operation.type': 'send', 'messaging.batch.message_count': events.length },
+      attributes: {
+        'messaging.system': 'kafka',
+        'messaging.operation.type': 'send',
+        'messaging.batch.message_count': events.length,
+        ...(only ? { 'messaging.destination.name': only } : {}),
+      },
     };
-    await inSpan('send batch', span, async (sending) => {
+    await inSpan(only ? `send ${only}` : 'send batch', span, async (sending) => {
       linkBatch(sending, traceparents);
       const traceparent = traceparentOf(sending);
-      const byTopic = new Map<string, Message[]>();
-      for (const { event, partition } of events) {
-        const { topic, partition: index } = parsePartitionName(partition);
-        const messages = byTopic.get(topic) ?? [];
-        messages.push({ ...toEventMessage(event, traceparent), partition: index });
-        byTopic.set(topic, messages);
-      }
-      await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      const topicMessages = [...byTopic].map(([topic, sends]): { topic: string; messages: Message[] } => ({
+        topic,
+        messages: sends.map(({ event, partition }) => ({ ...toEventMessage(event, traceparent), partition })),
+      }));
+      await producer.sendBatch({ acks: -1, topicMessages });
     });
   }
 
