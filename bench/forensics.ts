@@ -297,6 +297,15 @@ async function asOfReads(database: string, db: Database, store: EventStore): Pro
   return figures;
 }
 
+/** The lines of text written in chunks that each end at the end of a line. */
+function* linesOf(chunks: readonly string[]): Generator<string> {
+  for (const chunk of chunks) {
+    const lines = chunk.split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    yield* lines;
+  }
+}
+
 /** The audit trail of the whole log, projected; then exported with a signed checkpoint and verified: rows per second. */
 async function exportAndVerify(database: string, db: Database, store: EventStore): Promise<{ exportRowsPerS: number }> {
   const tables = { audit: 'bench_audit' };
@@ -319,7 +328,8 @@ async function exportAndVerify(database: string, db: Database, store: EventStore
   }
   lines.push(writer.checkpoint());
   const exportSeconds = (performance.now() - started) / 1000;
-  const verified = verifyExport(lines.join('').split('\n'), publicKey);
+  // Line by line from the pages as written: the whole export as one string passes V8's longest string at a million rows.
+  const verified = verifyExport(linesOf(lines), publicKey);
   const seconds = (performance.now() - started) / 1000;
   if (!verified.ok || verified.rows !== writer.exported) throw new Error(`the export did not verify: ${JSON.stringify(verified)}`);
   const exportRowsPerS = Math.round(writer.exported / seconds);
