@@ -29,13 +29,11 @@ export interface PartitionedEventLog {
    * to `partitions` when given.
    */
   lastPositions(partitions?: ReadonlySet<string>): Promise<Map<string, Position>>;
-  /** Stores one event in its partition; resolves once the log has it durably. */
-  publish(event: RecordedEvent, partition: string): Promise<void>;
   /**
    * Stores events, each in its partition and in the order given within each, in one request; resolves once the
-   * log has them all durably. A failure may leave any of them stored. When absent, events go one `publish` at a time.
+   * log has them all durably. A failure may leave any of them stored.
    */
-  publishAll?(events: readonly PartitionedEvent[]): Promise<void>;
+  publishAll(events: readonly PartitionedEvent[]): Promise<void>;
   connect(): Promise<void>;
   close(): Promise<void>;
 }
@@ -114,7 +112,7 @@ export class KafkaPublisher implements Reactor {
       .filter(({ event, partition }) => !this.alreadyPublished(partition, event.position));
     if (due.length === 0) return;
     try {
-      await this.publishAll(due);
+      await this.log.publishAll(due);
     } catch (error) {
       for (const { partition } of due) this.unsure.add(partition);
       throw error;
@@ -124,11 +122,6 @@ export class KafkaPublisher implements Reactor {
 
   async stop(): Promise<void> {
     await this.log.close();
-  }
-
-  private async publishAll(due: readonly PartitionedEvent[]): Promise<void> {
-    if (this.log.publishAll) return this.log.publishAll(due);
-    for (const { event, partition } of due) await this.log.publish(event, partition);
   }
 
   private alreadyPublished(partition: string, position: Position): boolean {

@@ -53,7 +53,7 @@ export class KafkaEventLog implements PartitionedEventLog {
    * The partition is chosen here, not by the producer, so that the partition the publisher compared positions in
    * is the one the event goes to. `acks: -1`: the write is durable on every in-sync replica before it counts.
    */
-  async publish(event: RecordedEvent, partition: PartitionName): Promise<void> {
+  private async publishOne(event: RecordedEvent, partition: PartitionName): Promise<void> {
     const { topic, partition: index } = parsePartitionName(partition);
     const producer = this.connected().producer;
     // The message's traceparent is this send's span (OpenTelemetry's messaging conventions): a consumer's trace goes
@@ -69,10 +69,10 @@ export class KafkaEventLog implements PartitionedEventLog {
    * A batch of events in one producer request, each to the partition the publisher chose, in the order given
    * within each partition. The send's span continues the first event's trace and links the others'; each
    * message's traceparent is that span, or its event's own when nothing records spans. The span is named after the
-   * topic (`send <topic>`, as a single event's is) when the batch goes to one, `send batch` otherwise.
+   * topic (`send <topic>`, as a lone event's is) when the batch goes to one, `send batch` otherwise.
    */
   async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
-    if (events.length === 1) return this.publish(events[0]!.event, events[0]!.partition);
+    if (events.length === 1) return this.publishOne(events[0]!.event, events[0]!.partition);
     const producer = this.connected().producer;
     const traceparents = events.map(({ event }) => event.metadata.traceparent);
     const byTopic = new Map<string, { event: RecordedEvent; partition: number }[]>();

@@ -18,7 +18,6 @@ import { freePort } from '../support/ports.js';
 
 const TOKEN = 'agent-bundle-test-token';
 
-
 describe('the bundled node agent (npm run build:agent) on plain node', function () {
   this.timeout(120_000);
   let db: Database;

@@ -18,11 +18,6 @@ const stallAfter = Number(process.env.PUBLISHER_STALL_AFTER ?? 0);
 class AnnouncingEventLog extends KafkaEventLog {
   private acknowledged = 0;
 
-  override async publish(event: RecordedEvent, partition: string): Promise<void> {
-    await super.publish(event, partition);
-    await this.announce([event]);
-  }
-
   override async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
     await super.publishAll(events);
     await this.announce(events.map(({ event }) => event));

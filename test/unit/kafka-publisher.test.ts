@@ -24,9 +24,6 @@ class MemoryLog implements PartitionedEventLog {
     for (const [name, events] of this.partitions) if ((!only || only.has(name)) && events.length > 0) last.set(name, events.at(-1)!.position);
     return last;
   }
-  async publish(event: RecordedEvent, partition: string): Promise<void> {
-    await this.publishAll([{ event, partition }]);
-  }
   async publishAll(events: readonly PartitionedEvent[]): Promise<void> {
     this.requests.push(events.map(({ event }) => event.id));
     for (const { event, partition } of events) this.partitions.set(partition, [...(this.partitions.get(partition) ?? []), event]);
