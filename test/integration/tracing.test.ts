@@ -48,18 +48,34 @@ async function availableDeployment(api: TestApi): Promise<string> {
   return id;
 }
 
-/** Scales the deployment and waits until the cluster reactor has applied the scale: the scale's events and the apply's. */
-async function scaled(api: TestApi, deploymentId: string, headers: Record<string, string> = {}): Promise<{ scale: RecordedEvent; applied: RecordedEvent }> {
+/**
+ * Scales the deployment and waits until the cluster reactor has applied the scale and seen its rollout through: the
+ * scale's events, the apply's and the outcome's (the deployment available again, observed through the watch).
+ */
+async function scaled(api: TestApi, deploymentId: string, headers: Record<string, string> = {}): Promise<{ scale: RecordedEvent; applied: RecordedEvent; available: RecordedEvent }> {
   const before = (await api.stream(`deployment-${deploymentId}`)).length;
   const reply = await api.request('post', `/deployments/${deploymentId}/scale`, { body: { replicas: 2 }, headers });
   expect(reply.status, JSON.stringify(reply.body)).to.equal(202);
   const events = await eventually(
-    `the scale of ${deploymentId} applied`,
+    `the scale of ${deploymentId} applied and available`,
     async () => (await api.stream(`deployment-${deploymentId}`)).slice(before),
-    (after) => after.some((event) => event.type === 'DeploymentApplied'),
+    (after) => after.some((event) => event.type === 'DeploymentApplied') && after.some((event) => event.type === 'DeploymentAvailable'),
     PATIENCE_MS,
   );
-  return { scale: events.find((event) => event.type === 'DeploymentScaled')!, applied: events.find((event) => event.type === 'DeploymentApplied')! };
+  const find = (type: string) => events.find((event) => event.type === type)!;
+  return { scale: find('DeploymentScaled'), applied: find('DeploymentApplied'), available: find('DeploymentAvailable') };
+}
+
+/**
+ * The outcome of the scale, observed through the cluster's watch rather than in the reaction, continues the scale's
+ * trace: its event names a `command RecordAvailable` span of that trace, a child of the scale's command.
+ */
+async function outcomeInTrace(spans: SpansInMemory, traceId: string, command: ReadableSpan, available: RecordedEvent): Promise<void> {
+  const { traceId: outcomeTrace, spanId: recordedBy } = parsed(available.metadata.traceparent);
+  expect(outcomeTrace, 'the trace the outcome event names').to.equal(traceId);
+  const recorded = await spanOf(spans, traceId, 'the command recording the outcome', (span) => idOf(span) === recordedBy);
+  expect(recorded.name).to.equal('command RecordAvailable');
+  expect(parentOf(recorded)).to.equal(idOf(command));
 }
 
 const parsed = (traceparent: string | undefined) => {
@@ -119,16 +135,18 @@ describe('tracing through the log', function () {
       });
 
       it('invents no traceparent: a request without one appends events without one, and so does the reaction to them', async () => {
-        const { scale, applied } = await scaled(api, await availableDeployment(api));
+        const { scale, applied, available } = await scaled(api, await availableDeployment(api));
         expect(scale.metadata).not.to.have.property('traceparent');
         expect(applied.metadata).not.to.have.property('traceparent');
+        expect(available.metadata).not.to.have.property('traceparent');
         expect(reactionTo('test', scale, 'step')).not.to.have.property('traceparent');
       });
 
-      it("carries a caller's traceparent through unchanged, to the reaction's events as well", async () => {
-        const { scale, applied } = await scaled(api, await availableDeployment(api), { traceparent: CALLER_TRACEPARENT });
+      it("carries a caller's traceparent through unchanged, to the reaction's and the outcome's events as well", async () => {
+        const { scale, applied, available } = await scaled(api, await availableDeployment(api), { traceparent: CALLER_TRACEPARENT });
         expect(scale.metadata.traceparent).to.equal(CALLER_TRACEPARENT);
         expect(applied.metadata.traceparent).to.equal(CALLER_TRACEPARENT);
+        expect(available.metadata.traceparent).to.equal(CALLER_TRACEPARENT);
       });
     });
 
@@ -137,9 +155,9 @@ describe('tracing through the log', function () {
       before(async () => (spans = await recordSpansInMemory()));
       after(async () => spans?.stop());
 
-      it('follows one scale request to the cluster in one trace: request, command, append, projection, reaction, apply', async () => {
+      it('follows one scale request to the cluster in one trace: request, command, append, projection, reaction, apply, outcome', async () => {
         const deploymentId = await availableDeployment(api);
-        const { scale, applied } = await scaled(api, deploymentId, { traceparent: CALLER_TRACEPARENT });
+        const { scale, applied, available } = await scaled(api, deploymentId, { traceparent: CALLER_TRACEPARENT });
         const { traceId, server, command, append } = await writePath(spans, scale);
 
         // The request continues the caller's trace; the command decided under it, and judged by policy, appended.
@@ -179,6 +197,9 @@ describe('tracing through the log', function () {
         const recorded = await spanOf(spans, traceId, 'the command recording the apply', (span) => idOf(span) === appliedBy);
         expect(recorded.name).to.equal('command RecordApplied');
         expect(parentOf(recorded)).to.equal(idOf(reaction));
+
+        // The rollout's outcome, seen later through the watch, is recorded in the same trace.
+        await outcomeInTrace(spans, traceId, command, available);
       });
 
       it('starts a trace of its own for a request that sent no traceparent', async () => {
@@ -232,14 +253,15 @@ describe('tracing through the log', function () {
       await scratch?.drop();
     });
 
-    it("continues the api's trace in the reactor: the reaction and its apply hang off the api's command", async () => {
-      const { scale } = await scaled(api!, await availableDeployment(api!));
+    it("continues the api's trace in the reactor: the reaction, its apply and the outcome hang off the api's command", async () => {
+      const { scale, available } = await scaled(api!, await availableDeployment(api!));
       const { traceId, command } = await writePath(spans!, scale);
       const reaction = await spanOf(spans!, traceId, "the reactor's reaction to the scale", (span) =>
         span.name === 'react DeploymentScaled' && span.attributes['sentinel.reactor'] === CLUSTER_REACTOR,
       );
       expect(parentOf(reaction)).to.equal(idOf(command));
       await spanOf(spans!, traceId, 'the apply on the cluster', (span) => span.name === 'kubernetes apply' && parentOf(span) === idOf(reaction));
+      await outcomeInTrace(spans!, traceId, command, available);
     });
   });
 });
