@@ -1,13 +1,20 @@
 // infra/prometheus and infra/grafana checked by a real Prometheus: promtool on the config, the rules and their unit
-// tests, then every dashboard query run through /api/v1/query of a Prometheus scraping a running Sentinel.
+// tests, then every dashboard query run through /api/v1/query of a Prometheus scraping a running Sentinel and a node
+// agent pushing to it (the agent reads fixture /proc and /sys trees and a fake nvidia-smi of a node with MIG).
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { pino } from 'pino';
 import { parse } from 'yaml';
+import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import { loadAgentConfig } from '../../agent/config.js';
 import { telemetryClient } from '../../adapters/grpc/telemetry-proto.js';
 import { SIMULATED_CLUSTER_ID } from '../../app/reactors.js';
+import { fakeNvidiaSmi, MIG_NODE, type FakeNvidiaSmi } from '../fixtures/agent/fake-nvidia-smi.js';
 import { eventually } from '../support/eventually.js';
 import { PROMETHEUS_SKIP_REASON, promtool, startPrometheus, type RunningPrometheus } from '../support/prometheus.js';
 import { startTestApi, type TestApi } from '../support/sentinel-api.js';
@@ -16,16 +23,14 @@ const PROMETHEUS_DIR = path.resolve('infra/prometheus');
 const DASHBOARD_DIR = path.resolve('infra/grafana/dashboards');
 const RULE_FILES = readdirSync(path.join(PROMETHEUS_DIR, 'rules')).map((name) => path.join(PROMETHEUS_DIR, 'rules', name));
 const RULE_TESTS = readdirSync(path.join(PROMETHEUS_DIR, 'tests')).map((name) => path.join('tests', name));
+const AGENT_HOST = path.resolve('test/fixtures/agent/host');
 
 /** What Grafana puts in place of its variables before a query reaches Prometheus. */
 const GRAFANA_VARIABLES: Record<string, string> = { __rate_interval: '1m', __range: '1h', role: '.*', Hostname: '.*' };
 
-/** Metrics that only node agents export; a Prometheus scraping Sentinel alone can only parse queries over them. */
-const AGENT_METRIC = /\b(DCGM_FI_DEV_\w+|node_\w+|sentinel_agent_\w+|sentinel_gpu_\w+)\b/;
-
 /**
- * Sentinel's own metrics that have series only once something happened which the running Sentinel below is not
- * made to do: a query over them must parse and run, and need not return data.
+ * Metrics, Sentinel's or the agent's, that have series only once something happened which the running Sentinel and
+ * agent below are not made to do: a query over them must parse and run, and need not return data.
  */
 const EVENT_DRIVEN: Record<string, string> = {
   sentinel_rollouts_total: 'a canary or blue/green rollout ended',
@@ -115,8 +120,11 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
     }
   });
 
-  describe('against a Prometheus scraping a running Sentinel', () => {
+  describe('against a Prometheus scraping a running Sentinel and a node agent', () => {
     let api: TestApi | undefined;
+    let agent: RunningAgent | undefined;
+    let nvidiaSmi: FakeNvidiaSmi | undefined;
+    let kernelLogDir: string | undefined;
     let prometheus: RunningPrometheus | undefined;
 
     const submitPlan = () =>
@@ -149,6 +157,33 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
       });
       expect(policy.status, JSON.stringify(policy.body)).to.equal(201);
       await submitPlan();
+      // A node agent as the DaemonSet runs it (its collectors, its /metrics, pushing to the telemetry ingest), on
+      // recorded host files, a fake nvidia-smi of GPUs, one split into MIG instances, and a kernel log that gets
+      // one XID line once the agent follows it (it starts at the log's end, as after a restart).
+      nvidiaSmi = await fakeNvidiaSmi(MIG_NODE);
+      kernelLogDir = await mkdtemp(path.join(tmpdir(), 'sentinel-infra-kern-'));
+      const kernelLog = path.join(kernelLogDir, 'kern.log');
+      await writeFile(kernelLog, '');
+      agent = await startAgent({
+        config: {
+          ...loadAgentConfig({
+            AGENT_SENTINEL_ADDRESS: `127.0.0.1:${api.sentinel.telemetryPort!}`,
+            AGENT_TOKEN: api.tokens.system,
+            AGENT_CLUSTER_ID: randomUUID(),
+            AGENT_NODE_NAME: 'infra-gpu-node',
+            AGENT_COLLECT_SECONDS: '1',
+            AGENT_BATCH_MAX_SECONDS: '1',
+            AGENT_PROC_ROOT: `${AGENT_HOST}/proc`,
+            AGENT_SYS_ROOT: `${AGENT_HOST}/sys`,
+            AGENT_NVIDIA_SMI: nvidiaSmi.command,
+            AGENT_XID_LOG: kernelLog,
+          }),
+          metrics: { host: '127.0.0.1', port: 0 },
+        },
+        logger: pino({ level: 'silent' }),
+      });
+      await eventually('the agent following the kernel log', async () => (await fetch(`http://127.0.0.1:${agent!.metricsPort!}/metrics`)).text(), (text) => text.includes('DCGM_FI_DEV_GPU_UTIL'), 10_000);
+      await appendFile(kernelLog, 'Dec  7 05:00:00 infra-gpu-node kernel: NVRM: Xid (PCI:0000:0f:00): 13, Graphics Exception: ESR 0x50\n');
       const sentinel = new URL(api.url).host;
       const config = parse(readFileSync(path.join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8')) as {
         global: Record<string, unknown>;
@@ -158,10 +193,14 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
       config.global.scrape_interval = '1s';
       config.global.evaluation_interval = '1s';
       config.rule_files = config.rule_files.map((file) => path.join(PROMETHEUS_DIR, file));
+      const targets: Record<string, { targets: string[]; labels?: Record<string, string> }> = {
+        sentinel: { targets: [sentinel], labels: { role: 'all' } },
+        'sentinel-agent': { targets: [`127.0.0.1:${agent.metricsPort!}`] },
+      };
       for (const job of config.scrape_configs) {
-        // No agent runs here: its job stays, pointed at a closed port, so that `up` has its series.
-        const target = job.job_name === 'sentinel' ? sentinel : '127.0.0.1:1';
-        job.static_configs = [{ targets: [target], labels: job.job_name === 'sentinel' ? { role: 'all' } : {} }];
+        const target = targets[job.job_name];
+        if (!target) throw new Error(`infra/prometheus/prometheus.yml has a job this test does not know: ${job.job_name}`);
+        job.static_configs = [target];
       }
       prometheus = await startPrometheus(config);
       await eventually('two scrapes of Sentinel', () => query(prometheus!, 'count_over_time(up{job="sentinel"}[1m]) >= 2'), (a) => (a.data?.result.length ?? 0) > 0, 20_000);
@@ -186,6 +225,10 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
         'count_over_time(sentinel_policy_results_total[1m]) >= 2',
         // The reactor runtime samples lag every 10 s, the first time 10 s after it started.
         'count(sentinel_reactor_lag_seconds) > 0',
+        // The agent scraped twice after its GPUs were collected, and its batches stored by the ingest.
+        'count_over_time(DCGM_FI_DEV_GPU_UTIL[1m]) >= 2',
+        'count_over_time(sentinel_gpu_xid_errors_total[1m]) >= 2',
+        'count_over_time(sentinel_agent_batches_acknowledged_total[1m]) >= 2',
       ].join(' and on() ');
       await eventually(
         'the activity scraped twice and the plan latency recording rules evaluated over it',
@@ -197,17 +240,20 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
 
     after(async () => {
       await prometheus?.stop();
+      await agent?.stop();
+      await nvidiaSmi?.remove();
+      if (kernelLogDir) await rm(kernelLogDir, { recursive: true, force: true });
       await api?.stop();
     });
 
-    it('every dashboard query parses, and those over Sentinel\'s own metrics return data', async () => {
+    it('every dashboard query parses and returns data, but those over series only an event not made here creates', async () => {
       const problems: string[] = [];
       for (const target of targets()) {
         const promql = withVariables(target.expr);
         const answer = await query(prometheus!, promql);
         const where = `${target.dashboard} "${target.panel}": ${promql}`;
         if (answer.status !== 'success') problems.push(`${where}: ${answer.error}`);
-        else if (!AGENT_METRIC.test(promql) && !EVENT_DRIVEN_METRIC.test(promql) && answer.data!.result.length === 0) problems.push(`${where}: no data`);
+        else if (!EVENT_DRIVEN_METRIC.test(promql) && answer.data!.result.length === 0) problems.push(`${where}: no data`);
       }
       expect(problems, `${problems.join('\n')}\n${prometheus!.log()}`).to.deep.equal([]);
     });
