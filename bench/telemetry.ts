@@ -9,7 +9,11 @@
 //   BENCH_TELEMETRY_AGENT_SECONDS (60): how long one real agent (8 GPUs through a fake nvidia-smi, the host, every
 //   10 s) is measured for its CPU share and resident set, after BENCH_TELEMETRY_AGENT_WARMUP_SECONDS (15)
 // Works in a scratch database it creates on that server and drops afterwards.
+// A `cpu` line says where the CPU went per 1,000 samples (the ingest process, its PostgreSQL backends, the simulated
+// agents; the COPY's backend and client): on a machine shared with other work the throughput ratio swings with the
+// load, CPU per sample much less. PostgreSQL's figures come from /proc, so only when the server runs on this machine.
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +21,7 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pino } from 'pino';
 import { Registry, type MetricValueWithName } from 'prom-client';
-import { openPostgres } from '../adapters/postgres/database.js';
+import { openPostgres, type Database } from '../adapters/postgres/database.js';
 import { migrateSentinel } from '../adapters/postgres/schema.js';
 import { startTelemetryIngest } from '../telemetry/ingest-server.js';
 import { SampleStore } from '../telemetry/sample-store.js';
@@ -53,11 +57,50 @@ function runAgents(port: number, mode: 'max' | 'paced', rate?: number): Promise<
   });
 }
 
+/** CPU seconds used so far by a process of this machine, or undefined where /proc cannot tell. */
+async function processCpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in clock ticks
+    // of 1/100 s (USER_HZ on Linux).
+    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(')').pop()!.trim().split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds used so far by each PostgreSQL backend connected to the bench's database, by process id. */
+async function backendsCpu(db: Database): Promise<Map<number, number>> {
+  const rows = await db.query<{ pid: number }>('select pid from pg_stat_activity where datname = current_database()');
+  const cpu = new Map<number, number>();
+  for (const { pid } of rows) {
+    const seconds = await processCpuSeconds(pid);
+    if (seconds !== undefined) cpu.set(pid, seconds);
+  }
+  return cpu;
+}
+
+/** What the backends used between two readings; a backend that started in between counts from zero. */
+function backendsUsed(before: Map<number, number>, after: Map<number, number>): number | undefined {
+  if (after.size === 0) return undefined;
+  let used = 0;
+  for (const [pid, seconds] of after) used += seconds - (before.get(pid) ?? 0);
+  return used;
+}
+
+interface CopyFigures {
+  samplesPerS: number;
+  /** CPU seconds of the COPY's backend (undefined where /proc cannot tell) and of this process while it ran. */
+  serverCpuSeconds: number | undefined;
+  clientCpuSeconds: number;
+}
+
 /** `count` sample rows like the agents' in COPY text format, written into telemetry_samples by one COPY. */
-async function copyBaseline(url: string, count: number): Promise<number> {
+async function copyBaseline(url: string, count: number): Promise<CopyFigures> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
+    const { rows: [backend] } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
     const now = Date.now();
     const labels = JSON.stringify({ gpu: '0', UUID: 'GPU-copy-0', device: 'nvidia0', modelName: 'NVIDIA H100 80GB HBM3', Hostname: 'copy-node' });
     function* rows(): Generator<string> {
@@ -70,9 +113,18 @@ async function copyBaseline(url: string, count: number): Promise<number> {
         yield chunk;
       }
     }
+    const serverBefore = await processCpuSeconds(backend!.pid);
+    const clientBefore = process.cpuUsage();
     const started = performance.now();
     await pipeline(Readable.from(rows()), client.query(copyFrom('copy telemetry_samples (cluster_id, node_name, agent_id, metric, labels, value, time) from stdin')));
-    return count / ((performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    const clientUsed = process.cpuUsage(clientBefore);
+    const serverAfter = await processCpuSeconds(backend!.pid);
+    return {
+      samplesPerS: count / seconds,
+      serverCpuSeconds: serverBefore === undefined || serverAfter === undefined ? undefined : serverAfter - serverBefore,
+      clientCpuSeconds: (clientUsed.user + clientUsed.system) / 1e6,
+    };
   } finally {
     await client.end();
   }
@@ -90,15 +142,21 @@ interface Phase {
   ackP50: number;
   ackP99: number;
   ingestCpuSeconds: number;
+  /** CPU seconds of the ingest's PostgreSQL backends over the phase (undefined where /proc cannot tell). */
+  serverCpuSeconds: number | undefined;
+  /** Samples stored over the whole phase, its warm-up included, as the CPU figures are. */
+  storedSamples: number;
   /** Mean seconds the storing statement took, as the ingest's own histogram saw it. */
   storeSeconds: number;
 }
 
-async function phase(registry: Registry, run: () => Promise<AgentReport>): Promise<Phase> {
+async function phase(db: Database, registry: Registry, run: () => Promise<AgentReport>): Promise<Phase> {
   registry.resetMetrics();
+  const backends = await backendsCpu(db);
   const cpu = process.cpuUsage();
   const report = await run();
   const used = process.cpuUsage(cpu);
+  const serverCpuSeconds = backendsUsed(backends, await backendsCpu(db));
   const latencies = [...report.latenciesMs].sort((a, b) => a - b);
   return {
     report,
@@ -106,6 +164,8 @@ async function phase(registry: Registry, run: () => Promise<AgentReport>): Promi
     ackP50: percentile(latencies, 0.5),
     ackP99: percentile(latencies, 0.99),
     ingestCpuSeconds: (used.user + used.system) / 1e6,
+    serverCpuSeconds,
+    storedSamples: await storedSamples(registry),
     storeSeconds: await meanStoreSeconds(registry),
   };
 }
@@ -114,6 +174,16 @@ async function meanStoreSeconds(registry: Registry): Promise<number> {
   const { values } = await registry.getSingleMetric('sentinel_telemetry_store_duration_seconds')!.get();
   const total = (suffix: string) => (values as MetricValueWithName<string>[]).find((v) => v.metricName === `sentinel_telemetry_store_duration_seconds_${suffix}`)?.value ?? NaN;
   return total('sum') / total('count');
+}
+
+async function storedSamples(registry: Registry): Promise<number> {
+  const { values } = await registry.getSingleMetric('sentinel_telemetry_samples_stored_total')!.get();
+  return values.reduce((sum, value) => sum + value.value, 0);
+}
+
+/** Milliseconds of CPU per 1,000 samples, or n/a. */
+function perThousand(cpuSeconds: number | undefined, samples: number): string {
+  return cpuSeconds === undefined ? 'n/a' : `${round((cpuSeconds * 1e6) / samples, 2)} ms`;
 }
 
 function describe({ report, samplesPerS, ackP50, ackP99, ingestCpuSeconds, storeSeconds }: Phase): string {
@@ -146,10 +216,10 @@ try {
   let pacedRate: number;
   let agent: AgentFootprint;
   try {
-    max = await phase(registry, () => runAgents(ingest.port, 'max'));
+    max = await phase(db, registry, () => runAgents(ingest.port, 'max'));
     console.log(`max      ${describe(max)}`);
     pacedRate = Number(process.env.BENCH_TELEMETRY_RATE ?? Math.round(max.samplesPerS / 2));
-    paced = await phase(registry, () => runAgents(ingest.port, 'paced', pacedRate));
+    paced = await phase(db, registry, () => runAgents(ingest.port, 'paced', pacedRate));
     console.log(`paced    ${describe(paced)} (offered ${pacedRate} samples/s)`);
     agent = await measureAgent({
       ingestPort: ingest.port,
@@ -166,9 +236,15 @@ try {
   }
 
   await db.query('checkpoint');
-  const copyPerS = await copyBaseline(scratch.url, max.report.samples);
+  const copy = await copyBaseline(scratch.url, max.report.samples);
+  const copyPerS = copy.samplesPerS;
   const ratio = max.samplesPerS / copyPerS;
   console.log(`COPY     ${Math.round(copyPerS)} samples/s for the same ${max.report.samples} rows into telemetry_samples; ratio ${round(ratio, 3)}`);
+  console.log(
+    `cpu      per 1000 samples at max (${max.storedSamples} stored, warm-up included): ingest process ${perThousand(max.ingestCpuSeconds, max.storedSamples)}, ` +
+      `its PostgreSQL backends ${perThousand(max.serverCpuSeconds, max.storedSamples)}, agents process ${perThousand(max.report.cpuSeconds, max.storedSamples)} ` +
+      `(start-up included); COPY backend ${perThousand(copy.serverCpuSeconds, max.report.samples)}, COPY client ${perThousand(copy.clientCpuSeconds, max.report.samples)}`,
+  );
   console.log(
     JSON.stringify({
       bench: 'telemetry',
