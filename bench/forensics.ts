@@ -5,8 +5,10 @@
 //   npm run bench:forensics                                                             (embedded PGlite)
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:forensics   (PGlite, then a scratch database there)
 // On the same log, with BENCH_FORENSICS_CLUSTERS cluster streams of BENCH_FORENSICS_STREAM_EVENTS events each added
-// (default 100 × 1,000), each with a snapshot written at 90% of its stream: the p99 of 500 `?asOf=` folds at random
-// points of random clusters (half at a time, half at a position; points below the snapshot fold from the first event);
+// (default 100 × 1,000), each with a snapshot written every BENCH_FORENSICS_SNAPSHOT_EVERY events as the write side
+// writes them (default the command handler's, SENTINEL_SNAPSHOT_EVERY's default): the p99 of 500 `?asOf=` folds at
+// random points of random clusters (half at a time, half at a position; each starts from the newest snapshot at or
+// below its point, or from the first event when the point lies before the first snapshot);
 // then the audit trail of the whole log, exported with a signed checkpoint and verified offline: rows per second;
 // then a fleet snapshot at a time after the last event: every read model projected over the whole log, in seconds.
 // FORENSICS_EVENTS sets the size of the whole log instead (the cluster streams grow to make it up), e.g. the issue's
@@ -25,6 +27,7 @@ import { createScratchDatabase } from '../test/support/postgres.js';
 import { PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
 import { migrateSentinel } from '../adapters/postgres/schema.js';
 import { clusters } from '../commands/aggregates.js';
+import { DEFAULT_SNAPSHOT_EVERY } from '../commands/command-handler.js';
 import { AuditExportWriter, verifyExport } from '../commands/audit-export.js';
 import { auditProjector, readAuditChain } from '../projections/audit-trail.js';
 import { createSnapshot, dropSnapshot, projectSnapshot } from '../projections/fleet-snapshot.js';
@@ -45,6 +48,8 @@ if (LOG_EVENTS !== undefined && !(Number.isSafeInteger(LOG_EVENTS) && LOG_EVENTS
 const DEFAULT_STREAM_EVENTS = Number(process.env['BENCH_FORENSICS_STREAM_EVENTS'] ?? 1000);
 const SNAPSHOT_TARGET_S = 30;
 const AS_OF_READS = 500;
+const SNAPSHOT_EVERY = Number(process.env['BENCH_FORENSICS_SNAPSHOT_EVERY'] ?? DEFAULT_SNAPSHOT_EVERY);
+if (!(Number.isSafeInteger(SNAPSHOT_EVERY) && SNAPSHOT_EVERY > 0)) throw new Error(`BENCH_FORENSICS_SNAPSHOT_EVERY must be a whole number of events above 0, not ${SNAPSHOT_EVERY}`);
 
 const NAMESPACES = 40;
 const GPU = 'nvidia-a100-80gb';
@@ -235,7 +240,7 @@ async function run(database: string, db: Database): Promise<Figures> {
   }
 }
 
-/** CLUSTERS cluster streams of BENCH_FORENSICS_STREAM_EVENTS events (or as many as FORENSICS_EVENTS needs), a snapshot of each at 90%, then AS_OF_READS as-of folds. */
+/** CLUSTERS cluster streams of BENCH_FORENSICS_STREAM_EVENTS events (or as many as FORENSICS_EVENTS needs), a snapshot every SNAPSHOT_EVERY events of each, then AS_OF_READS as-of folds. */
 async function asOfReads(database: string, db: Database, store: EventStore): Promise<{ asOfP99Ms: number; asOfP99MsFromSnapshot: number; logEvents: number }> {
   await migrateSentinel(db.knex);
   const snapshots = new PostgresSnapshotStore(db);
@@ -264,18 +269,41 @@ async function asOfReads(database: string, db: Database, store: EventStore): Pro
       );
     }
   }
-  const at = Math.floor(streamEvents * 0.9);
+  // As the command handler writes them: the state folded from the events as read back, at every SNAPSHOT_EVERY-th
+  // revision, its recorded time left to the store.
+  const seedStarted = performance.now();
+  let written = 0;
+  const records = new Set(clusters.records?.types ?? []);
   for (const clusterId of ids) {
+    const stream = `cluster-${clusterId}`;
+    let state = clusters.decider.initialState;
+    for (let from = 0; ; ) {
+      const page = await store.readStream(stream, { from, limit: 1000 });
+      for (const event of page) {
+        if (!records.has(event.type)) state = clusters.decider.evolve(state, clusters.events.parse(event.type, event.schemaVersion, event.data));
+        if ((event.revision + 1) % SNAPSHOT_EVERY !== 0) continue;
+        await snapshots.write({ stream, revision: event.revision, position: event.position, version: clusters.snapshotVersion!, state: JSON.stringify(state) });
+        written += 1;
+      }
+      if (page.length < 1000) break;
+      from = page.at(-1)!.revision + 1;
+    }
     const folded = await stateAsOf(store, clusters, clusterId, { position: 'ffffffffffffffff-ffffffffffffffff' }, { pageSize: 1000 });
-    const [event] = await store.readStream(`cluster-${clusterId}`, { from: at, to: at, limit: 1 });
-    const state = await stateAsOf(store, clusters, clusterId, { position: event!.position }, { pageSize: 1000 });
-    if (!folded || !state) throw new Error(`cluster ${clusterId} did not fold`);
-    await snapshots.write({ stream: `cluster-${clusterId}`, revision: at, position: event!.position, version: clusters.snapshotVersion!, state: JSON.stringify(state.state) });
+    if (!folded || JSON.stringify(folded.state) !== JSON.stringify(state)) throw new Error(`cluster ${clusterId} did not fold to the state its snapshots were taken from`);
   }
+  const [sizes] = await db.query<{ history: string; events: string }>(
+    `select pg_total_relation_size('sentinel_aggregate_snapshot_history')::text as history, pg_total_relation_size('sentinel_events')::text as events`,
+  );
+  const mb = (bytes: string | undefined) => (Number(bytes) / 2 ** 20).toFixed(1);
+  console.log(
+    `${database}: ${written.toLocaleString('en-US')} snapshots written, one every ${SNAPSHOT_EVERY} events of each stream, in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s; ` +
+      `the snapshot history takes ${mb(sizes?.history)} MB beside the events' ${mb(sizes?.events)} MB`,
+  );
   await db.query('analyze sentinel_events');
   const logEvents = Number((await db.query<{ n: string }>('select count(*)::text as n from sentinel_events'))[0]!.n);
   const all: number[] = [];
   const fromSnapshot: number[] = [];
+  const folded: number[] = [];
   for (let i = 0; i < AS_OF_READS; i++) {
     const clusterId = ids[i % CLUSTERS]!;
     const revision = Math.floor(Math.random() * streamEvents);
@@ -287,12 +315,14 @@ async function asOfReads(database: string, db: Database, store: EventStore): Pro
     if (answer === undefined || answer.asOf.revision < revision) throw new Error(`as-of ${JSON.stringify(point)} of cluster ${clusterId} answered ${answer?.asOf.revision}`);
     all.push(ms);
     if (answer.asOf.fromSnapshot !== null) fromSnapshot.push(ms);
+    folded.push(answer.asOf.eventsFolded);
   }
   const p99 = (values: number[]) => Number([...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.99))]!.toFixed(1));
-  const figures = { asOfP99Ms: p99(all), asOfP99MsFromSnapshot: p99(fromSnapshot), logEvents };
+  const figures = { asOfP99Ms: p99(all), asOfP99MsFromSnapshot: fromSnapshot.length === 0 ? Number.NaN : p99(fromSnapshot), logEvents };
   console.log(
-    `${database}: as-of on a ${logEvents.toLocaleString('en-US')}-event log (${CLUSTERS} streams of ${streamEvents.toLocaleString('en-US')} events, a snapshot at ${at}): ` +
-      `p99 ${figures.asOfP99Ms} ms over ${AS_OF_READS} reads; p99 ${figures.asOfP99MsFromSnapshot} ms of the ${fromSnapshot.length} that started from the snapshot`,
+    `${database}: as-of on a ${logEvents.toLocaleString('en-US')}-event log (${CLUSTERS} streams of ${streamEvents.toLocaleString('en-US')} events, a snapshot every ${SNAPSHOT_EVERY}): ` +
+      `p99 ${figures.asOfP99Ms} ms over ${AS_OF_READS} reads; p99 ${figures.asOfP99MsFromSnapshot} ms of the ${fromSnapshot.length} that started from a snapshot; ` +
+      `at most ${Math.max(...folded)} events folded by one read`,
   );
   return figures;
 }

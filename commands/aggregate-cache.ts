@@ -17,16 +17,47 @@ export interface Snapshot {
   /** The last event folded into the state. */
   revision: number;
   position: Position | null;
+  /**
+   * When the last event folded in was recorded, where the writer knows it (a store may fill it in itself): what a
+   * read at a time picks a snapshot by.
+   */
+  recordedAt?: Date | null;
   /** The aggregate's `snapshotVersion` when it was written; a snapshot of any other version is ignored. */
   version: number;
   /** The state as JSON text. */
   state: string;
 }
 
-/** Where snapshots are kept: one per stream, the latest written. */
+/**
+ * A point of a stream a snapshot's event must lie at or below: every bound given holds at once. A snapshot whose
+ * position (or recorded time) is not known never satisfies a bound on it.
+ */
+export interface SnapshotBound {
+  revision?: number;
+  position?: Position;
+  recordedAt?: Date;
+}
+
+/** The newest snapshot at or below a point, and how far the next one lies past it. */
+export interface SnapshotAtOrBelow {
+  snapshot: Snapshot | undefined;
+  /** The revision of the oldest snapshot of the version past the point: a hint at how far a fold has to read. */
+  nextRevision: number | undefined;
+}
+
+/**
+ * Where snapshots are kept: the latest of each stream, which a command load reads, and every one written before
+ * it, from which a fold up to a past point starts.
+ */
 export interface SnapshotStore {
+  /** The latest snapshot written of the stream, of whatever version. */
   read(stream: string): Promise<Snapshot | undefined>;
-  /** Stores the snapshot unless one of the same version at a later revision is already there. */
+  /** The newest snapshot of `version` whose event lies at or below the bound. */
+  readAtOrBelow(stream: string, version: number, bound: SnapshotBound): Promise<SnapshotAtOrBelow>;
+  /**
+   * Stores the snapshot, kept beside those written before it; it becomes the latest unless one of the same version
+   * at a later revision is already there.
+   */
   write(snapshot: Snapshot): Promise<void>;
 }
 

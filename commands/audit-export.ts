@@ -110,12 +110,10 @@ export class AuditExportWriter {
       if (this.lastHash === undefined) throw new Error('the header is written before the rows');
       const at = `the audit trail's row at position ${row.record.position} (event ${row.record.eventId})`;
       if (row.prevHash !== this.lastHash) throw new Error(`${at} does not link to the row before it: the stored chain is broken, and an export of it is not signed`);
-      const { content, ...rest } = row.record;
-      const contentText = canonicalJson(content)!;
-      if (auditRowHash(row.prevHash, row.record, contentText) !== row.hash) throw new Error(`${at} does not match its hash: the stored chain is broken, and an export of it is not signed`);
-      // The content's canonical text, made once for the hash, goes into the line as it is.
-      const line: Omit<ExportRow, 'content'> = { kind: 'row', ...rest, prevHash: row.prevHash, hash: row.hash };
-      text += `${JSON.stringify(line).slice(0, -1)},"content":${contentText}}\n`;
+      // The content's stored canonical text is hashed and written into the line as it stands: a text that is not the
+      // canonical JSON the hash was taken over does not match the hash, so what is written is always that JSON.
+      if (auditRowHash(row.prevHash, row.record, row.content) !== row.hash) throw new Error(`${at} does not match its hash: the stored chain is broken, and an export of it is not signed`);
+      text += rowLine(row);
       this.rows += 1;
       this.firstPosition ??= row.record.position;
       this.lastPosition = row.record.position;
@@ -136,6 +134,33 @@ export class AuditExportWriter {
   get exported(): number {
     return this.rows;
   }
+}
+
+/**
+ * A row's line: its members in the order a stored row holds them (as `readAuditChain` reads it), then its hashes,
+ * then the content, last, as its stored canonical text. The members are written by one `JSON.stringify` of an object
+ * of one fixed shape, which gives a flat string where a template of each member's JSON would leave dozens of pieces
+ * to join for every row.
+ */
+function rowLine({ record: r, content, prevHash, hash }: AuditChainRow): string {
+  const members = {
+    kind: 'row',
+    position: r.position,
+    eventId: r.eventId,
+    stream: r.stream,
+    type: r.type,
+    revision: r.revision,
+    recordedAt: r.recordedAt,
+    actorId: r.actorId,
+    actorKind: r.actorKind,
+    action: r.action,
+    correlationId: r.correlationId,
+    causationId: r.causationId,
+    summary: r.summary,
+    prevHash,
+    hash,
+  } satisfies Omit<ExportRow, 'content'>;
+  return `${JSON.stringify(members).slice(0, -1)},"content":${content}}\n`;
 }
 
 /** What a checkpoint states about a chain, before it is signed. */
@@ -210,14 +235,18 @@ const ROW_MEMBERS: Record<string, 'text' | 'text?' | 'revision' | 'json' | 'kind
   prevHash: 'text',
   hash: 'text',
 };
-const ROW_MEMBER_COUNT = Object.keys(ROW_MEMBERS).length;
+const ROW_MEMBER_ENTRIES = Object.entries(ROW_MEMBERS);
+const ROW_MEMBER_COUNT = ROW_MEMBER_ENTRIES.length;
 
-/** Why the value is not a row line, or undefined when it is one. */
-function rowLineProblem(value: unknown): string | undefined {
+/**
+ * Why the value is not a row line, or undefined when it is one. `contentApart`: the value is the line's members
+ * before its content, whose text is checked on its own (it stands in as present).
+ */
+function rowLineProblem(value: unknown, contentApart = false): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
   const row = value as Record<string, unknown>;
-  for (const [name, holds] of Object.entries(ROW_MEMBERS)) {
-    const member = row[name];
+  for (const [name, holds] of ROW_MEMBER_ENTRIES) {
+    const member = contentApart && name === 'content' ? true : row[name];
     const fits =
       holds === 'kind' ? member === 'row'
       : holds === 'text' ? typeof member === 'string'
@@ -226,7 +255,9 @@ function rowLineProblem(value: unknown): string | undefined {
       : member !== undefined;
     if (!fits) return `${name}: ${member === undefined ? 'missing' : `not ${holds === 'text?' ? 'a string or null' : holds === 'revision' ? 'a number' : 'a string'}`}`;
   }
-  const extra = Object.keys(row).length !== ROW_MEMBER_COUNT ? Object.keys(row).find((name) => !(name in ROW_MEMBERS)) : undefined;
+  const members = Object.keys(row);
+  const count = contentApart && !Object.hasOwn(row, 'content') ? members.length + 1 : members.length;
+  const extra = count !== ROW_MEMBER_COUNT ? members.find((name) => !Object.hasOwn(ROW_MEMBERS, name)) : undefined;
   return extra === undefined ? undefined : `${extra}: not a member of a row`;
 }
 const headerLine = z.strictObject({
@@ -277,11 +308,12 @@ function hashedRowLine(text: string, prevHash: string): { position: string; even
   const members = head as Record<string, unknown> | null;
   if (typeof members !== 'object' || members === null || Array.isArray(members) || members['kind'] !== 'row') return undefined;
   // The content's own text stands in for it: present, whatever it holds.
-  if (rowLineProblem({ ...members, content: true }) !== undefined) return undefined;
-  const { kind: _kind, prevHash: linked, hash, ...record } = members as Omit<ExportRow, 'content'>;
-  if (linked !== prevHash) return undefined;
-  if (auditRowHash(linked, { ...record, content: undefined }, text.slice(at + CONTENT_MEMBER.length, -1)) !== hash) return undefined;
-  return { position: record.position, eventId: record.eventId, hash };
+  if (rowLineProblem(members, true) !== undefined) return undefined;
+  // The hash reads the record's members by name: the line's others (kind and the two hashes) play no part.
+  const row = members as Omit<ExportRow, 'content'>;
+  if (row.prevHash !== prevHash) return undefined;
+  if (auditRowHash(prevHash, row, text.slice(at + CONTENT_MEMBER.length, -1)) !== row.hash) return undefined;
+  return { position: row.position, eventId: row.eventId, hash: row.hash };
 }
 
 /**

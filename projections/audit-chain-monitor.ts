@@ -178,7 +178,7 @@ export class AuditChainMonitor {
           met = true;
         }
         if (row.prevHash !== expectedPrev) return broken({ id, position }, "prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)");
-        if (auditRowHash(row.prevHash, row.record) !== row.hash) return broken({ id, position }, "hash does not match the row's contents (the row or its hash was changed)");
+        if (auditRowHash(row.prevHash, row.record, row.content) !== row.hash) return broken({ id, position }, "hash does not match the row's contents (the row or its hash was changed)");
         expectedPrev = row.hash;
         head = { table, id, position, prevHash: row.prevHash, hash: row.hash, rows };
       }

@@ -1,6 +1,6 @@
 // The audit trail: one row per event in log order, each chained to the one before by a SHA-256 hash, so an
 // edited, deleted or reordered row shows up when the chain is verified.
-import { createHash } from 'node:crypto';
+import { hash as digestOf } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setImmediate as yieldToOthers } from 'node:timers/promises';
@@ -28,7 +28,8 @@ const INSERT_CHUNK = 1000;
 
 export const auditProjector: Projector<'audit'> = {
   name: 'audit',
-  version: 1,
+  // 2: the content is stored as its canonical text (it was jsonb), the very bytes its hash covers.
+  version: 2,
   tables: ['audit'],
 
   async createTables(trx, tables) {
@@ -47,7 +48,9 @@ export const auditProjector: Projector<'audit'> = {
       t.text('correlation_id').nullable();
       t.text('causation_id').nullable();
       t.text('summary').notNullable();
-      t.jsonb('content').notNullable();
+      // The canonical text, as hashed: read back and exported as it is, never parsed and written again. jsonb
+      // would keep neither its key order nor its bytes.
+      t.text('content').notNullable();
       t.text('prev_hash').notNullable();
       t.text('hash').notNullable();
       // Each filter of `queryAudit` pages by position, so the filtered column leads and position follows.
@@ -101,14 +104,13 @@ const ROW_COLUMNS = [
   ['correlation_id', 'text'],
   ['causation_id', 'text'],
   ['summary', 'text'],
-  ['content', 'jsonb'],
+  ['content', 'text'],
   ['prev_hash', 'text'],
   ['hash', 'text'],
 ] as const;
 const COLUMNS = ROW_COLUMNS.map(([column]) => column).join(', ');
 /** The row type `json_to_recordset` reads. */
 const ROW_TYPE = ROW_COLUMNS.map(([column, type]) => `${column} ${type}`).join(', ');
-const CONTENT_INDEX = ROW_COLUMNS.findIndex(([column]) => column === 'content');
 
 /** One row's values in `ROW_COLUMNS` order; the content is its canonical text. */
 type RowValues = (string | number | null)[];
@@ -128,7 +130,7 @@ function rowValues(record: AuditRecord, content: string, prevHash: string, hash:
     record.correlationId,
     record.causationId,
     record.summary,
-    // Sent as canonical text, so the stored document is exactly the one hashed.
+    // The canonical text, stored as it is: exactly the bytes hashed.
     content,
     prevHash,
     hash,
@@ -165,11 +167,9 @@ function copyField(value: string | number | null): string {
   return COPY_SPECIAL.test(text) ? text.replace(COPY_SPECIALS, (char) => COPY_ESCAPES[char]!) : text;
 }
 
-/** Rows as a JSON array of objects; the content goes in as its canonical text, a JSON value already. */
+/** Rows as a JSON array of objects. */
 function jsonRows(rows: readonly RowValues[]): string {
-  const objects = rows.map(
-    (values) => `{${values.map((value, i) => `"${ROW_COLUMNS[i]![0]}":${i === CONTENT_INDEX ? (value as string) : JSON.stringify(value)}`).join(',')}}`,
-  );
+  const objects = rows.map((values) => `{${values.map((value, i) => `"${ROW_COLUMNS[i]![0]}":${JSON.stringify(value)}`).join(',')}}`);
   return `[${objects.join(',')}]`;
 }
 
@@ -191,6 +191,9 @@ export interface AuditRecord {
   summary: string;
   content: unknown;
 }
+
+/** A record without its content: the columns hashed beside the content's canonical text. */
+export type AuditRecordHead = Omit<AuditRecord, 'content'>;
 
 function recordOf(event: RecordedEvent): AuditRecord {
   const eventId = event.id.toLowerCase();
@@ -249,12 +252,33 @@ const MEMBER_NAMES = new Map(RECORD_KEYS.map((key) => [key, `${JSON.stringify(ke
  * content (which is also the stored column, so it is made once). The record's text is written member by member in
  * sorted key order, with the content's text in its place: the same bytes as canonicalJson(record).
  */
-function chainHash(prevHash: string, record: AuditRecord, content: string): string {
+function chainHash(prevHash: string, record: AuditRecordHead, content: string): string {
+  const r = record;
+  // Every member but the content is text, a number or null, whose canonical text is its plain JSON: written in the
+  // order of RECORD_KEYS without walking it (a verification hashes every row of the trail).
+  if (
+    scalar(r.action) && scalar(r.actorId) && scalar(r.actorKind) && scalar(r.causationId) && scalar(r.correlationId) && scalar(r.eventId) &&
+    scalar(r.position) && scalar(r.recordedAt) && scalar(r.revision) && scalar(r.stream) && scalar(r.summary) && scalar(r.type)
+  ) {
+    // The members before the content and those after it, each one `JSON.stringify` of an object in that order: a
+    // few flat strings, where a template of each member's JSON would leave dozens of pieces to join.
+    const before = JSON.stringify({ action: r.action, actorId: r.actorId, actorKind: r.actorKind, causationId: r.causationId });
+    const after = JSON.stringify({
+      correlationId: r.correlationId,
+      eventId: r.eventId,
+      position: r.position,
+      recordedAt: r.recordedAt,
+      revision: r.revision,
+      stream: r.stream,
+      summary: r.summary,
+      type: r.type,
+    });
+    return digestOf('sha256', `${prevHash}\n${before.slice(0, -1)},"content":${content},${after.slice(1)}`, 'hex');
+  }
   let text = `${prevHash}\n`;
   let separator = '{';
   for (const key of RECORD_KEYS) {
-    const value = record[key];
-    // Every member but the content is text, a number or null, whose canonical text is its plain JSON.
+    const value = key === 'content' ? undefined : record[key];
     const member = key === 'content' ? content : typeof value === 'object' && value !== null ? canonicalJson(value) : JSON.stringify(value);
     // Undefined has no JSON form, so it is left out, as canonicalJson leaves it out.
     if (member === undefined) continue;
@@ -262,7 +286,12 @@ function chainHash(prevHash: string, record: AuditRecord, content: string): stri
     separator = ',';
   }
   // The content is always a member, so the object is never empty.
-  return createHash('sha256').update(`${text}}`).digest('hex');
+  return digestOf('sha256', `${text}}`, 'hex');
+}
+
+/** Whether the value's canonical JSON is its plain `JSON.stringify` text, never left out. */
+function scalar(value: unknown): boolean {
+  return typeof value === 'string' || typeof value === 'number' || value === null;
 }
 
 // ---- verification ---------------------------------------------------------------------------------------
@@ -273,7 +302,7 @@ export type AuditVerification =
 
 /**
  * A stored row as `readAuditChain` reads it: its columns in `STORED_COLUMNS` order, the revision and the time (in
- * microseconds) as text, the content as its JSON value.
+ * microseconds) as text, the content as its stored canonical text.
  */
 type StoredRow = [
   position: string,
@@ -288,7 +317,7 @@ type StoredRow = [
   correlationId: string | null,
   causationId: string | null,
   summary: string,
-  content: unknown,
+  content: string,
   prevHash: string,
   hash: string,
 ];
@@ -314,6 +343,14 @@ const STORED_COLUMNS = [
 ];
 /** The same columns as a select list, each named `c<index>`. */
 const STORED_SELECT = STORED_COLUMNS.map((sql, i) => `${sql} as c${i}`).join(', ');
+const STORED_CONTENT = STORED_COLUMNS.indexOf('content');
+/** Every column of a `StoredRow` but the content, as one JSON array. */
+const STORED_HEAD = `json_build_array(${STORED_COLUMNS.filter((_, i) => i !== STORED_CONTENT).join(', ')})`;
+/**
+ * Between the contents of a page's rows on PGlite: canonical JSON never holds this control character unescaped, so
+ * only an edited content can, and then the page has more pieces than rows and is read again in full.
+ */
+const CONTENT_SEPARATOR = '\u001e';
 
 /**
  * Walks the table in log order, a page at a time, recomputing every row's hash from its columns and checking
@@ -329,7 +366,7 @@ export async function verifyAuditTrail(knex: Knex, table: string, options: { bat
       if (row.prevHash !== expectedPrev) {
         return { ok: false, rows, brokenAt, reason: "prev_hash does not match the previous row's hash (a row was removed, inserted or reordered)" };
       }
-      if (auditRowHash(row.prevHash, row.record) !== row.hash) {
+      if (auditRowHash(row.prevHash, row.record, row.content) !== row.hash) {
         return { ok: false, rows, brokenAt, reason: "hash does not match the row's contents (the row or its hash was changed)" };
       }
       expectedPrev = row.hash;
@@ -343,27 +380,35 @@ export async function verifyAuditTrail(knex: Knex, table: string, options: { bat
 
 /** A row of the chain as stored: what was hashed, and the hashes it holds. */
 export interface AuditChainRow {
-  record: AuditRecord;
+  record: AuditRecordHead;
+  /** The content's canonical text as stored: the bytes the hash covers, never parsed on the way. */
+  content: string;
   prevHash: string;
   hash: string;
 }
 
 /**
- * The hash a row must hold: SHA-256 of the previous row's hash and the record's canonical JSON. `content`, when
- * given, is the canonical text of the record's content, made once by a caller that writes it too.
+ * The hash a row must hold: SHA-256 of the previous row's hash and the record's canonical JSON. Given `content`,
+ * the canonical text of the record's content as stored or written, that text is hashed as it stands (a text that
+ * is not canonical, or not JSON at all, gives a hash no canonical record has); else the record's content is
+ * written canonically first.
  */
-export function auditRowHash(prevHash: string, record: AuditRecord, content: string = canonicalJson(record.content)): string {
-  return chainHash(prevHash, record, content);
+export function auditRowHash(prevHash: string, record: AuditRecord): string;
+export function auditRowHash(prevHash: string, record: AuditRecordHead, content: string): string;
+export function auditRowHash(prevHash: string, record: AuditRecordHead & { content?: unknown }, content?: string): string {
+  return chainHash(prevHash, record, content ?? canonicalJson(record.content));
 }
 
 /**
  * The stored chain in log order, a page at a time, from position `from` (inclusive) to `to` (exclusive), the whole
  * chain when neither is given.
  *
- * On embedded PGlite each page is read as one JSON text, an array of rows each an array of columns, made by the
- * database: one value to receive and parse, where fifteen columns a row are each received, decoded and converted
- * on their own there (most of the cost of reading the chain). A PostgreSQL server's driver reads columns cheaply,
- * and building the text costs the server more than it saves, so there the rows are read as they are.
+ * On embedded PGlite each page is read as two texts made by the database: one JSON array of rows, each an array of
+ * the columns but the content, and the rows' contents joined by a separator: two values to receive, where fifteen
+ * columns a row are each received, decoded and converted on their own there (most of the cost of reading the chain),
+ * and the contents as they are stored, never escaped into JSON strings and parsed back. A PostgreSQL server's driver
+ * reads columns cheaply, and building the text costs the server more than it saves, so there the rows are read as
+ * they are.
  */
 export async function* readAuditChain(
   knex: Knex,
@@ -373,28 +418,69 @@ export async function* readAuditChain(
 ): AsyncGenerator<AuditChainRow[]> {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, not ${batchSize}`);
   const asText = !onServer(knex);
+  // A table of version 1 (the content as jsonb) still serves while version 2 is built: its contents are read as
+  // JSON values and written canonically again, as version 1 hashed them.
+  const legacy = (await contentType(knex, table)) === 'jsonb';
   let after: string | undefined;
   for (;;) {
-    const rows = knex(table)
-      .select(knex.raw(asText ? `json_build_array(${STORED_COLUMNS.join(', ')}) as stored, position` : STORED_SELECT))
-      .modify((query) => {
-        if (after !== undefined) query.where('position', '>', after);
-        else if (range.from !== undefined) query.where('position', '>=', range.from);
-        if (range.to !== undefined) query.where('position', '<', range.to);
-      })
-      .orderBy('position')
-      .limit(batchSize);
+    const rows = (select: string) =>
+      knex(table)
+        .select(knex.raw(select))
+        .modify((query) => {
+          if (after !== undefined) query.where('position', '>', after);
+          else if (range.from !== undefined) query.where('position', '>=', range.from);
+          if (range.to !== undefined) query.where('position', '<', range.to);
+        })
+        .orderBy('position')
+        .limit(batchSize);
+    // Every column as one JSON array per row, the content too: the PGlite read of a version 1 table, and of a page
+    // whose contents do not split into one a row.
+    const wholePage = async (): Promise<StoredRow[]> => {
+      const [{ page: text }] = (await knex
+        .from(rows(`json_build_array(${STORED_COLUMNS.join(', ')}) as stored, position`).as('page'))
+        .select(knex.raw('json_agg(stored order by position)::text as page'))) as [{ page: string | null }];
+      return text === null ? [] : (JSON.parse(text) as StoredRow[]);
+    };
     let page: StoredRow[];
-    if (asText) {
-      const [{ page: text }] = (await knex.from(rows.as('page')).select(knex.raw('json_agg(stored order by position)::text as page'))) as [{ page: string | null }];
-      page = text === null ? [] : (JSON.parse(text) as StoredRow[]);
+    if (asText && !legacy) {
+      const [{ heads, contents }] = (await knex
+        .from(rows(`${STORED_HEAD} as head, content, position`).as('page'))
+        .select(knex.raw(`json_agg(head order by position)::text as heads, string_agg(content, ? order by position) as contents`, [CONTENT_SEPARATOR]))) as [
+        { heads: string | null; contents: string | null },
+      ];
+      page = heads === null ? [] : (pageOf(JSON.parse(heads) as StoredHead[], contents!.split(CONTENT_SEPARATOR)) ?? (await wholePage()));
+    } else if (asText) {
+      page = await wholePage();
     } else {
-      page = ((await rows) as Record<string, unknown>[]).map((row) => STORED_COLUMNS.map((_, i) => row[`c${i}`]) as StoredRow);
+      page = ((await rows(STORED_SELECT)) as Record<string, unknown>[]).map((row) => STORED_COLUMNS.map((_, i) => row[`c${i}`]) as StoredRow);
     }
+    if (legacy) for (const row of page) row[STORED_CONTENT] = canonicalJson(row[STORED_CONTENT]);
     if (page.length > 0) yield page.map(chainRowOf);
     if (page.length < batchSize) return;
     after = page.at(-1)![0];
   }
+}
+
+/** The type of the table's content column: `text` from version 2 on, `jsonb` in a table version 1 made. */
+async function contentType(knex: Knex, table: string): Promise<string | undefined> {
+  const [row] = (await knex
+    .select(knex.raw('format_type(atttypid, atttypmod) as type'))
+    .from('pg_attribute')
+    .where({ attname: 'content' })
+    .andWhere('attrelid', knex.raw('to_regclass(?)', [table]))) as { type: string }[];
+  return row?.type;
+}
+
+/** A `StoredRow` without its content. */
+type StoredHead = (string | null)[];
+
+/** The rows of a page from their heads and contents; undefined when an edited content held the separator (they differ in number). */
+function pageOf(heads: StoredHead[], contents: string[]): StoredRow[] | undefined {
+  if (contents.length !== heads.length) return undefined;
+  return heads.map((head, i) => {
+    head.splice(STORED_CONTENT, 0, contents[i]!);
+    return head as StoredRow;
+  });
 }
 
 /** Whether the knex instance speaks to a PostgreSQL server through node-postgres (rather than to embedded PGlite). */
@@ -425,8 +511,8 @@ function chainRowOf(row: StoredRow): AuditChainRow {
       correlationId,
       causationId,
       summary,
-      content,
     },
+    content,
     prevHash,
     hash,
   };

@@ -6,7 +6,7 @@ import { comparePositions, type EventFilter, type EventStore, type Position, typ
 import type { Lease } from '../domain/lease.js';
 import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
-import { PROJECTION_REGISTRY } from './registry.js';
+import { lockProjections, projectionRow, swapProjection, type ProjectionRow } from '../adapters/postgres/checkpoints.js';
 import { filterOf, filterOfAll } from './shared-read.js';
 import { within, type AsOf } from './time-travel.js';
 
@@ -62,11 +62,7 @@ export class RebuildError extends Error {
 export const DEFAULT_REBUILD_BATCH_SIZE = 1000;
 export const DEFAULT_DROP_AFTER_MS = 2000;
 const MAX_SWAP_ATTEMPTS = 100;
-interface RegistryRow {
-  generation: number;
-  version: number;
-  position: string | null;
-}
+type RegistryRow = Pick<ProjectionRow, 'generation' | 'version' | 'position'>;
 
 /**
  * Projects the whole log into generation `current + 1`, each batch in its own transaction, catches up with the
@@ -149,8 +145,8 @@ async function rebuild(knex: Knex, store: EventStore, projector: Projector, opti
 /** Creates the tables of the generation after the serving one, under the same lock registration takes. */
 async function createNextGeneration(knex: Knex, projector: Projector): Promise<RegistryRow> {
   return knex.transaction(async (trx) => {
-    await trx.raw(`lock table ${PROJECTION_REGISTRY} in share row exclusive mode`);
-    const row = (await trx(PROJECTION_REGISTRY).where({ name: projector.name }).first('generation', 'version', 'position')) as RegistryRow | undefined;
+    await lockProjections(trx);
+    const row = await projectionRow(trx, projector.name);
     if (!row) throw new RebuildError(`projection ${projector.name} is not registered yet: start Sentinel once, so that it creates its tables`);
     if (row.version > projector.version) {
       throw new RebuildError(`projection ${projector.name} is at version ${row.version}, newer than this build's ${projector.version}`);
@@ -180,9 +176,7 @@ async function swap(
   to: { generation: number; position: Position | undefined; events: number },
 ): Promise<boolean> {
   return knex.transaction(async (trx) => {
-    const row = (await trx(PROJECTION_REGISTRY).where({ name: projector.name }).forUpdate().first('generation', 'version', 'position')) as
-      | RegistryRow
-      | undefined;
+    const row = await projectionRow(trx, projector.name, { forUpdate: true });
     if (!row || row.generation !== from.generation) {
       throw new RebuildError(
         `projection ${projector.name} moved from generation ${from.generation} to ${row?.generation ?? 'none'} while it was being rebuilt; nothing was swapped`,
@@ -191,9 +185,7 @@ async function swap(
     // Only the same version's checkpoint says what the rebuild lacks; an older version's generation is frozen.
     const overtaken = row.version === projector.version && row.position !== null && (to.position === undefined || comparePositions(row.position, to.position) > 0);
     if (overtaken) return false;
-    await trx(PROJECTION_REGISTRY)
-      .where({ name: projector.name })
-      .update({ version: projector.version, generation: to.generation, position: to.position ?? null, events: to.events, updated_at: trx.fn.now() });
+    await swapProjection(trx, { name: projector.name, version: projector.version, generation: to.generation, position: to.position ?? null, events: to.events });
     return true;
   });
 }
@@ -206,7 +198,7 @@ async function dropTables(knex: Knex, projector: Projector, generation: number):
 
 /** After a failed rebuild: drops its tables, unless (against every expectation) the registry serves them. */
 async function dropUnlessServing(knex: Knex, projector: Projector, generation: number): Promise<void> {
-  const row = (await knex(PROJECTION_REGISTRY).where({ name: projector.name }).first('generation')) as { generation: number } | undefined;
+  const row = await projectionRow(knex, projector.name);
   if (row?.generation !== generation) await dropTables(knex, projector, generation);
 }
 

@@ -10,11 +10,10 @@ import { followUnderLease, lagAfter, type Held } from '../domain/log-follower.js
 import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
 import { rebuildProjection } from './rebuild.js';
-import { PROJECTION_REGISTRY } from './registry.js';
+import { advanceProjection, insertProjection, lockProjections, projectionRow, projectionRows } from '../adapters/postgres/checkpoints.js';
 import { filterOf, filterOfAll, SharedRead, type Member } from './shared-read.js';
 
 export { filterOf } from './shared-read.js';
-export { PROJECTION_REGISTRY } from './registry.js';
 export { LAG_COUNT_LIMIT } from '../domain/log-follower.js';
 
 /** One active instance per projector across processes: whoever holds the lease projects, the others wait. */
@@ -64,7 +63,6 @@ export class CheckpointMoved extends Error {
   override name = 'CheckpointMoved';
 }
 
-const REGISTRY = PROJECTION_REGISTRY;
 /** A projector with nothing to apply moves its checkpoint once this many batches of the log have gone by. */
 const IDLE_CHECKPOINT_BATCHES = 10;
 
@@ -124,19 +122,12 @@ export class ProjectionRuntime {
 
   /** The tables queries read for a projector: its serving generation's. */
   async tables<Base extends string>(projector: Projector<Base>): Promise<TableNames<Base>> {
-    const row = (await this.knex(REGISTRY).where({ name: projector.name }).first('generation')) as { generation: number } | undefined;
+    const row = await projectionRow(this.knex, projector.name);
     return tableNames(projector, row?.generation ?? 1);
   }
 
   async status(): Promise<ProjectionStatus[]> {
-    const rows = (await this.knex(REGISTRY).select('*').orderBy('name')) as {
-      name: string;
-      version: number;
-      generation: number;
-      position: string | null;
-      events: string | number;
-      updated_at: Date;
-    }[];
+    const rows = await projectionRows(this.knex);
     return Promise.all(
       rows.map(async (row) => {
         const projector = this.projectors.find((p) => p.name === row.name);
@@ -147,11 +138,11 @@ export class ProjectionRuntime {
           version: row.version,
           generation: row.generation,
           position: row.position,
-          eventsApplied: Number(row.events),
+          eventsApplied: row.events,
           lagEvents: lag.events,
           lagSeconds: lag.seconds,
           active: this.active.has(row.name),
-          updatedAt: new Date(row.updated_at).toISOString(),
+          updatedAt: row.updatedAt.toISOString(),
         };
       }),
     );
@@ -164,7 +155,7 @@ export class ProjectionRuntime {
   async waitFor(position: Position, names: readonly string[], timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (let wait = 2; ; wait = Math.min(wait * 2, 25)) {
-      const rows = (await this.knex(REGISTRY).whereIn('name', names).select('name', 'position')) as { name: string; position: string | null }[];
+      const rows = await projectionRows(this.knex, names);
       let settled: Promise<boolean> | undefined;
       const behind = await Promise.all(
         names.map(async (name) => {
@@ -190,10 +181,8 @@ export class ProjectionRuntime {
     for (;;) {
       const registered = await this.knex.transaction(async (trx): Promise<Registered | 'outdated'> => {
         // Serialises registration across processes starting together.
-        await trx.raw('lock table sentinel_projections in share row exclusive mode');
-        const row = (await trx(REGISTRY).where({ name: projector.name }).first('generation', 'position', 'version')) as
-          | { generation: number; position: string | null; version: number }
-          | undefined;
+        await lockProjections(trx);
+        const row = await projectionRow(trx, projector.name);
         if (row && row.version === projector.version) return { generation: row.generation, position: row.position };
         if (row && row.version > projector.version) {
           throw new Error(`projection ${projector.name} is at version ${row.version}, newer than this build's ${projector.version}`);
@@ -201,7 +190,7 @@ export class ProjectionRuntime {
         if (row) return options.upgrade ? 'outdated' : { generation: row.generation, position: row.position };
         // New: its first generation, projected from the start of the log.
         await projector.createTables(trx, tableNames(projector, 1));
-        await trx(REGISTRY).insert({ name: projector.name, version: projector.version, generation: 1, position: null, events: 0, updated_at: trx.fn.now() });
+        await insertProjection(trx, projector);
         return { generation: 1, position: null };
       });
       if (registered !== 'outdated') return registered;
@@ -344,11 +333,8 @@ export class ProjectionRuntime {
       // reach the disk makes each batch's commit, and the time it holds the visible horizon back, shorter.
       await trx.raw('set local synchronous_commit = off');
       if (events.length > 0) await projector.apply(events, trx, member.tables);
-      const moved = await trx(REGISTRY)
-        .where({ name: projector.name, generation: member.generation })
-        .andWhere((where) => (from === null ? where.whereNull('position') : where.where('position', from)))
-        .update({ position: last, events: trx.raw('events + ?', [events.length]), updated_at: trx.fn.now() });
-      if (moved !== 1) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
+      const moved = await advanceProjection(trx, { name: projector.name, generation: member.generation, from, to: last, events: events.length });
+      if (!moved) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
     });
     member.position = last;
     member.unsaved = 0;
@@ -379,9 +365,7 @@ export class ProjectionRuntime {
   }
 
   private async checkpointMoved(member: Member): Promise<boolean> {
-    const row = (await this.knex(REGISTRY).where({ name: member.projector.name }).first('generation', 'position').catch(() => undefined)) as
-      | { generation: number; position: string | null }
-      | undefined;
+    const row = await projectionRow(this.knex, member.projector.name).catch(() => undefined);
     return row !== undefined && (row.generation !== member.generation || row.position !== member.position);
   }
 

@@ -1,7 +1,7 @@
 // Time travel: an aggregate's state as its stream stood at a time or at a log position, folded with the domain's
-// `evolve` from the latest snapshot at or below that point (or from the stream's first event).
+// `evolve` from the newest snapshot at or below that point (or from the stream's first event).
 import { z } from 'zod';
-import type { SnapshotStore } from '../commands/aggregate-cache.js';
+import type { SnapshotBound, SnapshotStore } from '../commands/aggregate-cache.js';
 import { streamOf, type Aggregate } from '../commands/command-handler.js';
 import type { DomainEvent } from '../domain/decider.js';
 import type { EventStore, Position, RecordedEvent } from '../domain/event-store.js';
@@ -62,18 +62,21 @@ export interface TimeTravelOptions {
   pageSize?: number;
 }
 
+/** Where a fold starts: a snapshot's state at its revision, or the decider's initial state before the first event. */
 interface Base<State> {
   state: State;
   revision: number;
-  event: Pick<RecordedEvent, 'position' | 'recordedAt'> | undefined;
   snapshot: number | null;
 }
 
+/** Snapshots tried at most, each found past the point by its event, before a fold starts from the first event. */
+const SNAPSHOT_TRIES = 3;
+
 /**
  * The aggregate's state as of the point, or undefined when the aggregate did not exist by then (its state folds to
- * the decider's `absent`). The fold starts from the stored snapshot when the snapshot is of this `snapshotVersion`,
- * lies at or below the point, and the stream hides none of its events (a snapshot of a truncated stream folds
- * events reads no longer show).
+ * the decider's `absent`). The fold starts from the newest stored snapshot at or below the point of this
+ * `snapshotVersion`, when the stream hides none of its events (a snapshot of a truncated stream folds events reads
+ * no longer show), so it reads about as many events as lie between two snapshots.
  */
 export async function stateAsOf<Command, Event extends DomainEvent, State>(
   store: EventStore,
@@ -84,19 +87,86 @@ export async function stateAsOf<Command, Event extends DomainEvent, State>(
 ): Promise<StateAsOf<State> | undefined> {
   const stream = streamOf(aggregate, id);
   const pageSize = options.pageSize ?? 1000;
-  const snapshot = await fromSnapshot(store, aggregate, stream, point, options.snapshots);
-  const base = snapshot?.base ?? { state: aggregate.decider.initialState, revision: -1, event: undefined, snapshot: null };
-  // A snapshot past the point still bounds the fold: its event and every later one lie past the point too.
-  const last = snapshot?.past === undefined ? undefined : snapshot.past - 1;
+  const candidates = await snapshotsAtOrBelow(store, aggregate, stream, point, options.snapshots);
+  // An event known to lie past the point: the fold reads no further than the one before it.
+  let past: number | undefined;
+  for (let tries = 0; ; tries++) {
+    const candidate = tries < SNAPSHOT_TRIES ? await candidates.next(past) : undefined;
+    const base = candidate?.base ?? { state: aggregate.decider.initialState, revision: -1, snapshot: null };
+    // The snapshot's own event is read first, in the fold's first page: it says where the snapshot lies, whatever
+    // the row says, and that page reaches the next snapshot's event, where the point lies most often.
+    const checked = candidate !== undefined;
+    // Without a snapshot to start from, the first snapshot past the point still says how far to read.
+    const next = candidate ? candidate.next : past === undefined ? candidates.first : undefined;
+    const folded = await foldFrom(store, aggregate, stream, point, base, checked, {
+      first: next === undefined ? pageSize : Math.max(1, Math.min(pageSize, next - base.revision + 1)),
+      pageSize,
+      ...(past === undefined ? {} : { last: past - 1 }),
+    });
+    if (folded === 'past') {
+      past = base.revision;
+      continue;
+    }
+    if (folded === 'unusable') {
+      // Its event is not there to check it by (or the state does not parse): the stream itself is the record.
+      tries = SNAPSHOT_TRIES;
+      continue;
+    }
+    const { state, revision, lastEvent, count } = folded;
+    // Before its first event, or with only records (a decision appended ahead of its change) folded: not there yet.
+    if (revision < 0 || lastEvent === undefined || (state as { status?: unknown }).status === 'absent') return undefined;
+    return {
+      id,
+      stream,
+      asOf: {
+        revision,
+        position: lastEvent.position,
+        recordedAt: lastEvent.recordedAt.toISOString(),
+        eventsFolded: count,
+        fromSnapshot: base.snapshot,
+      },
+      state,
+    };
+  }
+}
+
+interface Folded<State> {
+  state: State;
+  revision: number;
+  lastEvent: Pick<RecordedEvent, 'position' | 'recordedAt'> | undefined;
+  count: number;
+}
+
+/**
+ * Folds forward from the base up to the point. With `checked`, the first event read is the snapshot's own: 'past'
+ * when it lies past the point, 'unusable' when it is not there.
+ */
+async function foldFrom<Command, Event extends DomainEvent, State>(
+  store: EventStore,
+  aggregate: Aggregate<Command, Event, State>,
+  stream: string,
+  point: AsOf,
+  base: Base<State>,
+  checked: boolean,
+  reads: { first: number; pageSize: number; last?: number },
+): Promise<Folded<State> | 'past' | 'unusable'> {
   const records = new Set(aggregate.records?.types ?? []);
+  const { last } = reads;
   let { state, revision } = base;
-  let lastEvent = base.event;
-  let folded = 0;
-  for (let from = base.revision + 1; last === undefined || from <= last; ) {
-    const limit = last === undefined ? pageSize : Math.min(pageSize, last - from + 1);
+  let lastEvent: Pick<RecordedEvent, 'position' | 'recordedAt'> | undefined;
+  let count = 0;
+  let want = reads.first;
+  for (let from = checked ? base.revision : base.revision + 1; last === undefined || from <= last; ) {
+    const limit = last === undefined ? want : Math.min(want, last - from + 1);
     const page = await store.readStream(stream, { from, ...(last !== undefined ? { to: last } : {}), limit });
     let passed = false;
     for (const event of page) {
+      if (checked && lastEvent === undefined) {
+        if (event.revision !== base.revision) return 'unusable';
+        if (!within(event, point)) return 'past';
+        lastEvent = event;
+        continue;
+      }
       if (!within(event, point)) {
         passed = true;
         break;
@@ -104,53 +174,59 @@ export async function stateAsOf<Command, Event extends DomainEvent, State>(
       if (!records.has(event.type)) state = aggregate.decider.evolve(state, aggregate.events.parse(event.type, event.schemaVersion, event.data));
       revision = event.revision;
       lastEvent = event;
-      folded += 1;
+      count += 1;
     }
+    if (checked && lastEvent === undefined) return 'unusable';
     if (passed || page.length < limit) break;
     from = page.at(-1)!.revision + 1;
+    want = reads.pageSize;
   }
-  // Before its first event, or with only records (a decision appended ahead of its change) folded: not there yet.
-  if (revision < 0 || lastEvent === undefined || (state as { status?: unknown }).status === 'absent') return undefined;
-  return {
-    id,
-    stream,
-    asOf: {
-      revision,
-      position: lastEvent.position,
-      recordedAt: lastEvent.recordedAt.toISOString(),
-      eventsFolded: folded,
-      fromSnapshot: base.snapshot,
-    },
-    state,
-  };
+  return { state, revision, lastEvent, count };
+}
+
+/** A snapshot to try folding from, and the revision of the next snapshot past the point where the store says. */
+interface Candidate<State> {
+  base: Base<State>;
+  next: number | undefined;
 }
 
 /**
- * Where the fold starts: `base` when the stored snapshot can be folded on from; `past`, the snapshot's revision, when
- * it is sound but lies past the point; undefined when there is none to use.
+ * The snapshots of the aggregate's `snapshotVersion` that the store places at or below the point, newest first:
+ * each call gives the newest below the revision given (a snapshot found past the point by its event), or
+ * undefined when there is none to use; `first`, the revision of the oldest snapshot past the point.
  */
-async function fromSnapshot<Command, Event extends DomainEvent, State>(
+async function snapshotsAtOrBelow<Command, Event extends DomainEvent, State>(
   store: EventStore,
   aggregate: Aggregate<Command, Event, State>,
   stream: string,
   point: AsOf,
   snapshots: SnapshotStore | undefined,
-): Promise<{ base: Base<State>; past?: undefined } | { base?: undefined; past: number } | undefined> {
-  if (!snapshots || aggregate.snapshotVersion === undefined) return undefined;
-  const [snapshot, metadata] = await Promise.all([snapshots.read(stream), store.getStreamMetadata(stream)]);
-  if (!snapshot || snapshot.version !== aggregate.snapshotVersion || !Number.isSafeInteger(snapshot.revision) || snapshot.revision < 0) return undefined;
-  if ((metadata.truncateBefore ?? 0) > 0 || metadata.maxCount !== undefined || metadata.maxAge !== undefined) return undefined;
-  // The snapshot's own event says where it lies: its position, and the time it was recorded.
-  const [event] = await store.readStream(stream, { from: snapshot.revision, to: snapshot.revision, limit: 1 });
-  if (!event || event.revision !== snapshot.revision) return undefined;
-  if (!within(event, point)) return { past: snapshot.revision };
-  let state: State;
+): Promise<{ first: number | undefined; next(below: number | undefined): Promise<Candidate<State> | undefined> }> {
+  const version = aggregate.snapshotVersion;
+  const none = { first: undefined, next: async () => undefined };
+  if (!snapshots || version === undefined) return none;
+  const bound: SnapshotBound = 'position' in point ? { position: point.position } : { recordedAt: point.at };
+  const [first, metadata] = await Promise.all([snapshots.readAtOrBelow(stream, version, bound), store.getStreamMetadata(stream)]);
+  if ((metadata.truncateBefore ?? 0) > 0 || metadata.maxCount !== undefined || metadata.maxAge !== undefined) return none;
+  return {
+    first: first.nextRevision,
+    async next(below) {
+      const found = below === undefined ? first : await snapshots.readAtOrBelow(stream, version, { ...bound, revision: below - 1 });
+      const { snapshot } = found;
+      if (!snapshot || !Number.isSafeInteger(snapshot.revision) || snapshot.revision < 0) return undefined;
+      const state = parsed<State>(snapshot.state);
+      // An unreadable snapshot is no worse than none: the stream itself is the record.
+      if (state === undefined) return undefined;
+      return { base: { state, revision: snapshot.revision, snapshot: snapshot.revision }, next: below === undefined ? found.nextRevision : undefined };
+    },
+  };
+}
+
+function parsed<State>(text: string): State | undefined {
   try {
-    state = JSON.parse(snapshot.state) as State;
+    const state = JSON.parse(text) as State | null;
+    return state === null ? undefined : state;
   } catch {
-    // An unreadable snapshot is no worse than none: the stream itself is the record.
     return undefined;
   }
-  if (state === null || state === undefined) return undefined;
-  return { base: { state, revision: snapshot.revision, event, snapshot: snapshot.revision } };
 }

@@ -13,6 +13,7 @@ import { batchParent, contextFrom, failed, inSpan, linkBatch, SpanKind, type Spa
 import type { EventStore, Position, RecordedEvent } from '../domain/event-store.js';
 import type { Lease } from '../domain/lease.js';
 import { batchesOf, followUnderLease, lagAfter, type Held, type Lag } from '../domain/log-follower.js';
+import { reactorCheckpoint, saveReactorCheckpoint } from '../adapters/postgres/checkpoints.js';
 import { classifyFailure, PermanentFailure, type FailureKind } from './failures.js';
 
 export interface Reactor {
@@ -69,7 +70,6 @@ export interface ReactorRuntimeOptions {
 /** How far a reactor trails the log: events of its types after its checkpoint, and the age of the oldest. */
 export type ReactorLag = Lag;
 
-const CHECKPOINTS = 'sentinel_reactor_checkpoints';
 const PARKED = 'sentinel_reactor_parked';
 
 /** An event set aside because handling it failed in a way no retry heals. */
@@ -99,12 +99,6 @@ interface ParkedRow {
   failures: number;
   parked_at: Date | string;
   retry_requested_at: Date | string | null;
-}
-
-/** Every reactor's checkpoint as stored: the position it has handled up to, and when that last moved. */
-export async function reactorCheckpoints(knex: Knex): Promise<{ name: string; position: Position; updatedAt: Date | string }[]> {
-  const rows = (await knex(CHECKPOINTS).select('name', 'position', 'updated_at')) as { name: string; position: string; updated_at: Date | string }[];
-  return rows.map((row) => ({ name: row.name, position: row.position, updatedAt: row.updated_at }));
 }
 
 /** How many events each reactor has parked, and how many of them for a bug; reactors with none are left out. */
@@ -295,8 +289,7 @@ export class ReactorRuntime {
   }
 
   async checkpoint(name: string): Promise<Position | undefined> {
-    const row = (await this.knex(CHECKPOINTS).where({ name }).first('position')) as { position: string } | undefined;
-    return row?.position;
+    return reactorCheckpoint(this.knex, name);
   }
 
   /**
@@ -407,7 +400,7 @@ export class ReactorRuntime {
   }
 
   private async saveCheckpoint(reactor: Reactor, held: Held, position: Position): Promise<void> {
-    await this.knex(CHECKPOINTS).insert({ name: reactor.name, position, updated_at: this.knex.fn.now() }).onConflict('name').merge();
+    await saveReactorCheckpoint(this.knex, reactor.name, position);
     await held.confirm();
   }
 

@@ -14,7 +14,7 @@ import { Unauthenticated } from '../../commands/access.js';
 import { BadRequest, Forbidden, toProblem } from '../../commands/http/problems.js';
 import { rolesFrom, type Principal, type Role } from '../../domain/access.js';
 import { InvalidEventStoreRequest, type EventStore, type Position, type RecordedEvent, type Subscription } from '../../domain/event-store.js';
-import { PROJECTION_REGISTRY } from '../runtime.js';
+import { projectionFloor } from '../../adapters/postgres/checkpoints.js';
 
 export interface LiveRoutesOptions {
   store: EventStore;
@@ -124,10 +124,7 @@ function problemResponse(description: string) {
  * applied nothing yet is left out: a fresh one would otherwise replay the whole log to every page.
  */
 export function readSideFloor(knex: Knex): () => Promise<Position | undefined> {
-  return async () => {
-    const row = (await knex(PROJECTION_REGISTRY).whereNotNull('position').min({ floor: 'position' }).first()) as { floor: string | null } | undefined;
-    return row?.floor ?? undefined;
-  };
+  return () => projectionFloor(knex);
 }
 
 export interface LiveRouter extends Router {

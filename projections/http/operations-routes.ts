@@ -1,5 +1,5 @@
 // The query API's view of the reactors: how far each has handled the log, and the events they parked. Read-only
-// queries of the reactors' checkpoint and parked tables (migrations 003 and 007); retrying a parked event stays
+// queries of the reactors' checkpoints (the checkpoint registry) and parked events (migration 007); retrying one stays
 // with `sentinel reactors retry`.
 import type { Knex } from 'knex';
 import { z } from 'zod';
@@ -7,7 +7,8 @@ import { queryParameters, route, type Route } from '../../commands/http/route.js
 import { rolesFrom } from '../../domain/access.js';
 import type { EventStore, Position } from '../../domain/event-store.js';
 import { LAG_COUNT_LIMIT } from '../runtime.js';
-import { newestParked, parkedCounts, reactorCheckpoints, type ParkedEvent } from '../../reactors/reactor-runtime.js';
+import { newestParked, parkedCounts, type ParkedEvent } from '../../reactors/reactor-runtime.js';
+import { reactorCheckpoints } from '../../adapters/postgres/checkpoints.js';
 import { readers } from './readers.js';
 
 

@@ -1,12 +1,15 @@
 // The aggregate cache and snapshots are invisible to behaviour: random deployment command sequences decide the
 // same events with them on and off, across a restart, at several snapshot intervals; snapshots of another
-// version or that do not parse are ignored; handlers sharing a stream still settle conflicts. PGlite and PostgreSQL.
+// version or that do not parse are ignored; every snapshot is kept, and a read at or below a revision, position or
+// time, and an as-of fold, start from the newest one there; handlers sharing a stream still settle conflicts.
+// PGlite and PostgreSQL.
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
-import { migrateSentinel } from '../../adapters/postgres/schema.js';
+import * as snapshotHistory from '../../adapters/postgres/migrations/009-snapshot-history.js';
+import { SENTINEL_MIGRATIONS_TABLE, migrateSentinel } from '../../adapters/postgres/schema.js';
 import { PostgresEventLocator, PostgresSnapshotStore } from '../../adapters/postgres/snapshot-store.js';
 import type { AggregateStateMetrics, SnapshotStore } from '../../commands/aggregate-cache.js';
 import { deployments } from '../../commands/aggregates.js';
@@ -18,8 +21,9 @@ import {
   type CommandHandlerOptions,
 } from '../../commands/command-handler.js';
 import type { ClusterFacts, DeploymentCommand, Strategy, WorkloadFacts } from '../../domain/deployment.js';
-import { ConcurrencyConflict, type EventStore } from '../../domain/event-store.js';
+import { ConcurrencyConflict, type EventStore, type RecordedEvent } from '../../domain/event-store.js';
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
+import { stateAsOf, within, type AsOf } from '../../projections/time-travel.js';
 import { SKIP_POSTGRES_REASON, TEST_DATABASE_URL, createScratchDatabase, type ScratchDatabase } from '../support/postgres.js';
 
 // ---- deployment commands, drawn at random ----------------------------------------------------------------
@@ -244,6 +248,7 @@ function aggregateStateSuite(open: () => Promise<{ db: Database; done: () => Pro
     it('given snapshot writes that fail, then every command still lands, and each failure is counted and reported', async () => {
       const failing: SnapshotStore = {
         read: async () => undefined,
+        readAtOrBelow: async () => ({ snapshot: undefined, nextRevision: undefined }),
         write: async () => {
           throw new Error('disk full');
         },
@@ -269,6 +274,107 @@ function aggregateStateSuite(open: () => Promise<{ db: Database; done: () => Pro
 
       expect(state).to.deep.equal({ state: { status: 'absent' }, revision: -1, position: null });
       expect(metrics.snapshots).to.deep.equal({ truncated_stream: 1 });
+    });
+  });
+
+  describe('the snapshot history', () => {
+    /** A deployment of `events` events with a snapshot every `every`, its events, and the revisions snapshots were kept at. */
+    async function history(events: number, every: number) {
+      const id = randomUUID();
+      const handler = withState({ snapshotEvery: every });
+      await handler.execute(deployments, id, { type: 'CreateDeployment', deploymentId: id, workload: workload(1), cluster, replicas: 1, strategy: rolling, driftPolicy: 'revert' }, context());
+      for (let n = 2; n <= events; n += 1) {
+        await handler.execute(deployments, id, { type: 'ScaleDeployment', deploymentId: id, replicas: n, cluster: { status: 'active' } }, context());
+      }
+      await handler.snapshotsWritten();
+      const stream = streamOf(deployments, id);
+      const recorded = await store.readStream(stream);
+      const rows = await db.query<{ revision: string | number }>(
+        'select revision from sentinel_aggregate_snapshot_history where stream = $1 and version = $2 order by revision',
+        [stream, deployments.snapshotVersion],
+      );
+      return { id, stream, events: recorded, kept: rows.map((row) => Number(row.revision)) };
+    }
+
+    /** The newest kept revision whose event lies at or below the point, and the oldest past it. */
+    function expected(kept: number[], events: RecordedEvent[], point: AsOf) {
+      const below = kept.filter((revision) => within(events[revision]!, point));
+      return { revision: below.at(-1), next: kept.find((revision) => !within(events[revision]!, point)) };
+    }
+
+    it('given a stream of 23 events and a snapshot every 5, then every snapshot is kept with its event\'s position and time, and the latest is still the one read', async () => {
+      const { stream, events, kept } = await history(23, 5);
+      expect(kept.length).to.be.at.least(4);
+      expect((await snapshots.read(stream))?.revision).to.equal(kept.at(-1));
+      for (const revision of kept) {
+        const { snapshot } = await snapshots.readAtOrBelow(stream, deployments.snapshotVersion!, { revision });
+        expect(snapshot).to.include({ revision, position: events[revision]!.position, version: deployments.snapshotVersion });
+        expect(snapshot?.recordedAt?.getTime()).to.equal(events[revision]!.recordedAt.getTime());
+      }
+    });
+
+    it('given a stream of 23 events and a snapshot every 5, then a read at or below a revision, a position or a time picks the newest snapshot there and names the next', async () => {
+      const { stream, events, kept } = await history(23, 5);
+      const version = deployments.snapshotVersion!;
+      for (const event of events) {
+        const byRevision = await snapshots.readAtOrBelow(stream, version, { revision: event.revision });
+        const below = kept.filter((revision) => revision <= event.revision);
+        expect({ revision: byRevision.snapshot?.revision, next: byRevision.nextRevision }).to.deep.equal({
+          revision: below.at(-1),
+          next: kept.find((revision) => revision > event.revision),
+        });
+        for (const point of [{ position: event.position }, { at: event.recordedAt }] satisfies AsOf[]) {
+          const found = await snapshots.readAtOrBelow(stream, version, 'position' in point ? point : { recordedAt: point.at });
+          expect({ revision: found.snapshot?.revision, next: found.nextRevision }, JSON.stringify(point)).to.deep.equal(expected(kept, events, point));
+        }
+      }
+      expect((await snapshots.readAtOrBelow(stream, version + 1, { revision: 22 })).snapshot).to.equal(undefined);
+      expect((await snapshots.readAtOrBelow(stream, version, { revision: -1 })).snapshot).to.equal(undefined);
+    });
+
+    it('given a stream of 23 events and a snapshot every 5, then an as-of at a position and at a time folds from the newest snapshot at or below it, and equals a fold from the first event', async () => {
+      const { id, events, kept } = await history(23, 5);
+      for (const event of events) {
+        for (const point of [{ position: event.position }, { at: event.recordedAt }] satisfies AsOf[]) {
+          const from = expected(kept, events, point).revision;
+          const answer = await stateAsOf(store, deployments, id, point, { snapshots });
+          const whole = await stateAsOf(store, deployments, id, point);
+          expect(answer?.asOf.fromSnapshot, JSON.stringify(point)).to.equal(from ?? null);
+          expect(answer?.asOf.eventsFolded).to.equal(answer!.asOf.revision - (from ?? -1));
+          expect(answer?.asOf.eventsFolded).to.be.at.most(5);
+          expect({ ...answer, asOf: { ...answer!.asOf, eventsFolded: 0, fromSnapshot: null } }).to.deep.equal({ ...whole, asOf: { ...whole!.asOf, eventsFolded: 0 } });
+        }
+      }
+    });
+
+    it('given a snapshot row whose recorded time puts it before its event, then the as-of checks the event, folds from the snapshot below it, and stops before that event', async () => {
+      const { id, stream, events, kept } = await history(23, 5);
+      const bogus = kept.at(-1)! + 1;
+      const point = { at: events[kept[1]! + 1]!.recordedAt };
+      await snapshots.write({ stream, revision: bogus, position: events[bogus]!.position, recordedAt: point.at, version: deployments.snapshotVersion!, state: '{"status":"absent"}' });
+
+      const answer = await stateAsOf(store, deployments, id, point, { snapshots });
+
+      expect(answer?.asOf.fromSnapshot).to.equal(expected(kept, events, point).revision);
+      expect(answer?.state).to.deep.equal((await stateAsOf(store, deployments, id, point))?.state);
+    });
+
+    it('given a database whose snapshots were written before the history, then migrating keeps each as the first of its history, with its event\'s time', async () => {
+      const { stream, events } = await history(7, 100);
+      await snapshotHistory.down(db.knex);
+      await db.query(`delete from ${SENTINEL_MIGRATIONS_TABLE} where name = '009-snapshot-history'`);
+      await db.query('insert into sentinel_aggregate_snapshots (stream, revision, position, version, state) values ($1, 5, $2, $3, $4)', [
+        stream,
+        events[5]!.position,
+        deployments.snapshotVersion,
+        '{"status":"absent"}',
+      ]);
+
+      await migrateSentinel(db.knex);
+
+      const { snapshot } = await snapshots.readAtOrBelow(stream, deployments.snapshotVersion!, { recordedAt: events[6]!.recordedAt });
+      expect(snapshot).to.include({ revision: 5, position: events[5]!.position });
+      expect(snapshot?.recordedAt?.getTime()).to.equal(events[5]!.recordedAt.getTime());
     });
   });
 

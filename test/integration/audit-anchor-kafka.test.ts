@@ -121,7 +121,7 @@ describe('audit trail anchors on Kafka (PGlite)', function () {
     for (const [i, row] of chain.entries()) {
       if (i < 2) continue;
       const record = i === 2 ? { ...row.record, summary: `${row.record.summary} (rewritten)` } : row.record;
-      const hash = auditRowHash(prev, record);
+      const hash = auditRowHash(prev, record, row.content);
       await db.knex(table).where({ position: record.position }).update({ summary: record.summary, prev_hash: prev, hash });
       prev = hash;
     }

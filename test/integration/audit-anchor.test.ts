@@ -85,7 +85,7 @@ for (const backend of backends) {
       for (const [i, row] of rows.entries()) {
         if (i < 1) continue;
         const record = i === 1 ? { ...row.record, summary: `${row.record.summary} (rewritten)` } : row.record;
-        const hash = auditRowHash(prev, record);
+        const hash = auditRowHash(prev, record, row.content);
         await knex(table).where({ position: record.position }).update({ summary: record.summary, prev_hash: prev, hash });
         prev = hash;
       }

@@ -124,7 +124,7 @@ describe('audit chain monitor', function () {
     let prevHash = stored[7]!.hash;
     for (const row of stored.slice(8)) {
       const record = { ...row.record, summary: `${row.record.summary} (amended)` };
-      const hash = auditRowHash(prevHash, record);
+      const hash = auditRowHash(prevHash, record, row.content);
       await db.knex(table).where({ position: record.position }).update({ summary: record.summary, prev_hash: prevHash, hash });
       prevHash = hash;
     }

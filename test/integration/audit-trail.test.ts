@@ -164,7 +164,8 @@ interface Row {
   correlation_id: string | null;
   causation_id: string | null;
   summary: string;
-  content: unknown;
+  /** The canonical text of the event, as hashed. */
+  content: string;
   prev_hash: string;
   hash: string;
 }
@@ -242,7 +243,8 @@ for (const backend of backends) {
           expect(row.actor_kind).to.equal(e.metadata.actor?.kind ?? null);
           expect(row.correlation_id).to.equal(e.metadata.correlationId ?? null);
           expect(row.causation_id).to.equal(e.metadata.causationId ?? null);
-          expect(row.content).to.deep.equal({
+          expect(row.content).to.equal(canonicalJson(JSON.parse(row.content)));
+          expect(JSON.parse(row.content)).to.deep.equal({
             id: e.id,
             stream: e.stream,
             type: e.type,
@@ -290,7 +292,7 @@ for (const backend of backends) {
           correlationId: 'c-create',
           causationId: null,
           summary: first.summary,
-          content: first.content,
+          content: JSON.parse(first.content) as unknown,
           unused: undefined,
         };
         const expected = createHash('sha256').update(`${GENESIS_HASH}\n${canonicalJson(record)}`).digest('hex');
@@ -340,7 +342,7 @@ for (const backend of backends) {
             correlationId: row.correlation_id,
             causationId: row.causation_id,
             summary: row.summary,
-            content: row.content,
+            content: JSON.parse(row.content) as unknown,
           };
           expect(row.prev_hash).to.equal(prevHash);
           expect(row.hash).to.equal(createHash('sha256').update(`${prevHash}\n${canonicalJson(record)}`).digest('hex'));
@@ -364,7 +366,7 @@ for (const backend of backends) {
             causation_id: e.metadata.causationId ?? null,
           });
           expect(new Date(row.recorded_at).getTime()).to.equal(e.recordedAt.getTime());
-          expect(row.content).to.deep.equal({ ...JSON.parse(JSON.stringify({ ...e, id: e.id.toLowerCase() })), recordedAt: e.recordedAt.toISOString() });
+          expect(row.content).to.equal(canonicalJson({ ...JSON.parse(JSON.stringify({ ...e, id: e.id.toLowerCase() })), recordedAt: e.recordedAt.toISOString() }));
         });
         expect(rows[1]!.summary).to.equal('something odd in legacy-\\x: moved C:\\temp\\new folder');
         expect(await verifyAuditTrail(knex, trail)).to.deep.equal({ ok: true, rows: GOLDEN_EVENTS.length });
@@ -432,10 +434,24 @@ for (const backend of backends) {
       it('finds an edited content document', async () => {
         const rows = await rowsOf(knex, table);
         const index = rows.findIndex((r, i) => i > 10 && r.type === 'DeploymentScaled');
-        const result = await brokenBy((trx) =>
-          trx.raw(`update ?? set content = jsonb_set(content, '{data,replicas}', '99') where position = ?`, [table, rows[index]!.position]),
-        );
+        const edited = JSON.parse(rows[index]!.content) as { data: { replicas: number } };
+        edited.data.replicas = 99;
+        const result = await brokenBy((trx) => trx(table).where({ position: rows[index]!.position }).update({ content: canonicalJson(edited) }));
         expectBrokenAt(result, rows, index, /hash does not match/);
+      });
+
+      it('finds a content rewritten as other text of the same JSON value', async () => {
+        const rows = await rowsOf(knex, table);
+        // The database's own text of the document: its keys in another order, with spaces.
+        const result = await brokenBy((trx) => trx.raw(`update ?? set content = content::jsonb::text where position = ?`, [table, rows[8]!.position]));
+        expectBrokenAt(result, rows, 8, /hash does not match/);
+      });
+
+      it('finds a content edited to hold the character that separates contents on PGlite, at exactly that row', async () => {
+        const rows = await rowsOf(knex, table);
+        // Canonical JSON never holds it unescaped; a page holding it is read whole, so the rows keep their contents.
+        const result = await brokenBy((trx) => trx(table).where({ position: rows[13]!.position }).update({ content: `${rows[13]!.content}\u001e` }));
+        expectBrokenAt(result, rows, 13, /hash does not match/);
       });
 
       it('finds an edited actor', async () => {

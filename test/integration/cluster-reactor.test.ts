@@ -31,6 +31,7 @@ import {
   type ObjectRef,
 } from '../../reactors/cluster-driver.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
+import { forgetReactorCheckpoint } from '../../adapters/postgres/checkpoints.js';
 import type { ProjectionLease } from '../../projections/runtime.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
 import { eventually as waitFor } from '../support/eventually.js';
@@ -42,7 +43,6 @@ const IMAGE = 'registry.example/acme/server:1';
 const IMAGE_2 = 'registry.example/acme/server:2';
 /** Only bounds a broken run: the simulator readies pods in 100 ms, and a rollout fails on its deadline after 2 s. */
 const PATIENCE_MS = 15_000;
-const CHECKPOINTS = 'sentinel_reactor_checkpoints';
 
 const eventually = <T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = PATIENCE_MS) =>
   waitFor(what, probe, done, timeoutMs);
@@ -788,7 +788,7 @@ describe('cluster reactor on the cluster simulator', function () {
         const checkpoint = await runtime.checkpoint(reactor.name);
         expect(checkpoint).to.be.a('string');
         await runtime.stop();
-        await db.knex(CHECKPOINTS).where({ name: reactor.name }).delete();
+        await forgetReactorCheckpoint(db.knex, reactor.name);
 
         reacting = react(db, store, d.handler, cluster, clusterId, inProcessLease);
         await eventually('the replay back at the old checkpoint', () => reacting.runtime.checkpoint(reactor.name), (position) => position === checkpoint);

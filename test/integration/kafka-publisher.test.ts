@@ -14,6 +14,7 @@ import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../../domain/event-store.js';
 import { DOMAIN_EVENT_TYPES, KAFKA_PUBLISHER, KafkaPublisher } from '../../reactors/kafka-publisher.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
+import { reactorCheckpoint } from '../../adapters/postgres/checkpoints.js';
 import { anEvent } from '../support/events.js';
 import { eventually } from '../support/eventually.js';
 import { KAFKA_BROKERS, SKIP_KAFKA_REASON, deleteEventTopics, readEventTopics, testKafka, uniqueTopicPrefix, type ReadMessage } from '../support/kafka.js';
@@ -150,13 +151,13 @@ describe('Kafka publisher on a real broker', function () {
     it('given 16 writers appending and the publisher killed 4 times with events in Kafka past its checkpoint, then every event is in Kafka once, in stream order', async () => {
       let writing = true;
       const writers = Array.from({ length: 16 }, (_, writer) => appendWhile(store, writer, () => writing));
-      const checkpoint = () => db.knex('sentinel_reactor_checkpoints').where({ name: KAFKA_PUBLISHER }).first('position') as Promise<{ position: string } | undefined>;
+      const checkpoint = () => reactorCheckpoint(db.knex, KAFKA_PUBLISHER);
       try {
         for (const stallAfter of [15, 40, 5, 60]) {
           const child = startPublisher(scratch.url, prefix, stallAfter);
           const stalledAt = await child.stalled();
           await child.kill();
-          const savedAt = (await checkpoint())?.position ?? '';
+          const savedAt = (await checkpoint()) ?? '';
           expect(comparePositions(stalledAt, savedAt), 'the killed publisher left an event in Kafka past its checkpoint').to.equal(1);
         }
       } finally {
@@ -166,7 +167,7 @@ describe('Kafka publisher on a real broker', function () {
       const stored = await everyEvent(store);
       const final = startPublisher(scratch.url, prefix, 0);
       try {
-        await eventually('the last publisher reaching the end of the log', checkpoint, (row) => row?.position === stored.at(-1)!.position, 40_000);
+        await eventually('the last publisher reaching the end of the log', checkpoint, (position) => position === stored.at(-1)!.position, 40_000);
       } finally {
         await final.kill();
       }

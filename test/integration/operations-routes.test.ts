@@ -11,6 +11,7 @@ import { workloadEvents } from '../../domain/workload.js';
 import { operationsRoutes, type ParkedEventItem, type ReactorStatus } from '../../projections/http/operations-routes.js';
 import { PermanentFailure } from '../../reactors/failures.js';
 import type { Reactor } from '../../reactors/reactor-runtime.js';
+import { saveReactorCheckpoint } from '../../adapters/postgres/checkpoints.js';
 import { eventually } from '../support/eventually.js';
 import { anEvent, uniqueStream } from '../support/events.js';
 import { startTestApi, type TestApi } from '../support/sentinel-api.js';
@@ -126,7 +127,7 @@ describe('GET /reactors and GET /reactors/parked', function () {
       await store.append(uniqueStream('lag'), [anEvent('Read'), anEvent('Read'), anEvent('Ignored'), anEvent('Ignored'), anEvent('Ignored')]);
       const checkpoint = (await store.readAll({ limit: 1 })).events[0]!.position;
       expect(first.position).to.equal(checkpoint);
-      for (const name of ['typed', 'untyped']) await db.knex('sentinel_reactor_checkpoints').insert({ name, position: checkpoint });
+      for (const name of ['typed', 'untyped']) await saveReactorCheckpoint(db.knex, name, checkpoint);
 
       const [list] = operationsRoutes({ knex: db.knex, events: store, reactorEventTypes: (name) => (name === 'typed' ? ['Read'] : undefined) });
       const reply = (await list!.handle({ query: {} } as never)) as { status: number; body: { items: ReactorStatus[] } };
@@ -135,7 +136,7 @@ describe('GET /reactors and GET /reactors/parked', function () {
       expect(byName['untyped']).to.include({ lagEvents: 5, lagCounts: 'all-events' });
       expect(byName['typed']!.lagSeconds).to.be.at.least(0);
 
-      await db.knex('sentinel_reactor_checkpoints').where({ name: 'typed' }).update({ position: (await store.readAll({ limit: 100 })).checkpoint });
+      await saveReactorCheckpoint(db.knex, 'typed', (await store.readAll({ limit: 100 })).checkpoint!);
       const caughtUp = (await list!.handle({ query: {} } as never)) as { body: { items: ReactorStatus[] } };
       expect(caughtUp.body.items.find((item) => item.name === 'typed')).to.include({ lagEvents: 0, lagSeconds: 0 });
     });

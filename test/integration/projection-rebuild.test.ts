@@ -25,6 +25,7 @@ import { auditProjector } from '../../projections/audit-trail.js';
 import { tableNames, type Projector } from '../../projections/projector.js';
 import { READ_MODELS, READ_MODEL_PROJECTORS } from '../../projections/read-models.js';
 import { rebuildProjection, type RebuildProgress } from '../../projections/rebuild.js';
+import { CHECKPOINT_REGISTRY, projectionRow } from '../../adapters/postgres/checkpoints.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { runCli as cli } from '../support/cli.js';
 import { backends, type Backend } from '../support/projection-backends.js';
@@ -40,7 +41,8 @@ function contextOf(): CommandContext {
 }
 
 async function generationOf(knex: Knex, name: string): Promise<number> {
-  const row = (await knex('sentinel_projections').where({ name }).first('generation')) as { generation: number };
+  const row = await projectionRow(knex, name);
+  if (!row) throw new Error(`projection ${name} is not registered`);
   return row.generation;
 }
 
@@ -209,7 +211,7 @@ for (const backend of backends) {
       // The rebuild reads as if the last two deployments were not visible yet, until it first tries to swap.
       let stalled = true;
       const onQuery = (query: { sql: string }) => {
-        if (/for update/i.test(query.sql) && query.sql.includes('sentinel_projections')) stalled = false;
+        if (/for update/i.test(query.sql) && query.sql.includes(CHECKPOINT_REGISTRY)) stalled = false;
       };
       const stale: EventStore = Object.create(store) as EventStore;
       stale.readAll = async (options) => {
@@ -224,9 +226,9 @@ for (const backend of backends) {
       expect(result.swapAttempts).to.equal(2);
       expect(result.generation).to.equal(before + 1);
       expect(result.position).to.equal(live.position);
-      const row = (await knex('sentinel_projections').where({ name: 'deployments' }).first('position', 'events')) as { position: string; events: string };
-      expect(row.position >= live.position!, 'the served checkpoint never goes back').to.equal(true);
-      expect(Number(row.events)).to.equal(live.eventsApplied);
+      const row = (await projectionRow(knex, 'deployments'))!;
+      expect(row.position! >= live.position!, 'the served checkpoint never goes back').to.equal(true);
+      expect(row.events).to.equal(live.eventsApplied);
     });
 
     it('runs `sentinel projections status` and `rebuild` against the database while Sentinel projects', async function () {
@@ -300,7 +302,8 @@ describe('sentinel CLI on embedded PGlite', function () {
 
     const status = await cli(['projections', 'status'], { SENTINEL_DATA_DIR: dataDir, PORT: String(port) });
     expect(status.code, status.stderr).to.equal(0);
-    expect(status.stdout).to.match(/^audit\s+1\s+1\s+-\s+0\s+0\s+0\.0\s/m);
+    // name, version, generation 1, no checkpoint yet, nothing applied, no lag
+    expect(status.stdout).to.match(new RegExp(`^audit\\s+${auditProjector.version}\\s+1\\s+-\\s+0\\s+0\\s+0\\.0\\s`, 'm'));
 
     const badConfig = await cli(['projections', 'status'], { DATABASE_URL: 'mysql://nope' });
     expect(badConfig.code).to.equal(2);

@@ -11,6 +11,7 @@ import { openPglite, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import * as parked007 from '../../adapters/postgres/migrations/007-parked-events.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
+import { CHECKPOINT_REGISTRY } from '../../adapters/postgres/checkpoints.js';
 import { PermanentFailure, TransientFailure } from '../../reactors/failures.js';
 import { listParked, ReactorRuntime, requestRetry, type Reactor } from '../../reactors/reactor-runtime.js';
 import { events, uniqueStream } from '../support/events.js';
@@ -265,7 +266,7 @@ describe('reactor runtime', function () {
       };
       let checkpointWrites = 0;
       const countWrites = (query: { sql: string; bindings?: unknown[] }) => {
-        if (query.sql.startsWith('insert into "sentinel_reactor_checkpoints"') && query.bindings?.includes(reactor.name)) checkpointWrites += 1;
+        if (query.sql.startsWith(`insert into "${CHECKPOINT_REGISTRY}"`) && query.bindings?.includes(reactor.name)) checkpointWrites += 1;
       };
       const runtime = new ReactorRuntime(db.knex, store, { logger, lease: inProcessLease });
       const written = await store.append(stream, events(10, 'Batched'));

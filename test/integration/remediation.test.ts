@@ -19,6 +19,7 @@ import type { RecordedEvent } from '../../domain/event-store.js';
 import { factKey, nodeEvents, nodeId } from '../../domain/node.js';
 import { DEFAULT_PRICES } from '../../domain/pricing.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
+import { forgetReactorCheckpoint, reactorCheckpoint } from '../../adapters/postgres/checkpoints.js';
 import { HealthFacts } from '../../telemetry/health-facts.js';
 import { REMEDIATION, Remediation, remediationPlanId } from '../../telemetry/remediation.js';
 import { eventually } from '../support/eventually.js';
@@ -110,8 +111,7 @@ for (const backend of backends) {
 
     const planOf = (stream: string, fact: RecordedEvent) => remediationPlanId(stream.slice('node-'.length), factKey(nodeEvents.parse(fact.type, fact.schemaVersion, fact.data)));
     const planEvents = async (planId: string) => (await store.readStream(`plan-${planId}`)).map((event) => event.type);
-    const checkpoint = async () =>
-      ((await opened.db.knex('sentinel_reactor_checkpoints').where({ name: REMEDIATION }).first('position')) as { position: string } | undefined)?.position;
+    const checkpoint = () => reactorCheckpoint(opened.db.knex, REMEDIATION);
 
     it('given an XID 79 recorded while remediation was down, when it starts, then the drain plan is submitted once; a replay appends nothing', async () => {
       const n = node();
@@ -134,7 +134,7 @@ for (const backend of backends) {
       expect(submitted!.metadata).to.deep.include({ causationId: fact.id, source: 'telemetry:remediation' });
 
       // A crash after the plan and before the checkpoint moved: the fact is delivered again after the restart.
-      await opened.db.knex('sentinel_reactor_checkpoints').where({ name: REMEDIATION }).delete();
+      await forgetReactorCheckpoint(opened.db.knex, REMEDIATION);
       const proposedBefore = proposals.filter((id) => id === planId).length;
       const second = startRemediation();
       try {

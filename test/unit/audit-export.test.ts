@@ -2,10 +2,13 @@
 // reordered row is caught and named; a tail rewritten with recomputed hashes, or a file cut short, is caught by the
 // checkpoint; a checkpoint signed with another key, or altered, does not verify; a stored chain that is already
 // broken is refused, never signed.
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { AuditExportWriter, signingKeyFrom, SigningKeyError, verifyExport, type ExportVerification } from '../../commands/audit-export.js';
-import { auditRowHash, GENESIS_HASH, type AuditChainRow, type AuditRecord } from '../../projections/audit-trail.js';
+import { auditRowHash, canonicalJson, GENESIS_HASH, type AuditChainRow, type AuditRecord } from '../../projections/audit-trail.js';
 
 const position = (i: number) => `${i.toString(16).padStart(16, '0')}-0000000000000001`;
 
@@ -33,9 +36,10 @@ function chain(count: number, prevHash = GENESIS_HASH, start = 1): AuditChainRow
   const rows: AuditChainRow[] = [];
   let prev = prevHash;
   for (let i = start; i < start + count; i++) {
-    const r = record(i);
-    const hash = auditRowHash(prev, r);
-    rows.push({ record: r, prevHash: prev, hash });
+    const { content, ...head } = record(i);
+    const text = canonicalJson(content);
+    const hash = auditRowHash(prev, head, text);
+    rows.push({ record: head, content: text, prevHash: prev, hash });
     prev = hash;
   }
   return rows;
@@ -144,6 +148,37 @@ describe('audit export: signed checkpoint and offline verification', () => {
     const writer = new AuditExportWriter(privateKey, { from: null, to: null });
     writer.header(GENESIS_HASH);
     expect(() => writer.page(broken)).to.throw(/position 0000000000000002-0000000000000001 .* does not match its hash/);
+  });
+
+  it('refuses stored content whose text is not the canonical text it was hashed over, even as the same JSON value', () => {
+    for (const content of [(text: string) => text.replace('{', '{ '), (text: string) => text.replace('"data":{"replicas":2},', '') + ',"data":{"replicas":2}']) {
+      const stored = chain(3);
+      stored[1] = { ...stored[1]!, content: content(stored[1]!.content) };
+      const writer = new AuditExportWriter(privateKey, { from: null, to: null });
+      writer.header(GENESIS_HASH);
+      expect(() => writer.page(stored)).to.throw(/position 0000000000000002-0000000000000001 .* does not match its hash/);
+    }
+  });
+
+  describe('given an export written before the content was stored as text (test/fixtures/audit/export-v1.jsonl)', () => {
+    // The fixture's signer: an Ed25519 key from a fixed seed (PKCS#8 DER is a fixed prefix and the 32-byte seed).
+    const seed = createHash('sha256').update('sentinel audit export fixture').digest();
+    const fixtureKey = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+    const fixture = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/audit/export-v1.jsonl'), 'utf8');
+    const fixtureLines = fixture.split('\n').filter((line) => line !== '');
+
+    it('then it still verifies, with the signer’s key', () => {
+      expect(verifyExport(fixtureLines, createPublicKey(fixtureKey))).to.deep.include({ ok: true, rows: 3, key: 'given' });
+    });
+
+    it('then the rows it holds, read back as stored text, are written to the same bytes', () => {
+      const rows: AuditChainRow[] = fixtureLines.slice(1, -1).map((line) => {
+        const { kind: _kind, prevHash, hash, content, ...head } = JSON.parse(line) as AuditRecord & { kind: string; prevHash: string; hash: string };
+        return { record: head, content: canonicalJson(content), prevHash, hash };
+      });
+      const writer = new AuditExportWriter(fixtureKey, { from: '2026-03-01T00:00:00Z', to: null }, () => new Date('2026-03-02T00:00:00.000Z'));
+      expect(writer.header(GENESIS_HASH) + writer.page(rows.slice(0, 2)) + writer.page(rows.slice(2)) + writer.checkpoint()).to.equal(fixture);
+    });
   });
 
   it('refuses a signing key that is not an Ed25519 private key, saying which', () => {
