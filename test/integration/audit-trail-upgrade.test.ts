@@ -2,7 +2,6 @@
 // written by version 1 keeps verifying while it serves, and the rebuild at version 2 gives it back with the same
 // hashes and the same content, on PGlite and on PostgreSQL.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import pino from 'pino';
@@ -14,6 +13,7 @@ import { auditProjector, canonicalJson, readAuditChain, verifyAuditTrail } from 
 import { tableNames, type Projector } from '../../projections/projector.js';
 import { projectionRow } from '../../adapters/postgres/checkpoints.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
+import { eventually } from '../support/eventually.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
@@ -48,11 +48,7 @@ async function rowsOf(knex: Knex, table: string): Promise<StoredRow[]> {
 }
 
 async function until(done: () => Promise<boolean>, what: string): Promise<void> {
-  for (let tries = 0; tries < 600; tries++) {
-    if (await done()) return;
-    await sleep(50);
-  }
-  throw new Error(`gave up waiting: ${what}`);
+  await eventually(what, done, (holds) => holds, 30_000);
 }
 
 for (const backend of backends) {
