@@ -74,7 +74,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
   async write(snapshot: Snapshot): Promise<void> {
     // The recorded time, when the writer does not know it, is its event's where the events are on this database;
     // to the millisecond, as the event store reads it and as a time point compares with it.
-    const recordedAt = (await this.hasEventTable())
+    const fromEvents = await this.hasEventTable();
+    const recordedAt = fromEvents
       ? `coalesce($6::timestamptz, (select date_trunc('milliseconds', recorded_at) from sentinel_events where stream = $1 and revision = $2))`
       : '$6::timestamptz';
     await this.db.query(
@@ -91,7 +92,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
         where sentinel_aggregate_snapshots.version <> excluded.version
            or sentinel_aggregate_snapshots.revision < excluded.revision`,
       [snapshot.stream, snapshot.revision, snapshot.position, snapshot.version, snapshot.state, snapshot.recordedAt ?? null],
-      `sentinel_write_snapshot_${recordedAt.startsWith('coalesce') ? 'timed' : 'given'}`,
+      `sentinel_write_snapshot_${fromEvents ? 'timed' : 'given'}`,
     );
   }
 

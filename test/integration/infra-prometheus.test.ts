@@ -182,7 +182,7 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
         },
         logger: pino({ level: 'silent' }),
       });
-      await eventually('the agent following the kernel log', async () => (await fetch(`http://127.0.0.1:${agent!.metricsPort!}/metrics`)).text(), (text) => text.includes('DCGM_FI_DEV_GPU_UTIL'), 10_000);
+      await eventually("the agent's first round of collection, which follows the kernel log from its end", async () => (await fetch(`http://127.0.0.1:${agent!.metricsPort!}/metrics`)).text(), (text) => text.includes('DCGM_FI_DEV_GPU_UTIL'), 10_000);
       await appendFile(kernelLog, 'Dec  7 05:00:00 infra-gpu-node kernel: NVRM: Xid (PCI:0000:0f:00): 13, Graphics Exception: ESR 0x50\n');
       const sentinel = new URL(api.url).host;
       const config = parse(readFileSync(path.join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8')) as {
