@@ -159,7 +159,7 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
       await submitPlan();
       // A node agent as the DaemonSet runs it (its collectors, its /metrics, pushing to the telemetry ingest), on
       // recorded host files, a fake nvidia-smi of GPUs, one split into MIG instances, and a kernel log that gets
-      // one XID line once the agent follows it (it starts at the log's end, as after a restart).
+      // XID lines once the agent follows it (it starts at the log's end, as after a restart).
       nvidiaSmi = await fakeNvidiaSmi(MIG_NODE);
       kernelLogDir = await mkdtemp(path.join(tmpdir(), 'sentinel-infra-kern-'));
       const kernelLog = path.join(kernelLogDir, 'kern.log');
@@ -182,8 +182,17 @@ describe('infra: Prometheus rules and Grafana dashboards', function () {
         },
         logger: pino({ level: 'silent' }),
       });
-      await eventually("the agent's first round of collection, which follows the kernel log from its end", async () => (await fetch(`http://127.0.0.1:${agent!.metricsPort!}/metrics`)).text(), (text) => text.includes('DCGM_FI_DEV_GPU_UTIL'), 10_000);
-      await appendFile(kernelLog, 'Dec  7 05:00:00 infra-gpu-node kernel: NVRM: Xid (PCI:0000:0f:00): 13, Graphics Exception: ESR 0x50\n');
+      // The agent takes the log's end at its first read, which nothing outside it shows: a line written before that
+      // read is old news to it. So a line is written at each look until the agent reports one.
+      await eventually(
+        'an XID line written after the agent began following the kernel log, on its /metrics',
+        async () => {
+          await appendFile(kernelLog, 'Dec  7 05:00:00 infra-gpu-node kernel: NVRM: Xid (PCI:0000:0f:00): 13, Graphics Exception: ESR 0x50\n');
+          return (await fetch(`http://127.0.0.1:${agent!.metricsPort!}/metrics`)).text();
+        },
+        (text) => text.includes('sentinel_gpu_xid_errors_total{'),
+        10_000,
+      );
       const sentinel = new URL(api.url).host;
       const config = parse(readFileSync(path.join(PROMETHEUS_DIR, 'prometheus.yml'), 'utf8')) as {
         global: Record<string, unknown>;
