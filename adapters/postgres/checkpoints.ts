@@ -59,12 +59,16 @@ function toReactor(row: Pick<Row, 'name' | 'position' | 'updated_at'>): ReactorC
 
 // ---- projectors ------------------------------------------------------------------------------------------------
 
+/** The advisory lock class of the registry: 0x43484b50, 'CHKP' (the event store's stream locks use 'SENT'). */
+const REGISTRY_LOCK_CLASS = 1128811344;
+
 /**
- * Serialises registering projectors and creating generations across processes. Reactors' checkpoint writes wait
- * for it too, for as long as creating a generation's tables takes.
+ * Serialises registering projectors and creating generations across processes, until the transaction ends. An
+ * advisory lock rather than a lock on the table: reactors' checkpoint writes and projectors' advances, which
+ * never need it, go on while a generation's tables are created.
  */
 export async function lockProjections(trx: Knex.Transaction): Promise<void> {
-  await trx.raw(`lock table ${CHECKPOINT_REGISTRY} in share row exclusive mode`);
+  await trx.raw('select pg_advisory_xact_lock(?, 0)', [REGISTRY_LOCK_CLASS]);
 }
 
 /** A projector's row; `forUpdate` locks it until the transaction ends. */
