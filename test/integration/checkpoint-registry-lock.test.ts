@@ -13,7 +13,10 @@ describe('checkpoint registry lock on PostgreSQL', function () {
   let db: Database;
 
   before(async function () {
-    if (!TEST_DATABASE_URL) this.skip();
+    if (!TEST_DATABASE_URL) {
+      console.log(`      skipped: ${SKIP_POSTGRES_REASON}`);
+      this.skip();
+    }
     scratch = await createScratchDatabase();
     db = openPostgres(scratch.url);
     await migrateSentinel(db.knex);
@@ -32,8 +35,7 @@ describe('checkpoint registry lock on PostgreSQL', function () {
     return Number(rows[0]!.waiting);
   }
 
-  it('given the registry locked by a registration, then a reactor checkpoint is written meanwhile and a second registration waits for the first', async function () {
-    if (!TEST_DATABASE_URL) this.skip(SKIP_POSTGRES_REASON);
+  it('given the registry locked by a registration, then a reactor checkpoint is written meanwhile and a second registration waits for the first', async () => {
     let releaseFirst!: () => void;
     const firstHolds = new Promise<void>((resolve) => (releaseFirst = resolve));
     let firstLocked!: () => void;
