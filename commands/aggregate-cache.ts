@@ -18,8 +18,9 @@ export interface Snapshot {
   revision: number;
   position: Position | null;
   /**
-   * When the last event folded in was recorded, where the writer knows it (a store may fill it in itself): what a
-   * read at a time picks a snapshot by.
+   * When the last event folded in was recorded, where the writer knows it (a store may fill it in itself), or a
+   * time no earlier than that: what a read at a time picks a snapshot by. A time too late only makes a read pick
+   * an older snapshot; one too early (clocks apart) is caught when the fold reads the snapshot's event back.
    */
   recordedAt?: Date | null;
   /** The aggregate's `snapshotVersion` when it was written; a snapshot of any other version is ignored. */
@@ -80,6 +81,11 @@ export interface AggregateStateMetrics {
 export interface CacheEntry extends FoldedState<unknown> {
   /** The aggregate definition the state was folded with: a different one never shares it. */
   aggregate: object;
+  /**
+   * When the last event folded in was recorded: exact when it was read, the moment its append was answered when
+   * this process appended it (no earlier, clocks agreeing); absent when not known.
+   */
+  recordedAt?: Date;
   /** The revision of the latest snapshot known to be written (or being written); -1 when none. */
   snapshotRevision: number;
 }

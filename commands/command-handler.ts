@@ -220,6 +220,7 @@ export class CommandHandler {
       state: fold(aggregate.decider, stateEvents(aggregate, newer), start.state),
       revision: last.revision,
       position: last.position,
+      recordedAt: last.recordedAt,
       aggregate,
       snapshotRevision: start.snapshotRevision,
     };
@@ -280,7 +281,14 @@ export class CommandHandler {
       this.snapshotTrouble(aggregate, stream, 'corrupt', error);
       return undefined;
     }
-    return { state, revision: snapshot.revision, position: snapshot.position, aggregate, snapshotRevision: snapshot.revision };
+    return {
+      state,
+      revision: snapshot.revision,
+      position: snapshot.position,
+      ...(snapshot.recordedAt ? { recordedAt: snapshot.recordedAt } : {}),
+      aggregate,
+      snapshotRevision: snapshot.revision,
+    };
   }
 
   /** Keeps the folded state, and writes it down when enough events came since the last snapshot. */
@@ -308,6 +316,7 @@ export class CommandHandler {
           stream,
           revision: entry.revision,
           position: entry.position,
+          recordedAt: entry.recordedAt ?? null,
           version: aggregate.snapshotVersion!,
           state,
         });
@@ -347,6 +356,9 @@ export class CommandHandler {
       state: fold(aggregate.decider, stateEvents(aggregate, stored), loaded.state),
       revision: result.revision,
       position: result.position,
+      // The store answers after recording: a time no earlier than the event's, which a store that does not
+      // report the time (KurrentDB's append) leaves the snapshot history to pick snapshots by.
+      recordedAt: new Date(),
       aggregate,
       snapshotRevision: loaded.snapshotRevision,
     };

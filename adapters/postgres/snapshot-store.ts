@@ -72,11 +72,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
   }
 
   async write(snapshot: Snapshot): Promise<void> {
-    // The recorded time, when the writer does not know it, is its event's where the events are on this database;
-    // to the millisecond, as the event store reads it and as a time point compares with it.
+    // The recorded time is its event's where the events are on this database (to the millisecond, as the event
+    // store reads it and as a time point compares with it); otherwise the writer's, which may lie a little after it.
     const fromEvents = await this.hasEventTable();
     const recordedAt = fromEvents
-      ? `coalesce($6::timestamptz, (select date_trunc('milliseconds', recorded_at) from sentinel_events where stream = $1 and revision = $2))`
+      ? `coalesce((select date_trunc('milliseconds', recorded_at) from sentinel_events where stream = $1 and revision = $2), $6::timestamptz)`
       : '$6::timestamptz';
     await this.db.query(
       `with kept as (

@@ -351,12 +351,51 @@ function aggregateStateSuite(open: () => Promise<{ db: Database; done: () => Pro
       const { id, stream, events, kept } = await history(23, 5);
       const bogus = kept.at(-1)! + 1;
       const point = { at: events[kept[1]! + 1]!.recordedAt };
-      await snapshots.write({ stream, revision: bogus, position: events[bogus]!.position, recordedAt: point.at, version: deployments.snapshotVersion!, state: '{"status":"absent"}' });
+      // Written as a writer whose clock ran behind the database's would have kept it.
+      await db.query(
+        `insert into sentinel_aggregate_snapshot_history (stream, revision, position, recorded_at, version, state) values ($1, $2, $3, $4, $5, $6)`,
+        [stream, bogus, events[bogus]!.position, point.at, deployments.snapshotVersion!, '{"status":"absent"}'],
+      );
 
       const answer = await stateAsOf(store, deployments, id, point, { snapshots });
 
       expect(answer?.asOf.fromSnapshot).to.equal(expected(kept, events, point).revision);
       expect(answer?.state).to.deep.equal((await stateAsOf(store, deployments, id, point))?.state);
+    });
+
+    it('given snapshots kept apart from the events (as with KurrentDB), then each keeps a time no earlier than its event\'s, and an as-of at a time folds from one and equals a fold from the first event', async () => {
+      const apart = await openPglite();
+      try {
+        await migrateSentinel(apart.knex);
+        const keptApart = new PostgresSnapshotStore(apart);
+        const id = randomUUID();
+        const handler = new CommandHandler(store, { snapshots: keptApart, snapshotEvery: 5 });
+        await handler.execute(deployments, id, { type: 'CreateDeployment', deploymentId: id, workload: workload(1), cluster, replicas: 1, strategy: rolling, driftPolicy: 'revert' }, context());
+        for (let n = 2; n <= 23; n += 1) {
+          await handler.execute(deployments, id, { type: 'ScaleDeployment', deploymentId: id, replicas: n, cluster: { status: 'active' } }, context());
+        }
+        await handler.snapshotsWritten();
+        const stream = streamOf(deployments, id);
+        const events = await store.readStream(stream);
+        const rows = await apart.query<{ revision: string | number; recorded_at: Date | string }>(
+          'select revision, recorded_at from sentinel_aggregate_snapshot_history where stream = $1 order by revision',
+          [stream],
+        );
+        expect(rows.length).to.be.at.least(4);
+        for (const row of rows) expect(new Date(row.recorded_at).getTime()).to.be.at.least(events[Number(row.revision)]!.recordedAt.getTime());
+
+        let folds = 0;
+        for (const event of events) {
+          const point = { at: event.recordedAt };
+          const answer = await stateAsOf(store, deployments, id, point, { snapshots: keptApart });
+          const whole = await stateAsOf(store, deployments, id, point);
+          expect({ revision: answer?.asOf.revision, state: answer?.state }).to.deep.equal({ revision: whole?.asOf.revision, state: whole?.state });
+          if (answer?.asOf.fromSnapshot !== null) folds += 1;
+        }
+        expect(folds).to.be.greaterThan(events.length / 2);
+      } finally {
+        await apart.close();
+      }
     });
 
     it('given a database whose snapshots were written before the history, then migrating keeps each as the first of its history, with its event\'s time', async () => {
