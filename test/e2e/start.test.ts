@@ -195,8 +195,14 @@ describe('npm start, first run and restart', function () {
       child.kill('SIGTERM');
       expect((await exited)[0]).to.equal(0);
     };
+    const started: ChildProcess[] = [];
+    const start = () => {
+      const sentinel = startSentinel(env);
+      started.push(sentinel.child);
+      return sentinel;
+    };
     try {
-      const first = startSentinel(env);
+      const first = start();
       await listening(first);
       const password = /one-time password\n\n\s+(\S+)\n/.exec(first.output())?.[1];
       expect(password, first.output()).to.be.a('string');
@@ -216,7 +222,7 @@ describe('npm start, first run and restart', function () {
       const { id } = (await workload.json()) as { id: string };
       await stop(first.child);
 
-      const second = startSentinel(env);
+      const second = start();
       await listening(second);
       expect(second.output()).not.to.include('one-time password');
       // The token issued before the restart is still good, and the workload is still there to change.
@@ -229,6 +235,14 @@ describe('npm start, first run and restart', function () {
       expect(await patch.json()).to.include({ revision: 1 });
       await stop(second.child);
     } finally {
+      // A check that failed leaves its Sentinel running: it goes first, or it writes on while its data directory is
+      // removed, and the removal's error (ENOTEMPTY) hides the one that failed.
+      for (const child of started) {
+        if (child.exitCode !== null || child.signalCode !== null) continue;
+        const exited = once(child, 'exit');
+        child.kill('SIGKILL');
+        await exited;
+      }
       await rm(dataDir, { recursive: true, force: true });
     }
   });

@@ -14,6 +14,7 @@ import { tableNames, type Projector } from '../../projections/projector.js';
 import { projectionRow } from '../../adapters/postgres/checkpoints.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { eventually } from '../support/eventually.js';
+import { allVisible } from '../support/events.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
@@ -80,6 +81,7 @@ for (const backend of backends) {
 
     it('given a trail version 1 wrote, when version 2 starts, then it rebuilds with the same hashes and content, and the old trail verified while it served', async () => {
       const { knex } = opened.db;
+      await allVisible(store);
       const head = (await store.readAll({ limit: 1000 })).events.at(-1)!.position;
 
       const old = new ProjectionRuntime(knex, store, [versionOne], { logger, lease: opened.lease(), batchSize: 7 });

@@ -320,7 +320,7 @@ for (const backend of backends) {
           }),
           event('SomethingOdd', { __proto__x: 1, Content: 'upper', conTent: 'mixed', ['\u{1F600}']: 'astral' }, { source: 'ünïcode', traceparent: '' }),
         ];
-        await store.append(`odd-${randomUUID()}`, awkward);
+        await settled(store, (await store.append(`odd-${randomUUID()}`, awkward)).position);
         const all = (await store.readAll({ limit: 10_000 })).events;
         const trail = await createTrail(knex, ++generation);
         await project(knex, generation, all, [7, 1, 100]);

@@ -27,6 +27,7 @@ import type { EventStore } from '../../domain/event-store.js';
 import { tableNames, type Projector, type TableNames } from '../../projections/projector.js';
 import { actionPlans, deploymentHistory, deployments } from '../../projections/read-models.js';
 import type { ReadModel } from '../../projections/read-models/query.js';
+import { allVisible } from '../support/events.js';
 import { backends } from '../support/projection-backends.js';
 
 /** Fixed, so that a failure is found again (fast-check prints the path to a counterexample); PROPERTY_SEED tries another. */
@@ -406,6 +407,7 @@ for (const backend of backends) {
 
     /** Projects what the log holds past the last run, `batchSize` events to a transaction, as the runtime does. */
     async function project(batchSize: number): Promise<void> {
+      await allVisible(store);
       for (;;) {
         const page = await store.readAll({ after: checkpoint, limit: batchSize });
         if (page.events.length === 0) return;

@@ -35,6 +35,7 @@ import {
   type Page,
   type ReadModel,
 } from '../../projections/read-models.js';
+import { allVisible } from '../support/events.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
 
 // ---- what the read models answer, as the tests look at it ----------------------------------------------------
@@ -213,6 +214,7 @@ class Projection {
   }
 
   async catchUp(batchSize = 7): Promise<void> {
+    await allVisible(this.store);
     for (;;) {
       const page = await this.store.readAll({ after: this.after, limit: batchSize });
       if (page.events.length === 0) return;

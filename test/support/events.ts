@@ -43,3 +43,12 @@ export async function collect(
 export async function settled(store: Pick<EventStore, 'isSettled'>, position: Position): Promise<void> {
   await eventually('the append to settle', () => store.isSettled(position), (done) => done, 10_000);
 }
+
+/**
+ * Waits until every event appended to `store` so far is visible to reads, for a test that appends and then reads the
+ * log once (a projection driven by hand): a transaction open in another database on the same PostgreSQL server, such
+ * as one of another test file running beside this one, would otherwise hide the newest events from that one read.
+ */
+export async function allVisible(store: { unsettled(): Promise<{ events: number }> }): Promise<void> {
+  await eventually('every append to become visible', () => store.unsettled(), ({ events }) => events === 0, 10_000);
+}
