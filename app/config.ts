@@ -158,6 +158,8 @@ const schema = z.object({
   TELEMETRY_TLS_KEY_FILE: z.preprocess(emptyAsUndefined, z.string().min(1, 'a file path').optional()),
   SENTINEL_TELEMETRY_RETENTION_DAYS: integer(1, 3650).default(7),
   SENTINEL_TELEMETRY_ROLLUP_RETENTION_DAYS: integer(1, 3650).default(30),
+  /** How often the telemetry ingest writes the 1-minute rollups it accumulated: how far rollups trail the samples. */
+  TELEMETRY_ROLLUP_FLUSH_MS: integer(100, 60_000).default(2000),
   /** A node is silent after this long without a batch; checked every SENTINEL_NODE_CHECK_SECONDS. */
   SENTINEL_NODE_SILENT_SECONDS: integer(1, 86_400).default(90),
   SENTINEL_NODE_CHECK_SECONDS: integer(1, 3600).default(30),

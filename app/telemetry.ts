@@ -79,6 +79,7 @@ export async function startTelemetry(deps: TelemetryDeps): Promise<RunningTeleme
       interceptors: [grpcServerMetrics(deps.metrics)],
       logger: log,
       clock: deps.clock,
+      rollupFlushMs: config.TELEMETRY_ROLLUP_FLUSH_MS,
     });
     log.info({ host: config.TELEMETRY_GRPC_HOST, port: ingest.port, tls: deps.files.telemetryTls !== undefined, remediation: config.SENTINEL_REMEDIATION_MODE }, 'telemetry ingest is listening');
     return {

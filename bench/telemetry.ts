@@ -95,7 +95,7 @@ interface CopyFigures {
   clientCpuSeconds: number;
 }
 
-/** `count` sample rows like the agents' in COPY text format, written into telemetry_samples by one COPY. */
+/** `count` sample rows like the agents' (a batch sequence per 1,000) in COPY text format, written into telemetry_samples by one COPY. */
 async function copyBaseline(url: string, count: number): Promise<CopyFigures> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -108,7 +108,7 @@ async function copyBaseline(url: string, count: number): Promise<CopyFigures> {
       for (let written = 0; written < count; written += CHUNK) {
         let chunk = '';
         for (let i = written; i < Math.min(count, written + CHUNK); i++) {
-          chunk += `bench\tcopy-node-${i % 20}\tcopy-agent-${i % 20}\tDCGM_FI_DEV_GPU_UTIL\t${labels}\t${(i * 7919) % 1000}\t${new Date(now - (i % 60_000)).toISOString()}\n`;
+          chunk += `bench\tcopy-node-${i % 20}\tcopy-agent-${i % 20}\tDCGM_FI_DEV_GPU_UTIL\t${labels}\t${(i * 7919) % 1000}\t${new Date(now - (i % 60_000)).toISOString()}\t${Math.floor(i / 1000) + 1}\n`;
         }
         yield chunk;
       }
@@ -116,7 +116,7 @@ async function copyBaseline(url: string, count: number): Promise<CopyFigures> {
     const serverBefore = await processCpuSeconds(backend!.pid);
     const clientBefore = process.cpuUsage();
     const started = performance.now();
-    await pipeline(Readable.from(rows()), client.query(copyFrom('copy telemetry_samples (cluster_id, node_name, agent_id, metric, labels, value, time) from stdin')));
+    await pipeline(Readable.from(rows()), client.query(copyFrom('copy telemetry_samples (cluster_id, node_name, agent_id, metric, labels, value, time, sequence) from stdin')));
     const seconds = (performance.now() - started) / 1000;
     const clientUsed = process.cpuUsage(clientBefore);
     const serverAfter = await processCpuSeconds(backend!.pid);
@@ -240,6 +240,13 @@ try {
   const copyPerS = copy.samplesPerS;
   const ratio = max.samplesPerS / copyPerS;
   console.log(`COPY     ${Math.round(copyPerS)} samples/s for the same ${max.report.samples} rows into telemetry_samples; ratio ${round(ratio, 3)}`);
+  // stop() flushed the rollups: every sample the agents stored is counted in them once. Checked after the COPY, so
+  // that reading the samples back does not change what the COPY is measured against.
+  const [rolledUp] = await db.query<{ samples: string; rolled_up: string }>(
+    `select (select count(*) from telemetry_samples where agent_id not like 'copy-agent-%') as samples,
+            (select coalesce(sum(count), 0) from telemetry_rollups_1m where node_name not like 'copy-node-%') as rolled_up`,
+  );
+  console.log(`rollups  ${rolledUp!.rolled_up} samples counted in the 1-minute rollups of the ${rolledUp!.samples} the agents stored`);
   console.log(
     `cpu      per 1000 samples at max (${max.storedSamples} stored, warm-up included): ingest process ${perThousand(max.ingestCpuSeconds, max.storedSamples)}, ` +
       `its PostgreSQL backends ${perThousand(max.serverCpuSeconds, max.storedSamples)}, agents process ${perThousand(max.report.cpuSeconds, max.storedSamples)} ` +

@@ -1,6 +1,6 @@
 // The telemetry ingest: node agents push batches over gRPC (proto/telemetry.proto); each stream is authenticated
 // once, opened by a hello answered with the agent's high-water mark, and each batch is validated, stored exactly
-// once and acknowledged after its commit.
+// once and acknowledged after its commit. The store's rollups are flushed on a timer and when the ingest stops.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -15,12 +15,25 @@ import { ingestMetrics, type IngestMetrics, type RefusalReason } from './ingest-
 export interface BatchStore {
   /** How old a sample may be when it arrives. */
   readonly sampleRetentionMs: number;
-  /** Records the hello and answers the highest sequence stored for the agent (0 when none). */
+  /** Records the hello, takes the agent's stream for this process, and answers the highest sequence stored for it (0 when none). */
   hello(hello: Hello, at: Date): Promise<number>;
-  /** Stores the batch in one transaction with the raised high-water mark, unless it was stored before. */
+  /**
+   * Stores the batch in one transaction with the raised high-water mark, unless it was stored before. Throws
+   * AgentNotHeld when another process has taken the agent's stream since this one's hello.
+   */
   store(batch: Batch, receivedAt: Date): Promise<StoreOutcome>;
-  /** Creates partitions ahead and drops expired ones. */
+  /** Writes what the stored batches added to the rollups since the last flush; a store that keeps no rollups in the process has none. */
+  flushRollups?(): Promise<void>;
+  /** Creates partitions ahead, drops expired ones, and rolls up what agents that went silent left behind. */
   maintain(now: Date): Promise<unknown>;
+}
+
+/** The agent said hello to another ingest process (or its stream here failed) after this stream's hello. */
+export class AgentNotHeld extends Error {
+  constructor(readonly agentId: string) {
+    super(`telemetry agent ${agentId} no longer streams to this ingest process (a newer stream took it over); reconnect and say hello`);
+    this.name = 'AgentNotHeld';
+  }
 }
 
 export type StoreOutcome =
@@ -48,6 +61,8 @@ export interface TelemetryIngestOptions {
   clock?: Clock;
   /** How long stop() waits for batches being stored before it forces the server down (default 5 s). */
   shutdownTimeoutMs?: number;
+  /** How often the store's accumulated rollups are written (default 2 s): how far the rollups may trail the samples. */
+  rollupFlushMs?: number;
 }
 
 export interface RunningTelemetryIngest {
@@ -57,10 +72,15 @@ export interface RunningTelemetryIngest {
 
 /** How often the store's partitions are created ahead and expired ones dropped. */
 const MAINTENANCE_INTERVAL_MS = 3_600_000;
+/** Rollups every couple of seconds: fresh enough for the fleet endpoints, and a few dozen batches of a series per upsert. */
+export const DEFAULT_ROLLUP_FLUSH_MS = 2_000;
 /** Batches read ahead of the one being stored on a stream, before the stream is paused (HTTP/2 flow control then holds the agent). */
 const READ_AHEAD = 8;
 
-/** Starts the ingest; its store's maintenance runs once before the port opens, then hourly. */
+/**
+ * Starts the ingest; its store's maintenance runs once before the port opens, then hourly, and its rollups are
+ * flushed every `rollupFlushMs`.
+ */
 export async function startTelemetryIngest(options: TelemetryIngestOptions): Promise<RunningTelemetryIngest> {
   const clock = options.clock ?? systemClock;
   const metrics = ingestMetrics(options.metrics);
@@ -70,6 +90,21 @@ export async function startTelemetryIngest(options: TelemetryIngestOptions): Pro
       options.logger.error({ err: error }, 'telemetry partition maintenance failed');
     });
   }, MAINTENANCE_INTERVAL_MS).unref();
+  // A tick that finds the previous flush still running skips: flushes do not queue up behind a slow database. A
+  // failed flush keeps its rollups for the next one.
+  let flushing = false;
+  const flushes = setInterval(() => {
+    if (flushing || !options.store.flushRollups) return;
+    flushing = true;
+    options.store
+      .flushRollups()
+      .catch((error: unknown) => options.logger.error({ err: error }, 'flushing telemetry rollups failed; they are kept for the next flush'))
+      .finally(() => (flushing = false));
+  }, options.rollupFlushMs ?? DEFAULT_ROLLUP_FLUSH_MS).unref();
+  const stopTimers = () => {
+    clearInterval(maintenance);
+    clearInterval(flushes);
+  };
 
   const streams = new Set<PushStream>();
   const server = new grpc.Server({ interceptors: options.interceptors ?? [] });
@@ -87,7 +122,7 @@ export async function startTelemetryIngest(options: TelemetryIngestOptions): Pro
   try {
     port = await bind(server, `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`, credentials);
   } catch (error) {
-    clearInterval(maintenance);
+    stopTimers();
     throw error;
   }
   options.logger.info({ host: options.host, port }, 'telemetry ingest is listening');
@@ -95,13 +130,17 @@ export async function startTelemetryIngest(options: TelemetryIngestOptions): Pro
   return {
     port,
     async stop() {
-      clearInterval(maintenance);
+      stopTimers();
       const timeoutMs = options.shutdownTimeoutMs ?? 5_000;
       // Streams finish the batch in hand (so its acknowledgement goes out), then end UNAVAILABLE: agents reconnect.
       const ended = Promise.all([...streams].map((stream) => stream.close()));
       if (!(await within(ended, timeoutMs))) options.logger.warn('telemetry streams did not finish in time; forcing them closed');
       const shutdown = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       if (!(await within(shutdown, timeoutMs))) server.forceShutdown();
+      // What is not flushed now is rolled up again from the samples by whichever process the agents go to next.
+      await options.store.flushRollups?.().catch((error: unknown) => {
+        options.logger.error({ err: error }, 'flushing telemetry rollups at stop failed; they will be rolled up from the samples');
+      });
     },
   };
 }
@@ -240,6 +279,10 @@ class PushStream {
 
   private statusOf(error: unknown): StreamEnd {
     if (error instanceof StreamEnd) return error;
+    if (error instanceof AgentNotHeld) {
+      this.context.logger.info({ agentId: error.agentId }, 'telemetry stream ended: the agent streams to another ingest process now');
+      return new StreamEnd(grpc.status.ABORTED, error.message);
+    }
     if (error instanceof InvalidTelemetry) {
       return new StreamEnd(grpc.status.INVALID_ARGUMENT, error.message, this.hello ? 'invalid_batch' : 'invalid_hello');
     }

@@ -250,6 +250,7 @@ for (const database of databases) {
       expect(
         await count(db, 'select count(*) from (select distinct metric, labels, time from telemetry_samples where agent_id = $1) s', [agentId]),
       ).to.equal(2000);
+      await store.flushRollups();
       expect(await count(db, "select coalesce(sum(count), 0) as count from telemetry_rollups_1m where node_name = 'node-survivor'")).to.equal(2000);
       expect((await store.agents()).find((a) => a.agentId === agentId)?.highWater).to.equal(200);
     });
