@@ -735,6 +735,8 @@ describe('fleet observations from the sample store', function () {
         timestampUnixMs: now.getTime() - ago,
       });
       await samples.store({ ...agent, sequence: 1, samples: [reading('0', 40, 20_000), reading('0', 90, 5_000), reading('1', 10, 5_000)], droppedSamples: 0, sentAtUnixMs: now.getTime() }, now);
+      // Latest values come from the rollups, which the ingest writes at its next flush.
+      await samples.flushRollups();
       const observations = new FleetObservations({
         latestSamples: (query) => samples.latestSamples(query),
         fleetHourlyUsd: async () => 12.345678,
