@@ -336,6 +336,12 @@ function* linesOf(chunks: readonly string[]): Generator<string> {
   }
 }
 
+/**
+ * Rows per page read and written: a page is alive from its query until its lines are joined, and a few megabytes
+ * alive at each young-generation collection are copied by each; smaller pages are mostly dead by then.
+ */
+const EXPORT_PAGE_ROWS = 1000;
+
 /** The audit trail of the whole log, projected; then exported with a signed checkpoint and verified: rows per second. */
 async function exportAndVerify(database: string, db: Database, store: EventStore): Promise<{ exportRowsPerS: number }> {
   const tables = { audit: 'bench_audit' };
@@ -351,7 +357,7 @@ async function exportAndVerify(database: string, db: Database, store: EventStore
   const writer = new AuditExportWriter(privateKey, { from: null, to: null });
   const lines: string[] = [];
   let headed = false;
-  for await (const page of readAuditChain(db.knex, tables.audit, {}, 5000)) {
+  for await (const page of readAuditChain(db.knex, tables.audit, {}, EXPORT_PAGE_ROWS)) {
     if (!headed) lines.push(writer.header(page[0]!.prevHash));
     headed = true;
     lines.push(writer.page(page));

@@ -1,9 +1,9 @@
 // The anchored audit export: a window of the audit trail's hash chain as JSON lines, closed by a checkpoint of its
 // last hash signed with Ed25519, and the offline verification of such a file (no database: the file and a public key).
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, hash as digestOf, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from '../projections/canonical-json.js';
-import { auditRowHash, type AuditChainRow, type AuditRecord } from '../projections/audit-trail.js';
+import { auditRowHash, type AuditChainRow, type AuditRecord, type AuditRecordHead } from '../projections/audit-trail.js';
 
 export const EXPORT_FORMAT = 'sentinel-audit-export';
 export const EXPORT_VERSION = 1;
@@ -105,21 +105,27 @@ export class AuditExportWriter {
 
   /** The lines of a page of rows; throws, naming the row, when the stored chain is broken there. */
   page(rows: readonly AuditChainRow[]): string {
-    let text = '';
+    // Joined once: one flat text, where appending each line would leave a tree of every piece for the write to flatten.
+    const lines: string[] = [];
     for (const row of rows) {
       if (this.lastHash === undefined) throw new Error('the header is written before the rows');
-      const at = `the audit trail's row at position ${row.record.position} (event ${row.record.eventId})`;
-      if (row.prevHash !== this.lastHash) throw new Error(`${at} does not link to the row before it: the stored chain is broken, and an export of it is not signed`);
+      if (row.prevHash !== this.lastHash) throw new Error(`${rowNamed(row)} does not link to the row before it: the stored chain is broken, and an export of it is not signed`);
       // The content's stored canonical text is hashed and written into the line as it stands: a text that is not the
       // canonical JSON the hash was taken over does not match the hash, so what is written is always that JSON.
-      if (auditRowHash(row.prevHash, row.record, row.content) !== row.hash) throw new Error(`${at} does not match its hash: the stored chain is broken, and an export of it is not signed`);
-      text += rowLine(row);
+      const plain = plainRowTexts(row);
+      if (plain !== undefined && digestOf('sha256', plain.hashed, 'hex') === row.hash) {
+        lines.push(plain.line);
+      } else if (auditRowHash(row.prevHash, row.record, row.content) === row.hash) {
+        lines.push(rowLine(row));
+      } else {
+        throw new Error(`${rowNamed(row)} does not match its hash: the stored chain is broken, and an export of it is not signed`);
+      }
       this.rows += 1;
       this.firstPosition ??= row.record.position;
       this.lastPosition = row.record.position;
       this.lastHash = row.hash;
     }
-    return text;
+    return lines.join('');
   }
 
   checkpoint(): string {
@@ -134,6 +140,10 @@ export class AuditExportWriter {
   get exported(): number {
     return this.rows;
   }
+}
+
+function rowNamed({ record }: AuditChainRow): string {
+  return `the audit trail's row at position ${record.position} (event ${record.eventId})`;
 }
 
 /**
@@ -161,6 +171,82 @@ function rowLine({ record: r, content, prevHash, hash }: AuditChainRow): string 
     hash,
   } satisfies Omit<ExportRow, 'content'>;
   return `${JSON.stringify(members).slice(0, -1)},"content":${content}}\n`;
+}
+
+/** The two characters that end or escape a JSON string. */
+const QUOTE_OR_BACKSLASH = /["\\]/;
+
+/**
+ * The text a row's hash covers and the row's line, both as templates, with the members in the orders
+ * `auditRowHash` (sorted by name) and `rowLine` write them, each text between quotes as it stands; undefined when a
+ * member is not text, null or (the revision) a safe integer, or a text holds a quote or a backslash.
+ *
+ * It spares `JSON.stringify` scanning every member for what to escape, twice, and is right for nearly every row:
+ * exactly when the hashed text matches the row's hash. A text that JSON would escape otherwise (a control character,
+ * a lone surrogate) then leaves the hashed text unlike the canonical text the hash was taken over, and the row is
+ * written by `rowLine`. Texts that hold neither a quote nor a backslash cannot shift what the template makes of them
+ * into another member, so a match means these are the members the hash was taken over. The two hashes need no such
+ * test: the link starts the hashed text, before a line break no canonical JSON holds, and the row's hash is the one
+ * computed.
+ */
+function plainRowTexts({ record: r, content, prevHash, hash }: AuditChainRow): { hashed: string; line: string } | undefined {
+  if (
+    !Number.isSafeInteger(r.revision) ||
+    !(isText(r.position) && isText(r.eventId) && isText(r.stream) && isText(r.type) && isText(r.recordedAt) && isText(r.action) && isText(r.summary)) ||
+    !(isTextOrNull(r.actorId) && isTextOrNull(r.actorKind) && isTextOrNull(r.correlationId) && isTextOrNull(r.causationId)) ||
+    QUOTE_OR_BACKSLASH.test(`${r.position}${r.eventId}${r.stream}${r.type}${r.recordedAt}${r.action}${r.summary}${r.actorId}${r.actorKind}${r.correlationId}${r.causationId}`)
+  ) {
+    return undefined;
+  }
+  const m: RecordTexts = {
+    position: `"${r.position}"`,
+    eventId: `"${r.eventId}"`,
+    stream: `"${r.stream}"`,
+    type: `"${r.type}"`,
+    revision: `${r.revision}`,
+    recordedAt: `"${r.recordedAt}"`,
+    actorId: quoted(r.actorId),
+    actorKind: quoted(r.actorKind),
+    action: `"${r.action}"`,
+    correlationId: quoted(r.correlationId),
+    causationId: quoted(r.causationId),
+    summary: `"${r.summary}"`,
+  };
+  return {
+    hashed: hashedText(prevHash, m, content),
+    line:
+      `{"kind":"row","position":${m.position},"eventId":${m.eventId},"stream":${m.stream},"type":${m.type},"revision":${m.revision},` +
+      `"recordedAt":${m.recordedAt},"actorId":${m.actorId},"actorKind":${m.actorKind},"action":${m.action},"correlationId":${m.correlationId},` +
+      `"causationId":${m.causationId},"summary":${m.summary},"prevHash":"${prevHash}","hash":"${hash}","content":${content}}\n`,
+  };
+}
+
+/** The JSON text of each member of a record but its content. */
+type RecordTexts = Record<keyof AuditRecordHead, string>;
+
+/**
+ * What `auditRowHash` hashes, from the JSON text of each member: the previous hash, a line break, and the record's
+ * canonical JSON, its members sorted by name with the content's canonical text in its place.
+ */
+function hashedText(prevHash: string, m: RecordTexts, content: string): string {
+  return (
+    `${prevHash}\n{"action":${m.action},"actorId":${m.actorId},"actorKind":${m.actorKind},"causationId":${m.causationId},"content":${content},` +
+    `"correlationId":${m.correlationId},"eventId":${m.eventId},"position":${m.position},"recordedAt":${m.recordedAt},"revision":${m.revision},` +
+    `"stream":${m.stream},"summary":${m.summary},"type":${m.type}}`
+  );
+}
+
+function isText(value: unknown): value is string {
+  return typeof value === 'string';
+}
+
+function isTextOrNull(value: unknown): value is string | null {
+  return value === null || typeof value === 'string';
+}
+
+/** The JSON of a plain text or null. */
+function quoted(value: string | null): string {
+  return value === null ? 'null' : `"${value}"`;
 }
 
 /** What a checkpoint states about a chain, before it is signed. */
@@ -238,15 +324,12 @@ const ROW_MEMBERS: Record<string, 'text' | 'text?' | 'revision' | 'json' | 'kind
 const ROW_MEMBER_ENTRIES = Object.entries(ROW_MEMBERS);
 const ROW_MEMBER_COUNT = ROW_MEMBER_ENTRIES.length;
 
-/**
- * Why the value is not a row line, or undefined when it is one. `contentApart`: the value is the line's members
- * before its content, whose text is checked on its own (it stands in as present).
- */
-function rowLineProblem(value: unknown, contentApart = false): string | undefined {
+/** Why the value is not a row line, or undefined when it is one. */
+function rowLineProblem(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
   const row = value as Record<string, unknown>;
   for (const [name, holds] of ROW_MEMBER_ENTRIES) {
-    const member = contentApart && name === 'content' ? true : row[name];
+    const member = row[name];
     const fits =
       holds === 'kind' ? member === 'row'
       : holds === 'text' ? typeof member === 'string'
@@ -256,8 +339,7 @@ function rowLineProblem(value: unknown, contentApart = false): string | undefine
     if (!fits) return `${name}: ${member === undefined ? 'missing' : `not ${holds === 'text?' ? 'a string or null' : holds === 'revision' ? 'a number' : 'a string'}`}`;
   }
   const members = Object.keys(row);
-  const count = contentApart && !Object.hasOwn(row, 'content') ? members.length + 1 : members.length;
-  const extra = count !== ROW_MEMBER_COUNT ? members.find((name) => !Object.hasOwn(ROW_MEMBERS, name)) : undefined;
+  const extra = members.length !== ROW_MEMBER_COUNT ? members.find((name) => !Object.hasOwn(ROW_MEMBERS, name)) : undefined;
   return extra === undefined ? undefined : `${extra}: not a member of a row`;
 }
 const headerLine = z.strictObject({
@@ -282,38 +364,73 @@ const checkpointLine = z.strictObject({
   signature: z.string(),
 });
 
-/** How a row line written by `AuditExportWriter` ends: its content's canonical text, then the closing brace. */
+/** How a row line written by `rowLine` starts. */
+const LINE_START = '{"kind":"row"';
+/** Its members after the kind and before the content, in the order it writes them, each with its `,"name":`. */
+const LINE_HEAD = ROW_MEMBER_ENTRIES.filter(([name]) => name !== 'kind' && name !== 'content').map(([name, holds]) => ({ name, key: `,${JSON.stringify(name)}:`, holds }));
+/** What follows them: the content's canonical text, then the closing brace. */
 const CONTENT_MEMBER = ',"content":';
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const CLOSING_BRACE = 0x7d;
 
 /**
- * The row on this line, when the line is a row that links to `prevHash` and whose content's text, as written,
- * hashes to the row's hash; otherwise undefined, and the line is read whole (which also names what is wrong).
+ * The row on this line, when the line is a row laid out as `rowLine` writes it, that links to `prevHash` and whose
+ * members' texts, as written, hash to the row's hash; otherwise undefined, and the line is read whole (which also
+ * names what is wrong).
  *
- * The writer puts the content last, as the very text its hash covers. So the members before it are parsed alone,
- * and the rest of the line, up to the closing brace, is hashed as it stands instead of being parsed and written
- * out again: a row of a kilobyte decision costs a parse of its few short members and one hash. When that text
- * hashes to the row's hash it is the canonical text of the content the row was hashed over (anything else would
- * be a SHA-256 collision), so it is valid JSON, and the line is exactly the members before it plus that content:
- * what the whole-line reading would have accepted.
+ * Nothing is parsed and written out again: the JSON text of each member is cut from the line and the hashed text
+ * put together from those texts and the content's, as they stand. A row of a kilobyte decision costs a walk over
+ * its few short members and one hash. When that text hashes to the row's hash it is the text the row was hashed over
+ * (anything else would be a SHA-256 collision), the canonical JSON of the record: so each member's text is its
+ * canonical JSON and the content's text valid JSON, and the line is exactly what the whole-line reading would have
+ * accepted.
  */
 function hashedRowLine(text: string, prevHash: string): { position: string; eventId: string; hash: string } | undefined {
-  const at = text.indexOf(CONTENT_MEMBER);
-  if (at < 0 || text.charCodeAt(text.length - 1) !== 0x7d) return undefined;
-  let head: unknown;
-  try {
-    head = JSON.parse(`${text.slice(0, at)}}`);
-  } catch {
-    return undefined;
+  if (!text.startsWith(LINE_START) || text.charCodeAt(text.length - 1) !== CLOSING_BRACE) return undefined;
+  const values: string[] = [];
+  let at = LINE_START.length;
+  for (const { key, holds } of LINE_HEAD) {
+    if (!text.startsWith(key, at)) return undefined;
+    at += key.length;
+    const end = valueEnd(text, at);
+    const first = text.charCodeAt(at);
+    // The kind of each value, from its first character: a string, null where a member may be null, else a number.
+    const fits = first === QUOTE || (holds === 'text?' ? text.startsWith('null', at) : holds === 'revision' && first !== 0x7b && first !== 0x5b);
+    if (end < 0 || !fits) return undefined;
+    values.push(text.slice(at, end));
+    at = end;
   }
-  const members = head as Record<string, unknown> | null;
-  if (typeof members !== 'object' || members === null || Array.isArray(members) || members['kind'] !== 'row') return undefined;
-  // The content's own text stands in for it: present, whatever it holds.
-  if (rowLineProblem(members, true) !== undefined) return undefined;
-  // The hash reads the record's members by name: the line's others (kind and the two hashes) play no part.
-  const row = members as Omit<ExportRow, 'content'>;
-  if (row.prevHash !== prevHash) return undefined;
-  if (auditRowHash(prevHash, row, text.slice(at + CONTENT_MEMBER.length, -1)) !== row.hash) return undefined;
-  return { position: row.position, eventId: row.eventId, hash: row.hash };
+  if (!text.startsWith(CONTENT_MEMBER, at)) return undefined;
+  const [position, eventId, stream, type, revision, recordedAt, actorId, actorKind, action, correlationId, causationId, summary, linkedTo, hash] = values as [
+    string, string, string, string, string, string, string, string, string, string, string, string, string, string,
+  ];
+  if (linkedTo !== `"${prevHash}"`) return undefined;
+  const members: RecordTexts = { position, eventId, stream, type, revision, recordedAt, actorId, actorKind, action, correlationId, causationId, summary };
+  const hashed = hashedText(prevHash, members, text.slice(at + CONTENT_MEMBER.length, -1));
+  if (hash !== `"${digestOf('sha256', hashed, 'hex')}"`) return undefined;
+  return { position: unquoted(position), eventId: unquoted(eventId), hash: hash.slice(1, -1) };
+}
+
+/**
+ * Where the JSON value that starts at `at` ends: after the closing quote of a string (the first quote after an even
+ * number of backslashes), or at the next comma for anything else; -1 when there is none.
+ */
+function valueEnd(text: string, at: number): number {
+  if (text.charCodeAt(at) !== QUOTE) return text.indexOf(',', at);
+  for (let from = at + 1; ; ) {
+    const quote = text.indexOf('"', from);
+    if (quote < 0) return -1;
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes += 1;
+    if (backslashes % 2 === 0) return quote + 1;
+    from = quote + 1;
+  }
+}
+
+/** The text a JSON string literal stands for. */
+function unquoted(literal: string): string {
+  return literal.includes('\\') ? (JSON.parse(literal) as string) : literal.slice(1, -1);
 }
 
 /**

@@ -302,9 +302,12 @@ export type AuditVerification =
 
 /**
  * A stored row as `readAuditChain` reads it: its columns in `STORED_COLUMNS` order, the revision and the time (in
- * microseconds) as text, the content as its stored canonical text.
+ * microseconds) as text, and last the content as its stored canonical text.
  */
-type StoredRow = [
+type StoredRow = [...StoredHead, content: string];
+
+/** The columns of a `StoredRow` before its content. */
+type StoredHead = [
   position: string,
   eventId: string,
   stream: string,
@@ -317,7 +320,6 @@ type StoredRow = [
   correlationId: string | null,
   causationId: string | null,
   summary: string,
-  content: string,
   prevHash: string,
   hash: string,
 ];
@@ -337,20 +339,28 @@ const STORED_COLUMNS = [
   'correlation_id',
   'causation_id',
   'summary',
-  'content',
   'prev_hash',
   'hash',
+  'content',
 ];
-/** The same columns as a select list, each named `c<index>`. */
-const STORED_SELECT = STORED_COLUMNS.map((sql, i) => `${sql} as c${i}`).join(', ');
-const STORED_CONTENT = STORED_COLUMNS.indexOf('content');
-/** Every column of a `StoredRow` but the content, as one JSON array. */
-const STORED_HEAD = `json_build_array(${STORED_COLUMNS.filter((_, i) => i !== STORED_CONTENT).join(', ')})`;
+/** Where a `StoredRow` holds the content: after every column of its head. */
+const STORED_CONTENT = (STORED_COLUMNS.length - 1) as StoredHead['length'];
+/** The columns that may be null. */
+const NULLABLE = new Set(['actor_id', 'actor_kind', 'correlation_id', 'causation_id']);
 /**
- * Between the contents of a page's rows on PGlite: canonical JSON never holds this control character unescaped, so
- * only an edited content can, and then the page has more pieces than rows and is read again in full.
+ * Between a page's rows and between a row's columns, when PGlite reads a page as one text: the record and unit
+ * separators (`chr(30)` and `chr(31)` in SQL), which no stored text holds where the trail wrote it (canonical JSON escapes every control character,
+ * and summaries have theirs replaced). A text edited to hold one adds a row or a column, and the page, whose count
+ * of rows and their columns no longer add up, is read again as JSON.
  */
-const CONTENT_SEPARATOR = '\u001e';
+const ROW_SEPARATOR = '\u001e';
+const COLUMN_SEPARATOR = '\u001f';
+/**
+ * A stored row as one text: its columns between separators, a column that may be null as empty when it is and
+ * after a space when it is not (`concat_ws` leaves a null out, which would shift the columns after it).
+ */
+const STORED_TEXT = `concat_ws(chr(31), ${STORED_COLUMNS.map((sql) => (NULLABLE.has(sql) ? `coalesce(' ' || ${sql}, '')` : sql)).join(', ')})`;
+const STORED_NULLABLE = STORED_COLUMNS.map((sql) => NULLABLE.has(sql));
 
 /**
  * Walks the table in log order, a page at a time, recomputing every row's hash from its columns and checking
@@ -403,12 +413,12 @@ export function auditRowHash(prevHash: string, record: AuditRecordHead & { conte
  * The stored chain in log order, a page at a time, from position `from` (inclusive) to `to` (exclusive), the whole
  * chain when neither is given.
  *
- * On embedded PGlite each page is read as two texts made by the database: one JSON array of rows, each an array of
- * the columns but the content, and the rows' contents joined by a separator: two values to receive, where fifteen
- * columns a row are each received, decoded and converted on their own there (most of the cost of reading the chain),
- * and the contents as they are stored, never escaped into JSON strings and parsed back. A PostgreSQL server's driver
- * reads columns cheaply, and building the text costs the server more than it saves, so there the rows are read as
- * they are.
+ * On embedded PGlite each page is read as one text made by the database, its rows' columns between separators: one
+ * value to receive, where fifteen columns a row are each received, decoded and converted on their own there (most of
+ * the cost of reading the chain), and the columns as they are stored, never escaped into JSON strings (which costs
+ * PGlite twice as much as joining them) and parsed back. A PostgreSQL server's driver reads columns cheaply, and
+ * building the text costs the server more than it saves, so there the rows are read as they are, each as an array
+ * of its columns rather than an object keyed by their names.
  */
 export async function* readAuditChain(
   knex: Knex,
@@ -421,8 +431,7 @@ export async function* readAuditChain(
   // A table of version 1 (the content as jsonb) still serves while version 2 is built: its contents are read as
   // JSON values and written canonically again, as version 1 hashed them.
   const legacy = (await contentType(knex, table)) === 'jsonb';
-  let after: string | undefined;
-  for (;;) {
+  const readPage = async (after: string | undefined): Promise<AuditChainRow[]> => {
     const rows = (select: string) =>
       knex(table)
         .select(knex.raw(select))
@@ -441,23 +450,40 @@ export async function* readAuditChain(
         .select(knex.raw('json_agg(stored order by position)::text as page'))) as [{ page: string | null }];
       return text === null ? [] : (JSON.parse(text) as StoredRow[]);
     };
-    let page: StoredRow[];
     if (asText && !legacy) {
-      const [{ heads, contents }] = (await knex
-        .from(rows(`${STORED_HEAD} as head, content, position`).as('page'))
-        .select(knex.raw(`json_agg(head order by position)::text as heads, string_agg(content, ? order by position) as contents`, [CONTENT_SEPARATOR]))) as [
-        { heads: string | null; contents: string | null },
-      ];
-      page = heads === null ? [] : (pageOf(JSON.parse(heads) as StoredHead[], contents!.split(CONTENT_SEPARATOR)) ?? (await wholePage()));
-    } else if (asText) {
-      page = await wholePage();
-    } else {
-      page = ((await rows(STORED_SELECT)) as Record<string, unknown>[]).map((row) => STORED_COLUMNS.map((_, i) => row[`c${i}`]) as StoredRow);
+      const [{ text, count }] = (await knex
+        .from(rows(`${STORED_TEXT} as stored, position`).as('page'))
+        .select(knex.raw('string_agg(stored, chr(30) order by position) as text, count(*)::int as count'))) as [{ text: string | null; count: number }];
+      return text === null ? [] : (pageOfText(text, count) ?? (await wholePage()).map(chainRowOf));
     }
-    if (legacy) for (const row of page) row[STORED_CONTENT] = canonicalJson(row[STORED_CONTENT]);
-    if (page.length > 0) yield page.map(chainRowOf);
-    if (page.length < batchSize) return;
-    after = page.at(-1)![0];
+    const stored = asText ? await wholePage() : ((await rows(STORED_COLUMNS.join(', ')).options({ rowMode: 'array' })) as StoredRow[]);
+    if (legacy) for (const row of stored) row[STORED_CONTENT] = canonicalJson(row[STORED_CONTENT]);
+    return stored.map(chainRowOf);
+  };
+  // On a server the next page is asked for before this one is handed out, so that the server reads it while the caller
+  // works through this one; PGlite runs its queries on this thread, where asking early saves nothing.
+  const readAhead = (after: string) => {
+    const page = readPage(after);
+    // Marked handled at once: a read that fails while the caller works is thrown where the page is awaited, and is
+    // never taken for a rejection nobody handles.
+    page.catch(() => undefined);
+    return page;
+  };
+  let next: Promise<AuditChainRow[]> | undefined = readPage(undefined);
+  try {
+    for (;;) {
+      const page = await next!;
+      next = undefined;
+      const last = page.length === batchSize ? page.at(-1)!.record.position : undefined;
+      if (last !== undefined && !asText) next = readAhead(last);
+      if (page.length > 0) yield page;
+      if (last === undefined) return;
+      next ??= readPage(last);
+    }
+  } finally {
+    // A page read ahead and not needed (the caller stopped) is let finish, so that the caller may close the
+    // database once this ends. Nothing waits for what it found, or for why it failed.
+    await next?.catch(() => undefined);
   }
 }
 
@@ -471,16 +497,18 @@ async function contentType(knex: Knex, table: string): Promise<string | undefine
   return row?.type;
 }
 
-/** A `StoredRow` without its content. */
-type StoredHead = (string | null)[];
-
-/** The rows of a page from their heads and contents; undefined when an edited content held the separator (they differ in number). */
-function pageOf(heads: StoredHead[], contents: string[]): StoredRow[] | undefined {
-  if (contents.length !== heads.length) return undefined;
-  return heads.map((head, i) => {
-    head.splice(STORED_CONTENT, 0, contents[i]!);
-    return head as StoredRow;
-  });
+/** The rows of a page read as one text; undefined when an edited column held a separator (the rows or columns do not add up). */
+function pageOfText(text: string, count: number): AuditChainRow[] | undefined {
+  const texts = text.split(ROW_SEPARATOR);
+  if (texts.length !== count) return undefined;
+  const page: AuditChainRow[] = [];
+  for (const rowText of texts) {
+    const columns: (string | null)[] = rowText.split(COLUMN_SEPARATOR);
+    if (columns.length !== STORED_COLUMNS.length) return undefined;
+    for (let i = 0; i < columns.length; i++) if (STORED_NULLABLE[i]) columns[i] = columns[i] === '' ? null : columns[i]!.slice(1);
+    page.push(chainRowOf(columns as StoredRow));
+  }
+  return page;
 }
 
 /** Whether the knex instance speaks to a PostgreSQL server through node-postgres (rather than to embedded PGlite). */
@@ -495,7 +523,7 @@ export async function firstAuditPositionAt(knex: Knex, table: string, at: Date):
 }
 
 function chainRowOf(row: StoredRow): AuditChainRow {
-  const [position, eventId, stream, type, revisionText, recordedMicros, actorId, actorKind, action, correlationId, causationId, summary, content, prevHash, hash] = row;
+  const [position, eventId, stream, type, revisionText, recordedMicros, actorId, actorKind, action, correlationId, causationId, summary, prevHash, hash, content] = row;
   const revision = Number(revisionText);
   return {
     record: {

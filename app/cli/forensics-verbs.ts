@@ -209,7 +209,9 @@ async function exportAudit(options: ExportOptions, deps: ForensicsDeps): Promise
     const started = performance.now();
     const writer = new AuditExportWriter(key, { from: options.from ?? null, to: options.to ?? null });
     let headed = false;
-    for await (const page of readAuditChain(db.knex, table, range, 5000)) {
+    // Pages of 1,000 rows: a page is alive from its query until its lines are written; smaller pages are mostly dead
+    // by the next young-generation collection (5,000-row pages spent seconds of scavenges copying them).
+    for await (const page of readAuditChain(db.knex, table, range, 1000)) {
       if (!headed) await write(writer.header(page[0]!.prevHash));
       headed = true;
       await write(writer.page(page));
