@@ -1,7 +1,5 @@
 // One read of the log for every projector a process runs: each batch is read once and handed to every projector
-// that is in step, each applying its own events and keeping its own checkpoint. Each projector takes its batches
-// from a short queue of its own, so a slow one (the audit trail writing every event) does not hold back the read
-// models that a request waits on; the read waits only when some projector's queue is full.
+// that is in step, each applying its own events and keeping its own checkpoint.
 import type { EventFilter, EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
 import { comparePositions } from '../domain/event-store.js';
 import { batchesOf, type Held } from '../domain/log-follower.js';
@@ -43,23 +41,10 @@ interface Waiting {
   reject(error: unknown): void;
 }
 
-/** A member on the read: the batches handed to it and not yet applied, oldest first, and its applying loop. */
-interface Lane extends Waiting {
-  queue: (readonly RecordedEvent[])[];
-  /** Settles when the member has applied its queue, or failed; undefined while it has nothing to apply. */
-  draining: Promise<void> | undefined;
-}
-
-/**
- * Batches a member may have waiting before the read waits for it: enough to let a slow projector fall a few
- * batches behind while the others go on, few enough to bound the memory held for it.
- */
-export const MAX_QUEUED_BATCHES = 4;
-
 const WOKEN = Symbol('woken');
 
 export class SharedRead {
-  private readonly members = new Map<Member, Lane>();
+  private readonly members = new Map<Member, Waiting>();
   private readonly joining = new Map<Member, Waiting>();
   /** Projectors on their way to joining (taking their lease, registering): the first read waits for them. */
   private readonly starting = new Set<string>();
@@ -106,24 +91,19 @@ export class SharedRead {
           await this.step();
         } catch (error) {
           if (this.options.signal.aborted) break;
-          // The read itself failed: every member leaves with the error and comes back through its own loop, once
-          // the batch it is applying has settled, so no two instances of one projector ever apply at once.
+          // The read itself failed: every member leaves with the error and comes back through its own loop.
           this.options.onError(error);
-          const lanes = [...this.members.values()];
-          this.members.clear();
-          await settled(lanes);
-          for (const lane of lanes) lane.reject(error);
+          for (const [member, waiting] of this.members) {
+            this.members.delete(member);
+            waiting.reject(error);
+          }
           await this.close();
         }
       }
     } finally {
       await this.close();
-      // Stopping: each member finishes the batch it is applying and leaves the rest, which its checkpoint says
-      // it has not applied.
-      const lanes = [...this.members.values()];
+      for (const waiting of [...this.members.values(), ...this.joining.values()]) waiting.resolve('stopped');
       this.members.clear();
-      await settled(lanes);
-      for (const waiting of [...lanes, ...this.joining.values()]) waiting.resolve('stopped');
       this.joining.clear();
     }
   }
@@ -136,8 +116,6 @@ export class SharedRead {
       return this.open();
     }
     if (this.joining.size > 0) return this.admit();
-    // A member whose queue is full holds the read back until it has applied a batch (its loop wakes the read).
-    if ([...this.members.values()].some((lane) => lane.queue.length >= MAX_QUEUED_BATCHES)) return this.idle();
     const next = await this.batchOrWake();
     if (next === WOKEN) return;
     if (next.done) {
@@ -147,41 +125,16 @@ export class SharedRead {
     this.next = this.batches!.next();
     const batch = next.value;
     this.position = batch.at(-1)!.position;
-    for (const [member, lane] of this.members) {
-      lane.queue.push(batch);
-      this.drain(member, lane);
-    }
-  }
-
-  /**
-   * Applies the member's queued batches in order, until its queue is empty, the read stops, or it leaves. A
-   * batch that fails takes the member off the read with the error, its later batches dropped: it comes back
-   * through its own loop, from its checkpoint.
-   */
-  private drain(member: Member, lane: Lane): void {
-    lane.draining ??= (async () => {
-      try {
-        while (lane.queue.length > 0 && this.members.get(member) === lane && !this.options.signal.aborted) {
-          await this.options.deliver(member, lane.queue[0]!);
-          lane.queue.shift();
-          if (lane.queue.length === MAX_QUEUED_BATCHES - 1) this.wake();
-        }
-      } catch (error) {
-        lane.queue.length = 0;
-        if (this.members.get(member) === lane) {
+    await Promise.all(
+      [...this.members].map(async ([member, waiting]) => {
+        try {
+          await this.options.deliver(member, batch);
+        } catch (error) {
           this.members.delete(member);
-          lane.reject(error);
-          this.wake();
+          waiting.reject(error);
         }
-      } finally {
-        lane.draining = undefined;
-      }
-    })();
-  }
-
-  /** Puts a member on the read with nothing queued yet. */
-  private seat(member: Member, waiting: Waiting): void {
-    this.members.set(member, { ...waiting, queue: [], draining: undefined });
+      }),
+    );
   }
 
   /**
@@ -217,7 +170,7 @@ export class SharedRead {
     this.batches = batchesOf(this.subscription, this.options.batchSize)[Symbol.asyncIterator]();
     this.next = this.batches.next();
     this.position = start;
-    for (const [member, waiting] of near) this.seat(member, waiting);
+    for (const [member, waiting] of near) this.members.set(member, waiting);
   }
 
   /**
@@ -230,7 +183,7 @@ export class SharedRead {
     this.joining.clear();
     for (const [member, waiting] of joining) {
       if (this.position === null || (member.position !== null && comparePositions(member.position, this.position) >= 0)) {
-        this.seat(member, waiting);
+        this.members.set(member, waiting);
         continue;
       }
       try {
@@ -241,7 +194,7 @@ export class SharedRead {
         if (last) await this.options.apply(member, page.events, last.position);
         if (page.events.length < limit) {
           member.unsaved = 0;
-          this.seat(member, waiting);
+          this.members.set(member, waiting);
         } else {
           waiting.resolve('behind');
         }
@@ -280,11 +233,6 @@ export class SharedRead {
     this.position = null;
     await subscription?.close();
   }
-}
-
-/** Waits until each lane has settled the batch it was applying (a lane that failed has settled too). */
-async function settled(lanes: readonly Lane[]): Promise<void> {
-  await Promise.all(lanes.map((lane) => lane.draining));
 }
 
 /** The event-store filter for the events a projector reads. */
