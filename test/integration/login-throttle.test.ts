@@ -10,11 +10,11 @@ import { PostgresLoginThrottle } from '../../adapters/auth/login-throttle.js';
 import { scryptPasswords } from '../../adapters/auth/passwords.js';
 import { PostgresPrincipalStore } from '../../adapters/auth/principal-store.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import type { Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { AccessService, addressKey, LoginThrottled, Unauthenticated, type LoginResult, type LoginSettings } from '../../commands/access.js';
 import { backoffSeconds, loginWait, type LoginCounter } from '../../domain/access.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { databases } from '../support/databases.js';
 import { backends, type TestApi } from '../support/sentinel-api.js';
 
 const PASSWORD = 'the-right-password';
@@ -65,18 +65,6 @@ describe('login throttle rules', () => {
     expect(addressKey(undefined)).to.equal('unknown');
   });
 });
-
-const databases = [
-  { name: 'PGlite', skipReason: undefined, open: async () => ({ db: await openPglite(), drop: async () => undefined }) },
-  {
-    name: 'PostgreSQL',
-    skipReason: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch = await createScratchDatabase();
-      return { db: openPostgres(scratch.url), drop: () => scratch.drop() };
-    },
-  },
-];
 
 for (const database of databases) {
   describe(`login throttle on ${database.name} (AccessService, injected clock)`, function () {

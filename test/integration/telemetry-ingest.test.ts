@@ -13,12 +13,12 @@ import {
   type Sample,
   type TelemetryClient,
 } from '../../adapters/grpc/telemetry-proto.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import type { Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import type { Principal } from '../../domain/access.js';
 import { startTelemetryIngest, type RunningTelemetryIngest, type StoredBatchListener } from '../../telemetry/ingest-server.js';
 import { SampleStore } from '../../telemetry/sample-store.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { databases } from '../support/databases.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 
@@ -109,18 +109,6 @@ async function count(db: Database, sql: string, params: unknown[] = []): Promise
 }
 
 const storedRows = (db: Database, agentId: string) => count(db, 'select count(*) from telemetry_samples where agent_id = $1', [agentId]);
-
-const databases = [
-  { name: 'PGlite', skipReason: undefined, open: async () => ({ db: await openPglite(), drop: async () => undefined }) },
-  {
-    name: 'PostgreSQL',
-    skipReason: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch = await createScratchDatabase();
-      return { db: openPostgres(scratch.url), drop: () => scratch.drop() };
-    },
-  },
-];
 
 for (const database of databases) {
   describe(`telemetry ingest over gRPC on ${database.name}`, function () {

@@ -7,12 +7,12 @@ import { expect } from 'chai';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { telemetryClient, type Batch, type Hello, type IngestMessage, type Sample, type TelemetryClient } from '../../adapters/grpc/telemetry-proto.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import type { Database } from '../../adapters/postgres/database.js';
 import * as rollups010 from '../../adapters/postgres/migrations/010-telemetry-rollups-off-batch.js';
 import { migrateSentinel, sentinelMigrationsBefore } from '../../adapters/postgres/schema.js';
 import { AgentNotHeld, startTelemetryIngest } from '../../telemetry/ingest-server.js';
 import { SampleStore, SILENT_AGENT_MS } from '../../telemetry/sample-store.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { databases } from '../support/databases.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const MINUTE = 60_000;
@@ -74,18 +74,6 @@ async function agentRow(db: Database, agentId: string) {
   );
   return { highWater: Number(row!.high_water), rolledUpThrough: Number(row!.rolled_up_through), owner: row!.owner };
 }
-
-const databases = [
-  { name: 'PGlite', skipReason: undefined, open: async () => ({ db: await openPglite(), drop: async () => undefined }) },
-  {
-    name: 'PostgreSQL',
-    skipReason: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch = await createScratchDatabase();
-      return { db: openPostgres(scratch.url), drop: () => scratch.drop() };
-    },
-  },
-];
 
 for (const database of databases) {
   describe(`telemetry rollups flushed apart from the batches on ${database.name}`, function () {

@@ -2,10 +2,10 @@
 // latest-value and rollup reads, partitions created on demand, and retention dropping whole days.
 import { expect } from 'chai';
 import type { Batch, Sample } from '../../adapters/grpc/telemetry-proto.js';
-import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
+import type { Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { droppedIncrease, SampleStore } from '../../telemetry/sample-store.js';
-import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
+import { databases } from '../support/databases.js';
 
 const at = (iso: string) => Date.parse(iso);
 const UTIL = 'DCGM_FI_DEV_GPU_UTIL';
@@ -17,18 +17,6 @@ function sample(value: number, iso: string, labels: Record<string, string> = { g
 function batch(agentId: string, sequence: number, samples: Sample[], droppedSamples = 0): Batch {
   return { agentId, nodeName: `node-${agentId}`, clusterId: 'cluster-a', sequence, samples, droppedSamples, sentAtUnixMs: 0 };
 }
-
-const databases = [
-  { name: 'PGlite', skipReason: undefined, open: async () => ({ db: await openPglite(), drop: async () => undefined }) },
-  {
-    name: 'PostgreSQL',
-    skipReason: TEST_DATABASE_URL ? undefined : SKIP_POSTGRES_REASON,
-    open: async () => {
-      const scratch = await createScratchDatabase();
-      return { db: openPostgres(scratch.url), drop: () => scratch.drop() };
-    },
-  },
-];
 
 for (const database of databases) {
   describe(`telemetry sample store on ${database.name}`, function () {

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import pg from 'pg';
 import { pino } from 'pino';
 import type { ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
 import { loadConfig } from '../../app/config.js';
@@ -11,6 +12,7 @@ import { startSentinel, type RunningSentinel } from '../../app/sentinel.js';
 import type { Role } from '../../domain/access.js';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../../domain/event-store.js';
 import { settled } from './events.js';
+import { eventually } from './eventually.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from './postgres.js';
 
 export const ADMIN_PASSWORD = 'admin-password-for-tests';
@@ -99,9 +101,23 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
   // The newest position a command this client sent was answered with.
   let lastWritten: Position | undefined;
   // A reader sees an event only once every older transaction on the server has ended: first every write this
-  // client was answered for settles; then, for what reactors append in reply, the head is read until it holds still.
+  // client was answered for settles, and every transaction committed before the read (on a PostgreSQL server, those
+  // of other test files running beside this one hold the horizon back too); then, for what reactors append in reply,
+  // the head is read until it holds still.
+  const horizon = databaseUrl ? new pg.Pool({ connectionString: databaseUrl, max: 1 }) : undefined;
+  /**
+   * Waits until every transaction that committed before the call is visible: a transaction id taken now is above
+   * each of theirs, and once it lies below the oldest transaction still running, all of them have ended.
+   */
+  const pastHorizon = async (): Promise<void> => {
+    if (!horizon) return;
+    const { rows } = await horizon.query<{ now: string }>('select pg_current_xact_id()::text as now');
+    const passed = async () => (await horizon.query<{ passed: boolean }>('select $1::xid8 < pg_snapshot_xmin(pg_current_snapshot()) as passed', [rows[0]!.now])).rows[0]!.passed;
+    await eventually('the transactions committed before now to become visible', passed, (done) => done, 10_000);
+  };
   const settledHead = async (): Promise<string | undefined> => {
     if (lastWritten !== undefined) await settled(sentinel.eventStore, lastWritten);
+    await pastHorizon();
     for (let previous = await readHead(), attempts = 0; ; attempts += 1) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       const current = await readHead();
@@ -168,6 +184,7 @@ export async function startTestApi(databaseUrl?: string, extraEnv: Record<string
     sentinel,
     async stop() {
       await sentinel.stop();
+      await horizon?.end();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
