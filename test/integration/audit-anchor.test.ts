@@ -9,10 +9,10 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { anchorOf, FileAnchorLog, lastAnchor, verifyAgainstAnchor, writeAnchor, type AnchoredVerification } from '../../commands/audit-export-anchor.js';
-import type { EventStore, Position } from '../../domain/event-store.js';
+import type { Position } from '../../domain/event-store.js';
 import { auditProjector, auditRowHash, readAuditChain, verifyAuditTrail } from '../../projections/audit-trail.js';
 import { queryRoutes } from '../../projections/http/query-routes.js';
-import { anEvent, settled } from '../support/events.js';
+import { allVisible, anEvent, settled } from '../support/events.js';
 import { eventually } from '../support/eventually.js';
 import { backends } from '../support/projection-backends.js';
 import { startTestApi } from '../support/sentinel-api.js';
@@ -21,7 +21,7 @@ for (const backend of backends) {
   describe(`audit trail anchors on ${backend.name}`, function () {
     this.timeout(60_000);
     let opened: Awaited<ReturnType<(typeof backends)[number]['open']>> | undefined;
-    let store: EventStore;
+    let store: PostgresEventStore;
     let dir: string;
     let file: string;
     let table: string;
@@ -30,6 +30,7 @@ for (const backend of backends) {
     /** Projects every event not yet in the trail. */
     async function project(): Promise<void> {
       const { db } = opened!;
+      await allVisible(store);
       const head = (await db.knex(table).orderBy('position', 'desc').first('position')) as { position: string } | undefined;
       const page = await store.readAll({ after: head?.position, limit: 1000 });
       if (page.events.length > 0) await db.knex.transaction((trx) => auditProjector.apply(page.events, trx, { audit: table }));

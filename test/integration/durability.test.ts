@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { SKIP_POSTGRES_REASON, TEST_DATABASE_URL, createScratchDatabase } from '../support/postgres.js';
+import { allVisible } from '../support/events.js';
 
 const WRITER = path.resolve('test/support/append-until-killed.ts');
 
@@ -31,6 +32,7 @@ async function acknowledgedBeforeKill(env: NodeJS.ProcessEnv, count: number): Pr
 async function expectAllStored(db: Database, acknowledged: string[]): Promise<void> {
   try {
     const store = await PostgresEventStore.open(db);
+    await allVisible(store);
     const ids = new Set<string>();
     for (let checkpoint: string | undefined; ; ) {
       const page = await store.readAll({ after: checkpoint, limit: 1000 });

@@ -24,6 +24,7 @@ import { eventually } from '../support/eventually.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 import { ManualClock, PROBE_OWNER, probeHandler, type ProbeHooks } from '../support/timers.js';
+import { allVisible } from '../support/events.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const WAIT_MS = 15_000;
@@ -43,7 +44,8 @@ async function history(store: EventStore, timerId: string): Promise<{ types: str
 }
 
 /** The timers that fired, in the order their firings were recorded. */
-async function firedOrder(store: EventStore): Promise<string[]> {
+async function firedOrder(store: PostgresEventStore): Promise<string[]> {
+  await allVisible(store);
   const { events } = await store.readAll({ filter: { types: ['TimerFired'] } });
   return events.map((event) => timerEvents.parse(event.type, event.schemaVersion, event.data).data.timerId);
 }

@@ -15,7 +15,7 @@ import { comparePositions, type EventStore, type Position, type RecordedEvent } 
 import { DOMAIN_EVENT_TYPES, KAFKA_PUBLISHER, KafkaPublisher } from '../../reactors/kafka-publisher.js';
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
 import { reactorCheckpoint } from '../../adapters/postgres/checkpoints.js';
-import { anEvent } from '../support/events.js';
+import { allVisible, anEvent } from '../support/events.js';
 import { eventually } from '../support/eventually.js';
 import { KAFKA_BROKERS, SKIP_KAFKA_REASON, deleteEventTopics, readEventTopics, testKafka, uniqueTopicPrefix, type ReadMessage } from '../support/kafka.js';
 import { SKIP_POSTGRES_REASON, TEST_DATABASE_URL, createScratchDatabase, type ScratchDatabase } from '../support/postgres.js';
@@ -24,7 +24,8 @@ const CHILD = path.resolve('test/support/kafka-publish-until-killed.ts');
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 /** Every event in the store, in log order. */
-async function everyEvent(store: EventStore): Promise<RecordedEvent[]> {
+async function everyEvent(store: PostgresEventStore): Promise<RecordedEvent[]> {
+  await allVisible(store);
   const all: RecordedEvent[] = [];
   for (let after: Position | undefined; ; ) {
     const page = await store.readAll({ after, limit: 1000 });

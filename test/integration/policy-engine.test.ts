@@ -733,6 +733,7 @@ for (const backend of backends) {
       it('replays every recorded decision to the same verdict and results, covering every rule type', async () => {
         const ids: string[] = [];
         let after: string | undefined;
+        await api.head();
         for (;;) {
           const page = await api.eventStore.readAll({ after, filter: { types: ['PolicyEvaluated'] }, limit: 500 });
           ids.push(...page.events.map((e) => e.id));

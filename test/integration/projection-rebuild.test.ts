@@ -29,6 +29,7 @@ import { CHECKPOINT_REGISTRY, projectionRow } from '../../adapters/postgres/chec
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { runCli as cli } from '../support/cli.js';
 import { backends, type Backend } from '../support/projection-backends.js';
+import { allVisible } from '../support/events.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const PROJECTORS: Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
@@ -57,6 +58,7 @@ async function rowsOf(knex: Knex, table: string): Promise<string[]> {
 }
 
 async function wholeLog(store: PostgresEventStore): Promise<RecordedEvent[]> {
+  await allVisible(store);
   const events: RecordedEvent[] = [];
   for (let after: Position | undefined; ; ) {
     const page = await store.readAll({ after, limit: 2000 });

@@ -18,6 +18,7 @@ import { READ_MODEL_PROJECTORS } from '../../projections/read-models.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+import { allVisible } from '../support/events.js';
 
 const MAIN = path.resolve('app/main.ts');
 const PROJECTORS: Projector[] = [...READ_MODEL_PROJECTORS, auditProjector];
@@ -120,6 +121,7 @@ describe('exactly-once projection under SIGKILL (PostgreSQL)', function () {
     const last = startProjector(scratch.url);
     children.push(last.child);
     await last.projecting;
+    await allVisible(store);
     const head = (await store.readAll({ after: undefined, limit: 1 })).checkpoint;
     expect(head).to.be.a('string');
     let end = head;
