@@ -3,7 +3,7 @@
 import { createHash, createPrivateKey, createPublicKey, hash as digestOf, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from '../projections/canonical-json.js';
-import { auditRowHash, type AuditChainRow, type AuditRecord, type AuditRecordHead } from '../projections/audit-trail.js';
+import { auditRowHash, chainText, type AuditChainRow, type AuditRecord, type AuditRecordTexts } from '../projections/audit-trail.js';
 
 export const EXPORT_FORMAT = 'sentinel-audit-export';
 export const EXPORT_VERSION = 1;
@@ -198,7 +198,7 @@ function plainRowTexts({ record: r, content, prevHash, hash }: AuditChainRow): {
   ) {
     return undefined;
   }
-  const m: RecordTexts = {
+  const m: AuditRecordTexts = {
     position: `"${r.position}"`,
     eventId: `"${r.eventId}"`,
     stream: `"${r.stream}"`,
@@ -213,27 +213,12 @@ function plainRowTexts({ record: r, content, prevHash, hash }: AuditChainRow): {
     summary: `"${r.summary}"`,
   };
   return {
-    hashed: hashedText(prevHash, m, content),
+    hashed: chainText(prevHash, m, content),
     line:
       `{"kind":"row","position":${m.position},"eventId":${m.eventId},"stream":${m.stream},"type":${m.type},"revision":${m.revision},` +
       `"recordedAt":${m.recordedAt},"actorId":${m.actorId},"actorKind":${m.actorKind},"action":${m.action},"correlationId":${m.correlationId},` +
       `"causationId":${m.causationId},"summary":${m.summary},"prevHash":"${prevHash}","hash":"${hash}","content":${content}}\n`,
   };
-}
-
-/** The JSON text of each member of a record but its content. */
-type RecordTexts = Record<keyof AuditRecordHead, string>;
-
-/**
- * What `auditRowHash` hashes, from the JSON text of each member: the previous hash, a line break, and the record's
- * canonical JSON, its members sorted by name with the content's canonical text in its place.
- */
-function hashedText(prevHash: string, m: RecordTexts, content: string): string {
-  return (
-    `${prevHash}\n{"action":${m.action},"actorId":${m.actorId},"actorKind":${m.actorKind},"causationId":${m.causationId},"content":${content},` +
-    `"correlationId":${m.correlationId},"eventId":${m.eventId},"position":${m.position},"recordedAt":${m.recordedAt},"revision":${m.revision},` +
-    `"stream":${m.stream},"summary":${m.summary},"type":${m.type}}`
-  );
 }
 
 function isText(value: unknown): value is string {
@@ -406,8 +391,8 @@ function hashedRowLine(text: string, prevHash: string): { position: string; even
     string, string, string, string, string, string, string, string, string, string, string, string, string, string,
   ];
   if (linkedTo !== `"${prevHash}"`) return undefined;
-  const members: RecordTexts = { position, eventId, stream, type, revision, recordedAt, actorId, actorKind, action, correlationId, causationId, summary };
-  const hashed = hashedText(prevHash, members, text.slice(at + CONTENT_MEMBER.length, -1));
+  const members: AuditRecordTexts = { position, eventId, stream, type, revision, recordedAt, actorId, actorKind, action, correlationId, causationId, summary };
+  const hashed = chainText(prevHash, members, text.slice(at + CONTENT_MEMBER.length, -1));
   if (hash !== `"${digestOf('sha256', hashed, 'hex')}"`) return undefined;
   return { position: unquoted(position), eventId: unquoted(eventId), hash: hash.slice(1, -1) };
 }

@@ -289,6 +289,22 @@ function chainHash(prevHash: string, record: AuditRecordHead, content: string): 
   return digestOf('sha256', `${text}}`, 'hex');
 }
 
+/** The JSON text of each member of a record but its content. */
+export type AuditRecordTexts = Record<keyof AuditRecordHead, string>;
+
+/**
+ * What `auditRowHash` hashes, from the JSON text of each member as given: the previous hash, a line break, and the
+ * record's canonical JSON, its members in the order of RECORD_KEYS with the content's canonical text in its place.
+ * For the export, which has each member's text at hand; a test holds it to `auditRowHash`.
+ */
+export function chainText(prevHash: string, m: AuditRecordTexts, content: string): string {
+  return (
+    `${prevHash}\n{"action":${m.action},"actorId":${m.actorId},"actorKind":${m.actorKind},"causationId":${m.causationId},"content":${content},` +
+    `"correlationId":${m.correlationId},"eventId":${m.eventId},"position":${m.position},"recordedAt":${m.recordedAt},"revision":${m.revision},` +
+    `"stream":${m.stream},"summary":${m.summary},"type":${m.type}}`
+  );
+}
+
 /** Whether the value's canonical JSON is its plain `JSON.stringify` text, never left out. */
 function scalar(value: unknown): boolean {
   return typeof value === 'string' || typeof value === 'number' || value === null;

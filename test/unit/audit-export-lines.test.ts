@@ -1,9 +1,9 @@
 // The export's row lines, written without JSON.stringify where no member needs escaping and read back without parsing
 // where the line is laid out as written: the same bytes and the same verdicts as writing and reading them whole.
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { AuditExportWriter, verifyExport } from '../../commands/audit-export.js';
-import { auditRowHash, GENESIS_HASH, type AuditChainRow, type AuditRecordHead } from '../../projections/audit-trail.js';
+import { auditRowHash, chainText, GENESIS_HASH, type AuditChainRow, type AuditRecordHead, type AuditRecordTexts } from '../../projections/audit-trail.js';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 
@@ -43,6 +43,14 @@ function exported(rows: AuditChainRow[]): string[] {
 }
 
 describe('audit export row lines', () => {
+  it('given each member’s JSON text, then the text the fast paths hash is the one the chain’s hash is taken over', () => {
+    const record = head(7, { actorId: null, summary: 'scaled from 2 to 3' });
+    const content = '{"from":2,"to":3}';
+    const texts = Object.fromEntries(Object.entries(record).map(([name, value]) => [name, JSON.stringify(value)])) as AuditRecordTexts;
+    const hashed = createHash('sha256').update(chainText(GENESIS_HASH, texts, content)).digest('hex');
+    expect(hashed).to.equal(auditRowHash(GENESIS_HASH, record, content));
+  });
+
   it('given members JSON escapes (a lone surrogate, a control character, a line separator), then each line is JSON.stringify of its members and verifies', () => {
     const rows = chain([
       { record: head(1, { summary: 'half a pair \ud83d here' }), content: '{"n":1}' },
