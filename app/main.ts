@@ -53,6 +53,14 @@ const shutdown = (signal: NodeJS.Signals) => {
 };
 process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);
+// A failure nothing caught still ends the process, as Node ends it (status 1), but as a log line like every other,
+// saying whether it came while stopping, so that it can be found and traced to its cause.
+const crash = (kind: string) => (error: unknown) => {
+  logger.fatal({ err: error, stopping }, `${kind}: sentinel exits`);
+  process.exit(1);
+};
+process.on('uncaughtException', crash('uncaught exception'));
+process.on('unhandledRejection', crash('unhandled rejection'));
 
 try {
   sentinel = await startSentinel(config, logger, files);

@@ -19,6 +19,9 @@ export class KafkaTelemetrySink implements StoredBatchListener {
   readonly topic: string;
   private readonly producer: Producer;
   private connected: Promise<void> | undefined;
+  /** Sends under way: close() lets them finish before it disconnects. */
+  private readonly sending = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(options: KafkaTelemetrySinkOptions) {
     this.topic = `${options.topicPrefix}.telemetry.v1`;
@@ -30,7 +33,16 @@ export class KafkaTelemetrySink implements StoredBatchListener {
   }
 
   /** Sends the batch, keyed by agent so that an agent's batches stay in order; a failure is the ingest's to count. */
-  async batchStored(batch: Batch, receivedAt: Date): Promise<void> {
+  batchStored(batch: Batch, receivedAt: Date): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`the Kafka telemetry sink is closed: batch ${batch.sequence} of ${batch.agentId} was not sent to ${this.topic}`));
+    const sent = this.send(batch, receivedAt);
+    const settled = sent.catch(() => undefined);
+    this.sending.add(settled);
+    void settled.then(() => this.sending.delete(settled));
+    return sent;
+  }
+
+  private async send(batch: Batch, receivedAt: Date): Promise<void> {
     this.connected ??= this.producer.connect();
     await this.connected;
     await this.producer.send({
@@ -61,7 +73,14 @@ export class KafkaTelemetrySink implements StoredBatchListener {
     });
   }
 
+  /**
+   * Refuses new batches, lets the sends under way finish, then disconnects. A send cut off by the disconnect fails
+   * ("Closed connection"), and one that is still queued connects the producer again after it: neither is wanted of
+   * a sink that is told to close.
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    while (this.sending.size > 0) await Promise.all(this.sending);
     if (this.connected) await this.producer.disconnect();
   }
 }

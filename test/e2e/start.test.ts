@@ -190,10 +190,10 @@ describe('npm start, first run and restart', function () {
     const port = await freePort();
     const env = { PORT: String(port), HOST: '127.0.0.1', SENTINEL_DATA_DIR: dataDir, SENTINEL_ADMIN_PASSWORD: '' };
     const api = `http://127.0.0.1:${port}/api/v1`;
-    const stop = async (child: ChildProcess) => {
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      expect((await exited)[0]).to.equal(0);
+    const stop = async (sentinel: ReturnType<typeof startSentinel>) => {
+      const exited = once(sentinel.child, 'exit');
+      sentinel.child.kill('SIGTERM');
+      expect((await exited)[0], sentinel.output()).to.equal(0);
     };
     const started: ChildProcess[] = [];
     const start = () => {
@@ -220,7 +220,7 @@ describe('npm start, first run and restart', function () {
       });
       expect(workload.status).to.equal(201);
       const { id } = (await workload.json()) as { id: string };
-      await stop(first.child);
+      await stop(first);
 
       const second = start();
       await listening(second);
@@ -233,7 +233,7 @@ describe('npm start, first run and restart', function () {
       });
       expect(patch.status).to.equal(202);
       expect(await patch.json()).to.include({ revision: 1 });
-      await stop(second.child);
+      await stop(second);
     } finally {
       // A check that failed leaves its Sentinel running: it goes first, or it writes on while its data directory is
       // removed, and the removal's error (ENOTEMPTY) hides the one that failed.

@@ -58,4 +58,20 @@ describe('telemetry batches on Kafka (real broker)', function () {
     expect(value.sequence).to.equal(2);
     expect(value.samples[0]!.value).to.equal(42);
   });
+
+  it('given a batch being sent, when the sink closes, then the close waits for it, the batch is on the topic, and a later batch is refused', async () => {
+    const sink = new KafkaTelemetrySink({ brokers: parseBrokers(KAFKA_BROKERS!), clientId: 'sentinel-test', topicPrefix: uniqueTopicPrefix(), logger: pino({ level: 'silent' }) });
+    let sent = false;
+    const sending = sink.batchStored(batch(1), new Date('2026-12-06T10:00:00Z')).then(() => (sent = true));
+    await sink.close();
+    // Before, the close disconnected at once: the send then failed ("Closed connection"), or connected the producer
+    // again after the close.
+    expect(sent, 'the send had finished when the close resolved').to.equal(true);
+    await sending;
+    let refused: unknown;
+    await sink.batchStored(batch(2), new Date('2026-12-06T10:00:01Z')).catch((error: unknown) => (refused = error));
+    expect((refused as Error | undefined)?.message).to.match(/closed: batch 2 of cluster-a\/gpu-node-1 was not sent/);
+    const messages = await readTopics(testKafka(), [sink.topic]);
+    expect(messages.map((message) => message.headers['ce_id'])).to.deep.equal(['cluster-a/gpu-node-1/1']);
+  });
 });
