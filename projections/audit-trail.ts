@@ -562,14 +562,33 @@ function chainRowOf(row: StoredRow): AuditChainRow {
   };
 }
 
-/** Millisecond ISO text, as the hash was taken over; a time off the millisecond gives text that cannot match. */
+/**
+ * Millisecond ISO text, as the hash was taken over; a time off the millisecond gives text that cannot match.
+ *
+ * Rows of a page mostly fall in the same second: the text up to the second is kept from the last row and only the
+ * milliseconds (and microseconds) written, rather than a date made and formatted for every row of an export.
+ */
 function isoFromMicros(text: string): string {
   const micros = Number(text);
   // Exact in a double up to 2^53 microseconds (the year 2255); beyond that, or before 1970, in BigInt arithmetic.
   if (!Number.isSafeInteger(micros) || micros < 0) return isoFromBigMicros(BigInt(text));
   const rest = micros % 1000;
-  const iso = new Date((micros - rest) / 1000).toISOString();
-  return rest === 0 ? iso : iso.replace('Z', `${rest.toString().padStart(3, '0')}Z`);
+  const millis = (micros - rest) / 1000;
+  const inSecond = millis % 1000;
+  const second = millis - inSecond;
+  if (second !== lastSecond.millis) {
+    // Up to and with the decimal point: "2026-12-07T12:00:28."
+    lastSecond.prefix = new Date(second).toISOString().slice(0, -4);
+    lastSecond.millis = second;
+  }
+  return `${lastSecond.prefix}${threeDigits(inSecond)}${rest === 0 ? '' : threeDigits(rest)}Z`;
+}
+
+/** The second `isoFromMicros` wrote last, in milliseconds since 1970, and its ISO text up to the decimal point. */
+const lastSecond = { millis: Number.NaN, prefix: '' };
+
+function threeDigits(n: number): string {
+  return n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`;
 }
 
 function isoFromBigMicros(micros: bigint): string {
