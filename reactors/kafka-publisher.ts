@@ -26,9 +26,9 @@ export interface PartitionedEventLog {
   partitionOf(event: RecordedEvent): Promise<string>;
   /**
    * The position of the last event stored in each partition that holds any, read from the log itself; limited
-   * to `partitions` when given.
+   * to `partitions` when given. Fails soon after `signal` aborts (the reactor stops while it reads).
    */
-  lastPositions(partitions?: ReadonlySet<string>): Promise<Map<string, Position>>;
+  lastPositions(partitions?: ReadonlySet<string>, signal?: AbortSignal): Promise<Map<string, Position>>;
   /**
    * Stores events, each in its partition and in the order given within each, in one request; resolves once the
    * log has them all durably. A failure may leave any of them stored.
@@ -93,10 +93,10 @@ export class KafkaPublisher implements Reactor {
 
   constructor(private readonly log: PartitionedEventLog) {}
 
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
     await this.log.connect();
     this.unsure.clear();
-    this.published = await this.log.lastPositions();
+    this.published = await this.log.lastPositions(undefined, signal);
   }
 
   /** One event: what the runtime falls back to when a batch failed for good, and a parked event's retry. */

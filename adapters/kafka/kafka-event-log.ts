@@ -41,12 +41,12 @@ export class KafkaEventLog implements PartitionedEventLog {
     return partitionName(topic, this.partitioner({ topic, partitionMetadata, message: { key: event.stream, value: null } }));
   }
 
-  async lastPositions(partitions?: ReadonlySet<PartitionName>): Promise<Map<PartitionName, Position>> {
+  async lastPositions(partitions?: ReadonlySet<PartitionName>, signal?: AbortSignal): Promise<Map<PartitionName, Position>> {
     const admin = this.connected().admin;
     const topics = partitions
       ? [...new Set([...partitions].map((name) => parsePartitionName(name).topic))]
       : (await admin.listTopics()).filter((topic) => isEventTopic(topic, this.prefix));
-    return readLastPositions(this.kafka, admin, topics, partitions);
+    return readLastPositions(this.kafka, admin, topics, partitions, signal);
   }
 
   /**

@@ -27,18 +27,24 @@ const TAIL_READ_TIMEOUT_MS = 60_000;
  * The `sentinel_position` of the last message of every partition of `topics` that holds any (filtered to
  * `only` when given). Kafka has no "read the last message" call: this looks up each partition's end offset,
  * then reads the one message before it with a consumer of its own, in a group of its own that commits nothing.
+ * Joining that group can take seconds: when `signal` aborts (the publisher is stopping), the read fails at once and
+ * its consumer is disconnected, rather than the stop waiting for it.
  */
 export async function readLastPositions(
   kafka: Kafka,
   admin: Admin,
   topics: string[],
   only?: ReadonlySet<PartitionName>,
+  signal?: AbortSignal,
 ): Promise<Map<PartitionName, Position>> {
+  const stoppedError = () => new Error("the read of the Kafka partitions' last messages was stopped");
+  if (signal?.aborted) throw stoppedError();
   const lastOffsets = await lastOffsetsOf(admin, topics, only);
   if (lastOffsets.size === 0) return new Map();
   const consumer = kafka.consumer({ groupId: `sentinel-partition-tails-${randomUUID()}`, maxWaitTimeInMs: 100 });
   const found = new Map<PartitionName, Position>();
   let timer: NodeJS.Timeout | undefined;
+  let stopped: (() => void) | undefined;
   try {
     await consumer.connect();
     await consumer.subscribe({ topics: [...new Set([...lastOffsets.keys()].map((name) => parsePartitionName(name).topic))] });
@@ -47,6 +53,9 @@ export async function readLastPositions(
         () => reject(new Error(`read the last message of ${found.size} of ${lastOffsets.size} Kafka partitions within ${TAIL_READ_TIMEOUT_MS} ms`)),
         TAIL_READ_TIMEOUT_MS,
       );
+      stopped = () => reject(stoppedError());
+      if (signal?.aborted) return stopped();
+      signal?.addEventListener('abort', stopped, { once: true });
       consumer
         .run({
           autoCommit: false,
@@ -64,15 +73,22 @@ export async function readLastPositions(
           },
         })
         .then(() => {
-          for (const [name, offset] of lastOffsets) {
-            const { topic, partition } = parsePartitionName(name);
-            consumer.seek({ topic, partition, offset: offset.toString() });
+          // A seek throws when the consumer stopped meanwhile (it crashed, or the read ended): the read fails with
+          // that, rather than the throw going unhandled (which ends the process).
+          try {
+            for (const [name, offset] of lastOffsets) {
+              const { topic, partition } = parsePartitionName(name);
+              consumer.seek({ topic, partition, offset: offset.toString() });
+            }
+          } catch (error) {
+            reject(error);
           }
         }, reject);
     });
     return found;
   } finally {
     clearTimeout(timer);
+    if (stopped) signal?.removeEventListener('abort', stopped);
     await consumer.disconnect();
   }
 }

@@ -1,5 +1,6 @@
 // `npm start` as a newcomer runs it: the real entry point in a child process, probed over HTTP.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -14,7 +15,9 @@ const MAIN = path.resolve('app/main.ts');
 function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; stdout: () => string; stderr: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
     // Any free ports for the gRPC servers (telemetry, InfraMind), so that starts in a row never wait for one another's.
-    env: { ...process.env, LOG_LEVEL: 'info', TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0', ...env },
+    // Where the tests have a Kafka broker (KAFKA_BROKERS), each Sentinel publishes to topics of its own: the default
+    // ones are shared by every Sentinel started here, each with its own log, whose positions mean nothing to the others.
+    env: { ...process.env, LOG_LEVEL: 'info', TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0', KAFKA_TOPIC_PREFIX: `e2e-${randomUUID().slice(0, 8)}`, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -3,11 +3,12 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { expect } from 'chai';
-import type { Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import { pino } from 'pino';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { parseBrokers } from '../../adapters/kafka/client.js';
 import { KafkaEventLog } from '../../adapters/kafka/kafka-event-log.js';
+import { readLastPositions } from '../../adapters/kafka/partition-tails.js';
 import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
@@ -123,6 +124,35 @@ describe('Kafka publisher on a real broker', function () {
         sentinel_revision: '2',
       });
       expect(JSON.parse(message.value!)).to.deep.equal({ replicas: 5 });
+    });
+
+    it('given a topic holding an event, when the read of its last position is stopped, then it fails at once; unstopped, it answers the event', async () => {
+      const { position } = await store.append('cluster-tails', [anEvent('ClusterRegistered', { name: 'tails' })]);
+      const [event] = (await everyEvent(store)).filter((candidate) => candidate.position === position);
+      const log = new KafkaEventLog({ brokers: parseBrokers(KAFKA_BROKERS!), topicPrefix: prefix, partitions: 3, logger });
+      const admin = kafka.admin();
+      await Promise.all([log.connect(), admin.connect()]);
+      try {
+        const partition = await log.partitionOf(event!);
+        await log.publishAll([{ event: event!, partition }]);
+        // Stopped once the partitions' ends are known, as its consumer is about to join a group (which takes
+        // seconds): the stop of a publisher that is starting does not wait for that.
+        const stopping = new AbortController();
+        const stoppedAfterOffsets = {
+          fetchTopicOffsets: async (topic: string) => {
+            const offsets = await admin.fetchTopicOffsets(topic);
+            stopping.abort();
+            return offsets;
+          },
+        } as unknown as Admin;
+        const topic = `${prefix}.clusters.v1`;
+        let failure: unknown;
+        await readLastPositions(kafka, stoppedAfterOffsets, [topic], undefined, stopping.signal).catch((error: unknown) => (failure = error));
+        expect((failure as Error | undefined)?.message).to.equal("the read of the Kafka partitions' last messages was stopped");
+        expect((await log.lastPositions(new Set([partition]))).get(partition)).to.equal(position);
+      } finally {
+        await Promise.all([log.close(), admin.disconnect()]);
+      }
     });
   });
 
