@@ -113,18 +113,27 @@ export function validateBatch(input: unknown, context: BatchContext): Batch {
   }
   const earliest = context.nowMs - context.retentionMs;
   const latest = context.nowMs + LIMITS.futureMs;
-  const checked = { metrics: new Set<string>(), labelNames: new Set<string>(), labelValues: new Set<string>(), labels: new Set<object>() };
-  batch.samples.forEach((sample, index) => {
+  const { samples } = batch;
+  // Labels objects that passed in this batch but cannot be remembered beyond it (not frozen).
+  let passedHere: Set<object> | undefined;
+  for (let index = 0; index < samples.length; index++) {
+    const sample = samples[index];
     checkSample(sample, index);
-    once(checked.metrics, metricName, sample.metric, ['samples', index, 'metric']);
-    if (!checked.labels.has(sample.labels)) {
+    once(passed.metrics, metricName, sample.metric, ['samples', index, 'metric']);
+    if (!passed.labels.has(sample.labels) && !passedHere?.has(sample.labels)) {
       let count = 0;
       for (const name in sample.labels) {
         if (++count > LIMITS.labelsPerSample) throw new InvalidTelemetry(`samples[${index}].labels`, `at most ${LIMITS.labelsPerSample} labels`);
-        once(checked.labelNames, labelName, name, ['samples', index, 'labels', name]);
-        once(checked.labelValues, labelValue, sample.labels[name]!, ['samples', index, 'labels', name]);
+        once(passed.labelNames, labelName, name, ['samples', index, 'labels', name]);
+        once(passed.labelValues, labelValue, sample.labels[name]!, ['samples', index, 'labels', name]);
       }
-      checked.labels.add(sample.labels);
+      // Only a frozen labels object can be remembered: one that can change might not pass next time.
+      if (Object.isFrozen(sample.labels)) {
+        if (++passed.labelSets > PASSED_LIMIT) forgetPassed();
+        passed.labels.add(sample.labels);
+      } else {
+        (passedHere ??= new Set()).add(sample.labels);
+      }
     }
     if (sample.timestampUnixMs < earliest || sample.timestampUnixMs > latest) {
       throw new InvalidTelemetry(
@@ -132,38 +141,56 @@ export function validateBatch(input: unknown, context: BatchContext): Batch {
         `a time between ${new Date(earliest).toISOString()} (the retention) and ${new Date(latest).toISOString()}`,
       );
     }
-  });
+  }
   return batch;
+}
+
+/**
+ * Metric names, label names, label values and frozen label sets that passed the rules above. The rules depend on
+ * nothing but the value, and agents send the same series in every batch, so what passed once is not judged again,
+ * in any batch of any stream. Each set starts afresh when it holds PASSED_LIMIT values (label values such as pod
+ * names change over time); the label sets are held weakly, so those of series no longer sent can be collected.
+ */
+const PASSED_LIMIT = 50_000;
+const passed = { metrics: new Set<string>(), labelNames: new Set<string>(), labelValues: new Set<string>(), labels: new WeakSet<object>(), labelSets: 0 };
+
+function forgetPassed(): void {
+  passed.labels = new WeakSet();
+  passed.labelSets = 0;
 }
 
 const AFTER_SAMPLES = new Set<PropertyKey | undefined>(['droppedSamples', 'sentAtUnixMs']);
 
 /** A sample's shape, as a schema would judge it (the same messages), without copying it. */
 function checkSample(input: unknown, index: number): asserts input is Sample {
-  const at = (field: string) => `samples[${index}]${field}`;
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new InvalidTelemetry(at(''), 'expected object, received ' + kindOf(input));
+  // Runs for every sample: the field paths are built only when a check fails.
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new InvalidTelemetry(`samples[${index}]`, 'expected object, received ' + kindOf(input));
   const sample = input as Record<string, unknown>;
-  if (typeof sample['metric'] !== 'string') throw new InvalidTelemetry(at('.metric'), 'a string');
+  if (typeof sample['metric'] !== 'string') throw new InvalidTelemetry(`samples[${index}].metric`, 'a string');
   const labels = sample['labels'];
-  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new InvalidTelemetry(at('.labels'), 'a map of label names to values');
-  for (const name in labels) {
-    if (typeof (labels as Record<string, unknown>)[name] !== 'string') throw new InvalidTelemetry(at(`.labels.${name}`), 'a string');
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) throw new InvalidTelemetry(`samples[${index}].labels`, 'a map of label names to values');
+  // A labels object that passed validation is frozen and all strings already.
+  if (!passed.labels.has(labels)) {
+    for (const name in labels) {
+      if (typeof (labels as Record<string, unknown>)[name] !== 'string') throw new InvalidTelemetry(`samples[${index}].labels.${name}`, 'a string');
+    }
   }
-  if (!Number.isFinite(sample['value'])) throw new InvalidTelemetry(at('.value'), 'a finite number');
+  if (!Number.isFinite(sample['value'])) throw new InvalidTelemetry(`samples[${index}].value`, 'a finite number');
   const time = sample['timestampUnixMs'];
-  if (!Number.isFinite(time)) throw new InvalidTelemetry(at('.timestampUnixMs'), 'milliseconds since the epoch');
-  if (!Number.isSafeInteger(time)) throw new InvalidTelemetry(at('.timestampUnixMs'), 'whole milliseconds since the epoch');
+  if (!Number.isFinite(time)) throw new InvalidTelemetry(`samples[${index}].timestampUnixMs`, 'milliseconds since the epoch');
+  if (!Number.isSafeInteger(time)) throw new InvalidTelemetry(`samples[${index}].timestampUnixMs`, 'whole milliseconds since the epoch');
 }
 
 function kindOf(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
 }
 
-/** Checks `value` against `rule` unless a value equal to it passed already (`passed` remembers those). */
-function once(passed: Set<string>, rule: z.ZodType<string>, value: string, at: PropertyKey[]): void {
-  if (passed.has(value)) return;
+/** Checks `value` against `rule` unless a value equal to it passed already (`values` remembers those). */
+function once(values: Set<string>, rule: z.ZodType<string>, value: string, at: PropertyKey[]): void {
+  if (values.has(value)) return;
   parse(rule, value, fieldPath(at), at);
-  passed.add(value);
+  if (values.size >= PASSED_LIMIT) values.clear();
+  values.add(value);
 }
 
 /** The parsed value, or InvalidTelemetry naming the first issue's field under `at` (`what` when it is the whole value). */

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { CallRefused, serviceAccountOf } from '../adapters/grpc/grpc-common.js';
-import { telemetryService, type AgentMessage, type Batch, type Hello, type IngestMessage } from '../adapters/grpc/telemetry-proto.js';
+import { telemetryService, type Batch, type Hello, type IngestMessage, type ReceivedAgentMessage } from '../adapters/grpc/telemetry-proto.js';
 import { systemClock, type Clock } from '../commands/clock.js';
 import type { Principal } from '../domain/access.js';
 import { InvalidTelemetry, validateBatch, validateHello } from './batch-validation.js';
@@ -109,7 +109,7 @@ export async function startTelemetryIngest(options: TelemetryIngestOptions): Pro
   const streams = new Set<PushStream>();
   const server = new grpc.Server({ interceptors: options.interceptors ?? [] });
   server.addService(telemetryService, {
-    push(call: grpc.ServerDuplexStream<AgentMessage, IngestMessage>) {
+    push(call: grpc.ServerDuplexStream<ReceivedAgentMessage, IngestMessage>) {
       const stream = new PushStream(call, { ...options, clock, metrics });
       streams.add(stream);
       void stream.finished.then(() => streams.delete(stream));
@@ -175,12 +175,12 @@ class PushStream {
   private resolveFinished!: () => void;
 
   constructor(
-    private readonly call: grpc.ServerDuplexStream<AgentMessage, IngestMessage>,
+    private readonly call: grpc.ServerDuplexStream<ReceivedAgentMessage, IngestMessage>,
     private readonly context: StreamContext,
   ) {
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     void this.run(() => this.authenticate());
-    call.on('data', (message: AgentMessage) => this.receive(message));
+    call.on('data', (message: ReceivedAgentMessage) => this.receive(message));
     // The agent half-closed: what it sent is handled, then the stream ends OK.
     call.on('end', () => void this.run(async () => this.end()));
     call.on('cancelled', () => this.end());
@@ -195,7 +195,7 @@ class PushStream {
     return this.finished;
   }
 
-  private receive(message: AgentMessage): void {
+  private receive(message: ReceivedAgentMessage): void {
     if (++this.waiting >= READ_AHEAD) this.call.pause();
     void this.run(async () => {
       this.waiting--;
@@ -226,7 +226,11 @@ class PushStream {
     }
   }
 
-  private async handle(message: AgentMessage): Promise<void> {
+  private async handle(message: ReceivedAgentMessage): Promise<void> {
+    // Refused in its turn: the batches before it are stored and acknowledged, so an agent drops the right one.
+    if (message.body === 'unreadable') {
+      throw new StreamEnd(grpc.status.INVALID_ARGUMENT, `the message is not a valid AgentMessage (proto/telemetry.proto): ${message.error}`, 'protocol');
+    }
     if (message.body === 'hello') return this.onHello(message.hello);
     if (!this.hello) throw new StreamEnd(grpc.status.INVALID_ARGUMENT, 'the first message must be a hello', 'protocol');
     return this.onBatch(message.batch, this.hello);

@@ -77,7 +77,9 @@ const STORAGE: Record<PartitionedTable, string> = { telemetry_samples: '', telem
  *
  * The batch arrives as columns (`unnest` of one array per field) with each distinct series (metric and labels) sent
  * once ($7, a jsonb array) and referred to by its index ($8): a node's batch repeats a few hundred series, and
- * parsing and grouping a small integer costs far less than a jsonb value per sample. Rollups are not written here:
+ * parsing and grouping a small integer costs far less than a jsonb value per sample. Times ($10) are milliseconds
+ * after the batch's earliest sample ($13): a few short numbers repeated, where whole epoch milliseconds were thirteen
+ * digits each to write and to parse. Rollups are not written here:
  * the process accumulates them and folds them in by FLUSH_ROLLUPS.
  */
 const STORE_BATCH = `
@@ -96,7 +98,7 @@ const STORE_BATCH = `
   ),
   samples as (
     insert into telemetry_samples (cluster_id, node_name, agent_id, metric, labels, value, time, sequence)
-    select $2::text, $3::text, $1::text, d.metric, d.labels, s.value, to_timestamp(s.ms / 1000), $4::bigint
+    select $2::text, $3::text, $1::text, d.metric, d.labels, s.value, to_timestamp(($13::double precision + s.ms) / 1000), $4::bigint
       from unnest($8::integer[], $9::double precision[], $10::double precision[]) as s(series, value, ms) join series d using (series)
   )
   select previous_dropped from raised`;
@@ -328,9 +330,10 @@ export class SampleStore implements BatchStore, LatestSamples {
           batch.sequence,
           batch.droppedSamples,
           receivedAt,
-          ...columnsOf(series),
+          ...columnsOf(series, firstSampleMs),
           this.ownerId,
           new Date(firstSampleMs),
+          firstSampleMs,
         ],
         'telemetry-store-batch',
       );
@@ -779,18 +782,44 @@ export function droppedIncrease(previous: number, reported: number): number {
   return reported >= previous ? reported - previous : reported;
 }
 
+/** A series as the store refers to it: its key (seriesKey) and its element of the statement's series array. */
+interface SeriesText {
+  key: string;
+  json: string;
+}
+
 /** The distinct series of a batch, and each sample's series index, value and time as columns. */
 interface BatchSeries {
-  series: { metric: string; labels: Record<string, string>; key: string }[];
+  series: { metric: string; labels: Record<string, string>; key: string; json: string }[];
   indexes: number[];
   values: number[];
   times: number[];
 }
 
 /**
+ * The key and JSON text of series whose labels object is frozen (the ingest's decoder shares one per series across
+ * batches), by labels object and metric: a node sends the same series in every batch, and building their text again
+ * for each batch was a good part of storing it. Held weakly, so the series of a decoder's forgotten labels go too.
+ */
+const seriesTexts = new WeakMap<object, Map<string, SeriesText>>();
+
+function seriesTextOf(sample: Sample): SeriesText {
+  const frozen = Object.isFrozen(sample.labels);
+  let metrics = frozen ? seriesTexts.get(sample.labels) : undefined;
+  let text = metrics?.get(sample.metric);
+  if (text) return text;
+  text = { key: seriesKey(sample), json: JSON.stringify({ metric: sample.metric, labels: sample.labels }) };
+  if (frozen) {
+    if (!metrics) seriesTexts.set(sample.labels, (metrics = new Map()));
+    metrics.set(sample.metric, text);
+  }
+  return text;
+}
+
+/**
  * Finds the distinct series of a batch and lays its samples out as columns, in one pass. Samples of one series
  * usually share their labels object (the ingest's decoder makes it so): found by identity first, the series key is
- * built only once per distinct labels object and metric.
+ * looked up only once per distinct labels object and metric.
  */
 function indexSeries(samples: readonly Sample[]): BatchSeries {
   const byKey = new Map<string, number>();
@@ -804,11 +833,11 @@ function indexSeries(samples: readonly Sample[]): BatchSeries {
     let metrics = byLabels.get(sample.labels);
     let index = metrics?.get(sample.metric);
     if (index === undefined) {
-      const key = seriesKey(sample);
+      const { key, json } = seriesTextOf(sample);
       index = byKey.get(key);
       if (index === undefined) {
         byKey.set(key, (index = series.length));
-        series.push({ metric: sample.metric, labels: sample.labels, key });
+        series.push({ metric: sample.metric, labels: sample.labels, key, json });
       }
       if (!metrics) byLabels.set(sample.labels, (metrics = new Map()));
       metrics.set(sample.metric, index);
@@ -821,12 +850,25 @@ function indexSeries(samples: readonly Sample[]): BatchSeries {
 }
 
 /**
- * The batch as the statement's columns: the distinct series as one JSON array, then series index, value and time as
- * array literals (joined here: pg's own array encoding quotes and escapes every element).
+ * The batch as the statement's columns: the distinct series as one JSON array, then series index, value and time
+ * (after `baseMs`) as array literals (joined here: pg's own array encoding quotes and escapes every element).
  */
-function columnsOf({ series, indexes, values, times }: BatchSeries): [string, string, string, string] {
-  const seriesJson = series.map(({ metric, labels }) => JSON.stringify({ metric, labels }));
-  return [`[${seriesJson.join(',')}]`, `{${indexes.join(',')}}`, `{${values.join(',')}}`, `{${times.join(',')}}`];
+function columnsOf({ series, indexes, values, times }: BatchSeries, baseMs: number): [string, string, string, string] {
+  let seriesJson = '';
+  for (const { json } of series) seriesJson += seriesJson === '' ? json : `,${json}`;
+  // Samples of a batch share a few times (one per scrape): each distinct offset is written once.
+  let offsets = '';
+  let previous = NaN;
+  let previousText = '';
+  for (let i = 0; i < times.length; i++) {
+    const offset = times[i]! - baseMs;
+    if (offset !== previous) {
+      previous = offset;
+      previousText = String(offset);
+    }
+    offsets += i === 0 ? previousText : `,${previousText}`;
+  }
+  return [`[${seriesJson}]`, `{${indexes.join(',')}}`, `{${values.join(',')}}`, `{${offsets}}`];
 }
 
 /**

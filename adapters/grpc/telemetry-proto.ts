@@ -52,10 +52,39 @@ const loaded = loadProto(TELEMETRY_PROTO) as unknown as {
 
 const loadedService = loaded.sentinel.telemetry.v1.Telemetry.service;
 
-/** The service definition, for `server.addService`: agents' messages are read by `decodeAgentMessage`. */
+/**
+ * An agent's message that is not a valid AgentMessage (truncated, or not protobuf at all). The service's deserializer
+ * answers it rather than throw: a throw there ends the stream INTERNAL "Error deserializing request", naming neither
+ * the fault nor the sender's part in it, where the ingest can refuse it, in order, as it refuses any invalid message.
+ */
+export interface UnreadableMessage {
+  body: 'unreadable';
+  /** What is wrong with the bytes. */
+  error: string;
+}
+
+/** What the ingest's stream receives: a decoded message, or an unreadable one. */
+export type ReceivedAgentMessage = AgentMessage | UnreadableMessage;
+
+/** Why bytes are not a valid AgentMessage. */
+export class MalformedMessage extends RangeError {
+  override name = 'MalformedMessage';
+}
+
+/** `decodeAgentMessage`, with a malformed message answered as an UnreadableMessage. */
+export function readAgentMessage(buffer: Buffer): ReceivedAgentMessage {
+  try {
+    return decodeAgentMessage(buffer);
+  } catch (error) {
+    if (error instanceof MalformedMessage) return { body: 'unreadable', error: error.message };
+    throw error;
+  }
+}
+
+/** The service definition, for `server.addService`: agents' messages are read by `readAgentMessage`. */
 export const telemetryService: grpc.ServiceDefinition = {
   ...loadedService,
-  Push: { ...loadedService['Push']!, requestDeserialize: decodeAgentMessage },
+  Push: { ...loadedService['Push']!, requestDeserialize: readAgentMessage },
 };
 
 /** A client of the service; `push(metadata)` opens the bidirectional stream. */
@@ -75,10 +104,11 @@ export function telemetryClient(
 
 /**
  * Decodes an `AgentMessage` as proto-loader would with Sentinel's options (defaults filled in, 64-bit integers as
- * numbers, `body` naming the member of the oneof that is set), only faster: a batch repeats a few hundred series a
- * thousand times, so each distinct run of a sample's metric and labels bytes is decoded once per message, and the
- * samples of one series share one frozen `labels` object (which lets validation and storage judge a series once).
- * A truncated or malformed message throws, as the generic decoder does.
+ * numbers, `body` naming the member of the oneof that is set), only faster: agents send the same few hundred series
+ * in every batch, so the metric and labels of a sample are decoded once per distinct run of their bytes (kept across
+ * messages, see SERIES_CACHE_LIMIT), and the samples of one series share one frozen `labels` object (which lets
+ * validation and storage judge a series once). A truncated or malformed message throws MalformedMessage (a RangeError,
+ * as the generic decoder throws).
  */
 export function decodeAgentMessage(buffer: Buffer): AgentMessage {
   const reader = new WireReader(buffer);
@@ -118,17 +148,25 @@ function readHello(reader: WireReader, end: number): Hello {
   return hello;
 }
 
-/** A sample's metric and labels, shared by the samples of a batch whose bytes for them are the same. */
+/** A sample's metric and labels, shared by the samples whose bytes for them are the same. */
 type Series = Pick<Sample, 'metric' | 'labels'>;
+
+/**
+ * Series decoded before, by the bytes of their metric and label fields (as latin1 text, one character per byte). Kept
+ * across messages and streams: a node sends the same series in batch after batch, and decoding their strings again
+ * for every batch was most of the decoder's cost. Bounded, since label values (a pod name, a GPU's UUID) change over
+ * time: the cache starts afresh when it holds this many.
+ */
+const SERIES_CACHE_LIMIT = 50_000;
+const seriesCache = new Map<string, Series>();
 
 function readBatch(reader: WireReader, end: number): Batch {
   const batch: Batch = { samples: [], agentId: '', nodeName: '', clusterId: '', sequence: 0, droppedSamples: 0, sentAtUnixMs: 0 };
-  const series = new Map<string, Series>();
   while (reader.pos < end) {
     const tag = reader.varint32();
     const field = tag >>> 3;
     const wire = tag & 7;
-    if (field === 5 && wire === 2) batch.samples.push(readSample(reader, reader.lengthEnd(), series));
+    if (field === 5 && wire === 2) batch.samples.push(readSample(reader, reader.lengthEnd()));
     else if (field === 1 && wire === 2) batch.agentId = reader.string();
     else if (field === 2 && wire === 2) batch.nodeName = reader.string();
     else if (field === 3 && wire === 2) batch.clusterId = reader.string();
@@ -141,58 +179,69 @@ function readBatch(reader: WireReader, end: number): Batch {
   return batch;
 }
 
-function readSample(reader: WireReader, end: number, known: Map<string, Series>): Sample {
+function readSample(reader: WireReader, end: number): Sample {
   const start = reader.pos;
-  // Where the run of metric and label fields at the start of the sample ends (an encoder writes them first).
+  // Where the run of metric and label fields at the start of the sample ends (an encoder writes them first). When
+  // they are not all at the start (fields in another order), the sample's series is decoded on its own, uncached.
   let seriesEnd = start;
   let leading = true;
-  let metric: [number, number] | undefined;
-  const entries: [number, number][] = [];
   let value = 0;
   let timestampUnixMs = 0;
   while (reader.pos < end) {
     const fieldStart = reader.pos;
     const tag = reader.varint32();
-    const field = tag >>> 3;
-    const wire = tag & 7;
-    if ((field === 1 || field === 2) && wire === 2) {
+    if (tag === 10 || tag === 18) {
+      // Field 1 (metric) or 2 (a labels entry), length-delimited: only their extent is read here.
       if (fieldStart !== seriesEnd) leading = false;
-      const valueEnd = reader.lengthEnd();
-      if (field === 1) metric = [reader.pos, valueEnd];
-      else entries.push([reader.pos, valueEnd]);
-      reader.pos = valueEnd;
-      seriesEnd = valueEnd;
-    } else if (field === 3 && wire === 1) {
+      seriesEnd = reader.pos = reader.lengthEnd();
+    } else if (tag === 25) {
       value = reader.double();
-    } else if (field === 4 && wire === 0) {
+    } else if (tag === 32) {
       timestampUnixMs = reader.int64(false);
     } else {
-      reader.skip(wire);
+      reader.skip(tag & 7);
     }
   }
   reader.expectAt(end);
-  const key = leading ? reader.buffer.toString('latin1', start, seriesEnd) : undefined;
-  let shared = key === undefined ? undefined : known.get(key);
-  if (!shared) {
-    const labels: Record<string, string> = {};
-    for (const [entryStart, entryEnd] of entries) {
-      reader.pos = entryStart;
+  let series: Series | undefined;
+  if (leading) {
+    const key = reader.buffer.toString('latin1', start, seriesEnd);
+    series = seriesCache.get(key);
+    if (!series) {
+      series = readSeries(reader, start, end);
+      if (seriesCache.size >= SERIES_CACHE_LIMIT) seriesCache.clear();
+      seriesCache.set(key, series);
+    }
+  } else {
+    series = readSeries(reader, start, end);
+  }
+  reader.pos = end;
+  return { labels: series.labels, metric: series.metric, value, timestampUnixMs };
+}
+
+/** The metric and labels of the sample between `start` and `end` (its other fields were read already). */
+function readSeries(reader: WireReader, start: number, end: number): Series {
+  let metric = '';
+  const labels: Record<string, string> = {};
+  reader.pos = start;
+  while (reader.pos < end) {
+    const tag = reader.varint32();
+    if (tag === 10) metric = reader.string();
+    else if (tag === 18) {
+      const entryEnd = reader.lengthEnd();
       let name = '';
       let labelValue = '';
       while (reader.pos < entryEnd) {
-        const tag = reader.varint32();
-        if (tag === 10) name = reader.string();
-        else if (tag === 18) labelValue = reader.string();
-        else reader.skip(tag & 7);
+        const entryTag = reader.varint32();
+        if (entryTag === 10) name = reader.string();
+        else if (entryTag === 18) labelValue = reader.string();
+        else reader.skip(entryTag & 7);
       }
       reader.expectAt(entryEnd);
       labels[name] = labelValue;
-    }
-    shared = { metric: metric ? reader.buffer.toString('utf8', metric[0], metric[1]) : '', labels: Object.freeze(labels) };
-    if (key !== undefined) known.set(key, shared);
-    reader.pos = end;
+    } else reader.skip(tag & 7);
   }
-  return { labels: shared.labels, metric: shared.metric, value, timestampUnixMs };
+  return { metric, labels: Object.freeze(labels) };
 }
 
 /** The protobuf wire format, as far as AgentMessage needs it. */
@@ -202,12 +251,32 @@ class WireReader {
   constructor(readonly buffer: Buffer) {}
 
   varint32(): number {
+    // Tags and lengths of a sample's fields take one byte.
+    const byte = this.buffer[this.pos];
+    if (byte !== undefined && byte < 0x80) {
+      this.pos++;
+      return byte;
+    }
     const { low } = this.varint();
     return low;
   }
 
   /** A 64-bit varint as a number: unsigned, or two's complement signed (int64). */
   int64(unsigned: boolean): number {
+    // Up to seven bytes (below 2^49: millisecond times, sequences) add up exactly as a number; longer ones (negative
+    // numbers among them) take the general path.
+    const { buffer } = this;
+    let value = 0;
+    let scale = 1;
+    for (let at = this.pos; at < this.pos + 7 && at < buffer.length; at++) {
+      const byte = buffer[at]!;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) {
+        this.pos = at + 1;
+        return value;
+      }
+      scale *= 128;
+    }
     const { low, high } = this.varint();
     if (!unsigned && high >>> 31) {
       const lo = (~low + 1) >>> 0;
@@ -238,16 +307,19 @@ class WireReader {
     return this.pos + length;
   }
 
+  /** Skips a field this decoder does not read, as protobuf requires of unknown fields (groups included). */
   skip(wire: number): void {
     if (wire === 0) this.varint();
     else if (wire === 1) this.advance(8);
     else if (wire === 2) this.pos = this.lengthEnd();
     else if (wire === 5) this.advance(4);
-    else throw new RangeError(`invalid wire type ${wire} at offset ${this.pos}`);
+    else if (wire === 3) {
+      for (let tag = this.varint32(); (tag & 7) !== 4; tag = this.varint32()) this.skip(tag & 7);
+    } else throw new MalformedMessage(`wire type ${wire} (none such) before offset ${this.pos}`);
   }
 
   expectAt(end: number): void {
-    if (this.pos !== end) throw new RangeError(`a field overruns its message at offset ${this.pos}`);
+    if (this.pos !== end) throw new MalformedMessage(`a field runs past the end of its enclosing message (${end}) to offset ${this.pos}`);
   }
 
   private advance(bytes: number): void {
@@ -256,7 +328,7 @@ class WireReader {
   }
 
   private need(bytes: number): void {
-    if (this.pos + bytes > this.buffer.length) throw new RangeError(`index out of range: ${this.pos} + ${bytes} > ${this.buffer.length}`);
+    if (this.pos + bytes > this.buffer.length) throw new MalformedMessage(`a field of ${bytes} bytes at offset ${this.pos} runs past the end of the message (${this.buffer.length} bytes): it is truncated`);
   }
 
   /** Up to ten bytes, seven bits each: the low and high 32 bits, unsigned. */
@@ -264,7 +336,7 @@ class WireReader {
     let low = 0;
     let high = 0;
     for (let shift = 0; shift < 70; shift += 7) {
-      if (this.pos >= this.buffer.length) throw new RangeError(`index out of range: a varint runs past ${this.buffer.length}`);
+      if (this.pos >= this.buffer.length) throw new MalformedMessage(`a varint runs past the end of the message (${this.buffer.length} bytes): it is truncated`);
       const byte = this.buffer[this.pos++]!;
       const bits = byte & 0x7f;
       if (shift < 28) low |= bits << shift;
@@ -274,6 +346,6 @@ class WireReader {
       } else high |= bits << (shift - 32);
       if (byte < 0x80) return { low: low >>> 0, high: high >>> 0 };
     }
-    throw new RangeError(`a varint longer than ten bytes at offset ${this.pos}`);
+    throw new MalformedMessage(`a varint longer than ten bytes before offset ${this.pos}`);
   }
 }
