@@ -168,8 +168,8 @@ export const actionPlans: ReadModel<PlanTables> = {
     },
     async apply(events, trx, tables) {
       const parsed = parseEach(actionPlanEvents, events);
-      const plans = new RowBatch(trx, tables.action_plans, ['id'], new Set(['actor', 'violations', 'cancelled_by']));
-      const planActions = new RowBatch(trx, tables.plan_actions, ['plan_id', 'index'], new Set(['action', 'target', 'before', 'after', 'undo']));
+      const plans = new RowBatch(trx, tables.action_plans, ['id']);
+      const planActions = new RowBatch(trx, tables.plan_actions, ['plan_id', 'index']);
       await planActions.loadWhere('plan_id', parsed.map(({ e }) => e.data.planId));
       const steps: Row[] = [];
 

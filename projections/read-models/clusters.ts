@@ -68,7 +68,7 @@ export const clusters: ReadModel<'clusters'> = {
     },
     async apply(events, trx, tables) {
       const parsed = parseEach(clusterEvents, events);
-      const rows = new RowBatch(trx, tables.clusters, ['id'], new Set(['labels', 'gpu_skus', 'credentials']));
+      const rows = new RowBatch(trx, tables.clusters, ['id']);
       await rows.load(parsed.map(({ e }) => [e.data.clusterId]));
       for (const { event, e } of parsed) {
         const id = e.data.clusterId;

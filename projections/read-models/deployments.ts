@@ -18,7 +18,7 @@ import {
 import { id as uuidText } from '../../domain/schemas.js';
 import type { TableNames } from '../projector.js';
 import { insertRows, RowBatch, type Row } from '../row-batch.js';
-import { BY_CREATION, foldRows, json, lifecycleColumns, parseEach, sortable } from './projecting.js';
+import { BY_CREATION, foldRows, lifecycleColumns, parseEach, sortable } from './projecting.js';
 import { acceptsOf, equals, instantFilter, iso, lifecycle, listPage, oneOf, type Filters, type Lifecycle, type ReadModel } from './query.js';
 
 export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = [
@@ -178,8 +178,8 @@ export const deployments: ReadModel<DeploymentTables> = {
     },
     async apply(events, trx, tables) {
       const parsed = parseEach(deploymentEvents, events);
-      const deployments = new RowBatch(trx, tables.deployments, ['id'], new Set(['strategy']));
-      const revisions = new RowBatch(trx, tables.deployment_revisions, ['deployment_id', 'revision'], new Set(['strategy', 'spec']));
+      const deployments = new RowBatch(trx, tables.deployments, ['id']);
+      const revisions = new RowBatch(trx, tables.deployment_revisions, ['deployment_id', 'revision']);
       await revisions.load(parsed.flatMap(({ e }) => (e.type === 'DeploymentAvailable' ? [[e.data.deploymentId, e.data.revision]] : [])));
       const timeline: Row[] = [];
 
@@ -203,7 +203,7 @@ export const deployments: ReadModel<DeploymentTables> = {
           status: state.status,
           revision: 'revision' in e.data ? e.data.revision : state.currentRevision,
           at: event.recordedAt,
-          detail: json(detailOf(e)),
+          detail: detailOf(e),
         });
         return { ...stateColumns(state), ...rolloutColumns(e, event.recordedAt) };
       });

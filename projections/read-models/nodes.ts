@@ -64,7 +64,7 @@ export const nodes: ReadModel<'nodes'> = {
       });
     },
     async apply(events, trx, tables) {
-      const rows = new RowBatch(trx, tables.nodes, ['id'], new Set(['state']));
+      const rows = new RowBatch(trx, tables.nodes, ['id']);
       const idOf = ({ event }: Parsed<NodeEvent>) => event.stream.slice('node-'.length);
       await foldRows(rows, parseEach(nodeEvents, events), idOf, (row, { e }) => {
         const state = nodeDecider.evolve((row?.['state'] as Node | undefined) ?? nodeDecider.initialState, e);

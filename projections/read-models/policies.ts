@@ -67,7 +67,7 @@ export const policies: ReadModel<'policies'> = {
     async apply(events, trx, tables) {
       // Only the global set exists for now; another scope's policies would need a scope column.
       const parsed = parseEach(policySetEvents, events.filter((event) => event.stream === POLICY_SET_STREAM));
-      const rows = new RowBatch(trx, tables.policies, ['id'], new Set(['selector', 'parameters']));
+      const rows = new RowBatch(trx, tables.policies, ['id']);
       await rows.load(parsed.map(({ e }) => [e.data.policyId]));
       for (const { event, e } of parsed) {
         const id = e.data.policyId;

@@ -3,7 +3,7 @@
 import { policyEvents } from '../../domain/policy-evaluation.js';
 import { id as uuidText } from '../../domain/schemas.js';
 import { insertRows } from '../row-batch.js';
-import { json, parseEach, sortable } from './projecting.js';
+import { parseEach, sortable } from './projecting.js';
 import { acceptsOf, contains, equals, filterText, instantFilter, iso, listPage, oneOf, type Filters, type ReadModel } from './query.js';
 
 interface DecisionRow {
@@ -108,11 +108,11 @@ export const policyDecisions: ReadModel<'policy_decisions'> = {
           actor_id: typeof actor?.id === 'string' ? actor.id : null,
           actor_kind: typeof actor?.kind === 'string' ? actor.kind : null,
           correlation_id: typeof event.metadata.correlationId === 'string' ? event.metadata.correlationId : null,
-          targets: json(distinct(evaluations.map((evaluation) => evaluation.target), (target) => `${target.kind}/${target.id}`)),
-          actions: json([...new Set(evaluations.map((evaluation) => evaluation.action))]),
-          policy_ids: json([...new Set(evaluations.flatMap((evaluation) => evaluation.results.map((result) => result.policyId)))]),
-          evaluations: json(evaluations),
-          break_glass: json(data.breakGlass),
+          targets: distinct(evaluations.map((evaluation) => evaluation.target), (target) => `${target.kind}/${target.id}`),
+          actions: [...new Set(evaluations.map((evaluation) => evaluation.action))],
+          policy_ids: [...new Set(evaluations.flatMap((evaluation) => evaluation.results.map((result) => result.policyId)))],
+          evaluations,
+          break_glass: data.breakGlass ?? null,
         };
       });
       await insertRows(trx, tables.policy_decisions, rows);

@@ -29,11 +29,6 @@ export function sortable(table: Knex.CreateTableBuilder, column: string): Knex.C
   return table.specificType(column, 'text collate "C"').notNullable();
 }
 
-/** jsonb parameters go as JSON text: pg would send a JS array as a PostgreSQL array. */
-export function json(value: unknown): string | null {
-  return value === undefined ? null : JSON.stringify(value);
-}
-
 /** The order lists of aggregates are read in: by when each appeared in the log. */
 export const BY_CREATION = ['created_position', 'id'] as const;
 

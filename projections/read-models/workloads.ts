@@ -1,7 +1,7 @@
 // The workloads read model: every registered workload with its current spec, and each spec revision it has had.
 import { workloadEvents, type WorkloadStatus } from '../../domain/workload.js';
 import { insertRows, RowBatch, type Row } from '../row-batch.js';
-import { BY_CREATION, created, json, lifecycleColumns, parseEach, sortable, touched } from './projecting.js';
+import { BY_CREATION, created, lifecycleColumns, parseEach, sortable, touched } from './projecting.js';
 import { acceptsOf, equals, filter, filterText, iso, lifecycle, listPage, oneOf, type Filters, type Lifecycle, type ReadModel } from './query.js';
 
 const WORKLOAD_STATUSES: readonly WorkloadStatus[] = ['active', 'retired'];
@@ -76,7 +76,7 @@ export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
     },
     async apply(events, trx, tables) {
       const parsed = parseEach(workloadEvents, events);
-      const workloads = new RowBatch(trx, tables.workloads, ['id'], new Set(['labels', 'spec']));
+      const workloads = new RowBatch(trx, tables.workloads, ['id']);
       await workloads.load(parsed.map(({ e }) => [e.data.workloadId]));
       const revisions: Row[] = [];
       for (const { event, e } of parsed) {
@@ -96,13 +96,13 @@ export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
               retired_reason: null,
               ...created(event),
             });
-            revisions.push({ workload_id: id, spec_revision: specRevision, spec: json(spec), changes: null, recorded_at: event.recordedAt });
+            revisions.push({ workload_id: id, spec_revision: specRevision, spec, changes: null, recorded_at: event.recordedAt });
             break;
           }
           case 'WorkloadSpecUpdated': {
             const { spec, specRevision, changes } = e.data;
             workloads.update([id], { spec_revision: specRevision, spec, labels: spec.labels, ...touched(event) });
-            revisions.push({ workload_id: id, spec_revision: specRevision, spec: json(spec), changes: json(changes), recorded_at: event.recordedAt });
+            revisions.push({ workload_id: id, spec_revision: specRevision, spec, changes, recorded_at: event.recordedAt });
             break;
           }
           case 'WorkloadRetired':
