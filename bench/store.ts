@@ -1,6 +1,7 @@
 // Event store benchmark on PostgreSQL: Sentinel's appends against bare pg INSERTs, and subscription catch-up.
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:store
-// Works in a scratch database it creates on that server and drops afterwards.
+// Works in a scratch database it creates on that server and drops afterwards. BENCH_APPEND_STATEMENTS sets the
+// store's `appendStatements` (single-stream appends running at once before the rest are grouped).
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -102,7 +103,8 @@ const scratch = await createScratchDatabase(serverUrl);
 const db = openPostgres(scratch.url, { poolMax: POOL });
 const bare = new pg.Pool({ connectionString: scratch.url, max: POOL });
 try {
-  const store = await PostgresEventStore.open(db);
+  const appendStatements = process.env.BENCH_APPEND_STATEMENTS ? Number(process.env.BENCH_APPEND_STATEMENTS) : undefined;
+  const store = await PostgresEventStore.open(db, appendStatements === undefined ? {} : { appendStatements });
   await bare.query(BARE_TABLE);
   const bareAppend = bareAppender(bare);
   const sentinelAppend = (stream: string, events: EventToAppend[]) => store.append(stream, events);

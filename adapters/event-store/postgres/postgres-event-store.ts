@@ -50,7 +50,14 @@ export interface PostgresEventStoreOptions {
   notifyOtherProcesses?: boolean;
   /** At most one NOTIFY per this many milliseconds, however many appends happen. */
   notifyIntervalMs?: number;
+  /**
+   * Single-stream appends that run at once, each its own statement and commit; those that come meanwhile wait and
+   * go together in one statement (see `append`).
+   */
+  appendStatements?: number;
 }
+
+const DEFAULT_APPEND_STATEMENTS = 2;
 
 type BigIntLike = string | number | bigint;
 
@@ -66,6 +73,39 @@ interface EventRow {
   tx_id: BigIntLike;
   seq: BigIntLike;
 }
+
+/** An append waiting for a statement. */
+interface WaitingAppend {
+  stream: string;
+  events: EventToAppend[];
+  expected: ExpectedRevision;
+  resolve(result: AppendResult): void;
+  reject(error: unknown): void;
+}
+
+/** The most appends, and events, one statement stores together: it stays as bounded as one multi-stream append. */
+const MAX_GROUPED_APPENDS = 100;
+const MAX_GROUPED_EVENTS = 1000;
+
+/** How many of the waiting appends, from the first, the next statement takes: at least one. */
+function groupSize(waiting: readonly WaitingAppend[]): number {
+  let events = waiting[0]?.events.length ?? 0;
+  let size = 1;
+  while (size < waiting.length && size < MAX_GROUPED_APPENDS && events + waiting[size]!.events.length <= MAX_GROUPED_EVENTS) {
+    events += waiting[size]!.events.length;
+    size += 1;
+  }
+  return size;
+}
+
+interface SharedRead {
+  /** Settles when the read does, whatever its outcome. */
+  done: Promise<void>;
+  /** The read that starts once this one is done, for the callers that came while it ran. */
+  next: Promise<EventRow[]> | undefined;
+}
+
+function noop(): void {}
 
 interface AppendRow {
   revision: BigIntLike;
@@ -127,6 +167,12 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
   private notifyTimer: NodeJS.Timeout | undefined;
   /** PGlite only: it has no autovacuum to keep the planner's statistics current. */
   private readonly statistics: PgliteStatistics | undefined;
+  /** Appends that wait for one of the `appendStatements` running to end, in the order they came. */
+  private readonly waitingAppends: WaitingAppend[] = [];
+  private appendsRunning = 0;
+  private readonly appendStatements: number;
+  /** The stream read under way for each distinct request, and the one that waits for it to end. */
+  private readonly streamReads = new Map<string, SharedRead>();
 
   private constructor(
     private readonly db: Database,
@@ -141,6 +187,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     this.notifyOthers = db.kind === 'postgres' && (options.notifyOtherProcesses ?? true);
     this.notifyIntervalMs = options.notifyIntervalMs ?? 10;
     this.statistics = db.kind === 'pglite' ? new PgliteStatistics(db) : undefined;
+    this.appendStatements = Math.max(1, options.appendStatements ?? DEFAULT_APPEND_STATEMENTS);
   }
 
   /** Applies the event store's migrations, then returns the store. */
@@ -151,13 +198,54 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     return store;
   }
 
-  async append(
-    stream: string,
-    events: EventToAppend[],
-    options: { expected?: ExpectedRevision } = {},
-  ): Promise<AppendResult> {
+  /**
+   * Group commit: up to `appendStatements` appends run at once, each as its own statement. Appends that come while
+   * that many run wait, and go together as one statement (`sentinel_append_many`) when one ends: one round trip and
+   * one commit for all of them, in the order they came. Each keeps its own expected state and its own answer. Should
+   * the statement be rolled back (an expectation that does not hold, a race, a duplicate, a bad event), each of its
+   * appends runs again on its own, so that only the appends at fault fail, with the error they would have met alone.
+   * The events of the appends in one statement share its transaction, so readers see all of them or none; each
+   * append's events stay together, in order.
+   */
+  async append(stream: string, events: EventToAppend[], options: { expected?: ExpectedRevision } = {}): Promise<AppendResult> {
     const expected = options.expected ?? 'any';
     validate.append(stream, events, expected);
+    return new Promise((resolve, reject) => {
+      this.waitingAppends.push({ stream, events, expected, resolve, reject });
+      this.sendAppends();
+    });
+  }
+
+  private sendAppends(): void {
+    while (this.appendsRunning < this.appendStatements && this.waitingAppends.length > 0) {
+      const group = this.waitingAppends.splice(0, groupSize(this.waitingAppends));
+      this.appendsRunning += 1;
+      void this.storeGroup(group).finally(() => {
+        this.appendsRunning -= 1;
+        this.sendAppends();
+      });
+    }
+  }
+
+  private async storeGroup(group: WaitingAppend[]): Promise<void> {
+    const alone = (waiting: WaitingAppend) => this.appendAlone(waiting.stream, waiting.events, waiting.expected).then(waiting.resolve, waiting.reject);
+    if (group.length === 1) return alone(group[0]!);
+    let outcome: AppendRow[] | AppendFailure | undefined;
+    try {
+      outcome = await this.appendInOneStatement(manyRequest(group), group);
+    } catch {
+      outcome = undefined;
+    }
+    if (!Array.isArray(outcome)) {
+      // Nothing of the group was stored: each append decides again on its own, and meets its own outcome.
+      await Promise.all(group.map(alone));
+      return;
+    }
+    this.announce(group.reduce((sum, { events }) => sum + events.length, 0));
+    group.forEach((waiting, i) => waiting.resolve(this.result(outcome[i]!, false)));
+  }
+
+  private async appendAlone(stream: string, events: EventToAppend[], expected: ExpectedRevision): Promise<AppendResult> {
     const statement = appendStatement(stream, events, expected);
     for (let attempt = 1; ; attempt++) {
       let rows: AppendRow[] | undefined;
@@ -191,14 +279,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
 
   async appendMany(appends: StreamAppend[]): Promise<AppendResult[]> {
     const requests = validate.appendMany(appends);
-    const text = JSON.stringify(
-      requests.map(({ stream, events, expected }) => ({
-        stream,
-        kind: typeof expected === 'number' ? 'revision' : expected,
-        expected: typeof expected === 'number' ? expected : null,
-        events: events.map((e) => ({ id: e.id, type: e.type, schemaVersion: e.schemaVersion ?? 1, data: e.data, metadata: e.metadata ?? {} })),
-      })),
-    );
+    const text = manyRequest(requests);
     for (let attempt = 1; ; attempt++) {
       const outcome = await this.appendInOneStatement(text, requests);
       if (Array.isArray(outcome)) {
@@ -229,7 +310,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
    * them commit, or none does, in one round trip. The transaction's one id orders every event of the call, so
    * readers see all of them or none.
    */
-  private async appendInOneStatement(appends: string, requests: StreamAppend[]): Promise<AppendRow[] | AppendFailure> {
+  private async appendInOneStatement(appends: string, requests: readonly StreamAppend[]): Promise<AppendRow[] | AppendFailure> {
     let rows: ManyRow[];
     try {
       rows = await this.db.query<ManyRow>(APPEND_MANY_SQL, [appends], 'sentinel_append_many');
@@ -271,11 +352,38 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     };
   }
 
+  /**
+   * Identical reads of one stream that arrive while such a read is under way share the next one, which starts when
+   * it ends: each caller gets what a read begun after its call sees (every append acknowledged before it, as a read
+   * of its own would), and a stream that every command reads (the policy set, a cluster) costs a round trip or two
+   * per turn of the clients rather than one for each of them. The events are the caller's own to change.
+   */
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
     validate.readStream(stream, options);
+    const key = JSON.stringify([stream, options.from ?? null, options.to ?? null, options.direction === 'backwards', options.limit ?? null]);
+    const running = this.streamReads.get(key);
+    if (running) {
+      running.next ??= running.done.then(() => this.startStreamRead(key, stream, options));
+      return (await running.next).map((row) => toRecordedEvent(row, true));
+    }
+    return (await this.startStreamRead(key, stream, options)).map((row) => toRecordedEvent(row));
+  }
+
+  private startStreamRead(key: string, stream: string, options: ReadStreamOptions): Promise<EventRow[]> {
+    const rows = this.queryStream(stream, options);
+    const read: SharedRead = { done: rows.then(noop, noop), next: undefined };
+    this.streamReads.set(key, read);
+    // Runs before the callbacks that start the next read, which then takes the key.
+    void read.done.then(() => {
+      if (this.streamReads.get(key) === read) this.streamReads.delete(key);
+    });
+    return rows;
+  }
+
+  private queryStream(stream: string, options: ReadStreamOptions): Promise<EventRow[]> {
     const backwards = options.direction === 'backwards';
     const [lowest, highest] = backwards ? [options.to, options.from] : [options.from, options.to];
-    const rows = await this.db.query<EventRow>(
+    return this.db.query<EventRow>(
       `with m as (
          select coalesce((select truncate_before from sentinel_stream_metadata where stream = $1), 0) as truncate_before,
                 (select max_age from sentinel_stream_metadata where stream = $1) as max_age,
@@ -293,7 +401,6 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
       [stream, lowest ?? null, highest ?? null, options.limit ?? null],
       backwards ? 'sentinel_read_stream_backwards' : 'sentinel_read_stream',
     );
-    return rows.map(toRecordedEvent);
   }
 
   /** Through the (correlation id, tx_id, seq) index of migration 002; hidden as `readStream` hides them. */
@@ -313,7 +420,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
       [correlationId, options.limit ?? MAX_CORRELATED_EVENTS],
       'sentinel_read_correlated',
     );
-    return rows.map(toRecordedEvent);
+    return rows.map((row) => toRecordedEvent(row));
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
@@ -486,7 +593,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     const events = rows.filter((r) => !r.scan_end);
     const scanEnd = rows.find((r) => r.scan_end);
     if (events.length === limit || !scanEnd) return page(events, afterPosition);
-    return { events: events.map(toRecordedEvent), checkpoint: encodePosition(BigInt(scanEnd.tx_id), BigInt(scanEnd.seq)) };
+    return { events: events.map((row) => toRecordedEvent(row)), checkpoint: encodePosition(BigInt(scanEnd.tx_id), BigInt(scanEnd.seq)) };
   }
 
   private result(row: { revision: BigIntLike | null; tx_id: string | null; seq: BigIntLike | null }, duplicate: boolean): AppendResult {
@@ -615,12 +722,25 @@ function appendStatement(stream: string, events: EventToAppend[], expected: Expe
   return { name, text, params };
 }
 
+/** The argument of `sentinel_append_many`: each append, in order, with its expected state and its events. */
+function manyRequest(appends: readonly StreamAppend[]): string {
+  return JSON.stringify(
+    appends.map(({ stream, events, expected }) => ({
+      stream,
+      kind: typeof expected === 'number' ? 'revision' : (expected ?? 'any'),
+      expected: typeof expected === 'number' ? expected : null,
+      events: events.map((e) => ({ id: e.id, type: e.type, schemaVersion: e.schemaVersion ?? 1, data: e.data, metadata: e.metadata ?? {} })),
+    })),
+  );
+}
+
 function page(rows: EventRow[], afterPosition: string | undefined): ReadAllResult {
-  const events = rows.map(toRecordedEvent);
+  const events = rows.map((row) => toRecordedEvent(row));
   return { events, checkpoint: events.at(-1)?.position ?? afterPosition };
 }
 
-function toRecordedEvent(row: EventRow): RecordedEvent {
+/** `shared`: the row is another caller's too, so the event gets copies of its documents. */
+function toRecordedEvent(row: EventRow, shared = false): RecordedEvent {
   return {
     id: row.id,
     stream: row.stream,
@@ -629,8 +749,8 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
     revision: Number(row.revision),
     position: encodePosition(BigInt(row.tx_id), BigInt(row.seq)),
     recordedAt: new Date(row.recorded_ms),
-    data: row.data,
-    metadata: row.metadata,
+    data: shared ? structuredClone(row.data) : row.data,
+    metadata: shared ? structuredClone(row.metadata) : row.metadata,
   };
 }
 
