@@ -117,13 +117,9 @@ async function writeRows(trx: Knex.Transaction, table: string, rows: readonly Ro
   const columns = new Set<string>();
   for (const row of rows) for (const column of Object.keys(row)) columns.add(column);
   const list = [...columns].map(quoted).join(', ');
-  const conflict = key
-    ? ` on conflict (${key.map(quoted).join(', ')}) do ${
-        [...columns].some((column) => !key.includes(column))
-          ? `update set ${[...columns].filter((column) => !key.includes(column)).map((column) => `${quoted(column)} = excluded.${quoted(column)}`).join(', ')}`
-          : 'nothing'
-      }`
-    : '';
+  const updated = key ? [...columns].filter((column) => !key.includes(column)) : [];
+  const onConflict = updated.length > 0 ? `update set ${updated.map((column) => `${quoted(column)} = excluded.${quoted(column)}`).join(', ')}` : 'nothing';
+  const conflict = key ? ` on conflict (${key.map(quoted).join(', ')}) do ${onConflict}` : '';
   await trx.raw(`insert into ?? (${list}) select ${list} from json_populate_recordset(null::??, ?::json)${conflict}`, [table, table, JSON.stringify(rows)]);
 }
 
