@@ -122,7 +122,10 @@ try {
   // Whether the process holds more the longer the load runs: RSS sampled through the timed run.
   const rss: number[] = [];
   const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 250);
+  // Sentinel runs in this process, so the process's CPU over the timed run is the server's and the clients' together.
+  const cpuBefore = process.cpuUsage();
   const commands = await drive(COMMANDS, CLIENTS, scale);
+  const cpu = process.cpuUsage(cpuBefore);
   clearInterval(sampler);
   const mb = (bytes: number | undefined) => Math.round((bytes ?? process.memoryUsage().rss) / 1048576);
   const quarter = rss.slice(0, Math.max(1, Math.floor(rss.length / 4)));
@@ -151,6 +154,7 @@ try {
     commands_per_s: commandsPerS,
     p50_ms: percentile(commands.latencies, 0.5),
     p99_ms: percentile(commands.latencies, 0.99),
+    cpu_ms_per_command: Math.round(((cpu.user + cpu.system) / 1000 / COMMANDS) * 1000) / 1000,
     ceiling_per_s: ceilingPerS,
     ceiling_p50_ms: percentile(ceiling.latencies, 0.5),
     ceiling_p99_ms: percentile(ceiling.latencies, 0.99),
@@ -160,6 +164,7 @@ try {
     rss_peak_mb: mb(process.resourceUsage().maxRSS * 1024),
   };
   console.log(`commands ${COMMANDS} scales through HTTP: ${commandsPerS}/s, p50 ${String(result['p50_ms'])} ms, p99 ${String(result['p99_ms'])} ms (targets ≥ 1000/s, p99 < 50 ms); ${refused} refused`);
+  console.log(`cpu      ${String(result['cpu_ms_per_command'])} ms of this process's CPU per command (server and clients)`);
   console.log(`ceiling  the same count of 2-event + 1-event appends on the bare store: ${ceilingPerS}/s, p50 ${String(result['ceiling_p50_ms'])} ms, p99 ${String(result['ceiling_p99_ms'])} ms`);
   console.log(`ratio    ${String(result['ceiling_ratio'])} of the ceiling`);
   console.log(`memory   RSS ${String(result['rss_first_quarter_mb'])} MB at most in the first quarter of the run, ${String(result['rss_last_quarter_mb'])} MB in the last; peak ${String(result['rss_peak_mb'])} MB`);

@@ -9,6 +9,7 @@ import { NotFound, RuleViolation } from '../domain/decider.js';
 import type { EventStore } from '../domain/event-store.js';
 import { systemClock, type Clock } from './clock.js';
 import { metadataOf, type CommandContext, type WriteResult } from './command-handler.js';
+import { DEFAULT_LIVE_PRINCIPAL_MS, LivePrincipals } from './live-principals.js';
 
 // ---- ports --------------------------------------------------------------------------------------------
 
@@ -226,6 +227,12 @@ export interface AccessOptions {
   clock?: Clock;
   metrics?: LoginMetrics;
   logger?: Pick<Logger, 'info' | 'warn'>;
+  /**
+   * How long (ms) a principal the store found live for a token is believed without asking it again; 1000 unless
+   * given, 0 asks on every request. A change made through this service (a disable, a new password or role, a revoked
+   * service account, a reused refresh token) counts at once; one made by another process, within this bound.
+   */
+  livePrincipalMs?: number;
 }
 
 /** Where a login or refresh comes from. */
@@ -239,6 +246,7 @@ const WRONG_CREDENTIALS = 'wrong username or password, or the user is disabled';
 
 export class AccessService {
   private readonly clock: Clock;
+  private readonly live: LivePrincipals;
 
   constructor(
     private readonly principals: PrincipalStore,
@@ -248,6 +256,7 @@ export class AccessService {
     private readonly options: AccessOptions,
   ) {
     this.clock = options.clock ?? systemClock;
+    this.live = new LivePrincipals(options.livePrincipalMs ?? DEFAULT_LIVE_PRINCIPAL_MS, () => this.clock.now().getTime());
   }
 
   /**
@@ -307,7 +316,8 @@ export class AccessService {
   async refresh(refreshToken: string, request: AccessRequest = {}): Promise<TokenPair> {
     const claims = await this.tokens.verify(refreshToken);
     if (claims.type !== 'refresh' || !claims.session) throw new Unauthenticated('not a refresh token');
-    const use = await this.principals.useRefreshToken(claims.tokenId);
+    // A second use revokes the token's whole family, which its access tokens must feel at once.
+    const use = await this.live.changing(() => this.principals.useRefreshToken(claims.tokenId));
     if (use.outcome === 'reused') {
       this.options.logger?.warn(
         { userId: use.userId, familyId: use.familyId, address: addressKey(request.clientAddress) },
@@ -332,22 +342,31 @@ export class AccessService {
     return this.tokenPair(user, use.familyId);
   }
 
-  /** The principal a bearer token stands for, checked against the store on every call. */
+  /**
+   * The principal a bearer token stands for, checked against the store: on every call, or (`livePrincipalMs`)
+   * once for every token naming the same principal, session and epoch within that many milliseconds. The token
+   * itself (signature, expiry) is checked on every call.
+   */
   async authenticate(token: string): Promise<Principal> {
     const claims = await this.tokens.verify(token);
     if (claims.type === 'access') {
-      if (!claims.session) throw new Unauthenticated('the token lacks its claims');
-      const found = await this.principals.findSession(claims.subject, claims.session.family);
-      if (!found || found.user.disabled) throw new Unauthenticated('the user no longer exists or is disabled');
-      if (found.user.tokenEpoch !== claims.session.epoch) throw new Unauthenticated(ENDED);
-      if (!found.sessionLive) throw new Unauthenticated('the login this token belongs to was ended; log in again');
-      const { user } = found;
-      return { id: user.id, kind: 'user', name: user.username, role: user.role };
+      const session = claims.session;
+      if (!session) throw new Unauthenticated('the token lacks its claims');
+      return this.live.get(`access ${claims.subject} ${session.family} ${session.epoch}`, async () => {
+        const found = await this.principals.findSession(claims.subject, session.family);
+        if (!found || found.user.disabled) throw new Unauthenticated('the user no longer exists or is disabled');
+        if (found.user.tokenEpoch !== session.epoch) throw new Unauthenticated(ENDED);
+        if (!found.sessionLive) throw new Unauthenticated('the login this token belongs to was ended; log in again');
+        const { user } = found;
+        return { id: user.id, kind: 'user', name: user.username, role: user.role };
+      });
     }
     if (claims.type === 'service') {
-      const account = await this.principals.findServiceAccount(claims.subject);
-      if (!account || account.revoked) throw new Unauthenticated('the service account was revoked');
-      return { id: account.id, kind: 'service', name: account.name, role: 'system' };
+      return this.live.get(`service ${claims.subject}`, async () => {
+        const account = await this.principals.findServiceAccount(claims.subject);
+        if (!account || account.revoked) throw new Unauthenticated('the service account was revoked');
+        return { id: account.id, kind: 'service', name: account.name, role: 'system' };
+      });
     }
     throw new Unauthenticated('a refresh token cannot authorize requests; exchange it at /api/v1/auth/refresh');
   }
@@ -369,16 +388,19 @@ export class AccessService {
   }
 
   async updateUser(id: string, patch: z.infer<typeof userPatchBody>, context: CommandContext): Promise<WriteResult> {
-    const updated = await this.principals.updateUser(
-      id,
-      {
-        role: patch.role,
-        disabled: patch.disabled,
-        passwordHash: patch.password === undefined ? undefined : await this.passwords.hash(patch.password),
-        // A disable or a new password ends every token issued before it; enabling again brings none back.
-        endTokens: patch.disabled === true || patch.password !== undefined,
-      },
-      keepsAnAdmin(patch),
+    const passwordHash = patch.password === undefined ? undefined : await this.passwords.hash(patch.password);
+    const updated = await this.live.changing(() =>
+      this.principals.updateUser(
+        id,
+        {
+          role: patch.role,
+          disabled: patch.disabled,
+          passwordHash,
+          // A disable or a new password ends every token issued before it; enabling again brings none back.
+          endTokens: patch.disabled === true || patch.password !== undefined,
+        },
+        keepsAnAdmin(patch),
+      ),
     );
     if (!updated) throw new NotFound('user', id);
     return this.record(
@@ -400,10 +422,9 @@ export class AccessService {
     const user = await this.principals.findUserByUsername(username);
     if (!user) throw new NotFound('user', username);
     const password = randomBytes(18).toString('base64url');
-    const updated = await this.principals.updateUser(
-      user.id,
-      { role: options.role, disabled: false, passwordHash: await this.passwords.hash(password), endTokens: true },
-      keepsAnAdmin({ role: options.role }),
+    const passwordHash = await this.passwords.hash(password);
+    const updated = await this.live.changing(() =>
+      this.principals.updateUser(user.id, { role: options.role, disabled: false, passwordHash, endTokens: true }, keepsAnAdmin({ role: options.role })),
     );
     if (!updated) throw new NotFound('user', username);
     await this.options.throttle.forget({ scope: 'username', key: username });
@@ -458,7 +479,7 @@ export class AccessService {
   async revokeServiceAccount(id: string, context: CommandContext): Promise<WriteResult> {
     const account = await this.principals.findServiceAccount(id);
     if (!account) throw new NotFound('service account', id);
-    if (!(await this.principals.revokeServiceAccount(id))) {
+    if (!(await this.live.changing(() => this.principals.revokeServiceAccount(id)))) {
       const [last] = await this.eventStore.readStream(`serviceaccount-${id}`, { direction: 'backwards', limit: 1 });
       return { id, revision: last?.revision ?? -1, position: last?.position ?? null, appended: 0 };
     }

@@ -35,6 +35,11 @@ export interface AdmissionTurn {
   /** The ledger the judgement read: what is stored plus what is queued. */
   readonly ledger: Ledger;
   /**
+   * Whether this turn read the ledger from the store, because another process may have written: what it read may
+   * include a `PolicySetChanged`, so whoever judges with it reads the policy set again after it.
+   */
+  readonly readFromStore: boolean;
+  /**
    * Queues the admission with the append of the change it admits, and gives the turn up; resolves with the
    * append's result once both are stored, or rejects when neither is (a `ConcurrencyConflict` names the stream).
    */
@@ -98,9 +103,13 @@ export class AdmissionLedger {
   async turn(): Promise<AdmissionTurn> {
     await this.takeTurn();
     let ledger: Ledger;
+    let readFromStore = false;
     try {
       if (this.queue.length > 0) ledger = this.queuedState;
-      else ledger = this.stale ? (await this.current()).state : this.stored.state;
+      else if (this.stale) {
+        ledger = (await this.current()).state;
+        readFromStore = true;
+      } else ledger = this.stored.state;
       this.stale = false;
     } catch (error) {
       this.giveTurn();
@@ -114,6 +123,7 @@ export class AdmissionLedger {
     };
     return {
       ledger,
+      readFromStore,
       admit: (admission, context, append) => {
         if (!held) throw new Error('an admission turn admits once');
         const stored = this.enqueue(admission, context, append);

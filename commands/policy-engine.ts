@@ -29,6 +29,8 @@ export interface PolicyEngineOptions {
   prices: PriceTable;
   health: HealthSource;
   metrics?: DecisionMetrics;
+  /** How long the policy set read for one admission is taken as current for the next; `POLICY_SET_REUSE_MS` unless given. */
+  policySetReuseMs?: number;
 }
 
 /** A change to judge, with what the handler knows beyond the change itself. */
@@ -45,12 +47,21 @@ export interface Judgement {
 }
 
 
+/**
+ * How long the policy set an admission was judged with is taken as current for the next one, in milliseconds. Within
+ * it, a change stored since is still never missed where it matters: a refusal reads the policy set again before it
+ * is given, and an admission judged against an older policy set conflicts on the ledger (see `turnWithPolicySet`).
+ */
+export const POLICY_SET_REUSE_MS = 100;
+
 export class PolicyEngine {
   private policySetCache: Folded<PolicySet> & { compiled: CompiledPolicySet } = {
     state: policySetDecider.initialState,
     revision: -1,
     compiled: compilePolicies([], -1),
   };
+  /** When (`performance.now()`) the read that the cached policy set is the result of, or is as new as, began. */
+  private policySetReadAt = -Infinity;
   private readonly admissions: AdmissionLedger;
 
   constructor(
@@ -62,12 +73,18 @@ export class PolicyEngine {
 
   /** The current policy set, read forward from where this process last saw it. */
   async policySet(): Promise<Folded<PolicySet> & { compiled: CompiledPolicySet }> {
+    const started = performance.now();
     const cached = this.policySetCache;
     const newer = await this.store.readStream(POLICY_SET_STREAM, { from: cached.revision + 1 });
-    if (newer.length === 0) return cached;
+    // A read that began earlier may end later: the copy is as new as the newest read that found it current.
+    if (newer.length === 0 || newer.at(-1)!.revision <= this.policySetCache.revision) {
+      if (cached === this.policySetCache) this.policySetReadAt = Math.max(this.policySetReadAt, started);
+      return this.policySetCache;
+    }
     const state = fold(policySetDecider, newer.map(parsePolicySetEvent), cached.state);
     const revision = newer.at(-1)!.revision;
     this.policySetCache = { state, revision, compiled: compilePolicies(Object.values(state.policies), revision) };
+    this.policySetReadAt = started;
     return this.policySetCache;
   }
 
@@ -88,9 +105,35 @@ export class PolicyEngine {
    * the ledger with every admission before it counted. Give it up with `admit` or `release`.
    */
   async admissionTurn(): Promise<AdmissionTurn> {
-    // The policy set is read before the turn is taken, so that no round trip is made while others wait for it.
-    await this.policySet();
-    return this.admissions.turn();
+    return (await this.turnWithPolicySet()).turn;
+  }
+
+  /**
+   * The admission turn, with the policy set it is judged against, and whether that was read for this turn.
+   *
+   * Reading the policy set for every admission was a round trip per command to learn, nearly always, that nothing
+   * changed. It is read again only when a change could be missed otherwise:
+   * - every change of the policy set is stored with a `PolicySetChanged` on the ledger (`policyChangeGate`), so an
+   *   admission judged against the set as it was before expects the ledger where it was, conflicts, and runs again;
+   *   that run's turn reads the ledger from the store (this process's own change marks it to be read, too), and the
+   *   policy set is read after it, so the policy set is at least as new as the ledger judged with it;
+   * - a refusal reads it again before it is given (`gate`): a change is never refused by a policy already gone;
+   * - and it is never reused for longer than `POLICY_SET_REUSE_MS`, which bounds how long a writer that bypasses
+   *   the gate goes unseen.
+   */
+  private async turnWithPolicySet(): Promise<{ turn: AdmissionTurn; policySetRead: boolean }> {
+    // A read that is due is made before the turn is taken, so that no round trip is made while others wait for it.
+    const due = performance.now() - this.policySetReadAt >= (this.options.policySetReuseMs ?? POLICY_SET_REUSE_MS);
+    if (due) await this.policySet();
+    const turn = await this.admissions.turn();
+    if (!turn.readFromStore) return { turn, policySetRead: due };
+    try {
+      await this.policySet();
+    } catch (error) {
+      turn.release();
+      throw error;
+    }
+    return { turn, policySetRead: true };
   }
 
   /**
@@ -136,7 +179,7 @@ export class PolicyEngine {
     context: CommandContext & { emergency?: { justification: string } },
     turn?: AdmissionTurn,
   ): Promise<Judgement> {
-    // With a turn, the policy set as it was read just before the turn was taken.
+    // With a turn, the policy set the turn is judged against (see `turnWithPolicySet`).
     const [{ compiled, revision }, ledger] = turn ? [this.policySetCache, turn.ledger] : await Promise.all([this.policySet(), this.admissions.view()]);
     const evaluations: Evaluation[] = [];
     const recorded: PolicyDecision['evaluations'] = [];
@@ -181,10 +224,15 @@ export class PolicyEngine {
     admission: Admission;
   }): Promise<GateVerdict> {
     // The ledger is this command's from the judgement until the change is admitted or refused.
-    const turn = await this.admissionTurn();
+    const { turn, policySetRead } = await this.turnWithPolicySet();
     let judgement: Judgement;
     try {
       judgement = await this.judge(request.command, [request.judged], request.context, turn);
+      if (judgement.verdict === 'deny' && !policySetRead) {
+        // Refused against a policy set read for an earlier admission: judged again if the set changed since.
+        const judgedWith = this.policySetCache.revision;
+        if ((await this.policySet()).revision !== judgedWith) judgement = await this.judge(request.command, [request.judged], request.context, turn);
+      }
     } catch (error) {
       turn.release();
       throw error;
