@@ -816,21 +816,49 @@ interface Subject {
  * jsonb does not keep it.
  */
 function subjectOf(data: Data, action: string): Subject | undefined {
-  const words = action.split(' ');
-  let best: (Subject & { at: number }) | undefined;
-  for (const key of Object.keys(data).sort()) {
-    const match = /^([a-z][A-Za-z0-9]*)Id$/.exec(key);
+  for (const { key, after } of subjectCandidates(action, Object.keys(data))) {
     const value = data[key];
-    if (!match || (typeof value !== 'string' && typeof value !== 'number')) continue;
-    const noun = cachedActionOf(match[1]!).split(' ');
-    for (let at = 0; at + noun.length <= words.length && (!best || at < best.at); at++) {
-      if (noun.every((word, k) => words[at + k] === word)) {
-        best = { id: text(value), after: at + noun.length, at };
-        break;
+    if (typeof value === 'string' || typeof value === 'number') return { id: text(value), after };
+  }
+  return undefined;
+}
+
+interface Candidate {
+  key: string;
+  after: number;
+}
+
+/** Candidates by action and keys: a log holds few shapes of data, and the audit trail records every event. */
+const candidates = new Map<string, readonly Candidate[]>();
+const MAX_CACHED_CANDIDATES = 1000;
+
+/**
+ * The `<noun>Id` keys whose noun the action names, best first: the one named earliest in the action, and of those
+ * named at the same place the first in sorted key order. The subject is the first whose value is a text or a number.
+ */
+function subjectCandidates(action: string, keys: readonly string[]): readonly Candidate[] {
+  const cacheKey = `${action}\u0000${keys.join('\u0000')}`;
+  let found = candidates.get(cacheKey);
+  if (found === undefined) {
+    const words = action.split(' ');
+    const named: (Candidate & { at: number })[] = [];
+    for (const key of [...keys].sort()) {
+      const match = /^([a-z][A-Za-z0-9]*)Id$/.exec(key);
+      if (!match) continue;
+      const noun = cachedActionOf(match[1]!).split(' ');
+      for (let at = 0; at + noun.length <= words.length; at++) {
+        if (noun.every((word, k) => words[at + k] === word)) {
+          named.push({ key, after: at + noun.length, at });
+          break;
+        }
       }
     }
+    // A stable sort: keys named at the same place stay in sorted key order.
+    found = named.sort((a, b) => a.at - b.at).map(({ key, after }) => ({ key, after }));
+    if (candidates.size >= MAX_CACHED_CANDIDATES) candidates.clear();
+    candidates.set(cacheKey, found);
   }
-  return best && { id: best.id, after: best.after };
+  return found;
 }
 
 function streamId(stream: string): string {

@@ -43,7 +43,14 @@ export interface RuntimeOptions {
   logger: Logger;
   metrics?: ProjectionMetrics;
   lease: ProjectionLease;
+  /** Events per batch once caught up with the log (500 when not given); each batch is one transaction. */
   batchSize?: number;
+  /**
+   * The most events per batch while behind the log, catching up (10 times `batchSize` when not given). Far fewer
+   * transactions per event; a live batch stays small, since while its transaction runs, writes to the log that
+   * commit after it began are not yet visible to readers.
+   */
+  catchUpBatchSize?: number;
   /** How often a standby instance tries for the lease. */
   standbyRetryMs?: number;
   /** How often lag is sampled for the metrics. */
@@ -62,6 +69,9 @@ interface Registered {
 export class CheckpointMoved extends Error {
   override name = 'CheckpointMoved';
 }
+
+/** While catching up, a batch holds up to this many times the events of a live one. */
+const CATCH_UP_BATCHES = 10;
 
 /** A projector with nothing to apply moves its checkpoint once this many batches of the log have gone by. */
 const IDLE_CHECKPOINT_BATCHES = 10;
@@ -82,6 +92,7 @@ export class ProjectionRuntime {
     this.feed = new SharedRead(store, {
       filter: filterOfAll(projectors),
       batchSize: this.batchSize,
+      catchUpBatchSize: this.catchUpBatchSize,
       signal: this.abort.signal,
       deliver: (member, batch) => this.deliver(member, batch),
       apply: (member, events, last) => this.applyBatch(member, events, last),
@@ -291,10 +302,13 @@ export class ProjectionRuntime {
 
   /** Reads and applies the projector's own events until a read comes back short: it has reached the head. */
   private async catchUpAlone(member: Member): Promise<void> {
-    const pages = new PageSize(this.batchSize);
+    const pages = new PageSize(this.catchUpBatchSize);
+    // Each full page means more to read: the next may be twice as large, up to the catch-up batch size.
+    let size = this.batchSize;
     for (;;) {
       this.abort.signal.throwIfAborted();
-      const limit = pages.limit;
+      const limit = Math.min(size, pages.limit);
+      size = Math.min(this.catchUpBatchSize, size * 2);
       const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit });
       pages.measured(page.events);
       const last = page.events.at(-1);
@@ -349,11 +363,15 @@ export class ProjectionRuntime {
    */
   private async deliver(member: Member, batch: readonly RecordedEvent[]): Promise<void> {
     const { position, types } = member;
+    const last = batch.at(-1)!.position;
+    // A member that joined ahead of the shared read (it read to the head on its own) has nothing in a batch it is
+    // past, and its checkpoint must not move back to the batch's end: what lies between would be applied again.
+    if (position !== null && comparePositions(last, position) <= 0) return;
     const events = batch.filter((event) => (types === undefined || types.has(event.type)) && (position === null || comparePositions(event.position, position) > 0));
     member.unsaved += batch.length;
     if (events.length === 0 && member.unsaved < IDLE_CHECKPOINT_BATCHES * this.batchSize) return;
     try {
-      await this.applyBatch(member, events, batch.at(-1)!.position);
+      await this.applyBatch(member, events, last);
     } catch (error) {
       // A batch that failed on tables a rebuild has since swapped out (and perhaps dropped) is a moved checkpoint.
       if (!(error instanceof CheckpointMoved) && (await this.checkpointMoved(member))) {
@@ -371,6 +389,10 @@ export class ProjectionRuntime {
 
   private get batchSize(): number {
     return this.options.batchSize ?? 500;
+  }
+
+  private get catchUpBatchSize(): number {
+    return Math.max(this.batchSize, this.options.catchUpBatchSize ?? CATCH_UP_BATCHES * this.batchSize);
   }
 
   /** Asked by the sampler, `GET /projections` and the CLI alike, so counted by the store (see `lagAfter`). */

@@ -27,7 +27,10 @@ export type Parting = 'stopped' | 'behind';
 export interface SharedReadOptions {
   /** What the shared read reads: every projector's events. */
   filter: EventFilter | undefined;
+  /** Events per batch once the read has reached the head of the log. */
   batchSize: number;
+  /** The most events per batch while the read is behind the head (a read came back full). */
+  catchUpBatchSize: number;
   signal: AbortSignal;
   /** Applies a batch of the log to one member; a throw takes that member off the shared read. */
   deliver(member: Member, batch: readonly RecordedEvent[]): Promise<void>;
@@ -49,7 +52,9 @@ export class SharedRead {
   /** Projectors on their way to joining (taking their lease, registering): the first read waits for them. */
   private readonly starting = new Set<string>();
   private subscription: Subscription | undefined;
-  private batches: AsyncIterator<RecordedEvent[]> | undefined;
+  /** Set when the read in hand is closed: its catch-up, still reading ahead, then opens no subscription. */
+  private closed: { closed: boolean } = { closed: false };
+  private batches: AsyncGenerator<RecordedEvent[]> | undefined;
   private next: Promise<IteratorResult<RecordedEvent[]>> | undefined;
   /** The last event handed out; null when the read started at the beginning and has handed out nothing yet. */
   private position: Position | null = null;
@@ -166,8 +171,8 @@ export class SharedRead {
     const start = near.some(([member]) => member.position === null)
       ? null
       : near.reduce<Position>((min, [{ position }]) => (comparePositions(position!, min) < 0 ? position! : min), near[0]![0].position!);
-    this.subscription = this.store.subscribe({ after: start ?? undefined, filter: this.options.filter, batchSize: this.options.batchSize });
-    this.batches = batchesOf(this.subscription, this.options.batchSize)[Symbol.asyncIterator]();
+    this.closed = { closed: false };
+    this.batches = this.batchesFrom(start, this.closed);
     this.next = this.batches.next();
     this.position = start;
     for (const [member, waiting] of near) this.members.set(member, waiting);
@@ -204,6 +209,54 @@ export class SharedRead {
     }
   }
 
+  /**
+   * The batches of the log after `start`: pages read directly while the read is behind, then the batches of a
+   * subscription once a page comes back short. A page that comes back full means there is more to read, so the
+   * next asks for up to twice as many, to `catchUpBatchSize` (within the memory budget of `PageSize`): far fewer
+   * transactions and round trips per event while catching up. Once at the head the batches are what has arrived,
+   * up to `batchSize`: a live batch's transaction stays short, since while it runs it holds back the horizon up
+   * to which writes to the log are visible. Each page is read while the one before is being applied.
+   */
+  private async *batchesFrom(start: Position | null, state: { closed: boolean }): AsyncGenerator<RecordedEvent[]> {
+    const { filter, batchSize, catchUpBatchSize } = this.options;
+    let after = start ?? undefined;
+    if (catchUpBatchSize > batchSize) {
+      const pages = new PageSize(catchUpBatchSize);
+      // The first page is a live batch's size: a read that starts near the head goes live after one short read.
+      let size = batchSize;
+      const read = (from: Position | undefined) => {
+        const limit = Math.min(size, pages.limit);
+        const page = this.store.readAll({ after: from, filter, limit });
+        // Its failure is reported when the batch is asked for; a read ahead that nobody asks for is not unhandled.
+        page.catch(() => undefined);
+        return { limit, page };
+      };
+      let reading = read(after);
+      try {
+        for (;;) {
+          const { events, checkpoint } = await reading.page;
+          if (state.closed) return;
+          pages.measured(events);
+          after = checkpoint ?? after;
+          if (events.length < reading.limit) {
+            if (events.length > 0) yield events;
+            break;
+          }
+          size = Math.min(catchUpBatchSize, size * 2);
+          reading = read(after);
+          yield events;
+        }
+      } finally {
+        // Ended early, with a page read ahead: that read finishes first, so none is left running against the store.
+        await reading.page.catch(() => undefined);
+      }
+    }
+    if (state.closed) return;
+    const subscription = this.store.subscribe({ after, filter, batchSize });
+    this.subscription = subscription;
+    yield* batchesOf(subscription, batchSize);
+  }
+
   private batchOrWake(): Promise<IteratorResult<RecordedEvent[]> | typeof WOKEN> {
     return new Promise((resolve, reject) => {
       this.onWake = () => resolve(WOKEN);
@@ -225,13 +278,19 @@ export class SharedRead {
   }
 
   private async close(): Promise<void> {
+    this.closed.closed = true;
     const subscription = this.subscription;
+    const batches = this.batches;
+    const next = this.next;
     this.subscription = undefined;
     this.batches = undefined;
-    this.next?.catch(() => undefined);
     this.next = undefined;
     this.position = null;
     await subscription?.close();
+    // A read of the catch-up still in flight finishes before the store may close: with the read closed, the
+    // batches end without opening a subscription, and a page read ahead is waited for.
+    await next?.catch(() => undefined);
+    await batches?.return(undefined).catch(() => undefined);
   }
 }
 
