@@ -718,6 +718,8 @@ for (const backend of backends) {
 
         expect((await api.request('patch', `/policies/${id}`, { body: { parameters: { limits: { replicas: 10 } } } })).status).to.equal(202);
 
+        // The replay finds the decision in the log, which shows it once every transaction older than its own has ended.
+        await api.head();
         const replay = await api.request<Replay>('get', `/policy-decisions/${decisionEvent.id}/replay`, { as: 'viewer' });
         expect(replay.status, JSON.stringify(replay.body)).to.equal(200);
         expect(replay.body).to.deep.include({ eventId: decisionEvent.id, stream: `deployment-${deploymentId}`, policySetRevision: recordedRevision, matches: true });
