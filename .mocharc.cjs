@@ -44,6 +44,8 @@ function longestFirst(files) {
 
 module.exports = {
   'node-option': ['import=tsx'],
+  // Bundles the entry points tests start in child processes, once, before the workers start.
+  require: ['test/support/child-bundles.cjs'],
   spec: longestFirst(testFiles()),
   extension: ['ts'],
   timeout: 30000,

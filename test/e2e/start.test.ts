@@ -7,13 +7,20 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { nodeArgsFor } from '../support/entry-points.js';
 import { freePort } from '../support/ports.js';
 
 const MAIN = path.resolve('app/main.ts');
+/** `npm start`'s own command line: the source through tsx, with the tracing preload. */
+const NPM_START = ['--import', 'tsx', '--import', './app/tracing-preload.ts', MAIN];
 
 
-function startSentinel(env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; stdout: () => string; stderr: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+/** Starts Sentinel's entry point: by default as the test run built it (test/support/entry-points.ts). */
+function startSentinel(
+  env: NodeJS.ProcessEnv,
+  args: string[] = nodeArgsFor(MAIN),
+): { child: ChildProcess; output: () => string; stdout: () => string; stderr: () => string } {
+  const child = spawn(process.execPath, args, {
     // Any free ports for the gRPC servers (telemetry, InfraMind), so that starts in a row never wait for one another's.
     // Where the tests have a Kafka broker (KAFKA_BROKERS), each Sentinel publishes to topics of its own: the default
     // ones are shared by every Sentinel started here, each with its own log, whose positions mean nothing to the others.
@@ -199,8 +206,9 @@ describe('npm start, first run and restart', function () {
       expect((await exited)[0], sentinel.output()).to.equal(0);
     };
     const started: ChildProcess[] = [];
+    // This one runs exactly what `npm start` runs.
     const start = () => {
-      const sentinel = startSentinel(env);
+      const sentinel = startSentinel(env, NPM_START);
       started.push(sentinel.child);
       return sentinel;
     };

@@ -8,13 +8,14 @@ import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { SKIP_POSTGRES_REASON, TEST_DATABASE_URL, createScratchDatabase } from '../support/postgres.js';
+import { nodeArgsFor } from '../support/entry-points.js';
 import { allVisible } from '../support/events.js';
 
 const WRITER = path.resolve('test/support/append-until-killed.ts');
 
 /** Runs the writer until it has acknowledged `count` appends, SIGKILLs it, and returns what it acknowledged. */
 async function acknowledgedBeforeKill(env: NodeJS.ProcessEnv, count: number): Promise<string[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', WRITER], {
+  const child = spawn(process.execPath, nodeArgsFor(WRITER), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -21,6 +21,7 @@ import { TransientFailure } from '../../reactors/failures.js';
 import { listParked, ReactorRuntime } from '../../reactors/reactor-runtime.js';
 import { TimerService, type TimerClock } from '../../reactors/timers.js';
 import { eventually } from '../support/eventually.js';
+import { nodeArgsFor } from '../support/entry-points.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL } from '../support/postgres.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 import { ManualClock, PROBE_OWNER, probeHandler, type ProbeHooks } from '../support/timers.js';
@@ -214,7 +215,7 @@ const CHILD = path.resolve('test/support/timers-until-killed.ts');
 
 /** A child process running the timer service, with the lines it printed. */
 function startChild(env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, nodeArgsFor(CHILD), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: string[] = [];
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));

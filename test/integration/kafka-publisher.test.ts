@@ -17,6 +17,7 @@ import { DOMAIN_EVENT_TYPES, KAFKA_PUBLISHER, KafkaPublisher } from '../../react
 import { ReactorRuntime } from '../../reactors/reactor-runtime.js';
 import { reactorCheckpoint } from '../../adapters/postgres/checkpoints.js';
 import { allVisible, anEvent } from '../support/events.js';
+import { nodeArgsFor } from '../support/entry-points.js';
 import { eventually } from '../support/eventually.js';
 import { KAFKA_BROKERS, SKIP_KAFKA_REASON, deleteEventTopics, readEventTopics, testKafka, uniqueTopicPrefix, type ReadMessage } from '../support/kafka.js';
 import { SKIP_POSTGRES_REASON, TEST_DATABASE_URL, createScratchDatabase, type ScratchDatabase } from '../support/postgres.js';
@@ -232,7 +233,7 @@ interface PublisherChild {
 }
 
 function startPublisher(databaseUrl: string, prefix: string, stallAfter: number): PublisherChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+  const child = spawn(process.execPath, nodeArgsFor(CHILD), {
     env: { ...process.env, PUBLISHER_DATABASE_URL: databaseUrl, PUBLISHER_TOPIC_PREFIX: prefix, PUBLISHER_STALL_AFTER: String(stallAfter) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -18,6 +18,7 @@ import { READ_MODEL_PROJECTORS } from '../../projections/read-models.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
+import { nodeArgsFor } from '../support/entry-points.js';
 import { allVisible } from '../support/events.js';
 
 const MAIN = path.resolve('app/main.ts');
@@ -26,7 +27,7 @@ const WRITERS = 16;
 const SCRATCH_GENERATION = 900;
 
 function startProjector(databaseUrl: string): { child: ChildProcess; projecting: Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn(process.execPath, nodeArgsFor(MAIN), {
     env: { ...process.env, SENTINEL_ROLE: 'projector', DATABASE_URL: databaseUrl, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -13,6 +13,7 @@ import { openPglite } from '../../adapters/postgres/database.js';
 import { startClusterSimulator, type ClusterSimulator } from '../../adapters/kubernetes/simulator/index.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
 import { eventually } from '../support/eventually.js';
+import { nodeArgsFor } from '../support/entry-points.js';
 import { FAST } from '../support/simulator-clients.js';
 import { freePort } from '../support/ports.js';
 
@@ -34,7 +35,7 @@ async function startSentinel(dataDir: string): Promise<Sentinel> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of ['DATABASE_URL', 'KAFKA_BROKERS', 'PROMETHEUS_URL', 'KURRENTDB_URL', 'SENTINEL_ROLE']) delete env[name];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'app/main.ts'], {
+  const child = spawn(process.execPath, nodeArgsFor('app/main.ts'), {
     env: {
       ...env,
       HOST: '127.0.0.1',

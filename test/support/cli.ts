@@ -1,6 +1,7 @@
 // Runs the sentinel CLI as an operator would: a child process configured only by the variables given.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { nodeArgsFor } from './entry-points.js';
 
 const CLI = path.resolve('app/cli.ts');
 
@@ -19,7 +20,7 @@ export interface CliOptions {
 export async function runCli(args: string[], env: Record<string, string>, options: CliOptions = {}): Promise<CliResult> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(DATABASE_|KURRENTDB_|SENTINEL_|PORT$|HOST$|LOG_LEVEL$)/.test(name)));
   const stdin = options.input === undefined ? 'ignore' : 'pipe';
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...base, ...env }, stdio: [stdin, 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgsFor(CLI), ...args], { env: { ...base, ...env }, stdio: [stdin, 'pipe', 'pipe'] });
   if (options.input !== undefined) {
     // A command that exits without reading its stdin closes the pipe: what it printed says why, not EPIPE.
     child.stdin!.on('error', () => undefined);

@@ -1,5 +1,5 @@
-// Mocha's spec reporter, plus the ten slowest test files (where the suite's time goes) and one closing line
-// "N passed, N failed, N skipped" that CI tooling can read.
+// Mocha's spec reporter, plus the slowest test files (where the suite's time goes; ten, or TEST_SLOWEST_FILES) and
+// one closing line "N passed, N failed, N skipped" that CI tooling can read.
 const path = require('node:path');
 const Mocha = require('mocha');
 
@@ -19,7 +19,7 @@ class SummaryReporter extends Spec {
     runner.on(EVENT_TEST_END, count);
     runner.on(EVENT_HOOK_END, count);
     runner.once(EVENT_RUN_END, () => {
-      const slowest = [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 10);
+      const slowest = [...byFile].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TEST_SLOWEST_FILES ?? 10));
       if (slowest.length > 0) {
         console.log('slowest files (tests and hooks):');
         for (const [file, ms] of slowest) console.log(`  ${(ms / 1000).toFixed(1).padStart(7)} s  ${file}`);
