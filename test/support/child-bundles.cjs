@@ -1,7 +1,7 @@
 // `npm test`'s global set-up: the entry points that tests run in child processes (Sentinel, its CLI, the helpers
-// killed mid-write), bundled once from the working tree for plain node to start. A child started through tsx spent
-// more than half its start-up CPU in the loader (resolving, compiling, source maps): 2.0 s of 2.2 s for
-// `sentinel --version`, 5.8 of 7.3 s for a CLI verb that opens the database. `test/support/entry-points.ts` starts a
+// killed mid-write), bundled once from the working tree for plain node to start. Through tsx's loader (resolving,
+// compiling, source maps) a child used two to three times the CPU: 1.9–2.2 s against 0.6–0.8 s for
+// `sentinel --version`, 5.8–7.3 s against 2.4–3.0 s for a CLI verb that opens the database. `test/support/entry-points.ts` starts a
 // bundle where this made one, and the source through tsx otherwise (`npm run test:file`). The bundles are split at
 // dynamic imports, so what a module loads only when asked (the composition root, for the CLI) still loads only then.
 //
