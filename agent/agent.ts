@@ -7,11 +7,10 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
 import { asFailure, CollectorFailure, type Collector, type GpuSource, type Sample } from './collector.js';
 import { readCa, readToken, type AgentConfig, type PushConfig, type TlsSetting } from './config.js';
 import { hostCollectors } from './host-collectors.js';
-import { AgentMetrics, sampleProblem } from './metrics.js';
+import { AgentMetrics, agentRegistry, sampleProblem } from './metrics.js';
 import { nvidiaSmiCollector } from './nvidia-smi.js';
 import { TelemetryPush, type PushOptions } from './push.js';
 import { xidLogCollector } from './xid-log.js';
@@ -32,7 +31,7 @@ export interface StartAgentOptions {
   logger?: Logger;
   /** What to collect; defaultCollectors(config) unless given (the embedded default passes a simulated GPU source). */
   collectors?: Collector[];
-  /** The registry /metrics serves; a fresh one with the process metrics unless given. */
+  /** The registry /metrics serves; a fresh one with the process metrics (agentRegistry) unless given. */
   registry?: Registry;
   /** Reconnect pacing of the push, for tests; 500 ms to 30 s otherwise. */
   reconnect?: PushOptions['reconnect'];
@@ -61,7 +60,7 @@ export function defaultCollectors(config: AgentConfig, gpu?: GpuSource): Collect
 export async function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
   const { config } = options;
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'sentinel-agent', node: config.nodeName } });
-  const metrics = new AgentMetrics(options.registry ?? createMetricsRegistry());
+  const metrics = new AgentMetrics(options.registry ?? agentRegistry());
   const collectors = options.collectors ?? defaultCollectors(config);
   const push = config.push ? await pushTo(config.push, config, metrics, logger, options.reconnect) : undefined;
   const server = config.metrics ? await serveMetrics(metrics.registry, config.metrics) : undefined;

@@ -1,5 +1,5 @@
 // The agent's /metrics: the latest collected values under dcgm-exporter's and node_exporter's names, and the agent's own counters.
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Sample } from './collector.js';
 
 /** dcgm-exporter's counters that do not end in _TOTAL; everything else ending in _total (any case) is a counter too. */
@@ -51,6 +51,28 @@ export function sampleProblem(sample: Sample): string | undefined {
   return undefined;
 }
 
+/**
+ * How often the event loop's delay is sampled for nodejs_eventloop_lag_*, in ms. prom-client's default, 10 ms, wakes
+ * an otherwise idle agent a hundred times a second (two system calls each) to learn about a loop that runs a round
+ * every 10 s; once a second still catches a loop stuck for longer than that, at a hundredth of the wakeups.
+ */
+export const EVENT_LOOP_MONITORING_MS = 1000;
+
+/**
+ * The registry the agent serves: the process metrics Sentinel's own processes export (adapters/prometheus/metrics.ts),
+ * with the event loop sampled every EVENT_LOOP_MONITORING_MS.
+ */
+export function agentRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_MONITORING_MS });
+  // As createMetricsRegistry does: prom-client's *_total gauges break Prometheus's naming rules; the same counts stay
+  // in nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.
+  for (const { name } of registry.getMetricsAsArray()) {
+    if (name.endsWith('_total') && registry.getSingleMetric(name) instanceof Gauge) registry.removeSingleMetric(name);
+  }
+  return registry;
+}
+
 type Exported = { metric: Counter | Gauge; labelNames: Set<string> };
 
 export class AgentMetrics {
@@ -61,7 +83,8 @@ export class AgentMetrics {
   readonly batchesAcknowledged: Counter;
   readonly batchesRefused: Counter;
   readonly connected: Gauge;
-  private readonly latest = new Map<string, Sample[]>();
+  /** Each collector's latest samples, by metric name. */
+  private readonly latest = new Map<string, Map<string, Sample[]>>();
   private readonly exported = new Map<string, Exported>();
 
   constructor(readonly registry: Registry) {
@@ -88,28 +111,30 @@ export class AgentMetrics {
     this.connected = new Gauge({ name: 'sentinel_agent_connected', help: '1 while the push stream to Sentinel is open and greeted, else 0.', registers });
   }
 
-  /** Replaces one collector's latest samples, each checked by sampleProblem (an empty list after a failure: stale values are not served). */
+  /**
+   * Replaces one collector's latest samples, each checked by sampleProblem (an empty list after a failure: stale
+   * values are not served). Only the metrics that collector reported before or reports now are rebuilt: every
+   * collector reports each round, and rebuilding all of them each time cost the agent most of its time in the registry.
+   */
   setLatest(collector: string, samples: Sample[]): void {
-    this.latest.set(collector, samples);
-    this.export();
+    const before = this.latest.get(collector);
+    const now = byMetric(samples);
+    this.latest.set(collector, now);
+    this.export(new Set([...(before?.keys() ?? []), ...now.keys()]));
   }
 
-  /** Rebuilds the exported series from every collector's latest samples, dropping names no collector reports now. */
-  private export(): void {
-    const byName = new Map<string, Sample[]>();
-    for (const samples of this.latest.values()) {
-      for (const sample of samples) {
-        const named = byName.get(sample.metric);
-        if (named) named.push(sample);
-        else byName.set(sample.metric, [sample]);
+  /** Rebuilds the exported series of `names` from every collector's latest samples, dropping those no collector reports now. */
+  private export(names: Set<string>): void {
+    for (const name of names) {
+      const samples: Sample[] = [];
+      for (const latest of this.latest.values()) {
+        const reported = latest.get(name);
+        if (reported) samples.push(...reported);
       }
-    }
-    for (const name of this.exported.keys()) {
-      if (byName.has(name)) continue;
-      this.registry.removeSingleMetric(name);
-      this.exported.delete(name);
-    }
-    for (const [name, samples] of byName) {
+      if (samples.length === 0) {
+        if (this.exported.delete(name)) this.registry.removeSingleMetric(name);
+        continue;
+      }
       const metric = this.metricFor(name, samples);
       metric.reset();
       for (const { labels, value } of samples) {
@@ -121,7 +146,8 @@ export class AgentMetrics {
 
   /** The registered metric for `name`, registered again with more label names when a sample brings a new one. */
   private metricFor(name: string, samples: Sample[]): Counter | Gauge {
-    const labelNames = new Set(samples.flatMap((sample) => Object.keys(sample.labels)));
+    const labelNames = new Set<string>();
+    for (const sample of samples) for (const label of Object.keys(sample.labels)) labelNames.add(label);
     const existing = this.exported.get(name);
     if (existing && [...labelNames].every((label) => existing.labelNames.has(label))) return existing.metric;
     if (existing) {
@@ -133,4 +159,14 @@ export class AgentMetrics {
     this.exported.set(name, { metric, labelNames });
     return metric;
   }
+}
+
+function byMetric(samples: readonly Sample[]): Map<string, Sample[]> {
+  const byName = new Map<string, Sample[]>();
+  for (const sample of samples) {
+    const named = byName.get(sample.metric);
+    if (named) named.push(sample);
+    else byName.set(sample.metric, [sample]);
+  }
+  return byName;
 }

@@ -1,9 +1,10 @@
 // The push to Sentinel: one `Push` stream at a time, batches written and resent until acknowledged, reconnects with backoff.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { telemetryClient, type Ack, type AgentMessageOut, type IngestMessage, type TelemetryClient } from '../adapters/grpc/telemetry-proto.js';
+import { telemetryService, type Ack, type AgentMessageOut, type IngestMessage } from '../adapters/grpc/telemetry-proto.js';
 import { BatchBuffer } from './batch-buffer.js';
 import type { Sample } from './collector.js';
+import { encodeAgentMessage } from './message-encoder.js';
 import type { AgentMetrics } from './metrics.js';
 
 export interface PushOptions {
@@ -30,6 +31,9 @@ const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000 };
 /** Each delay varies by up to this fraction either way, so that agents restarted together do not reconnect together. */
 const JITTER = 0.2;
 
+/** The Push method: its path and the acknowledgements' decoder from the contract; the agent's messages are written by encodeAgentMessage. */
+const PUSH = telemetryService['Push']!;
+
 /** Codes that say something about this agent's setup or data, not the network: logged as errors, not warnings. */
 const REFUSALS: Partial<Record<grpc.status, string>> = {
   [grpc.status.UNAUTHENTICATED]: 'Sentinel refused the token (UNAUTHENTICATED): check AGENT_TOKEN or AGENT_TOKEN_FILE',
@@ -47,7 +51,7 @@ const REFUSALS: Partial<Record<grpc.status, string>> = {
  */
 export class TelemetryPush {
   private readonly buffer: BatchBuffer;
-  private readonly client: TelemetryClient;
+  private readonly client: grpc.Client;
   private readonly backoff: grpc.experimental.BackoffTimeout;
   private readonly now: () => number;
   private call: grpc.ClientDuplexStream<AgentMessageOut, IngestMessage> | undefined;
@@ -65,7 +69,7 @@ export class TelemetryPush {
     this.now = options.now ?? Date.now;
     this.buffer = new BatchBuffer({ capacity: options.bufferSamples, batchMaxSamples: options.batchMaxSamples });
     // The channel's own reconnects follow the same pace: a call made while it waits fails at once (no waitForReady).
-    this.client = telemetryClient(options.address, options.credentials, {
+    this.client = new grpc.Client(options.address, options.credentials, {
       'grpc.initial_reconnect_backoff_ms': reconnect.initialDelayMs,
       'grpc.max_reconnect_backoff_ms': reconnect.maxDelayMs,
       // A peer gone without a FIN (a node cut off) is noticed within about a minute and a half, not TCP's quarter hour.
@@ -131,7 +135,12 @@ export class TelemetryPush {
     if (this.stopped) return;
     const metadata = new grpc.Metadata();
     metadata.set('authorization', `Bearer ${token}`);
-    const call = this.client.push(metadata);
+    const call = this.client.makeBidiStreamRequest<AgentMessageOut, IngestMessage>(
+      PUSH.path,
+      encodeAgentMessage,
+      PUSH.responseDeserialize as (bytes: Buffer) => IngestMessage,
+      metadata,
+    );
     this.call = call;
     this.greeted = false;
     call.on('data', (message: IngestMessage) => {

@@ -1,6 +1,7 @@
 // The node agent as the image runs it: the bundle `npm run build:agent` makes (dist/agent/main.mjs), on plain node
-// with no TypeScript loader, pushing over gRPC to a real ingest on PGlite and serving /metrics. A module that only
-// works from the source tree (a file found relative to it, a TypeScript-only import) fails here.
+// with the options the DaemonSet gives it and no TypeScript loader, pushing over gRPC to a real ingest on PGlite and
+// serving /metrics. A module that only works from the source tree (a file found relative to it, a TypeScript-only
+// import) fails here, and so does an option this node does not know.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
+import { agentNodeOptions } from '../../bench/agent-footprint.js';
 import { startTelemetryIngest, type RunningTelemetryIngest } from '../../telemetry/ingest-server.js';
 import { SampleStore } from '../../telemetry/sample-store.js';
 import { fakeNvidiaSmi, type FakeNvidiaSmi } from '../fixtures/agent/fake-nvidia-smi.js';
@@ -57,7 +59,7 @@ describe('the bundled node agent (npm run build:agent) on plain node', function 
 
   it('collects the host and the GPUs, pushes them to the ingest, serves them on /metrics, and stops on SIGTERM', async () => {
     const metricsPort = await freePort();
-    agent = spawn(process.execPath, [path.resolve('dist/agent/main.mjs')], {
+    agent = spawn(process.execPath, [...(await agentNodeOptions()), path.resolve('dist/agent/main.mjs')], {
       env: {
         PATH: process.env['PATH'] ?? '',
         AGENT_SENTINEL_ADDRESS: `127.0.0.1:${ingest.port}`,
