@@ -2,51 +2,17 @@
 // transaction with its checkpoint), and once it has reached the head they are back to the live size.
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { pino } from 'pino';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import type { EventStore } from '../../domain/event-store.js';
-import type { Projector, TableNames } from '../../projections/projector.js';
 import { ProjectionRuntime, type ProjectionMetrics } from '../../projections/runtime.js';
+import { countOf, counter } from '../support/counting-projector.js';
 import { events, uniqueStream } from '../support/events.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 
-/** Counts the events of one type per stream, with one statement per batch. */
-function counter(name: string, type: string): Projector<'counts'> {
-  const base = `counts_${name.replaceAll('-', '_')}`;
-  const own = (tables: TableNames<'counts'>) => (tables as unknown as Record<string, string>)[base]!;
-  return {
-    name,
-    version: 1,
-    eventTypes: [type],
-    tables: [base as 'counts'],
-    async createTables(trx, tables) {
-      await trx.schema.createTable(own(tables), (table) => {
-        table.text('stream').primary();
-        table.integer('count').notNullable();
-      });
-    },
-    async apply(batch, trx, tables) {
-      const counts = new Map<string, number>();
-      for (const event of batch) counts.set(event.stream, (counts.get(event.stream) ?? 0) + 1);
-      for (const [stream, count] of counts) {
-        await trx(own(tables))
-          .insert({ stream, count })
-          .onConflict('stream')
-          .merge({ count: trx.raw('?? + ?', [`${own(tables)}.count`, count]) });
-      }
-    },
-  };
-}
-
-async function countOf(knex: Knex, runtime: ProjectionRuntime, projector: Projector, stream: string): Promise<number> {
-  const [table] = Object.values(await runtime.tables(projector)) as string[];
-  const row = (await knex(table!).where({ stream }).first('count')) as { count: number } | undefined;
-  return Number(row?.count ?? 0);
-}
 
 /** The events of each batch a projector applied, in order. */
 function recordingBatches(): { metrics: ProjectionMetrics; batches: Map<string, number[]> } {

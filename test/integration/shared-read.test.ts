@@ -2,7 +2,6 @@
 // given one far behind, it catches up on reads of its own while the others read only what is new to them.
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { pino } from 'pino';
 import { ChangeSignal } from '../../adapters/event-store/change-signal.js';
 import { pollingSubscription } from '../../adapters/event-store/polling-subscription.js';
@@ -10,8 +9,8 @@ import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import type { EventStore, EventToAppend, ExpectedRevision, ReadAllOptions, SubscribeOptions } from '../../domain/event-store.js';
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
-import type { Projector, TableNames } from '../../projections/projector.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
+import { countOf, counter } from '../support/counting-projector.js';
 import { events, uniqueStream } from '../support/events.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
@@ -54,39 +53,6 @@ class CountingStore extends ForwardingEventStore {
   }
 }
 
-/** Counts the events of one type per stream. */
-function counter(name: string, type: string): Projector<'counts'> {
-  const base = `counts_${name.replaceAll('-', '_')}`;
-  const own = (tables: TableNames<'counts'>) => (tables as unknown as Record<string, string>)[base]!;
-  return {
-    name,
-    version: 1,
-    eventTypes: [type],
-    tables: [base as 'counts'],
-    async createTables(trx, tables) {
-      await trx.schema.createTable(own(tables), (table) => {
-        table.text('stream').primary();
-        table.integer('count').notNullable();
-      });
-    },
-    async apply(batch, trx, tables) {
-      const counts = new Map<string, number>();
-      for (const event of batch) counts.set(event.stream, (counts.get(event.stream) ?? 0) + 1);
-      for (const [stream, count] of counts) {
-        await trx(own(tables))
-          .insert({ stream, count })
-          .onConflict('stream')
-          .merge({ count: trx.raw('?? + ?', [`${own(tables)}.count`, count]) });
-      }
-    },
-  };
-}
-
-async function countOf(knex: Knex, runtime: ProjectionRuntime, projector: Projector, stream: string): Promise<number> {
-  const [table] = Object.values(await runtime.tables(projector)) as string[];
-  const row = (await knex(table!).where({ stream }).first('count')) as { count: number } | undefined;
-  return Number(row?.count ?? 0);
-}
 
 /** Appends `count` events in appends of ten, and returns the position of the last. */
 async function appendMany(store: EventStore, stream: string, type: string, count: number): Promise<string> {
