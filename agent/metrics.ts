@@ -1,5 +1,6 @@
 // The agent's /metrics: the latest collected values under dcgm-exporter's and node_exporter's names, and the agent's own counters.
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
 import type { Sample } from './collector.js';
 
 /** dcgm-exporter's counters that do not end in _TOTAL; everything else ending in _total (any case) is a counter too. */
@@ -63,14 +64,7 @@ export const EVENT_LOOP_MONITORING_MS = 1000;
  * with the event loop sampled every EVENT_LOOP_MONITORING_MS.
  */
 export function agentRegistry(): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_MONITORING_MS });
-  // As createMetricsRegistry does: prom-client's *_total gauges break Prometheus's naming rules; the same counts stay
-  // in nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.
-  for (const { name } of registry.getMetricsAsArray()) {
-    if (name.endsWith('_total') && registry.getSingleMetric(name) instanceof Gauge) registry.removeSingleMetric(name);
-  }
-  return registry;
+  return createMetricsRegistry({ eventLoopMonitoringPrecision: EVENT_LOOP_MONITORING_MS });
 }
 
 type Exported = { metric: Counter | Gauge; labelNames: Set<string> };
