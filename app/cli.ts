@@ -9,7 +9,6 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { Knex } from 'knex';
 import { pino, type Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -20,14 +19,15 @@ import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lea
 import type { Database } from '../adapters/postgres/database.js';
 import { sentinelMigrated } from '../adapters/postgres/schema.js';
 import { AccessService, type TokenService } from '../commands/access.js';
-import { decisionWindow, replayDecisions, type DecisionIndex, type DecisionReplay, type DecisionWindow } from '../commands/decision-replay.js';
+import { decisionWindow, replayDecisions, type DecisionReplay, type DecisionWindow } from '../commands/decision-replay.js';
 import { MAX_IMPACT_LIMIT } from '../commands/policy-impact.js';
 import { USER_ROLES, type UserRole } from '../domain/access.js';
 import { DomainError, RuleViolation } from '../domain/decider.js';
 import type { EventStore } from '../domain/event-store.js';
 import { auditProjector } from '../projections/audit-trail.js';
-import type { Projector, TableNames } from '../projections/projector.js';
-import { encodeCursor, policyDecisions, READ_MODEL_PROJECTORS } from '../projections/read-models.js';
+import { readModelDecisionIndex } from '../projections/decision-index.js';
+import type { Projector } from '../projections/projector.js';
+import { policyDecisions, READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { DEFAULT_DROP_AFTER_MS, DEFAULT_REBUILD_BATCH_SIZE, rebuildProjection, RebuildError, type RebuildProgress } from '../projections/rebuild.js';
 import { LAG_COUNT_LIMIT, ProjectionRuntime, type ProjectionStatus } from '../projections/runtime.js';
 import { listParked, requestRetry, type ParkedEvent } from '../reactors/reactor-runtime.js';
@@ -344,7 +344,7 @@ async function replay(options: ReplayOptions): Promise<void> {
   const forPeople = !options.json && process.stdout.isTTY === true;
   const summary = await withSentinel(async ({ db, store }) => {
     const runtime = new ProjectionRuntime(db.knex, store, PROJECTORS, { logger: pino({ level: 'silent' }), lease: inProcessLease });
-    const index = readModelIndex(db.knex, () => runtime.tables(policyDecisions.projector));
+    const index = readModelDecisionIndex(db.knex, () => runtime.tables(policyDecisions.projector));
     const progress = replayProgress(process.stderr, forPeople);
     const started = performance.now();
     let replayed = 0;
@@ -421,25 +421,6 @@ function replayProgress(stream: NodeJS.WriteStream, shown: boolean) {
     },
     done() {
       if (interactive && line) stream.write('\r\x1b[K');
-    },
-  };
-}
-
-/**
- * The policy decisions read model as an index of where decisions lie in the log, so that a replay starts near its
- * window. Without its tables (a database no projector has run on) there is no index, and the log is read from its start.
- */
-function readModelIndex(knex: Knex, tables: () => Promise<TableNames<'policy_decisions'>>): DecisionIndex {
-  return {
-    async lastBefore(bound) {
-      const names = await tables();
-      if (!(await knex.schema.hasTable(names.policy_decisions))) return undefined;
-      const page =
-        'at' in bound
-          ? await policyDecisions.list(knex, names, { limit: 1, order: 'desc', filters: { to: bound.at.toISOString() } })
-          : await policyDecisions.list(knex, names, { limit: 1, order: 'desc', cursor: encodeCursor([bound.position], 'desc'), filters: {} });
-      const [last] = page.items as { position: string }[];
-      return last?.position;
     },
   };
 }

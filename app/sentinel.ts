@@ -29,6 +29,7 @@ import { AdvisoryLease, inProcessLease } from '../adapters/postgres/advisory-lea
 import { prometheusProjectionMetrics } from '../adapters/prometheus/projection-metrics.js';
 import { AuditChainMonitor } from '../projections/audit-chain-monitor.js';
 import { auditProjector } from '../projections/audit-trail.js';
+import { readModelDecisionIndex } from '../projections/decision-index.js';
 import { queryRoutes } from '../projections/http/query-routes.js';
 import { LIVE_OPENAPI_PATHS, liveRoutes, readSideFloor } from '../projections/http/live-routes.js';
 import { consoleRouter } from './console/console-router.js';
@@ -37,7 +38,7 @@ import { readFile } from 'node:fs/promises';
 import { signingKeyFrom } from '../commands/audit-export.js';
 import { anchorTopicOf, FileAnchorLog, KafkaAnchorLog, startAnchoring, type AnchorLog } from '../commands/audit-export-anchor.js';
 import { FleetSnapshots } from '../projections/fleet-snapshot.js';
-import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
+import { policyDecisions, READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime } from '../projections/runtime.js';
 import { kubeconfigPolicy, SIMULATED_CLUSTER_ID, startReactors, type RunningReactors } from './reactors.js';
 import { startSimulatedAgents } from './simulated-agents.js';
@@ -225,6 +226,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
       planTtlSeconds: config.SENTINEL_PLAN_TTL_SECONDS,
       version: SENTINEL_VERSION,
       documentedPaths: LIVE_OPENAPI_PATHS,
+      decisionIndex: readModelDecisionIndex(db.knex, () => projections.tables(policyDecisions.projector)),
       queryRoutes: queryRoutes({
         knex: db.knex,
         runtime: projections,

@@ -82,6 +82,11 @@ export function describeBound(bound: WindowBound): string {
 export interface DecisionIndex {
   /** The position of the last decision the index holds that was recorded before `bound` (a time), or lies before it (a position). */
   lastBefore(bound: WindowBound): Promise<Position | undefined>;
+  /**
+   * Where a read of `PolicyEvaluated` events meets the first decision recorded with this event id first: after
+   * `after` (from the start of the log when absent). Undefined when the index does not hold it (yet).
+   */
+  locate(eventId: string): Promise<{ after: Position | undefined } | undefined>;
 }
 
 /**

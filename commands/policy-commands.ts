@@ -1,7 +1,7 @@
 // Policy commands (admin): create, update, enable or disable, delete a policy in the global set; and the
 // read-only uses of the engine: what-if evaluation, replay of a recorded decision, and the impact of a draft policy.
 import { NotFound, RuleViolation } from '../domain/decider.js';
-import type { EventStore } from '../domain/event-store.js';
+import type { EventStore, RecordedEvent } from '../domain/event-store.js';
 import { policyEvents, type Evaluation, type PolicyDecision } from '../domain/policy-evaluation.js';
 import { GLOBAL_POLICY_SET } from '../domain/policy-set.js';
 import type { Change, PolicyBody, PolicyInputs, PolicyPatchBody } from '../domain/policy.js';
@@ -40,7 +40,10 @@ export class PolicyCommands {
     private readonly engine: PolicyEngine,
     private readonly facts: FleetFacts,
     private readonly clock: Clock,
-    /** Where decisions lie in the log, so that an impact run starts near its window; from the start of the log without it. */
+    /**
+     * Where decisions lie in the log, so that an impact run starts near its window and a replay reads one page; from
+     * the start of the log without it.
+     */
     private readonly decisionIndex?: DecisionIndex,
   ) {}
 
@@ -114,17 +117,29 @@ export class PolicyCommands {
     return policyImpact(this.store, draft, window, { limit, ...(this.decisionIndex ? { index: this.decisionIndex } : {}) });
   }
 
-  /** Until the read side indexes decisions, a decision is found by scanning the log's PolicyEvaluated events. */
+  /**
+   * A decision is found where the index places it, with one read of the log. One the index does not hold yet (it
+   * lags the log, or no projector has run here) is found by reading the log's decisions from the start.
+   */
   private async findDecision(eventId: string): Promise<{ decision: PolicyDecision; stream: string } | undefined> {
+    const place = await this.decisionIndex?.locate(eventId);
+    if (place) {
+      const { events: [event] } = await this.store.readAll({ after: place.after, filter: { types: ['PolicyEvaluated'] }, limit: 1 });
+      if (event?.id === eventId) return decisionIn(event);
+    }
     let after: string | undefined;
     for (;;) {
       const page = await this.store.readAll({ after, filter: { types: ['PolicyEvaluated'] }, limit: 1000 });
       const event = page.events.find((e) => e.id === eventId);
-      if (event) return { decision: policyEvents.parse(event.type, event.schemaVersion, event.data).data, stream: event.stream };
+      if (event) return decisionIn(event);
       if (page.events.length === 0 || !page.checkpoint || page.checkpoint === after) return undefined;
       after = page.checkpoint;
     }
   }
+}
+
+function decisionIn(event: RecordedEvent): { decision: PolicyDecision; stream: string } {
+  return { decision: policyEvents.parse(event.type, event.schemaVersion, event.data).data, stream: event.stream };
 }
 
 /** The value, or the `RuleViolation` that refused it. */

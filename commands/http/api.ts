@@ -7,6 +7,7 @@ import { AutonomyCommands } from '../autonomy-commands.js';
 import type { Clock } from '../clock.js';
 import { ClusterCommands, refuseClusterAccess, type ClusterAccessPolicy } from '../cluster-commands.js';
 import type { CommandHandler } from '../command-handler.js';
+import type { DecisionIndex } from '../decision-replay.js';
 import { DeploymentCommands } from '../deployment-commands.js';
 import { FleetFacts } from '../fleet-facts.js';
 import { PolicyCommands } from '../policy-commands.js';
@@ -41,6 +42,8 @@ export interface CommandApiOptions {
   queryRoutes?: readonly Route[];
   /** OpenAPI path items of what is served beside the route table (the live event stream), for the same document. */
   documentedPaths?: Record<string, Record<string, unknown>>;
+  /** Where recorded decisions lie in the log (the read side's index), for their replay and policy impact runs. */
+  decisionIndex?: DecisionIndex;
 }
 
 export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idempotency' | 'version'>): Route[] {
@@ -52,7 +55,7 @@ export function commandRoutes(options: Omit<CommandApiOptions, 'logger' | 'idemp
     ...workloadRoutes(new WorkloadCommands(handler, clock)),
     ...deploymentRoutes(new DeploymentCommands(handler, clock, policy)),
     ...actionPlanRoutes(new ActionPlanCommands(handler, clock, policy, facts, { defaultTtlSeconds: options.planTtlSeconds })),
-    ...policyRoutes(new PolicyCommands(handler, handler.store, policy, facts, clock)),
+    ...policyRoutes(new PolicyCommands(handler, handler.store, policy, facts, clock, options.decisionIndex)),
     ...autonomyRoutes(new AutonomyCommands(handler, clock)),
   ];
 }

@@ -3,6 +3,7 @@
 // to its verdict. On PGlite, through the command layer.
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
+import { pino } from 'pino';
 import { noHealth } from '../../adapters/policy/file-health-source.js';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
@@ -13,12 +14,17 @@ import { DeploymentCommands } from '../../commands/deployment-commands.js';
 import { FleetFacts } from '../../commands/fleet-facts.js';
 import { PolicyCommands } from '../../commands/policy-commands.js';
 import { PolicyEngine } from '../../commands/policy-engine.js';
-import { PolicyViolation } from '../../domain/decider.js';
+import { NotFound, PolicyViolation } from '../../domain/decider.js';
 import { deploymentBody } from '../../domain/deployment.js';
 import type { RecordedEvent } from '../../domain/event-store.js';
 import type { PolicyDecision } from '../../domain/policy-evaluation.js';
 import { policyBody, type PolicyBody } from '../../domain/policy.js';
 import { DEFAULT_PRICES } from '../../domain/pricing.js';
+import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
+import { migrateSentinel } from '../../adapters/postgres/schema.js';
+import { readModelDecisionIndex } from '../../projections/decision-index.js';
+import { policyDecisions } from '../../projections/read-models.js';
+import { ProjectionRuntime } from '../../projections/runtime.js';
 
 const SCALES = 1000;
 /**
@@ -135,5 +141,41 @@ describe('policy decisions of bounded size (PGlite)', function () {
     expect(replay).to.deep.include({ stream, matches: true });
     expect(replay.replayed.verdict).to.equal('deny');
     expect(replay.replayed.evaluations).to.deep.equal((await policies.replay(refused.id)).replayed.evaluations);
+  });
+
+  it('given the decisions in the policy decisions read model, when each is replayed through it, then each reads the log once; one it does not hold yet is found in the log', async () => {
+    await migrateSentinel(db.knex);
+    const runtime = new ProjectionRuntime(db.knex, store, [policyDecisions.projector], { logger: pino({ level: 'silent' }), lease: inProcessLease });
+    const decisions = (await store.readStream(`deployment-${deploymentId}`)).filter((event) => event.type === 'PolicyEvaluated');
+    await runtime.start();
+    try {
+      expect(await runtime.waitFor(decisions.at(-1)!.position, [policyDecisions.projector.name], 30_000)).to.equal(true);
+    } finally {
+      await runtime.stop();
+    }
+    let reads = 0;
+    const counting = new Proxy(store, {
+      get(target, property, receiver) {
+        if (property === 'readAll') return (...args: Parameters<PostgresEventStore['readAll']>) => ((reads += 1), target.readAll(...args));
+        return Reflect.get(target, property, receiver) as unknown;
+      },
+    });
+    const indexed = new PolicyCommands(new CommandHandler(counting), counting, engine, new FleetFacts(new CommandHandler(counting)), clock, readModelDecisionIndex(db.knex, () => runtime.tables(policyDecisions.projector)));
+
+    for (const event of [decisions[0]!, decisions[500]!, decisions.at(-1)!]) {
+      reads = 0;
+      const replay = await indexed.replay(event.id);
+      expect(replay).to.deep.include({ eventId: event.id, stream: event.stream, matches: true });
+      expect(reads, `reads of the log to replay decision ${decisions.indexOf(event)}`).to.equal(1);
+    }
+
+    now += 100_000;
+    await deployments.scale(deploymentId, 5, context());
+    const unindexed = (await store.readStream(`deployment-${deploymentId}`)).filter((event) => event.type === 'PolicyEvaluated').at(-1)!;
+    expect(unindexed.position > decisions.at(-1)!.position).to.equal(true);
+    reads = 0;
+    expect(await indexed.replay(unindexed.id)).to.deep.include({ eventId: unindexed.id, matches: true });
+    expect(reads, 'the log is read from its start').to.be.above(1);
+    expect(await indexed.replay(randomUUID()).catch((error: unknown) => error)).to.be.instanceOf(NotFound);
   });
 });
