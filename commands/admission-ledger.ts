@@ -20,8 +20,18 @@ import { fold } from '../domain/decider.js';
 import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger, type LedgerEvent } from '../domain/ledger.js';
 import { metadataOf, type CommandContext } from './command-handler.js';
 
-/** A snapshot of the ledger every this many events keeps loading it short. */
+/**
+ * A snapshot of the ledger every this many events keeps loading it short; and, for a ledger holding more than twice
+ * as many entries (placements and admitted changes within the retention), every half as many events as it holds,
+ * so that what the snapshots write per admission stays flat however long the history (a snapshot every 200 events
+ * of a ledger holding a day of changes wrote the whole day again each time).
+ */
 const SNAPSHOT_EVERY = 200;
+
+/** Events between snapshots of a ledger like `state`. */
+export function snapshotInterval(state: Ledger): number {
+  return Math.max(SNAPSHOT_EVERY, Math.ceil((state.history.length + Object.keys(state.placements).length) / 2));
+}
 /** A backwards page when looking for the last snapshot. */
 const PAGE = 256;
 
@@ -60,6 +70,8 @@ interface Queued {
 
 export class AdmissionLedger {
   private stored: Folded<Ledger> = { state: ledgerDecider.initialState, revision: -1 };
+  /** The revision of the last snapshot this process has read or written; -1 before any. */
+  private snapshotRevision = -1;
   /** Admitted, not yet stored, in the order they were judged; the last one's state is what a judgement reads. */
   private queue: Queued[] = [];
   private queuedState: Ledger = ledgerDecider.initialState;
@@ -78,6 +90,8 @@ export class AdmissionLedger {
     const known = this.stored;
     const newer = known.revision === -1 ? await this.sinceSnapshot() : await this.store.readStream(LEDGER_STREAM, { from: known.revision + 1 });
     if (newer.length === 0) return this.stored;
+    const snapshot = newer.findLast((event) => event.type === 'LedgerSnapshotted');
+    if (snapshot && snapshot.revision > this.snapshotRevision) this.snapshotRevision = snapshot.revision;
     const base = newer[0]!.type === 'LedgerSnapshotted' ? ledgerDecider.initialState : known.state;
     const read = { state: fold(ledgerDecider, newer.map(parseLedgerEvent), base), revision: newer.at(-1)!.revision };
     // An append of this process's may have moved the copy on while the read was under way.
@@ -180,10 +194,11 @@ export class AdmissionLedger {
         // case) ends where its last admission's ledger stands, folded once already when it was queued.
         const head = batch.every((queued, i) => this.queue[i] === queued);
         const after = head ? batch.at(-1)!.ledger : fold(ledgerDecider, batch.map((queued) => queued.event), base.state);
+        const events = this.toAppend(batch, base.revision, after);
         let results: AppendResult[];
         try {
           results = await this.store.appendMany([
-            { stream: LEDGER_STREAM, events: this.toAppend(batch, base.revision, after), expected: base.revision === -1 ? 'no_stream' : base.revision },
+            { stream: LEDGER_STREAM, events, expected: base.revision === -1 ? 'no_stream' : base.revision },
             ...batch.map((queued) => queued.append),
           ]);
         } catch (error) {
@@ -192,6 +207,7 @@ export class AdmissionLedger {
           continue;
         }
         this.stored = { state: after, revision: results[0]!.revision };
+        if (events.at(-1)!.type === 'LedgerSnapshotted') this.snapshotRevision = Math.max(this.snapshotRevision, results[0]!.revision);
         this.queue = head ? this.queue.slice(batch.length) : this.queue.filter((queued) => !batch.includes(queued));
         // What was queued after the head was folded on top of it: it stands as it is.
         if (head) this.queueBase = this.stored;
@@ -242,9 +258,8 @@ export class AdmissionLedger {
       data: JSON.parse(JSON.stringify(queued.event.data)) as Record<string, unknown>,
       metadata: metadataOf(queued.context),
     }));
-    // A snapshot closes the append that would reach the next multiple of SNAPSHOT_EVERY events.
-    const snapshotRevision = baseRevision + appended.length + 1;
-    if (Math.floor(snapshotRevision / SNAPSHOT_EVERY) > Math.max(0, Math.floor(baseRevision / SNAPSHOT_EVERY))) {
+    // A snapshot closes the append that brings the events since the last one to the ledger's interval.
+    if (baseRevision + appended.length - this.snapshotRevision >= snapshotInterval(after)) {
       appended.push({
         id: randomUUID(),
         type: 'LedgerSnapshotted',

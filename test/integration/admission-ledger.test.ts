@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
-import { AdmissionLedger } from '../../commands/admission-ledger.js';
+import { AdmissionLedger, snapshotInterval } from '../../commands/admission-ledger.js';
 import type { CommandContext } from '../../commands/command-handler.js';
 import { fold } from '../../domain/decider.js';
 import { ConcurrencyConflict, type EventStore, type StreamAppend } from '../../domain/event-store.js';
@@ -183,5 +183,32 @@ describe('admission ledger (PGlite)', function () {
     const fresh = new AdmissionLedger(store);
     const everything = fold(ledgerDecider, stored.filter((e) => e.type === 'ChangeAdmitted').map((e) => ledgerEvents.parse(e.type, e.schemaVersion, e.data)));
     expect((await fresh.current()).state.placements).to.deep.equal(everything.placements);
+  });
+
+  it('given a ledger holding far more than 200 entries, then snapshots come every half as many events as it holds, and what they write per admission stays flat', async () => {
+    const ledger = new AdmissionLedger(store);
+    const admissions = 2400;
+    for (let i = 0; i < admissions; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, j) => admitWithin(ledger, `d-${(i + j) % 50}`, 100_000)));
+    }
+    const stored = await store.readStream(LEDGER_STREAM);
+    const snapshots = stored.filter((e) => e.type === 'LedgerSnapshotted');
+    const entries = (event: (typeof stored)[number]) => {
+      const state = ledgerEvents.parse(event.type, event.schemaVersion, event.data).data as Ledger;
+      return { state, count: state.history.length + Object.keys(state.placements).length };
+    };
+    let previous = -1;
+    for (const snapshot of snapshots) {
+      const { state } = entries(snapshot);
+      expect(snapshot.revision - 1 - previous, `events before the snapshot at ${snapshot.revision}`).to.be.at.least(snapshotInterval(state));
+      previous = snapshot.revision;
+    }
+    // Every 200 events, as before, the snapshots would have written the history about 6.5 times over.
+    const written = snapshots.reduce((sum, snapshot) => sum + entries(snapshot).count, 0);
+    expect(written / admissions, `${written} entries in ${snapshots.length} snapshots`).to.be.below(3);
+
+    const fresh = new AdmissionLedger(store);
+    const everything = fold(ledgerDecider, stored.filter((e) => e.type === 'ChangeAdmitted').map((e) => ledgerEvents.parse(e.type, e.schemaVersion, e.data)));
+    expect((await fresh.current()).state).to.deep.equal(everything);
   });
 });
