@@ -7,11 +7,10 @@ import { batchParent, inSpan, linkBatch } from '../adapters/tracing.js';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../domain/event-store.js';
 import type { Lease } from '../domain/lease.js';
 import { followUnderLease, lagAfter, type Held } from '../domain/log-follower.js';
-import { PageSize } from '../domain/read-pages.js';
 import { tableNames, type Projector, type TableNames } from './projector.js';
 import { rebuildProjection } from './rebuild.js';
 import { advanceProjection, insertProjection, lockProjections, projectionRow, projectionRows } from '../adapters/postgres/checkpoints.js';
-import { filterOf, filterOfAll, SharedRead, type Member } from './shared-read.js';
+import { CatchUpPages, filterOf, filterOfAll, SharedRead, type Member } from './shared-read.js';
 
 export { filterOf } from './shared-read.js';
 export { LAG_COUNT_LIMIT } from '../domain/log-follower.js';
@@ -302,13 +301,10 @@ export class ProjectionRuntime {
 
   /** Reads and applies the projector's own events until a read comes back short: it has reached the head. */
   private async catchUpAlone(member: Member): Promise<void> {
-    const pages = new PageSize(this.catchUpBatchSize);
-    // Each full page means more to read: the next may be twice as large, up to the catch-up batch size.
-    let size = this.batchSize;
+    const pages = new CatchUpPages(this.batchSize, this.catchUpBatchSize);
     for (;;) {
       this.abort.signal.throwIfAborted();
-      const limit = Math.min(size, pages.limit);
-      size = Math.min(this.catchUpBatchSize, size * 2);
+      const { limit } = pages;
       const page = await this.store.readAll({ after: member.position ?? undefined, filter: filterOf(member.projector), limit });
       pages.measured(page.events);
       const last = page.events.at(-1);
@@ -367,7 +363,9 @@ export class ProjectionRuntime {
     // A member that joined ahead of the shared read (it read to the head on its own) has nothing in a batch it is
     // past, and its checkpoint must not move back to the batch's end: what lies between would be applied again.
     if (position !== null && comparePositions(last, position) <= 0) return;
-    const events = batch.filter((event) => (types === undefined || types.has(event.type)) && (position === null || comparePositions(event.position, position) > 0));
+    // The batch is in log order: positions need comparing only when the checkpoint lies inside it.
+    const inside = position !== null && comparePositions(batch[0]!.position, position) <= 0 ? position : null;
+    const events = batch.filter((event) => (types === undefined || types.has(event.type)) && (inside === null || comparePositions(event.position, inside) > 0));
     member.unsaved += batch.length;
     if (events.length === 0 && member.unsaved < IDLE_CHECKPOINT_BATCHES * this.batchSize) return;
     try {

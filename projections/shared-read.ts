@@ -212,20 +212,18 @@ export class SharedRead {
   /**
    * The batches of the log after `start`: pages read directly while the read is behind, then the batches of a
    * subscription once a page comes back short. A page that comes back full means there is more to read, so the
-   * next asks for up to twice as many, to `catchUpBatchSize` (within the memory budget of `PageSize`): far fewer
-   * transactions and round trips per event while catching up. Once at the head the batches are what has arrived,
-   * up to `batchSize`: a live batch's transaction stays short, since while it runs it holds back the horizon up
-   * to which writes to the log are visible. Each page is read while the one before is being applied.
+   * next asks for up to twice as many, to `catchUpBatchSize` (see `CatchUpPages`): far fewer transactions and round
+   * trips per event while catching up. Once at the head the batches are what has arrived, up to `batchSize`: a
+   * live batch's transaction stays short, since while it runs it holds back the horizon up to which writes to the
+   * log are visible. Each page is read while the one before is being applied.
    */
   private async *batchesFrom(start: Position | null, state: { closed: boolean }): AsyncGenerator<RecordedEvent[]> {
     const { filter, batchSize, catchUpBatchSize } = this.options;
     let after = start ?? undefined;
     if (catchUpBatchSize > batchSize) {
-      const pages = new PageSize(catchUpBatchSize);
-      // The first page is a live batch's size: a read that starts near the head goes live after one short read.
-      let size = batchSize;
+      const pages = new CatchUpPages(batchSize, catchUpBatchSize);
       const read = (from: Position | undefined) => {
-        const limit = Math.min(size, pages.limit);
+        const { limit } = pages;
         const page = this.store.readAll({ after: from, filter, limit });
         // Its failure is reported when the batch is asked for; a read ahead that nobody asks for is not unhandled.
         page.catch(() => undefined);
@@ -242,7 +240,6 @@ export class SharedRead {
             if (events.length > 0) yield events;
             break;
           }
-          size = Math.min(catchUpBatchSize, size * 2);
           reading = read(after);
           yield events;
         }
@@ -291,6 +288,37 @@ export class SharedRead {
     // batches end without opening a subscription, and a page read ahead is waited for.
     await next?.catch(() => undefined);
     await batches?.return(undefined).catch(() => undefined);
+  }
+}
+
+/**
+ * The page size of a read that catches up with the log. The first page is a live batch's size, so that a read
+ * which starts near the head goes live after one short read. A page that comes back full means there is more to
+ * read, and the next asks for twice as many, up to `max`: far fewer transactions and round trips per event while
+ * behind. Every page also stays within the memory budget of `PageSize`, which shrinks it at once for large events.
+ */
+export class CatchUpPages {
+  private size: number;
+  private readonly budget: PageSize;
+
+  constructor(
+    first: number,
+    private readonly max: number,
+  ) {
+    this.size = Math.max(1, Math.min(first, max));
+    this.budget = new PageSize(max);
+  }
+
+  /** How many events to ask for next. */
+  get limit(): number {
+    return Math.min(this.size, this.budget.limit);
+  }
+
+  /** Learns from the page read with the current `limit`. */
+  measured(events: readonly RecordedEvent[]): void {
+    const full = events.length >= this.limit;
+    this.budget.measured(events);
+    if (full) this.size = Math.min(this.max, this.size * 2);
   }
 }
 

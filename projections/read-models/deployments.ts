@@ -205,7 +205,8 @@ export const deployments: ReadModel<DeploymentTables> = {
           at: event.recordedAt,
           detail: detailOf(e),
         });
-        return { ...stateColumns(state), ...rolloutColumns(e, event.recordedAt) };
+        // Assigned rather than spread (see `foldRows`).
+        return Object.assign(stateColumns(state), rolloutColumns(e, event.recordedAt));
       });
       await deployments.flush();
       await revisions.flush();
@@ -251,8 +252,7 @@ function standingOf(row: DeploymentRow): PlacedDeployment {
 
 /** The columns that show the domain's state; the workload revision only when the event recorded the current revision. */
 function stateColumns(state: PlacedDeployment): Row {
-  const current = revisionAt(state, state.currentRevision);
-  return {
+  const columns: Row = {
     workload_id: state.workloadId,
     cluster_id: state.clusterId,
     status: state.status,
@@ -261,10 +261,12 @@ function stateColumns(state: PlacedDeployment): Row {
     strategy: state.strategy,
     drift_policy: state.driftPolicy,
     current_revision: state.currentRevision,
-    ...(current ? { workload_revision: current.workloadRevision } : {}),
     last_cause: state.lastCause ?? null,
     restarted_at: state.restartedAt ?? null,
   };
+  const current = revisionAt(state, state.currentRevision);
+  if (current) columns['workload_revision'] = current.workloadRevision;
+  return columns;
 }
 
 function revisionRow(deploymentId: string, revision: DeploymentRevision, e: DeploymentEvent, at: Date): Row {
