@@ -59,14 +59,18 @@ export interface MaintenanceReport {
 
 const DAY_MS = 86_400_000;
 
-/** The partitioned tables, each with its retention. */
-type PartitionedTable = 'telemetry_samples' | 'telemetry_rollups_1m';
-const PARTITIONED: readonly PartitionedTable[] = ['telemetry_samples', 'telemetry_rollups_1m'];
+/**
+ * The partitioned tables, each with its retention. telemetry_samples holds the samples stored one row each before
+ * migration 011: read and expired, never written.
+ */
+type PartitionedTable = 'telemetry_samples' | 'telemetry_sample_batches' | 'telemetry_rollups_1m';
+/** The tables written, whose partitions are created ahead. */
+const WRITTEN: readonly PartitionedTable[] = ['telemetry_sample_batches', 'telemetry_rollups_1m'];
 /**
  * A rollup row is updated by every batch of its minute, never in an indexed column: free room on its page lets
  * PostgreSQL write the new version there without touching the indexes (a HOT update). Samples are only appended.
  */
-const STORAGE: Record<PartitionedTable, string> = { telemetry_samples: '', telemetry_rollups_1m: 'with (fillfactor = 70)' };
+const STORAGE: Record<PartitionedTable, string> = { telemetry_samples: '', telemetry_sample_batches: '', telemetry_rollups_1m: 'with (fillfactor = 70)' };
 
 /**
  * One statement stores a batch, so it is one transaction: the agent's high-water mark is raised only when the
@@ -75,11 +79,12 @@ const STORAGE: Record<PartitionedTable, string> = { telemetry_samples: '', telem
  * nothing, and two streams of the same agent serialise on the agent's row. `unrolled_since` keeps a bound at or below
  * the time of every sample not yet rolled up.
  *
- * The batch arrives as columns (`unnest` of one array per field) with each distinct series (metric and labels) sent
- * once ($7, a jsonb array) and referred to by its index ($8): a node's batch repeats a few hundred series, and
- * parsing and grouping a small integer costs far less than a jsonb value per sample. Times ($10) are milliseconds
- * after the batch's earliest sample ($13): a few short numbers repeated, where whole epoch milliseconds were thirteen
- * digits each to write and to parse. Rollups are not written here:
+ * The samples are stored as one telemetry_sample_batches row per UTC day the batch touches (one, but for a batch
+ * across midnight): each distinct series (metric and labels) once ($7, a jsonb array), then each sample's series
+ * index ($8), value ($9) and milliseconds after its row's earliest sample ($10) as arrays. The arrays hold the
+ * samples grouped by day, row r taking elements $14[r] to $15[r] and starting at $13[r] (epoch milliseconds). A row
+ * per sample, repeating the node, metric and labels, wrote some 260 bytes of WAL and 240 of table a sample, and made
+ * every batch's commit wait on writing and syncing them: this writes about 11 and 12. Rollups are not written here:
  * the process accumulates them and folds them in by FLUSH_ROLLUPS.
  */
 const STORE_BATCH = `
@@ -91,15 +96,12 @@ const STORE_BATCH = `
      where agent.agent_id = $1::text and previous.agent_id = $1::text and agent.high_water < $4::bigint and agent.owner = $11::text
     returning previous.dropped_samples as previous_dropped
   ),
-  series as (
-    select ordinality::integer - 1 as series, value->>'metric' as metric, value->'labels' as labels
-      from jsonb_array_elements($7::jsonb) with ordinality
-     where exists (select from raised)
-  ),
   samples as (
-    insert into telemetry_samples (cluster_id, node_name, agent_id, metric, labels, value, time, sequence)
-    select $2::text, $3::text, $1::text, d.metric, d.labels, s.value, to_timestamp(($13::double precision + s.ms) / 1000), $4::bigint
-      from unnest($8::integer[], $9::double precision[], $10::double precision[]) as s(series, value, ms) join series d using (series)
+    insert into telemetry_sample_batches (cluster_id, node_name, agent_id, sequence, time, series, series_indexes, offsets_ms, sample_values)
+    select $2::text, $3::text, $1::text, $4::bigint, to_timestamp(r.base / 1000), $7::jsonb,
+           ($8::integer[])[r.first:r.last], ($10::integer[])[r.first:r.last], ($9::double precision[])[r.first:r.last]
+      from unnest($13::double precision[], $14::integer[], $15::integer[]) as r(base, first, last)
+     where exists (select from raised)
   )
   select previous_dropped from raised`;
 
@@ -133,21 +135,27 @@ const FLUSH_ROLLUPS = `
   ${MERGE_ROLLUP}`;
 
 /**
- * Rolls up, from the stored samples, an agent's batches with a sequence in (? , ?] and samples at or after ?: what a
- * process that held the agent's stream stored and did not fold in. The time bound prunes the days that cannot hold
- * them; the samples have no other index.
+ * Rolls up, from the stored samples, an agent's batches with a sequence in (:from, :through] and samples at or after
+ * :since: what a process that held the agent's stream stored and did not fold in. The time bound prunes the days that
+ * cannot hold them (a batch row's time is its earliest sample); the samples have no other index. Samples stored one
+ * row each before migration 011 are read too. Times are epoch milliseconds, exact in a double.
  */
 const RECOVER_ROLLUPS = `
   insert into telemetry_rollups_1m as r
     (cluster_id, node_name, metric, labels_key, labels, minute, count, sum, min, max, last_value, last_time)
-  select cluster_id, node_name, metric, labels::text, labels, to_timestamp(minute), count(*), sum(value), min(value), max(value),
-         (max(array[epoch, value]))[2], to_timestamp((max(array[epoch, value]))[1])
-    from (select cluster_id, node_name, metric, labels, value, extract(epoch from time)::double precision as epoch,
-                 floor(extract(epoch from time)::double precision / 60) * 60 as minute
+  select cluster_id, node_name, metric, labels::text, labels, to_timestamp(floor(ms / 60000) * 60), count(*), sum(value), min(value), max(value),
+         (max(array[ms, value]))[2], to_timestamp((max(array[ms, value]))[1] / 1000)
+    from (select cluster_id, node_name, metric, labels, value, (extract(epoch from time) * 1000)::double precision as ms
             from telemetry_samples
-           where agent_id = ? and sequence > ? and sequence <= ? and time >= ?::timestamptz) s
-   group by cluster_id, node_name, metric, labels, minute
-   order by cluster_id, node_name, metric, labels::text, minute
+           where agent_id = :agent and sequence > :from and sequence <= :through and time >= :since::timestamptz
+          union all
+          select b.cluster_id, b.node_name, d.series->>'metric', d.series->'labels', s.value, (extract(epoch from b.time) * 1000)::double precision + s.offset_ms
+            from telemetry_sample_batches b
+            cross join lateral unnest(b.series_indexes, b.offsets_ms, b.sample_values) as s(series, offset_ms, value)
+            join lateral jsonb_array_elements(b.series) with ordinality as d(series, n) on d.n = s.series + 1
+           where b.agent_id = :agent and b.sequence > :from and b.sequence <= :through and b.time >= :since::timestamptz) s
+   group by cluster_id, node_name, metric, labels, floor(ms / 60000)
+   order by cluster_id, node_name, metric, labels::text, floor(ms / 60000)
   ${MERGE_ROLLUP}`;
 
 export class SampleStore implements BatchStore, LatestSamples {
@@ -239,6 +247,7 @@ export class SampleStore implements BatchStore, LatestSamples {
     const today = epochDay(now.getTime());
     const created = await this.ensureDays([today, today + 1]);
     const dropped = [
+      ...(await this.dropBefore('telemetry_sample_batches', epochDay(now.getTime() - this.sampleRetentionMs))),
       ...(await this.dropBefore('telemetry_samples', epochDay(now.getTime() - this.sampleRetentionMs))),
       ...(await this.dropBefore('telemetry_rollups_1m', epochDay(now.getTime() - this.rollupRetentionMs))),
     ];
@@ -318,6 +327,7 @@ export class SampleStore implements BatchStore, LatestSamples {
 
   private async storeHeld(agent: HeldAgent, batch: Batch, receivedAt: Date, firstSampleMs: number): Promise<StoreOutcome> {
     const series = indexSeries(batch.samples);
+    const [seriesJson, indexes, values, offsets, bases, firsts, lasts] = columnsOf(series, firstSampleMs);
     let raised: { previous_dropped: string | number } | undefined;
     agent.staged = { sequence: batch.sequence, firstSampleMs };
     try {
@@ -330,10 +340,15 @@ export class SampleStore implements BatchStore, LatestSamples {
           batch.sequence,
           batch.droppedSamples,
           receivedAt,
-          ...columnsOf(series, firstSampleMs),
+          seriesJson,
+          indexes,
+          values,
+          offsets,
           this.ownerId,
           new Date(firstSampleMs),
-          firstSampleMs,
+          bases,
+          firsts,
+          lasts,
         ],
         'telemetry-store-batch',
       );
@@ -530,7 +545,7 @@ export class SampleStore implements BatchStore, LatestSamples {
     const run = this.ddl.then(async () => {
       const created: string[] = [];
       for (const day of dayList) {
-        for (const table of PARTITIONED) {
+        for (const table of WRITTEN) {
           const name = partitionName(table, day);
           if (await this.createPartition(table, name, day)) created.push(name);
         }
@@ -690,7 +705,7 @@ async function recover(trx: Knex.Transaction, agent: AgentLockRow): Promise<void
   if (Number(agent.rolled_up_through) >= Number(agent.high_water)) return;
   // Never null here, as every batch stored sets it; were it, every day would be read rather than samples missed.
   const since = agent.unrolled_since === null ? '-infinity' : new Date(agent.unrolled_since).toISOString();
-  await trx.raw(RECOVER_ROLLUPS, [agent.agent_id, agent.rolled_up_through, agent.high_water, since]);
+  await trx.raw(RECOVER_ROLLUPS, { agent: agent.agent_id, from: agent.rolled_up_through, through: agent.high_water, since });
 }
 
 function rowsOf<Row>(result: unknown): Row[] {
@@ -850,25 +865,68 @@ function indexSeries(samples: readonly Sample[]): BatchSeries {
 }
 
 /**
- * The batch as the statement's columns: the distinct series as one JSON array, then series index, value and time
- * (after `baseMs`) as array literals (joined here: pg's own array encoding quotes and escapes every element).
+ * The batch as STORE_BATCH's arguments $7 to $10 and $13 to $15: the distinct series as one JSON array; series index,
+ * value and milliseconds after the row's earliest sample as array literals (joined here: pg's own array encoding
+ * quotes and escapes every element), grouped by UTC day; and each day's row as its earliest sample and the first and
+ * last (1-based) positions of its samples in the arrays.
  */
-function columnsOf({ series, indexes, values, times }: BatchSeries, baseMs: number): [string, string, string, string] {
+function columnsOf(columns: BatchSeries, firstSampleMs: number): [string, string, string, string, string, string, string] {
   let seriesJson = '';
-  for (const { json } of series) seriesJson += seriesJson === '' ? json : `,${json}`;
+  for (const { json } of columns.series) seriesJson += seriesJson === '' ? json : `,${json}`;
+  const firstDay = epochDay(firstSampleMs);
+  const days = columns.times.some((ms) => epochDay(ms) !== firstDay) ? byDay(columns) : { ...columns, rows: [{ base: firstSampleMs, first: 1, last: columns.times.length }] };
+  const { indexes, values, times, rows } = days;
   // Samples of a batch share a few times (one per scrape): each distinct offset is written once.
   let offsets = '';
   let previous = NaN;
   let previousText = '';
-  for (let i = 0; i < times.length; i++) {
-    const offset = times[i]! - baseMs;
-    if (offset !== previous) {
-      previous = offset;
-      previousText = String(offset);
+  for (let row = 0, i = 0; row < rows.length; row++) {
+    const { base, last } = rows[row]!;
+    for (; i < last; i++) {
+      const offset = times[i]! - base;
+      if (offset !== previous) {
+        previous = offset;
+        previousText = String(offset);
+      }
+      offsets += i === 0 ? previousText : `,${previousText}`;
     }
-    offsets += i === 0 ? previousText : `,${previousText}`;
   }
-  return [`[${seriesJson}]`, `{${indexes.join(',')}}`, `{${values.join(',')}}`, `{${offsets}}`];
+  return [
+    `[${seriesJson}]`,
+    `{${indexes.join(',')}}`,
+    `{${values.join(',')}}`,
+    `{${offsets}}`,
+    `{${rows.map(({ base }) => base).join(',')}}`,
+    `{${rows.map(({ first }) => first).join(',')}}`,
+    `{${rows.map(({ last }) => last).join(',')}}`,
+  ];
+}
+
+/**
+ * A batch across midnight: its samples' columns grouped by UTC day (in batch order within a day), and each day's
+ * row: its earliest sample and the 1-based positions of its first and last samples.
+ */
+function byDay({ indexes, values, times }: BatchSeries): Pick<BatchSeries, 'indexes' | 'values' | 'times'> & { rows: { base: number; first: number; last: number }[] } {
+  const days = new Map<number, number[]>();
+  times.forEach((ms, i) => {
+    const day = epochDay(ms);
+    let positions = days.get(day);
+    if (!positions) days.set(day, (positions = []));
+    positions.push(i);
+  });
+  const grouped = { indexes: [] as number[], values: [] as number[], times: [] as number[], rows: [] as { base: number; first: number; last: number }[] };
+  for (const day of [...days.keys()].sort((a, b) => a - b)) {
+    const first = grouped.times.length + 1;
+    let base = Infinity;
+    for (const i of days.get(day)!) {
+      grouped.indexes.push(indexes[i]!);
+      grouped.values.push(values[i]!);
+      grouped.times.push(times[i]!);
+      base = Math.min(base, times[i]!);
+    }
+    grouped.rows.push({ base, first, last: grouped.times.length });
+  }
+  return grouped;
 }
 
 /**

@@ -11,6 +11,7 @@ import * as parked007 from './migrations/007-parked-events.js';
 import * as checkpoints008 from './migrations/008-one-checkpoint-table.js';
 import * as snapshots009 from './migrations/009-snapshot-history.js';
 import * as rollups010 from './migrations/010-telemetry-rollups-off-batch.js';
+import * as sampleBatches011 from './migrations/011-telemetry-sample-batches.js';
 
 export const SENTINEL_MIGRATIONS_TABLE = 'sentinel_migrations';
 
@@ -26,6 +27,7 @@ const SENTINEL_MIGRATIONS: Record<string, Knex.Migration> = {
   '008-one-checkpoint-table': checkpoints008,
   '009-snapshot-history': snapshots009,
   '010-telemetry-rollups-off-batch': rollups010,
+  '011-telemetry-sample-batches': sampleBatches011,
 };
 
 const migrations = compiledMigrations(SENTINEL_MIGRATIONS_TABLE, SENTINEL_MIGRATIONS);

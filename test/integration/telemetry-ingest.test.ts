@@ -108,7 +108,7 @@ async function count(db: Database, sql: string, params: unknown[] = []): Promise
   return Number(row!.count);
 }
 
-const storedRows = (db: Database, agentId: string) => count(db, 'select count(*) from telemetry_samples where agent_id = $1', [agentId]);
+const storedRows = (db: Database, agentId: string) => count(db, 'select count(*) from telemetry_sample_rows where agent_id = $1', [agentId]);
 
 for (const database of databases) {
   describe(`telemetry ingest over gRPC on ${database.name}`, function () {
@@ -236,7 +236,7 @@ for (const database of databases) {
       expect(helloAcks).to.deep.equal([0, 50]);
       expect(await storedRows(db, agentId)).to.equal(2000);
       expect(
-        await count(db, 'select count(*) from (select distinct metric, labels, time from telemetry_samples where agent_id = $1) s', [agentId]),
+        await count(db, 'select count(*) from (select distinct metric, labels, time from telemetry_sample_rows where agent_id = $1) s', [agentId]),
       ).to.equal(2000);
       await store.flushRollups();
       expect(await count(db, "select coalesce(sum(count), 0) as count from telemetry_rollups_1m where node_name = 'node-survivor'")).to.equal(2000);
@@ -327,7 +327,7 @@ for (const database of databases) {
           expect(await agent.finish()).to.include({ code: grpc.status.OK });
         }),
       );
-      expect(await count(db, "select count(*) from telemetry_samples where agent_id like 'crowd-%'")).to.equal(100 * 3 * 5);
+      expect(await count(db, "select count(*) from telemetry_sample_rows where agent_id like 'crowd-%'")).to.equal(100 * 3 * 5);
       const crowd = (await store.agents()).filter((a) => a.agentId.startsWith('crowd-'));
       expect(crowd.map((a) => a.highWater)).to.deep.equal(Array(100).fill(3));
       expect(await registry.getSingleMetricAsString('sentinel_telemetry_connected_agents')).to.match(/ 0$/m);

@@ -72,7 +72,7 @@ for (const database of databases) {
       expect(status.code).to.equal(grpc.status.INVALID_ARGUMENT);
       expect(status.details).to.match(/^the message is not a valid AgentMessage \(proto\/telemetry\.proto\): .*truncated/);
       expect(acks).to.deep.equal([0, 1]);
-      const [row] = await db.query<{ count: string | number }>('select count(*) from telemetry_samples where agent_id = $1', [hello.agentId]);
+      const [row] = await db.query<{ count: string | number }>('select count(*) from telemetry_sample_rows where agent_id = $1', [hello.agentId]);
       expect(Number(row!.count)).to.equal(1);
       expect(await registry.getSingleMetricAsString('sentinel_telemetry_refusals_total')).to.match(/reason="protocol"} 1$/m);
     });

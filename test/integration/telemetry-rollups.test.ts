@@ -16,6 +16,7 @@ import { databases } from '../support/databases.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const MINUTE = 60_000;
+const at = (iso: string) => Date.parse(iso);
 
 function helloOf(agentId: string): Hello {
   return { agentId, nodeName: `node-${agentId}`, clusterId: 'cluster-r', agentVersion: '1' };
@@ -52,7 +53,7 @@ async function rollupsAndSamples(db: Database, prefix: string): Promise<{ rollup
     `select node_name, labels::text as labels_key, to_timestamp(floor(extract(epoch from time)::double precision / 60) * 60) as minute,
             count(*) as count, sum(value) as sum, min(value) as min, max(value) as max,
             (max(array[extract(epoch from time)::double precision, value]))[2] as last_value, max(time) as last_time
-       from telemetry_samples where node_name like $1
+       from telemetry_sample_rows where node_name like $1
       group by node_name, labels::text, minute order by node_name, labels_key, minute`,
     [like],
   );
@@ -62,7 +63,7 @@ async function rollupsAndSamples(db: Database, prefix: string): Promise<{ rollup
 async function expectRollupsOfSamples(db: Database, prefix: string, samples: number): Promise<void> {
   const both = await rollupsAndSamples(db, prefix);
   expect(both.rollups).to.deep.equal(both.samples);
-  const [stored] = await db.query<{ count: string | number }>('select count(*) from telemetry_samples where node_name like $1', [`node-${prefix}%`]);
+  const [stored] = await db.query<{ count: string | number }>('select count(*) from telemetry_sample_rows where node_name like $1', [`node-${prefix}%`]);
   expect(Number(stored!.count)).to.equal(samples);
   expect(both.rollups.reduce((sum, line) => sum + Number(/count=(\d+)/.exec(line)![1]), 0)).to.equal(samples);
 }
@@ -250,12 +251,61 @@ for (const database of databases) {
     });
 
     it('given 010 applied, when it is undone, then the columns it added are gone', async () => {
+      // The view of migration 011 reads the column 010 added.
+      await db.query('drop view telemetry_sample_rows');
       await rollups010.down(db.knex);
       expect(await db.knex.schema.hasColumn('telemetry_agents', 'rolled_up_through')).to.equal(false);
       expect(await db.knex.schema.hasColumn('telemetry_samples', 'sequence')).to.equal(false);
       await rollups010.up(db.knex);
     });
   });
+
+  describe(`migration 011, samples one row per batch and day, on ${database.name}`, function () {
+    this.timeout(60_000);
+    let db: Database;
+    let drop: () => Promise<void>;
+
+    before(async function () {
+      if (database.skipReason) this.skip();
+      ({ db, drop } = await database.open());
+      await sentinelMigrationsBefore('011-telemetry-sample-batches').latest(db.knex);
+    });
+    after(async () => {
+      await db?.close();
+      await drop?.();
+    });
+
+    it('given batches stored one row a sample at 010 and not rolled up, when 011 runs, then they are read beside the new ones and rolled up once', async () => {
+      const { knex } = db;
+      const atMs = at('2030-01-01T12:00:00Z');
+      for (const table of ['telemetry_samples', 'telemetry_rollups_1m']) {
+        await knex.raw(`create table ${table}_p20300101 partition of ${table} for values from ('2030-01-01 00:00:00+00') to ('2030-01-02 00:00:00+00')`);
+      }
+      // Its process stopped after storing batches 1 and 2, before folding their rollups in.
+      await knex('telemetry_samples').insert([...sampleRowsOf('legacy', 1, atMs), ...sampleRowsOf('legacy', 2, atMs)]);
+      await knex('telemetry_agents').insert({
+        agent_id: 'legacy', node_name: 'node-legacy', cluster_id: 'cluster-r', agent_version: '1', high_water: 2, rolled_up_through: 0,
+        owner: 'a-process-that-stopped', unrolled_since: new Date(atMs - 2 * MINUTE), last_hello_at: new Date(atMs), last_batch_at: new Date(atMs),
+      });
+
+      await migrateSentinel(knex);
+
+      const store = new SampleStore(db);
+      expect(await store.hello(helloOf('legacy'), new Date(atMs))).to.equal(2);
+      expect(await store.store(batchOf('legacy', 3, atMs), new Date(atMs))).to.include({ stored: true, acknowledged: 3 });
+      await store.flushRollups();
+      const [legacyRows] = await db.query<{ count: string | number }>("select count(*) from telemetry_samples where agent_id = 'legacy'");
+      expect(Number(legacyRows!.count)).to.equal(2 * 12);
+      await expectRollupsOfSamples(db, 'legacy', 3 * 12);
+    });
+  });
+}
+
+/** The 12 samples of batchOf(agentId, sequence, atMs) as rows of telemetry_samples, as the store wrote them before migration 011. */
+function sampleRowsOf(agentId: string, sequence: number, atMs: number) {
+  return samplesOf(sequence, 12, atMs).map(({ metric, labels, value, timestampUnixMs }) => ({
+    cluster_id: 'cluster-r', node_name: `node-${agentId}`, agent_id: agentId, metric, labels, value, time: new Date(timestampUnixMs), sequence,
+  }));
 }
 
 /** An agent's stream: hello, then what the test writes; its acks in order and how it ended. */

@@ -102,7 +102,7 @@ for (const database of databases) {
       expect(await store.store(batch('resend', 5, [sample(1, '2030-01-01T11:59:00Z')]), received)).to.deep.equal({ stored: true, acknowledged: 5, droppedIncrease: 0 });
       expect(await store.store(batch('resend', 5, [sample(1, '2030-01-01T11:59:00Z')]), received)).to.deep.equal({ stored: false, acknowledged: 5 });
       expect(await store.store(batch('resend', 3, [sample(1, '2030-01-01T11:58:00Z')]), received)).to.deep.equal({ stored: false, acknowledged: 5 });
-      const [row] = await db.query<{ count: string | number }>("select count(*) from telemetry_samples where agent_id = 'resend'");
+      const [row] = await db.query<{ count: string | number }>("select count(*) from telemetry_sample_rows where agent_id = 'resend'");
       expect(Number(row!.count)).to.equal(1);
       expect(await hello('resend')).to.equal(5);
     });
@@ -112,7 +112,7 @@ for (const database of databases) {
       const same = () => store.store(batch('twice', 1, [sample(1, '2030-01-01T12:00:00Z'), sample(2, '2030-01-01T12:00:01Z')]), new Date());
       const outcomes = await Promise.all([same(), same(), same()]);
       expect(outcomes.filter((o) => o.stored)).to.have.length(1);
-      const [row] = await db.query<{ count: string | number }>("select count(*) from telemetry_samples where agent_id = 'twice'");
+      const [row] = await db.query<{ count: string | number }>("select count(*) from telemetry_sample_rows where agent_id = 'twice'");
       expect(Number(row!.count)).to.equal(2);
     });
 
@@ -129,24 +129,69 @@ for (const database of databases) {
     it('given samples on a day without partitions, then its partitions are created as the batch needs them', async () => {
       await hello('late');
       await store.store(batch('late', 1, [sample(1, '2029-12-25T23:59:59Z'), sample(2, '2029-12-26T00:00:01Z')]), new Date());
-      const names = await partitions('telemetry_samples');
-      expect(names).to.include.members(['telemetry_samples_p20291225', 'telemetry_samples_p20291226']);
+      const names = await partitions('telemetry_sample_batches');
+      expect(names).to.include.members(['telemetry_sample_batches_p20291225', 'telemetry_sample_batches_p20291226']);
+    });
+
+    it('given a batch of several series, then it is stored as one row holding each series once, and read back sample by sample', async () => {
+      await hello('compact');
+      const samples = [
+        sample(1.5, '2030-01-01T12:00:00Z', { gpu: '0', modelName: 'H100' }),
+        sample(2, '2030-01-01T12:00:00Z', { gpu: '1', modelName: 'H100' }),
+        sample(-3, '2030-01-01T12:00:01.250Z', { gpu: '0', modelName: 'H100' }),
+        sample(4e12, '2030-01-01T12:00:01.250Z', {}, 'node_memory_MemAvailable_bytes'),
+      ];
+      await store.store(batch('compact', 1, samples), new Date());
+      const rows = await db.query<{ series: unknown[]; series_indexes: number[] }>("select series, series_indexes from telemetry_sample_batches where agent_id = 'compact'");
+      expect(rows).to.have.length(1);
+      expect(rows[0]!.series).to.have.length(3);
+      expect(rows[0]!.series_indexes).to.deep.equal([0, 1, 0, 2]);
+      expect(await storedSamples('compact')).to.deep.equal(samples.map(({ metric, labels, value, timestampUnixMs }) => ({ metric, labels, value, time: new Date(timestampUnixMs).toISOString(), sequence: 1 })));
+    });
+
+    it('given a batch across midnight, then each day holds its own samples, in the partition of that day', async () => {
+      await hello('midnight');
+      const samples = [
+        sample(1, '2029-12-27T00:00:02Z'),
+        sample(2, '2029-12-26T23:59:58.500Z'),
+        sample(3, '2029-12-27T00:00:00Z', { gpu: '1' }),
+        sample(4, '2029-12-26T23:59:59Z', { gpu: '1' }),
+      ];
+      await store.store(batch('midnight', 1, samples), new Date());
+      const rows = await db.query<{ partition: string; time: Date; offsets_ms: number[]; sample_values: number[] }>(
+        "select tableoid::regclass::text as partition, time, offsets_ms, sample_values from telemetry_sample_batches where agent_id = 'midnight' order by time",
+      );
+      expect(rows.map(({ partition, time, offsets_ms, sample_values }) => ({ partition, time: new Date(time).toISOString(), offsets_ms, sample_values }))).to.deep.equal([
+        { partition: 'telemetry_sample_batches_p20291226', time: '2029-12-26T23:59:58.500Z', offsets_ms: [0, 500], sample_values: [2, 4] },
+        { partition: 'telemetry_sample_batches_p20291227', time: '2029-12-27T00:00:00.000Z', offsets_ms: [2000, 0], sample_values: [1, 3] },
+      ]);
+      expect((await storedSamples('midnight')).map(({ value, time }) => `${value}@${time}`).sort()).to.deep.equal(
+        samples.map(({ value, timestampUnixMs }) => `${value}@${new Date(timestampUnixMs).toISOString()}`).sort(),
+      );
     });
 
     // Last: it drops every partition before its cut-off, including those of the tests above.
     it('given partitions older than the retention, when maintenance runs, then those days are detached and dropped, samples before rollups', async () => {
       const created = await store.maintain(new Date(at('2030-03-01T10:00:00Z')));
-      expect(created.created).to.have.members(['telemetry_samples_p20300301', 'telemetry_rollups_1m_p20300301', 'telemetry_samples_p20300302', 'telemetry_rollups_1m_p20300302']);
+      expect(created.created).to.have.members([
+        'telemetry_sample_batches_p20300301',
+        'telemetry_rollups_1m_p20300301',
+        'telemetry_sample_batches_p20300302',
+        'telemetry_rollups_1m_p20300302',
+      ]);
+      // Samples stored one row each before migration 011 expire as theirs do.
+      await db.query("create table telemetry_samples_p20300301 partition of telemetry_samples for values from ('2030-03-01 00:00:00+00') to ('2030-03-02 00:00:00+00')");
       await hello('retained');
       await store.store(batch('retained', 1, [sample(1, '2030-03-01T10:00:00Z')]), new Date());
 
       // 7 days of samples: 2030-03-01 ends at 03-02 00:00, which is at or before 03-09 00:00 − 7 days.
       const first = await store.maintain(new Date(at('2030-03-09T00:00:00Z')));
-      expect(first.dropped).to.include('telemetry_samples_p20300301');
-      expect(first.dropped).not.to.include('telemetry_samples_p20300302');
+      expect(first.dropped).to.include.members(['telemetry_sample_batches_p20300301', 'telemetry_samples_p20300301']);
+      expect(first.dropped).not.to.include('telemetry_sample_batches_p20300302');
       expect(first.dropped.filter((name) => name.startsWith('telemetry_rollups_1m_p2030030'))).to.deep.equal([]);
-      expect(await partitions('telemetry_samples')).not.to.include('telemetry_samples_p20300301');
-      expect(await partitions('telemetry_samples')).to.include('telemetry_samples_p20300302');
+      expect(await partitions('telemetry_sample_batches')).not.to.include('telemetry_sample_batches_p20300301');
+      expect(await partitions('telemetry_sample_batches')).to.include('telemetry_sample_batches_p20300302');
+      expect(await tables()).not.to.include('telemetry_sample_batches_p20300301');
       expect(await tables()).not.to.include('telemetry_samples_p20300301');
       expect(await partitions('telemetry_rollups_1m')).to.include('telemetry_rollups_1m_p20300301');
 
@@ -159,8 +204,17 @@ for (const database of databases) {
       // partitions. The agent was silent by maintenance's clock, which released it: it says hello again first.
       await hello('retained');
       await store.store(batch('retained', 2, [sample(3, '2030-03-01T10:00:00Z')]), new Date());
-      expect(await partitions('telemetry_samples')).to.include('telemetry_samples_p20300301');
+      expect(await partitions('telemetry_sample_batches')).to.include('telemetry_sample_batches_p20300301');
     });
+
+    /** The agent's samples as telemetry_sample_rows reads them, in time order (then by value). */
+    async function storedSamples(agentId: string) {
+      const rows = await db.query<{ metric: string; labels: Record<string, string>; value: number; time: Date; sequence: string | number }>(
+        'select metric, labels, value, time, sequence from telemetry_sample_rows where agent_id = $1 order by time, value',
+        [agentId],
+      );
+      return rows.map(({ metric, labels, value, time, sequence }) => ({ metric, labels, value: Number(value), time: new Date(time).toISOString(), sequence: Number(sequence) }));
+    }
 
     async function partitions(parent: string): Promise<string[]> {
       const rows = await db.query<{ relname: string }>(
