@@ -76,6 +76,22 @@ async function agentRow(db: Database, agentId: string) {
   return { highWater: Number(row!.high_water), rolledUpThrough: Number(row!.rolled_up_through), owner: row!.owner };
 }
 
+/** A database migrated to just before `migration`, opened before the tests of the describe block it is called in. */
+function migratedBefore(database: (typeof databases)[number], migration: string): () => Database {
+  let db: Database | undefined;
+  let drop: (() => Promise<void>) | undefined;
+  before(async function () {
+    if (database.skipReason) this.skip();
+    ({ db, drop } = await database.open());
+    await sentinelMigrationsBefore(migration).latest(db.knex);
+  });
+  after(async () => {
+    await db?.close();
+    await drop?.();
+  });
+  return () => db!;
+}
+
 for (const database of databases) {
   describe(`telemetry rollups flushed apart from the batches on ${database.name}`, function () {
     this.timeout(60_000);
@@ -208,20 +224,10 @@ for (const database of databases) {
 
   describe(`migration 010, rollups apart from batches, on ${database.name}`, function () {
     this.timeout(60_000);
-    let db: Database;
-    let drop: () => Promise<void>;
-
-    before(async function () {
-      if (database.skipReason) this.skip();
-      ({ db, drop } = await database.open());
-      await sentinelMigrationsBefore('010-telemetry-rollups-off-batch').latest(db.knex);
-    });
-    after(async () => {
-      await db?.close();
-      await drop?.();
-    });
+    const opened = migratedBefore(database, '010-telemetry-rollups-off-batch');
 
     it('given agents and samples stored at 009, when 010 runs, then each agent is rolled up through its high-water mark and stores on', async () => {
+      const db = opened();
       const { knex } = db;
       await knex.raw(`create table telemetry_samples_p20300101 partition of telemetry_samples for values from ('2030-01-01 00:00:00+00') to ('2030-01-02 00:00:00+00')`);
       await knex('telemetry_agents').insert([
@@ -251,6 +257,7 @@ for (const database of databases) {
     });
 
     it('given 010 applied, when it is undone, then the columns it added are gone', async () => {
+      const db = opened();
       // The view of migration 011 reads the column 010 added.
       await db.query('drop view telemetry_sample_rows');
       await rollups010.down(db.knex);
@@ -262,20 +269,10 @@ for (const database of databases) {
 
   describe(`migration 011, samples one row per batch and day, on ${database.name}`, function () {
     this.timeout(60_000);
-    let db: Database;
-    let drop: () => Promise<void>;
-
-    before(async function () {
-      if (database.skipReason) this.skip();
-      ({ db, drop } = await database.open());
-      await sentinelMigrationsBefore('011-telemetry-sample-batches').latest(db.knex);
-    });
-    after(async () => {
-      await db?.close();
-      await drop?.();
-    });
+    const opened = migratedBefore(database, '011-telemetry-sample-batches');
 
     it('given batches stored one row a sample at 010 and not rolled up, when 011 runs, then they are read beside the new ones and rolled up once', async () => {
+      const db = opened();
       const { knex } = db;
       const atMs = at('2030-01-01T12:00:00Z');
       for (const table of ['telemetry_samples', 'telemetry_rollups_1m']) {
