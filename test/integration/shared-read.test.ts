@@ -11,7 +11,7 @@ import type { EventStore, EventToAppend, ExpectedRevision, ReadAllOptions, Subsc
 import { ForwardingEventStore } from '../../domain/forwarding-event-store.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';
 import { countOf, counter } from '../support/counting-projector.js';
-import { events, uniqueStream } from '../support/events.js';
+import { events, settled, uniqueStream } from '../support/events.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
@@ -86,7 +86,9 @@ for (const backend of backends) {
       const store = new CountingStore(inner);
       const projectors = [1, 2, 3, 4].map((n) => counter(`in-step-${n}-${type}`, type));
       const stream = uniqueStream('counted');
-      await appendMany(store, stream, type, 200);
+      // The history is counted in pages of what the log shows: wait until it shows all 200 (a transaction open
+      // elsewhere on the server holds back what PostgreSQL shows).
+      await settled(inner, await appendMany(store, stream, type, 200));
 
       const runtime = new ProjectionRuntime(opened.db.knex, store, projectors, { logger, lease: opened.lease(), batchSize: 50 });
       await runtime.start();
