@@ -136,7 +136,7 @@ function stringField(value: string): number {
   return 1 + varintLength(bytes) + bytes;
 }
 
-function varintLength(value: number): number {
+export function varintLength(value: number): number {
   let length = 1;
   while (value >= 0x80) {
     value = Math.floor(value / 128);

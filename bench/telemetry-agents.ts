@@ -12,6 +12,7 @@
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { telemetryService, type Hello, type IngestMessage } from '../adapters/grpc/telemetry-proto.js';
+import { varintLength } from '../agent/message-encoder.js';
 
 const address = required('TELEMETRY_ADDRESS');
 const token = required('TELEMETRY_TOKEN');
@@ -178,15 +179,6 @@ function writeVarint(buffer: Buffer, at: number, value: number): number {
   }
   buffer[at++] = value;
   return at;
-}
-
-function varintLength(value: number): number {
-  let length = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    length++;
-  }
-  return length;
 }
 
 function required(name: string): string {

@@ -11,9 +11,12 @@ import { encodeCursor, policyDecisions } from './read-models.js';
  * and its callers read the log from its start. It may lag the log: what it answers is still a lower bound.
  */
 export function readModelDecisionIndex(knex: Knex, tables: () => Promise<TableNames<'policy_decisions'>>): DecisionIndex {
+  // A table once found stays: only whether one not found yet has been made since is asked again.
+  const present = new Set<string>();
   const table = async () => {
     const names = await tables();
-    return (await knex.schema.hasTable(names.policy_decisions)) ? names : undefined;
+    if (!present.has(names.policy_decisions) && (await knex.schema.hasTable(names.policy_decisions))) present.add(names.policy_decisions);
+    return present.has(names.policy_decisions) ? names : undefined;
   };
   return {
     async lastBefore(bound) {
