@@ -32,7 +32,8 @@ import { migrateSentinel } from '../adapters/postgres/schema.js';
 import { clusters } from '../commands/aggregates.js';
 import { DEFAULT_SNAPSHOT_EVERY } from '../commands/command-handler.js';
 import { AuditExportWriter, verifyExport } from '../commands/audit-export.js';
-import { auditProjector, readAuditChain } from '../projections/audit-trail.js';
+import { auditProjector } from '../projections/audit-trail.js';
+import { readAuditChain } from '../projections/audit-chain-read.js';
 import { createSnapshot, dropSnapshot, projectSnapshot } from '../projections/fleet-snapshot.js';
 import { parseAsOf, stateAsOf, type AsOf } from '../projections/time-travel.js';
 

@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import { createKafka } from '../adapters/kafka/client.js';
 import { canonicalJson } from '../projections/canonical-json.js';
 import { checkpointProblem, signCheckpoint, type ExportCheckpoint } from './audit-export.js';
-import { GENESIS_HASH, verifyAuditTrail } from '../projections/audit-trail.js';
+import { GENESIS_HASH } from '../projections/audit-trail.js';
+import { verifyAuditTrail } from '../projections/audit-chain-read.js';
 
 /** An anchor: an export's checkpoint over the whole chain, from its first row to `lastPosition`. */
 export type AuditAnchor = ExportCheckpoint;

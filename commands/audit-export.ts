@@ -3,7 +3,8 @@
 import { createHash, createPrivateKey, createPublicKey, hash as digestOf, sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson } from '../projections/canonical-json.js';
-import { auditRowHash, chainText, type AuditChainRow, type AuditRecord, type AuditRecordTexts } from '../projections/audit-trail.js';
+import { auditRowHash, chainText, type AuditRecord, type AuditRecordTexts } from '../projections/audit-trail.js';
+import { type AuditChainRow } from '../projections/audit-chain-read.js';
 
 export const EXPORT_FORMAT = 'sentinel-audit-export';
 export const EXPORT_VERSION = 1;

@@ -2,7 +2,8 @@
 // AuditChainWalkStale alerts.
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
-import { auditRowHash, GENESIS_HASH, readAuditChain, type AuditVerification } from './audit-trail.js';
+import { auditRowHash, GENESIS_HASH } from './audit-trail.js';
+import { readAuditChain, type AuditVerification } from './audit-chain-read.js';
 
 /** How a verification read the chain: from the first row, or on from the head the last one found whole. */
 export type ChainWalk = 'full' | 'incremental';

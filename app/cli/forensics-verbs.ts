@@ -14,7 +14,8 @@ import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import type { Database } from '../../adapters/postgres/database.js';
 import { AuditExportWriter, publicKeyFrom, SIGNING_KEY_VARIABLE, signingKeyFrom, SigningKeyError, verifyExport } from '../../commands/audit-export.js';
 import type { EventStore } from '../../domain/event-store.js';
-import { auditProjector, firstAuditPositionAt, GENESIS_HASH, readAuditChain } from '../../projections/audit-trail.js';
+import { auditProjector, GENESIS_HASH } from '../../projections/audit-trail.js';
+import { firstAuditPositionAt, readAuditChain } from '../../projections/audit-chain-read.js';
 import {
   createSnapshot,
   dropSnapshot,

@@ -21,7 +21,8 @@ import {
   type AnchoredVerification,
 } from '../../commands/audit-export-anchor.js';
 import type { EventStore } from '../../domain/event-store.js';
-import { auditProjector, auditRowHash, readAuditChain, verifyAuditTrail } from '../../projections/audit-trail.js';
+import { auditProjector, auditRowHash } from '../../projections/audit-trail.js';
+import { readAuditChain, verifyAuditTrail } from '../../projections/audit-chain-read.js';
 import { anEvent } from '../support/events.js';
 import { eventually } from '../support/eventually.js';
 import { KAFKA_BROKERS, SKIP_KAFKA_REASON } from '../support/kafka.js';

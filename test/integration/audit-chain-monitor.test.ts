@@ -9,7 +9,8 @@ import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres
 import { openPglite, type Database } from '../../adapters/postgres/database.js';
 import { prometheusAuditChainMetrics } from '../../adapters/prometheus/audit-chain-metrics.js';
 import { AuditChainMonitor, DEFAULT_FULL_EVERY } from '../../projections/audit-chain-monitor.js';
-import { auditProjector, auditRowHash, readAuditChain, verifyAuditTrail, type AuditChainRow } from '../../projections/audit-trail.js';
+import { auditProjector, auditRowHash } from '../../projections/audit-trail.js';
+import { readAuditChain, verifyAuditTrail, type AuditChainRow } from '../../projections/audit-chain-read.js';
 import { tableNames } from '../../projections/projector.js';
 import { events, uniqueStream } from '../support/events.js';
 

@@ -4,7 +4,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { AuditExportWriter, verifyExport } from '../../commands/audit-export.js';
-import { auditProjector, auditRowHash, canonicalJson, GENESIS_HASH, readAuditChain, type AuditChainRow, type AuditRecordHead } from '../../projections/audit-trail.js';
+import { auditProjector, auditRowHash, canonicalJson, GENESIS_HASH, type AuditRecordHead } from '../../projections/audit-trail.js';
+import { readAuditChain, type AuditChainRow } from '../../projections/audit-chain-read.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const table = 'audit_export_read';

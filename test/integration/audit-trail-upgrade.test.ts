@@ -9,7 +9,8 @@ import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres
 import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import { AuditExportWriter, verifyExport } from '../../commands/audit-export.js';
 import type { EventToAppend } from '../../domain/event-store.js';
-import { auditProjector, canonicalJson, readAuditChain, verifyAuditTrail } from '../../projections/audit-trail.js';
+import { auditProjector, canonicalJson } from '../../projections/audit-trail.js';
+import { readAuditChain, verifyAuditTrail } from '../../projections/audit-chain-read.js';
 import { tableNames, type Projector } from '../../projections/projector.js';
 import { projectionRow } from '../../adapters/postgres/checkpoints.js';
 import { ProjectionRuntime } from '../../projections/runtime.js';

@@ -7,15 +7,8 @@ import type { Knex } from 'knex';
 import { openPglite, openPostgres, type Database } from '../../adapters/postgres/database.js';
 import { PostgresEventStore } from '../../adapters/event-store/postgres/postgres-event-store.js';
 import type { EventMetadata, EventToAppend, Position, RecordedEvent } from '../../domain/event-store.js';
-import {
-  GENESIS_HASH,
-  auditProjector,
-  canonicalJson,
-  queryAudit,
-  verifyAuditTrail,
-  type AuditEntry,
-  type AuditQuery,
-} from '../../projections/audit-trail.js';
+import { GENESIS_HASH, auditProjector, canonicalJson, queryAudit, type AuditEntry, type AuditQuery } from '../../projections/audit-trail.js';
+import { verifyAuditTrail } from '../../projections/audit-chain-read.js';
 import { tableNames } from '../../projections/projector.js';
 import { InvalidQuery } from '../../projections/read-models/query.js';
 import { settled } from '../support/events.js';

@@ -3,7 +3,8 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { AuditExportWriter, verifyExport } from '../../commands/audit-export.js';
-import { auditRowHash, chainText, GENESIS_HASH, type AuditChainRow, type AuditRecordHead, type AuditRecordTexts } from '../../projections/audit-trail.js';
+import { auditRowHash, chainText, GENESIS_HASH, type AuditRecordHead, type AuditRecordTexts } from '../../projections/audit-trail.js';
+import { type AuditChainRow } from '../../projections/audit-chain-read.js';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { AuditExportWriter, signingKeyFrom, SigningKeyError, verifyExport, type ExportVerification } from '../../commands/audit-export.js';
-import { auditRowHash, canonicalJson, GENESIS_HASH, type AuditChainRow, type AuditRecord } from '../../projections/audit-trail.js';
+import { auditRowHash, canonicalJson, GENESIS_HASH, type AuditRecord } from '../../projections/audit-trail.js';
+import { type AuditChainRow } from '../../projections/audit-chain-read.js';
 
 const position = (i: number) => `${i.toString(16).padStart(16, '0')}-0000000000000001`;
 
