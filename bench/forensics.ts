@@ -9,7 +9,8 @@
 // writes them (default the command handler's, SENTINEL_SNAPSHOT_EVERY's default): the p99 of 500 `?asOf=` folds at
 // random points of random clusters (half at a time, half at a position; each starts from the newest snapshot at or
 // below its point, or from the first event when the point lies before the first snapshot);
-// then the audit trail of the whole log, exported with a signed checkpoint and verified offline: rows per second;
+// then the audit trail of the whole log, exported to a file with a signed checkpoint and the file verified offline, as
+// `audit export` and `audit verify` do: rows per second;
 // then a fleet snapshot at a time after the last event: every read model projected over the whole log, in seconds.
 // FORENSICS_EVENTS sets the size of the whole log instead (the cluster streams grow to make it up), e.g. the issue's
 //   FORENSICS_EVENTS=1000000 DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:forensics
@@ -17,6 +18,11 @@
 // impact, snapshots of the cluster streams, as-of reads or fleet snapshot), BENCH_FORENSICS_EXPORT_ROUNDS times
 // (default 1; the figure is the median), each phase's CPU time printed beside its wall-clock time.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
 import { openPglite, openPostgres, type Database } from '../adapters/postgres/database.js';
@@ -31,8 +37,8 @@ import { PostgresSnapshotStore } from '../adapters/postgres/snapshot-store.js';
 import { migrateSentinel } from '../adapters/postgres/schema.js';
 import { clusters } from '../commands/aggregates.js';
 import { DEFAULT_SNAPSHOT_EVERY } from '../commands/command-handler.js';
-import { AuditExportWriter, verifyExport } from '../commands/audit-export.js';
-import { auditProjector } from '../projections/audit-trail.js';
+import { AuditExportWriter, verifyExportFile } from '../commands/audit-export.js';
+import { auditProjector, GENESIS_HASH } from '../projections/audit-trail.js';
 import { readAuditChain } from '../projections/audit-chain-read.js';
 import { createSnapshot, dropSnapshot, projectSnapshot } from '../projections/fleet-snapshot.js';
 import { parseAsOf, stateAsOf, type AsOf } from '../projections/time-travel.js';
@@ -349,15 +355,6 @@ async function asOfReads(database: string, db: Database, store: EventStore): Pro
   return figures;
 }
 
-/** The lines of text written in chunks that each end at the end of a line. */
-function* linesOf(chunks: readonly string[]): Generator<string> {
-  for (const chunk of chunks) {
-    const lines = chunk.split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    yield* lines;
-  }
-}
-
 /**
  * Rows per page read and written: a page is alive from its query until its lines are joined, and a few megabytes
  * alive at each young-generation collection are copied by each; smaller pages are mostly dead by then.
@@ -376,32 +373,37 @@ async function exportAndVerify(database: string, db: Database, store: EventStore
   }
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const rates: number[] = [];
-  for (let round = 1; round <= EXPORT_ROUNDS; round++) {
-    const started = performance.now();
-    const cpu = process.cpuUsage();
-    const writer = new AuditExportWriter(privateKey, { from: null, to: null });
-    const lines: string[] = [];
-    let headed = false;
-    for await (const page of readAuditChain(db.knex, tables.audit, {}, EXPORT_PAGE_ROWS)) {
-      if (!headed) lines.push(writer.header(page[0]!.prevHash));
-      headed = true;
-      lines.push(writer.page(page));
+  const file = path.join(await mkdtemp(path.join(tmpdir(), 'sentinel-bench-export-')), 'audit.jsonl');
+  try {
+    for (let round = 1; round <= EXPORT_ROUNDS; round++) {
+      // As `audit export` and `audit verify` do it: the export written to a file, then the file verified.
+      const started = performance.now();
+      const cpu = process.cpuUsage();
+      const writer = new AuditExportWriter(privateKey, { from: null, to: null });
+      const out = createWriteStream(file);
+      const write = async (text: string) => {
+        if (!out.write(text)) await once(out, 'drain');
+      };
+      await writer.writeAll(readAuditChain(db.knex, tables.audit, {}, EXPORT_PAGE_ROWS), write, () => Promise.resolve(GENESIS_HASH));
+      out.end();
+      await once(out, 'finish');
+      const exportSeconds = (performance.now() - started) / 1000;
+      const exportCpu = process.cpuUsage(cpu);
+      const verified = await verifyExportFile(file, publicKey);
+      const seconds = (performance.now() - started) / 1000;
+      const verifyCpu = process.cpuUsage(cpu);
+      if (!verified.ok || verified.rows !== writer.exported) throw new Error(`the export did not verify: ${JSON.stringify(verified)}`);
+      rates.push(Math.round(writer.exported / seconds));
+      const cpuS = (usage: NodeJS.CpuUsage) => (usage.user + usage.system) / 1e6;
+      console.log(
+        `${database}: audit export of ${writer.exported.toLocaleString('en-US')} rows (${((await stat(file)).size / 1e6).toFixed(0)} MB) in ${exportSeconds.toFixed(2)} s (CPU ${cpuS(exportCpu).toFixed(2)} s), ` +
+          `verified offline in ${(seconds - exportSeconds).toFixed(2)} s (CPU ${(cpuS(verifyCpu) - cpuS(exportCpu)).toFixed(2)} s): ` +
+          `${rates.at(-1)!.toLocaleString('en-US')} rows/s exported and verified`,
+      );
+      await rm(file);
     }
-    lines.push(writer.checkpoint());
-    const exportSeconds = (performance.now() - started) / 1000;
-    const exportCpu = process.cpuUsage(cpu);
-    // Line by line from the pages as written: the whole export as one string passes V8's longest string at a million rows.
-    const verified = verifyExport(linesOf(lines), publicKey);
-    const seconds = (performance.now() - started) / 1000;
-    const verifyCpu = process.cpuUsage(cpu);
-    if (!verified.ok || verified.rows !== writer.exported) throw new Error(`the export did not verify: ${JSON.stringify(verified)}`);
-    rates.push(Math.round(writer.exported / seconds));
-    const cpuS = (usage: NodeJS.CpuUsage) => (usage.user + usage.system) / 1e6;
-    console.log(
-      `${database}: audit export of ${writer.exported.toLocaleString('en-US')} rows in ${exportSeconds.toFixed(2)} s (CPU ${cpuS(exportCpu).toFixed(2)} s), ` +
-        `verified offline in ${(seconds - exportSeconds).toFixed(2)} s (CPU ${(cpuS(verifyCpu) - cpuS(exportCpu)).toFixed(2)} s): ` +
-        `${rates.at(-1)!.toLocaleString('en-US')} rows/s exported and verified`,
-    );
+  } finally {
+    await rm(path.dirname(file), { recursive: true, force: true });
   }
   return { exportRowsPerS: median(rates) };
 }

@@ -1,27 +1,35 @@
 // The anchored audit export: a window of the audit trail's hash chain as JSON lines, closed by a checkpoint of its
 // last hash signed with Ed25519, and the offline verification of such a file (no database: the file and a public key).
 import { createHash, createPrivateKey, createPublicKey, hash as digestOf, sign, verify, type KeyObject } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { z } from 'zod';
 import { canonicalJson } from '../projections/canonical-json.js';
 import { auditRowHash, chainText, type AuditRecord, type AuditRecordTexts } from '../projections/audit-trail.js';
 import { type AuditChainRow } from '../projections/audit-chain-read.js';
 
 export const EXPORT_FORMAT = 'sentinel-audit-export';
-export const EXPORT_VERSION = 1;
+/** The version this code writes: 2 lays each row out with its hashes first, then its record's canonical JSON as hashed. */
+export const EXPORT_VERSION = 2;
+/** Versions this code verifies: 1 wrote each row's members in the order they are stored, the content last. */
+const VERSIONS_READ = [1, 2] as const;
 export const SIGNING_KEY_VARIABLE = 'AUDIT_SIGNING_KEY_FILE';
 
 /** The first line: what the file holds, and the hash the first row links to (the row before the window). */
 export interface ExportHeader {
   kind: 'header';
   format: typeof EXPORT_FORMAT;
-  version: typeof EXPORT_VERSION;
+  version: (typeof VERSIONS_READ)[number];
   /** The window as asked: times or positions, from inclusive, to exclusive. */
   window: { from: string | null; to: string | null };
   exportedAt: string;
   prevHash: string;
 }
 
-/** One row of the chain: the record its hash covers, and its two hashes. */
+/**
+ * One row of the chain: the record its hash covers, and its two hashes. Version 2 writes it as
+ * `{"kind":"row","prevHash":…,"hash":…,` followed by the record's canonical JSON after its opening brace: the text
+ * the hash covers, so a verifier hashes the line's own text, its link and a line break put before it.
+ */
 export type ExportRow = { kind: 'row'; prevHash: string; hash: string } & AuditRecord;
 
 /** The last line: the chain's end, signed. `signature` is over the canonical JSON of every other member. */
@@ -111,22 +119,32 @@ export class AuditExportWriter {
     for (const row of rows) {
       if (this.lastHash === undefined) throw new Error('the header is written before the rows');
       if (row.prevHash !== this.lastHash) throw new Error(`${rowNamed(row)} does not link to the row before it: the stored chain is broken, and an export of it is not signed`);
-      // The content's stored canonical text is hashed and written into the line as it stands: a text that is not the
-      // canonical JSON the hash was taken over does not match the hash, so what is written is always that JSON.
-      const plain = plainRowTexts(row);
-      if (plain !== undefined && digestOf('sha256', plain.hashed, 'hex') === row.hash) {
-        lines.push(plain.line);
-      } else if (auditRowHash(row.prevHash, row.record, row.content) === row.hash) {
-        lines.push(rowLine(row));
-      } else {
-        throw new Error(`${rowNamed(row)} does not match its hash: the stored chain is broken, and an export of it is not signed`);
-      }
+      // The line is written from the very text hashed, so what is written is always the text its hash was taken over.
+      const hashed = hashedTextOf(row);
+      if (hashed === undefined) throw new Error(`${rowNamed(row)} does not match its hash: the stored chain is broken, and an export of it is not signed`);
+      lines.push(`${ROW_START}${row.prevHash}${HASH_MEMBER}${row.hash}",${hashed.slice(row.prevHash.length + 2)}\n`);
       this.rows += 1;
       this.firstPosition ??= row.record.position;
       this.lastPosition = row.record.position;
       this.lastHash = row.hash;
     }
     return lines.join('');
+  }
+
+  /**
+   * Writes the whole export through `write`: the header, each page's lines as the page is read, the signed
+   * checkpoint. The header of a window without rows links to `prevHashOfEmpty()`. Answers the rows written.
+   */
+  async writeAll(pages: AsyncIterable<readonly AuditChainRow[]>, write: (text: string) => Promise<void>, prevHashOfEmpty: () => Promise<string>): Promise<number> {
+    let headed = false;
+    for await (const page of pages) {
+      if (!headed) await write(this.header(page[0]!.prevHash));
+      headed = true;
+      await write(this.page(page));
+    }
+    if (!headed) await write(this.header(await prevHashOfEmpty()));
+    await write(this.checkpoint());
+    return this.rows;
   }
 
   checkpoint(): string {
@@ -147,50 +165,24 @@ function rowNamed({ record }: AuditChainRow): string {
   return `the audit trail's row at position ${record.position} (event ${record.eventId})`;
 }
 
-/**
- * A row's line: its members in the order a stored row holds them (as `readAuditChain` reads it), then its hashes,
- * then the content, last, as its stored canonical text. The members are written by one `JSON.stringify` of an object
- * of one fixed shape, which gives a flat string where a template of each member's JSON would leave dozens of pieces
- * to join for every row.
- */
-function rowLine({ record: r, content, prevHash, hash }: AuditChainRow): string {
-  const members = {
-    kind: 'row',
-    position: r.position,
-    eventId: r.eventId,
-    stream: r.stream,
-    type: r.type,
-    revision: r.revision,
-    recordedAt: r.recordedAt,
-    actorId: r.actorId,
-    actorKind: r.actorKind,
-    action: r.action,
-    correlationId: r.correlationId,
-    causationId: r.causationId,
-    summary: r.summary,
-    prevHash,
-    hash,
-  } satisfies Omit<ExportRow, 'content'>;
-  return `${JSON.stringify(members).slice(0, -1)},"content":${content}}\n`;
-}
+/** How a row line starts, and what lies between its two hashes. */
+const ROW_START = '{"kind":"row","prevHash":"';
+const HASH_MEMBER = '","hash":"';
 
 /** The two characters that end or escape a JSON string. */
 const QUOTE_OR_BACKSLASH = /["\\]/;
 
 /**
- * The text a row's hash covers and the row's line, both as templates, with the members in the orders
- * `auditRowHash` (sorted by name) and `rowLine` write them, each text between quotes as it stands; undefined when a
- * member is not text, null or (the revision) a safe integer, or a text holds a quote or a backslash.
+ * The text a row's hash covers, each member's text written between quotes as it stands; undefined when a member is
+ * not text, null or (the revision) a safe integer, or a text holds a quote or a backslash.
  *
- * It spares `JSON.stringify` scanning every member for what to escape, twice, and is right for nearly every row:
- * exactly when the hashed text matches the row's hash. A text that JSON would escape otherwise (a control character,
- * a lone surrogate) then leaves the hashed text unlike the canonical text the hash was taken over, and the row is
- * written by `rowLine`. Texts that hold neither a quote nor a backslash cannot shift what the template makes of them
- * into another member, so a match means these are the members the hash was taken over. The two hashes need no such
- * test: the link starts the hashed text, before a line break no canonical JSON holds, and the row's hash is the one
- * computed.
+ * It spares `JSON.stringify` scanning every member for what to escape, and is right for nearly every row: exactly
+ * when the text matches the row's hash. A text that JSON would escape otherwise (a control character, a lone
+ * surrogate) then leaves it unlike the canonical text the hash was taken over, and the row is written from
+ * `escapedHashedText`. Texts that hold neither a quote nor a backslash cannot shift what the template makes of them
+ * into another member, so a match means these are the members the hash was taken over.
  */
-function plainRowTexts({ record: r, content, prevHash, hash }: AuditChainRow): { hashed: string; line: string } | undefined {
+function plainHashedText({ record: r, content, prevHash }: AuditChainRow): string | undefined {
   if (
     !Number.isSafeInteger(r.revision) ||
     !(isText(r.position) && isText(r.eventId) && isText(r.stream) && isText(r.type) && isText(r.recordedAt) && isText(r.action) && isText(r.summary)) ||
@@ -213,13 +205,35 @@ function plainRowTexts({ record: r, content, prevHash, hash }: AuditChainRow): {
     causationId: quoted(r.causationId),
     summary: `"${r.summary}"`,
   };
-  return {
-    hashed: chainText(prevHash, m, content),
-    line:
-      `{"kind":"row","position":${m.position},"eventId":${m.eventId},"stream":${m.stream},"type":${m.type},"revision":${m.revision},` +
-      `"recordedAt":${m.recordedAt},"actorId":${m.actorId},"actorKind":${m.actorKind},"action":${m.action},"correlationId":${m.correlationId},` +
-      `"causationId":${m.causationId},"summary":${m.summary},"prevHash":"${prevHash}","hash":"${hash}","content":${content}}\n`,
+  return chainText(prevHash, m, content);
+}
+
+/** The text the row's hash covers, written from its members; undefined when it does not match the row's hash. */
+function hashedTextOf(row: AuditChainRow): string | undefined {
+  const plain = plainHashedText(row);
+  if (plain !== undefined && digestOf('sha256', plain, 'hex') === row.hash) return plain;
+  const escaped = escapedHashedText(row);
+  return digestOf('sha256', escaped, 'hex') === row.hash ? escaped : undefined;
+}
+
+/** The text a row's hash covers, each member written by `JSON.stringify`: what `auditRowHash` hashes. */
+function escapedHashedText({ record: r, content, prevHash }: AuditChainRow): string {
+  const json = (value: unknown) => JSON.stringify(value) ?? 'null';
+  const m: AuditRecordTexts = {
+    position: json(r.position),
+    eventId: json(r.eventId),
+    stream: json(r.stream),
+    type: json(r.type),
+    revision: json(r.revision),
+    recordedAt: json(r.recordedAt),
+    actorId: json(r.actorId),
+    actorKind: json(r.actorKind),
+    action: json(r.action),
+    correlationId: json(r.correlationId),
+    causationId: json(r.causationId),
+    summary: json(r.summary),
   };
+  return chainText(prevHash, m, content);
 }
 
 function isText(value: unknown): value is string {
@@ -331,7 +345,7 @@ function rowLineProblem(value: unknown): string | undefined {
 const headerLine = z.strictObject({
   kind: z.literal('header'),
   format: z.literal(EXPORT_FORMAT),
-  version: z.literal(EXPORT_VERSION),
+  version: z.union(VERSIONS_READ.map((version) => z.literal(version))),
   window: z.strictObject({ from: nullableText, to: nullableText }),
   exportedAt: z.string(),
   prevHash: z.string(),
@@ -350,68 +364,44 @@ const checkpointLine = z.strictObject({
   signature: z.string(),
 });
 
-/** How a row line written by `rowLine` starts. */
-const LINE_START = '{"kind":"row"';
-/** Its members after the kind and before the content, in the order it writes them, each with its `,"name":`. */
-const LINE_HEAD = ROW_MEMBER_ENTRIES.filter(([name]) => name !== 'kind' && name !== 'content').map(([name, holds]) => ({ name, key: `,${JSON.stringify(name)}:`, holds }));
-/** What follows them: the content's canonical text, then the closing brace. */
-const CONTENT_MEMBER = ',"content":';
+/** A SHA-256 in hex, as every hash of the chain is written. */
+const HEX_HASH = /^[0-9a-f]{64}$/;
 const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const CLOSING_BRACE = 0x7d;
+const COMMA = 0x2c;
+/** The record's last members but one, each before its value: found from the end of a line, after the content. */
+const POSITION_MEMBER = ',"position":';
+const EVENT_ID_MEMBER = ',"eventId":';
+const RECORDED_AT_MEMBER = ',"recordedAt":';
 
 /**
- * The row on this line, when the line is a row laid out as `rowLine` writes it, that links to `prevHash` and whose
- * members' texts, as written, hash to the row's hash; otherwise undefined, and the line is read whole (which also
- * names what is wrong).
+ * The row on this line, when the line is laid out as version 2 writes it (`{"kind":"row","prevHash":"<hash>",
+ * "hash":"<hash>",` and then the record's canonical JSON after its opening brace), links to `prevHash`, and the
+ * record's text hashes to the row's hash; otherwise undefined, and the line is read whole (which also names what is
+ * wrong).
  *
- * Nothing is parsed and written out again: the JSON text of each member is cut from the line and the hashed text
- * put together from those texts and the content's, as they stand. A row of a kilobyte decision costs a walk over
- * its few short members and one hash. When that text hashes to the row's hash it is the text the row was hashed over
- * (anything else would be a SHA-256 collision), the canonical JSON of the record: so each member's text is its
- * canonical JSON and the content's text valid JSON, and the line is exactly what the whole-line reading would have
- * accepted.
+ * Nothing is parsed: the hashed text is the link, a line break, a brace and the rest of the line as it stands. When
+ * it hashes to the row's hash it is the text the row was hashed over (anything else would be a SHA-256 collision),
+ * the canonical JSON of a record, and the line is exactly what the whole-line reading would have accepted. The
+ * position and event id are then read from the end of that text: the members after the content are scalars, whose
+ * JSON cannot hold `,"` anywhere but between members, so the last `,"position":` is the record's own.
  */
 function hashedRowLine(text: string, prevHash: string): { position: string; eventId: string; hash: string } | undefined {
-  if (!text.startsWith(LINE_START) || text.charCodeAt(text.length - 1) !== CLOSING_BRACE) return undefined;
-  const values: string[] = [];
-  let at = LINE_START.length;
-  for (const { key, holds } of LINE_HEAD) {
-    if (!text.startsWith(key, at)) return undefined;
-    at += key.length;
-    const end = valueEnd(text, at);
-    const first = text.charCodeAt(at);
-    // The kind of each value, from its first character: a string, null where a member may be null, else a number.
-    const fits = first === QUOTE || (holds === 'text?' ? text.startsWith('null', at) : holds === 'revision' && first !== 0x7b && first !== 0x5b);
-    if (end < 0 || !fits) return undefined;
-    values.push(text.slice(at, end));
-    at = end;
+  const hashAt = ROW_START.length + prevHash.length + HASH_MEMBER.length;
+  if (!(HEX_HASH.test(prevHash) && text.startsWith(ROW_START) && text.startsWith(prevHash, ROW_START.length) && text.startsWith(HASH_MEMBER, hashAt - HASH_MEMBER.length))) {
+    return undefined;
   }
-  if (!text.startsWith(CONTENT_MEMBER, at)) return undefined;
-  const [position, eventId, stream, type, revision, recordedAt, actorId, actorKind, action, correlationId, causationId, summary, linkedTo, hash] = values as [
-    string, string, string, string, string, string, string, string, string, string, string, string, string, string,
-  ];
-  if (linkedTo !== `"${prevHash}"`) return undefined;
-  const members: AuditRecordTexts = { position, eventId, stream, type, revision, recordedAt, actorId, actorKind, action, correlationId, causationId, summary };
-  const hashed = chainText(prevHash, members, text.slice(at + CONTENT_MEMBER.length, -1));
-  if (hash !== `"${digestOf('sha256', hashed, 'hex')}"`) return undefined;
-  return { position: unquoted(position), eventId: unquoted(eventId), hash: hash.slice(1, -1) };
-}
-
-/**
- * Where the JSON value that starts at `at` ends: after the closing quote of a string (the first quote after an even
- * number of backslashes), or at the next comma for anything else; -1 when there is none.
- */
-function valueEnd(text: string, at: number): number {
-  if (text.charCodeAt(at) !== QUOTE) return text.indexOf(',', at);
-  for (let from = at + 1; ; ) {
-    const quote = text.indexOf('"', from);
-    if (quote < 0) return -1;
-    let backslashes = 0;
-    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes += 1;
-    if (backslashes % 2 === 0) return quote + 1;
-    from = quote + 1;
-  }
+  const recordAt = hashAt + prevHash.length + 2;
+  const hash = text.slice(hashAt, recordAt - 2);
+  if (text.charCodeAt(recordAt - 2) !== QUOTE || text.charCodeAt(recordAt - 1) !== COMMA) return undefined;
+  if (digestOf('sha256', `${prevHash}\n{${text.slice(recordAt)}`, 'hex') !== hash) return undefined;
+  const positionAt = text.lastIndexOf(POSITION_MEMBER);
+  const eventIdAt = text.lastIndexOf(EVENT_ID_MEMBER, positionAt);
+  const recordedAtAt = text.indexOf(RECORDED_AT_MEMBER, positionAt);
+  return {
+    position: unquoted(text.slice(positionAt + POSITION_MEMBER.length, recordedAtAt)),
+    eventId: unquoted(text.slice(eventIdAt + EVENT_ID_MEMBER.length, positionAt)),
+    hash,
+  };
 }
 
 /** The text a JSON string literal stands for. */
@@ -427,80 +417,128 @@ function unquoted(literal: string): string {
  * Reports the first problem, naming the line and the row.
  */
 export function verifyExport(lines: Iterable<string>, publicKey?: KeyObject): ExportVerification {
-  let header: z.infer<typeof headerLine> | undefined;
-  let checkpoint: z.infer<typeof checkpointLine> | undefined;
-  let rows = 0;
-  let lastHash: string | undefined;
-  let lastPosition: string | null = null;
-  let firstPosition: string | null = null;
-  let number = 0;
-  const fail = (problem: ExportProblem): ExportVerification => ({ ok: false, rows, problem });
-  for (const text of lines) {
-    number += 1;
-    if (text.trim() === '') continue;
-    if (header !== undefined && checkpoint === undefined) {
-      const row = hashedRowLine(text, lastHash!);
-      if (row !== undefined) {
-        if (lastPosition !== null && row.position <= lastPosition) {
-          return fail({ line: number, position: row.position, eventId: row.eventId, reason: `out of log order: position ${row.position} comes after ${lastPosition} (rows were reordered)` });
-        }
-        rows += 1;
-        firstPosition ??= row.position;
-        lastPosition = row.position;
-        lastHash = row.hash;
-        continue;
-      }
+  const verifier = new ExportVerifier(publicKey);
+  for (const text of lines) if (!verifier.take(text)) break;
+  return verifier.result();
+}
+
+/**
+ * `verifyExport` of a file, read a megabyte at a time (an export of a long chain passes the longest string V8
+ * holds). A line may end in CR LF. Throws only when the file cannot be read.
+ */
+export async function verifyExportFile(file: string, publicKey?: KeyObject): Promise<ExportVerification> {
+  const verifier = new ExportVerifier(publicKey);
+  let rest = '';
+  read: for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }) as AsyncIterable<string>) {
+    const text = rest + chunk;
+    let start = 0;
+    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+      if (!verifier.take(withoutCarriageReturn(text.slice(start, end)))) break read;
+      start = end + 1;
+    }
+    rest = text.slice(start);
+  }
+  if (rest !== '') verifier.take(withoutCarriageReturn(rest));
+  return verifier.result();
+}
+
+function withoutCarriageReturn(line: string): string {
+  return line.endsWith('\r') ? line.slice(0, -1) : line;
+}
+
+/** What `verifyExport` does, a line at a time. */
+class ExportVerifier {
+  private header: z.infer<typeof headerLine> | undefined;
+  private checkpoint: z.infer<typeof checkpointLine> | undefined;
+  private rows = 0;
+  private lastHash: string | undefined;
+  private lastPosition: string | null = null;
+  private firstPosition: string | null = null;
+  private number = 0;
+  private problem: ExportProblem | undefined;
+
+  constructor(private readonly publicKey: KeyObject | undefined) {}
+
+  /** Checks the next line; false once a problem is found, and every line after it is then left unread. */
+  take(text: string): boolean {
+    if (this.problem !== undefined) return false;
+    this.number += 1;
+    this.problem = this.lineProblem(text);
+    return this.problem === undefined;
+  }
+
+  result(): ExportVerification {
+    const problem = this.problem ?? this.endProblem();
+    if (problem !== undefined) return { ok: false, rows: this.rows, problem };
+    return { ok: true, rows: this.rows, lastHash: this.lastHash!, firstPosition: this.firstPosition, lastPosition: this.lastPosition, keyId: this.checkpoint!.keyId, key: this.publicKey ? 'given' : 'embedded' };
+  }
+
+  private lineProblem(text: string): ExportProblem | undefined {
+    const number = this.number;
+    if (text.trim() === '') return undefined;
+    if (this.header !== undefined && this.checkpoint === undefined) {
+      const row = hashedRowLine(text, this.lastHash!);
+      if (row !== undefined) return this.outOfOrder(row.position, row.eventId) ?? this.accept(row.position, row.hash);
     }
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch {
-      return fail({ line: number, reason: 'not a JSON line' });
+      return { line: number, reason: 'not a JSON line' };
     }
     const kind = (value as { kind?: unknown } | null)?.kind;
-    if (checkpoint !== undefined) return fail({ line: number, reason: 'a line after the checkpoint: the checkpoint is the last line' });
-    if (header === undefined) {
+    if (this.checkpoint !== undefined) return { line: number, reason: 'a line after the checkpoint: the checkpoint is the last line' };
+    if (this.header === undefined) {
       const parsed = headerLine.safeParse(value);
-      if (!parsed.success) return fail({ line: number, reason: `the first line is not the header of a ${EXPORT_FORMAT} of version ${EXPORT_VERSION}` });
-      header = parsed.data;
-      lastHash = header.prevHash;
-      continue;
+      if (!parsed.success) return { line: number, reason: `the first line is not the header of a ${EXPORT_FORMAT} of version ${VERSIONS_READ.join(' or ')}` };
+      this.header = parsed.data;
+      this.lastHash = parsed.data.prevHash;
+      return undefined;
     }
     if (kind === 'checkpoint') {
       const parsed = checkpointLine.safeParse(value);
-      if (!parsed.success) return fail({ line: number, reason: `the checkpoint is malformed: ${z.prettifyError(parsed.error)}` });
-      checkpoint = parsed.data;
-      continue;
+      if (!parsed.success) return { line: number, reason: `the checkpoint is malformed: ${z.prettifyError(parsed.error)}` };
+      this.checkpoint = parsed.data;
+      return undefined;
     }
     const problem = rowLineProblem(value);
-    if (problem !== undefined) return fail({ line: number, reason: `not a row of the chain: ${problem}` });
+    if (problem !== undefined) return { line: number, reason: `not a row of the chain: ${problem}` };
     const { kind: _kind, prevHash, hash, ...record } = value as ExportRow;
     const at = { line: number, position: record.position, eventId: record.eventId };
-    if (lastPosition !== null && record.position <= lastPosition) {
-      return fail({ ...at, reason: `out of log order: position ${record.position} comes after ${lastPosition} (rows were reordered)` });
-    }
-    if (prevHash !== lastHash) {
-      return fail({ ...at, reason: 'does not link to the row before it (a row before it was deleted, inserted or moved)' });
-    }
-    if (auditRowHash(prevHash, record) !== hash) {
-      return fail({ ...at, reason: 'does not match its hash (the row was edited)' });
-    }
-    rows += 1;
-    firstPosition ??= record.position;
-    lastPosition = record.position;
-    lastHash = hash;
+    const outOfOrder = this.outOfOrder(record.position, record.eventId);
+    if (outOfOrder !== undefined) return outOfOrder;
+    if (prevHash !== this.lastHash) return { ...at, reason: 'does not link to the row before it (a row before it was deleted, inserted or moved)' };
+    if (auditRowHash(prevHash, record) !== hash) return { ...at, reason: 'does not match its hash (the row was edited)' };
+    return this.accept(record.position, hash);
   }
-  if (header === undefined) return fail({ line: number, reason: 'the file is empty: no header' });
-  if (checkpoint === undefined) return fail({ line: number, reason: 'no signed checkpoint at the end (the file was cut short)' });
-  const end = { line: number };
-  const unsigned = checkpointProblem(checkpoint, publicKey);
-  if (unsigned !== undefined) return fail({ ...end, reason: unsigned });
-  if (checkpoint.prevHash !== header.prevHash) return fail({ ...end, reason: 'the header’s prevHash is not the one the checkpoint signed (the start of the chain was changed)' });
-  if (checkpoint.rows !== rows || checkpoint.lastPosition !== lastPosition || checkpoint.firstPosition !== firstPosition) {
-    return fail({ ...end, reason: `the checkpoint signed ${checkpoint.rows} rows from ${checkpoint.firstPosition} to ${checkpoint.lastPosition}; the file holds ${rows} from ${firstPosition} to ${lastPosition} (rows were added or deleted)` });
+
+  private outOfOrder(position: string, eventId: string): ExportProblem | undefined {
+    if (this.lastPosition === null || position > this.lastPosition) return undefined;
+    return { line: this.number, position, eventId, reason: `out of log order: position ${position} comes after ${this.lastPosition} (rows were reordered)` };
   }
-  if (checkpoint.lastHash !== lastHash) {
-    return fail({ ...end, reason: 'the chain’s last hash is not the one the checkpoint signed: rows were rewritten and their hashes recomputed' });
+
+  /** Takes a row whose link, hash and place in the log hold. */
+  private accept(position: string, hash: string): undefined {
+    this.rows += 1;
+    this.firstPosition ??= position;
+    this.lastPosition = position;
+    this.lastHash = hash;
+    return undefined;
   }
-  return { ok: true, rows, lastHash: lastHash!, firstPosition, lastPosition, keyId: checkpoint.keyId, key: publicKey ? 'given' : 'embedded' };
+
+  /** Once every line is read: what the checkpoint signed against what the file holds. */
+  private endProblem(): ExportProblem | undefined {
+    const end = { line: this.number };
+    const { header, checkpoint, rows, firstPosition, lastPosition } = this;
+    if (header === undefined) return { ...end, reason: 'the file is empty: no header' };
+    if (checkpoint === undefined) return { ...end, reason: 'no signed checkpoint at the end (the file was cut short)' };
+    const unsigned = checkpointProblem(checkpoint, this.publicKey);
+    if (unsigned !== undefined) return { ...end, reason: unsigned };
+    if (checkpoint.prevHash !== header.prevHash) return { ...end, reason: 'the header’s prevHash is not the one the checkpoint signed (the start of the chain was changed)' };
+    if (checkpoint.rows !== rows || checkpoint.lastPosition !== lastPosition || checkpoint.firstPosition !== firstPosition) {
+      return { ...end, reason: `the checkpoint signed ${checkpoint.rows} rows from ${checkpoint.firstPosition} to ${checkpoint.lastPosition}; the file holds ${rows} from ${firstPosition} to ${lastPosition} (rows were added or deleted)` };
+    }
+    if (checkpoint.lastHash !== this.lastHash) return { ...end, reason: 'the chain’s last hash is not the one the checkpoint signed: rows were rewritten and their hashes recomputed' };
+    return undefined;
+  }
 }

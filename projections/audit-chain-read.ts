@@ -58,10 +58,10 @@ const STORED_CONTENT = (STORED_COLUMNS.length - 1) as StoredHead['length'];
 /** The columns that may be null. */
 const NULLABLE = new Set(['actor_id', 'actor_kind', 'correlation_id', 'causation_id']);
 /**
- * Between a page's rows and between a row's columns, when PGlite reads a page as one text: the record and unit
- * separators (`chr(30)` and `chr(31)` in SQL), which no stored text holds where the trail wrote it (canonical JSON escapes every control character,
- * and summaries have theirs replaced). A text edited to hold one adds a row or a column, and the page, whose count
- * of rows and their columns no longer add up, is read again as JSON.
+ * Between a row's columns, and between a page's rows where PGlite reads a page as one text: the unit and record
+ * separators (`chr(31)` and `chr(30)` in SQL), which no stored text holds where the trail wrote it (canonical JSON
+ * escapes every control character, and summaries have theirs replaced). A text edited to hold one adds a column or a
+ * row, and the page, whose count of rows or their columns no longer add up, is read again column by column.
  */
 const ROW_SEPARATOR = '\u001e';
 const COLUMN_SEPARATOR = '\u001f';
@@ -111,12 +111,12 @@ export interface AuditChainRow {
  * The stored chain in log order, a page at a time, from position `from` (inclusive) to `to` (exclusive), the whole
  * chain when neither is given.
  *
- * On embedded PGlite each page is read as one text made by the database, its rows' columns between separators: one
+ * Each row is read as one text, its columns between separators as they are stored, never escaped into JSON strings
+ * and parsed back. On embedded PGlite a page is one text made by the database, its rows between separators: one
  * value to receive, where fifteen columns a row are each received, decoded and converted on their own there (most of
- * the cost of reading the chain), and the columns as they are stored, never escaped into JSON strings (which costs
- * PGlite twice as much as joining them) and parsed back. A PostgreSQL server's driver reads columns cheaply, and
- * building the text costs the server more than it saves, so there the rows are read as they are, each as an array
- * of its columns rather than an object keyed by their names.
+ * the cost of reading the chain). A PostgreSQL server's driver receives values cheaply, but one text a row still
+ * costs this process about a third less than fifteen columns, and the server about the same; there the next page
+ * is asked for before this one is handed out.
  */
 export async function* readAuditChain(
   knex: Knex,
@@ -148,15 +148,17 @@ export async function* readAuditChain(
         .select(knex.raw('json_agg(stored order by position)::text as page'))) as [{ page: string | null }];
       return text === null ? [] : (JSON.parse(text) as StoredRow[]);
     };
-    if (asText && !legacy) {
+    if (legacy) return (await wholePage()).map((row) => chainRowOf(withCanonicalContent(row)));
+    if (asText) {
       const [{ text, count }] = (await knex
         .from(rows(`${STORED_TEXT} as stored, position`).as('page'))
         .select(knex.raw('string_agg(stored, chr(30) order by position) as text, count(*)::int as count'))) as [{ text: string | null; count: number }];
-      return text === null ? [] : (pageOfText(text, count) ?? (await wholePage()).map(chainRowOf));
+      if (text === null) return [];
+      const texts = text.split(ROW_SEPARATOR);
+      return (texts.length === count ? rowsOfTexts(texts) : undefined) ?? (await wholePage()).map(chainRowOf);
     }
-    const stored = asText ? await wholePage() : ((await rows(STORED_COLUMNS.join(', ')).options({ rowMode: 'array' })) as StoredRow[]);
-    if (legacy) for (const row of stored) row[STORED_CONTENT] = canonicalJson(row[STORED_CONTENT]);
-    return stored.map(chainRowOf);
+    const texts = ((await rows(`${STORED_TEXT} as stored`).options({ rowMode: 'array' })) as [string][]).map(([stored]) => stored);
+    return rowsOfTexts(texts) ?? ((await rows(STORED_COLUMNS.join(', ')).options({ rowMode: 'array' })) as StoredRow[]).map(chainRowOf);
   };
   // On a server the next page is asked for before this one is handed out, so that the server reads it while the caller
   // works through this one; PGlite runs its queries on this thread, where asking early saves nothing.
@@ -195,10 +197,8 @@ async function contentType(knex: Knex, table: string): Promise<string | undefine
   return row?.type;
 }
 
-/** The rows of a page read as one text; undefined when an edited column held a separator (the rows or columns do not add up). */
-function pageOfText(text: string, count: number): AuditChainRow[] | undefined {
-  const texts = text.split(ROW_SEPARATOR);
-  if (texts.length !== count) return undefined;
+/** The rows of a page read as a text a row; undefined when an edited column held a separator (its columns do not add up). */
+function rowsOfTexts(texts: readonly string[]): AuditChainRow[] | undefined {
   const page: AuditChainRow[] = [];
   for (const rowText of texts) {
     const columns: (string | null)[] = rowText.split(COLUMN_SEPARATOR);
@@ -207,6 +207,12 @@ function pageOfText(text: string, count: number): AuditChainRow[] | undefined {
     page.push(chainRowOf(columns as StoredRow));
   }
   return page;
+}
+
+/** A row of a version 1 table, its content (read as a JSON value) written canonically again, as version 1 hashed it. */
+function withCanonicalContent(row: StoredRow): StoredRow {
+  row[STORED_CONTENT] = canonicalJson(row[STORED_CONTENT]);
+  return row;
 }
 
 /** Whether the knex instance speaks to a PostgreSQL server through node-postgres (rather than to embedded PGlite). */

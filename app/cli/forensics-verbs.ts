@@ -2,17 +2,16 @@
 // `forensics snapshot` (every read model as it stood at a time, as JSON lines), and `audit export` / `audit verify`
 // (a signed export of the audit trail's hash chain, verified offline).
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import type { KeyObject } from 'node:crypto';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { inProcessLease } from '../../adapters/postgres/advisory-lease.js';
 import type { Database } from '../../adapters/postgres/database.js';
-import { AuditExportWriter, publicKeyFrom, SIGNING_KEY_VARIABLE, signingKeyFrom, SigningKeyError, verifyExport } from '../../commands/audit-export.js';
+import { AuditExportWriter, publicKeyFrom, SIGNING_KEY_VARIABLE, signingKeyFrom, SigningKeyError, verifyExportFile, type ExportVerification } from '../../commands/audit-export.js';
 import type { EventStore } from '../../domain/event-store.js';
 import { auditProjector, GENESIS_HASH } from '../../projections/audit-trail.js';
 import { firstAuditPositionAt, readAuditChain } from '../../projections/audit-chain-read.js';
@@ -209,17 +208,10 @@ async function exportAudit(options: ExportOptions, deps: ForensicsDeps): Promise
     const range = { from: await positionOf(from), to: await positionOf(to) };
     const started = performance.now();
     const writer = new AuditExportWriter(key, { from: options.from ?? null, to: options.to ?? null });
-    let headed = false;
     // Pages of 1,000 rows: a page is alive from its query until its lines are written; smaller pages are mostly dead
     // by the next young-generation collection (5,000-row pages spent seconds of scavenges copying them).
-    for await (const page of readAuditChain(db.knex, table, range, 1000)) {
-      if (!headed) await write(writer.header(page[0]!.prevHash));
-      headed = true;
-      await write(writer.page(page));
-    }
-    if (!headed) await write(writer.header(await hashBefore(db, table, range.from)));
-    await write(writer.checkpoint());
-    return { rows: writer.exported, seconds: (performance.now() - started) / 1000 };
+    const rows = await writer.writeAll(readAuditChain(db.knex, table, range, 1000), write, () => hashBefore(db, table, range.from));
+    return { rows, seconds: (performance.now() - started) / 1000 };
   }).catch(async (error: unknown) => {
     out.destroy();
     await rm(options.out, { force: true });
@@ -337,14 +329,12 @@ async function verifyAudit(options: VerifyOptions): Promise<void> {
       throw error;
     }
   }
-  const lines: string[] = [];
+  let result: ExportVerification;
   try {
-    const reader = createInterface({ input: createReadStream(options.file, 'utf8'), crlfDelay: Infinity });
-    for await (const line of reader) lines.push(line);
+    result = await verifyExportFile(options.file, key);
   } catch (error) {
     throw new Exit(`--file: cannot read ${options.file}: ${messageOf(error)}`, EXIT_USAGE);
   }
-  const result = verifyExport(lines, key);
   if (options.json) printData(result, 'json');
   if (!result.ok) {
     const { line, position, eventId, reason } = result.problem;

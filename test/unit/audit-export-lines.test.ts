@@ -3,7 +3,7 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { expect } from 'chai';
 import { AuditExportWriter, verifyExport } from '../../commands/audit-export.js';
-import { auditRowHash, chainText, GENESIS_HASH, type AuditRecordHead, type AuditRecordTexts } from '../../projections/audit-trail.js';
+import { auditRowHash, canonicalJson, chainText, GENESIS_HASH, type AuditRecordHead, type AuditRecordTexts } from '../../projections/audit-trail.js';
 import { type AuditChainRow } from '../../projections/audit-chain-read.js';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -37,6 +37,11 @@ function chain(rows: { record: AuditRecordHead; content: string }[]): AuditChain
   });
 }
 
+/** A row's line as version 2 lays it out: its hashes, then the record's canonical JSON after its opening brace. */
+function lineOf({ record, content, prevHash, hash }: AuditChainRow): string {
+  return `${JSON.stringify({ kind: 'row', prevHash, hash }).slice(0, -1)},${canonicalJson({ ...record, content: JSON.parse(content) as unknown })!.slice(1)}`;
+}
+
 function exported(rows: AuditChainRow[]): string[] {
   const writer = new AuditExportWriter(privateKey, { from: null, to: null });
   const text = writer.header(GENESIS_HASH) + writer.page(rows) + writer.checkpoint();
@@ -52,14 +57,14 @@ describe('audit export row lines', () => {
     expect(hashed).to.equal(auditRowHash(GENESIS_HASH, record, content));
   });
 
-  it('given members JSON escapes (a lone surrogate, a control character, a line separator), then each line is JSON.stringify of its members and verifies', () => {
+  it('given members JSON escapes (a lone surrogate, a control character, a line separator), then each line holds the record’s canonical JSON and verifies', () => {
     const rows = chain([
       { record: head(1, { summary: 'half a pair \ud83d here' }), content: '{"n":1}' },
       { record: head(2, { actorId: 'tab\there', correlationId: '\u2028' }), content: '{"n":2}' },
       { record: head(3, { stream: 'deployment-\u{1F600}', causationId: 'c' }), content: '{"n":3}' },
     ]);
     const lines = exported(rows);
-    expect(lines.slice(1, -1)).to.deep.equal(rows.map(({ record, content, prevHash, hash }) => `${JSON.stringify({ kind: 'row', ...record, prevHash, hash }).slice(0, -1)},"content":${content}}`));
+    expect(lines.slice(1, -1)).to.deep.equal(rows.map(lineOf));
     expect(verifyExport(lines, publicKey)).to.deep.include({ ok: true, rows: 3 });
   });
 
