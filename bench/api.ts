@@ -5,12 +5,14 @@
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:api   (a scratch database there)
 //   npm run bench:api                                                             (embedded PGlite)
 // BENCH_API_COMMANDS (default 4000) commands are timed after BENCH_API_WARMUP (200); BENCH_API_CLIENTS (16) at once;
-// BENCH_API_POLICIES (20) enforce policies.
+// BENCH_API_POLICIES (20) enforce policies. BENCH_API_PROFILE=<file.cpuprofile> writes a CPU profile of the timed run
+// alone (no setup, no ceiling).
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Session } from 'node:inspector/promises';
 import { pino } from 'pino';
 import { loadConfig } from '../app/config.js';
 import { startSentinel } from '../app/sentinel.js';
@@ -61,6 +63,23 @@ function policies(namespace: string): unknown[] {
   ])
     .flat()
     .slice(0, POLICIES);
+}
+
+/** Starts the CPU profiler when BENCH_API_PROFILE names a file; `stop` writes the profile there. */
+async function startProfile(): Promise<{ stop: () => Promise<void> } | undefined> {
+  const file = process.env['BENCH_API_PROFILE'];
+  if (!file) return undefined;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    stop: async () => {
+      const { profile } = await session.post('Profiler.stop');
+      await writeFile(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
 }
 
 const dataDir = await mkdtemp(path.join(tmpdir(), 'sentinel-bench-api-'));
@@ -123,9 +142,11 @@ try {
   const rss: number[] = [];
   const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 250);
   // Sentinel runs in this process, so the process's CPU over the timed run is the server's and the clients' together.
+  const profiler = await startProfile();
   const cpuBefore = process.cpuUsage();
   const commands = await drive(COMMANDS, CLIENTS, scale);
   const cpu = process.cpuUsage(cpuBefore);
+  await profiler?.stop();
   clearInterval(sampler);
   const mb = (bytes: number | undefined) => Math.round((bytes ?? process.memoryUsage().rss) / 1048576);
   const quarter = rss.slice(0, Math.max(1, Math.floor(rss.length / 4)));

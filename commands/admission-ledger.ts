@@ -17,6 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConcurrencyConflict, DuplicateEventConflict, type AppendResult, type EventStore, type RecordedEvent, type StreamAppend } from '../domain/event-store.js';
 import { fold } from '../domain/decider.js';
+import { jsonCopy } from '../domain/json-copy.js';
 import { LEDGER_STREAM, ledgerDecider, ledgerEvents, type Admission, type Ledger, type LedgerEvent } from '../domain/ledger.js';
 import { metadataOf, type CommandContext } from './command-handler.js';
 
@@ -255,7 +256,7 @@ export class AdmissionLedger {
       id: randomUUID(),
       type: queued.event.type,
       schemaVersion: ledgerEvents.version(queued.event.type),
-      data: JSON.parse(JSON.stringify(queued.event.data)) as Record<string, unknown>,
+      data: jsonCopy(queued.event.data) as Record<string, unknown>,
       metadata: metadataOf(queued.context),
     }));
     // A snapshot closes the append that brings the events since the last one to the ledger's interval.
@@ -264,7 +265,7 @@ export class AdmissionLedger {
         id: randomUUID(),
         type: 'LedgerSnapshotted',
         schemaVersion: ledgerEvents.version('LedgerSnapshotted'),
-        data: JSON.parse(JSON.stringify(after)) as Record<string, unknown>,
+        data: jsonCopy(after) as unknown as Record<string, unknown>,
         metadata: appended.at(-1)!.metadata,
       });
     }

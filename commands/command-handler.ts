@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { setImmediate } from 'node:timers/promises';
 import { retrying } from '../adapters/retry.js';
 import { activeTraceparent, contextFrom, inSpan, type Span } from '../adapters/tracing.js';
+import { jsonCopy } from '../domain/json-copy.js';
 import { DomainError, fold, PolicyViolation, type Decider, type DomainEvent, type EventCatalog } from '../domain/decider.js';
 import {
   AggregateCache,
@@ -351,7 +352,7 @@ export class CommandHandler {
     const records = aggregate.records?.types ?? [];
     const stored = events
       .filter((event) => !records.includes(event.type))
-      .map((event) => ({ type: event.type, schemaVersion: event.schemaVersion ?? 1, data: JSON.parse(JSON.stringify(event.data)) as Record<string, unknown> }));
+      .map((event) => ({ type: event.type, schemaVersion: event.schemaVersion ?? 1, data: jsonCopy(event.data) }));
     const entry: CacheEntry = {
       state: fold(aggregate.decider, stateEvents(aggregate, stored), loaded.state),
       revision: result.revision,

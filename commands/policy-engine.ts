@@ -1,6 +1,7 @@
 // The policy engine on the write side: the current policy set, the admission ledger, the inputs a decision
 // reads, and the `PolicyEvaluated` event that records it.
 import { fold, PolicyViolation, type DomainEvent } from '../domain/decider.js';
+import { jsonCopy } from '../domain/json-copy.js';
 import type { EventStore, RecordedEvent } from '../domain/event-store.js';
 import { accrue, hoursLeftInMonth, totalHourlyUsd, usageWhere, type Admission, type Ledger } from '../domain/ledger.js';
 import { compilePolicies, evaluate, rateLimitReadingsFor, violations, type CompiledPolicySet, type Evaluation, type PolicyDecision, type PolicyResult } from '../domain/policy-evaluation.js';
@@ -197,15 +198,14 @@ export class PolicyEngine {
     }
     const verdict = evaluations.some((e) => e.verdict === 'deny') ? 'deny' : 'allow';
     this.options.metrics?.decided(command, verdict, evaluations.flatMap((evaluation) => evaluation.results));
-    const decision: PolicyDecision = JSON.parse(
-      JSON.stringify({
-        command,
-        verdict,
-        policySet: { stream: POLICY_SET_STREAM, revision },
-        evaluations: recorded,
-        ...(context.emergency ? { breakGlass: { justification: context.emergency.justification, actorId: context.actor.id } } : {}),
-      }),
-    ) as PolicyDecision;
+    // As the store will give it back.
+    const decision = jsonCopy({
+      command,
+      verdict,
+      policySet: { stream: POLICY_SET_STREAM, revision },
+      evaluations: recorded,
+      ...(context.emergency ? { breakGlass: { justification: context.emergency.justification, actorId: context.actor.id } } : {}),
+    }) as PolicyDecision;
     return { verdict, decision, evaluations };
   }
 

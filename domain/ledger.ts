@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineEvents, type Decider, type EventOf } from './decider.js';
 import { ACTION_KINDS, NO_USAGE, type Footprint, type PastAction, type Usage } from './policy.js';
 import { fromMicroUsd, toMicroUsd } from './pricing.js';
-import { instantAt } from './rules/instant.js';
+import { nextHistory } from './ledger-history.js';
 
 /** The admission ledger's one stream. */
 export const LEDGER_STREAM = 'quota-global';
@@ -101,14 +101,10 @@ export function evolve(state: Ledger, event: LedgerEvent): Ledger {
   else if (admission.placement) placements[admission.targetId] = admission.placement;
 
   const horizon = Date.parse(latest(state.accruedTo, admission.at)) - HISTORY_RETENTION_MS;
-  const history = state.history.filter(
-    (past) =>
-      instantAt(past) > horizon &&
-      // An admission whose outcome never landed (the target moved on first) is replaced by its retry.
-      !(past.targetId === admission.targetId && past.targetRevision !== undefined && past.targetRevision === admission.targetRevision),
-  );
   const { placement: _placement, settles, ...past } = admission;
-  if (!settles) history.push(past);
+  // What aged out goes; so does an admission whose outcome never landed (the target moved on first): its retry
+  // replaces it.
+  const history = nextHistory(state.history, horizon, admission, settles ? undefined : past);
   return { placements, spend, accruedTo: latest(state.accruedTo, admission.at), history };
 }
 

@@ -2,6 +2,7 @@
 // What it needs of the admitted changes is read first (`readRateLimits`): a count per window and the target's last
 // scale. A decision records those readings, not the changes, and the rule judges from the readings alone.
 import type { Change, ParametersOf, PastAction, RateLimitReadings, Rule } from '../policy.js';
+import { entriesOf } from '../ledger-history.js';
 import { instant, instantAt } from './instant.js';
 
 type Limit = ParametersOf<'rate_limit'>;
@@ -42,7 +43,7 @@ interface Counting {
 }
 
 /**
- * Reads the history once for every rate limit given (those that apply to the change): how many admitted changes
+ * Reads the history for every rate limit given (those that apply to the change): how many admitted changes
  * each scope and window holds, when each limit already reached lets a change through again, and the target's last
  * scale within the longest stabilization. Entries after the change, or with an unreadable time, never count, so
  * that a replay sees what the original decision saw. What comes out grows with the limits, never with the history.
@@ -68,10 +69,7 @@ export function readRateLimits(limits: readonly Limit[], change: Change, history
 
   let lastScaleAt = -Infinity;
   let lastScaleDirection: Direction | undefined;
-  for (const entry of history) {
-    const at = instantAt(entry);
-    if (!(at <= now)) continue;
-    for (const window of counted) if (at > window.start && inScope(entry, window.per, change)) window.times.push(at);
+  const lastScaleFrom = (entry: PastAction, at: number) => {
     if (
       direction !== undefined &&
       entry.action === 'scale' &&
@@ -83,6 +81,31 @@ export function readRateLimits(limits: readonly Limit[], change: Change, history
     ) {
       lastScaleAt = at;
       lastScaleDirection = entry.direction;
+    }
+  };
+  // A ledger's history is indexed by target and by actor: each window reads only its scope's entries (a window per
+  // target and actor, those of the target), and the last scale only the target's. Any other history is walked whole.
+  const byActor = counted.some((window) => window.per === 'actor');
+  const ofTarget = entriesOf(history, 'target', change.target.id);
+  const ofActor = byActor ? entriesOf(history, 'actor', change.actor.id) : undefined;
+  if (ofTarget && (!byActor || ofActor)) {
+    for (const window of counted) {
+      const { entries, instants } = window.per === 'actor' ? ofActor! : ofTarget;
+      entries.forEach((entry, i) => {
+        const at = instants[i]!;
+        if (at <= now && at > window.start && inScope(entry, window.per, change)) window.times.push(at);
+      });
+    }
+    ofTarget.entries.forEach((entry, i) => {
+      const at = ofTarget.instants[i]!;
+      if (at <= now) lastScaleFrom(entry, at);
+    });
+  } else {
+    for (const entry of history) {
+      const at = instantAt(entry);
+      if (!(at <= now)) continue;
+      for (const window of counted) if (at > window.start && inScope(entry, window.per, change)) window.times.push(at);
+      lastScaleFrom(entry, at);
     }
   }
 
