@@ -149,9 +149,25 @@ async function insertRows(trx: Knex.Transaction, table: string, rows: readonly R
 }
 
 async function copyRows(connection: pg.Client, table: string, rows: readonly RowValues[]): Promise<void> {
-  const lines = rows.map((values) => `${values.map(copyField).join('\t')}\n`).join('');
+  let lines = '';
+  for (const values of rows) lines += copyLine(values);
   const quoted = connection.escapeIdentifier(table);
   await pipeline(Readable.from([lines]), connection.query(copyFrom(`copy ${quoted} (${COLUMNS}) from stdin`)));
+}
+
+/** Where the content sits in `ROW_COLUMNS`. */
+const CONTENT_COLUMN = ROW_COLUMNS.findIndex(([column]) => column === 'content');
+
+/** One row in COPY's text format: its fields separated by tabs, ended by a line break. */
+function copyLine(values: RowValues): string {
+  let line = '';
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i]!;
+    // The content is JSON, which holds no raw tab, line break or carriage return: only its backslashes need escaping.
+    const field = i === CONTENT_COLUMN && typeof value === 'string' ? copyJson(value) : copyField(value);
+    line += i === 0 ? field : `\t${field}`;
+  }
+  return `${line}\n`;
 }
 
 const COPY_SPECIAL = /[\\\t\n\r]/;
@@ -161,9 +177,14 @@ const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': 
 /** A value in COPY's text format: `\N` for null, and the four characters that delimit fields and rows escaped. */
 function copyField(value: string | number | null): string {
   if (value === null) return '\\N';
-  const text = String(value);
+  if (typeof value === 'number') return String(value);
   // Most values hold none of them: a test is cheaper than a replace that finds nothing.
-  return COPY_SPECIAL.test(text) ? text.replace(COPY_SPECIALS, (char) => COPY_ESCAPES[char]!) : text;
+  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIALS, (char) => COPY_ESCAPES[char]!) : value;
+}
+
+/** JSON text in COPY's text format. */
+function copyJson(json: string): string {
+  return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
 }
 
 /** Rows as a JSON array of objects. */
@@ -259,20 +280,22 @@ function chainHash(prevHash: string, record: AuditRecordHead, content: string): 
     scalar(r.action) && scalar(r.actorId) && scalar(r.actorKind) && scalar(r.causationId) && scalar(r.correlationId) && scalar(r.eventId) &&
     scalar(r.position) && scalar(r.recordedAt) && scalar(r.revision) && scalar(r.stream) && scalar(r.summary) && scalar(r.type)
   ) {
-    // The members before the content and those after it, each one `JSON.stringify` of an object in that order: a
-    // few flat strings, where a template of each member's JSON would leave dozens of pieces to join.
-    const before = JSON.stringify({ action: r.action, actorId: r.actorId, actorKind: r.actorKind, causationId: r.causationId });
-    const after = JSON.stringify({
-      correlationId: r.correlationId,
-      eventId: r.eventId,
-      position: r.position,
-      recordedAt: r.recordedAt,
-      revision: r.revision,
-      stream: r.stream,
-      summary: r.summary,
-      type: r.type,
-    });
-    return digestOf('sha256', `${prevHash}\n${before.slice(0, -1)},"content":${content},${after.slice(1)}`, 'hex');
+    // Each member's JSON, in the layout of `chainText`: the bytes canonicalJson(record) writes.
+    const texts: AuditRecordTexts = {
+      action: scalarJson(r.action),
+      actorId: scalarJson(r.actorId),
+      actorKind: scalarJson(r.actorKind),
+      causationId: scalarJson(r.causationId),
+      correlationId: scalarJson(r.correlationId),
+      eventId: scalarJson(r.eventId),
+      position: scalarJson(r.position),
+      recordedAt: scalarJson(r.recordedAt),
+      revision: scalarJson(r.revision),
+      stream: scalarJson(r.stream),
+      summary: scalarJson(r.summary),
+      type: scalarJson(r.type),
+    };
+    return digestOf('sha256', chainText(prevHash, texts, content), 'hex');
   }
   let text = `${prevHash}\n`;
   let separator = '{';
@@ -302,6 +325,19 @@ export function chainText(prevHash: string, m: AuditRecordTexts, content: string
     `"correlationId":${m.correlationId},"eventId":${m.eventId},"position":${m.position},"recordedAt":${m.recordedAt},"revision":${m.revision},` +
     `"stream":${m.stream},"summary":${m.summary},"type":${m.type}}`
   );
+}
+
+/** Characters JSON.stringify escapes in a string: quotes, backslashes, controls and lone surrogates. */
+// eslint-disable-next-line no-control-regex
+const JSON_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * `JSON.stringify` of a text, a number or null, byte for byte: a text that needs no escape is only quoted, which a
+ * test finds cheaper than the call (every row of the trail is hashed, and hashed again on verification).
+ */
+function scalarJson(value: string | number | null): string {
+  if (typeof value === 'string') return JSON_ESCAPED.test(value) ? JSON.stringify(value) : `"${value}"`;
+  return JSON.stringify(value);
 }
 
 /** Whether the value's canonical JSON is its plain `JSON.stringify` text, never left out. */

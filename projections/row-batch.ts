@@ -4,8 +4,14 @@
 // Rows go to the server and keys come from the client as one JSON document each, which the server reads into the
 // table's own row type (`json_populate_recordset`): one parameter to bind and a statement whose text does not
 // grow with the rows, where a multi-row VALUES list binds, and has the server parse and plan, a parameter for
-// every column of every row. A jsonb column takes the JSON value in its place as it is.
+// every column of every row. A jsonb column takes the JSON value in its place as it is. Rows that are only ever added
+// go by COPY where the server is PostgreSQL, which reads each column's text for a fraction of what reading it out of
+// a JSON document costs.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 
 export type Row = Record<string, unknown>;
 
@@ -104,7 +110,114 @@ export class RowBatch {
  * jsonb column holds its value (an object, an array), not JSON text, which it would store as a JSON string.
  */
 export async function insertRows(trx: Knex.Transaction, table: string, rows: readonly Row[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += WRITE_CHUNK) await writeRows(trx, table, rows.slice(i, i + WRITE_CHUNK));
+  if (rows.length === 0) return;
+  // Inside a transaction, knex hands out the transaction's own connection. PGlite's COPY reads no client stream.
+  const connection: unknown = await (trx.client as Knex.Client).acquireConnection();
+  const types = connection instanceof pg.Client ? await copyTypes(trx, table) : undefined;
+  for (let i = 0; i < rows.length; i += WRITE_CHUNK) {
+    const chunk = rows.slice(i, i + WRITE_CHUNK);
+    if (types) await copyRows(connection as pg.Client, table, chunk, types);
+    else await writeRows(trx, table, chunk);
+  }
+}
+
+/** The types whose text COPY reads as `copyValue` writes it; a column of any other (an array, say) keeps the JSON way. */
+const COPY_TYPES = new Set([
+  'text',
+  'uuid',
+  'integer',
+  'bigint',
+  'smallint',
+  'numeric',
+  'double precision',
+  'real',
+  'boolean',
+  'timestamp with time zone',
+  'jsonb',
+  'json',
+]);
+
+/**
+ * A table's column types, looked up once: a read model's table keeps its columns for its generation (a new version
+ * is a new table), and the lookup would otherwise add a round trip to every batch's transaction while it holds the
+ * log's visible horizon back. Forgotten all at once past a bound, since fleet snapshots make tables of their own.
+ */
+const copyTypesByTable = new Map<string, Promise<Map<string, string> | undefined>>();
+const MAX_TABLES_REMEMBERED = 1000;
+
+/** The table's column types by name, or undefined where one of them is not in COPY_TYPES. */
+function copyTypes(trx: Knex.Transaction, table: string): Promise<Map<string, string> | undefined> {
+  let types = copyTypesByTable.get(table);
+  if (!types) {
+    if (copyTypesByTable.size >= MAX_TABLES_REMEMBERED) copyTypesByTable.clear();
+    types = lookUpCopyTypes(trx, table);
+    copyTypesByTable.set(table, types);
+    types.catch(() => copyTypesByTable.delete(table));
+  }
+  return types;
+}
+
+async function lookUpCopyTypes(trx: Knex.Transaction, table: string): Promise<Map<string, string> | undefined> {
+  const { rows } = (await trx.raw(
+    'select attname as name, format_type(atttypid, null) as type from pg_attribute where attrelid = ?::regclass and attnum > 0 and not attisdropped',
+    [quoted(table)],
+  )) as { rows: { name: string; type: string }[] };
+  if (rows.some(({ type }) => !COPY_TYPES.has(type))) return undefined;
+  return new Map(rows.map(({ name, type }) => [name, type]));
+}
+
+/** The same rows as `writeRows` inserts, by COPY: each column the value the JSON way would have given it. */
+async function copyRows(connection: pg.Client, table: string, rows: readonly Row[], types: ReadonlyMap<string, string>): Promise<void> {
+  const columns = new Set<string>();
+  for (const row of rows) for (const column of Object.keys(row)) columns.add(column);
+  const named = [...columns];
+  const json = named.map((column) => types.get(column) === 'jsonb' || types.get(column) === 'json');
+  let lines = '';
+  for (const row of rows) {
+    let line = '';
+    for (let i = 0; i < named.length; i++) {
+      const value = copyValue(row[named[i]!], json[i]!);
+      line += i === 0 ? value : `\t${value}`;
+    }
+    lines += `${line}\n`;
+  }
+  const list = named.map(quoted).join(', ');
+  await pipeline(Readable.from([lines]), connection.query(copyFrom(`copy ${quoted(table)} (${list}) from stdin`)));
+}
+
+/**
+ * A value in COPY's text format, as `json_populate_recordset` would have read it from the value's JSON: JSON null
+ * (and what JSON leaves out) is `\N`; a json or jsonb column takes the JSON text; any other takes a JSON string's
+ * text, or else the JSON text (a number, a boolean, an object in a text column).
+ */
+function copyValue(value: unknown, json: boolean): string {
+  if (value === null || value === undefined) return '\\N';
+  if (!json) {
+    if (typeof value === 'string') return copyText(value);
+    // Neither a number's text nor a Date's ISO text holds a character COPY escapes.
+    if (typeof value === 'number') return Number.isFinite(value) ? String(value) : '\\N';
+    if (value instanceof Date) return Number.isNaN(value.getTime()) ? '\\N' : value.toISOString();
+  }
+  const text = valueJson(value);
+  if (text === undefined || text === 'null') return '\\N';
+  // A string that toJSON gave: its text, as the JSON way reads a JSON string into a column that is not JSON.
+  if (!json && text.startsWith('"')) return copyText(JSON.parse(text) as string);
+  return copyJson(text);
+}
+
+/** JSON text in COPY's text format: JSON holds no raw tab, line break or carriage return, so only backslashes. */
+function copyJson(text: string): string {
+  return text.includes('\\') ? text.replaceAll('\\', '\\\\') : text;
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIALS = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** Text in COPY's text format: the four characters that delimit fields and rows escaped. */
+function copyText(text: string): string {
+  // Most values hold none of them: a test is cheaper than a replace that finds nothing.
+  return COPY_SPECIAL.test(text) ? text.replace(COPY_SPECIALS, (char) => COPY_ESCAPES[char]!) : text;
 }
 
 /**
@@ -115,12 +228,58 @@ export async function insertRows(trx: Knex.Transaction, table: string, rows: rea
 async function writeRows(trx: Knex.Transaction, table: string, rows: readonly Row[], key?: readonly string[]): Promise<void> {
   if (rows.length === 0) return;
   const columns = new Set<string>();
-  for (const row of rows) for (const column of Object.keys(row)) columns.add(column);
+  const json = rowsJson(rows, columns);
   const list = [...columns].map(quoted).join(', ');
   const updated = key ? [...columns].filter((column) => !key.includes(column)) : [];
   const onConflict = updated.length > 0 ? `update set ${updated.map((column) => `${quoted(column)} = excluded.${quoted(column)}`).join(', ')}` : 'nothing';
   const conflict = key ? ` on conflict (${key.map(quoted).join(', ')}) do ${onConflict}` : '';
-  await trx.raw(`insert into ?? (${list}) select ${list} from json_populate_recordset(null::??, ?::json)${conflict}`, [table, table, JSON.stringify(rows)]);
+  await trx.raw(`insert into ?? (${list}) select ${list} from json_populate_recordset(null::??, ?::json)${conflict}`, [table, table, json]);
+}
+
+/**
+ * The text of `JSON.stringify(rows)`, written a column at a time, adding every column a row names to `columns`.
+ * Rows hold their times as Dates (the events' and those read back), and `JSON.stringify` reaches a Date's `toJSON`
+ * by a slow path that cost more than the rest of a row: here a Date is written as its ISO text directly, and
+ * everything else as `JSON.stringify` writes it.
+ */
+function rowsJson(rows: readonly Row[], columns: Set<string>): string {
+  let json = '[';
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    let text = i === 0 ? '{' : ',{';
+    let first = true;
+    for (const column of Object.keys(row)) {
+      // Named by the row, so written: a column left undefined is null in the row the server reads.
+      columns.add(column);
+      const value = valueJson(row[column]);
+      // Undefined has no JSON form: the member is left out, as JSON.stringify leaves it out.
+      if (value === undefined) continue;
+      text += `${first ? '' : ','}${stringJson(column)}:${value}`;
+      first = false;
+    }
+    json += `${text}}`;
+  }
+  return `${json}]`;
+}
+
+/** A column's value as JSON.stringify writes it; undefined where it would leave the member out. */
+function valueJson(value: unknown): string | undefined {
+  if (typeof value === 'string') return stringJson(value);
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
+  if (value === null) return 'null';
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  // An invalid Date has no ISO text: its toJSON gives null.
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? 'null' : `"${value.toISOString()}"`;
+  return JSON.stringify(value) as string | undefined;
+}
+
+/** Characters JSON.stringify escapes in a string: quotes, backslashes, controls and lone surrogates. */
+// eslint-disable-next-line no-control-regex
+const ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A string's JSON text; most need no escape, and a test is cheaper than the call that would find none. */
+function stringJson(value: string): string {
+  return ESCAPED.test(value) ? JSON.stringify(value) : `"${value}"`;
 }
 
 /** The rows whose `columns` hold one of the `keys` (objects of those columns), every column of them. */

@@ -98,5 +98,29 @@ for (const backend of backends) {
         { item_id: 'b', revision: 1, detail: 'text', extra: null },
       ]);
     });
+
+    it('given awkward values in every kind of column, when rows are added, then each column holds what the JSON document gives it', async () => {
+      const awkward = "tab\there, line\nbreak, return\r, back\\slash, \"quote\", \\N, é \u{1F600}";
+      const rows = [
+        { id: 'a', name: awkward, count: 1, active: true, labels: { text: awkward, n: [1, null] }, tags: [awkward], note: awkward, updated_at: new Date('2026-03-04T05:06:07.089Z') },
+        { id: 'b', name: '\\N', count: 2.5e1, active: false, labels: 'a jsonb string', tags: { a: 1 }, note: 'null', updated_at: '2026-03-04T05:06:07.089+01:00' },
+        { id: 'c', name: { an: 'object in a text column' }, count: -0, active: 'true', labels: true, tags: 12, note: null, updated_at: new Date(0), extra: undefined },
+      ];
+      const json = (await opened.db.knex.raw('select * from json_populate_recordset(null::??, ?::json) order by id', [TABLE, JSON.stringify(rows)])) as
+        | { rows: Record<string, unknown>[] }
+        | Record<string, unknown>[];
+      await opened.db.knex.transaction(async (trx) => {
+        await trx(TABLE).del();
+        await insertRows(
+          trx,
+          TABLE,
+          rows.map(({ extra: _extra, ...row }) => row),
+        );
+      });
+      const read = (await opened.db.knex(TABLE).orderBy('id')) as Record<string, unknown>[];
+      expect(read).to.deep.equal(Array.isArray(json) ? json : json.rows);
+      expect(read[0]!['name']).to.equal(awkward);
+      expect(read[1]!['labels']).to.equal('a jsonb string');
+    });
   });
 }
