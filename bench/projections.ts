@@ -3,10 +3,13 @@
 // a background load of commands runs.
 //   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench:projections
 //   DATABASE_URL=... npm run bench:projections -- --events 20000     (a quicker run; BENCH_PROJECTION_EVENTS too)
-// Other knobs: BENCH_VISIBILITY_SAMPLES (300), BENCH_LOAD_COMMANDS_PER_S (200).
+// Other knobs: BENCH_VISIBILITY_SAMPLES (300), BENCH_LOAD_COMMANDS_PER_S (200), BENCH_CLIENTS (worker).
+// The write → visible clients (the sampling one and the background load) run in a worker thread, on an event loop
+// of their own as real clients elsewhere would, not on Sentinel's; BENCH_CLIENTS=in-process puts them back on
+// Sentinel's loop (the figures before this choice). Sentinel itself runs every role in this process either way.
 // Works in scratch databases it creates on that server and drops afterwards.
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { PostgresEventStore } from '../adapters/event-store/postgres/postgres-event-store.js';
@@ -25,6 +28,7 @@ import { auditProjector } from '../projections/audit-trail.js';
 import { READ_MODEL_PROJECTORS } from '../projections/read-models.js';
 import { ProjectionRuntime, type ProjectionMetrics } from '../projections/runtime.js';
 import { createScratchDatabase } from '../test/support/postgres.js';
+import { runInWorker, runVisibilityClients, type PhaseListener, type VisibilityFigures } from './visibility-clients.js';
 
 const serverUrl = process.env['DATABASE_URL'];
 if (!serverUrl) {
@@ -35,6 +39,7 @@ const { values: flags } = parseArgs({ options: { events: { type: 'string' } } })
 const CATCHUP_EVENTS = Number(flags.events ?? process.env['BENCH_PROJECTION_EVENTS'] ?? 200_000);
 const VISIBILITY_SAMPLES = Number(process.env['BENCH_VISIBILITY_SAMPLES'] ?? 300);
 const LOAD_COMMANDS_PER_S = Number(process.env['BENCH_LOAD_COMMANDS_PER_S'] ?? 200);
+const CLIENTS_IN_WORKER = (process.env['BENCH_CLIENTS'] ?? 'worker') !== 'in-process';
 const metadata = { correlationId: randomUUID(), causationId: randomUUID(), actor: { id: 'bench', kind: 'system' as const } };
 
 function envelopes<E extends DomainEvent>(catalog: EventCatalog<E>, events: E[]): EventToAppend[] {
@@ -189,9 +194,11 @@ try {
 // ---- write accepted → visible in a query, through HTTP ---------------------------------------------------
 
 const visibleDb = await createScratchDatabase(serverUrl);
-const quiet: number[] = [];
-const loaded: number[] = [];
-const load: { sent: number; failed: number; seconds: number; statuses: Record<string, number> } = { sent: 0, failed: 0, seconds: 0, statuses: {} };
+let figures: VisibilityFigures | undefined;
+// Sentinel's event loop while the loaded samples run: how long a ready callback waits for its turn.
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+let loadedCpu = { user: 0, system: 0 };
+let loadedSeconds = 0;
 try {
   const sentinel = await startSentinel(
     loadConfig({ DATABASE_URL: visibleDb.url, HOST: '127.0.0.1', PORT: '0', TELEMETRY_GRPC_PORT: '0', INFRAMIND_GRPC_PORT: '0', LOG_LEVEL: 'warn', SENTINEL_ADMIN_PASSWORD: 'bench-admin-password', SENTINEL_JWT_SECRET: 'x'.repeat(48) }),
@@ -205,84 +212,30 @@ try {
       body: JSON.stringify({ username: 'admin', password: 'bench-admin-password' }),
     });
     const { accessToken } = (await login.json()) as { accessToken: string };
-    const headers = { authorization: `Bearer ${accessToken}`, 'content-type': 'application/json' };
-    const register = (name: string, namespace: string) =>
-      fetch(`${api}/workloads`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ name, namespace, type: 'batch', image: 'busybox', resources: { cpu: '1', memory: '1Gi' } }),
-      });
-
-    /** Write → visible: a workload registered through the API, polled through the query API (no ?after=) until it is there. */
-    const sample = async (count: number, prefix: string): Promise<number[]> => {
-      const times: number[] = [];
-      for (let i = 0; i < count; i += 1) {
-        const response = await register(`${prefix}-${i}`, 'bench');
-        const accepted = performance.now();
-        const { id } = (await response.json()) as { id: string };
-        for (;;) {
-          const read = await fetch(`${api}/workloads/${id}`, { headers });
-          await read.arrayBuffer();
-          if (read.status === 200) break;
-          await new Promise((resolve) => setTimeout(resolve, 1));
+    let cpuBefore = process.cpuUsage();
+    let startedAt = 0;
+    const listener: PhaseListener = {
+      loadedSamples(phase) {
+        if (phase === 'start') {
+          loopDelay.enable();
+          cpuBefore = process.cpuUsage();
+          startedAt = performance.now();
+        } else {
+          loopDelay.disable();
+          loadedCpu = process.cpuUsage(cpuBefore);
+          loadedSeconds = (performance.now() - startedAt) / 1000;
         }
-        times.push(performance.now() - accepted);
-      }
-      return times;
+      },
     };
-
-    quiet.push(...(await sample(VISIBILITY_SAMPLES, 'w')));
-
-    // The same, while other clients send commands at a steady rate: registrations and spec updates of their own
-    // workloads, each a command through the API, its policy checks and its events.
-    let running = true;
-    const started = performance.now();
-    const own: string[] = [];
-    const inFlight = new Set<Promise<void>>();
-    const command = async (n: number) => {
-      try {
-        const target = n % 2 === 1 ? own[Math.floor(Math.random() * own.length)] : undefined;
-        const response = target
-          ? await fetch(`${api}/workloads/${target}`, { method: 'PATCH', headers, body: JSON.stringify({ image: `busybox:${n}` }) })
-          : await register(`load-${n}`, 'load');
-        const body = (await response.json()) as { id?: string };
-        if (!response.ok) {
-          load.failed += 1;
-          load.statuses[response.status] = (load.statuses[response.status] ?? 0) + 1;
-        } else if (!target && body.id) own.push(body.id);
-      } catch {
-        load.failed += 1;
-        load.statuses['error'] = (load.statuses['error'] ?? 0) + 1;
-      }
-    };
-    const background = (async () => {
-      const interval = 1000 / LOAD_COMMANDS_PER_S;
-      for (let n = 0; running; n += 1) {
-        // Open loop: commands start on schedule whatever the answers take, up to a bound on those outstanding.
-        const due = started + n * interval;
-        const wait = due - performance.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        if (inFlight.size >= 100) continue;
-        load.sent += 1;
-        const pending: Promise<void> = command(n).finally(() => inFlight.delete(pending));
-        inFlight.add(pending);
-      }
-    })();
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    try {
-      loaded.push(...(await sample(VISIBILITY_SAMPLES, 'u')));
-    } finally {
-      running = false;
-      await background;
-      await Promise.all(inFlight);
-      load.seconds = (performance.now() - started) / 1000;
-    }
+    const options = { api, accessToken, samples: VISIBILITY_SAMPLES, commandsPerSecond: LOAD_COMMANDS_PER_S };
+    figures = CLIENTS_IN_WORKER ? await runInWorker(options, listener) : await runVisibilityClients(options, listener);
   } finally {
     await sentinel.stop();
   }
 } finally {
   await visibleDb.drop();
 }
+const { quiet, loaded, load } = figures;
 quiet.sort((a, b) => a - b);
 loaded.sort((a, b) => a - b);
 const p50 = percentile(quiet, 0.5);
@@ -293,6 +246,12 @@ const loadRate = Math.round(load.sent / load.seconds);
 console.log(`visible  ${quiet.length} writes: p50 ${p50} ms, p99 ${p99} ms, max ${percentile(quiet, 1)} ms`);
 console.log(
   `visible  under ${loadRate} commands/s (${load.failed} failed ${JSON.stringify(load.statuses)}): ${loaded.length} writes: p50 ${loadedP50} ms, p99 ${loadedP99} ms, max ${percentile(loaded, 1)} ms`,
+);
+const loopP50 = Math.round(loopDelay.percentile(50) / 1e4) / 100;
+const loopP99 = Math.round(loopDelay.percentile(99) / 1e4) / 100;
+const loadedCpuRatio = Math.round(((loadedCpu.user + loadedCpu.system) / 1e6 / loadedSeconds) * 100) / 100;
+console.log(
+  `         clients ${CLIENTS_IN_WORKER ? 'in a worker thread of this process (BENCH_CLIENTS=in-process: on Sentinel\'s event loop, as before)' : "on Sentinel's event loop (BENCH_CLIENTS=worker: in a worker thread)"}; under load Sentinel's event loop waited p50 ${loopP50} ms, p99 ${loopP99} ms, and this process used ${loadedCpuRatio} cores`,
 );
 // The kernel's high-water mark for this process, which ran the catch-up and then Sentinel: no sampling to miss a peak.
 const rssPeakMb = Math.round(process.resourceUsage().maxRSS / 1024);
@@ -310,6 +269,9 @@ console.log(
     visible_p99_under_load_ms: loadedP99,
     load_commands_per_s: loadRate,
     load_failed: load.failed,
+    clients: CLIENTS_IN_WORKER ? 'worker' : 'in-process',
+    loop_delay_p99_under_load_ms: loopP99,
+    cpu_cores_under_load: loadedCpuRatio,
     rss_peak_mb: rssPeakMb,
   }),
 );

@@ -1,5 +1,5 @@
 // One read of the log for every projector a process runs: each batch is read once and handed to every projector
-// that is in step, each applying its own events and keeping its own checkpoint.
+// that is in step, each applying its own events at its own pace and keeping its own checkpoint.
 import type { EventFilter, EventStore, Position, RecordedEvent, Subscription } from '../domain/event-store.js';
 import { comparePositions } from '../domain/event-store.js';
 import { batchesOf, type Held } from '../domain/log-follower.js';
@@ -44,10 +44,19 @@ interface Waiting {
   reject(error: unknown): void;
 }
 
+/** The batches handed to one member and not yet applied, and the work applying them. */
+interface Lane {
+  queue: (readonly RecordedEvent[])[];
+  /** Events in `queue`. */
+  queued: number;
+  applying: Promise<void> | undefined;
+}
+
 const WOKEN = Symbol('woken');
 
 export class SharedRead {
   private readonly members = new Map<Member, Waiting>();
+  private readonly lanes = new Map<Member, Lane>();
   private readonly joining = new Map<Member, Waiting>();
   /** Projectors on their way to joining (taking their lease, registering): the first read waits for them. */
   private readonly starting = new Set<string>();
@@ -59,6 +68,8 @@ export class SharedRead {
   /** The last event handed out; null when the read started at the beginning and has handed out nothing yet. */
   private position: Position | null = null;
   private onWake: (() => void) | undefined;
+  /** Resolves the read's wait for a member to make room in its lane. */
+  private onRoom: (() => void) | undefined;
   /** How many events a read of a member's own asks for: fewer when they are large. */
   private readonly pages: PageSize;
 
@@ -96,10 +107,13 @@ export class SharedRead {
           await this.step();
         } catch (error) {
           if (this.options.signal.aborted) break;
-          // The read itself failed: every member leaves with the error and comes back through its own loop.
+          // The read itself failed: every member leaves with the error and comes back through its own loop, once
+          // the batches it was handed are applied.
           this.options.onError(error);
+          await this.lanesApplied();
           for (const [member, waiting] of this.members) {
             this.members.delete(member);
+            this.lanes.delete(member);
             waiting.reject(error);
           }
           await this.close();
@@ -107,8 +121,11 @@ export class SharedRead {
       }
     } finally {
       await this.close();
+      // A member stops once the batches it was handed are applied: its checkpoint then says what it has done.
+      await this.lanesApplied();
       for (const waiting of [...this.members.values(), ...this.joining.values()]) waiting.resolve('stopped');
       this.members.clear();
+      this.lanes.clear();
       this.joining.clear();
     }
   }
@@ -121,6 +138,8 @@ export class SharedRead {
       return this.open();
     }
     if (this.joining.size > 0) return this.admit();
+    // A member whose lane is full holds the read back; the others go on with what they were handed meanwhile.
+    if (this.laneFull()) return this.roomOrWake();
     const next = await this.batchOrWake();
     if (next === WOKEN) return;
     if (next.done) {
@@ -130,16 +149,93 @@ export class SharedRead {
     this.next = this.batches!.next();
     const batch = next.value;
     this.position = batch.at(-1)!.position;
-    await Promise.all(
-      [...this.members].map(async ([member, waiting]) => {
+    for (const [member, waiting] of this.members) this.hand(member, waiting, batch);
+  }
+
+  /**
+   * Hands a batch to a member. Each member applies its batches in order, one at a time, on its own: a projector
+   * whose batches are quick (a small read model) never waits for a slow one (the audit trail) to finish the same
+   * batch. Live batches that queue up while one is being applied are applied together (see `takeFrom`).
+   */
+  private hand(member: Member, waiting: Waiting, batch: readonly RecordedEvent[]): void {
+    let lane = this.lanes.get(member);
+    if (!lane) this.lanes.set(member, (lane = { queue: [], queued: 0, applying: undefined }));
+    lane.queue.push(batch);
+    lane.queued += batch.length;
+    lane.applying ??= this.applyLane(member, waiting, lane);
+  }
+
+  private async applyLane(member: Member, waiting: Waiting, lane: Lane): Promise<void> {
+    try {
+      while (lane.queue.length > 0) {
+        const batch = this.takeFrom(lane);
+        this.room();
         try {
           await this.options.deliver(member, batch);
         } catch (error) {
+          // The member leaves the read; what was queued for it is read again from its checkpoint when it is back.
           this.members.delete(member);
+          this.lanes.delete(member);
           waiting.reject(error);
+          return;
         }
-      }),
-    );
+      }
+    } finally {
+      lane.applying = undefined;
+      this.room();
+    }
+  }
+
+  /**
+   * The batches at the head of a lane that go together: at least one, and together no more events than a live
+   * batch holds. A catch-up page goes alone; live batches that queued up go as one, no larger than the batches a
+   * subscription hands out, so a transaction that holds the log's visible horizon back stays as short as before.
+   */
+  private takeFrom(lane: Lane): readonly RecordedEvent[] {
+    let count = 1;
+    let events = lane.queue[0]!.length;
+    const most = Math.max(events, this.options.batchSize);
+    while (count < lane.queue.length && events + lane.queue[count]!.length <= most) {
+      events += lane.queue[count]!.length;
+      count += 1;
+    }
+    const taken = lane.queue.splice(0, count);
+    lane.queued -= events;
+    return taken.length === 1 ? taken[0]! : taken.flat();
+  }
+
+  /** Whether some member has a catch-up batch's worth of events waiting: the read then waits for it. */
+  private laneFull(): boolean {
+    for (const lane of this.lanes.values()) if (lane.queued >= this.options.catchUpBatchSize) return true;
+    return false;
+  }
+
+  private roomOrWake(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.onWake = undefined;
+        this.onRoom = undefined;
+        resolve();
+      };
+      this.onWake = done;
+      this.onRoom = done;
+      if (this.options.signal.aborted) done();
+    });
+  }
+
+  private room(): void {
+    const room = this.onRoom;
+    this.onRoom = undefined;
+    room?.();
+  }
+
+  /** Settles once every member has applied what it was handed (or left). */
+  private async lanesApplied(): Promise<void> {
+    for (;;) {
+      const applying = [...this.lanes.values()].map((lane) => lane.applying).filter((running) => running !== undefined);
+      if (applying.length === 0) return;
+      await Promise.all(applying);
+    }
   }
 
   /**
