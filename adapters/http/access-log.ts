@@ -53,8 +53,9 @@ export function accessLog(logger: Logger): RequestHandler {
     wrapSerializers: false,
     serializers: { req: (req: IncomingMessage) => ({ method: req.method, path: pathOf(req) }) },
     customLogLevel: (req, res, error): LevelWithSilent => {
-      if (error || res.statusCode >= 500) return 'error';
-      return ROUTINE_PATHS.has(pathOf(req)) ? 'debug' : 'info';
+      const level = error || res.statusCode >= 500 ? 'error' : ROUTINE_PATHS.has(pathOf(req)) ? 'debug' : 'info';
+      // A line the logger would drop is not built at all (pino-http builds it first, then asks the logger).
+      return logger.isLevelEnabled(level) ? level : 'silent';
     },
     customSuccessObject: (req, res, value: { responseTime: number }) => lineOf(req, res, value.responseTime),
     // A 5xx: the handler that failed has logged the error itself, with the same request id.
