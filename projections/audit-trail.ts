@@ -12,6 +12,7 @@ import { timestamp } from '../domain/schemas.js';
 import { canonicalJson } from './canonical-json.js';
 import { decodeCursor, encodeCursor, filterText, InvalidQuery } from './read-models/query.js';
 import type { Projector, TableNames } from './projector.js';
+import { copyJson, copyText } from './row-batch.js';
 
 export { canonicalJson } from './canonical-json.js';
 
@@ -170,21 +171,10 @@ function copyLine(values: RowValues): string {
   return `${line}\n`;
 }
 
-const COPY_SPECIAL = /[\\\t\n\r]/;
-const COPY_SPECIALS = /[\\\t\n\r]/g;
-const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
-
-/** A value in COPY's text format: `\N` for null, and the four characters that delimit fields and rows escaped. */
+/** A value in COPY's text format: `\N` for null, and text escaped as `copyText` does. */
 function copyField(value: string | number | null): string {
   if (value === null) return '\\N';
-  if (typeof value === 'number') return String(value);
-  // Most values hold none of them: a test is cheaper than a replace that finds nothing.
-  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIALS, (char) => COPY_ESCAPES[char]!) : value;
-}
-
-/** JSON text in COPY's text format. */
-function copyJson(json: string): string {
-  return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
+  return typeof value === 'number' ? String(value) : copyText(value);
 }
 
 /** Rows as a JSON array of objects. */

@@ -206,7 +206,7 @@ function copyValue(value: unknown, json: boolean): string {
 }
 
 /** JSON text in COPY's text format: JSON holds no raw tab, line break or carriage return, so only backslashes. */
-function copyJson(text: string): string {
+export function copyJson(text: string): string {
   return text.includes('\\') ? text.replaceAll('\\', '\\\\') : text;
 }
 
@@ -215,7 +215,7 @@ const COPY_SPECIALS = /[\\\t\n\r]/g;
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
 /** Text in COPY's text format: the four characters that delimit fields and rows escaped. */
-function copyText(text: string): string {
+export function copyText(text: string): string {
   // Most values hold none of them: a test is cheaper than a replace that finds nothing.
   return COPY_SPECIAL.test(text) ? text.replace(COPY_SPECIALS, (char) => COPY_ESCAPES[char]!) : text;
 }
