@@ -8,7 +8,7 @@ import { migrateSentinel } from '../../adapters/postgres/schema.js';
 import type { EventStore } from '../../domain/event-store.js';
 import { ProjectionRuntime, type ProjectionMetrics } from '../../projections/runtime.js';
 import { countOf, counter } from '../support/counting-projector.js';
-import { events, uniqueStream } from '../support/events.js';
+import { events, settled, uniqueStream } from '../support/events.js';
 import { backends, type Backend } from '../support/projection-backends.js';
 
 const logger = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
@@ -58,7 +58,9 @@ for (const backend of backends) {
       const type = `Counted${randomUUID().slice(0, 8)}`;
       const projectors = [counter(`catch-up-a-${type}`, type), counter(`catch-up-b-${type}`, type)];
       const stream = uniqueStream('counted');
-      await appendMany(store, stream, type, 1000);
+      // The history is visible before the runtime starts: a transaction open elsewhere on the server would hide its
+      // newest events, the first reads would come back short, and the runtime would rightly take itself to be live.
+      await settled(store, await appendMany(store, stream, type, 1000));
 
       const { metrics, batches } = recordingBatches();
       const runtime = new ProjectionRuntime(opened.db.knex, store, projectors, { logger, lease: opened.lease(), batchSize: 10, catchUpBatchSize: 200, metrics });
@@ -102,7 +104,7 @@ for (const backend of backends) {
       } finally {
         await first.stop();
       }
-      await appendMany(store, stream, type, 600);
+      await settled(store, await appendMany(store, stream, type, 600));
 
       const late = counter(`late-${type}`, type);
       const { metrics, batches } = recordingBatches();

@@ -124,7 +124,8 @@ for (const backend of backends) {
       }
 
       const store = new CountingStore(inner);
-      await appendMany(store, stream, type, 100);
+      // Visible before the runtime starts, so that the late one's first reads find the whole history.
+      await settled(inner, await appendMany(store, stream, type, 100));
       const late = counter(`late-${type}`, type);
       // Batches of one size throughout, so that every read the shared read makes is its subscription's.
       const runtime = new ProjectionRuntime(opened.db.knex, store, [...early, late], { logger, lease: opened.lease(), batchSize: 50, catchUpBatchSize: 50 });
