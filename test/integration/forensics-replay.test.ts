@@ -11,6 +11,7 @@ import type { Impact } from '../../commands/policy-impact.js';
 import type { PolicyDecision } from '../../domain/policy-evaluation.js';
 import { RULES } from '../../domain/rules/index.js';
 import { runCli } from '../support/cli.js';
+import { settled } from '../support/events.js';
 import { createScratchDatabase, SKIP_POSTGRES_REASON, TEST_DATABASE_URL, type ScratchDatabase } from '../support/postgres.js';
 import { startTestApi, type Caller, type TestApi } from '../support/sentinel-api.js';
 
@@ -174,6 +175,8 @@ for (const backend of backends) {
       await sleep(50);
       outside = { before: beforeWindow, after: await scale(dc, 6, 'admin', 202) };
       window = { from: from.toISOString(), to: to.toISOString() };
+      // A replay reads the log: everything recorded here is visible to it first, whatever is open elsewhere on the server.
+      await settled(server().eventStore, outside.after.position);
     });
 
     after(async () => {
