@@ -2,6 +2,7 @@
 import pg from 'pg';
 import { Gauge, type Registry } from 'prom-client';
 import {
+  comparePositions,
   ConcurrencyConflict,
   DuplicateEventConflict,
   MAX_CORRELATED_EVENTS,
@@ -26,7 +27,8 @@ import {
 import type { Database } from '../../postgres/database.js';
 import { ChangeSignal } from '../change-signal.js';
 import { PgliteStatistics } from './pglite-statistics.js';
-import { pollingSubscription, type PollingOptions } from '../polling-subscription.js';
+import { pollingSubscription, type PollingOptions, type SubscriptionPage } from '../polling-subscription.js';
+import { SharedTail } from '../shared-tail.js';
 import { decodePosition, encodePosition } from '../position.js';
 import { DUPLICATES_SQL, appendManySql } from './append.js';
 import { eventStoreMigrated, migrateEventStore } from './migrate.js';
@@ -135,7 +137,13 @@ function readAllColumns(table = ''): string {
   const t = table ? `${table}.` : '';
   return `${t}id, ${t}stream, ${t}revision, ${t}type, ${t}schema_version, ${t}data, ${t}metadata,
     (extract(epoch from ${t}recorded_at) * 1000)::float8 as recorded_ms,
-    lpad(to_hex(${t}tx_id::text::bigint), 16, '0') || '-' || lpad(to_hex(${t}seq), 16, '0') as position`;
+    ${positionText(table)} as position`;
+}
+
+/** A row's position as text, as `encodePosition` writes it. */
+function positionText(table = ''): string {
+  const t = table ? `${table}.` : '';
+  return `lpad(to_hex(${t}tx_id::text::bigint), 16, '0') || '-' || lpad(to_hex(${t}seq), 16, '0')`;
 }
 
 /** Events of transactions older than every running transaction: nothing can commit behind them any more. */
@@ -189,6 +197,8 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
   private readonly appendStatements: number;
   /** The stream read under way for each distinct request, and the one that waits for it to end. */
   private readonly streamReads = new Map<string, SharedRead>();
+  /** The read of the head of the log that the caught-up subscriptions share. */
+  private readonly tail: SharedTail;
 
   private constructor(
     private readonly db: Database,
@@ -204,6 +214,7 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     this.notifyIntervalMs = options.notifyIntervalMs ?? 10;
     this.statistics = db.kind === 'pglite' ? new PgliteStatistics(db) : undefined;
     this.appendStatements = Math.max(1, options.appendStatements ?? DEFAULT_APPEND_STATEMENTS);
+    this.tail = new SharedTail((after, limit) => this.readAll({ after, limit }), this.signal, this.polling.batchSize);
   }
 
   /** Applies the event store's migrations, then returns the store. */
@@ -490,12 +501,21 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
       this.listener = new CrossProcessListener(this.db.connectionString!, this.signal);
       this.listener.start();
     }
-    return pollingSubscription(
-      (after, limit) => this.readAll({ after, filter: options.filter, limit }),
-      this.signal,
-      options,
-      this.polling,
-    );
+    const { filter } = options;
+    return pollingSubscription((after, limit, since) => this.subscriptionRead(after, filter, limit, since), this.signal, options, this.polling);
+  }
+
+  /**
+   * A subscription's read: shared with the others at the same place near the head of the log, else (and after a
+   * wait that timed out) its own. Its own read, by type or of everything, that comes back short has reached the
+   * visible head (a read by stream prefix alone looks at a window of the log, so a short one may not have).
+   */
+  private async subscriptionRead(after: Position | undefined, filter: EventFilter | undefined, limit: number, since: number | undefined): Promise<SubscriptionPage> {
+    if (since !== undefined && this.tail.serves(after)) return this.tail.read(after!, filter, limit, since);
+    const read = await this.readAll({ after, filter, limit });
+    const atHead = read.events.length < limit && !(filter?.streamPrefixes?.length && !filter.types?.length);
+    if (atHead) this.tail.reached(read.checkpoint);
+    return { ...read, atHead };
   }
 
   async getStreamMetadata(stream: string): Promise<StreamMetadata> {
@@ -590,19 +610,14 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     }
 
     if (types) {
-      // One ordered range scan of the (type, tx_id, seq) index per type, merged: cost follows what is read,
-      // not how long the log is.
-      const rows = await this.db.query<ReadAllRow>(
-        `select ${readAllColumns('x')} from unnest($4::text[]) as t(name), lateral (
-           select * from sentinel_events e
-            where e.type = t.name and (e.tx_id, e.seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
-              and ($5::text[] is null or e.stream like any($5::text[]))
-            order by e.tx_id, e.seq limit $3) as x
-          order by x.tx_id, x.seq limit $3`,
-        [...params, types, prefixes],
-        'sentinel_read_all_types',
-      );
-      return page(rows, afterPosition);
+      const rows = await this.db.query<ReadAllRow & { head: boolean }>(TYPES_READ_SQL, [...params, types, prefixes], 'sentinel_read_all_types');
+      const events = rows.filter((row) => !row.head);
+      const head = rows.find((row) => row.head)?.position;
+      const read = page(events, afterPosition);
+      // Short: nothing else of these types up to the visible head, so the next read starts there. Every caught-up
+      // reader then stands at the same place, whatever its types, and they can share one read (see SharedTail).
+      if (head !== undefined && (read.checkpoint === undefined || comparePositions(head, read.checkpoint) > 0)) read.checkpoint = head;
+      return read;
     }
 
     // Stream prefixes only: look at a bounded window of the log and report how far it got, so a read for a
@@ -643,6 +658,27 @@ export class PostgresEventStore implements EventStore, CorrelationReader {
     );
   }
 }
+
+/**
+ * A read by type: one ordered range scan of the (type, tx_id, seq) index per type, merged, so that cost follows what
+ * is read, not how long the log is. When fewer than $3 match, a last row (`head`) gives the position of the newest
+ * visible event, judged in the same statement, hence against the same visible horizon.
+ */
+const TYPES_READ_SQL = `
+with matched as (
+  select x.* from unnest($4::text[]) as t(name), lateral (
+    select * from sentinel_events e
+     where e.type = t.name and (e.tx_id, e.seq) > ($1::xid8, $2::bigint) and ${VISIBLE}
+       and ($5::text[] is null or e.stream like any($5::text[]))
+     order by e.tx_id, e.seq limit $3) as x
+   order by x.tx_id, x.seq limit $3),
+head as (
+  select tx_id, seq from sentinel_events where ${VISIBLE} and (select count(*) from matched) < $3
+   order by tx_id desc, seq desc limit 1)
+select ${readAllColumns('matched')}, false as head from matched
+union all
+select null, null, null, null, null, null, null, null, ${positionText('head')}, true from head
+order by head, position`;
 
 /**
  * A stream-prefix read: the events matching $5 among the next $4 (the window) after ($1, $2), at most $3, and
