@@ -19,6 +19,7 @@ import { prometheusAggregateStateMetrics } from '../adapters/prometheus/aggregat
 import { prometheusAuditChainMetrics } from '../adapters/prometheus/audit-chain-metrics.js';
 import { prometheusCommandMetrics, prometheusDecisionMetrics } from '../adapters/prometheus/command-metrics.js';
 import { prometheusLoginMetrics } from '../adapters/prometheus/login-metrics.js';
+import { registerPoolMetrics } from '../adapters/prometheus/pool-metrics.js';
 import { createMetricsRegistry } from '../adapters/prometheus/metrics.js';
 import { AccessService, type LoginSettings } from '../commands/access.js';
 import { systemClock } from '../commands/clock.js';
@@ -78,6 +79,7 @@ export async function startSentinel(config: Config, logger: Logger, checked?: Co
   if (tracing.enabled) logger.info('tracing is on: spans are exported as the OTEL_* variables say');
   const metrics = createMetricsRegistry();
   const db = await openDatabase(config, logger);
+  registerPoolMetrics(db.knex, metrics);
   let eventStore: EventStore | undefined;
   let runtime: ProjectionRuntime | undefined;
   let reactors: RunningReactors | undefined;

@@ -198,6 +198,7 @@ let figures: VisibilityFigures | undefined;
 // Sentinel's event loop while the loaded samples run: how long a ready callback waits for its turn.
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 let loadedCpu = { user: 0, system: 0 };
+let poolWaits: AcquireWaits | undefined;
 let loadedSeconds = 0;
 try {
   const sentinel = await startSentinel(
@@ -214,30 +215,37 @@ try {
     const { accessToken } = (await login.json()) as { accessToken: string };
     let cpuBefore = process.cpuUsage();
     let startedAt = 0;
+    const scrape = () => fetch(`http://127.0.0.1:${sentinel.port}/metrics`).then((response) => response.text());
+    let poolBefore: Promise<string> = Promise.resolve('');
+    let poolAfter: Promise<string> = Promise.resolve('');
     const listener: PhaseListener = {
       loadedSamples(phase) {
         if (phase === 'start') {
           loopDelay.enable();
           cpuBefore = process.cpuUsage();
           startedAt = performance.now();
+          poolBefore = scrape();
         } else {
           loopDelay.disable();
           loadedCpu = process.cpuUsage(cpuBefore);
           loadedSeconds = (performance.now() - startedAt) / 1000;
+          poolAfter = scrape();
         }
       },
     };
     const options = { api, accessToken, samples: VISIBILITY_SAMPLES, commandsPerSecond: LOAD_COMMANDS_PER_S };
     figures = CLIENTS_IN_WORKER ? await runInWorker(options, listener) : await runVisibilityClients(options, listener);
+    poolWaits = acquireWaits(await poolBefore, await poolAfter);
   } finally {
     await sentinel.stop();
   }
 } finally {
   await visibleDb.drop();
 }
-const { quiet, loaded, load } = figures;
+const { quiet, loaded, loadedReads, load } = figures;
 quiet.sort((a, b) => a - b);
 loaded.sort((a, b) => a - b);
+loadedReads.sort((a, b) => a - b);
 const p50 = percentile(quiet, 0.5);
 const p99 = percentile(quiet, 0.99);
 const loadedP50 = percentile(loaded, 0.5);
@@ -246,6 +254,10 @@ const loadRate = Math.round(load.sent / load.seconds);
 console.log(`visible  ${quiet.length} writes: p50 ${p50} ms, p99 ${p99} ms, max ${percentile(quiet, 1)} ms`);
 console.log(
   `visible  under ${loadRate} commands/s (${load.failed} failed ${JSON.stringify(load.statuses)}): ${loaded.length} writes: p50 ${loadedP50} ms, p99 ${loadedP99} ms, max ${percentile(loaded, 1)} ms`,
+);
+console.log(
+  `         under load, the query that showed each write took p50 ${percentile(loadedReads, 0.5)} ms, p99 ${percentile(loadedReads, 0.99)} ms by itself; ` +
+    `${poolWaits ? `statements waited for a pool connection ${poolWaits.count} times, ${poolWaits.meanMs} ms on average, p99 ≤ ${poolWaits.p99Ms} ms` : 'no pool figures'}`,
 );
 const loopP50 = Math.round(loopDelay.percentile(50) / 1e4) / 100;
 const loopP99 = Math.round(loopDelay.percentile(99) / 1e4) / 100;
@@ -270,8 +282,39 @@ console.log(
     load_commands_per_s: loadRate,
     load_failed: load.failed,
     clients: CLIENTS_IN_WORKER ? 'worker' : 'in-process',
+    read_p99_under_load_ms: percentile(loadedReads, 0.99),
+    pool_wait_mean_under_load_ms: poolWaits?.meanMs ?? null,
+    pool_wait_p99_under_load_ms: poolWaits?.p99Ms ?? null,
     loop_delay_p99_under_load_ms: loopP99,
     cpu_cores_under_load: loadedCpuRatio,
     rss_peak_mb: rssPeakMb,
   }),
 );
+
+interface AcquireWaits {
+  count: number;
+  meanMs: number;
+  /** The upper bound of the histogram bucket the 99th percentile falls in. */
+  p99Ms: number;
+}
+
+/** The pool's acquire waits between two scrapes of /metrics (sentinel_db_pool_acquire_seconds). */
+function acquireWaits(before: string, after: string): AcquireWaits | undefined {
+  const histogram = (text: string) => {
+    const buckets = new Map<string, number>();
+    let sum = 0;
+    let count = 0;
+    for (const line of text.split('\n')) {
+      const bucket = /^sentinel_db_pool_acquire_seconds_bucket\{le="([^"]+)"\} (\S+)$/.exec(line);
+      if (bucket) buckets.set(bucket[1]!, Number(bucket[2]));
+      else if (line.startsWith('sentinel_db_pool_acquire_seconds_sum ')) sum = Number(line.split(' ')[1]);
+      else if (line.startsWith('sentinel_db_pool_acquire_seconds_count ')) count = Number(line.split(' ')[1]);
+    }
+    return { buckets, sum, count };
+  };
+  const [first, last] = [histogram(before), histogram(after)];
+  const count = last.count - first.count;
+  if (count <= 0) return undefined;
+  const p99 = [...last.buckets].find(([, n], i, all) => n - (first.buckets.get(all[i]![0]) ?? 0) >= count * 0.99)?.[0];
+  return { count, meanMs: Math.round(((last.sum - first.sum) / count) * 1e4) / 10, p99Ms: p99 === undefined || p99 === '+Inf' ? Number.POSITIVE_INFINITY : Number(p99) * 1000 };
+}

@@ -24,6 +24,8 @@ export interface VisibilityFigures {
   quiet: number[];
   /** The same, under the background load. */
   loaded: number[];
+  /** Under the load, how long the query that first showed each write took by itself: the read's share of `loaded`. */
+  loadedReads: number[];
   load: LoadFigures;
 }
 
@@ -43,16 +45,20 @@ export async function runVisibilityClients(options: VisibilityOptions, listener:
     });
 
   /** Write → visible: a workload registered through the API, polled through the query API (no ?after=) until it is there. */
-  const sample = async (count: number, prefix: string): Promise<number[]> => {
+  const sample = async (count: number, prefix: string, reads: number[] = []): Promise<number[]> => {
     const times: number[] = [];
     for (let i = 0; i < count; i += 1) {
       const response = await register(`${prefix}-${i}`, 'bench');
       const accepted = performance.now();
       const { id } = (await response.json()) as { id: string };
       for (;;) {
+        const asked = performance.now();
         const read = await fetch(`${api}/workloads/${id}`, { headers });
         await read.arrayBuffer();
-        if (read.status === 200) break;
+        if (read.status === 200) {
+          reads.push(performance.now() - asked);
+          break;
+        }
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
       times.push(performance.now() - accepted);
@@ -100,9 +106,10 @@ export async function runVisibilityClients(options: VisibilityOptions, listener:
   })();
   await new Promise((resolve) => setTimeout(resolve, 1000));
   let loaded: number[];
+  const loadedReads: number[] = [];
   listener.loadedSamples('start');
   try {
-    loaded = await sample(options.samples, 'u');
+    loaded = await sample(options.samples, 'u', loadedReads);
   } finally {
     listener.loadedSamples('end');
     running = false;
@@ -110,7 +117,7 @@ export async function runVisibilityClients(options: VisibilityOptions, listener:
     await Promise.all(inFlight);
     load.seconds = (performance.now() - started) / 1000;
   }
-  return { quiet, loaded, load };
+  return { quiet, loaded, loadedReads, load };
 }
 
 type WorkerMessage = { kind: 'phase'; phase: 'start' | 'end' } | { kind: 'done'; figures: VisibilityFigures } | { kind: 'failed'; message: string };
