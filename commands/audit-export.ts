@@ -2,10 +2,27 @@
 // last hash signed with Ed25519, and the offline verification of such a file (no database: the file and a public key).
 import { createHash, createPrivateKey, createPublicKey, hash as digestOf, sign, verify, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { canonicalJson } from '../projections/canonical-json.js';
 import { auditRowHash, chainText, type AuditRecord, type AuditRecordTexts } from '../projections/audit-trail.js';
 import { type AuditChainRow } from '../projections/audit-chain-read.js';
+import {
+  EVENT_ID_MEMBER,
+  HASH_MEMBER,
+  hashedRowBytes,
+  leadingRows,
+  POSITION_MEMBER,
+  RECORDED_AT_MEMBER,
+  recordStart,
+  ROW_START,
+  statedHash,
+  unquoted,
+  type HashedRow,
+  type RowRun,
+} from './audit-export-rows.mjs';
+import { RowScanners, type ScannedLines } from './audit-export-workers.js';
 
 export const EXPORT_FORMAT = 'sentinel-audit-export';
 /** The version this code writes: 2 lays each row out with its hashes first, then its record's canonical JSON as hashed. */
@@ -98,6 +115,8 @@ export class AuditExportWriter {
   private lastHash: string | undefined;
   private firstPosition: string | null = null;
   private lastPosition: string | null = null;
+  /** The bytes of the last page: the next is about as long. */
+  private pageSize = 0;
 
   constructor(
     private readonly key: KeyObject,
@@ -114,33 +133,36 @@ export class AuditExportWriter {
 
   /** The lines of a page of rows; throws, naming the row, when the stored chain is broken there. */
   page(rows: readonly AuditChainRow[]): string {
-    // Joined once: one flat text, where appending each line would leave a tree of every piece for the write to flatten.
-    const lines: string[] = [];
+    return this.pageBytes(rows).toString('utf8');
+  }
+
+  /** `page` as the UTF-8 bytes written. */
+  pageBytes(rows: readonly AuditChainRow[]): Buffer {
+    const lines = new RowLines(this.pageSize);
     for (const row of rows) {
       if (this.lastHash === undefined) throw new Error('the header is written before the rows');
       if (row.prevHash !== this.lastHash) throw new Error(`${rowNamed(row)} does not link to the row before it: the stored chain is broken, and an export of it is not signed`);
-      // The line is written from the very text hashed, so what is written is always the text its hash was taken over.
-      const hashed = hashedTextOf(row);
-      if (hashed === undefined) throw new Error(`${rowNamed(row)} does not match its hash: the stored chain is broken, and an export of it is not signed`);
-      lines.push(`${ROW_START}${row.prevHash}${HASH_MEMBER}${row.hash}",${hashed.slice(row.prevHash.length + 2)}\n`);
+      if (!lines.add(row)) throw new Error(`${rowNamed(row)} does not match its hash: the stored chain is broken, and an export of it is not signed`);
       this.rows += 1;
       this.firstPosition ??= row.record.position;
       this.lastPosition = row.record.position;
       this.lastHash = row.hash;
     }
-    return lines.join('');
+    const bytes = lines.bytes();
+    this.pageSize = bytes.length;
+    return bytes;
   }
 
   /**
    * Writes the whole export through `write`: the header, each page's lines as the page is read, the signed
    * checkpoint. The header of a window without rows links to `prevHashOfEmpty()`. Answers the rows written.
    */
-  async writeAll(pages: AsyncIterable<readonly AuditChainRow[]>, write: (text: string) => Promise<void>, prevHashOfEmpty: () => Promise<string>): Promise<number> {
+  async writeAll(pages: AsyncIterable<readonly AuditChainRow[]>, write: (piece: string | Uint8Array) => Promise<void>, prevHashOfEmpty: () => Promise<string>): Promise<number> {
     let headed = false;
     for await (const page of pages) {
       if (!headed) await write(this.header(page[0]!.prevHash));
       headed = true;
-      await write(this.page(page));
+      await write(this.pageBytes(page));
     }
     if (!headed) await write(this.header(await prevHashOfEmpty()));
     await write(this.checkpoint());
@@ -164,10 +186,6 @@ export class AuditExportWriter {
 function rowNamed({ record }: AuditChainRow): string {
   return `the audit trail's row at position ${record.position} (event ${record.eventId})`;
 }
-
-/** How a row line starts, and what lies between its two hashes. */
-const ROW_START = '{"kind":"row","prevHash":"';
-const HASH_MEMBER = '","hash":"';
 
 /** The two characters that end or escape a JSON string. */
 const QUOTE_OR_BACKSLASH = /["\\]/;
@@ -208,12 +226,55 @@ function plainHashedText({ record: r, content, prevHash }: AuditChainRow): strin
   return chainText(prevHash, m, content);
 }
 
-/** The text the row's hash covers, written from its members; undefined when it does not match the row's hash. */
-function hashedTextOf(row: AuditChainRow): string | undefined {
-  const plain = plainHashedText(row);
-  if (plain !== undefined && digestOf('sha256', plain, 'hex') === row.hash) return plain;
-  const escaped = escapedHashedText(row);
-  return digestOf('sha256', escaped, 'hex') === row.hash ? escaped : undefined;
+/**
+ * A page's lines, written as UTF-8 into one buffer as each row is checked. A row's text is encoded once: written where
+ * its line puts the record, its link and line break just before, hashed there as bytes, and then the head of the line
+ * (its two hashes) written over the link. The line is so written from the very bytes hashed: what is written is
+ * always the text its hash was taken over. (Hashing a text, then writing it, encoded it twice, and the lines joined
+ * into a page copied it twice more.)
+ */
+class RowLines {
+  private buffer: Buffer;
+  private used = 0;
+
+  constructor(expectedBytes: number) {
+    this.buffer = Buffer.allocUnsafe(Math.max(1 << 16, expectedBytes + (expectedBytes >> 3)));
+  }
+
+  /**
+   * Adds the row's line, written from the text its hash covers (see `plainHashedText`, then `escapedHashedText`);
+   * false, and nothing added, when neither text matches its hash.
+   */
+  add(row: AuditChainRow): boolean {
+    const plain = plainHashedText(row);
+    return (plain !== undefined && this.addLine(row, plain)) || this.addLine(row, escapedHashedText(row));
+  }
+
+  private addLine(row: AuditChainRow, hashed: string): boolean {
+    const head = `${ROW_START}${row.prevHash}${HASH_MEMBER}${row.hash}",`;
+    const headBytes = Buffer.byteLength(head);
+    // The hashed text starts with the link and a line break and brace, which the head then covers.
+    const hashedAt = this.used + headBytes - (Buffer.byteLength(row.prevHash) + 2);
+    // UTF-8 writes at most three bytes for each UTF-16 unit.
+    this.reserve(headBytes + 3 * hashed.length + 1);
+    const hashedBytes = this.buffer.write(hashed, hashedAt);
+    if (digestOf('sha256', this.buffer.subarray(hashedAt, hashedAt + hashedBytes), 'hex') !== row.hash) return false;
+    this.buffer.write(head, this.used);
+    this.used = hashedAt + hashedBytes;
+    this.buffer[this.used++] = LINE_FEED;
+    return true;
+  }
+
+  bytes(): Buffer {
+    return this.buffer.subarray(0, this.used);
+  }
+
+  private reserve(bytes: number): void {
+    if (this.used + bytes <= this.buffer.length) return;
+    const larger = Buffer.allocUnsafe(Math.max(2 * this.buffer.length, this.used + bytes));
+    this.buffer.copy(larger, 0, 0, this.used);
+    this.buffer = larger;
+  }
 }
 
 /** The text a row's hash covers, each member written by `JSON.stringify`: what `auditRowHash` hashes. */
@@ -366,22 +427,6 @@ const checkpointLine = z.strictObject({
 
 /** A SHA-256 in hex, as every hash of the chain is written. */
 const HEX_HASH = /^[0-9a-f]{64}$/;
-const QUOTE = 0x22;
-const COMMA = 0x2c;
-/** Members of the record after its content, each before its value: found from the end of a line. */
-const POSITION_MEMBER = ',"position":';
-const EVENT_ID_MEMBER = ',"eventId":';
-const RECORDED_AT_MEMBER = ',"recordedAt":';
-const POSITION_BYTES = Buffer.from(POSITION_MEMBER);
-const EVENT_ID_BYTES = Buffer.from(EVENT_ID_MEMBER);
-const RECORDED_AT_BYTES = Buffer.from(RECORDED_AT_MEMBER);
-
-/** A row that verified on the fast path: where it lies in the log, and its hash. */
-interface HashedRow {
-  position: string;
-  eventId: string;
-  hash: string;
-}
 
 /**
  * The row on this line, when the line is laid out as version 2 writes it (`{"kind":"row","prevHash":"<hash>",
@@ -401,59 +446,6 @@ function hashedRowLine(text: string, prevHash: string): HashedRow | undefined {
 }
 
 /**
- * `hashedRowLine` over a line's bytes as read from a file: the record's bytes are hashed as they are, never decoded
- * into text and encoded again (which cost a verification of a file about half its time); only the line's head and
- * its last members are decoded.
- */
-function hashedRowBytes(line: Buffer, prevHash: string): HashedRow | undefined {
-  const recordAt = recordStart(prevHash);
-  if (line.length <= recordAt) return undefined;
-  const hash = statedHash(line.toString('latin1', 0, recordAt), prevHash);
-  if (hash === undefined) return undefined;
-  // The hashed bytes put together in a buffer kept for it: the link (hex, so one byte a character), a line break, a
-  // brace, and the record's bytes after its opening brace.
-  const length = prevHash.length + 2 + line.length - recordAt;
-  if (hashedBytes.length < length) hashedBytes = Buffer.allocUnsafe(2 * length);
-  hashedBytes.write(`${prevHash}\n{`, 0, 'latin1');
-  line.copy(hashedBytes, prevHash.length + 2, recordAt);
-  if (digestOf('sha256', hashedBytes.subarray(0, length), 'hex') !== hash) return undefined;
-  // The place members follow the content, whose text is the longest by far: found and decoded on their own.
-  const positionAt = line.lastIndexOf(POSITION_BYTES);
-  const eventIdAt = line.lastIndexOf(EVENT_ID_BYTES, positionAt);
-  const recordedAtAt = line.indexOf(RECORDED_AT_BYTES, positionAt);
-  if (eventIdAt < recordAt || recordedAtAt < 0) return undefined;
-  return {
-    position: unquoted(line.toString('utf8', positionAt + POSITION_BYTES.length, recordedAtAt)),
-    eventId: unquoted(line.toString('utf8', eventIdAt + EVENT_ID_BYTES.length, positionAt)),
-    hash,
-  };
-}
-
-/** Where `hashedRowBytes` puts together the text it hashes; grown when a line needs more. */
-let hashedBytes = Buffer.allocUnsafe(1 << 16);
-
-/** Where the record's members start on a version 2 row line that links to `prevHash`. */
-function recordStart(prevHash: string): number {
-  return ROW_START.length + 2 * prevHash.length + HASH_MEMBER.length + 2;
-}
-
-/**
- * The row's hash as a version 2 line's head states it, when the head links to `prevHash`, which must be a SHA-256 in
- * hex (one byte a character, never escaped).
- */
-function statedHash(head: string, prevHash: string): string | undefined {
-  const hashAt = ROW_START.length + prevHash.length + HASH_MEMBER.length;
-  const recordAt = recordStart(prevHash);
-  const laidOut =
-    head.startsWith(ROW_START) &&
-    head.startsWith(prevHash, ROW_START.length) &&
-    head.startsWith(HASH_MEMBER, hashAt - HASH_MEMBER.length) &&
-    head.charCodeAt(recordAt - 2) === QUOTE &&
-    head.charCodeAt(recordAt - 1) === COMMA;
-  return laidOut ? head.slice(hashAt, recordAt - 2) : undefined;
-}
-
-/**
  * The position and event id of a record whose canonical JSON ends the text. The members after the content are
  * scalars, whose JSON cannot hold `,"` anywhere but between members, so the last `,"position":` is the record's own
  * (and so in `hashedRowBytes`).
@@ -469,11 +461,6 @@ function placeOf(text: string, hash: string): HashedRow {
   };
 }
 
-/** The text a JSON string literal stands for. */
-function unquoted(literal: string): string {
-  return literal.includes('\\') ? (JSON.parse(literal) as string) : literal.slice(1, -1);
-}
-
 /**
  * Checks an export line by line, without the database: each row's hash against its contents, each row's link to
  * the one before (an edited row, a deleted one, rows out of order), and the end of the chain against the signed
@@ -487,15 +474,46 @@ export function verifyExport(lines: Iterable<string>, publicKey?: KeyObject): Ex
   return verifier.result();
 }
 
+/** How `verifyExportFile` reads a file: on how many threads, and how much at a time. */
+export interface FileReading {
+  /**
+   * Threads that hash the rows, this one and worker threads: 1 for this one alone. By default one a core (up to
+   * `MOST_THREADS`), and this one alone for a file under `THREADED_BYTES`.
+   */
+  threads?: number;
+  /** Bytes read at a time: a megabyte by default. */
+  chunkBytes?: number;
+}
+
+/** Below this size a file is verified on this thread alone: starting a worker (about 0.05 s of CPU) would cost more than it saves. */
+const THREADED_BYTES = 16 << 20;
+/** At most this many threads, however many cores. */
+const MOST_THREADS = 4;
+
 /**
  * `verifyExport` of a file, read a megabyte at a time (an export of a long chain passes the longest string V8
  * holds), each line taken as bytes. A line may end in CR LF. Throws only when the file cannot be read.
+ *
+ * A long file is hashed on several threads, this one and worker threads, each given a stretch of whole lines in turn:
+ * a row's hash depends on its line alone, and the rows of a stretch are checked against each other (links, log
+ * order) where it is hashed. This thread takes the stretches in order and checks what joins each to the one before
+ * (its first row's link and place in the log); from the first line of a stretch not taken as a row (the header, the
+ * checkpoint, anything wrong) it reads the lines one by one as it reads a small file, so the verdict and the problem
+ * named are the same whatever the stretches.
  */
-export async function verifyExportFile(file: string, publicKey?: KeyObject): Promise<ExportVerification> {
+export async function verifyExportFile(file: string, publicKey?: KeyObject, reading: FileReading = {}): Promise<ExportVerification> {
   const verifier = new ExportVerifier(publicKey);
+  const chunkBytes = reading.chunkBytes ?? 1 << 20;
+  const threads = reading.threads ?? ((await stat(file)).size < THREADED_BYTES ? 1 : Math.min(availableParallelism(), MOST_THREADS));
+  if (threads > 1) await verifyInThreads(file, verifier, chunkBytes, threads);
+  else await verifyHere(file, verifier, chunkBytes);
+  return verifier.result();
+}
+
+async function verifyHere(file: string, verifier: ExportVerifier, chunkBytes: number): Promise<void> {
   let rest: Buffer | undefined;
   // No byte of a character UTF-8 writes in several bytes is a line feed: every line is whole characters.
-  read: for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+  read: for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes }) as AsyncIterable<Buffer>) {
     let start = 0;
     for (let end = chunk.indexOf(LINE_FEED); end >= 0; end = chunk.indexOf(LINE_FEED, start)) {
       // The line begun in the chunk before ends here: only its own bytes are put together.
@@ -507,7 +525,41 @@ export async function verifyExportFile(file: string, publicKey?: KeyObject): Pro
     if (start < chunk.length) rest = rest === undefined ? chunk.subarray(start) : Buffer.concat([rest, chunk]);
   }
   if (rest !== undefined) verifier.takeBytes(rest);
-  return verifier.result();
+}
+
+async function verifyInThreads(file: string, verifier: ExportVerifier, chunkBytes: number, threads: number): Promise<void> {
+  const scanners = new RowScanners(threads - 1);
+  let stretches = 0;
+  const out: Promise<ScannedLines>[] = [];
+  const handle = await open(file);
+  // The bytes after the last whole line read: the start of a line, put before the next read.
+  let rest = Buffer.alloc(0);
+  try {
+    for (;;) {
+      // Read into a buffer of this verification's own, which may move to a worker and back, never copied on the way.
+      const bytes = Buffer.allocUnsafeSlow(rest.length + chunkBytes);
+      rest.copy(bytes);
+      const { bytesRead } = await handle.read(bytes, rest.length, chunkBytes, null);
+      if (bytesRead === 0) break;
+      const filled = rest.length + bytesRead;
+      const end = bytes.lastIndexOf(LINE_FEED, filled - 1) + 1;
+      rest = Buffer.from(bytes.subarray(end, filled));
+      if (end > 0) {
+        const lines = bytes.subarray(0, end);
+        // Every `threads`th stretch is hashed here, while the workers hash theirs.
+        const scanned = (stretches += 1) % threads === 0 ? Promise.resolve({ bytes: lines, run: leadingRows(lines) }) : scanners.scan(lines);
+        // Awaited in order below; a worker's failure is thrown there, never taken for a rejection nobody handles.
+        scanned.catch(() => undefined);
+        out.push(scanned);
+      }
+      // Two stretches a worker out at most: enough to keep each busy while this thread takes an answer.
+      while (out.length > 2 * threads) if (!verifier.takeScanned(await out.shift()!)) return;
+    }
+    while (out.length > 0) if (!verifier.takeScanned(await out.shift()!)) return;
+    if (rest.length > 0) verifier.takeBytes(rest);
+  } finally {
+    await Promise.all([handle.close(), scanners.close()]);
+  }
 }
 
 const LINE_FEED = 0x0a;
@@ -544,6 +596,31 @@ class ExportVerifier {
     this.number += 1;
     this.problem = this.rowTaken(row);
     return this.problem === undefined;
+  }
+
+  /** Takes a stretch of whole lines a worker scanned: its leading run of rows at once where it joins, then the rest line by line. */
+  takeScanned({ bytes, run }: ScannedLines): boolean {
+    let start = this.takeRun(run) ? run.end : 0;
+    for (let end = bytes.indexOf(LINE_FEED, start); end >= 0; end = bytes.indexOf(LINE_FEED, start)) {
+      if (!this.takeBytes(bytes.subarray(start, end))) return false;
+      start = end + 1;
+    }
+    return this.problem === undefined;
+  }
+
+  /**
+   * Takes a run of rows found hashed, linked and in log order, when its first row links to the row before it and
+   * comes after it in the log: as taking each of its lines in turn would.
+   */
+  private takeRun({ count, first, last }: RowRun): boolean {
+    if (count === 0 || first === undefined || last === undefined || this.problem !== undefined || !this.readingRows()) return false;
+    if (first.link !== this.lastHash || this.outOfOrder(first.position, first.eventId) !== undefined) return false;
+    this.number += count;
+    this.rows += count;
+    this.firstPosition ??= first.position;
+    this.lastPosition = last.position;
+    this.lastHash = last.hash;
+    return true;
   }
 
   /** Whether the next line may be a row read on a fast path: after the header, before the checkpoint. */

@@ -196,8 +196,8 @@ async function exportAudit(options: ExportOptions, deps: ForensicsDeps): Promise
   } catch (error) {
     throw new Exit(`--out: cannot create ${options.out}: ${messageOf(error)}${(error as { code?: string }).code === 'EEXIST' ? ' (an export never overwrites a file)' : ''}`, EXIT_USAGE);
   }
-  const write = async (text: string) => {
-    if (!out.write(text)) await once(out, 'drain');
+  const write = async (piece: string | Uint8Array) => {
+    if (!out.write(piece)) await once(out, 'drain');
   };
   const { rows, seconds } = await deps.withSentinel(async ({ db, store }) => {
     const runtime = new ProjectionRuntime(db.knex, store, [auditProjector], { logger: pino({ level: 'silent' }), lease: inProcessLease });

@@ -39,6 +39,9 @@ function chain(count: number): AuditChainRow[] {
   return rows;
 }
 
+/** A piece `writeAll` wrote, as text. */
+const textOf = (piece: string | Uint8Array) => (typeof piece === 'string' ? piece : Buffer.from(piece).toString('utf8'));
+
 async function* pagesOf(rows: AuditChainRow[], size: number): AsyncGenerator<AuditChainRow[]> {
   for (let at = 0; at < rows.length; at += size) yield rows.slice(at, at + size);
 }
@@ -53,7 +56,7 @@ describe('audit export files', function () {
     dir = await mkdtemp(path.join(tmpdir(), 'sentinel-audit-file-'));
     const writer = new AuditExportWriter(privateKey, { from: null, to: null }, () => new Date('2026-03-02T00:00:00.000Z'));
     const written: string[] = [];
-    const count = await writer.writeAll(pagesOf(rows, 700), async (piece) => void written.push(piece), () => Promise.reject(new Error('not empty')));
+    const count = await writer.writeAll(pagesOf(rows, 700), async (piece) => void written.push(textOf(piece)), () => Promise.reject(new Error('not empty')));
     expect(count).to.equal(rows.length);
     text = written.join('');
   });
@@ -70,7 +73,7 @@ describe('audit export files', function () {
   it('given a window without rows, then writeAll links the header to the hash it is given', async () => {
     const writer = new AuditExportWriter(privateKey, { from: null, to: null });
     const written: string[] = [];
-    expect(await writer.writeAll(pagesOf([], 10), async (piece) => void written.push(piece), () => Promise.resolve('ab'.repeat(32)))).to.equal(0);
+    expect(await writer.writeAll(pagesOf([], 10), async (piece) => void written.push(textOf(piece)), () => Promise.resolve('ab'.repeat(32)))).to.equal(0);
     expect(JSON.parse(written[0]!)).to.deep.include({ kind: 'header', prevHash: 'ab'.repeat(32) });
     expect(verifyExport(written.join('').split('\n').filter((line) => line !== ''), publicKey)).to.deep.include({ ok: true, rows: 0 });
   });
@@ -105,6 +108,64 @@ describe('audit export files', function () {
     expect(result).to.deep.include({ ok: false, rows: at - 1 });
     expect(result).to.have.nested.property('problem.line', at + 1);
     expect(result).to.have.nested.property('problem.position', row.position);
+  });
+
+  describe('hashed in worker threads', () => {
+    /** The same file hashed on this thread alone: the verdict the threaded reading must give. */
+    const alone = (file: string) => verifyExportFile(file, publicKey, { threads: 1 });
+
+    it('given the export whole, then the threads find every row, whatever the stretches they are sent', async () => {
+      const file = path.join(dir, 'threaded.jsonl');
+      await writeFile(file, text);
+      for (const [threads, chunkBytes] of [[2, 777], [3, 4096], [2, 100_000], [4, 1 << 20]] as const) {
+        expect(await verifyExportFile(file, publicKey, { threads, chunkBytes })).to.deep.equal(await alone(file));
+      }
+      expect(await alone(file)).to.deep.include({ ok: true, rows: 3000 });
+    });
+
+    // Each case changes the lines of the export one way; the threaded verdict (and the problem it names) must be the
+    // one the single thread gives, for stretches of any size and any number of threads.
+    const changes: Record<string, (lines: string[], at: number) => string> = {
+      'a row edited through JSON': (lines, at) => {
+        lines[at] = JSON.stringify({ ...(JSON.parse(lines[at]!) as object), summary: 'edited' });
+        return lines.join('\n');
+      },
+      'a byte of a content changed in place': (lines, at) => {
+        lines[at] = lines[at]!.replace('"note":"x', '"note":"y');
+        return lines.join('\n');
+      },
+      'a row deleted': (lines, at) => lines.filter((_, i) => i !== at).join('\n'),
+      'two rows swapped': (lines, at) => {
+        [lines[at], lines[at + 1]] = [lines[at + 1]!, lines[at]!];
+        return lines.join('\n');
+      },
+      'a row repeated': (lines, at) => [...lines.slice(0, at + 1), lines[at]!, ...lines.slice(at + 1)].join('\n'),
+      'a blank line among the rows': (lines, at) => [...lines.slice(0, at), '', ...lines.slice(at)].join('\n'),
+      'CR LF line ends': (lines) => lines.join('\r\n'),
+      'the checkpoint cut off': (lines) => lines.slice(0, -2).join('\n'),
+      'a header among the rows': (lines, at) => [...lines.slice(0, at), lines[0]!, ...lines.slice(at)].join('\n'),
+    };
+    let seed = 19;
+    /** A number below `n`, from a fixed sequence, so that a failure repeats. */
+    const below = (n: number) => {
+      seed = (seed * 48_271) % 2_147_483_647;
+      return seed % n;
+    };
+
+    for (const [change, apply] of Object.entries(changes)) {
+      it(`given ${change}, then the threads give the verdict the single thread gives`, async () => {
+        const file = path.join(dir, 'changed.jsonl');
+        for (let round = 0; round < 3; round++) {
+          const at = 1 + below(2998);
+          await writeFile(file, apply(text.split('\n'), at));
+          const expected = await alone(file);
+          // Only line ends and blank lines leave the chain whole.
+          expect(expected.ok, change).to.equal(change === 'CR LF line ends' || change === 'a blank line among the rows');
+          const reading = { threads: 2 + below(3), chunkBytes: 500 + below(300_000) };
+          expect(await verifyExportFile(file, publicKey, reading), `row ${at}, ${JSON.stringify(reading)}`).to.deep.equal(expected);
+        }
+      });
+    }
   });
 
   it('given a file that cannot be read, then it throws rather than answering', async () => {
