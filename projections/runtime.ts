@@ -339,9 +339,9 @@ export class ProjectionRuntime {
     const from = member.position;
     await this.knex.transaction(async (trx) => {
       // A read model and its checkpoint commit together, so losing the last few commits in a server crash only
-      // moves the checkpoint back with them: they are applied again, exactly once. Not waiting for the WAL to
-      // reach the disk makes each batch's commit, and the time it holds the visible horizon back, shorter.
-      await trx.raw('set local synchronous_commit = off');
+      // moves the checkpoint back with them: they are applied again, exactly once. So the commit does not wait for
+      // the WAL to reach the disk (`advanceProjection` says so), which makes each batch's commit, and the time it
+      // holds the visible horizon back, shorter.
       if (events.length > 0) await projector.apply(events, trx, member.tables);
       const moved = await advanceProjection(trx, { name: projector.name, generation: member.generation, from, to: last, events: events.length });
       if (!moved) throw new CheckpointMoved(`the checkpoint of ${projector.name} moved under this instance`);
