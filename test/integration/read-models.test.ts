@@ -288,7 +288,9 @@ for (const backend of backends) {
       knex = opened.db.knex;
       store = await PostgresEventStore.open(opened.db);
       handler = new CommandHandler(store);
-      engine = new PolicyEngine(store, { prices: DEFAULT_PRICES, health: noHealth });
+      // The policies test changes the set through the handler, not through the ledger's gate as the API does, so
+      // nothing tells the engine: it reads the set for every decision instead of reusing it for a moment.
+      engine = new PolicyEngine(store, { prices: DEFAULT_PRICES, health: noHealth, policySetReuseMs: 0 });
       deploymentCommands = new DeploymentCommands(handler, systemClock, engine);
       planCommands = new ActionPlanCommands(handler, systemClock, engine, new FleetFacts(handler), { defaultTtlSeconds: 3600 });
       projection = new Projection(knex, store);
