@@ -54,6 +54,8 @@ export interface RuntimeOptions {
   standbyRetryMs?: number;
   /** How often lag is sampled for the metrics. */
   lagSampleMs?: number;
+  /** How long queries reuse a lookup of a projector's serving generation (`GENERATION_REUSE_MS` unless given). */
+  generationReuseMs?: number;
 }
 
 interface Registered {
@@ -75,9 +77,17 @@ const CATCH_UP_BATCHES = 10;
 /** A projector with nothing to apply moves its checkpoint once this many batches of the log have gone by. */
 const IDLE_CHECKPOINT_BATCHES = 10;
 
+/**
+ * How long a lookup of a projector's serving generation is reused by queries: well within the time a rebuild keeps
+ * the tables it swapped out (`projections rebuild --drop-after`, two seconds unless told).
+ */
+const GENERATION_REUSE_MS = 500;
+
 export class ProjectionRuntime {
   private readonly abort = new AbortController();
   private readonly running: Promise<void>[] = [];
+  /** Each projector's serving generation as last looked up, and when (see `tables`). */
+  private readonly generations = new Map<string, { generation: number; at: number }>();
   private readonly active = new Set<string>();
   private readonly feed: SharedRead;
   private lagTimer: NodeJS.Timeout | undefined;
@@ -130,10 +140,21 @@ export class ProjectionRuntime {
     this.active.clear();
   }
 
-  /** The tables queries read for a projector: its serving generation's. */
+  /**
+   * The tables queries read for a projector: its serving generation's, looked up again once the last lookup is
+   * `GENERATION_REUSE_MS` old. A rebuild keeps the old generation's tables for a while after it swaps in the new one
+   * (`DEFAULT_DROP_AFTER_MS`), so a name looked up that recently still names tables that exist, whose rows are at
+   * most that much older. A `waitFor` that succeeds records the generations it saw past the position, so the
+   * read-your-writes query after it reads those.
+   */
   async tables<Base extends string>(projector: Projector<Base>): Promise<TableNames<Base>> {
+    const known = this.generations.get(projector.name);
+    const asked = performance.now();
+    if (known && asked - known.at < (this.options.generationReuseMs ?? GENERATION_REUSE_MS)) return tableNames(projector, known.generation);
     const row = await projectionRow(this.knex, projector.name);
-    return tableNames(projector, row?.generation ?? 1);
+    const generation = row?.generation ?? 1;
+    this.generations.set(projector.name, { generation, at: asked });
+    return tableNames(projector, generation);
   }
 
   async status(): Promise<ProjectionStatus[]> {
@@ -165,6 +186,7 @@ export class ProjectionRuntime {
   async waitFor(position: Position, names: readonly string[], timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (let wait = 2; ; wait = Math.min(wait * 2, 25)) {
+      const asked = performance.now();
       const rows = await projectionRows(this.knex, names);
       let settled: Promise<boolean> | undefined;
       const behind = await Promise.all(
@@ -181,7 +203,11 @@ export class ProjectionRuntime {
           return first !== undefined && comparePositions(first.position, position) <= 0;
         }),
       );
-      if (!behind.some(Boolean)) return true;
+      if (!behind.some(Boolean)) {
+        // The generations whose checkpoints were just seen past the position: the query that follows reads those.
+        for (const row of rows) this.generations.set(row.name, { generation: row.generation, at: asked });
+        return true;
+      }
       if (Date.now() >= deadline) return false;
       await sleep(Math.min(wait, Math.max(1, deadline - Date.now())));
     }
@@ -285,6 +311,8 @@ export class ProjectionRuntime {
     } finally {
       this.feed.registering(projector.name, false);
     }
+    // An upgrade, or a rebuild elsewhere, may have swapped in a generation: queries look it up again.
+    this.generations.delete(projector.name);
     const member: Member = {
       projector,
       types: projector.eventTypes ? new Set(projector.eventTypes) : undefined,
