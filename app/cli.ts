@@ -539,7 +539,7 @@ projections
   .description('rebuild a projection from the start of the log into new tables while the current ones keep serving, then swap')
   .argument('<name>', `one of: ${PROJECTORS.map((p) => p.name).join(', ')}`)
   .option('--batch-size <events>', 'events per transaction', integer(1), DEFAULT_REBUILD_BATCH_SIZE)
-  .option('--drop-after <ms>', "how long the old generation's tables stay after the swap", integer(0), DEFAULT_DROP_AFTER_MS)
+  .option('--drop-after <ms>', "how long the old generation's tables stay after the swap (queries reuse a generation's name for 500 ms)", integer(0), DEFAULT_DROP_AFTER_MS)
   .exitOverride()
   .action(rebuild);
 
