@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { ChangeSignal } from '../../adapters/event-store/change-signal.js';
 import { pollingSubscription } from '../../adapters/event-store/polling-subscription.js';
 import type { ReadAllResult, RecordedEvent, Subscription } from '../../domain/event-store.js';
+import { eventually } from '../support/eventually.js';
 
 const position = (n: number) => String(n).padStart(8, '0');
 
@@ -151,6 +152,38 @@ describe('polling subscription', () => {
     for (let i = 0; i < 10 && log.reads.length < 2; i++) await turn();
     expect(log.reads.slice(0, 2), 'read again without waiting').to.deep.equal([undefined, undefined]);
     expect((await next).value?.id).to.equal('event-0');
+    await subscription.close();
+  });
+
+  it('given a read that says it reached the head, then the next waits for an announcement, and one after a wait that timed out reads anew', async () => {
+    const log = new Log();
+    log.append(3);
+    const signal = new ChangeSignal();
+    const asked: (number | undefined)[] = [];
+    // The head as this log knows it: a read that comes back short holds everything there was.
+    const read = async (after: string | undefined, limit: number, since: number | undefined) => {
+      asked.push(since);
+      const page = await log.read(after, limit);
+      return { ...page, atHead: page.events.length < limit };
+    };
+    const subscription = pollingSubscription(read, signal, { batchSize: 10 }, { batchSize: 10, minWaitMs: 20, maxWaitMs: 60_000 });
+    const iterator = subscription[Symbol.asyncIterator]();
+    for (let i = 0; i < 3; i++) await iterator.next();
+    await turn();
+    expect(log.reads, 'no read ahead of a page at the head').to.deep.equal([undefined]);
+    expect(asked).to.deep.equal([0]);
+
+    log.append(1);
+    signal.notify();
+    expect((await iterator.next()).value?.id).to.equal('event-3');
+    expect(asked).to.deep.equal([0, 1]);
+    // Nothing is announced now: the wait times out, and the read after it may not share one begun earlier.
+    const next = iterator.next();
+    await eventually('the read after the wait', async () => asked.length, (n) => n >= 3, 10_000);
+    expect(asked[2]).to.equal(undefined);
+    log.append(1);
+    signal.notify();
+    expect((await next).value?.id).to.equal('event-4');
     await subscription.close();
   });
 });
