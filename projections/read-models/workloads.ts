@@ -22,7 +22,7 @@ interface WorkloadRevisionRow {
   spec_revision: number;
   spec: Record<string, unknown>;
   changes: Record<string, unknown> | null;
-  recorded_at: Date;
+  recorded_at: Date | string;
 }
 
 const workloadItem = (row: WorkloadRow) => ({
@@ -118,9 +118,19 @@ export const workloads: ReadModel<'workloads' | 'workload_revisions'> = {
   accepts: acceptsOf(workloadFilters),
   list: (knex, tables, page) => listPage(knex(tables.workloads).select('*'), BY_CREATION, workloadFilters, page, workloadItem),
   async get(knex, tables, id) {
-    const row = (await knex(tables.workloads).where({ id }).first()) as WorkloadRow | undefined;
+    // The workload and its revisions in one round trip: each revision a JSON object of its columns (its time as
+    // ISO 8601 text, which `iso` reads as it reads a Date).
+    const row = (await knex(tables.workloads)
+      .where({ id })
+      .first(
+        `${tables.workloads}.*`,
+        knex.raw(`coalesce((select json_agg(r order by r.spec_revision) from ?? as r where r.workload_id = ??), '[]') as revisions`, [
+          tables.workload_revisions,
+          `${tables.workloads}.id`,
+        ]),
+      )) as (WorkloadRow & { revisions: WorkloadRevisionRow[] }) | undefined;
     if (!row) return undefined;
-    const revisions = (await knex(tables.workload_revisions).where({ workload_id: id }).orderBy('spec_revision')) as WorkloadRevisionRow[];
+    const { revisions } = row;
     return {
       ...workloadItem(row),
       revisions: revisions.map((revision) => ({

@@ -501,7 +501,14 @@ for (const backend of backends) {
         [2, 'ghcr.io/acme/server:2'],
         [3, 'ghcr.io/acme/server:3'],
       ]);
-      expect(detail!.revisions!.every((r) => !Number.isNaN(Date.parse(r.recordedAt)))).to.equal(true);
+      // Each revision's time is its event's, to the millisecond.
+      const specEvents = (await store.readStream(`workload-${server}`)).filter((e) => e.type !== 'WorkloadRetired');
+      expect(detail!.revisions!.map((r) => r.recordedAt)).to.deep.equal(specEvents.map((e) => e.recordedAt.toISOString()));
+      expect((detail as unknown as { revisions: { changes: unknown }[] }).revisions.map((r) => r.changes)).to.deep.equal([
+        null,
+        { image: 'ghcr.io/acme/server:2' },
+        { image: 'ghcr.io/acme/server:3', labels: { team: 'platform' } },
+      ]);
 
       const ids = async (filters: Record<string, string>) => (await list<WorkloadView>(READ_MODELS.workloads, { namespace, ...filters })).map((w) => w.id);
       expect(await ids({ type: 'training' })).to.deep.equal([trainer]);
