@@ -315,6 +315,6 @@ function acquireWaits(before: string, after: string): AcquireWaits | undefined {
   const [first, last] = [histogram(before), histogram(after)];
   const count = last.count - first.count;
   if (count <= 0) return undefined;
-  const p99 = [...last.buckets].find(([, n], i, all) => n - (first.buckets.get(all[i]![0]) ?? 0) >= count * 0.99)?.[0];
+  const p99 = [...last.buckets].find(([le, n]) => n - (first.buckets.get(le) ?? 0) >= count * 0.99)?.[0];
   return { count, meanMs: Math.round(((last.sum - first.sum) / count) * 1e4) / 10, p99Ms: p99 === undefined || p99 === '+Inf' ? Number.POSITIVE_INFINITY : Number(p99) * 1000 };
 }

@@ -80,6 +80,13 @@ export interface EventFilter {
   streamPrefixes?: string[];
 }
 
+/** Whether an event of `type` in `stream` passes the filter: one of its types, and one of its stream prefixes, where it names any. */
+export function filterAccepts(filter: EventFilter | undefined, type: string, stream: string): boolean {
+  if (filter?.types?.length && !filter.types.includes(type)) return false;
+  if (filter?.streamPrefixes?.length && !filter.streamPrefixes.some((prefix) => stream.startsWith(prefix))) return false;
+  return true;
+}
+
 export interface ReadAllOptions {
   /** Read events strictly after this position; from the beginning of the log when absent. */
   after?: Position;

@@ -6,7 +6,7 @@
 // head as its checkpoint, filtered or not), so one read of the whole log from there serves them all, each taking its
 // own events from it in memory.
 import type { EventFilter, Position, ReadAllResult, RecordedEvent } from '../../domain/event-store.js';
-import { comparePositions } from '../../domain/event-store.js';
+import { comparePositions, filterAccepts } from '../../domain/event-store.js';
 import type { ChangeSignal } from './change-signal.js';
 
 /** A page for one subscription; `atHead` when it holds everything visible when the last append was announced. */
@@ -102,18 +102,11 @@ export class SharedTail {
 function answer(page: ReadAllResult, filter: EventFilter | undefined, limit: number, complete: boolean): TailAnswer {
   const events: RecordedEvent[] = [];
   for (const event of page.events) {
-    if (!matches(event, filter)) continue;
+    if (!filterAccepts(filter, event.type, event.stream)) continue;
     if (events.length === limit) return { events, checkpoint: events.at(-1)!.position, atHead: false };
     events.push(copyOf(event));
   }
   return { events, checkpoint: page.checkpoint, atHead: complete };
-}
-
-/** The filter's test, in memory: one of its types (when it names types) and one of its stream prefixes (when any). */
-export function matches(event: RecordedEvent, filter: EventFilter | undefined): boolean {
-  if (filter?.types?.length && !filter.types.includes(event.type)) return false;
-  if (filter?.streamPrefixes?.length && !filter.streamPrefixes.some((prefix) => event.stream.startsWith(prefix))) return false;
-  return true;
 }
 
 function copyOf(event: RecordedEvent): RecordedEvent {

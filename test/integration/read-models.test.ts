@@ -62,7 +62,7 @@ interface WorkloadView {
   labels: Record<string, string>;
   specRevision: number;
   spec: { image: string };
-  revisions?: { specRevision: number; spec: { image: string }; recordedAt: string }[];
+  revisions?: { specRevision: number; spec: { image: string }; changes: Record<string, unknown> | null; recordedAt: string }[];
 }
 
 interface DeploymentRevisionView {
@@ -504,7 +504,7 @@ for (const backend of backends) {
       // Each revision's time is its event's, to the millisecond.
       const specEvents = (await store.readStream(`workload-${server}`)).filter((e) => e.type !== 'WorkloadRetired');
       expect(detail!.revisions!.map((r) => r.recordedAt)).to.deep.equal(specEvents.map((e) => e.recordedAt.toISOString()));
-      expect((detail as unknown as { revisions: { changes: unknown }[] }).revisions.map((r) => r.changes)).to.deep.equal([
+      expect(detail!.revisions!.map((r) => r.changes)).to.deep.equal([
         null,
         { image: 'ghcr.io/acme/server:2' },
         { image: 'ghcr.io/acme/server:3', labels: { team: 'platform' } },

@@ -40,6 +40,7 @@ import {
 } from '@kurrent/kurrentdb-client';
 import {
   ConcurrencyConflict,
+  filterAccepts,
   DuplicateEventConflict,
   EventStoreError,
   MAX_CORRELATED_EVENTS,
@@ -827,19 +828,16 @@ interface FilterPlan {
 }
 
 function filterPlan(filter: EventFilter | undefined): FilterPlan {
-  const types = filter?.types?.length ? new Set(filter.types) : undefined;
+  const types = filter?.types?.length ? filter.types : undefined;
   const prefixes = filter?.streamPrefixes?.length ? filter.streamPrefixes : undefined;
   const server = types
-    ? eventTypeFilter({ regex: `^(?:${[...types].map(escapeRegex).join('|')})$` })
+    ? eventTypeFilter({ regex: `^(?:${types.map(escapeRegex).join('|')})$` })
     : prefixes
       ? streamNameFilter({ prefixes })
       : excludeSystemEvents();
   return {
     server,
-    accepts: (event) =>
-      !event.type.startsWith('$') &&
-      (types === undefined || types.has(event.type)) &&
-      (prefixes === undefined || prefixes.some((p) => event.streamId.startsWith(p))),
+    accepts: (event) => !event.type.startsWith('$') && filterAccepts(filter, event.type, event.streamId),
   };
 }
 
